@@ -1,0 +1,59 @@
+// A population of clients, each holding training examples, plus a central evaluation set.
+#ifndef FEDKIT_DATA_FEDERATED_DATASET_H_
+#define FEDKIT_DATA_FEDERATED_DATASET_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "data/examples.h"
+#include "data/partition.h"
+
+namespace fedkit::data {
+
+// Clients are indices in [0, num_clients()). All methods are const and safe to call concurrently.
+class FederatedDataset {
+ public:
+  virtual ~FederatedDataset() = default;
+
+  virtual int64_t num_clients() const = 0;
+  virtual const DatasetInfo& info() const = 0;
+  virtual int64_t NumTrainExamples(int64_t client) const = 0;
+  // A copy of the client's training examples (generated on demand where the dataset is synthetic).
+  virtual Examples TrainExamples(int64_t client) const = 0;
+  // The held-out set the global model is evaluated on.
+  virtual const Examples& EvalExamples() const = 0;
+};
+
+// Which dataset to build and how to split it.
+struct DatasetSpec {
+  enum class Kind { kFashionMnist, kSynthetic };
+  Kind kind = Kind::kFashionMnist;
+  double synthetic_alpha = 0.0;  // kSynthetic
+  double synthetic_beta = 0.0;   // kSynthetic
+};
+
+// Parses "fmnist" or "synthetic:ALPHA,BETA" (both >= 0). INVALID_ARGUMENT quoting the text otherwise.
+absl::StatusOr<DatasetSpec> ParseDatasetSpec(std::string_view text);
+
+struct FederatedDatasetOptions {
+  DatasetSpec dataset;
+  std::string data_dir;  // Fashion-MNIST directory; empty = kDefaultFashionMnistDir
+  int64_t num_clients = 100;
+  PartitionSpec partition;  // Fashion-MNIST: iid/dirichlet/shards; Synthetic: natural only
+  uint64_t seed = 0;
+  // Synthetic only: the eval set is the union of the test splits of this many clients (chosen by
+  // seed; all clients if the population is smaller), so evaluation cost does not grow with population.
+  int64_t synthetic_eval_clients = 1000;
+};
+
+// Builds the dataset. Fashion-MNIST: the train split partitioned, the test split as the eval set.
+// Errors name the file or the option at fault.
+absl::StatusOr<std::unique_ptr<FederatedDataset>> MakeFederatedDataset(
+    const FederatedDatasetOptions& options);
+
+}  // namespace fedkit::data
+
+#endif  // FEDKIT_DATA_FEDERATED_DATASET_H_
