@@ -1,6 +1,6 @@
 # Shared warning flags for FedKit's own targets.
 function(fedkit_set_warnings target)
-  target_compile_options(${target} PRIVATE -Wall -Wextra -Wno-unused-parameter)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers)
 endfunction()
 
 # fedkit_test(NAME SOURCES... LIBS ... [LABELS ...])

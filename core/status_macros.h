@@ -9,9 +9,9 @@
 #define FEDKIT_STATUS_CONCAT_(x, y) FEDKIT_STATUS_CONCAT_INNER_(x, y)
 
 // Evaluates `expr` (an absl::Status); returns it from the enclosing function if not OK.
-#define FEDKIT_RETURN_IF_ERROR(expr)             \
-  do {                                           \
-    ::absl::Status fedkit_status_ = (expr);      \
+#define FEDKIT_RETURN_IF_ERROR(expr)                 \
+  do {                                               \
+    ::absl::Status fedkit_status_ = (expr);          \
     if (!fedkit_status_.ok()) return fedkit_status_; \
   } while (0)
 

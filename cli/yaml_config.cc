@@ -1,0 +1,81 @@
+#include "cli/yaml_config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <iostream>
+#include <sstream>
+
+namespace fedkit::cli {
+
+std::string YamlConfig::to_config(const CLI::App* app, bool default_also, bool write_description,
+                                  std::string prefix) const {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  for (const CLI::Option* opt : app->get_options()) {
+    if (opt->get_lnames().empty() || !opt->get_configurable()) continue;
+    const std::string name = opt->get_lnames().front();
+    std::string value = opt->as<std::string>();
+    if (value.empty() && default_also) value = opt->get_default_str();
+    if (value.empty()) continue;
+    out << YAML::Key << prefix + name << YAML::Value << value;
+  }
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+std::vector<CLI::ConfigItem> YamlConfig::from_config(std::istream& input) const {
+  YAML::Node root;
+  try {
+    root = YAML::Load(input);
+  } catch (const YAML::Exception& e) {
+    throw CLI::ConversionError(std::string("config file is not valid YAML: ") + e.what());
+  }
+  std::vector<CLI::ConfigItem> items;
+  if (root.IsNull()) return items;
+  if (!root.IsMap())
+    throw CLI::ConversionError("config file must be a YAML mapping of flag: value");
+  for (const auto& entry : root) {
+    std::string key = entry.first.as<std::string>();
+    std::replace(key.begin(), key.end(), '_', '-');
+    CLI::ConfigItem item;
+    item.name = key;
+    const YAML::Node& value = entry.second;
+    if (value.IsScalar()) {
+      item.inputs.push_back(value.as<std::string>());
+    } else if (value.IsSequence()) {
+      for (const auto& element : value) {
+        if (!element.IsScalar()) {
+          throw CLI::ConversionError("config key '" + key + "': list elements must be scalars");
+        }
+        item.inputs.push_back(element.as<std::string>());
+      }
+    } else {
+      throw CLI::ConversionError("config key '" + key + "' must be a scalar or a list of scalars");
+    }
+    items.push_back(std::move(item));
+  }
+  return items;
+}
+
+void AddYamlConfigOption(CLI::App& app) {
+  app.config_formatter(std::make_shared<YamlConfig>());
+  app.set_config("--config", "", "YAML file of flag: value pairs (flags on the command line win)");
+  app.allow_config_extras(CLI::config_extras_mode::error);
+}
+
+int ParseCommandLine(CLI::App& app, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    std::cout << app.help();
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    std::cerr << app.get_name() << ": " << e.what() << "\n"
+              << "Run with --help for the list of flags.\n";
+    return 2;
+  }
+  return -1;
+}
+
+}  // namespace fedkit::cli

@@ -1,0 +1,97 @@
+#include "client/local_trainer.h"
+
+#include <torch/nn/functional/loss.h>
+#include <torch/optim/sgd.h>
+#include <torch/torch.h>
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+#include "models/flat_params.h"
+#include "models/torch_status.h"
+#include "privacy/clipping.h"
+
+namespace fedkit::client {
+
+absl::Status ValidateTrainingPlan(const TrainingPlan& plan) {
+  if (plan.local_epochs < 1) return absl::InvalidArgumentError("local_epochs must be >= 1");
+  if (plan.batch_size < 1) return absl::InvalidArgumentError("batch_size must be >= 1");
+  if (!(plan.learning_rate > 0)) return absl::InvalidArgumentError("learning_rate must be > 0");
+  if (!(plan.momentum >= 0 && plan.momentum < 1)) {
+    return absl::InvalidArgumentError("momentum must be in [0, 1)");
+  }
+  if (!(plan.prox_mu >= 0)) return absl::InvalidArgumentError("prox_mu must be >= 0");
+  if (!(plan.clip_norm >= 0)) return absl::InvalidArgumentError("clip_norm must be >= 0");
+  return absl::OkStatus();
+}
+
+LocalTrainer::LocalTrainer(std::shared_ptr<models::Model> model) : model_(std::move(model)) {}
+
+absl::StatusOr<ClientUpdate> LocalTrainer::Train(absl::Span<const float> global_parameters,
+                                                 const data::Examples& examples,
+                                                 const TrainingPlan& plan, uint64_t seed) {
+  FEDKIT_RETURN_IF_ERROR(ValidateTrainingPlan(plan));
+  const int64_t n = examples.size();
+  if (n == 0) return absl::InvalidArgumentError("client has no training examples");
+  if (static_cast<int64_t>(examples.features.size()) != n * examples.feature_dim) {
+    return absl::InvalidArgumentError(absl::StrCat("examples hold ", examples.features.size(),
+                                                   " feature values, expected ", n, " x ",
+                                                   examples.feature_dim));
+  }
+  FEDKIT_RETURN_IF_ERROR(models::AssignParameters(global_parameters, *model_));
+
+  return models::CallTorch([&]() -> absl::StatusOr<ClientUpdate> {
+    // Views over the caller's buffers: no copy of the client's data.
+    const torch::Tensor features = torch::from_blob(const_cast<float*>(examples.features.data()),
+                                                    {n, examples.feature_dim}, torch::kFloat32);
+    const torch::Tensor labels =
+        torch::from_blob(const_cast<int64_t*>(examples.labels.data()), {n}, torch::kInt64);
+
+    std::vector<torch::Tensor> params = model_->parameters();
+    std::vector<torch::Tensor> global_copies;
+    if (plan.prox_mu > 0) {
+      for (const auto& p : params) global_copies.push_back(p.detach().clone());
+    }
+    torch::optim::SGD optimizer(
+        params, torch::optim::SGDOptions(plan.learning_rate).momentum(plan.momentum));
+    auto generator = at::detail::createCPUGenerator(seed);
+    model_->train();
+
+    double loss_sum = 0.0;
+    int64_t steps = 0;
+    for (int epoch = 0; epoch < plan.local_epochs; ++epoch) {
+      const torch::Tensor order = torch::randperm(n, generator, torch::kInt64);
+      for (int64_t start = 0; start < n; start += plan.batch_size) {
+        const int64_t end = std::min(n, start + plan.batch_size);
+        const torch::Tensor idx = order.slice(0, start, end);
+        const torch::Tensor x = features.index_select(0, idx);
+        const torch::Tensor y = labels.index_select(0, idx);
+        optimizer.zero_grad();
+        torch::Tensor loss = torch::nn::functional::cross_entropy(model_->forward(x), y);
+        loss.backward();
+        if (plan.prox_mu > 0) {
+          // Gradient of (mu/2)||w - w_g||^2 is mu (w - w_g); added directly rather than through
+          // autograd, which would build a graph over every parameter each step.
+          torch::NoGradGuard no_grad;
+          for (size_t i = 0; i < params.size(); ++i) {
+            params[i].mutable_grad().add_(params[i] - global_copies[i], plan.prox_mu);
+          }
+        }
+        optimizer.step();
+        loss_sum += loss.item<double>();
+        ++steps;
+      }
+    }
+
+    ClientUpdate update;
+    update.delta = models::FlattenParameters(*model_);
+    for (size_t i = 0; i < update.delta.size(); ++i) update.delta[i] -= global_parameters[i];
+    update.delta_norm = privacy::ClipL2InPlace(absl::MakeSpan(update.delta), plan.clip_norm);
+    update.num_examples = n;
+    update.train_loss = loss_sum / static_cast<double>(steps);
+    return update;
+  });
+}
+
+}  // namespace fedkit::client

@@ -1,0 +1,19 @@
+// Choosing a round's participants.
+#ifndef FEDKIT_SERVER_CLIENT_SAMPLER_H_
+#define FEDKIT_SERVER_CLIENT_SAMPLER_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace fedkit::server {
+
+// k distinct indices drawn uniformly from [0, population), returned in ascending order (the order
+// in which their updates are aggregated). Deterministic in `seed`. Costs O(k) memory whatever the
+// population (Floyd's algorithm). INVALID_ARGUMENT unless 1 <= k <= population.
+absl::StatusOr<std::vector<int64_t>> SampleClients(int64_t population, int64_t k, uint64_t seed);
+
+}  // namespace fedkit::server
+
+#endif  // FEDKIT_SERVER_CLIENT_SAMPLER_H_

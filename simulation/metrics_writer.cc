@@ -1,0 +1,39 @@
+#include "simulation/metrics_writer.h"
+
+#include <cerrno>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+
+namespace fedkit::simulation {
+
+absl::StatusOr<std::unique_ptr<MetricsWriter>> MetricsWriter::Open(const std::string& path) {
+  std::ofstream out(path, std::ios::out | std::ios::trunc);
+  if (!out) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot open metrics file ", path, " for writing: ", std::strerror(errno)));
+  }
+  return std::unique_ptr<MetricsWriter>(new MetricsWriter(path, std::move(out)));
+}
+
+absl::Status MetricsWriter::Append(const RoundResult& round) {
+  if (!round.eval) return absl::FailedPreconditionError("round was not evaluated");
+  nlohmann::json line = {
+      {"round", round.round},
+      {"accuracy", round.eval->accuracy()},
+      {"loss", round.eval->mean_loss()},
+      {"participants", round.participants},
+      {"examples", round.examples},
+      {"train_loss", round.train_loss},
+      {"mean_delta_norm", round.mean_delta_norm},
+      {"seconds", round.seconds},
+      {"eval_seconds", round.eval_seconds},
+  };
+  out_ << line.dump() << '\n';
+  out_.flush();
+  if (!out_) return absl::DataLossError(absl::StrCat("failed writing metrics to ", path_));
+  return absl::OkStatus();
+}
+
+}  // namespace fedkit::simulation

@@ -1,0 +1,35 @@
+// Per-round metrics as JSON Lines.
+#ifndef FEDKIT_SIMULATION_METRICS_WRITER_H_
+#define FEDKIT_SIMULATION_METRICS_WRITER_H_
+
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "simulation/simulator.h"
+
+namespace fedkit::simulation {
+
+// Writes one JSON object per line and flushes it, so a crashed or interrupted run keeps every
+// finished round. Opening truncates the file: one file holds one run.
+class MetricsWriter {
+ public:
+  // Errors (the directory is missing, no permission) name the path.
+  static absl::StatusOr<std::unique_ptr<MetricsWriter>> Open(const std::string& path);
+
+  // Appends {"round", "accuracy", "loss", "participants", "examples", "train_loss",
+  // "mean_delta_norm", "seconds", "eval_seconds"}; the round must have been evaluated.
+  absl::Status Append(const RoundResult& round);
+
+ private:
+  MetricsWriter(std::string path, std::ofstream out)
+      : path_(std::move(path)), out_(std::move(out)) {}
+
+  std::string path_;
+  std::ofstream out_;
+};
+
+}  // namespace fedkit::simulation
+
+#endif  // FEDKIT_SIMULATION_METRICS_WRITER_H_

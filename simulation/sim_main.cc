@@ -1,0 +1,196 @@
+// fedkit-sim: federated training of a population of virtual clients in one process.
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <string>
+#include <thread>
+
+#include "absl/strings/str_format.h"
+#include "cli/yaml_config.h"
+#include "data/federated_dataset.h"
+#include "data/idx.h"
+#include "models/compute_threads.h"
+#include "models/flat_params.h"
+#include "simulation/metrics_writer.h"
+#include "simulation/simulator.h"
+
+namespace fedkit::simulation {
+namespace {
+
+struct Flags {
+  std::string dataset = "fmnist";
+  std::string data_dir = data::kDefaultFashionMnistDir;
+  std::string partition;  // default: iid for fmnist, natural for synthetic
+  int64_t clients = 100;
+  int64_t synthetic_eval_clients = 1000;
+  std::string server_optimizer = "sgd";
+  double max_client_weight = 0;
+  std::string metrics_out;
+  std::string model_out;
+  SimulationOptions sim;
+};
+
+// Prints "fedkit-sim: --flag: message" and returns the CLI's usage exit status.
+int UsageError(const std::string& flag, absl::string_view message) {
+  std::cerr << "fedkit-sim: " << flag << ": " << message << "\n";
+  return 2;
+}
+
+int Run(int argc, char** argv) {
+  Flags f;
+  f.sim.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  CLI::App app("Federated learning simulation of many virtual clients in one process",
+               "fedkit-sim");
+  app.option_defaults()->always_capture_default();
+  app.add_option("--dataset", f.dataset, "fmnist | synthetic:ALPHA,BETA");
+  app.add_option("--data-dir", f.data_dir, "Directory of the Fashion-MNIST IDX files");
+  app.add_option("--model", f.sim.model, "logreg | mlp | cnn | seed");
+  app.add_option("--clients", f.clients, "Population size")->check(CLI::PositiveNumber);
+  app.add_option("--clients-per-round", f.sim.clients_per_round, "Clients sampled per round")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--rounds", f.sim.rounds, "Number of rounds")->check(CLI::PositiveNumber);
+  app.add_option("--local-epochs", f.sim.plan.local_epochs, "Local epochs per round")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--batch-size", f.sim.plan.batch_size, "Local minibatch size")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--client-lr", f.sim.plan.learning_rate, "Client SGD learning rate")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--client-momentum", f.sim.plan.momentum, "Client SGD momentum")
+      ->check(CLI::Range(0.0, 0.999999));
+  app.add_option("--prox-mu", f.sim.plan.prox_mu, "FedProx proximal weight (0 = FedAvg)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--server-optimizer", f.server_optimizer, "sgd | adam | yogi | adagrad");
+  app.add_option("--server-lr", f.sim.server_optimizer.learning_rate, "Server learning rate")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--server-momentum", f.sim.server_optimizer.momentum, "Server SGD momentum")
+      ->check(CLI::Range(0.0, 0.999999));
+  app.add_option("--server-beta1", f.sim.server_optimizer.beta1,
+                 "Adaptive server optimizers' beta1")
+      ->check(CLI::Range(0.0, 0.999999));
+  app.add_option("--server-beta2", f.sim.server_optimizer.beta2, "Adam/Yogi beta2")
+      ->check(CLI::Range(0.0, 0.999999));
+  app.add_option("--server-tau", f.sim.server_optimizer.tau, "Adaptive server optimizers' tau")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--partition", f.partition,
+                 "iid | dirichlet:ALPHA | shards:S (fmnist; default iid) | natural (synthetic)");
+  app.add_option("--clip-norm", f.sim.plan.clip_norm, "L2 clip of each client delta (0 = off)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--max-client-weight", f.max_client_weight,
+                 "Cap on a client's FedAvg weight (its example count); 0 = uncapped")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--seed", f.sim.seed, "Seed of everything random");
+  app.add_option("--threads", f.sim.threads, "Worker threads (results do not depend on it)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--eval-every", f.sim.eval_every,
+                 "Evaluate every N rounds (and after the last); 0 = only after the last")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--eval-clients", f.synthetic_eval_clients,
+                 "Synthetic: evaluate on the test split of this many clients")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--metrics-out", f.metrics_out, "JSON Lines file, one object per evaluated round");
+  app.add_option("--model-out", f.model_out, "Write the final global model here (torch::save)");
+  cli::AddYamlConfigOption(app);
+  if (int code = cli::ParseCommandLine(app, argc, argv); code >= 0) return code;
+
+  // Values whose syntax CLI11 cannot check.
+  data::FederatedDatasetOptions data_options;
+  absl::StatusOr<data::DatasetSpec> dataset = data::ParseDatasetSpec(f.dataset);
+  if (!dataset.ok()) return UsageError("--dataset", dataset.status().message());
+  data_options.dataset = *dataset;
+  const bool synthetic = dataset->kind == data::DatasetSpec::Kind::kSynthetic;
+  if (f.partition.empty()) f.partition = synthetic ? "natural" : "iid";
+  absl::StatusOr<data::PartitionSpec> partition = data::ParsePartitionSpec(f.partition);
+  if (!partition.ok()) return UsageError("--partition", partition.status().message());
+  absl::StatusOr<aggregation::ServerOptimizerOptions::Kind> optimizer =
+      aggregation::ParseServerOptimizerKind(f.server_optimizer);
+  if (!optimizer.ok()) return UsageError("--server-optimizer", optimizer.status().message());
+  f.sim.server_optimizer.kind = *optimizer;
+  if (f.max_client_weight > 0) f.sim.max_client_weight = f.max_client_weight;
+  if (f.sim.clients_per_round > f.clients) {
+    return UsageError("--clients-per-round", absl::StrFormat("%d is more than --clients %d",
+                                                             f.sim.clients_per_round, f.clients));
+  }
+  if (!f.model_out.empty()) {
+    const auto parent = std::filesystem::absolute(f.model_out).parent_path();
+    if (!std::filesystem::is_directory(parent)) {
+      return UsageError("--model-out", "directory " + parent.string() + " does not exist");
+    }
+  }
+
+  data_options.data_dir = f.data_dir;
+  data_options.num_clients = f.clients;
+  data_options.partition = *partition;
+  data_options.seed = f.sim.seed;
+  data_options.synthetic_eval_clients = f.synthetic_eval_clients;
+
+  std::unique_ptr<MetricsWriter> metrics;
+  if (!f.metrics_out.empty()) {
+    auto opened = MetricsWriter::Open(f.metrics_out);
+    if (!opened.ok()) return UsageError("--metrics-out", opened.status().message());
+    metrics = std::move(*opened);
+  }
+
+  models::UseSingleThreadedCompute();
+  absl::StatusOr<std::unique_ptr<data::FederatedDataset>> federated =
+      data::MakeFederatedDataset(data_options);
+  if (!federated.ok()) {
+    std::cerr << "fedkit-sim: " << federated.status().message() << "\n";
+    return 1;
+  }
+  absl::StatusOr<std::unique_ptr<Simulator>> sim = Simulator::Create(f.sim, federated->get());
+  if (!sim.ok()) {
+    std::cerr << "fedkit-sim: " << sim.status().message() << "\n";
+    return 2;
+  }
+  std::cerr << absl::StrFormat(
+      "fedkit-sim: %s, %d clients (%s), %d per round, model %s (%d parameters), %d threads, "
+      "BLAS %s\n",
+      f.dataset, f.clients, f.partition, f.sim.clients_per_round, f.sim.model,
+      (*sim)->global_parameters().size(), f.sim.threads, models::BlasDescription());
+
+  const bool terminal = isatty(STDERR_FILENO);
+  for (int r = 0; r < f.sim.rounds; ++r) {
+    absl::StatusOr<RoundResult> round = (*sim)->RunRound();
+    if (!round.ok()) {
+      std::cerr << "\nfedkit-sim: round " << r + 1 << ": " << round.status() << "\n";
+      return 1;
+    }
+    if (terminal) {
+      std::cerr << absl::StrFormat("\rround %d/%d  train loss %.4f  %.2fs ", round->round,
+                                   f.sim.rounds, round->train_loss, round->seconds)
+                << std::flush;
+    }
+    if (round->eval) {
+      if (terminal) std::cerr << "\r\033[K";
+      std::cout << absl::StrFormat(
+                       "round %4d  accuracy %.4f  loss %.4f  participants %d  train_loss %.4f  "
+                       "%.2fs\n",
+                       round->round, round->eval->accuracy(), round->eval->mean_loss(),
+                       round->participants, round->train_loss, round->seconds)
+                << std::flush;
+      if (metrics) {
+        if (absl::Status s = metrics->Append(*round); !s.ok()) {
+          std::cerr << "fedkit-sim: " << s.message() << "\n";
+          return 1;
+        }
+      }
+    }
+  }
+  if (!f.model_out.empty()) {
+    auto model = (*sim)->GlobalModel();
+    absl::Status saved = model.ok() ? models::SaveModule(**model, f.model_out) : model.status();
+    if (!saved.ok()) {
+      std::cerr << "fedkit-sim: " << saved.message() << "\n";
+      return 1;
+    }
+    std::cerr << "fedkit-sim: wrote final model to " << f.model_out << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace fedkit::simulation
+
+int main(int argc, char** argv) { return fedkit::simulation::Run(argc, argv); }
