@@ -81,11 +81,12 @@ ClientIndices PartitionDirichlet(const std::vector<int64_t>& labels, int num_cla
   std::vector<double> weight(static_cast<size_t>(num_classes));
   std::uniform_real_distribution<double> uniform(0.0, 1.0);
   for (int64_t c = 0; c < num_clients; ++c) {
-    // q ~ Dir(alpha * p) via normalised Gammas; classes absent from the data get no mass.
+    // q ~ Dir(alpha * K * p) via normalised Gammas; classes absent from the data get no mass.
     double max_log = -std::numeric_limits<double>::infinity();
     for (int k = 0; k < num_classes; ++k) {
       q[k] =
-          prior[k] > 0 ? LogGamma(alpha * prior[k], rng) : -std::numeric_limits<double>::infinity();
+          prior[k] > 0 ? LogGamma(alpha * num_classes * prior[k], rng)
+                       : -std::numeric_limits<double>::infinity();
       max_log = std::max(max_log, q[k]);
     }
     for (int k = 0; k < num_classes; ++k) q[k] = std::exp(q[k] - max_log);

@@ -43,7 +43,9 @@ int Run(int argc, char** argv) {
   f.sim.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   CLI::App app("Federated learning simulation of many virtual clients in one process",
                "fedkit-sim");
-  app.option_defaults()->always_capture_default();
+  // A flag given twice (say in a script and again by hand) takes the last value, as most CLIs do.
+  app.option_defaults()->always_capture_default()->multi_option_policy(
+      CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--dataset", f.dataset, "fmnist | synthetic:ALPHA,BETA");
   app.add_option("--data-dir", f.data_dir, "Directory of the Fashion-MNIST IDX files");
   app.add_option("--model", f.sim.model, "logreg | mlp | cnn | seed");

@@ -1,0 +1,181 @@
+// Simulator throughput against a bare LibTorch training loop doing the same SGD steps.
+//
+// Both sides train the mlp (2NN) on the same Fashion-MNIST clients with batch 10 and report SGD steps
+// per second. The bare loop is the least a simulator could do: one model per thread, forward,
+// backward, optimizer step over the clients' minibatches, nothing else (no parameter load per client,
+// no delta, no clipping, no aggregation, no sampling). The simulator runs real rounds of fedkit-sim.
+// With T threads the bare loop runs T independent loops over a T-th of the steps each, the ideal
+// scaling. At the end the binary prints simulator / bare-loop ratios for 1 and 2 threads.
+#include <benchmark/benchmark.h>
+#include <torch/torch.h>
+
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "data/federated_dataset.h"
+#include "models/compute_threads.h"
+#include "models/model.h"
+#include "simulation/simulator.h"
+
+namespace fedkit {
+namespace {
+
+constexpr int64_t kPopulation = 1000;
+constexpr int64_t kClientsPerRound = 40;
+constexpr int kEpochs = 2;
+constexpr int kBatch = 10;
+constexpr double kLearningRate = 0.1;
+
+const data::FederatedDataset& Dataset() {
+  static const data::FederatedDataset* dataset = [] {
+    data::FederatedDatasetOptions options;
+    options.dataset = *data::ParseDatasetSpec("fmnist");
+    options.num_clients = kPopulation;
+    options.partition = *data::ParsePartitionSpec("dirichlet:0.5");
+    options.seed = 1;
+    auto made = data::MakeFederatedDataset(options);
+    if (!made.ok()) {
+      std::fprintf(stderr, "throughput_bench: %s\n", std::string(made.status().message()).c_str());
+      std::exit(1);
+    }
+    return made->release();
+  }();
+  return *dataset;
+}
+
+// The clients of the bench's one fixed round (the first kClientsPerRound), and their SGD step count.
+int64_t StepsPerRound() {
+  int64_t steps = 0;
+  for (int64_t c = 0; c < kClientsPerRound; ++c) {
+    steps += kEpochs * ((Dataset().NumTrainExamples(c) + kBatch - 1) / kBatch);
+  }
+  return steps;
+}
+
+void BareLoop(models::Model* model, int thread, int num_threads) {
+  models::UseSingleThreadedCompute();
+  torch::optim::SGD optimizer(model->parameters(), torch::optim::SGDOptions(kLearningRate));
+  for (int64_t c = thread; c < kClientsPerRound; c += num_threads) {
+    const data::Examples ex = Dataset().TrainExamples(c);
+    const int64_t n = ex.size();
+    auto x = torch::from_blob(const_cast<float*>(ex.features.data()), {n, ex.feature_dim});
+    auto y = torch::from_blob(const_cast<int64_t*>(ex.labels.data()), {n}, torch::kInt64);
+    for (int e = 0; e < kEpochs; ++e) {
+      auto order = torch::randperm(n, torch::kInt64);
+      for (int64_t start = 0; start < n; start += kBatch) {
+        auto idx = order.slice(0, start, std::min(n, start + kBatch));
+        optimizer.zero_grad();
+        auto loss = torch::nn::functional::cross_entropy(model->forward(x.index_select(0, idx)),
+                                                         y.index_select(0, idx));
+        loss.backward();
+        optimizer.step();
+      }
+    }
+  }
+}
+
+void BM_BareLibTorchLoop(benchmark::State& state) {
+  const int threads = static_cast<int>(state.range(0));
+  const int64_t steps = StepsPerRound();
+  std::vector<std::shared_ptr<models::Model>> thread_models;
+  for (int t = 0; t < threads; ++t) {
+    thread_models.push_back(*models::CreateModel("mlp", Dataset().info(), 1));
+  }
+  for (auto _ : state) {
+    std::vector<std::thread> workers;
+    for (int t = 0; t < threads; ++t) {
+      workers.emplace_back(BareLoop, thread_models[t].get(), t, threads);
+    }
+    for (auto& w : workers) w.join();
+  }
+  state.SetItemsProcessed(state.iterations() * steps);
+}
+
+// The first kClientsPerRound clients of Dataset() as a whole population, so that every simulated
+// round trains exactly the clients the bare loop trains.
+class FirstClients : public data::FederatedDataset {
+ public:
+  int64_t num_clients() const override { return kClientsPerRound; }
+  const data::DatasetInfo& info() const override { return Dataset().info(); }
+  int64_t NumTrainExamples(int64_t c) const override { return Dataset().NumTrainExamples(c); }
+  data::Examples TrainExamples(int64_t c) const override { return Dataset().TrainExamples(c); }
+  const data::Examples& EvalExamples() const override { return Dataset().EvalExamples(); }
+};
+
+void BM_Simulator(benchmark::State& state) {
+  static const FirstClients clients;
+  simulation::SimulationOptions options;
+  options.model = "mlp";
+  options.clients_per_round = kClientsPerRound;
+  options.rounds = 1 << 30;  // never reaches the last round, so RunRound does not evaluate
+  options.plan = {.local_epochs = kEpochs, .batch_size = kBatch, .learning_rate = kLearningRate};
+  options.threads = static_cast<int>(state.range(0));
+  options.eval_every = 0;
+  options.seed = 1;
+  auto sim = simulation::Simulator::Create(options, &clients);
+  if (!sim.ok()) {
+    state.SkipWithError(std::string(sim.status().message()).c_str());
+    return;
+  }
+  for (auto _ : state) {
+    auto round = (*sim)->RunRound();
+    if (!round.ok()) {
+      state.SkipWithError(std::string(round.status().message()).c_str());
+      return;
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * StepsPerRound());
+}
+
+BENCHMARK(BM_BareLibTorchLoop)->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(3);
+BENCHMARK(BM_Simulator)->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(3);
+
+// Prints the usual console table, then simulator/bare ratios of SGD steps per second.
+class RatioReporter : public benchmark::ConsoleReporter {
+ public:
+  void ReportRuns(const std::vector<Run>& runs) override {
+    ConsoleReporter::ReportRuns(runs);
+    for (const Run& run : runs) {
+      auto it = run.counters.find("items_per_second");
+      if (it != run.counters.end()) steps_per_second_[run.benchmark_name()] = it->second;
+    }
+  }
+  void PrintRatios() const {
+    std::printf("\nBLAS: %s\n", models::BlasDescription());
+    for (const char* threads : {"1", "2"}) {
+      const std::string suffix = std::string("/threads:") + threads + "/real_time";
+      auto bare = steps_per_second_.find("BM_BareLibTorchLoop" + suffix);
+      auto sim = steps_per_second_.find("BM_Simulator" + suffix);
+      if (bare == steps_per_second_.end() || sim == steps_per_second_.end()) continue;
+      std::printf("threads %s: simulator %.0f steps/s, bare loop %.0f steps/s, ratio %.3f\n", threads,
+                  sim->second, bare->second, sim->second / bare->second);
+    }
+    auto sim1 = steps_per_second_.find("BM_Simulator/threads:1/real_time");
+    auto sim2 = steps_per_second_.find("BM_Simulator/threads:2/real_time");
+    auto bare1 = steps_per_second_.find("BM_BareLibTorchLoop/threads:1/real_time");
+    if (sim1 != steps_per_second_.end() && sim2 != steps_per_second_.end() &&
+        bare1 != steps_per_second_.end()) {
+      std::printf("simulator 2 threads / bare loop 1 thread: %.3f\n", sim2->second / bare1->second);
+    }
+  }
+
+ private:
+  std::map<std::string, double> steps_per_second_;
+};
+
+}  // namespace
+}  // namespace fedkit
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  fedkit::models::UseSingleThreadedCompute();
+  fedkit::RatioReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  reporter.PrintRatios();
+  benchmark::Shutdown();
+  return 0;
+}
