@@ -13,9 +13,10 @@
 namespace fedkit::aggregation {
 
 // Accumulates sum_u w_u * delta_u and sum_u w_u, with w_u = the client's example count, optionally
-// capped at `max_weight` (so no single client dominates). Accumulation is in double and in the order
-// Add() is called, so a caller that adds in a fixed order gets bit-identical results regardless of how
-// many threads produced the deltas. Not thread-safe: one accumulator per round, fed by one thread.
+// capped at `max_weight` (so no single client dominates). Accumulation is in double and in the
+// order Add() is called, so a caller that adds in a fixed order gets bit-identical results
+// regardless of how many threads produced the deltas. Not thread-safe: one accumulator per round,
+// fed by one thread.
 class WeightedFedAvg {
  public:
   // dimension: length of every delta. max_weight: cap on a client's weight; nullopt = uncapped.

@@ -1,5 +1,6 @@
 // Server optimizers that apply the round's averaged client delta to the global model, treating the
-// delta as a pseudo-gradient step (Reddi et al., "Adaptive Federated Optimization", ICLR 2021, Alg. 2).
+// delta as a pseudo-gradient step (Reddi et al., "Adaptive Federated Optimization", ICLR 2021, Alg.
+// 2).
 #ifndef FEDKIT_AGGREGATION_SERVER_OPTIMIZER_H_
 #define FEDKIT_AGGREGATION_SERVER_OPTIMIZER_H_
 
@@ -31,11 +32,13 @@ std::string_view ServerOptimizerKindName(ServerOptimizerOptions::Kind kind);
 
 // Update rules, with Delta the averaged client delta (client model minus global model), all
 // element-wise, t counting rounds from 0:
-//   sgd:     m = momentum * m + Delta;                  x += lr * m      (lr 1, momentum 0 = FedAvg)
-//   adagrad: m = b1 m + (1 - b1) Delta; v = v + Delta^2;                 x += lr * m / (sqrt(v) + tau)
-//   adam:    m = b1 m + (1 - b1) Delta; v = b2 v + (1 - b2) Delta^2;     x += lr * m / (sqrt(v) + tau)
-//   yogi:    m = b1 m + (1 - b1) Delta; v = v - (1 - b2) Delta^2 sign(v - Delta^2);
-//                                                                        x += lr * m / (sqrt(v) + tau)
+//   sgd:     m = momentum * m + Delta;                  x += lr * m      (lr 1, momentum 0 =
+//   FedAvg) adagrad: m = b1 m + (1 - b1) Delta; v = v + Delta^2;                 x += lr * m /
+//   (sqrt(v) + tau) adam:    m = b1 m + (1 - b1) Delta; v = b2 v + (1 - b2) Delta^2;     x += lr *
+//   m / (sqrt(v) + tau) yogi:    m = b1 m + (1 - b1) Delta; v = v - (1 - b2) Delta^2 sign(v -
+//   Delta^2);
+//                                                                        x += lr * m / (sqrt(v) +
+//                                                                        tau)
 // with m starting at 0 and v at tau^2, as in the paper (no bias correction).
 // State is kept in double. Not thread-safe.
 class ServerOptimizer {

@@ -1,14 +1,15 @@
 // Simulator throughput against a bare LibTorch training loop doing the same SGD steps.
 //
-// Both sides train the mlp (2NN) on the same Fashion-MNIST clients with batch 10 and report SGD steps
-// per second. The bare loop is the least a simulator could do: one model per thread, forward,
-// backward, optimizer step over the clients' minibatches, nothing else (no parameter load per client,
-// no delta, no clipping, no aggregation, no sampling). The simulator runs real rounds of fedkit-sim.
-// With T threads the bare loop runs T independent loops over a T-th of the steps each, the ideal
-// scaling. At the end the binary prints simulator / bare-loop ratios for 1 and 2 threads.
+// Both sides train the mlp (2NN) on the same Fashion-MNIST clients with batch 10 and report SGD
+// steps per second. The bare loop is the least a simulator could do: one model per thread, forward,
+// backward, optimizer step over the clients' minibatches, nothing else (no parameter load per
+// client, no delta, no clipping, no aggregation, no sampling). The simulator runs real rounds of
+// fedkit-sim. With T threads the bare loop runs T independent loops over a T-th of the steps each,
+// the ideal scaling. At the end the binary prints simulator / bare-loop ratios for 1 and 2 threads.
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -47,7 +48,8 @@ const data::FederatedDataset& Dataset() {
   return *dataset;
 }
 
-// The clients of the bench's one fixed round (the first kClientsPerRound), and their SGD step count.
+// The clients of the bench's one fixed round (the first kClientsPerRound), and their SGD step
+// count.
 int64_t StepsPerRound() {
   int64_t steps = 0;
   for (int64_t c = 0; c < kClientsPerRound; ++c) {
@@ -131,40 +133,66 @@ void BM_Simulator(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * StepsPerRound());
 }
 
-BENCHMARK(BM_BareLibTorchLoop)->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(3);
-BENCHMARK(BM_Simulator)->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(3);
+BENCHMARK(BM_BareLibTorchLoop)
+    ->ArgName("threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(2);
+BENCHMARK(BM_Simulator)
+    ->ArgName("threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(2);
 
-// Prints the usual console table, then simulator/bare ratios of SGD steps per second.
+// Prints the usual console table, then simulator/bare ratios of the median SGD steps per second
+// over the repetitions (run with --benchmark_repetitions=N
+// --benchmark_enable_random_interleaving=true so machine noise hits both sides alike).
 class RatioReporter : public benchmark::ConsoleReporter {
  public:
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
     for (const Run& run : runs) {
+      if (run.run_type != Run::RT_Iteration) continue;
       auto it = run.counters.find("items_per_second");
-      if (it != run.counters.end()) steps_per_second_[run.benchmark_name()] = it->second;
+      if (it != run.counters.end()) {
+        samples_[run.run_name.function_name + "/" + run.run_name.args].push_back(it->second);
+      }
     }
   }
+
   void PrintRatios() const {
     std::printf("\nBLAS: %s\n", models::BlasDescription());
-    for (const char* threads : {"1", "2"}) {
-      const std::string suffix = std::string("/threads:") + threads + "/real_time";
-      auto bare = steps_per_second_.find("BM_BareLibTorchLoop" + suffix);
-      auto sim = steps_per_second_.find("BM_Simulator" + suffix);
-      if (bare == steps_per_second_.end() || sim == steps_per_second_.end()) continue;
-      std::printf("threads %s: simulator %.0f steps/s, bare loop %.0f steps/s, ratio %.3f\n", threads,
-                  sim->second, bare->second, sim->second / bare->second);
+    const double bare1 = Median("BM_BareLibTorchLoop/threads:1");
+    const double bare2 = Median("BM_BareLibTorchLoop/threads:2");
+    const double sim1 = Median("BM_Simulator/threads:1");
+    const double sim2 = Median("BM_Simulator/threads:2");
+    if (bare1 > 0 && sim1 > 0) {
+      std::printf("1 thread : simulator %.0f steps/s, bare loop %.0f steps/s, ratio %.3f\n", sim1,
+                  bare1, sim1 / bare1);
     }
-    auto sim1 = steps_per_second_.find("BM_Simulator/threads:1/real_time");
-    auto sim2 = steps_per_second_.find("BM_Simulator/threads:2/real_time");
-    auto bare1 = steps_per_second_.find("BM_BareLibTorchLoop/threads:1/real_time");
-    if (sim1 != steps_per_second_.end() && sim2 != steps_per_second_.end() &&
-        bare1 != steps_per_second_.end()) {
-      std::printf("simulator 2 threads / bare loop 1 thread: %.3f\n", sim2->second / bare1->second);
+    if (bare2 > 0 && sim2 > 0) {
+      std::printf("2 threads: simulator %.0f steps/s, bare loop %.0f steps/s, ratio %.3f\n", sim2,
+                  bare2, sim2 / bare2);
+    }
+    if (bare1 > 0 && sim2 > 0) {
+      std::printf("simulator on 2 threads / bare loop on 1 thread: %.3f\n", sim2 / bare1);
     }
   }
 
  private:
-  std::map<std::string, double> steps_per_second_;
+  double Median(const std::string& key) const {
+    auto it = samples_.find(key);
+    if (it == samples_.end() || it->second.empty()) return 0;
+    std::vector<double> v = it->second;
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+  }
+
+  std::map<std::string, std::vector<double>> samples_;
 };
 
 }  // namespace

@@ -58,7 +58,8 @@ absl::StatusOr<ClientUpdate> LocalTrainer::Train(absl::Span<const float> global_
     auto generator = at::detail::createCPUGenerator(seed);
     model_->train();
 
-    double loss_sum = 0.0;
+    // Summed as a tensor and read once at the end: a per-step item() is a synchronising read.
+    torch::Tensor loss_sum = torch::zeros({}, torch::kFloat64);
     int64_t steps = 0;
     for (int epoch = 0; epoch < plan.local_epochs; ++epoch) {
       const torch::Tensor order = torch::randperm(n, generator, torch::kInt64);
@@ -79,7 +80,7 @@ absl::StatusOr<ClientUpdate> LocalTrainer::Train(absl::Span<const float> global_
           }
         }
         optimizer.step();
-        loss_sum += loss.item<double>();
+        loss_sum += loss.detach();
         ++steps;
       }
     }
@@ -89,7 +90,7 @@ absl::StatusOr<ClientUpdate> LocalTrainer::Train(absl::Span<const float> global_
     for (size_t i = 0; i < update.delta.size(); ++i) update.delta[i] -= global_parameters[i];
     update.delta_norm = privacy::ClipL2InPlace(absl::MakeSpan(update.delta), plan.clip_norm);
     update.num_examples = n;
-    update.train_loss = loss_sum / static_cast<double>(steps);
+    update.train_loss = loss_sum.item<double>() / static_cast<double>(steps);
     return update;
   });
 }

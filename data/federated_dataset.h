@@ -35,7 +35,8 @@ struct DatasetSpec {
   double synthetic_beta = 0.0;   // kSynthetic
 };
 
-// Parses "fmnist" or "synthetic:ALPHA,BETA" (both >= 0). INVALID_ARGUMENT quoting the text otherwise.
+// Parses "fmnist" or "synthetic:ALPHA,BETA" (both >= 0). INVALID_ARGUMENT quoting the text
+// otherwise.
 absl::StatusOr<DatasetSpec> ParseDatasetSpec(std::string_view text);
 
 struct FederatedDatasetOptions {
@@ -45,7 +46,8 @@ struct FederatedDatasetOptions {
   PartitionSpec partition;  // Fashion-MNIST: iid/dirichlet/shards; Synthetic: natural only
   uint64_t seed = 0;
   // Synthetic only: the eval set is the union of the test splits of this many clients (chosen by
-  // seed; all clients if the population is smaller), so evaluation cost does not grow with population.
+  // seed; all clients if the population is smaller), so evaluation cost does not grow with
+  // population.
   int64_t synthetic_eval_clients = 1000;
 };
 

@@ -84,9 +84,8 @@ ClientIndices PartitionDirichlet(const std::vector<int64_t>& labels, int num_cla
     // q ~ Dir(alpha * K * p) via normalised Gammas; classes absent from the data get no mass.
     double max_log = -std::numeric_limits<double>::infinity();
     for (int k = 0; k < num_classes; ++k) {
-      q[k] =
-          prior[k] > 0 ? LogGamma(alpha * num_classes * prior[k], rng)
-                       : -std::numeric_limits<double>::infinity();
+      q[k] = prior[k] > 0 ? LogGamma(alpha * num_classes * prior[k], rng)
+                          : -std::numeric_limits<double>::infinity();
       max_log = std::max(max_log, q[k]);
     }
     for (int k = 0; k < num_classes; ++k) q[k] = std::exp(q[k] - max_log);

@@ -28,22 +28,24 @@ struct PartitionSpec {
 // INVALID_ARGUMENT with a message quoting the text on anything else.
 absl::StatusOr<PartitionSpec> ParsePartitionSpec(std::string_view text);
 
-// Assigns every index in [0, labels.size()) to exactly one of `num_clients` clients and returns, for each
-// client, its example indices. Deterministic in `seed`. Requires labels in [0, num_classes).
+// Assigns every index in [0, labels.size()) to exactly one of `num_clients` clients and returns,
+// for each client, its example indices. Deterministic in `seed`. Requires labels in [0,
+// num_classes).
 //
-// Dirichlet follows Hsu et al. 2019 ("Measuring the effects of non-identical data distribution"): each
-// client draws class proportions q ~ Dir(alpha * K * p) (K classes, p = the label prior) and receives an
-// equal share of examples (sizes differ by at most one) drawn class by class from q without
-// replacement; when a class runs out, q is renormalised over the classes left. For a balanced dataset
-// the concentration is alpha per class, Dir(alpha, ..., alpha), which is what "Dirichlet alpha" means
-// in NIID-Bench and Flower; Hsu et al.'s own alpha is ours times K. No client is empty if
-// num_clients <= labels.size().
+// Dirichlet follows Hsu et al. 2019 ("Measuring the effects of non-identical data distribution"):
+// each client draws class proportions q ~ Dir(alpha * K * p) (K classes, p = the label prior) and
+// receives an equal share of examples (sizes differ by at most one) drawn class by class from q
+// without replacement; when a class runs out, q is renormalised over the classes left. For a
+// balanced dataset the concentration is alpha per class, Dir(alpha, ..., alpha), which is what
+// "Dirichlet alpha" means in NIID-Bench and Flower; Hsu et al.'s own alpha is ours times K. No
+// client is empty if num_clients <= labels.size().
 //
 // Errors: INVALID_ARGUMENT if num_clients < 1, num_clients > labels.size(), shards * num_clients >
 // labels.size(), a label is out of range, or the spec is kNatural.
 absl::StatusOr<std::vector<std::vector<int64_t>>> Partition(const std::vector<int64_t>& labels,
                                                             int num_classes, int64_t num_clients,
-                                                            const PartitionSpec& spec, uint64_t seed);
+                                                            const PartitionSpec& spec,
+                                                            uint64_t seed);
 
 }  // namespace fedkit::data
 

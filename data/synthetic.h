@@ -1,4 +1,5 @@
-// The Synthetic(alpha, beta) federated dataset of the FedProx paper (Li et al., MLSys 2020, Sec. 5.1).
+// The Synthetic(alpha, beta) federated dataset of the FedProx paper (Li et al., MLSys 2020,
+// Sec. 5.1).
 #ifndef FEDKIT_DATA_SYNTHETIC_H_
 #define FEDKIT_DATA_SYNTHETIC_H_
 
@@ -10,10 +11,11 @@
 namespace fedkit::data {
 
 // Per device k: u_k ~ N(0, alpha), B_k ~ N(0, beta); W_k (10x60) and b_k (10) entries ~ N(u_k, 1);
-// v_k (60) entries ~ N(B_k, 1); x ~ N(v_k, Sigma) with Sigma diagonal, Sigma_jj = j^-1.2 (j from 1);
-// y = argmax(softmax(W_k x + b_k)). N(m, s) here has variance s, as in the paper.
-// Sample counts follow the paper's code: floor(lognormal(mu=4, sigma=2)) + 50, capped at
-// `max_examples_per_client`. 80% of each device's examples are its training set, the rest its test set.
+// v_k (60) entries ~ N(B_k, 1); x ~ N(v_k, Sigma) with Sigma diagonal, Sigma_jj = j^-1.2 (j from
+// 1); y = argmax(softmax(W_k x + b_k)). N(m, s) here has variance s, as in the paper. Sample counts
+// follow the paper's code: floor(lognormal(mu=4, sigma=2)) + 50, capped at
+// `max_examples_per_client`. 80% of each device's examples are its training set, the rest its test
+// set.
 //
 // Nothing is stored per client: every quantity is a pure function of (seed, client index), so a
 // population of millions costs no memory and any client can be regenerated on any thread.

@@ -18,8 +18,12 @@ ParameterLayout LayoutOf(const torch::nn::Module& module) {
 }
 
 std::vector<float> FlattenParameters(const torch::nn::Module& module) {
+  const std::vector<torch::Tensor> params = module.parameters(/*recurse=*/true);
+  int64_t total = 0;
+  for (const auto& p : params) total += p.numel();
   std::vector<float> flat;
-  for (const auto& param : module.parameters(/*recurse=*/true)) {
+  flat.reserve(total);
+  for (const auto& param : params) {
     const torch::Tensor p = param.detach().contiguous();
     const float* data = p.data_ptr<float>();
     flat.insert(flat.end(), data, data + p.numel());

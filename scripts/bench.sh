@@ -4,4 +4,5 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 fedkit_setup
-exec "$FEDKIT_BUILD/bin/fedkit_throughput_bench" "$@"
+exec "$FEDKIT_BUILD/bin/fedkit_throughput_bench" --benchmark_repetitions=5 \
+  --benchmark_enable_random_interleaving=true "$@"
