@@ -15,41 +15,13 @@
 #include "models/evaluate.h"
 #include "models/flat_params.h"
 #include "models/model.h"
+#include "tests/sim_runner.h"
 
 namespace fedkit {
 namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
-
-struct Result {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr
-};
-
-Result RunSim(const std::string& args) {
-  const std::string command = std::string(FEDKIT_SIM_BINARY) + " " + args + " 2>&1";
-  Result result;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) return result;
-  char buffer[4096];
-  size_t n;
-  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) result.output.append(buffer, n);
-  const int status = pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
-}
-
-std::vector<nlohmann::json> ReadJsonLines(const std::string& path) {
-  std::vector<nlohmann::json> lines;
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
-  return lines;
-}
-
-std::string TempPath(const std::string& name) {
-  return (fs::path(testing::TempDir()) / ("fedkit_sim_cli_" + name)).string();
-}
 
 // Small, fast runs: synthetic data needs no files.
 const std::string kSmallSynthetic =
