@@ -4,10 +4,8 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
-#include <random>
 #include <string>
 #include <string_view>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -18,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "core/sampling.h"
 #include "core/seeds.h"
 #include "core/status_macros.h"
 #include "data/examples.h"
@@ -81,28 +80,6 @@ class SyntheticDataset : public FederatedDataset {
   Examples eval_;
 };
 
-// `count` distinct clients of [0, population), ascending; Floyd's algorithm, O(count) memory
-// however large the population.
-std::vector<int64_t> SampleClients(int64_t population, int64_t count, uint64_t seed) {
-  std::vector<int64_t> out;
-  if (count >= population) {
-    out.resize(static_cast<size_t>(population));
-    for (int64_t i = 0; i < population; ++i) out[static_cast<size_t>(i)] = i;
-    return out;
-  }
-  std::mt19937_64 rng(DeriveSeed(seed, {kEvalClientsStream}));
-  std::unordered_set<int64_t> chosen;
-  for (int64_t j = population - count; j < population; ++j) {
-    const int64_t t = std::uniform_int_distribution<int64_t>(0, j)(rng);
-    // t already taken means j never was (j is new this step), so j takes its place.
-    const int64_t pick = chosen.insert(t).second ? t : j;
-    if (pick == j) chosen.insert(j);
-    out.push_back(pick);
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
 absl::StatusOr<std::unique_ptr<FederatedDataset>> MakeSynthetic(
     const FederatedDatasetOptions& options) {
   if (options.partition.kind != PartitionSpec::Kind::kNatural) {
@@ -122,8 +99,8 @@ absl::StatusOr<std::unique_ptr<FederatedDataset>> MakeSynthetic(
 
   Examples eval;
   eval.feature_dim = SyntheticData::kFeatureDim;
-  for (int64_t client :
-       SampleClients(options.num_clients, options.synthetic_eval_clients, options.seed)) {
+  for (int64_t client : SampleIndices(options.num_clients, options.synthetic_eval_clients,
+                                      DeriveSeed(options.seed, {kEvalClientsStream}))) {
     Examples test = data.TestExamples(client);
     eval.features.insert(eval.features.end(), test.features.begin(), test.features.end());
     eval.labels.insert(eval.labels.end(), test.labels.begin(), test.labels.end());

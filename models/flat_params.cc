@@ -49,32 +49,34 @@ absl::Status AssignParameters(absl::Span<const float> flat, torch::nn::Module& m
   return absl::OkStatus();
 }
 
+namespace {
+
+// Prefixes a failed status's message with what was being done to which file.
+absl::Status WithPath(absl::Status status, absl::string_view action, const std::string& path) {
+  if (status.ok()) return status;
+  return absl::Status(status.code(), absl::StrCat(action, " ", path, ": ", status.message()));
+}
+
+}  // namespace
+
 absl::Status SaveModule(const torch::nn::Module& module, const std::string& path) {
-  absl::Status status = CallTorch([&]() -> absl::Status {
-    torch::serialize::OutputArchive archive;
-    module.save(archive);
-    archive.save_to(path);
-    return absl::OkStatus();
-  });
-  if (!status.ok()) {
-    return absl::Status(status.code(),
-                        absl::StrCat("cannot write model to ", path, ": ", status.message()));
-  }
-  return status;
+  return WithPath(CallTorch([&]() -> absl::Status {
+                    torch::serialize::OutputArchive archive;
+                    module.save(archive);
+                    archive.save_to(path);
+                    return absl::OkStatus();
+                  }),
+                  "cannot write model to", path);
 }
 
 absl::Status LoadModule(const std::string& path, torch::nn::Module& module) {
-  absl::Status status = CallTorch([&]() -> absl::Status {
-    torch::serialize::InputArchive archive;
-    archive.load_from(path);
-    module.load(archive);
-    return absl::OkStatus();
-  });
-  if (!status.ok()) {
-    return absl::Status(status.code(),
-                        absl::StrCat("cannot load model from ", path, ": ", status.message()));
-  }
-  return status;
+  return WithPath(CallTorch([&]() -> absl::Status {
+                    torch::serialize::InputArchive archive;
+                    archive.load_from(path);
+                    module.load(archive);
+                    return absl::OkStatus();
+                  }),
+                  "cannot load model from", path);
 }
 
 }  // namespace fedkit::models
