@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "core/seeds.h"
 #include "core/status_macros.h"
 #include "models/flat_params.h"
 #include "models/torch_status.h"
@@ -24,6 +25,12 @@ absl::Status ValidateTrainingPlan(const TrainingPlan& plan) {
   if (!(plan.prox_mu >= 0)) return absl::InvalidArgumentError("prox_mu must be >= 0");
   if (!(plan.clip_norm >= 0)) return absl::InvalidArgumentError("clip_norm must be >= 0");
   return absl::OkStatus();
+}
+
+uint64_t LocalTrainingSeed(uint64_t run_seed, int64_t round, int64_t client_index) {
+  constexpr uint64_t kLocalTrainingStream = 3;
+  return DeriveSeed(run_seed, {kLocalTrainingStream, static_cast<uint64_t>(round),
+                               static_cast<uint64_t>(client_index)});
 }
 
 LocalTrainer::LocalTrainer(std::shared_ptr<models::Model> model) : model_(std::move(model)) {}

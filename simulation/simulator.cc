@@ -14,10 +14,6 @@
 namespace fedkit::simulation {
 namespace {
 
-// Stream identifiers for DeriveSeed, so that model init, sampling and training never share a
-// stream.
-enum SeedStream : uint64_t { kModelInit = 1, kSampling = 2, kLocalTraining = 3 };
-
 // Evaluation is cut into chunks of this many examples, spread over the workers.
 constexpr int64_t kEvalChunk = 1000;
 
@@ -40,7 +36,7 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(
   FEDKIT_RETURN_IF_ERROR(client::ValidateTrainingPlan(options.plan));
 
   std::unique_ptr<Simulator> sim(new Simulator(options, dataset));
-  const uint64_t init_seed = DeriveSeed(options.seed, {kModelInit});
+  const uint64_t init_seed = server::InitialModelSeed(options.seed);
   FEDKIT_ASSIGN_OR_RETURN(auto global_model,
                           models::CreateModel(options.model, dataset->info(), init_seed));
   sim->global_ = models::FlattenParameters(*global_model);
@@ -68,7 +64,7 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
   FEDKIT_ASSIGN_OR_RETURN(
       std::vector<int64_t> participants,
       server::SampleClients(dataset_->num_clients(), options_.clients_per_round,
-                            DeriveSeed(options_.seed, {kSampling, static_cast<uint64_t>(round)})));
+                            server::SamplingSeed(options_.seed, round)));
 
   aggregation::WeightedFedAvg fedavg(static_cast<int64_t>(global_.size()),
                                      options_.max_client_weight);
@@ -121,8 +117,7 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
 }
 
 uint64_t Simulator::ClientTrainingSeed(uint64_t run_seed, int round, int64_t client) {
-  return DeriveSeed(run_seed,
-                    {kLocalTraining, static_cast<uint64_t>(round), static_cast<uint64_t>(client)});
+  return client::LocalTrainingSeed(run_seed, round, client);
 }
 
 absl::StatusOr<models::EvalSums> Simulator::Evaluate() {

@@ -1,0 +1,85 @@
+// The device library's main entry point: takes part in federated training until the run ends.
+#ifndef FEDKIT_CLIENT_FEDERATED_CLIENT_H_
+#define FEDKIT_CLIENT_FEDERATED_CLIENT_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "client/coordinator_channel.h"
+#include "data/examples.h"
+#include "models/model.h"
+
+namespace fedkit::client {
+
+// How to reach a coordinator over gRPC.
+struct ConnectionOptions {
+  std::string server;            // "host:port"
+  bool insecure = false;         // plaintext; only when explicitly asked for
+  std::string tls_ca_file;       // PEM of the CA that signed the server's certificate
+  std::string tls_cert_file;     // client certificate for mutual TLS (optional)
+  std::string tls_key_file;      // its private key
+  std::string tls_server_name;   // override of the name checked against the certificate (tests)
+  std::string bearer_token;      // sent as "authorization: Bearer <token>" (optional)
+  absl::Duration call_timeout = absl::Seconds(60);
+};
+
+// Opens a gRPC channel to the coordinator. INVALID_ARGUMENT naming the option for missing files or
+// inconsistent settings (e.g. neither TLS CA nor insecure). Does not connect yet.
+absl::StatusOr<std::unique_ptr<CoordinatorChannel>> ConnectGrpc(const ConnectionOptions& options);
+
+struct FederatedClientOptions {
+  std::string client_id;         // stable device id
+  // This device's index, mixed into its local-training seed exactly as the simulator mixes a virtual
+  // client's index, so a run over the network can reproduce a simulation bit for bit.
+  int64_t client_index = 0;
+  // Reconnection after transport errors: exponential backoff with full jitter, capped.
+  absl::Duration initial_backoff = absl::Milliseconds(200);
+  absl::Duration max_backoff = absl::Seconds(30);
+  // Give up after this long without any successful call (0 = never).
+  absl::Duration give_up_after = absl::Minutes(10);
+  uint64_t jitter_seed = 0;
+};
+
+// Runs the loop: check in; if told to retry, wait (as told); if assigned, download the model, train
+// with LocalTrainer, upload (retrying the same upload after a transport error; the coordinator treats
+// a repeat as a duplicate and does not count it twice); repeat until the coordinator says the run is
+// finished. Thread-safe: Run() on one thread, Cancel() from any other.
+class FederatedClient {
+ public:
+  // The model must match what the coordinator assigns (same architecture); examples are this
+  // device's training data. No global state; several clients can run in one process.
+  FederatedClient(FederatedClientOptions options, std::unique_ptr<CoordinatorChannel> channel,
+                  std::shared_ptr<models::Model> model, data::Examples examples);
+  ~FederatedClient();
+
+  // OK when the coordinator finished the run; CANCELLED after Cancel(); the last error when giving
+  // up; FAILED_PRECONDITION if an assignment does not fit the model (size/layout mismatch).
+  absl::Status Run();
+
+  // Stops Run() promptly (also interrupts a backoff wait). Idempotent.
+  void Cancel();
+
+  // Rounds this client has uploaded an accepted update for.
+  int64_t rounds_contributed() const { return rounds_contributed_.load(); }
+
+ private:
+  // ... implementation detail: chosen by the implementer.
+  FederatedClientOptions options_;
+  std::unique_ptr<CoordinatorChannel> channel_;
+  std::shared_ptr<models::Model> model_;
+  data::Examples examples_;
+  absl::Notification cancelled_;
+  std::atomic<int64_t> rounds_contributed_{0};
+};
+
+}  // namespace fedkit::client
+
+#endif  // FEDKIT_CLIENT_FEDERATED_CLIENT_H_
