@@ -14,8 +14,8 @@ namespace fedkit::server {
 // population (Floyd's algorithm). INVALID_ARGUMENT unless 1 <= k <= population.
 absl::StatusOr<std::vector<int64_t>> SampleClients(int64_t population, int64_t k, uint64_t seed);
 
-// Seeds shared by the coordinator and the simulator, so that both start from the same model and pick
-// the same clients. `attempt` counts restarts of an abandoned round (0 for the first try).
+// Seeds shared by the coordinator and the simulator, so that both start from the same model and
+// pick the same clients. `attempt` counts restarts of an abandoned round (0 for the first try).
 uint64_t InitialModelSeed(uint64_t run_seed);
 uint64_t SamplingSeed(uint64_t run_seed, int64_t round, int64_t attempt = 0);
 

@@ -1,0 +1,355 @@
+// fedkit-coordinator: the federated learning coordinator service that devices connect out to.
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <signal.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/notification.h"
+#include "cli/yaml_config.h"
+#include "core/status_macros.h"
+#include "data/idx.h"
+#include "models/compute_threads.h"
+#include "models/evaluate.h"
+#include "models/flat_params.h"
+#include "models/model.h"
+#include "server/checkpoint.h"
+#include "server/client_sampler.h"
+#include "server/grpc_service.h"
+#include "server/round_coordinator.h"
+
+namespace fedkit::server {
+namespace {
+
+struct Flags {
+  std::string listen = "0.0.0.0:50051";
+  std::string model = "mlp";
+  int64_t rounds = 10;
+  int64_t clients_per_round = 10;
+  int64_t min_clients = 0;  // 0 = clients_per_round
+  double over_select = 0.0;
+  double round_timeout = 600;
+  double selection_timeout = 30;
+  double retry_interval = 1.0;
+  std::string server_optimizer = "sgd";
+  double server_lr = 1.0;
+  double server_momentum = 0.0;
+  double clip_norm = 0.0;
+  int local_epochs = 1;
+  int batch_size = 10;
+  double client_lr = 0.1;
+  double client_momentum = 0.0;
+  double prox_mu = 0.0;
+  int64_t max_examples = 1 << 20;
+  std::string eval_data;
+  std::string checkpoint_dir;
+  std::string metrics_out;
+  std::string model_out;
+  uint64_t seed = 0;
+  std::string tls_cert, tls_key, tls_client_ca;
+  std::string auth_tokens;
+  bool insecure = false;
+  double linger = 5.0;
+};
+
+int UsageError(const std::string& flag, absl::string_view message) {
+  std::cerr << "fedkit-coordinator: " << flag << ": " << message << "\n";
+  return 2;
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError("cannot read " + path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+int Run(int argc, char** argv) {
+  // Block SIGINT/SIGTERM before any thread starts (gRPC's included), so only sigwait below sees
+  // them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  Flags f;
+  CLI::App app("FedKit coordinator: runs federated rounds for devices that check in over gRPC",
+               "fedkit-coordinator");
+  app.option_defaults()->always_capture_default()->multi_option_policy(
+      CLI::MultiOptionPolicy::TakeLast);
+  app.add_option("--listen", f.listen, "HOST:PORT to serve on");
+  app.add_option("--model", f.model, "logreg | mlp | cnn | seed (Fashion-MNIST shaped)");
+  app.add_option("--rounds", f.rounds, "Rounds to run")->check(CLI::PositiveNumber);
+  app.add_option("--clients-per-round", f.clients_per_round, "Updates that close a round")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--min-clients", f.min_clients,
+                 "At the deadline, commit with at least this many (default: clients-per-round)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--over-select", f.over_select, "Extra fraction of clients assigned")
+      ->check(CLI::Range(0.0, 10.0));
+  app.add_option("--round-timeout", f.round_timeout, "Round deadline in seconds")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--selection-timeout", f.selection_timeout,
+                 "Start a round with fewer than the over-selected target after this many seconds")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--retry-interval", f.retry_interval, "Seconds waiting clients are told to wait")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--server-optimizer", f.server_optimizer, "sgd | adam | yogi | adagrad");
+  app.add_option("--server-lr", f.server_lr, "Server learning rate")->check(CLI::PositiveNumber);
+  app.add_option("--server-momentum", f.server_momentum, "Server SGD momentum")
+      ->check(CLI::Range(0.0, 0.999999));
+  app.add_option("--clip-norm", f.clip_norm, "L2 clip norm of client deltas (0 = off)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--local-epochs", f.local_epochs, "Client local epochs")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--batch-size", f.batch_size, "Client batch size")->check(CLI::PositiveNumber);
+  app.add_option("--client-lr", f.client_lr, "Client learning rate")->check(CLI::PositiveNumber);
+  app.add_option("--client-momentum", f.client_momentum, "Client SGD momentum")
+      ->check(CLI::Range(0.0, 0.999999));
+  app.add_option("--prox-mu", f.prox_mu, "FedProx mu")->check(CLI::NonNegativeNumber);
+  app.add_option("--max-examples", f.max_examples, "Largest example count a client may report")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--eval-data", f.eval_data, "Fashion-MNIST directory to evaluate on");
+  app.add_option("--checkpoint-dir", f.checkpoint_dir, "Checkpoint directory (resume from it)");
+  app.add_option("--metrics-out", f.metrics_out, "JSON Lines per committed round");
+  app.add_option("--model-out", f.model_out, "Write the final model here (torch::save)");
+  app.add_option("--seed", f.seed, "Run seed");
+  app.add_option("--tls-cert", f.tls_cert, "Server certificate (PEM)");
+  app.add_option("--tls-key", f.tls_key, "Server private key (PEM)");
+  app.add_option("--tls-client-ca", f.tls_client_ca, "CA for client certificates (mutual TLS)");
+  app.add_option("--auth-tokens", f.auth_tokens, "File of accepted bearer tokens, one per line");
+  app.add_flag("--insecure", f.insecure, "Serve plaintext (no TLS)");
+  app.add_option("--linger", f.linger, "Seconds to keep answering 'finished' after the last round")
+      ->check(CLI::NonNegativeNumber);
+  cli::AddYamlConfigOption(app);
+  if (int code = cli::ParseCommandLine(app, argc, argv); code >= 0) return code;
+
+  auto optimizer_kind = aggregation::ParseServerOptimizerKind(f.server_optimizer);
+  if (!optimizer_kind.ok())
+    return UsageError("--server-optimizer", optimizer_kind.status().message());
+  if (f.tls_cert.empty() != f.tls_key.empty()) {
+    return UsageError(f.tls_cert.empty() ? "--tls-cert" : "--tls-key",
+                      "--tls-cert and --tls-key go together");
+  }
+  if (f.tls_cert.empty() && !f.insecure) {
+    return UsageError("--insecure", "no --tls-cert/--tls-key given; plaintext needs --insecure");
+  }
+  if (!f.tls_cert.empty() && f.insecure) {
+    return UsageError("--insecure", "cannot be combined with --tls-cert");
+  }
+  if (!f.tls_client_ca.empty() && f.tls_cert.empty()) {
+    return UsageError("--tls-client-ca", "mutual TLS needs --tls-cert and --tls-key");
+  }
+  if (f.min_clients == 0) f.min_clients = f.clients_per_round;
+  if (f.min_clients > f.clients_per_round) {
+    return UsageError("--min-clients", "must not exceed --clients-per-round");
+  }
+
+  TokenAuthenticator auth;
+  if (!f.auth_tokens.empty()) {
+    auto loaded = TokenAuthenticator::FromFile(f.auth_tokens);
+    if (!loaded.ok()) return UsageError("--auth-tokens", loaded.status().message());
+    auth = std::move(*loaded);
+  }
+
+  models::UseSingleThreadedCompute();
+  data::DatasetInfo info{{1, 28, 28}, 10};
+  std::optional<data::Examples> eval_set;
+  if (!f.eval_data.empty()) {
+    auto loaded = data::LoadFashionMnist(f.eval_data, data::Split::kTest, &info);
+    if (!loaded.ok()) return UsageError("--eval-data", loaded.status().message());
+    eval_set = std::move(*loaded);
+  }
+  auto model = models::CreateModel(f.model, info, InitialModelSeed(f.seed));
+  if (!model.ok()) return UsageError("--model", model.status().message());
+
+  CoordinatorOptions options;
+  options.model_name = f.model;
+  options.rounds = f.rounds;
+  options.clients_per_round = f.clients_per_round;
+  options.min_clients = f.min_clients;
+  options.over_select = f.over_select;
+  options.round_timeout = absl::Seconds(f.round_timeout);
+  options.selection_timeout = absl::Seconds(f.selection_timeout);
+  options.retry_interval = absl::Seconds(f.retry_interval);
+  options.plan.set_local_epochs(f.local_epochs);
+  options.plan.set_batch_size(f.batch_size);
+  options.plan.set_learning_rate(f.client_lr);
+  options.plan.set_momentum(f.client_momentum);
+  options.plan.set_prox_mu(f.prox_mu);
+  options.plan.set_clip_norm(f.clip_norm);
+  options.plan.set_run_seed(f.seed);
+  options.server_optimizer.kind = *optimizer_kind;
+  options.server_optimizer.learning_rate = f.server_lr;
+  options.server_optimizer.momentum = f.server_momentum;
+  options.max_examples_per_client = f.max_examples;
+
+  std::optional<CheckpointStore> checkpoints;
+  if (!f.checkpoint_dir.empty()) {
+    auto opened = CheckpointStore::Open(f.checkpoint_dir);
+    if (!opened.ok()) return UsageError("--checkpoint-dir", opened.status().message());
+    checkpoints = std::move(*opened);
+  }
+  std::ofstream metrics;
+  if (!f.metrics_out.empty()) {
+    // Appends: a resumed run continues the same file.
+    metrics.open(f.metrics_out, std::ios::app);
+    if (!metrics) return UsageError("--metrics-out", "cannot open " + f.metrics_out);
+  }
+
+  CoordinatorHooks hooks;
+  std::shared_ptr<models::Model> eval_model = *model;
+  if (eval_set) {
+    hooks.evaluate =
+        [&](absl::Span<const float> params) -> absl::StatusOr<std::pair<double, double>> {
+      FEDKIT_RETURN_IF_ERROR(models::AssignParameters(params, *eval_model));
+      FEDKIT_ASSIGN_OR_RETURN(auto sums,
+                              models::EvaluateRange(*eval_model, *eval_set, 0, eval_set->size()));
+      return std::make_pair(sums.accuracy(), sums.mean_loss());
+    };
+  }
+  if (checkpoints) {
+    hooks.save_checkpoint = [&](const v1::Checkpoint& c) { return checkpoints->Write(c); };
+  }
+  hooks.round_committed = [&](const RoundOutcome& r) {
+    nlohmann::json line = {{"round", r.round},
+                           {"participants", r.participants},
+                           {"examples", r.examples},
+                           {"train_loss", r.train_loss},
+                           {"seconds", r.seconds}};
+    if (r.accuracy) {
+      line["accuracy"] = *r.accuracy;
+      line["loss"] = *r.loss;
+    }
+    std::cout << absl::StrFormat("round %4d  participants %d  accuracy %s  %.2fs\n", r.round,
+                                 r.participants,
+                                 r.accuracy ? absl::StrFormat("%.4f", *r.accuracy) : "-", r.seconds)
+              << std::flush;
+    if (metrics.is_open()) metrics << line.dump() << "\n" << std::flush;
+  };
+
+  auto coordinator = RoundCoordinator::Create(options, models::LayoutOf(**model),
+                                              models::FlattenParameters(**model), hooks);
+  if (!coordinator.ok()) {
+    std::cerr << "fedkit-coordinator: " << coordinator.status().message() << "\n";
+    return 2;
+  }
+  if (checkpoints) {
+    std::string skipped;
+    auto newest = checkpoints->LoadNewest(&skipped);
+    if (!skipped.empty())
+      std::cerr << "fedkit-coordinator: skipped damaged checkpoints:\n" << skipped;
+    if (!newest.ok()) {
+      std::cerr << "fedkit-coordinator: " << newest.status().message() << "\n";
+      return 1;
+    }
+    if (newest->has_value()) {
+      absl::Status restored = (*coordinator)->Restore(**newest);
+      if (!restored.ok()) {
+        std::cerr << "fedkit-coordinator: cannot resume from " << f.checkpoint_dir << ": "
+                  << restored.message() << "\n";
+        return 1;
+      }
+      std::cerr << "fedkit-coordinator: resumed after round " << (*newest)->rounds_completed()
+                << "\n";
+    }
+  }
+
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  if (f.insecure) {
+    credentials = grpc::InsecureServerCredentials();
+  } else {
+    auto cert = ReadFile(f.tls_cert);
+    if (!cert.ok()) return UsageError("--tls-cert", cert.status().message());
+    auto key = ReadFile(f.tls_key);
+    if (!key.ok()) return UsageError("--tls-key", key.status().message());
+    grpc::SslServerCredentialsOptions ssl;
+    ssl.pem_key_cert_pairs.push_back({*key, *cert});
+    if (!f.tls_client_ca.empty()) {
+      auto ca = ReadFile(f.tls_client_ca);
+      if (!ca.ok()) return UsageError("--tls-client-ca", ca.status().message());
+      ssl.pem_root_certs = *ca;
+      ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+    }
+    credentials = grpc::SslServerCredentials(ssl);
+  }
+
+  CoordinatorService service(coordinator->get(), std::move(auth));
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(f.listen, credentials, &port);
+  builder.RegisterService(&service);
+  builder.SetMaxReceiveMessageSize(8 << 20);  // chunks are 1 MiB; refuse anything much larger
+  builder.SetMaxSendMessageSize(8 << 20);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || port == 0) {
+    return UsageError("--listen", "cannot listen on " + f.listen);
+  }
+  std::cerr << absl::StrFormat(
+      "fedkit-coordinator: serving on port %d (%s%s), model %s (%d parameters), %d rounds of %d\n",
+      port, f.insecure ? "plaintext" : "TLS", f.tls_client_ca.empty() ? "" : ", mutual", f.model,
+      (*coordinator)->model_size(), f.rounds, f.clients_per_round);
+
+  // Signals: stop serving; every committed round is already durable in its checkpoint.
+  absl::Notification shutdown;
+  std::atomic<int> exit_code{0};
+  std::thread signal_thread([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    if (!shutdown.HasBeenNotified()) {
+      exit_code = 128 + sig;
+      shutdown.Notify();
+    }
+  });
+
+  std::thread ticker([&] {
+    std::optional<absl::Time> finished_at;
+    while (!shutdown.WaitForNotificationWithTimeout(absl::Milliseconds(100))) {
+      absl::Status tick = (*coordinator)->Tick(absl::Now());
+      if (!tick.ok()) {
+        std::cerr << "fedkit-coordinator: stopping: " << tick.message() << "\n";
+        exit_code = 1;
+        break;
+      }
+      if ((*coordinator)->finished()) {
+        if (!finished_at) finished_at = absl::Now();
+        if (absl::Now() - *finished_at >= absl::Seconds(f.linger)) break;
+      }
+    }
+    if (!shutdown.HasBeenNotified()) shutdown.Notify();
+    // Wake the signal thread so it can be joined.
+    pthread_kill(signal_thread.native_handle(), SIGTERM);
+  });
+  ticker.join();
+  signal_thread.join();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+
+  if ((*coordinator)->finished() && !f.model_out.empty()) {
+    std::vector<float> params = (*coordinator)->global_parameters();
+    absl::Status saved = models::AssignParameters(params, **model);
+    if (saved.ok()) saved = models::SaveModule(**model, f.model_out);
+    if (!saved.ok()) {
+      std::cerr << "fedkit-coordinator: " << saved.message() << "\n";
+      return 1;
+    }
+    std::cerr << "fedkit-coordinator: wrote final model to " << f.model_out << "\n";
+  }
+  if (exit_code == 0 && !(*coordinator)->finished()) exit_code = 1;
+  return exit_code;
+}
+
+}  // namespace
+}  // namespace fedkit::server
+
+int main(int argc, char** argv) { return fedkit::server::Run(argc, argv); }

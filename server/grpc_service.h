@@ -1,0 +1,68 @@
+// The gRPC face of the coordinator: a thin adapter from fedkit.v1.Coordinator calls to
+// RoundCoordinator events, plus authentication and stream validation.
+#ifndef FEDKIT_SERVER_GRPC_SERVICE_H_
+#define FEDKIT_SERVER_GRPC_SERVICE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "fedkit/v1/coordinator.grpc.pb.h"
+#include "server/round_coordinator.h"
+
+namespace fedkit::server {
+
+// Bearer tokens accepted in "authorization: Bearer <token>" metadata. Empty = no token required.
+class TokenAuthenticator {
+ public:
+  TokenAuthenticator() = default;
+  explicit TokenAuthenticator(std::vector<std::string> tokens) : tokens_(std::move(tokens)) {}
+
+  // Reads one token per line; blank lines and lines starting with '#' are skipped. Errors name the
+  // file; a file with no tokens is an error (it would silently disable authentication).
+  static absl::StatusOr<TokenAuthenticator> FromFile(const std::string& path);
+
+  // OK, or UNAUTHENTICATED with a message (never echoing the presented token).
+  grpc::Status Check(const grpc::ServerContext& context) const;
+  bool enabled() const { return !tokens_.empty(); }
+
+ private:
+  std::vector<std::string> tokens_;
+};
+
+class CoordinatorService final : public v1::Coordinator::Service {
+ public:
+  // Floats per model chunk sent to clients (1 MiB of values by default).
+  static constexpr int64_t kDefaultChunkFloats = 256 * 1024;
+
+  CoordinatorService(RoundCoordinator* coordinator, TokenAuthenticator auth,
+                     std::function<absl::Time()> clock = absl::Now,
+                     int64_t chunk_floats = kDefaultChunkFloats);
+
+  grpc::Status CheckIn(grpc::ServerContext* context, const v1::CheckInRequest* request,
+                       v1::CheckInResponse* response) override;
+  grpc::Status GetModel(grpc::ServerContext* context, const v1::GetModelRequest* request,
+                        grpc::ServerWriter<v1::ModelChunk>* writer) override;
+  grpc::Status UploadUpdate(grpc::ServerContext* context,
+                            grpc::ServerReader<v1::UpdateChunk>* reader,
+                            v1::UploadResponse* response) override;
+  grpc::Status GetStatus(grpc::ServerContext* context, const v1::GetStatusRequest* request,
+                         v1::GetStatusResponse* response) override;
+
+ private:
+  RoundCoordinator* coordinator_;
+  TokenAuthenticator auth_;
+  std::function<absl::Time()> clock_;
+  int64_t chunk_floats_;
+};
+
+// absl::Status -> grpc::Status with the same code and message.
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+}  // namespace fedkit::server
+
+#endif  // FEDKIT_SERVER_GRPC_SERVICE_H_

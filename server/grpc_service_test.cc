@@ -1,0 +1,230 @@
+// The coordinator's gRPC service in-process: every kind of bad upload gets the right status, is not
+// counted, and the run goes on.
+#include "server/grpc_service.h"
+
+#include <grpcpp/generic/generic_stub.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace fedkit::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kToken[] = "s3cret-token";
+
+ParameterLayout Layout(int64_t n) {
+  ParameterLayout layout;
+  layout.Append("w", {n});
+  return layout;
+}
+
+class GrpcServiceTest : public ::testing::Test {
+ protected:
+  static constexpr int64_t kModelSize = 1000;
+
+  void SetUp() override {
+    CoordinatorOptions o;
+    o.model_name = "tiny";
+    o.rounds = 3;
+    o.clients_per_round = 1;
+    o.min_clients = 1;
+    o.plan.set_clip_norm(5.0);
+    o.plan.set_run_seed(1);
+    o.max_examples_per_client = 1000;
+    coordinator_ =
+        *RoundCoordinator::Create(o, Layout(kModelSize), std::vector<float>(kModelSize, 0.5f), {});
+    service_ = std::make_unique<CoordinatorService>(
+        coordinator_.get(), TokenAuthenticator({kToken}), absl::Now, /*chunk_floats=*/300);
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(service_.get());
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(port_, 0);
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(port_),
+                                   grpc::InsecureChannelCredentials());
+    stub_ = v1::Coordinator::NewStub(channel_);
+  }
+
+  void TearDown() override { server_->Shutdown(); }
+
+  std::unique_ptr<grpc::ClientContext> Context(bool with_token = true) {
+    auto context = std::make_unique<grpc::ClientContext>();
+    if (with_token) context->AddMetadata("authorization", std::string("Bearer ") + kToken);
+    return context;
+  }
+
+  v1::RoundAssignment Assign(const std::string& id) {
+    v1::CheckInRequest request;
+    request.set_client_id(id);
+    request.set_api_version(1);
+    v1::CheckInResponse response;
+    grpc::Status s = stub_->CheckIn(Context().get(), request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    EXPECT_TRUE(response.has_assignment()) << response.DebugString();
+    return response.assignment();
+  }
+
+  // Uploads header + values in chunks of 400; `declared` overrides total_size.
+  grpc::Status Upload(const v1::RoundAssignment& a, const std::string& id,
+                      const std::vector<float>& values, v1::UploadResponse* response,
+                      std::optional<int64_t> declared = std::nullopt, bool with_token = true) {
+    auto context = Context(with_token);
+    v1::UploadResponse ignored;
+    auto writer = stub_->UploadUpdate(context.get(), response ? response : &ignored);
+    v1::UpdateChunk header;
+    header.mutable_header()->set_client_id(id);
+    header.mutable_header()->set_assignment_id(a.assignment_id());
+    header.mutable_header()->set_round(a.round());
+    header.mutable_header()->set_num_examples(10);
+    header.mutable_header()->set_total_size(declared.value_or(values.size()));
+    writer->Write(header);
+    for (size_t offset = 0; offset < values.size(); offset += 400) {
+      v1::UpdateChunk chunk;
+      chunk.mutable_values()->set_offset(offset);
+      for (size_t i = offset; i < std::min(values.size(), offset + 400); ++i) {
+        chunk.mutable_values()->add_values(values[i]);
+      }
+      if (!writer->Write(chunk)) break;
+    }
+    writer->WritesDone();
+    return writer->Finish();
+  }
+
+  v1::GetStatusResponse Status() {
+    v1::GetStatusResponse status;
+    EXPECT_TRUE(stub_->GetStatus(Context().get(), v1::GetStatusRequest(), &status).ok());
+    return status;
+  }
+
+  std::unique_ptr<RoundCoordinator> coordinator_;
+  std::unique_ptr<CoordinatorService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Coordinator::Stub> stub_;
+  int port_ = 0;
+};
+
+TEST_F(GrpcServiceTest, ModelDownloadsInChunksWithLayout) {
+  const auto a = Assign("dev-1");
+  v1::GetModelRequest request;
+  request.set_client_id("dev-1");
+  request.set_assignment_id(a.assignment_id());
+  request.set_round(a.round());
+  auto context = Context();
+  auto reader = stub_->GetModel(context.get(), request);
+  v1::ModelChunk chunk;
+  std::vector<float> values;
+  int chunks = 0;
+  while (reader->Read(&chunk)) {
+    EXPECT_EQ(chunk.offset(), static_cast<int64_t>(values.size()));
+    EXPECT_EQ(chunk.total_size(), kModelSize);
+    if (chunks == 0) EXPECT_EQ(chunk.layout().entries(0).name(), "w");
+    values.insert(values.end(), chunk.values().begin(), chunk.values().end());
+    ++chunks;
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(chunks, 4);  // 1000 values in chunks of 300
+  EXPECT_EQ(values, std::vector<float>(kModelSize, 0.5f));
+}
+
+TEST_F(GrpcServiceTest, BadUploadsGetTheRightStatusAndTheRunGoesOn) {
+  const auto a = Assign("dev-1");
+  std::vector<float> good(kModelSize, 0.01f);
+  std::vector<float> nan = good;
+  nan[17] = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> inf = good;
+  inf[999] = -std::numeric_limits<float>::infinity();
+  std::vector<float> over_norm(kModelSize, 1.0f);  // norm sqrt(1000) > 5
+
+  EXPECT_EQ(Upload(a, "dev-1", good, nullptr, std::nullopt, /*with_token=*/false).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(Upload(a, "dev-1", std::vector<float>(999, 0.0f), nullptr).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Upload(a, "dev-1", std::vector<float>(1001, 0.0f), nullptr).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  // Declares the right size but sends more values than it declared.
+  EXPECT_EQ(Upload(a, "dev-1", std::vector<float>(1400, 0.0f), nullptr, kModelSize).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(Upload(a, "dev-1", nan, nullptr).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Upload(a, "dev-1", inf, nullptr).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  grpc::Status over = Upload(a, "dev-1", over_norm, nullptr);
+  EXPECT_EQ(over.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(over.error_message(), HasSubstr("clip norm"));
+  EXPECT_EQ(Upload(a, "someone-else", good, nullptr).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+
+  // Garbage: random bytes as the request stream of UploadUpdate.
+  grpc::GenericStub generic(channel_);
+  std::mt19937 rng(3);
+  std::string garbage(4096, '\0');
+  for (char& c : garbage) c = static_cast<char>(rng());
+  grpc::Slice slice(garbage);
+  grpc::ByteBuffer request(&slice, 1);
+  grpc::ByteBuffer reply;
+  grpc::CompletionQueue cq;
+  auto context = Context();
+  auto call =
+      generic.PrepareUnaryCall(context.get(), "/fedkit.v1.Coordinator/UploadUpdate", request, &cq);
+  call->StartCall();
+  grpc::Status garbage_status;
+  call->Finish(&reply, &garbage_status, reinterpret_cast<void*>(1));
+  void* tag;
+  bool ok;
+  ASSERT_TRUE(cq.Next(&tag, &ok));
+  EXPECT_FALSE(garbage_status.ok());
+  cq.Shutdown();
+
+  EXPECT_EQ(Status().received(), 0);  // nothing was counted
+
+  v1::UploadResponse response;
+  ASSERT_TRUE(Upload(a, "dev-1", good, &response).ok());
+  EXPECT_FALSE(response.duplicate());
+  EXPECT_EQ(coordinator_->rounds_completed(), 1);
+  // The same upload again (a client retrying after a lost response) is acknowledged, not recounted.
+  grpc::Status late = Upload(a, "dev-1", good, &response);
+  EXPECT_EQ(late.error_code(), grpc::StatusCode::FAILED_PRECONDITION);  // round 1 is closed: late
+  EXPECT_THAT(late.error_message(), HasSubstr("late"));
+
+  // The run goes on: round 2 assigns as usual.
+  const auto a2 = Assign("dev-1");
+  EXPECT_EQ(a2.round(), 2);
+  auto status = Status();
+  EXPECT_EQ(status.history_size(), 1);
+  EXPECT_EQ(status.history(0).participants(), 1);
+  std::map<std::string, int64_t> refusals(status.refusals().begin(), status.refusals().end());
+  EXPECT_EQ(refusals["wrong_shape"], 1);
+  EXPECT_EQ(refusals["oversized"], 2);
+  EXPECT_EQ(refusals["not_finite"], 2);
+  EXPECT_EQ(refusals["over_norm"], 1);
+  EXPECT_EQ(refusals["unassigned"], 1);
+  EXPECT_EQ(refusals["late"], 1);
+
+  // Parameters moved by exactly the one accepted delta.
+  EXPECT_FLOAT_EQ(coordinator_->global_parameters()[0], 0.51f);
+}
+
+TEST_F(GrpcServiceTest, UnauthenticatedCallsAreRefused) {
+  v1::CheckInRequest request;
+  request.set_client_id("dev-1");
+  v1::CheckInResponse response;
+  auto context = Context(false);
+  EXPECT_EQ(stub_->CheckIn(context.get(), request, &response).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  grpc::ClientContext wrong;
+  wrong.AddMetadata("authorization", "Bearer wrong");
+  EXPECT_EQ(stub_->CheckIn(&wrong, request, &response).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  v1::GetStatusResponse status;
+  grpc::ClientContext status_context;
+  EXPECT_EQ(stub_->GetStatus(&status_context, v1::GetStatusRequest(), &status).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+}
+
+}  // namespace
+}  // namespace fedkit::server

@@ -1,0 +1,516 @@
+#include "server/round_coordinator.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "aggregation/fedavg.h"
+#include "core/sampling.h"
+#include "core/status_macros.h"
+#include "privacy/clipping.h"
+#include "server/client_sampler.h"
+
+namespace fedkit::server {
+namespace {
+
+constexpr int kCheckpointFormatVersion = 1;
+
+bool IsClientIdChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '_' || c == '-';
+}
+
+v1::ParameterLayout ToProto(const ParameterLayout& layout) {
+  v1::ParameterLayout out;
+  for (const auto& e : layout.entries) {
+    auto* entry = out.add_entries();
+    entry->set_name(e.name);
+    for (int64_t d : e.shape) entry->add_shape(d);
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::Status ValidateClientId(absl::string_view client_id) {
+  if (client_id.empty() || client_id.size() > 128 ||
+      !std::all_of(client_id.begin(), client_id.end(), IsClientIdChar)) {
+    return absl::InvalidArgumentError(
+        "client_id must be 1 to 128 characters of letters, digits, '.', '_' or '-'");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<RoundCoordinator>> RoundCoordinator::Create(
+    const CoordinatorOptions& options, ParameterLayout layout,
+    std::vector<float> initial_parameters, CoordinatorHooks hooks) {
+  if (options.rounds < 1) return absl::InvalidArgumentError("rounds must be >= 1");
+  if (options.clients_per_round < 1) {
+    return absl::InvalidArgumentError("clients per round must be >= 1");
+  }
+  if (options.min_clients < 1 || options.min_clients > options.clients_per_round) {
+    return absl::InvalidArgumentError(absl::StrCat("min clients (", options.min_clients,
+                                                   ") must be between 1 and clients per round (",
+                                                   options.clients_per_round, ")"));
+  }
+  if (!(options.over_select >= 0) || options.over_select > 10) {
+    return absl::InvalidArgumentError("over-select must be a fraction in [0, 10]");
+  }
+  if (options.round_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("round timeout must be positive");
+  }
+  if (options.max_examples_per_client < 1) {
+    return absl::InvalidArgumentError("max examples per client must be >= 1");
+  }
+  if (static_cast<int64_t>(initial_parameters.size()) != layout.size() || layout.size() == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("initial parameters have ",
+                                                   initial_parameters.size(),
+                                                   " values, the layout ", layout.size()));
+  }
+  FEDKIT_ASSIGN_OR_RETURN(
+      auto optimizer, aggregation::MakeServerOptimizer(options.server_optimizer, layout.size()));
+  return std::unique_ptr<RoundCoordinator>(
+      new RoundCoordinator(options, std::move(layout), std::move(initial_parameters),
+                           std::move(hooks), std::move(optimizer)));
+}
+
+RoundCoordinator::RoundCoordinator(const CoordinatorOptions& options, ParameterLayout layout,
+                                   std::vector<float> initial_parameters, CoordinatorHooks hooks,
+                                   std::unique_ptr<aggregation::ServerOptimizer> optimizer)
+    : options_(options),
+      layout_(std::move(layout)),
+      hooks_(std::move(hooks)),
+      target_assignments_(static_cast<int64_t>(std::ceil(
+          static_cast<double>(options.clients_per_round) * (1.0 + options.over_select) - 1e-9))),
+      global_(std::make_shared<const std::vector<float>>(std::move(initial_parameters))),
+      optimizer_(std::move(optimizer)) {}
+
+absl::Status RoundCoordinator::Restore(const v1::Checkpoint& checkpoint) {
+  absl::MutexLock lock(&mu_);
+  if (checkpoint.format_version() != kCheckpointFormatVersion) {
+    return absl::FailedPreconditionError(absl::StrCat("checkpoint format version ",
+                                                      checkpoint.format_version(), " is not ",
+                                                      kCheckpointFormatVersion));
+  }
+  if (checkpoint.model_name() != options_.model_name) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "checkpoint is of model '", checkpoint.model_name(), "', not '", options_.model_name, "'"));
+  }
+  if (checkpoint.global_parameters_size() != layout_.size() ||
+      checkpoint.layout().SerializeAsString() != ToProto(layout_).SerializeAsString()) {
+    return absl::FailedPreconditionError("checkpoint's parameter layout differs from the model's");
+  }
+  if (checkpoint.server_optimizer() !=
+      aggregation::ServerOptimizerKindName(options_.server_optimizer.kind)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "checkpoint was written with server optimizer '", checkpoint.server_optimizer(), "'"));
+  }
+  if (checkpoint.rounds_completed() < 0 || checkpoint.rounds_completed() > options_.rounds) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("checkpoint has ", checkpoint.rounds_completed(),
+                     " rounds completed; this run has ", options_.rounds));
+  }
+  if (checkpoint.run_seed() != options_.plan.run_seed()) {
+    return absl::FailedPreconditionError("checkpoint was written with another --seed");
+  }
+  const auto& state = checkpoint.server_optimizer_state();
+  FEDKIT_RETURN_IF_ERROR(optimizer_->RestoreState(absl::MakeConstSpan(state.data(), state.size())));
+  global_ = std::make_shared<const std::vector<float>>(checkpoint.global_parameters().begin(),
+                                                       checkpoint.global_parameters().end());
+  rounds_completed_ = checkpoint.rounds_completed();
+  history_.clear();
+  for (const auto& r : checkpoint.history()) {
+    RoundOutcome outcome;
+    outcome.round = r.round();
+    outcome.participants = r.participants();
+    outcome.seconds = r.seconds();
+    if (r.accuracy() >= 0) {
+      outcome.accuracy = r.accuracy();
+      outcome.loss = r.loss();
+    }
+    history_.push_back(outcome);
+  }
+  phase_ = rounds_completed_ >= options_.rounds ? Phase::kFinished : Phase::kWaiting;
+  return absl::OkStatus();
+}
+
+v1::CheckInResponse RoundCoordinator::RetryLocked(absl::Duration after,
+                                                  absl::string_view reason) const {
+  v1::CheckInResponse response;
+  response.mutable_retry_later()->set_retry_after_seconds(absl::ToDoubleSeconds(after));
+  response.mutable_retry_later()->set_reason(std::string(reason));
+  return response;
+}
+
+absl::StatusOr<v1::CheckInResponse> RoundCoordinator::CheckIn(const v1::CheckInRequest& request,
+                                                              absl::Time now) {
+  FEDKIT_RETURN_IF_ERROR(ValidateClientId(request.client_id()));
+  if (request.api_version() != 0 && request.api_version() != 1) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("api_version ", request.api_version(), " is not supported; this is 1"));
+  }
+  absl::MutexLock lock(&mu_);
+  if (!fatal_error_.ok()) {
+    return absl::UnavailableError("coordinator stopped: " + std::string(fatal_error_.message()));
+  }
+  if (phase_ == Phase::kFinished) {
+    v1::CheckInResponse response;
+    response.mutable_finished()->set_rounds_completed(rounds_completed_);
+    return response;
+  }
+  const std::string& id = request.client_id();
+  if (phase_ == Phase::kTraining) {
+    auto it = assignment_of_client_.find(id);
+    if (it != assignment_of_client_.end()) {
+      if (received_.contains(id)) {
+        return RetryLocked(options_.retry_interval, "update received; round in progress");
+      }
+      // Assigned (possibly by another client's check-in, or the response was lost): hand it out.
+      v1::CheckInResponse response;
+      *response.mutable_assignment() = MakeAssignmentLocked(it->second, now);
+      return response;
+    }
+    pool_[id] = now;  // waits for the next round
+    return RetryLocked(options_.retry_interval, "round in progress");
+  }
+
+  pool_[id] = now;
+  ExpirePoolLocked(now);
+  MaybeStartRoundLocked(now);
+  if (phase_ == Phase::kTraining) {
+    auto it = assignment_of_client_.find(id);
+    if (it != assignment_of_client_.end()) {
+      v1::CheckInResponse response;
+      *response.mutable_assignment() = MakeAssignmentLocked(it->second, now);
+      return response;
+    }
+    return RetryLocked(options_.retry_interval, "not selected this round");
+  }
+  return RetryLocked(options_.retry_interval, absl::StrFormat("waiting for clients (%d of %d)",
+                                                              pool_.size(), target_assignments_));
+}
+
+void RoundCoordinator::ExpirePoolLocked(absl::Time now) {
+  const absl::Duration ttl = 3 * options_.retry_interval + absl::Seconds(10);
+  absl::erase_if(pool_, [&](const auto& entry) { return now - entry.second > ttl; });
+}
+
+void RoundCoordinator::MaybeStartRoundLocked(absl::Time now) {
+  if (phase_ != Phase::kWaiting) return;
+  const int64_t waiting = static_cast<int64_t>(pool_.size());
+  if (waiting < options_.clients_per_round) {
+    enough_clients_since_.reset();
+    return;
+  }
+  if (!enough_clients_since_) enough_clients_since_ = now;
+  if (waiting >= target_assignments_ ||
+      now - *enough_clients_since_ >= options_.selection_timeout) {
+    StartRoundLocked(now);
+  }
+}
+
+void RoundCoordinator::StartRoundLocked(absl::Time now) {
+  const int64_t round = rounds_completed_ + 1;
+  // Sorted ids, so the sample depends only on who is waiting, not on hash-map order.
+  std::vector<std::string> waiting;
+  waiting.reserve(pool_.size());
+  for (const auto& [id, seen] : pool_) waiting.push_back(id);
+  std::sort(waiting.begin(), waiting.end());
+  const int64_t count = std::min<int64_t>(target_assignments_, waiting.size());
+  const std::vector<int64_t> chosen =
+      SampleIndices(static_cast<int64_t>(waiting.size()), count,
+                    SamplingSeed(options_.plan.run_seed(), round, attempt_));
+  assignments_.clear();
+  assignment_of_client_.clear();
+  received_.clear();
+  for (int64_t index : chosen) {
+    const std::string& id = waiting[index];
+    std::string assignment_id =
+        absl::StrFormat("r%d-a%d-%d", round, attempt_, ++assignment_counter_);
+    assignments_[assignment_id] = Assignment{id, round};
+    assignment_of_client_[id] = std::move(assignment_id);
+    pool_.erase(id);
+  }
+  phase_ = Phase::kTraining;
+  enough_clients_since_.reset();
+  round_started_ = now;
+  round_deadline_ = now + options_.round_timeout;
+}
+
+v1::RoundAssignment RoundCoordinator::MakeAssignmentLocked(const std::string& assignment_id,
+                                                           absl::Time now) const {
+  v1::RoundAssignment a;
+  a.set_round(rounds_completed_ + 1);
+  a.set_assignment_id(assignment_id);
+  a.set_model_name(options_.model_name);
+  *a.mutable_plan() = options_.plan;
+  a.set_model_size(layout_.size());
+  *a.mutable_layout() = ToProto(layout_);
+  a.set_max_examples(options_.max_examples_per_client);
+  a.set_seconds_to_deadline(std::max(0.0, absl::ToDoubleSeconds(round_deadline_ - now)));
+  return a;
+}
+
+absl::StatusOr<RoundCoordinator::ModelSnapshot> RoundCoordinator::GetModel(
+    const v1::GetModelRequest& request, absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  auto it = assignments_.find(request.assignment_id());
+  if (phase_ != Phase::kTraining || it == assignments_.end()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("assignment '", request.assignment_id(), "' is not part of a running round"));
+  }
+  if (it->second.client_id != request.client_id()) {
+    return absl::FailedPreconditionError("assignment belongs to another client");
+  }
+  if (request.round() != 0 && request.round() != it->second.round) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("round ", request.round(), " is not the current round ", it->second.round));
+  }
+  return ModelSnapshot{it->second.round, global_};
+}
+
+absl::Status RoundCoordinator::RefuseLocked(absl::Status status, absl::string_view reason) {
+  ++refusals_[std::string(reason)];
+  return status;
+}
+
+void RoundCoordinator::CountRefusal(absl::string_view reason) {
+  absl::MutexLock lock(&mu_);
+  ++refusals_[std::string(reason)];
+}
+
+absl::StatusOr<v1::UploadResponse> RoundCoordinator::SubmitUpdate(const v1::UpdateHeader& header,
+                                                                  absl::Span<const float> delta,
+                                                                  absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  if (phase_ == Phase::kFinished) {
+    return RefuseLocked(absl::FailedPreconditionError("the run is finished; update is late"),
+                        "late");
+  }
+  auto it = assignments_.find(header.assignment_id());
+  if (it == assignments_.end()) {
+    // Either assigned in a round that has since closed, or never assigned.
+    if (recently_closed_.contains(header.assignment_id())) {
+      return RefuseLocked(absl::FailedPreconditionError(
+                              absl::StrCat("assignment '", header.assignment_id(),
+                                           "' belongs to a closed round; update is late")),
+                          "late");
+    }
+    return RefuseLocked(absl::FailedPreconditionError(absl::StrCat(
+                            "no assignment '", header.assignment_id(), "' in the current round")),
+                        "unassigned");
+  }
+  const Assignment& assignment = it->second;
+  if (assignment.client_id != header.client_id()) {
+    return RefuseLocked(absl::FailedPreconditionError("assignment belongs to another client"),
+                        "unassigned");
+  }
+  if (header.round() != assignment.round) {
+    return RefuseLocked(absl::FailedPreconditionError(
+                            absl::StrCat("update is for round ", header.round(),
+                                         ", the assignment is for round ", assignment.round)),
+                        "wrong_round");
+  }
+  if (phase_ != Phase::kTraining) {
+    return RefuseLocked(absl::FailedPreconditionError("round closed; update is late"), "late");
+  }
+  if (static_cast<int64_t>(delta.size()) != layout_.size() ||
+      header.total_size() != layout_.size()) {
+    return RefuseLocked(absl::InvalidArgumentError(
+                            absl::StrCat("update has ", delta.size(), " values (header says ",
+                                         header.total_size(), "); the model has ", layout_.size())),
+                        "wrong_shape");
+  }
+  for (size_t i = 0; i < delta.size(); ++i) {
+    if (!std::isfinite(delta[i])) {
+      return RefuseLocked(
+          absl::InvalidArgumentError(absl::StrCat("update value ", i, " is not finite")),
+          "not_finite");
+    }
+  }
+  if (header.num_examples() < 1 || header.num_examples() > options_.max_examples_per_client) {
+    return RefuseLocked(absl::InvalidArgumentError(absl::StrCat(
+                            "example count ", header.num_examples(), " is outside [1, ",
+                            options_.max_examples_per_client, "]")),
+                        "bad_example_count");
+  }
+  const double clip = options_.plan.clip_norm();
+  if (clip > 0) {
+    const double norm = privacy::L2Norm(delta);
+    if (norm > clip * (1.0 + options_.clip_tolerance)) {
+      return RefuseLocked(absl::InvalidArgumentError(absl::StrFormat(
+                              "update norm %.6g exceeds the round's clip norm %.6g", norm, clip)),
+                          "over_norm");
+    }
+  }
+  auto existing = received_.find(header.client_id());
+  if (existing != received_.end()) {
+    const ReceivedUpdate& prev = existing->second;
+    if (prev.num_examples == header.num_examples() &&
+        std::equal(prev.delta.begin(), prev.delta.end(), delta.begin(), delta.end())) {
+      v1::UploadResponse response;
+      response.set_duplicate(true);  // a retry of an update already counted
+      return response;
+    }
+    return RefuseLocked(absl::AlreadyExistsError(
+                            "a different update from this client was already counted this round"),
+                        "duplicate");
+  }
+  received_[header.client_id()] = ReceivedUpdate{std::vector<float>(delta.begin(), delta.end()),
+                                                 header.num_examples(), header.train_loss()};
+  if (static_cast<int64_t>(received_.size()) >= options_.clients_per_round) {
+    CommitRoundLocked(now);
+  }
+  return v1::UploadResponse();
+}
+
+absl::Status RoundCoordinator::Tick(absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  if (phase_ == Phase::kTraining && now >= round_deadline_) {
+    if (static_cast<int64_t>(received_.size()) >= options_.min_clients) {
+      CommitRoundLocked(now);
+    } else {
+      AbandonRoundLocked();
+    }
+  }
+  if (phase_ == Phase::kWaiting) {
+    ExpirePoolLocked(now);
+    MaybeStartRoundLocked(now);
+  }
+  return fatal_error_;
+}
+
+void RoundCoordinator::CloseAssignmentsLocked() {
+  recently_closed_.clear();
+  for (const auto& [assignment_id, assignment] : assignments_)
+    recently_closed_.insert(assignment_id);
+  assignments_.clear();
+  assignment_of_client_.clear();
+  received_.clear();
+}
+
+void RoundCoordinator::AbandonRoundLocked() {
+  ++attempt_;
+  CloseAssignmentsLocked();
+  phase_ = Phase::kWaiting;
+}
+
+void RoundCoordinator::CommitRoundLocked(absl::Time now) {
+  const int64_t round = rounds_completed_ + 1;
+  aggregation::WeightedFedAvg fedavg(layout_.size());
+  RoundOutcome outcome;
+  outcome.round = round;
+  double weighted_loss = 0;
+  for (const auto& [id, update] : received_) {  // client-id order: a fixed summation order
+    absl::Status added = fedavg.Add(update.delta, update.num_examples);
+    if (!added.ok()) {  // validated on arrival; cannot happen short of a bug
+      fatal_error_ = added;
+      return;
+    }
+    outcome.examples += update.num_examples;
+    weighted_loss += update.train_loss * static_cast<double>(update.num_examples);
+  }
+  absl::StatusOr<std::vector<float>> average = fedavg.Average();
+  std::vector<float> next = *global_;
+  absl::Status applied =
+      average.ok() ? optimizer_->Apply(*average, absl::MakeSpan(next)) : average.status();
+  if (!applied.ok()) {
+    fatal_error_ = applied;
+    return;
+  }
+  global_ = std::make_shared<const std::vector<float>>(std::move(next));
+  rounds_completed_ = round;
+  attempt_ = 0;
+  outcome.participants = static_cast<int64_t>(received_.size());
+  outcome.train_loss = weighted_loss / static_cast<double>(outcome.examples);
+  outcome.seconds = absl::ToDoubleSeconds(now - round_started_);
+  CloseAssignmentsLocked();
+  phase_ = rounds_completed_ >= options_.rounds ? Phase::kFinished : Phase::kWaiting;
+
+  if (hooks_.evaluate) {
+    auto eval = hooks_.evaluate(*global_);
+    if (eval.ok()) {
+      outcome.accuracy = eval->first;
+      outcome.loss = eval->second;
+    }
+  }
+  history_.push_back(outcome);
+  if (hooks_.save_checkpoint) {
+    absl::Status saved = hooks_.save_checkpoint(MakeCheckpointLocked());
+    if (!saved.ok()) {
+      fatal_error_ = saved;
+      return;
+    }
+  }
+  if (hooks_.round_committed) hooks_.round_committed(outcome);
+}
+
+v1::Checkpoint RoundCoordinator::MakeCheckpointLocked() const {
+  v1::Checkpoint c;
+  c.set_format_version(kCheckpointFormatVersion);
+  c.set_rounds_completed(rounds_completed_);
+  c.set_model_name(options_.model_name);
+  *c.mutable_layout() = ToProto(layout_);
+  c.mutable_global_parameters()->Add(global_->begin(), global_->end());
+  c.set_server_optimizer(
+      std::string(aggregation::ServerOptimizerKindName(options_.server_optimizer.kind)));
+  const std::vector<double> state = optimizer_->SaveState();
+  c.mutable_server_optimizer_state()->Add(state.begin(), state.end());
+  c.set_run_seed(options_.plan.run_seed());
+  for (const RoundOutcome& r : history_) {
+    auto* record = c.add_history();
+    record->set_round(r.round);
+    record->set_participants(r.participants);
+    record->set_accuracy(r.accuracy.value_or(-1));
+    record->set_loss(r.loss.value_or(-1));
+    record->set_seconds(r.seconds);
+  }
+  return c;
+}
+
+v1::GetStatusResponse RoundCoordinator::Status(absl::Time now) const {
+  absl::MutexLock lock(&mu_);
+  v1::GetStatusResponse s;
+  s.set_current_round(phase_ == Phase::kFinished ? rounds_completed_ : rounds_completed_ + 1);
+  s.set_phase(phase_ == Phase::kWaiting    ? "waiting"
+              : phase_ == Phase::kTraining ? "training"
+                                           : "finished");
+  s.set_checked_in(static_cast<int64_t>(pool_.size()));
+  s.set_assigned(static_cast<int64_t>(assignments_.size()));
+  s.set_received(static_cast<int64_t>(received_.size()));
+  s.set_rounds_total(options_.rounds);
+  for (const RoundOutcome& r : history_) {
+    auto* summary = s.add_history();
+    summary->set_round(r.round);
+    summary->set_participants(r.participants);
+    summary->set_accuracy(r.accuracy.value_or(-1));
+    summary->set_loss(r.loss.value_or(-1));
+    summary->set_seconds(r.seconds);
+  }
+  for (const auto& [reason, count] : refusals_) (*s.mutable_refusals())[reason] = count;
+  return s;
+}
+
+bool RoundCoordinator::finished() const {
+  absl::MutexLock lock(&mu_);
+  return phase_ == Phase::kFinished;
+}
+
+int64_t RoundCoordinator::rounds_completed() const {
+  absl::MutexLock lock(&mu_);
+  return rounds_completed_;
+}
+
+std::vector<float> RoundCoordinator::global_parameters() const {
+  absl::MutexLock lock(&mu_);
+  return *global_;
+}
+
+absl::Status RoundCoordinator::fatal_error() const {
+  absl::MutexLock lock(&mu_);
+  return fatal_error_;
+}
+
+}  // namespace fedkit::server

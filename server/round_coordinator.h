@@ -1,0 +1,183 @@
+// The coordinator's round state machine, without transport: driven by "a client said X" and "time
+// passed" events with the time passed in, so tests and the simulator drive it without sockets or
+// sleeps. The gRPC service is a thin adapter over this class.
+#ifndef FEDKIT_SERVER_ROUND_COORDINATOR_H_
+#define FEDKIT_SERVER_ROUND_COORDINATOR_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "aggregation/server_optimizer.h"
+#include "core/parameter_layout.h"
+#include "fedkit/v1/checkpoint.pb.h"
+#include "fedkit/v1/coordinator.pb.h"
+
+namespace fedkit::server {
+
+struct CoordinatorOptions {
+  std::string model_name;
+  int64_t rounds = 1;
+  int64_t clients_per_round = 1;  // K: the round closes as soon as K updates are in
+  int64_t min_clients = 1;        // at the deadline, commit if at least this many arrived
+  double over_select = 0.0;       // assign ceil(K * (1 + over_select)) clients
+  absl::Duration round_timeout = absl::Seconds(600);
+  // Once K clients are waiting (but fewer than the over-selected target), start anyway after this.
+  absl::Duration selection_timeout = absl::Seconds(30);
+  // Waiting clients are told to come back after this; a waiting client not heard from for
+  // 3 x retry_interval + 10 s is dropped from the pool.
+  absl::Duration retry_interval = absl::Seconds(1);
+  v1::TrainingPlan plan;  // sent to every assigned client (run_seed included)
+  aggregation::ServerOptimizerOptions server_optimizer;
+  int64_t max_examples_per_client = 1 << 20;  // larger example counts are refused
+  double clip_tolerance = 1e-3;  // relative slack on the clip-norm check (float rounding)
+};
+
+// Round history entry, also what GetStatus and the metrics report.
+struct RoundOutcome {
+  int64_t round = 0;
+  int64_t participants = 0;
+  int64_t examples = 0;
+  double train_loss = 0.0;
+  double seconds = 0.0;  // from round start to commit
+  std::optional<double> accuracy;
+  std::optional<double> loss;
+};
+
+// Hooks the binary plugs in; all optional. They run on the thread that triggered the commit, with
+// the coordinator's lock held, so that a round's checkpoint is durable before any later round
+// starts.
+struct CoordinatorHooks {
+  // Evaluates new global parameters: (accuracy, loss).
+  std::function<absl::StatusOr<std::pair<double, double>>(absl::Span<const float>)> evaluate;
+  // Persists a checkpoint; an error stops the run (the round is not acknowledged as committed).
+  std::function<absl::Status(const v1::Checkpoint&)> save_checkpoint;
+  // Observes each committed round (metrics file, logs).
+  std::function<void(const RoundOutcome&)> round_committed;
+};
+
+class RoundCoordinator {
+ public:
+  // `initial_parameters` must match `layout`. INVALID_ARGUMENT for inconsistent options.
+  static absl::StatusOr<std::unique_ptr<RoundCoordinator>> Create(
+      const CoordinatorOptions& options, ParameterLayout layout,
+      std::vector<float> initial_parameters, CoordinatorHooks hooks);
+
+  // Restores rounds completed, parameters, optimizer state and history from a checkpoint written by
+  // a coordinator with the same model and optimizer. Call before any client event.
+  absl::Status Restore(const v1::Checkpoint& checkpoint);
+
+  // A device checks in: returns its assignment (again, if it already has one this round), or when
+  // to come back, or that the run is over. INVALID_ARGUMENT for a malformed client id.
+  absl::StatusOr<v1::CheckInResponse> CheckIn(const v1::CheckInRequest& request, absl::Time now);
+
+  // The current round's global model for an assigned client. FAILED_PRECONDITION if the assignment
+  // is not current or not this client's.
+  struct ModelSnapshot {
+    int64_t round = 0;
+    std::shared_ptr<const std::vector<float>> parameters;
+  };
+  absl::StatusOr<ModelSnapshot> GetModel(const v1::GetModelRequest& request, absl::Time now);
+
+  // Validates and records an update. OK (duplicate=false) when counted; OK (duplicate=true) when
+  // the identical update was already counted; otherwise a status naming the reason
+  // (FAILED_PRECONDITION for late/unassigned/wrong-round, ALREADY_EXISTS for a different second
+  // update, INVALID_ARGUMENT for shape/NaN/norm/example-count problems). Refusals are counted by
+  // reason.
+  absl::StatusOr<v1::UploadResponse> SubmitUpdate(const v1::UpdateHeader& header,
+                                                  absl::Span<const float> delta, absl::Time now);
+
+  // Time passed: closes or abandons a round past its deadline, starts a round when a selection
+  // window ends, drops silent waiting clients.
+  absl::Status Tick(absl::Time now);
+
+  // Counts a refusal that happened before the update reached SubmitUpdate (e.g. the transport
+  // refused an oversized or malformed stream).
+  void CountRefusal(absl::string_view reason);
+
+  v1::GetStatusResponse Status(absl::Time now) const;
+  bool finished() const;
+  int64_t rounds_completed() const;
+  int64_t model_size() const { return static_cast<int64_t>(layout_.size()); }
+  const ParameterLayout& layout() const { return layout_; }
+  std::vector<float> global_parameters() const;
+  // An error from a hook (e.g. the checkpoint could not be written), which stops the run.
+  absl::Status fatal_error() const;
+
+ private:
+  enum class Phase { kWaiting, kTraining, kFinished };
+
+  struct Assignment {
+    std::string client_id;
+    int64_t round = 0;
+  };
+  struct ReceivedUpdate {
+    std::vector<float> delta;
+    int64_t num_examples = 0;
+    double train_loss = 0.0;
+  };
+
+  RoundCoordinator(const CoordinatorOptions& options, ParameterLayout layout,
+                   std::vector<float> initial_parameters, CoordinatorHooks hooks,
+                   std::unique_ptr<aggregation::ServerOptimizer> optimizer);
+
+  void ExpirePoolLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MaybeStartRoundLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartRoundLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CommitRoundLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AbandonRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends the current round's assignments, remembering their ids to call later uploads "late".
+  void CloseAssignmentsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::RoundAssignment MakeAssignmentLocked(const std::string& assignment_id, absl::Time now) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status RefuseLocked(absl::Status status, absl::string_view reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::Checkpoint MakeCheckpointLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::CheckInResponse RetryLocked(absl::Duration after, absl::string_view reason) const;
+
+  const CoordinatorOptions options_;
+  const ParameterLayout layout_;
+  const CoordinatorHooks hooks_;
+  const int64_t target_assignments_;
+
+  mutable absl::Mutex mu_;
+  Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kWaiting;
+  int64_t rounds_completed_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t attempt_ ABSL_GUARDED_BY(mu_) = 0;  // restarts of the current round after abandonment
+  std::shared_ptr<const std::vector<float>> global_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<aggregation::ServerOptimizer> optimizer_ ABSL_GUARDED_BY(mu_);
+  // Clients waiting to be selected, with when they last checked in.
+  absl::flat_hash_map<std::string, absl::Time> pool_ ABSL_GUARDED_BY(mu_);
+  std::optional<absl::Time> enough_clients_since_ ABSL_GUARDED_BY(mu_);
+  // The current round's assignments, by assignment id and by client.
+  absl::flat_hash_map<std::string, Assignment> assignments_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::string> assignment_of_client_ ABSL_GUARDED_BY(mu_);
+  // Updates counted this round, ordered by client id: the fixed summation order.
+  std::map<std::string, ReceivedUpdate> received_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::string> recently_closed_ ABSL_GUARDED_BY(mu_);  // previous round's ids
+  absl::Time round_started_ ABSL_GUARDED_BY(mu_);
+  absl::Time round_deadline_ ABSL_GUARDED_BY(mu_);
+  std::vector<RoundOutcome> history_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int64_t> refusals_ ABSL_GUARDED_BY(mu_);
+  absl::Status fatal_error_ ABSL_GUARDED_BY(mu_);
+  uint64_t assignment_counter_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Checks a client id: 1..128 characters of [A-Za-z0-9._-].
+absl::Status ValidateClientId(absl::string_view client_id);
+
+}  // namespace fedkit::server
+
+#endif  // FEDKIT_SERVER_ROUND_COORDINATOR_H_

@@ -1,0 +1,346 @@
+#include "server/round_coordinator.h"
+
+#include <cmath>
+#include <limits>
+
+#include "core/sampling.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/client_sampler.h"
+
+namespace fedkit::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+const absl::Time kStart = absl::FromUnixSeconds(1'000'000);
+
+ParameterLayout TinyLayout() {
+  ParameterLayout layout;
+  layout.Append("w", {2});
+  layout.Append("b", {1});
+  return layout;
+}
+
+CoordinatorOptions Options(int64_t k, int64_t rounds) {
+  CoordinatorOptions o;
+  o.model_name = "tiny";
+  o.rounds = rounds;
+  o.clients_per_round = k;
+  o.min_clients = k;
+  o.round_timeout = absl::Seconds(60);
+  o.plan.set_local_epochs(1);
+  o.plan.set_batch_size(10);
+  o.plan.set_learning_rate(0.1);
+  o.plan.set_run_seed(7);
+  return o;
+}
+
+std::unique_ptr<RoundCoordinator> Make(const CoordinatorOptions& o, CoordinatorHooks hooks = {}) {
+  auto c = RoundCoordinator::Create(o, TinyLayout(), {1.0f, 2.0f, 3.0f}, std::move(hooks));
+  EXPECT_TRUE(c.ok()) << c.status();
+  return std::move(*c);
+}
+
+v1::CheckInRequest CheckInOf(const std::string& id) {
+  v1::CheckInRequest r;
+  r.set_client_id(id);
+  r.set_api_version(1);
+  return r;
+}
+
+v1::UpdateHeader HeaderFor(const v1::RoundAssignment& a, const std::string& id, int64_t examples) {
+  v1::UpdateHeader h;
+  h.set_client_id(id);
+  h.set_assignment_id(a.assignment_id());
+  h.set_round(a.round());
+  h.set_num_examples(examples);
+  h.set_total_size(3);
+  return h;
+}
+
+// Checks in every id; then checks each in again so that all learn their assignments.
+std::map<std::string, v1::RoundAssignment> CheckInAll(RoundCoordinator& c,
+                                                      const std::vector<std::string>& ids,
+                                                      absl::Time now) {
+  for (const auto& id : ids) EXPECT_TRUE(c.CheckIn(CheckInOf(id), now).ok());
+  std::map<std::string, v1::RoundAssignment> assigned;
+  for (const auto& id : ids) {
+    auto r = c.CheckIn(CheckInOf(id), now);
+    EXPECT_TRUE(r.ok());
+    if (r.ok() && r->has_assignment()) assigned[id] = r->assignment();
+  }
+  return assigned;
+}
+
+TEST(RoundCoordinatorTest, RoundRunsAndCommitsTheWeightedAverage) {
+  auto c = Make(Options(2, 2));
+  auto first = c->CheckIn(CheckInOf("a"), kStart);
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(first->has_retry_later());  // 1 of 2 waiting
+  EXPECT_THAT(first->retry_later().reason(), HasSubstr("waiting"));
+  auto second = c->CheckIn(CheckInOf("b"), kStart);
+  ASSERT_TRUE(second->has_assignment());  // the round starts on the second check-in
+  const v1::RoundAssignment b = second->assignment();
+  EXPECT_EQ(b.round(), 1);
+  EXPECT_EQ(b.model_name(), "tiny");
+  EXPECT_EQ(b.model_size(), 3);
+  EXPECT_EQ(b.layout().entries(0).name(), "w");
+  EXPECT_EQ(b.plan().run_seed(), 7u);
+  auto again = c->CheckIn(CheckInOf("a"), kStart + absl::Seconds(1));
+  ASSERT_TRUE(again->has_assignment());
+  const v1::RoundAssignment a = again->assignment();
+  EXPECT_NE(a.assignment_id(), b.assignment_id());
+
+  v1::GetModelRequest get;
+  get.set_client_id("a");
+  get.set_assignment_id(a.assignment_id());
+  get.set_round(1);
+  auto model = c->GetModel(get, kStart);
+  ASSERT_TRUE(model.ok());
+  EXPECT_EQ(*model->parameters, (std::vector<float>{1, 2, 3}));
+
+  // Weighted by example counts 1 and 3: mean delta = (1*{1,0,0} + 3*{0,4,-4}) / 4 = {0.25, 3, -3}.
+  ASSERT_TRUE(c->SubmitUpdate(HeaderFor(a, "a", 1), std::vector<float>{1, 0, 0}, kStart).ok());
+  EXPECT_EQ(c->rounds_completed(), 0);
+  ASSERT_TRUE(c->SubmitUpdate(HeaderFor(b, "b", 3), std::vector<float>{0, 4, -4}, kStart).ok());
+  EXPECT_EQ(c->rounds_completed(), 1);
+  EXPECT_EQ(c->global_parameters(), (std::vector<float>{1.25f, 5.0f, 0.0f}));
+
+  auto status = c->Status(kStart);
+  EXPECT_EQ(status.current_round(), 2);
+  EXPECT_EQ(status.phase(), "waiting");
+  ASSERT_EQ(status.history_size(), 1);
+  EXPECT_EQ(status.history(0).participants(), 2);
+}
+
+TEST(RoundCoordinatorTest, FinishesAfterTheLastRound) {
+  auto c = Make(Options(1, 1));
+  auto r = c->CheckIn(CheckInOf("a"), kStart);
+  ASSERT_TRUE(r->has_assignment());
+  ASSERT_TRUE(
+      c->SubmitUpdate(HeaderFor(r->assignment(), "a", 5), std::vector<float>{0, 0, 0}, kStart)
+          .ok());
+  EXPECT_TRUE(c->finished());
+  auto done = c->CheckIn(CheckInOf("z"), kStart);
+  ASSERT_TRUE(done->has_finished());
+  EXPECT_EQ(done->finished().rounds_completed(), 1);
+}
+
+TEST(RoundCoordinatorTest, SamplesUniformlyFromSortedWaitingClients) {
+  auto o = Options(4, 3);
+  o.selection_timeout = absl::Seconds(5);
+  o.over_select = 1.5;  // target 10, but only 8 will wait
+  auto c = Make(o);
+  std::vector<std::string> ids;
+  for (int i = 7; i >= 0; --i) ids.push_back("client-" + std::to_string(i));
+  for (const auto& id : ids) ASSERT_TRUE(c->CheckIn(CheckInOf(id), kStart)->has_retry_later());
+  // 8 >= K waiting, fewer than the target: the round starts when the selection window ends.
+  ASSERT_TRUE(c->Tick(kStart + absl::Seconds(4)).ok());
+  EXPECT_EQ(c->Status(kStart).phase(), "waiting");
+  ASSERT_TRUE(c->Tick(kStart + absl::Seconds(6)).ok());
+  EXPECT_EQ(c->Status(kStart).phase(), "training");
+  std::set<std::string> assigned;
+  for (const auto& id : ids) {
+    auto r = c->CheckIn(CheckInOf(id), kStart + absl::Seconds(6));
+    if (r->has_assignment()) assigned.insert(id);
+  }
+  std::vector<std::string> sorted(ids.rbegin(), ids.rend());
+  std::set<std::string> expected;
+  for (int64_t i : SampleIndices(8, 8, SamplingSeed(7, 1, 0))) expected.insert(sorted[i]);
+  EXPECT_EQ(assigned, expected);
+  EXPECT_EQ(assigned.size(), 8u);
+}
+
+TEST(RoundCoordinatorTest, DeadlineCommitsWithMinClientsOrAbandons) {
+  auto o = Options(3, 5);
+  o.min_clients = 2;
+  auto c = Make(o);
+  auto assigned = CheckInAll(*c, {"a", "b", "c"}, kStart);
+  ASSERT_EQ(assigned.size(), 3u);
+  ASSERT_TRUE(
+      c->SubmitUpdate(HeaderFor(assigned["a"], "a", 2), std::vector<float>{2, 2, 2}, kStart).ok());
+  // One of three by the deadline: below min_clients, the round is abandoned and nothing applied.
+  ASSERT_TRUE(c->Tick(kStart + absl::Seconds(61)).ok());
+  EXPECT_EQ(c->rounds_completed(), 0);
+  EXPECT_EQ(c->global_parameters(), (std::vector<float>{1, 2, 3}));
+  EXPECT_EQ(c->Status(kStart).phase(), "waiting");
+  // The abandoned round's upload is now late.
+  auto late = c->SubmitUpdate(HeaderFor(assigned["b"], "b", 2), std::vector<float>{0, 0, 0},
+                              kStart + absl::Seconds(62));
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(late.status().message(), HasSubstr("late"));
+
+  // Second attempt: two of three arrive, the deadline commits them.
+  const absl::Time t2 = kStart + absl::Seconds(100);
+  assigned = CheckInAll(*c, {"a", "b", "c"}, t2);
+  ASSERT_EQ(assigned.size(), 3u);
+  ASSERT_TRUE(
+      c->SubmitUpdate(HeaderFor(assigned["a"], "a", 1), std::vector<float>{1, 1, 1}, t2).ok());
+  ASSERT_TRUE(
+      c->SubmitUpdate(HeaderFor(assigned["c"], "c", 1), std::vector<float>{3, 3, 3}, t2).ok());
+  ASSERT_TRUE(c->Tick(t2 + absl::Seconds(59)).ok());
+  EXPECT_EQ(c->rounds_completed(), 0);
+  ASSERT_TRUE(c->Tick(t2 + absl::Seconds(60)).ok());
+  EXPECT_EQ(c->rounds_completed(), 1);
+  EXPECT_EQ(c->global_parameters(), (std::vector<float>{3, 4, 5}));
+}
+
+TEST(RoundCoordinatorTest, BadUpdatesAreRefusedWithReasonsAndNeverCounted) {
+  auto o = Options(2, 3);
+  o.plan.set_clip_norm(10.0);
+  o.max_examples_per_client = 100;
+  auto c = Make(o);
+  auto assigned = CheckInAll(*c, {"a", "b"}, kStart);
+  ASSERT_EQ(assigned.size(), 2u);
+  const auto& a = assigned["a"];
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+
+  struct Case {
+    v1::UpdateHeader header;
+    std::vector<float> delta;
+    absl::StatusCode code;
+    std::string reason;
+  };
+  v1::UpdateHeader wrong_round = HeaderFor(a, "a", 1);
+  wrong_round.set_round(2);
+  v1::UpdateHeader other_client = HeaderFor(a, "b", 1);
+  v1::UpdateHeader unassigned = HeaderFor(a, "a", 1);
+  unassigned.set_assignment_id("made-up");
+  v1::UpdateHeader short_header = HeaderFor(a, "a", 1);
+  short_header.set_total_size(2);
+  const std::vector<Case> cases = {
+      {HeaderFor(a, "a", 1), {1, 2}, absl::StatusCode::kInvalidArgument, "wrong_shape"},
+      {short_header, {1, 2}, absl::StatusCode::kInvalidArgument, "wrong_shape"},
+      {HeaderFor(a, "a", 1), {1, nan, 0}, absl::StatusCode::kInvalidArgument, "not_finite"},
+      {HeaderFor(a, "a", 1), {inf, 0, 0}, absl::StatusCode::kInvalidArgument, "not_finite"},
+      {HeaderFor(a, "a", 1), {10, 10, 0}, absl::StatusCode::kInvalidArgument, "over_norm"},
+      {HeaderFor(a, "a", 0), {1, 0, 0}, absl::StatusCode::kInvalidArgument, "bad_example_count"},
+      {HeaderFor(a, "a", 101), {1, 0, 0}, absl::StatusCode::kInvalidArgument, "bad_example_count"},
+      {wrong_round, {1, 0, 0}, absl::StatusCode::kFailedPrecondition, "wrong_round"},
+      {other_client, {1, 0, 0}, absl::StatusCode::kFailedPrecondition, "unassigned"},
+      {unassigned, {1, 0, 0}, absl::StatusCode::kFailedPrecondition, "unassigned"},
+  };
+  std::map<std::string, int64_t> expected_refusals;
+  for (const Case& k : cases) {
+    auto r = c->SubmitUpdate(k.header, k.delta, kStart);
+    EXPECT_EQ(r.status().code(), k.code) << k.reason << ": " << r.status();
+    ++expected_refusals[k.reason];
+  }
+  EXPECT_EQ(c->Status(kStart).received(), 0);
+
+  // A valid update counts; its exact retry is acknowledged as a duplicate; a different one is not.
+  ASSERT_FALSE(
+      c->SubmitUpdate(HeaderFor(a, "a", 4), std::vector<float>{4, 0, 0}, kStart)->duplicate());
+  auto retry = c->SubmitUpdate(HeaderFor(a, "a", 4), std::vector<float>{4, 0, 0}, kStart);
+  ASSERT_TRUE(retry.ok());
+  EXPECT_TRUE(retry->duplicate());
+  auto different = c->SubmitUpdate(HeaderFor(a, "a", 4), std::vector<float>{0, 4, 0}, kStart);
+  EXPECT_EQ(different.status().code(), absl::StatusCode::kAlreadyExists);
+  ++expected_refusals["duplicate"];
+  EXPECT_EQ(c->Status(kStart).received(), 1);
+
+  ASSERT_TRUE(
+      c->SubmitUpdate(HeaderFor(assigned["b"], "b", 4), std::vector<float>{0, 0, 0}, kStart).ok());
+  EXPECT_EQ(c->rounds_completed(), 1);
+  // Only the two valid deltas were averaged: {4,0,0} and {0,0,0} with equal weights.
+  EXPECT_EQ(c->global_parameters(), (std::vector<float>{3, 2, 3}));
+  auto late = c->SubmitUpdate(HeaderFor(a, "a", 4), std::vector<float>{4, 0, 0}, kStart);
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kFailedPrecondition);
+  ++expected_refusals["late"];
+
+  auto status = c->Status(kStart);
+  std::map<std::string, int64_t> refusals(status.refusals().begin(), status.refusals().end());
+  EXPECT_EQ(refusals, expected_refusals);
+}
+
+TEST(RoundCoordinatorTest, OverSelectionClosesAtKAndLateComersAreRefused) {
+  auto o = Options(2, 2);
+  o.over_select = 0.5;  // 3 assigned
+  auto c = Make(o);
+  auto assigned = CheckInAll(*c, {"a", "b", "c"}, kStart);
+  ASSERT_EQ(assigned.size(), 3u);
+  ASSERT_TRUE(
+      c->SubmitUpdate(HeaderFor(assigned["c"], "c", 1), std::vector<float>{0, 0, 0}, kStart).ok());
+  ASSERT_TRUE(
+      c->SubmitUpdate(HeaderFor(assigned["a"], "a", 1), std::vector<float>{0, 0, 0}, kStart).ok());
+  EXPECT_EQ(c->rounds_completed(), 1);
+  auto late =
+      c->SubmitUpdate(HeaderFor(assigned["b"], "b", 1), std::vector<float>{0, 0, 0}, kStart);
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(RoundCoordinatorTest, CheckpointRestoresStateAndTheRunContinuesIdentically) {
+  std::vector<v1::Checkpoint> saved;
+  CoordinatorHooks hooks;
+  hooks.save_checkpoint = [&](const v1::Checkpoint& ckpt) {
+    saved.push_back(ckpt);
+    return absl::OkStatus();
+  };
+  auto o = Options(1, 3);
+  o.server_optimizer.kind = aggregation::ServerOptimizerOptions::Kind::kAdam;
+  o.server_optimizer.learning_rate = 0.5;
+  auto run_round = [](RoundCoordinator& c, float value) {
+    auto r = c.CheckIn(CheckInOf("a"), kStart);
+    ASSERT_TRUE(r->has_assignment());
+    ASSERT_TRUE(c.SubmitUpdate(HeaderFor(r->assignment(), "a", 1),
+                               std::vector<float>{value, -value, 0}, kStart)
+                    .ok());
+  };
+  auto original = Make(o, hooks);
+  run_round(*original, 1.0f);
+  run_round(*original, 2.0f);
+  ASSERT_EQ(saved.size(), 2u);
+  EXPECT_EQ(saved.back().rounds_completed(), 2);
+
+  auto restored = Make(o);
+  ASSERT_TRUE(restored->Restore(saved[0]).ok());
+  EXPECT_EQ(restored->rounds_completed(), 1);
+  run_round(*restored, 2.0f);
+  // Adam's moment state came back too, or the second step would differ.
+  EXPECT_EQ(restored->global_parameters(), original->global_parameters());
+
+  auto other = o;
+  other.model_name = "other";
+  auto mismatched = Make(other);
+  EXPECT_EQ(mismatched->Restore(saved[0]).code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(RoundCoordinatorTest, CheckpointFailureStopsTheRun) {
+  CoordinatorHooks hooks;
+  hooks.save_checkpoint = [](const v1::Checkpoint&) { return absl::DataLossError("disk full"); };
+  auto c = Make(Options(1, 3), hooks);
+  auto r = c->CheckIn(CheckInOf("a"), kStart);
+  ASSERT_TRUE(
+      c->SubmitUpdate(HeaderFor(r->assignment(), "a", 1), std::vector<float>{0, 0, 0}, kStart)
+          .ok());
+  EXPECT_EQ(c->fatal_error().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(c->CheckIn(CheckInOf("a"), kStart).status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST(RoundCoordinatorTest, MalformedRequestsAreRefused) {
+  auto c = Make(Options(1, 1));
+  EXPECT_EQ(c->CheckIn(CheckInOf(""), kStart).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c->CheckIn(CheckInOf("a b"), kStart).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c->CheckIn(CheckInOf(std::string(129, 'x')), kStart).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  auto future = CheckInOf("a");
+  future.set_api_version(2);
+  EXPECT_EQ(c->CheckIn(future, kStart).status().code(), absl::StatusCode::kFailedPrecondition);
+  v1::GetModelRequest get;
+  get.set_client_id("a");
+  get.set_assignment_id("nope");
+  EXPECT_EQ(c->GetModel(get, kStart).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(RoundCoordinatorTest, InvalidOptions) {
+  auto o = Options(2, 1);
+  o.min_clients = 3;
+  EXPECT_FALSE(RoundCoordinator::Create(o, TinyLayout(), {1, 2, 3}, {}).ok());
+  EXPECT_FALSE(RoundCoordinator::Create(Options(2, 1), TinyLayout(), {1, 2}, {}).ok());
+}
+
+}  // namespace
+}  // namespace fedkit::server
