@@ -1,5 +1,5 @@
-// The seam between the device-side loop and a transport: gRPC for real devices, in-process for tests
-// and simulations. Implementations turn transport failures into absl::Status and never throw.
+// The seam between the device-side loop and a transport: gRPC for real devices, in-process for
+// tests and simulations. Implementations turn transport failures into absl::Status and never throw.
 #ifndef FEDKIT_CLIENT_COORDINATOR_CHANNEL_H_
 #define FEDKIT_CLIENT_COORDINATOR_CHANNEL_H_
 
@@ -12,8 +12,8 @@
 
 namespace fedkit::client {
 
-// One logical connection to a coordinator. Calls may be made from one thread at a time; Cancel() may
-// be called from any thread and makes in-flight and later calls return CANCELLED promptly.
+// One logical connection to a coordinator. Calls may be made from one thread at a time; Cancel()
+// may be called from any thread and makes in-flight and later calls return CANCELLED promptly.
 class CoordinatorChannel {
  public:
   virtual ~CoordinatorChannel() = default;

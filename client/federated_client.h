@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
@@ -21,13 +22,13 @@ namespace fedkit::client {
 
 // How to reach a coordinator over gRPC.
 struct ConnectionOptions {
-  std::string server;            // "host:port"
-  bool insecure = false;         // plaintext; only when explicitly asked for
-  std::string tls_ca_file;       // PEM of the CA that signed the server's certificate
-  std::string tls_cert_file;     // client certificate for mutual TLS (optional)
-  std::string tls_key_file;      // its private key
-  std::string tls_server_name;   // override of the name checked against the certificate (tests)
-  std::string bearer_token;      // sent as "authorization: Bearer <token>" (optional)
+  std::string server;           // "host:port"
+  bool insecure = false;        // plaintext; only when explicitly asked for
+  std::string tls_ca_file;      // PEM of the CA that signed the server's certificate
+  std::string tls_cert_file;    // client certificate for mutual TLS (optional)
+  std::string tls_key_file;     // its private key
+  std::string tls_server_name;  // override of the name checked against the certificate (tests)
+  std::string bearer_token;     // sent as "authorization: Bearer <token>" (optional)
   absl::Duration call_timeout = absl::Seconds(60);
 };
 
@@ -36,9 +37,9 @@ struct ConnectionOptions {
 absl::StatusOr<std::unique_ptr<CoordinatorChannel>> ConnectGrpc(const ConnectionOptions& options);
 
 struct FederatedClientOptions {
-  std::string client_id;         // stable device id
-  // This device's index, mixed into its local-training seed exactly as the simulator mixes a virtual
-  // client's index, so a run over the network can reproduce a simulation bit for bit.
+  std::string client_id;  // stable device id
+  // This device's index, mixed into its local-training seed exactly as the simulator mixes a
+  // virtual client's index, so a run over the network can reproduce a simulation bit for bit.
   int64_t client_index = 0;
   // Reconnection after transport errors: exponential backoff with full jitter, capped.
   absl::Duration initial_backoff = absl::Milliseconds(200);
@@ -46,12 +47,17 @@ struct FederatedClientOptions {
   // Give up after this long without any successful call (0 = never).
   absl::Duration give_up_after = absl::Minutes(10);
   uint64_t jitter_seed = 0;
+  // If set, assignments naming another model are FAILED_PRECONDITION; also advertised in
+  // capabilities.model_names at check-in.
+  std::string model_name;
+  // Receives one line per round and per notable event (waits, retries); empty = silent.
+  std::function<void(absl::string_view)> log;
 };
 
 // Runs the loop: check in; if told to retry, wait (as told); if assigned, download the model, train
-// with LocalTrainer, upload (retrying the same upload after a transport error; the coordinator treats
-// a repeat as a duplicate and does not count it twice); repeat until the coordinator says the run is
-// finished. Thread-safe: Run() on one thread, Cancel() from any other.
+// with LocalTrainer, upload (retrying the same upload after a transport error; the coordinator
+// treats a repeat as a duplicate and does not count it twice); repeat until the coordinator says
+// the run is finished. Thread-safe: Run() on one thread, Cancel() from any other.
 class FederatedClient {
  public:
   // The model must match what the coordinator assigns (same architecture); examples are this
@@ -72,12 +78,23 @@ class FederatedClient {
 
  private:
   // ... implementation detail: chosen by the implementer.
+  class Backoff;
+  // One assignment: download, train, upload. OK to go on checking in; an error ends Run().
+  absl::Status DoRound(const v1::RoundAssignment& assignment, Backoff& backoff);
+  // After a failed call: waits (backoff) and returns OK to retry, or the status Run() returns.
+  absl::Status RetryAfter(const absl::Status& error, absl::string_view what, Backoff& backoff);
+  // Waits `duration` unless cancelled first; false when cancelled.
+  bool Wait(absl::Duration duration);
+  void Log(absl::string_view line) const;
+
   FederatedClientOptions options_;
   std::unique_ptr<CoordinatorChannel> channel_;
   std::shared_ptr<models::Model> model_;
   data::Examples examples_;
   absl::Notification cancelled_;
   std::atomic<int64_t> rounds_contributed_{0};
+  std::atomic<bool> cancel_requested_{false};
+  int64_t last_counted_round_ = -1;  // used by Run() only
 };
 
 }  // namespace fedkit::client

@@ -55,8 +55,8 @@ class LocalTrainer {
 };
 
 // The seed of a client's local training (minibatch shuffling) in a round: a function of the run's
-// seed, the round and the client's index only, so a simulated client and a real device with the same
-// index train identically.
+// seed, the round and the client's index only, so a simulated client and a real device with the
+// same index train identically.
 uint64_t LocalTrainingSeed(uint64_t run_seed, int64_t round, int64_t client_index);
 
 // Validates a plan's numbers (epochs >= 1, batch >= 1, lr > 0, momentum in [0, 1), mu >= 0,

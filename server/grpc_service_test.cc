@@ -124,7 +124,9 @@ TEST_F(GrpcServiceTest, ModelDownloadsInChunksWithLayout) {
   while (reader->Read(&chunk)) {
     EXPECT_EQ(chunk.offset(), static_cast<int64_t>(values.size()));
     EXPECT_EQ(chunk.total_size(), kModelSize);
-    if (chunks == 0) EXPECT_EQ(chunk.layout().entries(0).name(), "w");
+    if (chunks == 0) {
+      EXPECT_EQ(chunk.layout().entries(0).name(), "w");
+    }
     values.insert(values.end(), chunk.values().begin(), chunk.values().end());
     ++chunks;
   }

@@ -1,0 +1,319 @@
+#include "client/federated_client.h"
+
+#include <algorithm>
+#include <random>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "client/local_trainer.h"
+#include "core/parameter_layout.h"
+#include "models/flat_params.h"
+
+namespace fedkit::client {
+namespace {
+
+// Failures of the link or of an overloaded/restarting server: the same call may succeed later.
+bool IsTransient(absl::StatusCode code) {
+  switch (code) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kInternal:
+    case absl::StatusCode::kUnknown:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kDataLoss:   // a corrupted download stream
+    case absl::StatusCode::kCancelled:  // not by us (checked first): e.g. the server shutting down
+      return true;
+    default:
+      return false;
+  }
+}
+
+// The coordinator no longer wants this assignment (round closed, deadline passed, unknown id):
+// give up on the round and check in again.
+bool EndsRound(absl::StatusCode code) {
+  switch (code) {
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kOutOfRange:
+    case absl::StatusCode::kAlreadyExists:
+    case absl::StatusCode::kInvalidArgument:
+      return true;
+    default:
+      return false;
+  }
+}
+
+TrainingPlan FromProto(const v1::TrainingPlan& plan) {
+  TrainingPlan out;
+  out.local_epochs = plan.local_epochs();
+  out.batch_size = plan.batch_size();
+  out.learning_rate = plan.learning_rate();
+  out.momentum = plan.momentum();
+  out.prox_mu = plan.prox_mu();
+  out.clip_norm = plan.clip_norm();
+  return out;
+}
+
+ParameterLayout FromProto(const v1::ParameterLayout& layout) {
+  ParameterLayout out;
+  for (const auto& entry : layout.entries()) {
+    out.Append(entry.name(), std::vector<int64_t>(entry.shape().begin(), entry.shape().end()));
+  }
+  return out;
+}
+
+// Empty when the layouts agree (names and shapes, in order); otherwise what differs.
+std::string LayoutMismatch(const ParameterLayout& assigned, const ParameterLayout& local) {
+  const size_t n = std::min(assigned.entries.size(), local.entries.size());
+  for (size_t i = 0; i < n; ++i) {
+    const auto& a = assigned.entries[i];
+    const auto& b = local.entries[i];
+    if (a.name != b.name || a.shape != b.shape) {
+      return absl::StrCat("entry ", i, " is ", a.name, " [", absl::StrJoin(a.shape, ", "),
+                          "] but the local model has ", b.name, " [", absl::StrJoin(b.shape, ", "),
+                          "]");
+    }
+  }
+  if (assigned.entries.size() != local.entries.size()) {
+    return absl::StrCat("layout has ", assigned.entries.size(), " entries but the local model has ",
+                        local.entries.size());
+  }
+  return "";
+}
+
+}  // namespace
+
+// Exponential backoff with full jitter (delay ~ U[0, min(max, initial * 2^attempt)]), plus the
+// give-up clock: the time since the last successful call.
+class FederatedClient::Backoff {
+ public:
+  explicit Backoff(const FederatedClientOptions& options)
+      : initial_(std::max(options.initial_backoff, absl::Milliseconds(1))),
+        max_(std::max(options.max_backoff, initial_)),
+        give_up_after_(options.give_up_after),
+        rng_(options.jitter_seed),
+        last_success_(absl::Now()) {}
+
+  void Succeeded() {
+    attempt_ = 0;
+    last_success_ = absl::Now();
+  }
+
+  bool Exhausted() const {
+    return give_up_after_ > absl::ZeroDuration() && absl::Now() - last_success_ >= give_up_after_;
+  }
+
+  // The next delay, never past the give-up point (so giving up is not delayed by a long wait).
+  absl::Duration NextDelay() {
+    const absl::Duration cap = std::min(max_, initial_ * (int64_t{1} << std::min(attempt_, 40)));
+    ++attempt_;
+    std::uniform_real_distribution<double> unit(0.0, 1.0);
+    absl::Duration delay = cap * unit(rng_);
+    if (give_up_after_ > absl::ZeroDuration()) {
+      delay = std::min(
+          delay, std::max(absl::ZeroDuration(), last_success_ + give_up_after_ - absl::Now()));
+    }
+    return delay;
+  }
+
+ private:
+  const absl::Duration initial_;
+  const absl::Duration max_;
+  const absl::Duration give_up_after_;
+  std::mt19937_64 rng_;
+  absl::Time last_success_;
+  int attempt_ = 0;
+};
+
+FederatedClient::FederatedClient(FederatedClientOptions options,
+                                 std::unique_ptr<CoordinatorChannel> channel,
+                                 std::shared_ptr<models::Model> model, data::Examples examples)
+    : options_(std::move(options)),
+      channel_(std::move(channel)),
+      model_(std::move(model)),
+      examples_(std::move(examples)) {}
+
+FederatedClient::~FederatedClient() = default;
+
+void FederatedClient::Cancel() {
+  if (cancel_requested_.exchange(true)) return;
+  cancelled_.Notify();
+  if (channel_ != nullptr) channel_->Cancel();
+}
+
+void FederatedClient::Log(absl::string_view line) const {
+  if (options_.log) options_.log(line);
+}
+
+bool FederatedClient::Wait(absl::Duration duration) {
+  if (duration <= absl::ZeroDuration()) return !cancelled_.HasBeenNotified();
+  return !cancelled_.WaitForNotificationWithTimeout(duration);
+}
+
+absl::Status FederatedClient::RetryAfter(const absl::Status& error, absl::string_view what,
+                                         Backoff& backoff) {
+  if (cancelled_.HasBeenNotified()) return absl::CancelledError("cancelled");
+  if (!IsTransient(error.code())) return error;
+  if (backoff.Exhausted()) {
+    Log(absl::StrCat("giving up: ", what, " failed: ", error.ToString()));
+    return error;
+  }
+  const absl::Duration delay = backoff.NextDelay();
+  Log(absl::StrCat(what, " failed (", error.ToString(), "); retrying in ",
+                   absl::FormatDuration(absl::Trunc(delay, absl::Milliseconds(1)))));
+  if (!Wait(delay)) return absl::CancelledError("cancelled");
+  return absl::OkStatus();
+}
+
+absl::Status FederatedClient::Run() {
+  Backoff backoff(options_);
+  v1::CheckInRequest request;
+  request.set_client_id(options_.client_id);
+  request.set_api_version(1);
+  request.mutable_capabilities()->set_num_examples(examples_.size());
+  if (!options_.model_name.empty()) {
+    request.mutable_capabilities()->add_model_names(options_.model_name);
+  }
+
+  while (true) {
+    if (cancelled_.HasBeenNotified()) return absl::CancelledError("cancelled");
+    absl::StatusOr<v1::CheckInResponse> response = channel_->CheckIn(request);
+    if (!response.ok()) {
+      const absl::Status status = RetryAfter(response.status(), "check-in", backoff);
+      if (!status.ok()) return status;
+      continue;
+    }
+    backoff.Succeeded();
+    switch (response->outcome_case()) {
+      case v1::CheckInResponse::kFinished:
+        Log(absl::StrCat("run finished after ", response->finished().rounds_completed(),
+                         " rounds; contributed to ", rounds_contributed_.load()));
+        return absl::OkStatus();
+      case v1::CheckInResponse::kRetryLater: {
+        const double seconds = response->retry_later().retry_after_seconds();
+        // NaN and negatives mean "now"; a day caps an absurd value.
+        const absl::Duration wait =
+            seconds > 0 ? std::min(absl::Seconds(seconds), absl::Hours(24)) : absl::ZeroDuration();
+        if (!Wait(wait)) return absl::CancelledError("cancelled");
+        break;
+      }
+      case v1::CheckInResponse::kAssignment: {
+        const absl::Status status = DoRound(response->assignment(), backoff);
+        if (!status.ok()) return status;
+        break;
+      }
+      default:  // an outcome this client does not know (a newer server): wait and ask again
+        Log("check-in answered with no known outcome; checking in again");
+        if (!Wait(backoff.NextDelay())) return absl::CancelledError("cancelled");
+        break;
+    }
+  }
+}
+
+absl::Status FederatedClient::DoRound(const v1::RoundAssignment& assignment, Backoff& backoff) {
+  const int64_t round = assignment.round();
+  const std::string round_name = absl::StrCat("round ", round);
+  if (!options_.model_name.empty() && assignment.model_name() != options_.model_name) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(round_name, " assigns model '", assignment.model_name(),
+                     "' but this client trains '", options_.model_name, "'"));
+  }
+  const ParameterLayout local_layout = models::LayoutOf(*model_);
+  if (assignment.model_size() != local_layout.size()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(round_name, " assigns a model of ", assignment.model_size(),
+                     " parameters but the local model has ", local_layout.size()));
+  }
+  if (std::string why = LayoutMismatch(FromProto(assignment.layout()), local_layout);
+      !why.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(round_name, " assigns a model that does not fit the local one: ", why));
+  }
+
+  // Download.
+  v1::GetModelRequest model_request;
+  model_request.set_client_id(options_.client_id);
+  model_request.set_assignment_id(assignment.assignment_id());
+  model_request.set_round(round);
+  std::vector<float> global;
+  v1::ParameterLayout downloaded_layout;
+  while (true) {
+    if (cancelled_.HasBeenNotified()) return absl::CancelledError("cancelled");
+    absl::Status status = channel_->GetModel(model_request, &global, &downloaded_layout);
+    if (status.ok()) break;
+    if (!cancelled_.HasBeenNotified() && EndsRound(status.code())) {
+      Log(absl::StrCat(round_name, ": download refused (", status.ToString(),
+                       "); checking in again"));
+      // A short jittered pause, so that a coordinator re-offering a refused assignment does not
+      // make this loop spin.
+      return Wait(backoff.NextDelay()) ? absl::OkStatus() : absl::CancelledError("cancelled");
+    }
+    status = RetryAfter(status, absl::StrCat(round_name, ": download"), backoff);
+    if (!status.ok()) return status;
+  }
+  backoff.Succeeded();
+  if (static_cast<int64_t>(global.size()) != local_layout.size()) {
+    return absl::FailedPreconditionError(absl::StrCat(round_name, ": downloaded ", global.size(),
+                                                      " parameters but the local model has ",
+                                                      local_layout.size()));
+  }
+  if (downloaded_layout.entries_size() > 0) {
+    if (std::string why = LayoutMismatch(FromProto(downloaded_layout), local_layout);
+        !why.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(round_name, ": downloaded model does not fit the local one: ", why));
+    }
+  }
+
+  // Train.
+  LocalTrainer trainer(model_);
+  const uint64_t seed =
+      LocalTrainingSeed(assignment.plan().run_seed(), round, options_.client_index);
+  absl::StatusOr<ClientUpdate> update =
+      trainer.Train(global, examples_, FromProto(assignment.plan()), seed);
+  if (!update.ok()) {
+    return absl::Status(update.status().code(),
+                        absl::StrCat(round_name, ": local training: ", update.status().message()));
+  }
+
+  // Upload; after a transport error the same bytes again (the coordinator deduplicates).
+  v1::UpdateHeader header;
+  header.set_client_id(options_.client_id);
+  header.set_assignment_id(assignment.assignment_id());
+  header.set_round(round);
+  int64_t num_examples = update->num_examples;
+  if (assignment.max_examples() > 0) {
+    num_examples = std::min(num_examples, assignment.max_examples());
+  }
+  header.set_num_examples(num_examples);
+  header.set_total_size(static_cast<int64_t>(update->delta.size()));
+  header.set_train_loss(update->train_loss);
+  while (true) {
+    if (cancelled_.HasBeenNotified()) return absl::CancelledError("cancelled");
+    absl::StatusOr<v1::UploadResponse> response = channel_->UploadUpdate(header, update->delta);
+    if (response.ok()) {
+      backoff.Succeeded();
+      if (round != last_counted_round_) {
+        last_counted_round_ = round;
+        rounds_contributed_.fetch_add(1);
+      }
+      Log(absl::StrFormat("%s: trained on %d examples, loss %.4f, delta norm %.4f, uploaded%s",
+                          round_name, update->num_examples, update->train_loss, update->delta_norm,
+                          response->duplicate() ? " (duplicate)" : ""));
+      return absl::OkStatus();
+    }
+    const absl::Status& error = response.status();
+    if (!cancelled_.HasBeenNotified() && EndsRound(error.code())) {
+      Log(absl::StrCat(round_name, ": upload refused (", error.ToString(), "); checking in again"));
+      return Wait(backoff.NextDelay()) ? absl::OkStatus() : absl::CancelledError("cancelled");
+    }
+    const absl::Status status = RetryAfter(error, absl::StrCat(round_name, ": upload"), backoff);
+    if (!status.ok()) return status;
+  }
+}
+
+}  // namespace fedkit::client

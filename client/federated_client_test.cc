@@ -1,0 +1,384 @@
+#include "client/federated_client.h"
+
+#include <deque>
+#include <random>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "client/local_trainer.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "models/compute_threads.h"
+#include "models/flat_params.h"
+
+namespace fedkit::client {
+namespace {
+
+const data::DatasetInfo kInfo{{6}, 3};
+constexpr uint64_t kRunSeed = 42;
+constexpr int64_t kClientIndex = 7;
+
+data::Examples MakeExamples(int n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal;
+  data::Examples ex;
+  ex.feature_dim = 6;
+  for (int i = 0; i < n; ++i) {
+    float best = -1e9f;
+    int64_t label = 0;
+    for (int j = 0; j < 6; ++j) {
+      const float v = normal(rng);
+      ex.features.push_back(v);
+      if (j < 3 && v > best) best = v, label = j;
+    }
+    ex.labels.push_back(label);
+  }
+  return ex;
+}
+
+std::shared_ptr<models::Model> MakeModel(const std::string& name, uint64_t seed) {
+  return *models::CreateModel(name, kInfo, seed);
+}
+
+v1::ParameterLayout ToProto(const ParameterLayout& layout) {
+  v1::ParameterLayout out;
+  for (const auto& e : layout.entries) {
+    auto* entry = out.add_entries();
+    entry->set_name(e.name);
+    for (int64_t d : e.shape) entry->add_shape(d);
+  }
+  return out;
+}
+
+v1::CheckInResponse RetryLaterResponse(double seconds) {
+  v1::CheckInResponse r;
+  r.mutable_retry_later()->set_retry_after_seconds(seconds);
+  r.mutable_retry_later()->set_reason("waiting for clients");
+  return r;
+}
+
+v1::CheckInResponse FinishedResponse() {
+  v1::CheckInResponse r;
+  r.mutable_finished()->set_rounds_completed(1);
+  return r;
+}
+
+v1::TrainingPlan Plan() {
+  v1::TrainingPlan plan;
+  plan.set_local_epochs(2);
+  plan.set_batch_size(8);
+  plan.set_learning_rate(0.3);
+  plan.set_run_seed(kRunSeed);
+  return plan;
+}
+
+v1::CheckInResponse AssignmentResponse(int64_t round, const models::Model& model) {
+  v1::CheckInResponse r;
+  v1::RoundAssignment* a = r.mutable_assignment();
+  a->set_round(round);
+  a->set_assignment_id("a" + std::to_string(round));
+  a->set_model_name("logreg");
+  *a->mutable_plan() = Plan();
+  const ParameterLayout layout = models::LayoutOf(model);
+  a->set_model_size(layout.size());
+  *a->mutable_layout() = ToProto(layout);
+  a->set_seconds_to_deadline(60);
+  return r;
+}
+
+struct Upload {
+  std::string header_bytes;
+  v1::UpdateHeader header;
+  std::vector<float> delta;
+};
+
+// A scripted coordinator: check-in answers and upload results are consumed in order; when a script
+// runs out, check-in says "finished" and uploads succeed.
+class FakeChannel : public CoordinatorChannel {
+ public:
+  explicit FakeChannel(std::vector<float> global) : global_(std::move(global)) {}
+
+  std::deque<absl::StatusOr<v1::CheckInResponse>> check_ins;
+  std::deque<absl::Status> get_model_results;
+  std::deque<absl::StatusOr<v1::UploadResponse>> upload_results;
+  v1::ParameterLayout download_layout;
+  std::vector<v1::CheckInRequest> check_in_requests;
+  std::vector<v1::GetModelRequest> get_model_requests;
+  std::vector<Upload> uploads;
+  absl::Notification first_check_in;
+  bool cancel_called = false;
+
+  absl::StatusOr<v1::CheckInResponse> CheckIn(const v1::CheckInRequest& request) override {
+    check_in_requests.push_back(request);
+    if (!first_check_in.HasBeenNotified()) first_check_in.Notify();
+    if (check_ins.empty()) return FinishedResponse();
+    auto r = std::move(check_ins.front());
+    check_ins.pop_front();
+    return r;
+  }
+
+  absl::Status GetModel(const v1::GetModelRequest& request, std::vector<float>* parameters,
+                        v1::ParameterLayout* layout) override {
+    get_model_requests.push_back(request);
+    if (!get_model_results.empty()) {
+      absl::Status s = get_model_results.front();
+      get_model_results.pop_front();
+      if (!s.ok()) return s;
+    }
+    *parameters = global_;
+    *layout = download_layout;
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<v1::UploadResponse> UploadUpdate(const v1::UpdateHeader& header,
+                                                  absl::Span<const float> delta) override {
+    uploads.push_back(
+        Upload{header.SerializeAsString(), header, std::vector<float>(delta.begin(), delta.end())});
+    if (upload_results.empty()) return v1::UploadResponse();
+    auto r = std::move(upload_results.front());
+    upload_results.pop_front();
+    return r;
+  }
+
+  void Cancel() override {
+    absl::MutexLock lock(&mu_);
+    cancel_called = true;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<float> global_;
+};
+
+class FederatedClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override { models::UseSingleThreadedCompute(); }
+
+  FederatedClientOptions Options() const {
+    FederatedClientOptions o;
+    o.client_id = "client-000007";
+    o.client_index = kClientIndex;
+    o.initial_backoff = absl::Milliseconds(1);
+    o.max_backoff = absl::Milliseconds(5);
+    o.give_up_after = absl::Seconds(30);
+    o.jitter_seed = 3;
+    return o;
+  }
+
+  // The fake and a client that owns it; `fake` stays valid while `client` lives.
+  std::unique_ptr<FederatedClient> MakeClient(FederatedClientOptions options,
+                                              std::shared_ptr<models::Model> model = nullptr) {
+    auto channel = std::make_unique<FakeChannel>(global_);
+    fake = channel.get();
+    return std::make_unique<FederatedClient>(std::move(options), std::move(channel),
+                                             model ? model : MakeModel("logreg", 99), examples_);
+  }
+
+  ClientUpdate Expected(int64_t round) {
+    LocalTrainer trainer(MakeModel("logreg", 5));
+    TrainingPlan plan{.local_epochs = 2, .batch_size = 8, .learning_rate = 0.3};
+    auto update =
+        trainer.Train(global_, examples_, plan, LocalTrainingSeed(kRunSeed, round, kClientIndex));
+    EXPECT_TRUE(update.ok()) << update.status();
+    return *update;
+  }
+
+  data::Examples examples_ = MakeExamples(40, 1);
+  std::vector<float> global_ = models::FlattenParameters(*MakeModel("logreg", 11));
+  std::shared_ptr<models::Model> reference_ = MakeModel("logreg", 0);
+  FakeChannel* fake = nullptr;
+};
+
+TEST_F(FederatedClientTest, RetryLaterThenAssignmentThenFinished) {
+  auto client = MakeClient(Options());
+  fake->check_ins.push_back(RetryLaterResponse(0.001));
+  fake->check_ins.push_back(AssignmentResponse(3, *reference_));
+  fake->check_ins.push_back(FinishedResponse());
+  fake->download_layout = ToProto(models::LayoutOf(*reference_));
+
+  ASSERT_TRUE(client->Run().ok());
+  EXPECT_EQ(client->rounds_contributed(), 1);
+
+  ASSERT_EQ(fake->check_in_requests.size(), 3u);
+  const v1::CheckInRequest& req = fake->check_in_requests[0];
+  EXPECT_EQ(req.client_id(), "client-000007");
+  EXPECT_EQ(req.api_version(), 1);
+  EXPECT_EQ(req.capabilities().num_examples(), 40);
+
+  ASSERT_EQ(fake->get_model_requests.size(), 1u);
+  EXPECT_EQ(fake->get_model_requests[0].assignment_id(), "a3");
+  EXPECT_EQ(fake->get_model_requests[0].round(), 3);
+
+  ASSERT_EQ(fake->uploads.size(), 1u);
+  const ClientUpdate expected = Expected(3);
+  const Upload& up = fake->uploads[0];
+  EXPECT_EQ(up.header.client_id(), "client-000007");
+  EXPECT_EQ(up.header.assignment_id(), "a3");
+  EXPECT_EQ(up.header.round(), 3);
+  EXPECT_EQ(up.header.num_examples(), 40);
+  EXPECT_EQ(up.header.total_size(), static_cast<int64_t>(expected.delta.size()));
+  EXPECT_DOUBLE_EQ(up.header.train_loss(), expected.train_loss);
+  EXPECT_EQ(up.delta, expected.delta);  // bit for bit: same seed, same data, same global model
+}
+
+TEST_F(FederatedClientTest, UploadRetriedWithSameBytesAfterTransportErrorsAndCountedOnce) {
+  auto client = MakeClient(Options());
+  fake->check_ins.push_back(AssignmentResponse(1, *reference_));
+  fake->upload_results.push_back(absl::UnavailableError("link down"));
+  fake->upload_results.push_back(absl::UnavailableError("link down"));
+  v1::UploadResponse duplicate;
+  duplicate.set_duplicate(true);  // the first attempt had arrived after all
+  fake->upload_results.push_back(duplicate);
+
+  ASSERT_TRUE(client->Run().ok());
+  EXPECT_EQ(client->rounds_contributed(), 1);
+  ASSERT_EQ(fake->uploads.size(), 3u);
+  for (const Upload& up : fake->uploads) {
+    EXPECT_EQ(up.header_bytes, fake->uploads[0].header_bytes);
+    EXPECT_EQ(up.delta, fake->uploads[0].delta);
+  }
+  EXPECT_EQ(fake->uploads[0].delta, Expected(1).delta);
+  EXPECT_EQ(fake->get_model_requests.size(), 1u);  // no re-download, no re-training
+}
+
+TEST_F(FederatedClientTest, FailedPreconditionOnUploadGivesUpTheRoundAndChecksInAgain) {
+  auto client = MakeClient(Options());
+  fake->check_ins.push_back(AssignmentResponse(1, *reference_));
+  fake->check_ins.push_back(RetryLaterResponse(0));
+  fake->upload_results.push_back(absl::FailedPreconditionError("round 1 is closed"));
+
+  ASSERT_TRUE(client->Run().ok());
+  EXPECT_EQ(client->rounds_contributed(), 0);
+  EXPECT_EQ(fake->uploads.size(), 1u);
+  EXPECT_EQ(fake->check_in_requests.size(), 3u);  // assignment, retry-later, finished
+}
+
+TEST_F(FederatedClientTest, InvalidArgumentOnUploadChecksInAgainAndLaterRoundsCount) {
+  auto client = MakeClient(Options());
+  fake->check_ins.push_back(AssignmentResponse(1, *reference_));
+  fake->check_ins.push_back(AssignmentResponse(2, *reference_));
+  fake->upload_results.push_back(absl::InvalidArgumentError("bad update"));
+
+  ASSERT_TRUE(client->Run().ok());
+  EXPECT_EQ(client->rounds_contributed(), 1);
+  ASSERT_EQ(fake->uploads.size(), 2u);
+  EXPECT_EQ(fake->uploads[1].header.round(), 2);
+  EXPECT_EQ(fake->uploads[1].delta, Expected(2).delta);
+}
+
+TEST_F(FederatedClientTest, ModelSizeMismatchIsFailedPreconditionWithoutUpload) {
+  auto client = MakeClient(Options());
+  v1::CheckInResponse a = AssignmentResponse(1, *reference_);
+  a.mutable_assignment()->set_model_size(a.assignment().model_size() + 1);
+  fake->check_ins.push_back(a);
+
+  const absl::Status status = client->Run();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_TRUE(fake->uploads.empty());
+  EXPECT_EQ(client->rounds_contributed(), 0);
+}
+
+TEST_F(FederatedClientTest, LayoutMismatchIsFailedPreconditionWithoutUpload) {
+  auto client = MakeClient(Options());
+  v1::CheckInResponse a = AssignmentResponse(1, *reference_);
+  // Same number of values, different shapes: [3, 6] + [3] -> [6, 3] + [3].
+  auto* entry = a.mutable_assignment()->mutable_layout()->mutable_entries(0);
+  ASSERT_EQ(entry->shape_size(), 2);
+  std::swap(*entry->mutable_shape()->Mutable(0), *entry->mutable_shape()->Mutable(1));
+  fake->check_ins.push_back(a);
+
+  const absl::Status status = client->Run();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_TRUE(fake->uploads.empty());
+  EXPECT_TRUE(fake->get_model_requests.empty());
+}
+
+TEST_F(FederatedClientTest, OtherModelNameIsFailedPrecondition) {
+  FederatedClientOptions options = Options();
+  options.model_name = "mlp";
+  auto client = MakeClient(options);
+  fake->check_ins.push_back(AssignmentResponse(1, *reference_));  // names logreg
+
+  const absl::Status status = client->Run();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_TRUE(fake->uploads.empty());
+  ASSERT_FALSE(fake->check_in_requests.empty());
+  EXPECT_THAT(fake->check_in_requests[0].capabilities().model_names(),
+              ::testing::ElementsAre("mlp"));
+}
+
+TEST_F(FederatedClientTest, UnauthenticatedIsReturned) {
+  auto client = MakeClient(Options());
+  fake->check_ins.push_back(absl::UnauthenticatedError("bad token"));
+  EXPECT_EQ(client->Run().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(fake->check_in_requests.size(), 1u);
+}
+
+TEST_F(FederatedClientTest, PermissionDeniedOnUploadIsReturned) {
+  auto client = MakeClient(Options());
+  fake->check_ins.push_back(AssignmentResponse(1, *reference_));
+  fake->upload_results.push_back(absl::PermissionDeniedError("not enrolled"));
+  EXPECT_EQ(client->Run().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(client->rounds_contributed(), 0);
+}
+
+TEST_F(FederatedClientTest, TransportErrorsOnCheckInAndDownloadAreRetried) {
+  auto client = MakeClient(Options());
+  fake->check_ins.push_back(absl::UnavailableError("connection refused"));
+  fake->check_ins.push_back(absl::DeadlineExceededError("slow"));
+  fake->check_ins.push_back(AssignmentResponse(1, *reference_));
+  fake->get_model_results.push_back(absl::UnavailableError("reset"));
+  fake->get_model_results.push_back(absl::DataLossError("gap"));
+
+  ASSERT_TRUE(client->Run().ok());
+  EXPECT_EQ(client->rounds_contributed(), 1);
+  EXPECT_EQ(fake->get_model_requests.size(), 3u);
+  EXPECT_EQ(fake->uploads.size(), 1u);
+}
+
+TEST_F(FederatedClientTest, CancelInterruptsALongRetryLaterWait) {
+  auto client = MakeClient(Options());
+  fake->check_ins.push_back(RetryLaterResponse(3600));
+  absl::Status status;
+  std::thread runner([&] { status = client->Run(); });
+  fake->first_check_in.WaitForNotification();
+  client->Cancel();
+  client->Cancel();  // idempotent
+  runner.join();
+  EXPECT_EQ(status.code(), absl::StatusCode::kCancelled) << status;
+  EXPECT_TRUE(fake->cancel_called);
+}
+
+TEST_F(FederatedClientTest, CancelBeforeRunReturnsCancelled) {
+  auto client = MakeClient(Options());
+  client->Cancel();
+  EXPECT_EQ(client->Run().code(), absl::StatusCode::kCancelled);
+  EXPECT_TRUE(fake->check_in_requests.empty());
+}
+
+TEST_F(FederatedClientTest, GivesUpWithTheLastErrorWhenNothingSucceeds) {
+  FederatedClientOptions options = Options();
+  options.give_up_after = absl::Milliseconds(50);
+  auto client = MakeClient(options);
+  for (int i = 0; i < 100000; ++i) fake->check_ins.push_back(absl::UnavailableError("down"));
+  const absl::Status status = client->Run();
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+  EXPECT_GT(fake->check_in_requests.size(), 1u);
+}
+
+TEST_F(FederatedClientTest, ReportedExampleCountIsCappedByTheAssignment) {
+  auto client = MakeClient(Options());
+  v1::CheckInResponse a = AssignmentResponse(1, *reference_);
+  a.mutable_assignment()->set_max_examples(25);
+  fake->check_ins.push_back(a);
+  ASSERT_TRUE(client->Run().ok());
+  ASSERT_EQ(fake->uploads.size(), 1u);
+  EXPECT_EQ(fake->uploads[0].header.num_examples(), 25);
+}
+
+}  // namespace
+}  // namespace fedkit::client

@@ -1,0 +1,281 @@
+// ConnectGrpc: the CoordinatorChannel over a gRPC channel (TLS, or plaintext when asked for).
+#include <grpc/grpc.h>
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "client/federated_client.h"
+#include "fedkit/v1/coordinator.grpc.pb.h"
+
+namespace fedkit::client {
+namespace {
+
+constexpr int kMaxMessageBytes = 64 << 20;
+constexpr int64_t kMaxModelFloats = int64_t{1} << 31;
+constexpr size_t kUploadChunkFloats = size_t{256} << 10;  // 1 MiB of floats per message
+
+absl::Status FromGrpc(const grpc::Status& status, absl::string_view rpc) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      absl::StrCat(rpc, ": ", status.error_message()));
+}
+
+// The whole file, or INVALID_ARGUMENT naming the flag and the file.
+absl::StatusOr<std::string> ReadPem(const std::string& path, absl::string_view flag) {
+  std::error_code error;
+  std::ifstream in;
+  if (std::filesystem::is_regular_file(path, error)) in.open(path, std::ios::binary);
+  std::stringstream contents;
+  if (in.is_open()) contents << in.rdbuf();
+  if (!in.is_open() || in.bad()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": cannot read '", path, "' (no such file or not readable)"));
+  }
+  std::string text = std::move(contents).str();
+  if (text.empty())
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": '", path, "' is empty"));
+  return text;
+}
+
+class GrpcCoordinatorChannel final : public CoordinatorChannel {
+ public:
+  GrpcCoordinatorChannel(std::shared_ptr<grpc::Channel> channel, ConnectionOptions options)
+      : stub_(v1::Coordinator::NewStub(channel)), options_(std::move(options)) {}
+
+  absl::StatusOr<v1::CheckInResponse> CheckIn(const v1::CheckInRequest& request) override {
+    constexpr absl::string_view kRpc = "CheckIn";
+    grpc::ClientContext context;
+    Prepare(context);
+    ActiveCall call(this, &context);
+    if (!call.started()) return Cancelled(kRpc);
+    v1::CheckInResponse response;
+    const grpc::Status status = stub_->CheckIn(&context, request, &response);
+    if (IsCancelled()) return Cancelled(kRpc);
+    if (!status.ok()) return FromGrpc(status, kRpc);
+    return response;
+  }
+
+  absl::Status GetModel(const v1::GetModelRequest& request, std::vector<float>* parameters,
+                        v1::ParameterLayout* layout) override {
+    constexpr absl::string_view kRpc = "GetModel";
+    parameters->clear();
+    layout->Clear();
+    grpc::ClientContext context;
+    Prepare(context);
+    ActiveCall call(this, &context);
+    if (!call.started()) return Cancelled(kRpc);
+    std::unique_ptr<grpc::ClientReader<v1::ModelChunk>> reader = stub_->GetModel(&context, request);
+    v1::ModelChunk chunk;
+    int64_t total_size = -1;  // from the first chunk
+    absl::Status stream_error;
+    while (reader->Read(&chunk)) {
+      stream_error = CheckChunk(chunk, total_size, static_cast<int64_t>(parameters->size()));
+      if (!stream_error.ok()) break;
+      if (total_size < 0) {
+        total_size = chunk.total_size();
+        *layout = std::move(*chunk.mutable_layout());
+      }
+      parameters->insert(parameters->end(), chunk.values().begin(), chunk.values().end());
+    }
+    if (!stream_error.ok()) context.TryCancel();  // stop the stream; Finish then returns at once
+    const grpc::Status status = reader->Finish();
+    if (IsCancelled()) return Cancelled(kRpc);
+    if (!stream_error.ok()) {
+      parameters->clear();
+      layout->Clear();
+      return stream_error;
+    }
+    if (!status.ok()) return FromGrpc(status, kRpc);
+    if (total_size < 0) return absl::DataLossError("GetModel: the stream carried no chunk");
+    if (static_cast<int64_t>(parameters->size()) != total_size) {
+      const size_t received = parameters->size();
+      parameters->clear();
+      layout->Clear();
+      return absl::DataLossError(
+          absl::StrCat("GetModel: stream ended after ", received, " of ", total_size, " values"));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<v1::UploadResponse> UploadUpdate(const v1::UpdateHeader& header,
+                                                  absl::Span<const float> delta) override {
+    constexpr absl::string_view kRpc = "UploadUpdate";
+    if (header.total_size() != static_cast<int64_t>(delta.size())) {
+      return absl::InvalidArgumentError(absl::StrCat("UploadUpdate: header.total_size is ",
+                                                     header.total_size(), " but the delta has ",
+                                                     delta.size(), " values"));
+    }
+    grpc::ClientContext context;
+    Prepare(context);
+    ActiveCall call(this, &context);
+    if (!call.started()) return Cancelled(kRpc);
+    v1::UploadResponse response;
+    std::unique_ptr<grpc::ClientWriter<v1::UpdateChunk>> writer =
+        stub_->UploadUpdate(&context, &response);
+    v1::UpdateChunk chunk;
+    *chunk.mutable_header() = header;
+    // A failed Write means the stream is broken; Finish reports why.
+    bool open = writer->Write(chunk);
+    for (size_t offset = 0; open && offset < delta.size(); offset += kUploadChunkFloats) {
+      const size_t n = std::min(kUploadChunkFloats, delta.size() - offset);
+      v1::DeltaValues* values = chunk.mutable_values();  // clears the header
+      values->set_offset(static_cast<int64_t>(offset));
+      values->mutable_values()->Assign(delta.begin() + offset, delta.begin() + offset + n);
+      open = writer->Write(chunk);
+    }
+    if (open) writer->WritesDone();
+    const grpc::Status status = writer->Finish();
+    if (IsCancelled()) return Cancelled(kRpc);
+    if (!status.ok()) return FromGrpc(status, kRpc);
+    return response;
+  }
+
+  void Cancel() override {
+    absl::MutexLock lock(&mu_);
+    cancelled_ = true;
+    if (active_ != nullptr) active_->TryCancel();
+  }
+
+ private:
+  // Registers the call's context so Cancel() can reach it; unregisters before the context dies.
+  class ActiveCall {
+   public:
+    ActiveCall(GrpcCoordinatorChannel* channel, grpc::ClientContext* context) : channel_(channel) {
+      absl::MutexLock lock(&channel_->mu_);
+      started_ = !channel_->cancelled_;
+      if (started_) channel_->active_ = context;
+    }
+    ~ActiveCall() {
+      absl::MutexLock lock(&channel_->mu_);
+      channel_->active_ = nullptr;
+    }
+    ActiveCall(const ActiveCall&) = delete;
+    ActiveCall& operator=(const ActiveCall&) = delete;
+    bool started() const { return started_; }
+
+   private:
+    GrpcCoordinatorChannel* channel_;
+    bool started_ = false;
+  };
+
+  void Prepare(grpc::ClientContext& context) const {
+    context.set_deadline(absl::ToChronoTime(absl::Now() + options_.call_timeout));
+    if (!options_.bearer_token.empty()) {
+      context.AddMetadata("authorization", absl::StrCat("Bearer ", options_.bearer_token));
+    }
+  }
+
+  bool IsCancelled() {
+    absl::MutexLock lock(&mu_);
+    return cancelled_;
+  }
+
+  static absl::Status Cancelled(absl::string_view rpc) {
+    return absl::CancelledError(absl::StrCat(rpc, ": cancelled"));
+  }
+
+  // Checks one chunk against what came before (`total_size` < 0 before the first chunk).
+  static absl::Status CheckChunk(const v1::ModelChunk& chunk, int64_t total_size,
+                                 int64_t received) {
+    if (total_size < 0) {
+      if (chunk.total_size() < 0 || chunk.total_size() > kMaxModelFloats) {
+        return absl::InvalidArgumentError(absl::StrCat("GetModel: total_size ", chunk.total_size(),
+                                                       " is out of [0, ", kMaxModelFloats, "]"));
+      }
+      total_size = chunk.total_size();
+    } else if (chunk.total_size() != total_size && chunk.total_size() != 0) {
+      // Later chunks may leave total_size unset (0); a different value is a corrupt stream.
+      return absl::DataLossError(absl::StrCat("GetModel: chunk says total_size ",
+                                              chunk.total_size(), " after ", total_size));
+    }
+    if (chunk.offset() != received) {
+      return absl::DataLossError(absl::StrCat("GetModel: chunk at offset ", chunk.offset(), " but ",
+                                              received, " values received so far (",
+                                              chunk.offset() > received ? "gap" : "overlap", ")"));
+    }
+    if (chunk.values_size() > total_size - received) {
+      return absl::DataLossError(absl::StrCat("GetModel: chunk at offset ", chunk.offset(),
+                                              " with ", chunk.values_size(),
+                                              " values overruns total_size ", total_size));
+    }
+    return absl::OkStatus();
+  }
+
+  std::unique_ptr<v1::Coordinator::Stub> stub_;
+  const ConnectionOptions options_;
+  absl::Mutex mu_;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::ClientContext* active_ ABSL_GUARDED_BY(mu_) = nullptr;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CoordinatorChannel>> ConnectGrpc(const ConnectionOptions& options) {
+  if (options.server.empty()) return absl::InvalidArgumentError("--server: HOST:PORT is required");
+  if (!(options.call_timeout > absl::ZeroDuration()) ||
+      options.call_timeout == absl::InfiniteDuration()) {
+    return absl::InvalidArgumentError("call_timeout must be positive and finite");
+  }
+  for (const char c : options.bearer_token) {
+    if (c < 0x20 || c > 0x7e) {
+      return absl::InvalidArgumentError("--token: only printable ASCII characters are allowed");
+    }
+  }
+  const bool any_tls = !options.tls_ca_file.empty() || !options.tls_cert_file.empty() ||
+                       !options.tls_key_file.empty() || !options.tls_server_name.empty();
+  if (options.insecure && any_tls) {
+    return absl::InvalidArgumentError(
+        "--insecure: plaintext cannot be combined with --tls-ca/--tls-cert/--tls-key/"
+        "--tls-server-name");
+  }
+  if (!options.insecure && options.tls_ca_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--tls-ca: a CA certificate is required (or --insecure for plaintext)");
+  }
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return absl::InvalidArgumentError(options.tls_cert_file.empty()
+                                          ? "--tls-cert: required with --tls-key"
+                                          : "--tls-key: required with --tls-cert");
+  }
+
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  args.SetMaxSendMessageSize(kMaxMessageBytes);
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  if (options.insecure) {
+    credentials = grpc::InsecureChannelCredentials();
+  } else {
+    grpc::SslCredentialsOptions ssl;
+    absl::StatusOr<std::string> ca = ReadPem(options.tls_ca_file, "--tls-ca");
+    if (!ca.ok()) return ca.status();
+    ssl.pem_root_certs = *std::move(ca);
+    if (!options.tls_cert_file.empty()) {
+      absl::StatusOr<std::string> cert = ReadPem(options.tls_cert_file, "--tls-cert");
+      if (!cert.ok()) return cert.status();
+      absl::StatusOr<std::string> key = ReadPem(options.tls_key_file, "--tls-key");
+      if (!key.ok()) return key.status();
+      ssl.pem_cert_chain = *std::move(cert);
+      ssl.pem_private_key = *std::move(key);
+    }
+    credentials = grpc::SslCredentials(ssl);
+    if (!options.tls_server_name.empty()) {
+      args.SetString(GRPC_SSL_TARGET_NAME_OVERRIDE_ARG, options.tls_server_name);
+    }
+  }
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateCustomChannel(options.server, credentials, args);
+  if (channel == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("--server: cannot use '", options.server, "'"));
+  }
+  return std::make_unique<GrpcCoordinatorChannel>(std::move(channel), options);
+}
+
+}  // namespace fedkit::client

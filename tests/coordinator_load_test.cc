@@ -1,0 +1,161 @@
+// Load test (label "long"): 1,000 concurrent device clients, each a thread running the real client
+// library over gRPC on loopback, against a fedkit-coordinator process, mlp model, several rounds.
+// Prints the coordinator's per-round wall time and CPU time, the clients' training time, and the
+// coordinator's peak memory. Run: ctest --test-dir build -L long -R Load --output-on-failure
+#include <sys/resource.h>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/str_format.h"
+#include "client/federated_client.h"
+#include "data/federated_dataset.h"
+#include "gtest/gtest.h"
+#include "models/compute_threads.h"
+#include "models/model.h"
+#include "tests/sim_runner.h"
+#include "tests/subprocess.h"
+
+namespace fedkit {
+namespace {
+
+using testing_util::PollUntil;
+using testing_util::Subprocess;
+
+constexpr int kClients = 1000;
+constexpr int kRounds = 3;
+
+// Coordinator CPU seconds (user + system) from /proc/PID/stat.
+double CpuSeconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string content((std::istreambuf_iterator<char>(in)), {});
+  const size_t close = content.rfind(')');
+  if (close == std::string::npos) return -1;
+  std::istringstream fields(content.substr(close + 2));
+  std::string field;
+  double utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i == 14) utime = std::stod(field);
+    if (i == 15) stime = std::stod(field);
+  }
+  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// Peak resident memory (VmHWM) in MiB from /proc/PID/status.
+double PeakRssMiB(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  }
+  return -1;
+}
+
+TEST(CoordinatorLoadTest, ThousandConcurrentClientsOverLoopback) {
+  const std::string dir = ::testing::TempDir() + "/fedkit_load";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  Subprocess coordinator;
+  ASSERT_TRUE(coordinator.Start({FEDKIT_COORDINATOR_BINARY,
+                                 "--listen",
+                                 "127.0.0.1:0",
+                                 "--insecure",
+                                 "--model",
+                                 "mlp",
+                                 "--rounds",
+                                 std::to_string(kRounds),
+                                 "--clients-per-round",
+                                 std::to_string(kClients),
+                                 "--local-epochs",
+                                 "1",
+                                 "--batch-size",
+                                 "10",
+                                 "--client-lr",
+                                 "0.1",
+                                 "--retry-interval",
+                                 "1",
+                                 "--round-timeout",
+                                 "900",
+                                 "--eval-data",
+                                 "/usr/share/datasets/fashion-mnist",
+                                 "--metrics-out",
+                                 dir + "/metrics.jsonl",
+                                 "--linger",
+                                 "20"},
+                                dir + "/coordinator.log"));
+  std::smatch match;
+  const std::regex serving("serving on port (\\d+)");
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        const std::string out = coordinator.Output();
+        return std::regex_search(out, match, serving);
+      },
+      std::chrono::seconds(60)))
+      << coordinator.Output();
+  const std::string out = coordinator.Output();
+  std::regex_search(out, match, serving);
+  const std::string address = "127.0.0.1:" + std::string(match[1]);
+
+  data::FederatedDatasetOptions options;
+  options.dataset = *data::ParseDatasetSpec("fmnist");
+  options.num_clients = kClients;
+  options.partition = *data::ParsePartitionSpec("iid");
+  auto dataset = data::MakeFederatedDataset(options);
+  ASSERT_TRUE(dataset.ok()) << dataset.status();
+
+  const double cpu_before = CpuSeconds(coordinator.pid());
+  std::atomic<int> finished_ok{0};
+  std::atomic<int64_t> contributions{0};
+  std::vector<std::thread> threads;
+  threads.reserve(kClients);
+  for (int i = 0; i < kClients; ++i) {
+    threads.emplace_back([&, i] {
+      models::UseSingleThreadedCompute();
+      client::ConnectionOptions connection;
+      connection.server = address;
+      connection.insecure = true;
+      connection.call_timeout = absl::Minutes(10);
+      auto channel = client::ConnectGrpc(connection);
+      if (!channel.ok()) return;
+      auto model = models::CreateModel("mlp", (*dataset)->info(), 0);
+      if (!model.ok()) return;
+      client::FederatedClientOptions client_options;
+      client_options.client_id = absl::StrFormat("load-%06d", i);
+      client_options.client_index = i;
+      client_options.jitter_seed = i;
+      client::FederatedClient device(client_options, std::move(*channel), *model,
+                                     (*dataset)->TrainExamples(i));
+      if (device.Run().ok()) ++finished_ok;
+      contributions += device.rounds_contributed();
+    });
+  }
+  for (auto& t : threads) t.join();
+  const double cpu_after = CpuSeconds(coordinator.pid());
+  const double peak_mib = PeakRssMiB(coordinator.pid());
+  EXPECT_EQ(coordinator.Wait(), 0) << coordinator.Output();
+  EXPECT_EQ(finished_ok.load(), kClients);
+  EXPECT_EQ(contributions.load(), int64_t{kClients} * kRounds);
+
+  auto metrics = ReadJsonLines(dir + "/metrics.jsonl");
+  ASSERT_EQ(metrics.size(), static_cast<size_t>(kRounds));
+  struct rusage self;
+  getrusage(RUSAGE_SELF, &self);
+  const double client_cpu = self.ru_utime.tv_sec + self.ru_stime.tv_sec +
+                            (self.ru_utime.tv_usec + self.ru_stime.tv_usec) / 1e6;
+  std::printf("load test: %d clients, model mlp, %d rounds\n", kClients, kRounds);
+  for (const auto& m : metrics) {
+    std::printf("  round %d: %.2f s wall (round start to commit), accuracy %.4f\n",
+                m["round"].get<int>(), m["seconds"].get<double>(), m["accuracy"].get<double>());
+  }
+  std::printf("  coordinator CPU: %.2f s in all, %.2f s per round\n", cpu_after - cpu_before,
+              (cpu_after - cpu_before) / kRounds);
+  std::printf("  clients' CPU (this process: training, gRPC client): %.2f s in all\n", client_cpu);
+  std::printf("  coordinator peak RSS: %.1f MiB\n", peak_mib);
+  EXPECT_GT(peak_mib, 0);
+}
+
+}  // namespace
+}  // namespace fedkit
