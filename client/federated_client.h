@@ -60,8 +60,11 @@ struct FederatedClientOptions {
 // the run is finished. Thread-safe: Run() on one thread, Cancel() from any other.
 class FederatedClient {
  public:
-  // The model must match what the coordinator assigns (same architecture); examples are this
-  // device's training data. No global state; several clients can run in one process.
+  // The model must match what the coordinator assigns (same architecture): a registry model
+  // (models::CreateModel) or the app's own torch::nn::Module deriving from models::Model (implement
+  // forward()). Examples are this device's training data; an app holding LibTorch tensors or a
+  // map-style torch dataset converts them with models/tensor_examples.h. No global state; several
+  // clients can run in one process.
   FederatedClient(FederatedClientOptions options, std::unique_ptr<CoordinatorChannel> channel,
                   std::shared_ptr<models::Model> model, data::Examples examples);
   ~FederatedClient();

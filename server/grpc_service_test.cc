@@ -32,7 +32,7 @@ class GrpcServiceTest : public ::testing::Test {
     CoordinatorOptions o;
     o.model_name = "tiny";
     o.rounds = 3;
-    o.clients_per_round = 1;
+    o.clients_per_round = clients_per_round_;
     o.min_clients = 1;
     o.plan.set_clip_norm(5.0);
     o.plan.set_run_seed(1);
@@ -102,6 +102,7 @@ class GrpcServiceTest : public ::testing::Test {
     return status;
   }
 
+  int64_t clients_per_round_ = 1;
   std::unique_ptr<RoundCoordinator> coordinator_;
   std::unique_ptr<CoordinatorService> service_;
   std::unique_ptr<grpc::Server> server_;
@@ -209,6 +210,35 @@ TEST_F(GrpcServiceTest, BadUploadsGetTheRightStatusAndTheRunGoesOn) {
 
   // Parameters moved by exactly the one accepted delta.
   EXPECT_FLOAT_EQ(coordinator_->global_parameters()[0], 0.51f);
+}
+
+// Two clients per round, so the round stays open after one upload.
+class GrpcServiceTwoClientTest : public GrpcServiceTest {
+ protected:
+  void SetUp() override {
+    clients_per_round_ = 2;
+    GrpcServiceTest::SetUp();
+  }
+};
+
+TEST_F(GrpcServiceTwoClientTest, RetriedUploadIsIdempotentAndADifferentSecondUploadIsRefused) {
+  v1::CheckInRequest request;
+  request.set_client_id("dev-2");
+  v1::CheckInResponse ignored;
+  ASSERT_TRUE(stub_->CheckIn(Context().get(), request, &ignored).ok());  // 1 of 2 waiting
+  const auto a = Assign("dev-1");                                        // starts the round
+  std::vector<float> good(kModelSize, 0.01f);
+  v1::UploadResponse response;
+  ASSERT_TRUE(Upload(a, "dev-1", good, &response).ok());
+  EXPECT_FALSE(response.duplicate());
+  ASSERT_TRUE(Upload(a, "dev-1", good, &response).ok());
+  EXPECT_TRUE(response.duplicate());
+  std::vector<float> other(kModelSize, -0.01f);
+  EXPECT_EQ(Upload(a, "dev-1", other, &response).error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  auto status = Status();
+  EXPECT_EQ(status.received(), 1);
+  EXPECT_EQ(status.refusals().at("duplicate"), 1);
+  EXPECT_EQ(coordinator_->rounds_completed(), 0);
 }
 
 TEST_F(GrpcServiceTest, UnauthenticatedCallsAreRefused) {

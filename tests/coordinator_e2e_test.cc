@@ -1,6 +1,10 @@
 // End-to-end runs of fedkit-coordinator with fedkit-client processes over TLS on loopback: training
 // works across processes, reproduces the simulator exactly, and survives a coordinator crash.
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+
 #include <filesystem>
+#include <fstream>
 #include <regex>
 #include <string>
 #include <vector>
