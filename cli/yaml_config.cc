@@ -3,8 +3,10 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <functional>
 #include <iostream>
 #include <sstream>
+#include <string>
 
 namespace fedkit::cli {
 
@@ -56,6 +58,41 @@ std::vector<CLI::ConfigItem> YamlConfig::from_config(std::istream& input) const 
     items.push_back(std::move(item));
   }
   return items;
+}
+
+namespace {
+
+// A validator accepting numbers for which `ok` holds; `rule` is what the message says they must be.
+CLI::Validator NumberValidator(std::string rule, std::function<bool(double)> ok) {
+  return CLI::Validator(
+      [rule, ok](std::string& text) -> std::string {
+        double value = 0;
+        std::istringstream in(text);
+        if (!(in >> value) || !in.eof()) return "must be a number, got '" + text + "'";
+        if (!ok(value)) return "must be " + rule + ", got " + text;
+        return "";
+      },
+      rule);
+}
+
+}  // namespace
+
+CLI::Validator Positive() {
+  return NumberValidator("> 0", [](double v) { return v > 0; });
+}
+
+CLI::Validator NonNegative() {
+  return NumberValidator(">= 0", [](double v) { return v >= 0; });
+}
+
+CLI::Validator BelowOne() {
+  return NumberValidator("in [0, 1)", [](double v) { return v >= 0 && v < 1; });
+}
+
+CLI::Validator InRange(double low, double high) {
+  std::ostringstream rule;
+  rule << "in [" << low << ", " << high << "]";
+  return NumberValidator(rule.str(), [low, high](double v) { return v >= low && v <= high; });
 }
 
 void AddYamlConfigOption(CLI::App& app) {

@@ -20,6 +20,14 @@ class YamlConfig : public CLI::Config {
   std::vector<CLI::ConfigItem> from_config(std::istream& input) const override;
 };
 
+// Number validators whose messages read well: "--rounds: must be > 0, got 0".
+CLI::Validator Positive();
+CLI::Validator NonNegative();
+// [0, 1): momenta and betas.
+CLI::Validator BelowOne();
+// [low, high].
+CLI::Validator InRange(double low, double high);
+
 // Installs YamlConfig and a "--config FILE" option on `app`; unknown keys in the file are errors.
 void AddYamlConfigOption(CLI::App& app);
 

@@ -108,11 +108,11 @@ int Run(int argc, char** argv) {
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--num-clients", f.num_clients, "Number of shards the training set is split into")
       ->required()
-      ->check(CLI::PositiveNumber)
+      ->check(cli::Positive())
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--client-index", f.client_index, "This device's shard, in [0, --num-clients)")
       ->required()
-      ->check(CLI::NonNegativeNumber)
+      ->check(cli::NonNegative())
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   // A flag given twice (say in a script and again by hand) takes the last value.
   app.option_defaults()->always_capture_default()->multi_option_policy(

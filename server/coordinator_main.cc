@@ -89,36 +89,35 @@ int Run(int argc, char** argv) {
       CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--listen", f.listen, "HOST:PORT to serve on");
   app.add_option("--model", f.model, "logreg | mlp | cnn | seed (Fashion-MNIST shaped)");
-  app.add_option("--rounds", f.rounds, "Rounds to run")->check(CLI::PositiveNumber);
+  app.add_option("--rounds", f.rounds, "Rounds to run")->check(cli::Positive());
   app.add_option("--clients-per-round", f.clients_per_round, "Updates that close a round")
-      ->check(CLI::PositiveNumber);
+      ->check(cli::Positive());
   app.add_option("--min-clients", f.min_clients,
                  "At the deadline, commit with at least this many (default: clients-per-round)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(cli::NonNegative());
   app.add_option("--over-select", f.over_select, "Extra fraction of clients assigned")
-      ->check(CLI::Range(0.0, 10.0));
+      ->check(cli::InRange(0, 10));
   app.add_option("--round-timeout", f.round_timeout, "Round deadline in seconds")
-      ->check(CLI::PositiveNumber);
+      ->check(cli::Positive());
   app.add_option("--selection-timeout", f.selection_timeout,
                  "Start a round with fewer than the over-selected target after this many seconds")
-      ->check(CLI::NonNegativeNumber);
+      ->check(cli::NonNegative());
   app.add_option("--retry-interval", f.retry_interval, "Seconds waiting clients are told to wait")
-      ->check(CLI::PositiveNumber);
+      ->check(cli::Positive());
   app.add_option("--server-optimizer", f.server_optimizer, "sgd | adam | yogi | adagrad");
-  app.add_option("--server-lr", f.server_lr, "Server learning rate")->check(CLI::PositiveNumber);
+  app.add_option("--server-lr", f.server_lr, "Server learning rate")->check(cli::Positive());
   app.add_option("--server-momentum", f.server_momentum, "Server SGD momentum")
-      ->check(CLI::Range(0.0, 0.999999));
+      ->check(cli::BelowOne());
   app.add_option("--clip-norm", f.clip_norm, "L2 clip norm of client deltas (0 = off)")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--local-epochs", f.local_epochs, "Client local epochs")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--batch-size", f.batch_size, "Client batch size")->check(CLI::PositiveNumber);
-  app.add_option("--client-lr", f.client_lr, "Client learning rate")->check(CLI::PositiveNumber);
+      ->check(cli::NonNegative());
+  app.add_option("--local-epochs", f.local_epochs, "Client local epochs")->check(cli::Positive());
+  app.add_option("--batch-size", f.batch_size, "Client batch size")->check(cli::Positive());
+  app.add_option("--client-lr", f.client_lr, "Client learning rate")->check(cli::Positive());
   app.add_option("--client-momentum", f.client_momentum, "Client SGD momentum")
-      ->check(CLI::Range(0.0, 0.999999));
-  app.add_option("--prox-mu", f.prox_mu, "FedProx mu")->check(CLI::NonNegativeNumber);
+      ->check(cli::BelowOne());
+  app.add_option("--prox-mu", f.prox_mu, "FedProx mu")->check(cli::NonNegative());
   app.add_option("--max-examples", f.max_examples, "Largest example count a client may report")
-      ->check(CLI::PositiveNumber);
+      ->check(cli::Positive());
   app.add_option("--eval-data", f.eval_data, "Fashion-MNIST directory to evaluate on");
   app.add_option("--checkpoint-dir", f.checkpoint_dir, "Checkpoint directory (resume from it)");
   app.add_option("--metrics-out", f.metrics_out, "JSON Lines per committed round");
@@ -130,7 +129,7 @@ int Run(int argc, char** argv) {
   app.add_option("--auth-tokens", f.auth_tokens, "File of accepted bearer tokens, one per line");
   app.add_flag("--insecure", f.insecure, "Serve plaintext (no TLS)");
   app.add_option("--linger", f.linger, "Seconds to keep answering 'finished' after the last round")
-      ->check(CLI::NonNegativeNumber);
+      ->check(cli::NonNegative());
   cli::AddYamlConfigOption(app);
   if (int code = cli::ParseCommandLine(app, argc, argv); code >= 0) return code;
 

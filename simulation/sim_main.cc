@@ -49,48 +49,48 @@ int Run(int argc, char** argv) {
   app.add_option("--dataset", f.dataset, "fmnist | synthetic:ALPHA,BETA");
   app.add_option("--data-dir", f.data_dir, "Directory of the Fashion-MNIST IDX files");
   app.add_option("--model", f.sim.model, "logreg | mlp | cnn | seed");
-  app.add_option("--clients", f.clients, "Population size")->check(CLI::PositiveNumber);
+  app.add_option("--clients", f.clients, "Population size")->check(cli::Positive());
   app.add_option("--clients-per-round", f.sim.clients_per_round, "Clients sampled per round")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--rounds", f.sim.rounds, "Number of rounds")->check(CLI::PositiveNumber);
+      ->check(cli::Positive());
+  app.add_option("--rounds", f.sim.rounds, "Number of rounds")->check(cli::Positive());
   app.add_option("--local-epochs", f.sim.plan.local_epochs, "Local epochs per round")
-      ->check(CLI::PositiveNumber);
+      ->check(cli::Positive());
   app.add_option("--batch-size", f.sim.plan.batch_size, "Local minibatch size")
-      ->check(CLI::PositiveNumber);
+      ->check(cli::Positive());
   app.add_option("--client-lr", f.sim.plan.learning_rate, "Client SGD learning rate")
-      ->check(CLI::PositiveNumber);
+      ->check(cli::Positive());
   app.add_option("--client-momentum", f.sim.plan.momentum, "Client SGD momentum")
-      ->check(CLI::Range(0.0, 0.999999));
+      ->check(cli::BelowOne());
   app.add_option("--prox-mu", f.sim.plan.prox_mu, "FedProx proximal weight (0 = FedAvg)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(cli::NonNegative());
   app.add_option("--server-optimizer", f.server_optimizer, "sgd | adam | yogi | adagrad");
   app.add_option("--server-lr", f.sim.server_optimizer.learning_rate, "Server learning rate")
-      ->check(CLI::PositiveNumber);
+      ->check(cli::Positive());
   app.add_option("--server-momentum", f.sim.server_optimizer.momentum, "Server SGD momentum")
-      ->check(CLI::Range(0.0, 0.999999));
+      ->check(cli::BelowOne());
   app.add_option("--server-beta1", f.sim.server_optimizer.beta1,
                  "Adaptive server optimizers' beta1")
-      ->check(CLI::Range(0.0, 0.999999));
+      ->check(cli::BelowOne());
   app.add_option("--server-beta2", f.sim.server_optimizer.beta2, "Adam/Yogi beta2")
-      ->check(CLI::Range(0.0, 0.999999));
+      ->check(cli::BelowOne());
   app.add_option("--server-tau", f.sim.server_optimizer.tau, "Adaptive server optimizers' tau")
-      ->check(CLI::PositiveNumber);
+      ->check(cli::Positive());
   app.add_option("--partition", f.partition,
                  "iid | dirichlet:ALPHA | shards:S (fmnist; default iid) | natural (synthetic)");
   app.add_option("--clip-norm", f.sim.plan.clip_norm, "L2 clip of each client delta (0 = off)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(cli::NonNegative());
   app.add_option("--max-client-weight", f.max_client_weight,
                  "Cap on a client's FedAvg weight (its example count); 0 = uncapped")
-      ->check(CLI::NonNegativeNumber);
+      ->check(cli::NonNegative());
   app.add_option("--seed", f.sim.seed, "Seed of everything random");
   app.add_option("--threads", f.sim.threads, "Worker threads (results do not depend on it)")
-      ->check(CLI::PositiveNumber);
+      ->check(cli::Positive());
   app.add_option("--eval-every", f.sim.eval_every,
                  "Evaluate every N rounds (and after the last); 0 = only after the last")
-      ->check(CLI::NonNegativeNumber);
+      ->check(cli::NonNegative());
   app.add_option("--eval-clients", f.synthetic_eval_clients,
                  "Synthetic: evaluate on the test split of this many clients")
-      ->check(CLI::PositiveNumber);
+      ->check(cli::Positive());
   app.add_option("--metrics-out", f.metrics_out, "JSON Lines file, one object per evaluated round");
   app.add_option("--model-out", f.model_out, "Write the final global model here (torch::save)");
   cli::AddYamlConfigOption(app);
