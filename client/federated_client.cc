@@ -11,6 +11,7 @@
 #include "client/local_trainer.h"
 #include "core/parameter_layout.h"
 #include "models/flat_params.h"
+#include "proto/layout_conversion.h"
 
 namespace fedkit::client {
 namespace {
@@ -55,14 +56,6 @@ TrainingPlan FromProto(const v1::TrainingPlan& plan) {
   out.momentum = plan.momentum();
   out.prox_mu = plan.prox_mu();
   out.clip_norm = plan.clip_norm();
-  return out;
-}
-
-ParameterLayout FromProto(const v1::ParameterLayout& layout) {
-  ParameterLayout out;
-  for (const auto& entry : layout.entries()) {
-    out.Append(entry.name(), std::vector<int64_t>(entry.shape().begin(), entry.shape().end()));
-  }
   return out;
 }
 
@@ -228,7 +221,7 @@ absl::Status FederatedClient::DoRound(const v1::RoundAssignment& assignment, Bac
         absl::StrCat(round_name, " assigns a model of ", assignment.model_size(),
                      " parameters but the local model has ", local_layout.size()));
   }
-  if (std::string why = LayoutMismatch(FromProto(assignment.layout()), local_layout);
+  if (std::string why = LayoutMismatch(LayoutFromProto(assignment.layout()), local_layout);
       !why.empty()) {
     return absl::FailedPreconditionError(
         absl::StrCat(round_name, " assigns a model that does not fit the local one: ", why));
@@ -262,7 +255,7 @@ absl::Status FederatedClient::DoRound(const v1::RoundAssignment& assignment, Bac
                                                       local_layout.size()));
   }
   if (downloaded_layout.entries_size() > 0) {
-    if (std::string why = LayoutMismatch(FromProto(downloaded_layout), local_layout);
+    if (std::string why = LayoutMismatch(LayoutFromProto(downloaded_layout), local_layout);
         !why.empty()) {
       return absl::FailedPreconditionError(
           absl::StrCat(round_name, ": downloaded model does not fit the local one: ", why));

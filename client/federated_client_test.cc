@@ -14,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "models/compute_threads.h"
 #include "models/flat_params.h"
+#include "proto/layout_conversion.h"
 
 namespace fedkit::client {
 namespace {
@@ -42,16 +43,6 @@ data::Examples MakeExamples(int n, uint32_t seed) {
 
 std::shared_ptr<models::Model> MakeModel(const std::string& name, uint64_t seed) {
   return *models::CreateModel(name, kInfo, seed);
-}
-
-v1::ParameterLayout ToProto(const ParameterLayout& layout) {
-  v1::ParameterLayout out;
-  for (const auto& e : layout.entries) {
-    auto* entry = out.add_entries();
-    entry->set_name(e.name);
-    for (int64_t d : e.shape) entry->add_shape(d);
-  }
-  return out;
 }
 
 v1::CheckInResponse RetryLaterResponse(double seconds) {
@@ -85,7 +76,7 @@ v1::CheckInResponse AssignmentResponse(int64_t round, const models::Model& model
   *a->mutable_plan() = Plan();
   const ParameterLayout layout = models::LayoutOf(model);
   a->set_model_size(layout.size());
-  *a->mutable_layout() = ToProto(layout);
+  *a->mutable_layout() = LayoutToProto(layout);
   a->set_seconds_to_deadline(60);
   return r;
 }
@@ -198,7 +189,7 @@ TEST_F(FederatedClientTest, RetryLaterThenAssignmentThenFinished) {
   fake->check_ins.push_back(RetryLaterResponse(0.001));
   fake->check_ins.push_back(AssignmentResponse(3, *reference_));
   fake->check_ins.push_back(FinishedResponse());
-  fake->download_layout = ToProto(models::LayoutOf(*reference_));
+  fake->download_layout = LayoutToProto(models::LayoutOf(*reference_));
 
   ASSERT_TRUE(client->Run().ok());
   EXPECT_EQ(client->rounds_contributed(), 1);

@@ -8,6 +8,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "proto/layout_conversion.h"
 
 namespace fedkit::server {
 
@@ -90,13 +91,7 @@ grpc::Status CoordinatorService::GetModel(grpc::ServerContext* context,
     chunk.set_offset(offset);
     const int64_t end = std::min(total, offset + chunk_floats_);
     chunk.mutable_values()->Add(params.begin() + offset, params.begin() + end);
-    if (offset == 0) {
-      for (const auto& e : coordinator_->layout().entries) {
-        auto* entry = chunk.mutable_layout()->add_entries();
-        entry->set_name(e.name);
-        for (int64_t d : e.shape) entry->add_shape(d);
-      }
-    }
+    if (offset == 0) *chunk.mutable_layout() = LayoutToProto(coordinator_->layout());
     if (!writer->Write(chunk)) {
       return grpc::Status(grpc::StatusCode::UNAVAILABLE, "client went away during download");
     }

@@ -10,6 +10,7 @@
 #include "core/sampling.h"
 #include "core/status_macros.h"
 #include "privacy/clipping.h"
+#include "proto/layout_conversion.h"
 #include "server/client_sampler.h"
 
 namespace fedkit::server {
@@ -20,16 +21,6 @@ constexpr int kCheckpointFormatVersion = 1;
 bool IsClientIdChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
          c == '_' || c == '-';
-}
-
-v1::ParameterLayout ToProto(const ParameterLayout& layout) {
-  v1::ParameterLayout out;
-  for (const auto& e : layout.entries) {
-    auto* entry = out.add_entries();
-    entry->set_name(e.name);
-    for (int64_t d : e.shape) entry->add_shape(d);
-  }
-  return out;
 }
 
 }  // namespace
@@ -99,7 +90,7 @@ absl::Status RoundCoordinator::Restore(const v1::Checkpoint& checkpoint) {
         "checkpoint is of model '", checkpoint.model_name(), "', not '", options_.model_name, "'"));
   }
   if (checkpoint.global_parameters_size() != layout_.size() ||
-      checkpoint.layout().SerializeAsString() != ToProto(layout_).SerializeAsString()) {
+      checkpoint.layout().SerializeAsString() != LayoutToProto(layout_).SerializeAsString()) {
     return absl::FailedPreconditionError("checkpoint's parameter layout differs from the model's");
   }
   if (checkpoint.server_optimizer() !=
@@ -247,7 +238,7 @@ v1::RoundAssignment RoundCoordinator::MakeAssignmentLocked(const std::string& as
   a.set_model_name(options_.model_name);
   *a.mutable_plan() = options_.plan;
   a.set_model_size(layout_.size());
-  *a.mutable_layout() = ToProto(layout_);
+  *a.mutable_layout() = LayoutToProto(layout_);
   a.set_max_examples(options_.max_examples_per_client);
   a.set_seconds_to_deadline(std::max(0.0, absl::ToDoubleSeconds(round_deadline_ - now)));
   return a;
@@ -452,7 +443,7 @@ v1::Checkpoint RoundCoordinator::MakeCheckpointLocked() const {
   c.set_format_version(kCheckpointFormatVersion);
   c.set_rounds_completed(rounds_completed_);
   c.set_model_name(options_.model_name);
-  *c.mutable_layout() = ToProto(layout_);
+  *c.mutable_layout() = LayoutToProto(layout_);
   c.mutable_global_parameters()->Add(global_->begin(), global_->end());
   c.set_server_optimizer(
       std::string(aggregation::ServerOptimizerKindName(options_.server_optimizer.kind)));
