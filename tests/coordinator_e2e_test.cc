@@ -181,11 +181,22 @@ TEST_F(CoordinatorE2eTest, CoordinatorKilledMidRunResumesWithoutLosingOrRepeatin
       << first.Output();
   first.Signal(SIGKILL);
   EXPECT_EQ(first.Wait(), 128 + SIGKILL);
+  int64_t committed_before_kill = 0;
+  {
+    auto store = server::CheckpointStore::Open(Path("ckpt"));
+    ASSERT_TRUE(store.ok());
+    auto newest = store->LoadNewest();
+    ASSERT_TRUE(newest.ok() && newest->has_value());
+    committed_before_kill = (*newest)->rounds_completed();
+  }
+  // Rounds take far longer than the 20 ms poll, so the kill lands mid-run.
+  ASSERT_LT(committed_before_kill, 5);
 
   Subprocess second;
   StartCoordinator(second, extra, "coordinator2.log");  // same port: clients reconnect
   EXPECT_EQ(second.Wait(), 0) << second.Output();
-  EXPECT_THAT(second.Output(), ::testing::HasSubstr("resumed after round"));
+  EXPECT_THAT(second.Output(),
+              ::testing::HasSubstr("resumed after round " + std::to_string(committed_before_kill)));
   for (int i = 0; i < kClients; ++i) {
     EXPECT_EQ(clients[i].Wait(), 0) << "client " << i << ":\n" << clients[i].Output();
   }
