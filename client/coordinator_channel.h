@@ -3,6 +3,7 @@
 #ifndef FEDKIT_CLIENT_COORDINATOR_CHANNEL_H_
 #define FEDKIT_CLIENT_COORDINATOR_CHANNEL_H_
 
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -28,6 +29,16 @@ class CoordinatorChannel {
   // Uploads header then `delta` in chunks. header.total_size must equal delta.size().
   virtual absl::StatusOr<v1::UploadResponse> UploadUpdate(const v1::UpdateHeader& header,
                                                           absl::Span<const float> delta) = 0;
+
+  // Secure aggregation: one step or poll (see fedkit.v1.SecAggRequest).
+  virtual absl::StatusOr<v1::SecAggResponse> SecureAggregation(const v1::SecAggRequest& request) {
+    return absl::UnimplementedError("this channel does not support secure aggregation");
+  }
+  // Secure aggregation: uploads header then the packed masked vector in chunks.
+  virtual absl::StatusOr<v1::UploadResponse> UploadMaskedInput(const v1::UpdateHeader& header,
+                                                               const std::string& packed) {
+    return absl::UnimplementedError("this channel does not support secure aggregation");
+  }
 
   virtual void Cancel() = 0;
 };

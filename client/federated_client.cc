@@ -10,8 +10,12 @@
 #include "absl/strings/str_join.h"
 #include "client/local_trainer.h"
 #include "core/parameter_layout.h"
+#include "core/status_macros.h"
 #include "models/flat_params.h"
+#include "privacy/secagg/client.h"
+#include "privacy/secagg/encoding.h"
 #include "proto/layout_conversion.h"
+#include "proto/secagg_conversion.h"
 
 namespace fedkit::client {
 namespace {
@@ -262,6 +266,10 @@ absl::Status FederatedClient::DoRound(const v1::RoundAssignment& assignment, Bac
     }
   }
 
+  if (!assignment.secure_aggregation().protocol().empty()) {
+    return DoSecureRound(assignment, global, backoff);
+  }
+
   // Train.
   LocalTrainer trainer(model_);
   const uint64_t seed =
@@ -307,6 +315,180 @@ absl::Status FederatedClient::DoRound(const v1::RoundAssignment& assignment, Bac
     const absl::Status status = RetryAfter(error, absl::StrCat(round_name, ": upload"), backoff);
     if (!status.ok()) return status;
   }
+}
+
+absl::StatusOr<v1::SecAggResponse> FederatedClient::SecureAggregationCall(
+    const v1::SecAggRequest& request, absl::string_view what, Backoff& backoff, bool* ended_round) {
+  *ended_round = false;
+  while (true) {
+    if (cancelled_.HasBeenNotified()) return absl::CancelledError("cancelled");
+    absl::StatusOr<v1::SecAggResponse> response = channel_->SecureAggregation(request);
+    if (response.ok()) {
+      backoff.Succeeded();
+      if (response->has_retry_later()) {
+        const double seconds = response->retry_later().retry_after_seconds();
+        const absl::Duration wait = seconds > 0 ? std::min(absl::Seconds(seconds), absl::Minutes(5))
+                                                : absl::Milliseconds(50);
+        if (!Wait(wait)) return absl::CancelledError("cancelled");
+        continue;
+      }
+      if (response->has_aborted()) {
+        Log(absl::StrCat(what, ": secure aggregation aborted (", response->aborted().reason(),
+                         "); checking in again"));
+        *ended_round = true;
+        return v1::SecAggResponse();
+      }
+      return response;
+    }
+    const absl::Status& error = response.status();
+    if (!cancelled_.HasBeenNotified() && EndsRound(error.code())) {
+      Log(absl::StrCat(what, ": refused (", error.ToString(), "); checking in again"));
+      *ended_round = true;
+      if (!Wait(backoff.NextDelay())) return absl::CancelledError("cancelled");
+      return v1::SecAggResponse();
+    }
+    FEDKIT_RETURN_IF_ERROR(RetryAfter(error, what, backoff));
+  }
+}
+
+absl::Status FederatedClient::DoSecureRound(const v1::RoundAssignment& assignment,
+                                            const std::vector<float>& global, Backoff& backoff) {
+  const int64_t round = assignment.round();
+  const std::string round_name = absl::StrCat("round ", round);
+  // A client that cannot take part (bad parameters) skips the round: the protocol treats it as a
+  // dropout, and the next round may be fine.
+  auto skip = [&](const absl::Status& why) {
+    Log(absl::StrCat(round_name, ": cannot take part in secure aggregation: ", why.message()));
+    return Wait(backoff.NextDelay()) ? absl::OkStatus() : absl::CancelledError("cancelled");
+  };
+  absl::StatusOr<SecAggAssignment> params = SecAggParamsFromProto(assignment.secure_aggregation());
+  if (!params.ok()) return skip(params.status());
+  if (params->config.vector_length != static_cast<int64_t>(global.size()) + 1) {
+    return skip(absl::InvalidArgumentError(absl::StrCat(
+        "vector length ", params->config.vector_length, " is not the model size + 1")));
+  }
+  absl::StatusOr<std::unique_ptr<secagg::SecAggClient>> protocol =
+      secagg::SecAggClient::Create(params->config, params->client_index);
+  if (!protocol.ok()) return skip(protocol.status());
+  secagg::SecAggClient& secure = **protocol;
+
+  v1::SecAggRequest request;
+  request.set_client_id(options_.client_id);
+  request.set_assignment_id(assignment.assignment_id());
+  request.set_round(round);
+  bool ended = false;
+  auto poll = [&](v1::SecAggPoll::Want want, absl::string_view what) {
+    v1::SecAggRequest p = request;
+    p.mutable_poll()->set_want(want);
+    return SecureAggregationCall(p, absl::StrCat(round_name, ": ", what), backoff, &ended);
+  };
+  // Local protocol failures (a peer's bad ciphertext, a request to reveal too much) end this
+  // client's part in the round; it reveals nothing more.
+  auto protocol_failed = [&](const absl::Status& status) {
+    return skip(absl::Status(status.code(), absl::StrCat("protocol: ", status.message())));
+  };
+
+  // Phase 0: advertise keys.
+  absl::StatusOr<secagg::AdvertiseKeysMessage> keys = secure.AdvertiseKeys();
+  if (!keys.ok()) return protocol_failed(keys.status());
+  {
+    v1::SecAggRequest step = request;
+    *step.mutable_advertise_keys() = AdvertiseKeysToProto(*keys);
+    FEDKIT_RETURN_IF_ERROR(
+        SecureAggregationCall(step, absl::StrCat(round_name, ": advertise keys"), backoff, &ended)
+            .status());
+    if (ended) return absl::OkStatus();
+  }
+  // Phase 1: share keys.
+  {
+    FEDKIT_ASSIGN_OR_RETURN(v1::SecAggResponse response,
+                            poll(v1::SecAggPoll::KEY_DIRECTORY, "key directory"));
+    if (ended) return absl::OkStatus();
+    absl::StatusOr<secagg::KeyDirectory> directory =
+        KeyDirectoryFromProto(response.key_directory());
+    if (!directory.ok()) return protocol_failed(directory.status());
+    absl::StatusOr<secagg::ShareKeysMessage> shares = secure.ShareKeys(*directory);
+    if (!shares.ok()) return protocol_failed(shares.status());
+    v1::SecAggRequest step = request;
+    *step.mutable_share_keys() = ShareKeysToProto(*shares);
+    FEDKIT_RETURN_IF_ERROR(
+        SecureAggregationCall(step, absl::StrCat(round_name, ": share keys"), backoff, &ended)
+            .status());
+    if (ended) return absl::OkStatus();
+  }
+  Log(absl::StrCat(round_name, ": secure aggregation keys shared"));
+
+  // Train and encode.
+  LocalTrainer trainer(model_);
+  const uint64_t seed =
+      LocalTrainingSeed(assignment.plan().run_seed(), round, options_.client_index);
+  absl::StatusOr<ClientUpdate> update =
+      trainer.Train(global, examples_, FromProto(assignment.plan()), seed);
+  if (!update.ok()) {
+    return absl::Status(update.status().code(),
+                        absl::StrCat(round_name, ": local training: ", update.status().message()));
+  }
+  const int64_t weight = std::min(update->num_examples, params->encoding.max_weight);
+  absl::StatusOr<std::vector<uint64_t>> encoded = secagg::EncodeWeightedUpdate(
+      params->encoding, update->delta, weight,
+      secagg::StochasticRoundingSeed(assignment.plan().run_seed(), round, options_.client_index));
+  if (!encoded.ok()) return protocol_failed(encoded.status());
+
+  // Phase 2: masked input.
+  std::string packed;
+  {
+    FEDKIT_ASSIGN_OR_RETURN(v1::SecAggResponse response,
+                            poll(v1::SecAggPoll::SHARE_BUNDLE, "share bundle"));
+    if (ended) return absl::OkStatus();
+    absl::StatusOr<secagg::MaskedInputMessage> masked =
+        secure.MaskInput(ShareBundleFromProto(response.share_bundle()), *encoded);
+    if (!masked.ok()) return protocol_failed(masked.status());
+    packed = PackMaskedValues(masked->masked_input, params->config.modulus_bits);
+  }
+  v1::UpdateHeader header;
+  header.set_client_id(options_.client_id);
+  header.set_assignment_id(assignment.assignment_id());
+  header.set_round(round);
+  header.set_total_size(params->config.vector_length);
+  header.set_train_loss(update->train_loss);
+  while (true) {
+    if (cancelled_.HasBeenNotified()) return absl::CancelledError("cancelled");
+    absl::StatusOr<v1::UploadResponse> response = channel_->UploadMaskedInput(header, packed);
+    if (response.ok()) break;
+    if (!cancelled_.HasBeenNotified() && EndsRound(response.status().code())) {
+      Log(absl::StrCat(round_name, ": masked upload refused (", response.status().ToString(),
+                       "); checking in again"));
+      return Wait(backoff.NextDelay()) ? absl::OkStatus() : absl::CancelledError("cancelled");
+    }
+    FEDKIT_RETURN_IF_ERROR(
+        RetryAfter(response.status(), absl::StrCat(round_name, ": masked upload"), backoff));
+  }
+  backoff.Succeeded();
+  Log(absl::StrFormat(
+      "%s: trained on %d examples, loss %.4f, delta norm %.4f, masked input uploaded", round_name,
+      update->num_examples, update->train_loss, update->delta_norm));
+
+  // Phase 3: unmasking.
+  {
+    FEDKIT_ASSIGN_OR_RETURN(v1::SecAggResponse response,
+                            poll(v1::SecAggPoll::UNMASK_REQUEST, "unmask request"));
+    if (ended) return absl::OkStatus();
+    absl::StatusOr<secagg::UnmaskResponse> unmask =
+        secure.Unmask(UnmaskRequestFromProto(response.unmask_request()));
+    if (!unmask.ok()) return protocol_failed(unmask.status());
+    v1::SecAggRequest step = request;
+    *step.mutable_unmask() = UnmaskResponseToProto(*unmask);
+    FEDKIT_RETURN_IF_ERROR(
+        SecureAggregationCall(step, absl::StrCat(round_name, ": unmask"), backoff, &ended)
+            .status());
+    if (ended) return absl::OkStatus();
+  }
+  if (round != last_counted_round_) {
+    last_counted_round_ = round;
+    rounds_contributed_.fetch_add(1);
+  }
+  Log(absl::StrCat(round_name, ": secure aggregation done"));
+  return absl::OkStatus();
 }
 
 }  // namespace fedkit::client

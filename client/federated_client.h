@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -84,6 +85,17 @@ class FederatedClient {
   class Backoff;
   // One assignment: download, train, upload. OK to go on checking in; an error ends Run().
   absl::Status DoRound(const v1::RoundAssignment& assignment, Backoff& backoff);
+  // The rest of a round with secure aggregation, after the download: key exchange, training,
+  // masked upload, unmasking. OK to go on checking in (also when the round's protocol aborted).
+  absl::Status DoSecureRound(const v1::RoundAssignment& assignment,
+                             const std::vector<float>& global, Backoff& backoff);
+  // One secure aggregation step or poll: retried after transport errors, and (polls) after each
+  // retry_later until the phase's answer arrives. Sets *ended_round (and returns an empty
+  // response) when the coordinator no longer wants this client in the round: a refusal, or the
+  // protocol aborted. Errors are what Run() should return (cancelled, gave up).
+  absl::StatusOr<v1::SecAggResponse> SecureAggregationCall(const v1::SecAggRequest& request,
+                                                           absl::string_view what, Backoff& backoff,
+                                                           bool* ended_round);
   // After a failed call: waits (backoff) and returns OK to retry, or the status Run() returns.
   absl::Status RetryAfter(const absl::Status& error, absl::string_view what, Backoff& backoff);
   // Waits `duration` unless cancelled first; false when cancelled.

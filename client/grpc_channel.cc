@@ -138,6 +138,46 @@ class GrpcCoordinatorChannel final : public CoordinatorChannel {
     return response;
   }
 
+  absl::StatusOr<v1::SecAggResponse> SecureAggregation(const v1::SecAggRequest& request) override {
+    constexpr absl::string_view kRpc = "SecureAggregation";
+    grpc::ClientContext context;
+    Prepare(context);
+    ActiveCall call(this, &context);
+    if (!call.started()) return Cancelled(kRpc);
+    v1::SecAggResponse response;
+    const grpc::Status status = stub_->SecureAggregation(&context, request, &response);
+    if (IsCancelled()) return Cancelled(kRpc);
+    if (!status.ok()) return FromGrpc(status, kRpc);
+    return response;
+  }
+
+  absl::StatusOr<v1::UploadResponse> UploadMaskedInput(const v1::UpdateHeader& header,
+                                                       const std::string& packed) override {
+    constexpr absl::string_view kRpc = "UploadUpdate (masked)";
+    grpc::ClientContext context;
+    Prepare(context);
+    ActiveCall call(this, &context);
+    if (!call.started()) return Cancelled(kRpc);
+    v1::UploadResponse response;
+    std::unique_ptr<grpc::ClientWriter<v1::UpdateChunk>> writer =
+        stub_->UploadUpdate(&context, &response);
+    v1::UpdateChunk chunk;
+    *chunk.mutable_header() = header;
+    bool open = writer->Write(chunk);
+    const size_t chunk_bytes = 4 * kUploadChunkFloats;
+    for (size_t offset = 0; open && offset < packed.size(); offset += chunk_bytes) {
+      v1::MaskedValues* masked = chunk.mutable_masked();  // clears the header
+      masked->set_byte_offset(static_cast<int64_t>(offset));
+      masked->set_packed(packed.substr(offset, chunk_bytes));
+      open = writer->Write(chunk);
+    }
+    if (open) writer->WritesDone();
+    const grpc::Status status = writer->Finish();
+    if (IsCancelled()) return Cancelled(kRpc);
+    if (!status.ok()) return FromGrpc(status, kRpc);
+    return response;
+  }
+
   void Cancel() override {
     absl::MutexLock lock(&mu_);
     cancelled_ = true;

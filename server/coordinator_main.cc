@@ -60,6 +60,11 @@ struct Flags {
   std::string auth_tokens;
   bool insecure = false;
   double linger = 5.0;
+  std::string secagg = "none";
+  int secagg_modulus_bits = 32;
+  double secagg_phase_timeout = 60;
+  double secagg_design_dropout = 0.1;
+  double secagg_corrupt_fraction = 0.05;
 };
 
 int UsageError(const std::string& flag, absl::string_view message) {
@@ -128,6 +133,20 @@ int Run(int argc, char** argv) {
   app.add_option("--tls-client-ca", f.tls_client_ca, "CA for client certificates (mutual TLS)");
   app.add_option("--auth-tokens", f.auth_tokens, "File of accepted bearer tokens, one per line");
   app.add_flag("--insecure", f.insecure, "Serve plaintext (no TLS)");
+  app.add_option("--secagg", f.secagg,
+                 "Secure aggregation of every round: none | secagg | secagg+ (needs --clip-norm)");
+  app.add_option("--secagg-modulus-bits", f.secagg_modulus_bits,
+                 "Secure aggregation: values are summed modulo 2^BITS")
+      ->check(CLI::Range(8, 64));
+  app.add_option("--secagg-phase-timeout", f.secagg_phase_timeout,
+                 "Seconds allowed for each key-exchange and unmasking phase")
+      ->check(cli::Positive());
+  app.add_option("--secagg-design-dropout", f.secagg_design_dropout,
+                 "SecAgg+: dropout rate the neighbourhood graph is sized to survive")
+      ->check(cli::BelowOne());
+  app.add_option("--secagg-corrupt-fraction", f.secagg_corrupt_fraction,
+                 "SecAgg+: fraction of clients assumed to collude with the server")
+      ->check(cli::BelowOne());
   app.add_option("--linger", f.linger, "Seconds to keep answering 'finished' after the last round")
       ->check(cli::NonNegative());
   cli::AddYamlConfigOption(app);
@@ -192,6 +211,22 @@ int Run(int argc, char** argv) {
   options.server_optimizer.learning_rate = f.server_lr;
   options.server_optimizer.momentum = f.server_momentum;
   options.max_examples_per_client = f.max_examples;
+  if (f.secagg != "none") {
+    absl::StatusOr<secagg::Variant> variant = secagg::ParseVariant(f.secagg);
+    if (!variant.ok()) return UsageError("--secagg", variant.status().message());
+    if (!(f.clip_norm > 0)) {
+      return UsageError("--clip-norm",
+                        "secure aggregation needs a clip norm > 0 (the fixed-point range of the "
+                        "masked values is derived from it)");
+    }
+    SecureAggregationSettings secure;
+    secure.variant = *variant;
+    secure.modulus_bits = f.secagg_modulus_bits;
+    secure.phase_timeout = absl::Seconds(f.secagg_phase_timeout);
+    secure.design_dropout_rate = f.secagg_design_dropout;
+    secure.corrupt_fraction = f.secagg_corrupt_fraction;
+    options.secure_aggregation = secure;
+  }
 
   std::optional<CheckpointStore> checkpoints;
   if (!f.checkpoint_dir.empty()) {

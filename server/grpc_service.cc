@@ -111,6 +111,20 @@ grpc::Status CoordinatorService::UploadUpdate(grpc::ServerContext* context,
                         "an upload must start with an UpdateHeader chunk");
   }
   const v1::UpdateHeader header = chunk.header();
+  // With secure aggregation every upload is a masked vector of model_size + 1 values (the weight
+  // is appended).
+  if (coordinator_->uses_secure_aggregation()) {
+    if (header.total_size() != model_size + 1) {
+      coordinator_->CountRefusal(header.total_size() > model_size + 1 ? "oversized"
+                                                                      : "wrong_shape");
+      return grpc::Status(header.total_size() > model_size + 1
+                              ? grpc::StatusCode::RESOURCE_EXHAUSTED
+                              : grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("masked upload declares ", header.total_size(),
+                                       " values; expected ", model_size + 1));
+    }
+    return UploadMasked(*reader, header, response);
+  }
   if (header.total_size() != model_size) {
     // Refused before allocating anything sized by the client.
     coordinator_->CountRefusal(header.total_size() > model_size ? "oversized" : "wrong_shape");
@@ -152,6 +166,51 @@ grpc::Status CoordinatorService::UploadUpdate(grpc::ServerContext* context,
   absl::StatusOr<v1::UploadResponse> result = coordinator_->SubmitUpdate(header, delta, clock_());
   if (!result.ok()) return ToGrpcStatus(result.status());
   *response = *result;
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::UploadMasked(grpc::ServerReader<v1::UpdateChunk>& reader,
+                                              const v1::UpdateHeader& header,
+                                              v1::UploadResponse* response) {
+  // At most 8 bytes per value whatever the modulus; the coordinator checks the exact length.
+  const int64_t max_bytes = 8 * header.total_size();
+  std::string packed;
+  v1::UpdateChunk chunk;
+  while (reader.Read(&chunk)) {
+    if (!chunk.has_masked()) {
+      coordinator_->CountRefusal("malformed_stream");
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "only masked chunks may follow a masked upload's header");
+    }
+    const v1::MaskedValues& masked = chunk.masked();
+    if (masked.byte_offset() != static_cast<int64_t>(packed.size())) {
+      coordinator_->CountRefusal("malformed_stream");
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("masked chunk at byte offset ", masked.byte_offset(),
+                                       ", expected ", packed.size()));
+    }
+    if (static_cast<int64_t>(packed.size() + masked.packed().size()) > max_bytes) {
+      coordinator_->CountRefusal("oversized");
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          absl::StrCat("masked upload exceeds ", max_bytes, " bytes"));
+    }
+    packed += masked.packed();
+  }
+  absl::StatusOr<v1::UploadResponse> result =
+      coordinator_->SubmitMaskedUpdate(header, packed, clock_());
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = *result;
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::SecureAggregation(grpc::ServerContext* context,
+                                                   const v1::SecAggRequest* request,
+                                                   v1::SecAggResponse* response) {
+  if (grpc::Status auth = auth_.Check(*context); !auth.ok()) return auth;
+  absl::StatusOr<v1::SecAggResponse> result =
+      coordinator_->SecureAggregationStep(*request, clock_());
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = *std::move(result);
   return grpc::Status::OK;
 }
 

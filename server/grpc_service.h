@@ -52,8 +52,14 @@ class CoordinatorService final : public v1::Coordinator::Service {
                             v1::UploadResponse* response) override;
   grpc::Status GetStatus(grpc::ServerContext* context, const v1::GetStatusRequest* request,
                          v1::GetStatusResponse* response) override;
+  grpc::Status SecureAggregation(grpc::ServerContext* context, const v1::SecAggRequest* request,
+                                 v1::SecAggResponse* response) override;
 
  private:
+  // The rest of an upload whose header announced a masked vector (secure aggregation).
+  grpc::Status UploadMasked(grpc::ServerReader<v1::UpdateChunk>& reader,
+                            const v1::UpdateHeader& header, v1::UploadResponse* response);
+
   RoundCoordinator* coordinator_;
   TokenAuthenticator auth_;
   std::function<absl::Time()> clock_;

@@ -62,9 +62,35 @@ absl::StatusOr<std::unique_ptr<RoundCoordinator>> RoundCoordinator::Create(
   }
   FEDKIT_ASSIGN_OR_RETURN(
       auto optimizer, aggregation::MakeServerOptimizer(options.server_optimizer, layout.size()));
-  return std::unique_ptr<RoundCoordinator>(
+  std::optional<secagg::FixedPointEncoding> encoding;
+  const int64_t target = static_cast<int64_t>(std::ceil(
+      static_cast<double>(options.clients_per_round) * (1.0 + options.over_select) - 1e-9));
+  if (options.secure_aggregation.has_value()) {
+    const SecureAggregationSettings& secure = *options.secure_aggregation;
+    if (!(options.plan.clip_norm() > 0)) {
+      return absl::InvalidArgumentError(
+          "secure aggregation needs a clip norm > 0 (the fixed-point range is derived from it)");
+    }
+    if (secure.phase_timeout <= absl::ZeroDuration()) {
+      return absl::InvalidArgumentError("secure aggregation phase timeout must be positive");
+    }
+    // Refuse at configuration time anything the round could not run with.
+    FEDKIT_ASSIGN_OR_RETURN(
+        encoding, secagg::ChooseEncoding(secure.modulus_bits, target, options.plan.clip_norm(),
+                                         options.max_examples_per_client));
+    for (int64_t n : {options.clients_per_round, target}) {
+      FEDKIT_RETURN_IF_ERROR(secagg::MakeProtocolConfig(secure.variant, static_cast<int>(n),
+                                                        layout.size() + 1, secure.modulus_bits,
+                                                        secure.design_dropout_rate,
+                                                        secure.corrupt_fraction)
+                                 .status());
+    }
+  }
+  auto coordinator = std::unique_ptr<RoundCoordinator>(
       new RoundCoordinator(options, std::move(layout), std::move(initial_parameters),
                            std::move(hooks), std::move(optimizer)));
+  coordinator->secagg_encoding_ = encoding;
+  return coordinator;
 }
 
 RoundCoordinator::RoundCoordinator(const CoordinatorOptions& options, ParameterLayout layout,
@@ -158,6 +184,10 @@ absl::StatusOr<v1::CheckInResponse> RoundCoordinator::CheckIn(const v1::CheckInR
       if (received_.contains(id)) {
         return RetryLocked(options_.retry_interval, "update received; round in progress");
       }
+      if (secagg_round_ != nullptr) AdvanceSecureAggregationLocked(now);
+      if (phase_ != Phase::kTraining) {
+        return RetryLocked(options_.retry_interval, "round ended");
+      }
       // Assigned (possibly by another client's check-in, or the response was lost): hand it out.
       v1::CheckInResponse response;
       *response.mutable_assignment() = MakeAssignmentLocked(it->second, now);
@@ -228,6 +258,20 @@ void RoundCoordinator::StartRoundLocked(absl::Time now) {
   enough_clients_since_.reset();
   round_started_ = now;
   round_deadline_ = now + options_.round_timeout;
+  if (secagg_encoding_.has_value()) {
+    std::vector<std::string> clients;
+    for (const auto& [id, unused] : assignment_of_client_) clients.push_back(id);
+    absl::StatusOr<std::unique_ptr<SecureAggregationRound>> secure = SecureAggregationRound::Start(
+        *options_.secure_aggregation, *secagg_encoding_, layout_.size() + 1, std::move(clients),
+        now, options_.round_timeout);
+    if (!secure.ok()) {
+      fatal_error_ = secure.status();
+      return;
+    }
+    secagg_round_ = *std::move(secure);
+    // The protocol's phases (with their own deadlines) decide when the round ends.
+    round_deadline_ = absl::InfiniteFuture();
+  }
 }
 
 v1::RoundAssignment RoundCoordinator::MakeAssignmentLocked(const std::string& assignment_id,
@@ -240,7 +284,17 @@ v1::RoundAssignment RoundCoordinator::MakeAssignmentLocked(const std::string& as
   a.set_model_size(layout_.size());
   *a.mutable_layout() = LayoutToProto(layout_);
   a.set_max_examples(options_.max_examples_per_client);
-  a.set_seconds_to_deadline(std::max(0.0, absl::ToDoubleSeconds(round_deadline_ - now)));
+  if (secagg_round_ != nullptr) {
+    auto it = assignments_.find(assignment_id);
+    std::optional<v1::SecureAggregationParams> params =
+        it == assignments_.end() ? std::nullopt : secagg_round_->ParamsFor(it->second.client_id);
+    if (params.has_value()) *a.mutable_secure_aggregation() = *std::move(params);
+    a.set_seconds_to_deadline(
+        std::max(0.0, absl::ToDoubleSeconds(round_started_ + options_.round_timeout +
+                                            2 * options_.secure_aggregation->phase_timeout - now)));
+  } else {
+    a.set_seconds_to_deadline(std::max(0.0, absl::ToDoubleSeconds(round_deadline_ - now)));
+  }
   return a;
 }
 
@@ -307,6 +361,11 @@ absl::StatusOr<v1::UploadResponse> RoundCoordinator::SubmitUpdate(const v1::Upda
   if (phase_ != Phase::kTraining) {
     return RefuseLocked(absl::FailedPreconditionError("round closed; update is late"), "late");
   }
+  if (secagg_round_ != nullptr) {
+    return RefuseLocked(absl::FailedPreconditionError(
+                            "this round uses secure aggregation: upload the masked input"),
+                        "not_masked");
+  }
   if (static_cast<int64_t>(delta.size()) != layout_.size() ||
       header.total_size() != layout_.size()) {
     return RefuseLocked(absl::InvalidArgumentError(
@@ -357,8 +416,97 @@ absl::StatusOr<v1::UploadResponse> RoundCoordinator::SubmitUpdate(const v1::Upda
   return v1::UploadResponse();
 }
 
+absl::Status RoundCoordinator::CheckAssignmentLocked(const std::string& client_id,
+                                                     const std::string& assignment_id,
+                                                     int64_t round) {
+  if (phase_ == Phase::kFinished) {
+    return RefuseLocked(absl::FailedPreconditionError("the run is finished; message is late"),
+                        "late");
+  }
+  auto it = assignments_.find(assignment_id);
+  if (it == assignments_.end()) {
+    if (recently_closed_.contains(assignment_id)) {
+      return RefuseLocked(absl::FailedPreconditionError(absl::StrCat(
+                              "assignment '", assignment_id, "' belongs to a closed round")),
+                          "late");
+    }
+    return RefuseLocked(absl::FailedPreconditionError(absl::StrCat("no assignment '", assignment_id,
+                                                                   "' in the current round")),
+                        "unassigned");
+  }
+  if (it->second.client_id != client_id) {
+    return RefuseLocked(absl::FailedPreconditionError("assignment belongs to another client"),
+                        "unassigned");
+  }
+  if (round != it->second.round) {
+    return RefuseLocked(
+        absl::FailedPreconditionError(absl::StrCat(
+            "message is for round ", round, ", the assignment is for round ", it->second.round)),
+        "wrong_round");
+  }
+  if (phase_ != Phase::kTraining) {
+    return RefuseLocked(absl::FailedPreconditionError("round closed; message is late"), "late");
+  }
+  if (secagg_round_ == nullptr) {
+    return RefuseLocked(absl::FailedPreconditionError("this round does not use secure aggregation"),
+                        "not_secagg");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::SecAggResponse> RoundCoordinator::SecureAggregationStep(
+    const v1::SecAggRequest& request, absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  FEDKIT_RETURN_IF_ERROR(
+      CheckAssignmentLocked(request.client_id(), request.assignment_id(), request.round()));
+  absl::StatusOr<v1::SecAggResponse> response =
+      secagg_round_->Handle(request.client_id(), request, now);
+  if (!response.ok()) {
+    ++refusals_[absl::StrCat("secagg_", absl::StatusCodeToString(response.status().code()))];
+  }
+  AdvanceSecureAggregationLocked(now);
+  return response;
+}
+
+absl::StatusOr<v1::UploadResponse> RoundCoordinator::SubmitMaskedUpdate(
+    const v1::UpdateHeader& header, const std::string& packed, absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  FEDKIT_RETURN_IF_ERROR(
+      CheckAssignmentLocked(header.client_id(), header.assignment_id(), header.round()));
+  absl::StatusOr<v1::UploadResponse> response =
+      secagg_round_->HandleMaskedInput(header.client_id(), packed, header.train_loss());
+  if (!response.ok()) {
+    ++refusals_[absl::StrCat("secagg_", absl::StatusCodeToString(response.status().code()))];
+  }
+  AdvanceSecureAggregationLocked(now);
+  return response;
+}
+
+void RoundCoordinator::AdvanceSecureAggregationLocked(absl::Time now) {
+  if (secagg_round_ == nullptr || phase_ != Phase::kTraining) return;
+  switch (secagg_round_->Advance(now)) {
+    case SecureAggregationRound::State::kRunning:
+      return;
+    case SecureAggregationRound::State::kAborted:
+      ++refusals_["secagg_round_aborted"];
+      AbandonRoundLocked();
+      return;
+    case SecureAggregationRound::State::kSucceeded: {
+      RoundOutcome outcome;
+      outcome.round = rounds_completed_ + 1;
+      outcome.participants = secagg_round_->included();
+      outcome.examples = secagg_round_->result().total_weight;
+      outcome.train_loss = secagg_round_->mean_train_loss();
+      const std::vector<float> average = secagg_round_->result().Average();
+      CommitAverageLocked(average, outcome, now);
+      return;
+    }
+  }
+}
+
 absl::Status RoundCoordinator::Tick(absl::Time now) {
   absl::MutexLock lock(&mu_);
+  if (secagg_round_ != nullptr) AdvanceSecureAggregationLocked(now);
   if (phase_ == Phase::kTraining && now >= round_deadline_) {
     if (static_cast<int64_t>(received_.size()) >= options_.min_clients) {
       CommitRoundLocked(now);
@@ -380,6 +528,7 @@ void RoundCoordinator::CloseAssignmentsLocked() {
   assignments_.clear();
   assignment_of_client_.clear();
   received_.clear();
+  secagg_round_.reset();
 }
 
 void RoundCoordinator::AbandonRoundLocked() {
@@ -389,10 +538,9 @@ void RoundCoordinator::AbandonRoundLocked() {
 }
 
 void RoundCoordinator::CommitRoundLocked(absl::Time now) {
-  const int64_t round = rounds_completed_ + 1;
   aggregation::WeightedFedAvg fedavg(layout_.size());
   RoundOutcome outcome;
-  outcome.round = round;
+  outcome.round = rounds_completed_ + 1;
   double weighted_loss = 0;
   for (const auto& [id, update] : received_) {  // client-id order: a fixed summation order
     absl::Status added = fedavg.Add(update.delta, update.num_examples);
@@ -404,18 +552,26 @@ void RoundCoordinator::CommitRoundLocked(absl::Time now) {
     weighted_loss += update.train_loss * static_cast<double>(update.num_examples);
   }
   absl::StatusOr<std::vector<float>> average = fedavg.Average();
+  if (!average.ok()) {
+    fatal_error_ = average.status();
+    return;
+  }
+  outcome.participants = static_cast<int64_t>(received_.size());
+  outcome.train_loss = weighted_loss / static_cast<double>(outcome.examples);
+  CommitAverageLocked(*average, outcome, now);
+}
+
+void RoundCoordinator::CommitAverageLocked(const std::vector<float>& average, RoundOutcome outcome,
+                                           absl::Time now) {
   std::vector<float> next = *global_;
-  absl::Status applied =
-      average.ok() ? optimizer_->Apply(*average, absl::MakeSpan(next)) : average.status();
+  absl::Status applied = optimizer_->Apply(average, absl::MakeSpan(next));
   if (!applied.ok()) {
     fatal_error_ = applied;
     return;
   }
   global_ = std::make_shared<const std::vector<float>>(std::move(next));
-  rounds_completed_ = round;
+  rounds_completed_ = outcome.round;
   attempt_ = 0;
-  outcome.participants = static_cast<int64_t>(received_.size());
-  outcome.train_loss = weighted_loss / static_cast<double>(outcome.examples);
   outcome.seconds = absl::ToDoubleSeconds(now - round_started_);
   CloseAssignmentsLocked();
   phase_ = rounds_completed_ >= options_.rounds ? Phase::kFinished : Phase::kWaiting;
@@ -465,9 +621,11 @@ v1::GetStatusResponse RoundCoordinator::Status(absl::Time now) const {
   absl::MutexLock lock(&mu_);
   v1::GetStatusResponse s;
   s.set_current_round(phase_ == Phase::kFinished ? rounds_completed_ : rounds_completed_ + 1);
-  s.set_phase(phase_ == Phase::kWaiting    ? "waiting"
-              : phase_ == Phase::kTraining ? "training"
-                                           : "finished");
+  s.set_phase(phase_ == Phase::kWaiting ? "waiting"
+              : phase_ == Phase::kTraining
+                  ? (secagg_round_ != nullptr ? std::string(secagg_round_->phase_name())
+                                              : std::string("training"))
+                  : "finished");
   s.set_checked_in(static_cast<int64_t>(pool_.size()));
   s.set_assigned(static_cast<int64_t>(assignments_.size()));
   s.set_received(static_cast<int64_t>(received_.size()));

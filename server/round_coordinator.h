@@ -24,6 +24,8 @@
 #include "core/parameter_layout.h"
 #include "fedkit/v1/checkpoint.pb.h"
 #include "fedkit/v1/coordinator.pb.h"
+#include "privacy/secagg/encoding.h"
+#include "server/secure_aggregation_round.h"
 
 namespace fedkit::server {
 
@@ -43,6 +45,10 @@ struct CoordinatorOptions {
   aggregation::ServerOptimizerOptions server_optimizer;
   int64_t max_examples_per_client = 1 << 20;  // larger example counts are refused
   double clip_tolerance = 1e-3;  // relative slack on the clip-norm check (float rounding)
+  // Secure aggregation of every round (needs plan.clip_norm > 0). The round then runs the protocol
+  // with all assigned clients and closes when it completes, not at K uploads; weights are capped
+  // at max_examples_per_client.
+  std::optional<SecureAggregationSettings> secure_aggregation;
 };
 
 // Round history entry, also what GetStatus and the metrics report.
@@ -99,6 +105,14 @@ class RoundCoordinator {
   absl::StatusOr<v1::UploadResponse> SubmitUpdate(const v1::UpdateHeader& header,
                                                   absl::Span<const float> delta, absl::Time now);
 
+  // Secure aggregation steps and polls from an assigned client (see SecureAggregationRound).
+  // FAILED_PRECONDITION when the assignment is not current or the round has no secure aggregation.
+  absl::StatusOr<v1::SecAggResponse> SecureAggregationStep(const v1::SecAggRequest& request,
+                                                           absl::Time now);
+  // The masked upload of a secure aggregation round: the packed masked vector.
+  absl::StatusOr<v1::UploadResponse> SubmitMaskedUpdate(const v1::UpdateHeader& header,
+                                                        const std::string& packed, absl::Time now);
+
   // Time passed: closes or abandons a round past its deadline, starts a round when a selection
   // window ends, drops silent waiting clients.
   absl::Status Tick(absl::Time now);
@@ -111,6 +125,8 @@ class RoundCoordinator {
   bool finished() const;
   int64_t rounds_completed() const;
   int64_t model_size() const { return static_cast<int64_t>(layout_.size()); }
+  // Whether rounds run secure aggregation (fixed at Create).
+  bool uses_secure_aggregation() const { return secagg_encoding_.has_value(); }
   const ParameterLayout& layout() const { return layout_; }
   std::vector<float> global_parameters() const;
   // An error from a hook (e.g. the checkpoint could not be written), which stops the run.
@@ -137,6 +153,14 @@ class RoundCoordinator {
   void MaybeStartRoundLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartRoundLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CommitRoundLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Applies the server optimizer to `average` and commits the round (checkpoint, hooks).
+  void CommitAverageLocked(const std::vector<float>& average, RoundOutcome outcome, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Advances the secure aggregation round; commits or abandons the round when it ends.
+  void AdvanceSecureAggregationLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The current assignment named by (client, assignment, round), or a refusal.
+  absl::Status CheckAssignmentLocked(const std::string& client_id, const std::string& assignment_id,
+                                     int64_t round) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AbandonRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends the current round's assignments, remembering their ids to call later uploads "late".
   void CloseAssignmentsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -173,6 +197,8 @@ class RoundCoordinator {
   std::map<std::string, int64_t> refusals_ ABSL_GUARDED_BY(mu_);
   absl::Status fatal_error_ ABSL_GUARDED_BY(mu_);
   uint64_t assignment_counter_ ABSL_GUARDED_BY(mu_) = 0;
+  std::optional<secagg::FixedPointEncoding> secagg_encoding_;  // set at Create; then constant
+  std::unique_ptr<SecureAggregationRound> secagg_round_ ABSL_GUARDED_BY(mu_);
 };
 
 // Checks a client id: 1..128 characters of [A-Za-z0-9._-].

@@ -30,6 +30,15 @@ absl::Status MetricsWriter::Append(const RoundResult& round) {
       {"seconds", round.seconds},
       {"eval_seconds", round.eval_seconds},
   };
+  if (round.dropped > 0) line["dropped"] = round.dropped;
+  if (!round.aborted.empty()) line["aborted"] = round.aborted;
+  if (round.secure_aggregation) {
+    const SecureAggregationRoundStats& s = *round.secure_aggregation;
+    line["secagg"] = {
+        {"survivors", s.survivors},           {"degree", s.degree},
+        {"threshold", s.threshold},           {"client_seconds_mean", s.client_seconds_mean},
+        {"server_seconds", s.server_seconds}, {"client_bytes_sent_mean", s.client_bytes_sent_mean}};
+  }
   out_ << line.dump() << '\n';
   out_.flush();
   if (!out_) return absl::DataLossError(absl::StrCat("failed writing metrics to ", path_));

@@ -19,7 +19,8 @@ class MetricsWriter {
   static absl::StatusOr<std::unique_ptr<MetricsWriter>> Open(const std::string& path);
 
   // Appends {"round", "accuracy", "loss", "participants", "examples", "train_loss",
-  // "mean_delta_norm", "seconds", "eval_seconds"}; the round must have been evaluated.
+  // "mean_delta_norm", "seconds", "eval_seconds"}, plus "dropped", "aborted" and "secagg"
+  // (survivors, degree, threshold, costs) when they apply; the round must have been evaluated.
   absl::Status Append(const RoundResult& round);
 
  private:

@@ -27,6 +27,8 @@ struct Flags {
   int64_t synthetic_eval_clients = 1000;
   std::string server_optimizer = "sgd";
   double max_client_weight = 0;
+  std::string secagg = "none";
+  std::string dropout_phase = "any";
   std::string metrics_out;
   std::string model_out;
   SimulationOptions sim;
@@ -82,6 +84,22 @@ int Run(int argc, char** argv) {
   app.add_option("--max-client-weight", f.max_client_weight,
                  "Cap on a client's FedAvg weight (its example count); 0 = uncapped")
       ->check(cli::NonNegative());
+  app.add_option("--secagg", f.secagg,
+                 "Secure aggregation: none | secagg (Bonawitz et al.) | secagg+ (Bell et al.)");
+  app.add_option("--secagg-modulus-bits", f.sim.secure_aggregation.modulus_bits,
+                 "Secure aggregation: values are summed modulo 2^BITS")
+      ->check(CLI::Range(8, 64));
+  app.add_option("--secagg-design-dropout", f.sim.secure_aggregation.design_dropout_rate,
+                 "SecAgg+: dropout rate the graph is sized to survive")
+      ->check(cli::BelowOne());
+  app.add_option("--secagg-corrupt-fraction", f.sim.secure_aggregation.corrupt_fraction,
+                 "SecAgg+: fraction of clients assumed to collude with the server")
+      ->check(cli::BelowOne());
+  app.add_option("--dropout", f.sim.dropout.rate,
+                 "Probability that a sampled client goes silent during the round")
+      ->check(cli::BelowOne());
+  app.add_option("--dropout-phase", f.dropout_phase,
+                 "Where dropouts happen: advertise | share | upload | unmask | any");
   app.add_option("--seed", f.sim.seed, "Seed of everything random");
   app.add_option("--threads", f.sim.threads, "Worker threads (results do not depend on it)")
       ->check(cli::Positive());
@@ -110,6 +128,21 @@ int Run(int argc, char** argv) {
   if (!optimizer.ok()) return UsageError("--server-optimizer", optimizer.status().message());
   f.sim.server_optimizer.kind = *optimizer;
   if (f.max_client_weight > 0) f.sim.max_client_weight = f.max_client_weight;
+  if (f.secagg != "none") {
+    absl::StatusOr<secagg::Variant> variant = secagg::ParseVariant(f.secagg);
+    if (!variant.ok()) return UsageError("--secagg", variant.status().message());
+    f.sim.secure_aggregation.variant = *variant;
+    if (!(f.sim.plan.clip_norm > 0)) {
+      return UsageError("--clip-norm",
+                        "secure aggregation needs a clip norm > 0 (the fixed-point range of the "
+                        "masked values is derived from it)");
+    }
+  }
+  if (f.dropout_phase != "any") {
+    absl::StatusOr<secagg::ClientPhase> phase = secagg::ParseClientPhase(f.dropout_phase);
+    if (!phase.ok()) return UsageError("--dropout-phase", phase.status().message());
+    f.sim.dropout.phase = *phase;
+  }
   if (f.sim.clients_per_round > f.clients) {
     return UsageError("--clients-per-round", absl::StrFormat("%d is more than --clients %d",
                                                              f.sim.clients_per_round, f.clients));
@@ -164,13 +197,25 @@ int Run(int argc, char** argv) {
                                    f.sim.rounds, round->train_loss, round->seconds)
                 << std::flush;
     }
+    if (!round->aborted.empty() && !round->eval) {
+      if (terminal) std::cerr << "\r\033[K";
+      std::cerr << "round " << round->round << " aborted: " << round->aborted << "\n";
+    }
     if (round->eval) {
       if (terminal) std::cerr << "\r\033[K";
+      std::string extra;
+      if (round->dropped > 0) extra += absl::StrFormat("  dropped %d", round->dropped);
+      if (round->secure_aggregation) {
+        extra += absl::StrFormat(
+            "  secagg survivors %d (k=%d t=%d)", round->secure_aggregation->survivors,
+            round->secure_aggregation->degree, round->secure_aggregation->threshold);
+      }
+      if (!round->aborted.empty()) extra += "  ABORTED: " + round->aborted;
       std::cout << absl::StrFormat(
                        "round %4d  accuracy %.4f  loss %.4f  participants %d  train_loss %.4f  "
-                       "%.2fs\n",
+                       "%.2fs%s\n",
                        round->round, round->eval->accuracy(), round->eval->mean_loss(),
-                       round->participants, round->train_loss, round->seconds)
+                       round->participants, round->train_loss, round->seconds, extra)
                 << std::flush;
       if (metrics) {
         if (absl::Status s = metrics->Append(*round); !s.ok()) {

@@ -1,6 +1,10 @@
 #include "simulation/simulator.h"
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cmath>
+#include <random>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -9,6 +13,8 @@
 #include "core/status_macros.h"
 #include "models/compute_threads.h"
 #include "models/flat_params.h"
+#include "privacy/secagg/encoding.h"
+#include "privacy/secagg/in_memory_round.h"
 #include "server/client_sampler.h"
 
 namespace fedkit::simulation {
@@ -34,8 +40,15 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(
     return absl::InvalidArgumentError("max client weight must be > 0");
   }
   FEDKIT_RETURN_IF_ERROR(client::ValidateTrainingPlan(options.plan));
+  if (!(options.dropout.rate >= 0.0 && options.dropout.rate < 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("dropout rate must be in [0, 1), got ", options.dropout.rate));
+  }
 
   std::unique_ptr<Simulator> sim(new Simulator(options, dataset));
+  if (options.secure_aggregation.variant.has_value()) {
+    FEDKIT_ASSIGN_OR_RETURN(sim->encoding_, sim->ChooseSecureAggregationEncoding());
+  }
   const uint64_t init_seed = server::InitialModelSeed(options.seed);
   FEDKIT_ASSIGN_OR_RETURN(auto global_model,
                           models::CreateModel(options.model, dataset->info(), init_seed));
@@ -58,52 +71,122 @@ Simulator::Simulator(const SimulationOptions& options, const data::FederatedData
 
 Simulator::~Simulator() = default;
 
+absl::StatusOr<secagg::FixedPointEncoding> Simulator::ChooseSecureAggregationEncoding() const {
+  const SecureAggregationOptions& secure = options_.secure_aggregation;
+  if (!(options_.plan.clip_norm > 0)) {
+    return absl::InvalidArgumentError(
+        "secure aggregation needs a clip norm (--clip-norm > 0): the fixed-point range of the "
+        "masked values is derived from it");
+  }
+  int64_t max_weight = 0;
+  if (options_.max_client_weight.has_value()) {
+    max_weight = static_cast<int64_t>(std::ceil(*options_.max_client_weight));
+  } else {
+    for (int64_t c = 0; c < dataset_->num_clients(); ++c) {
+      max_weight = std::max(max_weight, dataset_->NumTrainExamples(c));
+    }
+  }
+  FEDKIT_ASSIGN_OR_RETURN(
+      secagg::FixedPointEncoding encoding,
+      secagg::ChooseEncoding(secure.modulus_bits, options_.clients_per_round,
+                             options_.plan.clip_norm, std::max<int64_t>(max_weight, 1)));
+  // Refuse now, not in round 1, if the protocol cannot run with this many clients.
+  FEDKIT_RETURN_IF_ERROR(
+      secagg::MakeProtocolConfig(*secure.variant, static_cast<int>(options_.clients_per_round),
+                                 static_cast<int64_t>(global_.size()) + 1, secure.modulus_bits,
+                                 secure.design_dropout_rate, secure.corrupt_fraction)
+          .status());
+  return encoding;
+}
+
+std::vector<std::optional<secagg::ClientPhase>> Simulator::DropoutSchedule(int round,
+                                                                           int64_t n) const {
+  std::vector<std::optional<secagg::ClientPhase>> drop_at(n);
+  if (options_.dropout.rate <= 0.0) return drop_at;
+  // Own generator and arithmetic (not std:: distributions) so schedules match across platforms.
+  std::mt19937_64 rng(DeriveSeed(options_.seed, {static_cast<uint64_t>(round), 0x64726f70}));
+  for (int64_t i = 0; i < n; ++i) {
+    const double u = static_cast<double>(rng() >> 11) * 0x1.0p-53;
+    const uint64_t phase_draw = rng();
+    if (u >= options_.dropout.rate) continue;
+    drop_at[i] = options_.dropout.phase.has_value()
+                     ? *options_.dropout.phase
+                     : static_cast<secagg::ClientPhase>(phase_draw % secagg::kNumClientPhases);
+  }
+  return drop_at;
+}
+
 absl::StatusOr<RoundResult> Simulator::RunRound() {
   const auto start = std::chrono::steady_clock::now();
   const int round = rounds_done_ + 1;
-  FEDKIT_ASSIGN_OR_RETURN(
-      std::vector<int64_t> participants,
-      server::SampleClients(dataset_->num_clients(), options_.clients_per_round,
-                            server::SamplingSeed(options_.seed, round)));
+  FEDKIT_ASSIGN_OR_RETURN(std::vector<int64_t> participants,
+                          server::SampleClients(dataset_->num_clients(), options_.clients_per_round,
+                                                server::SamplingSeed(options_.seed, round)));
+  const std::vector<std::optional<secagg::ClientPhase>> drop_at =
+      DropoutSchedule(round, static_cast<int64_t>(participants.size()));
 
-  aggregation::WeightedFedAvg fedavg(static_cast<int64_t>(global_.size()),
-                                     options_.max_client_weight);
   RoundResult result;
   result.round = round;
+  result.participants = static_cast<int64_t>(participants.size());
+  for (const auto& d : drop_at) result.dropped += d.has_value() ? 1 : 0;
+  std::optional<std::vector<float>> average;
+  int64_t trained = 0;
   double weighted_loss = 0.0;
   double norm_sum = 0.0;
+  auto train = [&](int worker, int64_t i) -> absl::StatusOr<client::ClientUpdate> {
+    const int64_t client = participants[i];
+    const data::Examples examples = dataset_->TrainExamples(client);
+    absl::StatusOr<client::ClientUpdate> update = trainers_[worker]->Train(
+        global_, examples, options_.plan, ClientTrainingSeed(options_.seed, round, client));
+    if (!update.ok()) {
+      return absl::Status(update.status().code(),
+                          absl::StrCat("client ", client, ": ", update.status().message()));
+    }
+    return update;
+  };
 
-  // Each worker trains whole clients; the window keeps a few finished deltas per worker waiting for
-  // their turn in the fixed summation order.
-  const int64_t window = 4 * static_cast<int64_t>(options_.threads);
-  FEDKIT_RETURN_IF_ERROR(RunOrdered<client::ClientUpdate>(
-      *pool_, static_cast<int64_t>(participants.size()), window,
-      [&](int worker, int64_t i) -> absl::StatusOr<client::ClientUpdate> {
-        const int64_t client = participants[i];
-        const data::Examples examples = dataset_->TrainExamples(client);
-        absl::StatusOr<client::ClientUpdate> update = trainers_[worker]->Train(
-            global_, examples, options_.plan, ClientTrainingSeed(options_.seed, round, client));
-        if (!update.ok()) {
-          return absl::Status(update.status().code(),
-                              absl::StrCat("client ", client, ": ", update.status().message()));
-        }
-        return update;
-      },
-      [&](int64_t, client::ClientUpdate update) -> absl::Status {
-        FEDKIT_RETURN_IF_ERROR(fedavg.Add(update.delta, update.num_examples));
-        result.examples += update.num_examples;
-        weighted_loss += update.train_loss * static_cast<double>(update.num_examples);
-        norm_sum += update.delta_norm;
-        return absl::OkStatus();
-      }));
-
-  FEDKIT_ASSIGN_OR_RETURN(std::vector<float> average, fedavg.Average());
-  FEDKIT_RETURN_IF_ERROR(server_optimizer_->Apply(average, absl::MakeSpan(global_)));
+  if (encoding_.has_value()) {
+    FEDKIT_ASSIGN_OR_RETURN(
+        average, RunSecureAggregation(round, participants, drop_at, train, result, trained,
+                                      weighted_loss, norm_sum));
+  } else {
+    // Clients that go silent before their upload contribute nothing (and need not train).
+    std::vector<int64_t> contributors;
+    for (int64_t i = 0; i < static_cast<int64_t>(participants.size()); ++i) {
+      if (!drop_at[i].has_value() || *drop_at[i] == secagg::ClientPhase::kUnmask) {
+        contributors.push_back(i);
+      }
+    }
+    aggregation::WeightedFedAvg fedavg(static_cast<int64_t>(global_.size()),
+                                       options_.max_client_weight);
+    // Each worker trains whole clients; the window keeps a few finished deltas per worker waiting
+    // for their turn in the fixed summation order.
+    const int64_t window = 4 * static_cast<int64_t>(options_.threads);
+    FEDKIT_RETURN_IF_ERROR(RunOrdered<client::ClientUpdate>(
+        *pool_, static_cast<int64_t>(contributors.size()), window,
+        [&](int worker, int64_t k) { return train(worker, contributors[k]); },
+        [&](int64_t, client::ClientUpdate update) -> absl::Status {
+          FEDKIT_RETURN_IF_ERROR(fedavg.Add(update.delta, update.num_examples));
+          result.examples += update.num_examples;
+          weighted_loss += update.train_loss * static_cast<double>(update.num_examples);
+          norm_sum += update.delta_norm;
+          ++trained;
+          return absl::OkStatus();
+        }));
+    if (contributors.empty()) {
+      result.aborted = "every sampled client dropped out";
+    } else {
+      FEDKIT_ASSIGN_OR_RETURN(average, fedavg.Average());
+    }
+  }
+  if (average.has_value()) {
+    FEDKIT_RETURN_IF_ERROR(server_optimizer_->Apply(*average, absl::MakeSpan(global_)));
+  }
   rounds_done_ = round;
 
-  result.participants = static_cast<int64_t>(participants.size());
-  result.train_loss = weighted_loss / static_cast<double>(result.examples);
-  result.mean_delta_norm = norm_sum / static_cast<double>(participants.size());
+  result.train_loss =
+      result.examples > 0 ? weighted_loss / static_cast<double>(result.examples) : 0.0;
+  result.mean_delta_norm = trained > 0 ? norm_sum / static_cast<double>(trained) : 0.0;
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   const bool last = round == options_.rounds;
@@ -114,6 +197,74 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - eval_start).count();
   }
   return result;
+}
+
+absl::StatusOr<std::optional<std::vector<float>>> Simulator::RunSecureAggregation(
+    int round, const std::vector<int64_t>& participants,
+    const std::vector<std::optional<secagg::ClientPhase>>& drop_at, const TrainFunction& train,
+    RoundResult& result, int64_t& trained, double& weighted_loss, double& norm_sum) {
+  const SecureAggregationOptions& secure = options_.secure_aggregation;
+  const int n = static_cast<int>(participants.size());
+  FEDKIT_ASSIGN_OR_RETURN(
+      secagg::ProtocolConfig config,
+      secagg::MakeProtocolConfig(*secure.variant, n, static_cast<int64_t>(global_.size()) + 1,
+                                 secure.modulus_bits, secure.design_dropout_rate,
+                                 secure.corrupt_fraction));
+  // The graph seed is public randomness; deriving it from the run seed makes a simulation
+  // (including which rounds abort under heavy dropout) reproducible. Session ids stay random:
+  // they change the masks, never the sum.
+  config.graph_seed = DeriveSeed(options_.seed, {static_cast<uint64_t>(round), 0x6772617068});
+  // Per-client training outcomes, written by the worker that trained the client.
+  struct Trained {
+    bool done = false;
+    int64_t examples = 0;
+    double loss = 0.0;
+    double norm = 0.0;
+  };
+  std::vector<Trained> outcomes(n);
+  auto input = [&](int worker, int32_t i) -> absl::StatusOr<std::vector<uint64_t>> {
+    FEDKIT_ASSIGN_OR_RETURN(client::ClientUpdate update, train(worker, i));
+    outcomes[i] = Trained{true, update.num_examples, update.train_loss, update.delta_norm};
+    const int64_t weight = std::min(update.num_examples, encoding_->max_weight);
+    return secagg::EncodeWeightedUpdate(
+        *encoding_, update.delta, weight,
+        secagg::StochasticRoundingSeed(options_.seed, round, participants[i]));
+  };
+  secagg::ParallelFor parallel = [this](int64_t count, const secagg::ParallelBody& body) {
+    std::atomic<int64_t> next{0};
+    pool_->RunOnEachWorker([&](int worker) {
+      for (int64_t i = next.fetch_add(1); i < count; i = next.fetch_add(1)) body(worker, i);
+    });
+  };
+  FEDKIT_ASSIGN_OR_RETURN(secagg::InMemoryRoundResult outcome,
+                          secagg::RunInMemoryRound(config, input, drop_at, parallel));
+  for (const Trained& t : outcomes) {
+    if (!t.done) continue;
+    ++trained;
+    result.examples += t.examples;
+    weighted_loss += t.loss * static_cast<double>(t.examples);
+    norm_sum += t.norm;
+  }
+  SecureAggregationRoundStats stats;
+  stats.survivors = static_cast<int64_t>(outcome.included.size());
+  stats.degree = config.degree;
+  stats.threshold = config.threshold;
+  double client_seconds = 0.0;
+  for (double s : outcome.stats.client_seconds_total) client_seconds += s;
+  stats.client_seconds_mean = client_seconds / n;
+  stats.server_seconds = outcome.stats.server_seconds;
+  stats.client_bytes_sent_mean = outcome.stats.client_bytes_sent_mean;
+  result.secure_aggregation = stats;
+  if (!outcome.status.ok()) {
+    result.aborted = std::string(outcome.status.message());
+    return std::optional<std::vector<float>>();
+  }
+  FEDKIT_ASSIGN_OR_RETURN(secagg::DecodedSum decoded, secagg::DecodeSum(*encoding_, outcome.sum));
+  if (decoded.total_weight <= 0) {
+    result.aborted = "secure aggregation summed zero weight";
+    return std::optional<std::vector<float>>();
+  }
+  return std::optional<std::vector<float>>(decoded.Average());
 }
 
 uint64_t Simulator::ClientTrainingSeed(uint64_t run_seed, int round, int64_t client) {

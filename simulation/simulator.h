@@ -3,6 +3,7 @@
 #define FEDKIT_SIMULATION_SIMULATOR_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -15,9 +16,32 @@
 #include "data/federated_dataset.h"
 #include "models/evaluate.h"
 #include "models/model.h"
+#include "privacy/secagg/encoding.h"
+#include "privacy/secagg/in_memory_round.h"
+#include "privacy/secagg/protocol.h"
 #include "simulation/worker_pool.h"
 
 namespace fedkit::simulation {
+
+// Secure aggregation in the simulator: the same client and server state machines as the
+// coordinator and device library, with messages passed in memory.
+struct SecureAggregationOptions {
+  std::optional<secagg::Variant> variant;  // nullopt = plain FedAvg
+  int modulus_bits = 32;
+  // Design parameters of SecAgg+'s graph (Bell et al.): the dropout rate the round must survive
+  // and the fraction of clients that may collude with the server.
+  double design_dropout_rate = 0.1;
+  double corrupt_fraction = 0.05;
+};
+
+// Injected client failures, to measure robustness: each sampled client independently goes silent
+// with probability `rate`, in `phase` (nullopt = a phase drawn uniformly per client). Without
+// secure aggregation only the upload matters: a client dropping before or at upload contributes
+// nothing; one dropping at "unmask" already contributed.
+struct DropoutOptions {
+  double rate = 0.0;
+  std::optional<secagg::ClientPhase> phase;
+};
 
 struct SimulationOptions {
   std::string model = "mlp";
@@ -31,21 +55,40 @@ struct SimulationOptions {
   int threads = 1;
   // Evaluate the global model every this many rounds (and after the last); 0 = only after the last.
   int eval_every = 1;
+  SecureAggregationOptions secure_aggregation;  // requires plan.clip_norm > 0
+  DropoutOptions dropout;
+};
+
+// What secure aggregation cost in a round.
+struct SecureAggregationRoundStats {
+  int64_t survivors = 0;  // clients whose input is in the sum (U3)
+  int degree = 0;         // neighbours per client
+  int threshold = 0;
+  double client_seconds_mean = 0.0;  // per client, all phases, excluding training
+  double server_seconds = 0.0;
+  double client_bytes_sent_mean = 0.0;
 };
 
 struct RoundResult {
-  int round = 0;  // 1-based
-  int64_t participants = 0;
+  int round = 0;                         // 1-based
+  int64_t participants = 0;              // sampled clients
+  int64_t dropped = 0;                   // of which went silent (injected dropouts)
   int64_t examples = 0;                  // examples trained on this round
   double train_loss = 0.0;               // example-weighted mean of the clients' training losses
   double mean_delta_norm = 0.0;          // mean L2 norm of the deltas before clipping
   double seconds = 0.0;                  // wall time of training + aggregation (not evaluation)
   std::optional<models::EvalSums> eval;  // when the round was evaluated
   double eval_seconds = 0.0;
+  // Secure aggregation: cost, or why the round aborted (then the global model is unchanged).
+  std::optional<SecureAggregationRoundStats> secure_aggregation;
+  std::string aborted;  // empty unless the round aborted
 };
 
 // Runs rounds of: sample clients uniformly (server::SampleClients), train each with a LocalTrainer
 // on a worker, average the deltas by weighted FedAvg in sampled order, apply the server optimizer.
+// With secure aggregation, each client's clipped delta is encoded in fixed point (weight times
+// delta, plus the weight) and the round runs the SecAgg/SecAgg+ protocol in memory; the server
+// optimizer gets the decoded weighted average of the survivors.
 // A virtual client is only its index into the dataset; memory grows with --threads, not with the
 // population. Results are identical for any number of threads: client seeds derive from
 // (seed, round, client) and deltas are summed in a fixed order.
@@ -81,6 +124,19 @@ class Simulator {
   std::vector<std::unique_ptr<client::LocalTrainer>> trainers_;  // one per worker
   std::unique_ptr<WorkerPool> pool_;
   int rounds_done_ = 0;
+  std::optional<secagg::FixedPointEncoding> encoding_;  // with secure aggregation
+
+  using TrainFunction =
+      std::function<absl::StatusOr<client::ClientUpdate>(int worker, int64_t participant)>;
+  absl::StatusOr<secagg::FixedPointEncoding> ChooseSecureAggregationEncoding() const;
+  // The injected dropout schedule of a round (one entry per sampled client).
+  std::vector<std::optional<secagg::ClientPhase>> DropoutSchedule(int round, int64_t n) const;
+  // Trains and aggregates the round's clients under secure aggregation. Returns the survivors'
+  // weighted average, or nullopt (with result.aborted set) when the protocol aborted.
+  absl::StatusOr<std::optional<std::vector<float>>> RunSecureAggregation(
+      int round, const std::vector<int64_t>& participants,
+      const std::vector<std::optional<secagg::ClientPhase>>& drop_at, const TrainFunction& train,
+      RoundResult& result, int64_t& trained, double& weighted_loss, double& norm_sum);
 };
 
 }  // namespace fedkit::simulation

@@ -141,5 +141,94 @@ TEST(SimulatorTest, InvalidOptionsAreClearErrors) {
   EXPECT_FALSE(Simulator::Create(options, dataset.get()).ok());
 }
 
+// Secure aggregation changes only how the sum is formed: the model must match plain FedAvg over
+// the same surviving clients up to the fixed-point quantization, for any thread count.
+TEST(SimulatorSecureAggregationTest, MatchesPlainFedAvgOverTheSurvivors) {
+  auto dataset = Synthetic(40);
+  for (secagg::Variant variant : {secagg::Variant::kSecAgg, secagg::Variant::kSecAggPlus}) {
+    for (secagg::ClientPhase phase :
+         {secagg::ClientPhase::kShareKeys, secagg::ClientPhase::kMaskedInput,
+          secagg::ClientPhase::kUnmask}) {
+      SimulationOptions plain = SmallRun(2);
+      plain.clients_per_round = 12;
+      plain.plan.clip_norm = 0.5;
+      plain.dropout = {.rate = 0.2, .phase = phase};
+      SimulationOptions secure = plain;
+      secure.secure_aggregation.variant = variant;
+      secure.secure_aggregation.design_dropout_rate = 0.45;  // survives the 20% injected here
+      secure.threads = 1;
+      auto a = *Simulator::Create(plain, dataset.get());
+      auto b = *Simulator::Create(secure, dataset.get());
+      const auto ra = RunAll(*a, 3);
+      const auto rb = RunAll(*b, 3);
+      ASSERT_EQ(rb.size(), 3u);
+      for (int r = 0; r < 3; ++r) {
+        ASSERT_TRUE(rb[r].secure_aggregation.has_value());
+        EXPECT_TRUE(rb[r].aborted.empty()) << rb[r].aborted;
+        // Unmask-phase dropouts uploaded, so they are in the sum; earlier ones are not.
+        const int64_t expected_survivors =
+            ra[r].participants - (phase == secagg::ClientPhase::kUnmask ? 0 : ra[r].dropped);
+        EXPECT_EQ(rb[r].secure_aggregation->survivors, expected_survivors);
+        EXPECT_EQ(rb[r].dropped, ra[r].dropped);
+      }
+      EXPECT_GT(rb[0].dropped + rb[1].dropped + rb[2].dropped, 0);
+      const auto& pa = a->global_parameters();
+      const auto& pb = b->global_parameters();
+      ASSERT_EQ(pa.size(), pb.size());
+      double max_diff = 0;
+      for (size_t i = 0; i < pa.size(); ++i) {
+        max_diff = std::max(max_diff, static_cast<double>(std::abs(pa[i] - pb[i])));
+      }
+      EXPECT_LT(max_diff, 1e-4) << secagg::VariantName(variant);
+      EXPECT_NE(pa, pb);  // quantized: close, not bit-identical (the test would be vacuous)
+    }
+  }
+}
+
+TEST(SimulatorSecureAggregationTest, ThreadCountDoesNotChangeTheResult) {
+  auto dataset = Synthetic(40);
+  SimulationOptions one = SmallRun(1);
+  one.plan.clip_norm = 0.5;
+  one.secure_aggregation.variant = secagg::Variant::kSecAggPlus;
+  one.dropout = {.rate = 0.25};
+  SimulationOptions three = one;
+  three.threads = 3;
+  auto a = *Simulator::Create(one, dataset.get());
+  auto b = *Simulator::Create(three, dataset.get());
+  RunAll(*a, 3);
+  RunAll(*b, 3);
+  EXPECT_EQ(a->global_parameters(), b->global_parameters());
+}
+
+TEST(SimulatorSecureAggregationTest, AbortedRoundsLeaveTheModelUnchanged) {
+  auto dataset = Synthetic(40);
+  SimulationOptions options = SmallRun(1);
+  options.plan.clip_norm = 0.5;
+  options.secure_aggregation.variant = secagg::Variant::kSecAgg;
+  options.dropout = {.rate = 0.7, .phase = secagg::ClientPhase::kUnmask};  // t = 5 of 8
+  auto sim = *Simulator::Create(options, dataset.get());
+  const std::vector<float> before = sim->global_parameters();
+  absl::StatusOr<RoundResult> round = sim->RunRound();
+  ASSERT_TRUE(round.ok()) << round.status();
+  ASSERT_GT(round->dropped, 3);
+  EXPECT_THAT(round->aborted, ::testing::HasSubstr("threshold"));
+  EXPECT_EQ(sim->global_parameters(), before);
+  EXPECT_EQ(sim->rounds_done(), 1);  // the round happened; it produced no update
+}
+
+TEST(SimulatorSecureAggregationTest, RefusesConfigurationsThatCannotWork) {
+  auto dataset = Synthetic(40);
+  SimulationOptions options = SmallRun(1);
+  options.secure_aggregation.variant = secagg::Variant::kSecAgg;
+  EXPECT_THAT(Simulator::Create(options, dataset.get()).status().message(),
+              ::testing::HasSubstr("clip norm"));
+  options.plan.clip_norm = 1;
+  options.secure_aggregation.modulus_bits = 12;  // no room for 8 clients' weights and values
+  EXPECT_FALSE(Simulator::Create(options, dataset.get()).ok());
+  options.secure_aggregation.modulus_bits = 32;
+  options.clients_per_round = 1;  // secure aggregation needs at least 2 clients
+  EXPECT_FALSE(Simulator::Create(options, dataset.get()).ok());
+}
+
 }  // namespace
 }  // namespace fedkit::simulation

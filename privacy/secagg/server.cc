@@ -1,0 +1,438 @@
+#include "privacy/secagg/server.h"
+
+#include <algorithm>
+#include <map>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+#include "privacy/secagg/prg.h"
+#include "privacy/secagg/shamir.h"
+
+namespace fedkit::secagg {
+namespace {
+
+std::vector<int32_t> Members(const std::vector<bool>& in) {
+  std::vector<int32_t> out;
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i]) out.push_back(static_cast<int32_t>(i));
+  }
+  return out;
+}
+
+absl::string_view PhaseName(SecAggServer::Phase phase) {
+  switch (phase) {
+    case SecAggServer::Phase::kAdvertiseKeys:
+      return "advertise-keys";
+    case SecAggServer::Phase::kShareKeys:
+      return "share-keys";
+    case SecAggServer::Phase::kMaskedInput:
+      return "masked-input";
+    case SecAggServer::Phase::kUnmask:
+      return "unmask";
+    case SecAggServer::Phase::kDone:
+      return "done";
+    case SecAggServer::Phase::kAborted:
+      return "aborted";
+  }
+  return "?";
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SecAggServer>> SecAggServer::Create(const ProtocolConfig& config) {
+  FEDKIT_RETURN_IF_ERROR(ValidateProtocolConfig(config));
+  FEDKIT_ASSIGN_OR_RETURN(MaskingGraph graph, BuildGraph(config));
+  return std::unique_ptr<SecAggServer>(new SecAggServer(config, std::move(graph)));
+}
+
+SecAggServer::SecAggServer(const ProtocolConfig& config, MaskingGraph graph)
+    : config_(config),
+      graph_(std::move(graph)),
+      keys_(config.num_clients),
+      shares_from_(config.num_clients),
+      in_u2_(config.num_clients, false),
+      in_u3_(config.num_clients, false),
+      in_u5_(config.num_clients, false),
+      self_mask_seed_shares_(config.num_clients),
+      masking_key_shares_(config.num_clients) {}
+
+absl::Status SecAggServer::CheckPhase(Phase expected, absl::string_view what) const {
+  if (phase_ == expected) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat("secagg: ", what, " received in phase ",
+                                                    PhaseName(phase_), " (expected ",
+                                                    PhaseName(expected), ")"));
+}
+
+absl::Status SecAggServer::AbortWith(absl::Status status) {
+  phase_ = Phase::kAborted;
+  abort_status_ = status;
+  // Keep nothing but the masked sum: no keys, no ciphertexts, no revealed shares.
+  keys_.assign(keys_.size(), std::nullopt);
+  shares_from_.assign(shares_from_.size(), {});
+  self_mask_seed_shares_.assign(self_mask_seed_shares_.size(), {});
+  masking_key_shares_.assign(masking_key_shares_.size(), {});
+  return status;
+}
+
+void SecAggServer::Abort(absl::string_view reason) {
+  if (phase_ == Phase::kAborted || phase_ == Phase::kDone) return;
+  AbortWith(absl::AbortedError(absl::StrCat("secagg: round aborted: ", reason))).IgnoreError();
+}
+
+int SecAggServer::CountAliveHolders(int32_t owner, const std::vector<bool>& alive,
+                                    bool include_owner) const {
+  int count = include_owner && alive[owner] ? 1 : 0;
+  for (int v : graph_.neighbours(owner)) count += alive[v] ? 1 : 0;
+  return count;
+}
+
+absl::Status SecAggServer::CheckSurvival(const std::vector<bool>& alive,
+                                         absl::string_view phase_name) {
+  const int64_t remaining = std::count(alive.begin(), alive.end(), true);
+  if (remaining < config_.threshold) {
+    return AbortWith(
+        absl::AbortedError(absl::StrCat("secagg: round aborted after ", phase_name, ": ", remaining,
+                                        " clients remain, threshold is ", config_.threshold)));
+  }
+  for (int32_t u = 0; u < config_.num_clients; ++u) {
+    if (!alive[u]) continue;
+    const int holders = CountAliveHolders(u, alive, /*include_owner=*/true);
+    if (holders < config_.threshold) {
+      return AbortWith(absl::AbortedError(
+          absl::StrCat("secagg: round aborted after ", phase_name, ": client ", u, " has ", holders,
+                       " remaining share holders, threshold is ", config_.threshold)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// ---- Phase 0: advertise keys ----
+
+absl::Status SecAggServer::HandleAdvertiseKeys(const AdvertiseKeysMessage& message) {
+  FEDKIT_RETURN_IF_ERROR(CheckPhase(Phase::kAdvertiseKeys, "advertise-keys message"));
+  const int32_t u = message.sender;
+  if (u < 0 || u >= config_.num_clients) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("secagg: advertise-keys from unknown client ", u));
+  }
+  if (keys_[u].has_value()) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("secagg: client ", u, " already advertised its keys"));
+  }
+  if (message.encryption_public_key == message.masking_public_key) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("secagg: client ", u, " advertised the same key twice"));
+  }
+  for (const auto& other : keys_) {
+    if (!other.has_value()) continue;
+    for (const Key32& k : {other->encryption_public_key, other->masking_public_key}) {
+      if (k == message.encryption_public_key || k == message.masking_public_key) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("secagg: client ", u, " advertised a public key already used by client ",
+                         other->sender));
+      }
+    }
+  }
+  keys_[u] = message;
+  return absl::OkStatus();
+}
+
+absl::Status SecAggServer::CloseAdvertiseKeys() {
+  FEDKIT_RETURN_IF_ERROR(CheckPhase(Phase::kAdvertiseKeys, "closing advertise-keys"));
+  std::vector<bool> alive(config_.num_clients);
+  for (int32_t u = 0; u < config_.num_clients; ++u) alive[u] = keys_[u].has_value();
+  FEDKIT_RETURN_IF_ERROR(CheckSurvival(alive, "advertise-keys"));
+  phase_ = Phase::kShareKeys;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<KeyDirectory> SecAggServer::KeyDirectoryFor(int32_t client) const {
+  if (phase_ != Phase::kShareKeys) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("secagg: key directory requested in phase ", PhaseName(phase_)));
+  }
+  if (client < 0 || client >= config_.num_clients || !keys_[client].has_value()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("secagg: client ", client, " did not advertise keys"));
+  }
+  KeyDirectory directory;
+  std::vector<int32_t> ids = {client};
+  for (int v : graph_.neighbours(client)) ids.push_back(v);
+  std::sort(ids.begin(), ids.end());
+  for (int32_t v : ids) {
+    if (!keys_[v].has_value()) continue;
+    directory.peers.push_back(
+        PeerKeys{v, keys_[v]->encryption_public_key, keys_[v]->masking_public_key});
+  }
+  return directory;
+}
+
+// ---- Phase 1: share keys ----
+
+absl::Status SecAggServer::HandleShareKeys(const ShareKeysMessage& message) {
+  FEDKIT_RETURN_IF_ERROR(CheckPhase(Phase::kShareKeys, "share-keys message"));
+  const int32_t u = message.sender;
+  if (u < 0 || u >= config_.num_clients || !keys_[u].has_value()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("secagg: share-keys from client ", u, ", which did not advertise keys"));
+  }
+  if (in_u2_[u]) {
+    return absl::AlreadyExistsError(absl::StrCat("secagg: client ", u, " already sent shares"));
+  }
+  // Exactly one ciphertext for each neighbour that advertised keys.
+  absl::flat_hash_set<int32_t> expected;
+  for (int v : graph_.neighbours(u)) {
+    if (keys_[v].has_value()) expected.insert(v);
+  }
+  if (message.shares.size() != expected.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("secagg: client ", u, " sent ",
+                                                   message.shares.size(), " shares, expected ",
+                                                   expected.size()));
+  }
+  const size_t ciphertext_bytes = kAeadOverheadBytes + 8 + 2 * kShamirShareBytes;
+  for (const EncryptedShare& share : message.shares) {
+    if (share.sender != u) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("secagg: client ", u, " sent a share claiming sender ", share.sender));
+    }
+    if (!expected.erase(share.recipient)) {
+      return absl::InvalidArgumentError(absl::StrCat("secagg: client ", u,
+                                                     " sent a share for client ", share.recipient,
+                                                     ", not a neighbour in U1 or listed twice"));
+    }
+    if (share.ciphertext.size() != ciphertext_bytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("secagg: client ", u, " sent a share ciphertext of ",
+                       share.ciphertext.size(), " bytes, expected ", ciphertext_bytes));
+    }
+  }
+  shares_from_[u] = message.shares;
+  in_u2_[u] = true;
+  return absl::OkStatus();
+}
+
+absl::Status SecAggServer::CloseShareKeys() {
+  FEDKIT_RETURN_IF_ERROR(CheckPhase(Phase::kShareKeys, "closing share-keys"));
+  FEDKIT_RETURN_IF_ERROR(CheckSurvival(in_u2_, "share-keys"));
+  phase_ = Phase::kMaskedInput;
+  masked_sum_.assign(config_.vector_length, 0);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ShareBundle> SecAggServer::ShareBundleFor(int32_t client) const {
+  if (phase_ != Phase::kMaskedInput) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("secagg: share bundle requested in phase ", PhaseName(phase_)));
+  }
+  if (client < 0 || client >= config_.num_clients || !in_u2_[client]) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("secagg: client ", client, " did not share keys"));
+  }
+  ShareBundle bundle;
+  for (int v : graph_.neighbours(client)) {
+    if (!in_u2_[v]) continue;
+    for (const EncryptedShare& share : shares_from_[v]) {
+      if (share.recipient == client) bundle.shares.push_back(share);
+    }
+  }
+  return bundle;
+}
+
+// ---- Phase 2: masked input ----
+
+absl::Status SecAggServer::HandleMaskedInput(const MaskedInputMessage& message) {
+  FEDKIT_RETURN_IF_ERROR(CheckPhase(Phase::kMaskedInput, "masked input"));
+  const int32_t u = message.sender;
+  if (u < 0 || u >= config_.num_clients || !in_u2_[u]) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("secagg: masked input from client ", u, ", which did not share keys"));
+  }
+  if (in_u3_[u]) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("secagg: client ", u, " already sent its masked input"));
+  }
+  if (static_cast<int64_t>(message.masked_input.size()) != config_.vector_length) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("secagg: client ", u, " sent ", message.masked_input.size(),
+                     " masked values, expected ", config_.vector_length));
+  }
+  const uint64_t mask = ModulusMask(config_.modulus_bits);
+  for (uint64_t v : message.masked_input) {
+    if ((v & ~mask) != 0) {
+      return absl::InvalidArgumentError(absl::StrCat("secagg: client ", u, " sent value ", v,
+                                                     " outside Z_2^", config_.modulus_bits));
+    }
+  }
+  for (int64_t i = 0; i < config_.vector_length; ++i) {
+    masked_sum_[i] = (masked_sum_[i] + message.masked_input[i]) & mask;
+  }
+  in_u3_[u] = true;
+  return absl::OkStatus();
+}
+
+absl::Status SecAggServer::CloseMaskedInput() {
+  FEDKIT_RETURN_IF_ERROR(CheckPhase(Phase::kMaskedInput, "closing masked-input"));
+  FEDKIT_RETURN_IF_ERROR(CheckSurvival(in_u3_, "masked-input"));
+  // Each dropped client's masking key must be recoverable from surviving holders.
+  for (int32_t u = 0; u < config_.num_clients; ++u) {
+    if (!in_u2_[u] || in_u3_[u]) continue;
+    const int holders = CountAliveHolders(u, in_u3_, /*include_owner=*/false);
+    if (holders < config_.threshold) {
+      return AbortWith(absl::AbortedError(
+          absl::StrCat("secagg: round aborted after masked-input: dropped client ", u, " has ",
+                       holders, " surviving share holders, threshold is ", config_.threshold)));
+    }
+  }
+  phase_ = Phase::kUnmask;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<UnmaskRequest> SecAggServer::UnmaskRequestFor(int32_t client) const {
+  if (phase_ != Phase::kUnmask) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("secagg: unmask request requested in phase ", PhaseName(phase_)));
+  }
+  if (client < 0 || client >= config_.num_clients || !in_u3_[client]) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("secagg: client ", client, " did not send a masked input"));
+  }
+  UnmaskRequest request;
+  request.survivors.push_back(client);
+  for (int v : graph_.neighbours(client)) {
+    if (!in_u2_[v]) continue;
+    (in_u3_[v] ? request.survivors : request.dropped).push_back(v);
+  }
+  std::sort(request.survivors.begin(), request.survivors.end());
+  return request;
+}
+
+// ---- Phase 3: unmasking ----
+
+absl::Status SecAggServer::HandleUnmaskResponse(const UnmaskResponse& message) {
+  FEDKIT_RETURN_IF_ERROR(CheckPhase(Phase::kUnmask, "unmask response"));
+  const int32_t v = message.sender;
+  if (v < 0 || v >= config_.num_clients || !in_u3_[v]) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("secagg: unmask response from client ", v, ", not a survivor"));
+  }
+  if (in_u5_[v]) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("secagg: client ", v, " already sent its unmask response"));
+  }
+  FEDKIT_ASSIGN_OR_RETURN(UnmaskRequest request, UnmaskRequestFor(v));
+  // The response must answer the request exactly: a b-share per survivor, a key share per dropout.
+  std::map<int32_t, ShareKind> expected;
+  for (int32_t id : request.survivors) expected[id] = ShareKind::kSelfMaskSeed;
+  for (int32_t id : request.dropped) expected[id] = ShareKind::kMaskingKey;
+  if (message.shares.size() != expected.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("secagg: client ", v, " revealed ",
+                                                   message.shares.size(), " shares, expected ",
+                                                   expected.size()));
+  }
+  for (const RevealedShare& revealed : message.shares) {
+    auto it = expected.find(revealed.owner);
+    if (it == expected.end() || it->second != revealed.kind) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "secagg: client ", v, " revealed an unrequested share (owner ", revealed.owner, ")"));
+    }
+    expected.erase(it);
+    if (revealed.share.x != static_cast<uint32_t>(v) + 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("secagg: client ", v, " revealed a share at the wrong point"));
+    }
+    for (uint64_t y : revealed.share.y) {
+      if (y >= kShamirPrime) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("secagg: client ", v, " revealed a share outside the field"));
+      }
+    }
+  }
+  for (const RevealedShare& revealed : message.shares) {
+    auto& bucket = revealed.kind == ShareKind::kSelfMaskSeed
+                       ? self_mask_seed_shares_[revealed.owner]
+                       : masking_key_shares_[revealed.owner];
+    bucket.push_back(revealed.share);
+  }
+  in_u5_[v] = true;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<uint64_t>> SecAggServer::Finish() {
+  FEDKIT_RETURN_IF_ERROR(CheckPhase(Phase::kUnmask, "finishing"));
+  const int t = config_.threshold;
+  const int64_t responders = std::count(in_u5_.begin(), in_u5_.end(), true);
+  if (responders < t) {
+    return AbortWith(absl::AbortedError(absl::StrCat(
+        "secagg: round aborted in unmask: ", responders, " clients responded, threshold ", t)));
+  }
+  // Lagrange coefficients depend only on which holders answered; cache them per x-set (with the
+  // complete graph and no late dropouts there is exactly one).
+  std::map<std::vector<uint32_t>, ShamirReconstructor> reconstructors;
+  auto reconstruct = [&](std::vector<ShamirShare>& shares, int32_t owner,
+                         absl::string_view what) -> absl::StatusOr<Key32> {
+    if (static_cast<int>(shares.size()) < t) {
+      return AbortWith(absl::AbortedError(
+          absl::StrCat("secagg: round aborted in unmask: ", shares.size(), " shares of client ",
+                       owner, "'s ", what, ", threshold ", t)));
+    }
+    std::sort(shares.begin(), shares.end(),
+              [](const ShamirShare& a, const ShamirShare& b) { return a.x < b.x; });
+    std::vector<uint32_t> xs;
+    for (int i = 0; i < t; ++i) xs.push_back(shares[i].x);
+    auto it = reconstructors.find(xs);
+    if (it == reconstructors.end()) {
+      FEDKIT_ASSIGN_OR_RETURN(ShamirReconstructor r, ShamirReconstructor::Create(xs));
+      it = reconstructors.emplace(xs, std::move(r)).first;
+    }
+    return it->second.Reconstruct(absl::MakeConstSpan(shares).subspan(0, t));
+  };
+
+  std::vector<uint64_t> sum = masked_sum_;
+  absl::Span<uint64_t> out = absl::MakeSpan(sum);
+  for (int32_t u = 0; u < config_.num_clients; ++u) {
+    if (in_u3_[u]) {
+      FEDKIT_ASSIGN_OR_RETURN(Key32 b, reconstruct(self_mask_seed_shares_[u], u, "mask seed"));
+      FEDKIT_ASSIGN_OR_RETURN(Key32 seed, SelfMaskSeed(b, config_.session_id));
+      FEDKIT_RETURN_IF_ERROR(AddPrgMask(seed, -1, config_.modulus_bits, out));
+    } else if (in_u2_[u]) {
+      FEDKIT_ASSIGN_OR_RETURN(Key32 key, reconstruct(masking_key_shares_[u], u, "masking key"));
+      FEDKIT_ASSIGN_OR_RETURN(Key32 public_key, X25519PublicKey(key));
+      if (public_key != keys_[u]->masking_public_key) {
+        return AbortWith(absl::DataLossError(
+            absl::StrCat("secagg: reconstructed masking key of client ", u,
+                         " does not match its public key (a holder revealed a bad share)")));
+      }
+      FEDKIT_ASSIGN_OR_RETURN(X25519PrivateKey private_key, X25519PrivateKey::Create(key));
+      // Survivor v applied PairwiseMaskSign(v, u) * PRG(s_vu); take it back out.
+      for (int v : graph_.neighbours(u)) {
+        if (!in_u3_[v]) continue;
+        FEDKIT_ASSIGN_OR_RETURN(
+            Key32 seed,
+            PairwiseMaskSeed(private_key, keys_[v]->masking_public_key, config_.session_id));
+        FEDKIT_RETURN_IF_ERROR(
+            AddPrgMask(seed, -PairwiseMaskSign(v, u), config_.modulus_bits, out));
+      }
+    }
+  }
+  phase_ = Phase::kDone;
+  return sum;
+}
+
+std::vector<int32_t> SecAggServer::advertised() const {
+  std::vector<bool> in(keys_.size());
+  for (size_t i = 0; i < keys_.size(); ++i) in[i] = keys_[i].has_value();
+  return Members(in);
+}
+std::vector<int32_t> SecAggServer::shared() const { return Members(in_u2_); }
+std::vector<int32_t> SecAggServer::masked_input_senders() const { return Members(in_u3_); }
+std::vector<int32_t> SecAggServer::unmask_responders() const { return Members(in_u5_); }
+
+int SecAggServer::RevealedShareCount(int32_t owner, ShareKind kind) const {
+  if (owner < 0 || owner >= config_.num_clients) return 0;
+  return static_cast<int>(kind == ShareKind::kSelfMaskSeed ? self_mask_seed_shares_[owner].size()
+                                                           : masking_key_shares_[owner].size());
+}
+
+}  // namespace fedkit::secagg

@@ -1,0 +1,255 @@
+#include "privacy/secagg/shamir.h"
+
+#include <openssl/crypto.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace fedkit::secagg {
+namespace {
+
+constexpr uint64_t kP = kShamirPrime;
+// Bytes of the secret held by each limb; every limb is < 2^56 < p, so it is a field element.
+constexpr int kLimbBytes[kShamirLimbs] = {7, 7, 7, 7, 4};
+static_assert(7 * 4 + 4 == kKeyBytes);
+
+// Arithmetic in GF(2^61 - 1). Operands are always reduced (< p).
+inline uint64_t FieldAdd(uint64_t a, uint64_t b) {
+  const uint64_t s = a + b;  // < 2^62, no overflow
+  return s >= kP ? s - kP : s;
+}
+inline uint64_t FieldSub(uint64_t a, uint64_t b) { return a >= b ? a - b : a + kP - b; }
+inline uint64_t FieldMul(uint64_t a, uint64_t b) {
+  // 2^61 = 1 (mod p): fold the high bits onto the low ones, twice.
+  const unsigned __int128 x = static_cast<unsigned __int128>(a) * b;  // < 2^122
+  const uint64_t folded = (static_cast<uint64_t>(x) & kP) + static_cast<uint64_t>(x >> 61);
+  const uint64_t r = (folded & kP) + (folded >> 61);  // <= p
+  return r >= kP ? r - kP : r;
+}
+// a^(p-2) = a^-1 for a != 0 (Fermat).
+uint64_t FieldInverse(uint64_t a) {
+  uint64_t result = 1;
+  for (uint64_t e = kP - 2; e != 0; e >>= 1) {
+    if (e & 1) result = FieldMul(result, a);
+    a = FieldMul(a, a);
+  }
+  return result;
+}
+
+absl::Status CheckXs(absl::Span<const uint32_t> xs) {
+  std::vector<uint32_t> sorted(xs.begin(), xs.end());
+  std::sort(sorted.begin(), sorted.end());
+  if (!sorted.empty() && sorted.front() == 0) {
+    return absl::InvalidArgumentError("Shamir x-coordinate 0 is the secret itself");
+  }
+  const auto dup = std::adjacent_find(sorted.begin(), sorted.end());
+  if (dup != sorted.end()) {
+    return absl::InvalidArgumentError(absl::StrCat("repeated Shamir x-coordinate ", *dup));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckYs(const ShamirShare& share) {
+  for (uint64_t y : share.y) {
+    if (y >= kP) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("Shamir share value outside the field (x = ", share.x, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Fills `out` with independent uniform field elements: 61 random bits each, redrawing the single
+// out-of-range value 2^61 - 1 so there is no bias.
+absl::Status RandomFieldElements(absl::Span<uint64_t> out) {
+  std::vector<uint64_t> raw(out.size());
+  absl::Span<uint8_t> raw_bytes(reinterpret_cast<uint8_t*>(raw.data()), raw.size() * 8);
+  absl::Status status = SecureRandomBytes(raw_bytes);
+  size_t filled = 0;
+  while (status.ok()) {
+    for (uint64_t r : raw) {
+      const uint64_t v = r & kP;  // endianness is irrelevant for uniform bits
+      if (v != kP && filled < out.size()) out[filled++] = v;
+    }
+    if (filled == out.size()) break;
+    status = SecureRandomBytes(raw_bytes);  // probability ~2^-61 per element
+  }
+  OPENSSL_cleanse(raw.data(), raw_bytes.size());
+  return status;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<ShamirShare>> ShamirSplit(const Key32& secret, int threshold,
+                                                     absl::Span<const uint32_t> xs) {
+  if (threshold < 1 || static_cast<size_t>(threshold) > xs.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Shamir threshold ", threshold, " not in [1, ", xs.size(), "]"));
+  }
+  absl::Status status = CheckXs(xs);
+  if (!status.ok()) return status;
+
+  // coefficients[limb * t + k] is the coefficient of x^k of that limb's polynomial; k = 0 holds the
+  // limb itself. These reveal the secret, so they are wiped before returning.
+  const size_t t = static_cast<size_t>(threshold);
+  std::vector<uint64_t> coefficients(kShamirLimbs * t);
+  size_t offset = 0;
+  for (int limb = 0; limb < kShamirLimbs; ++limb) {
+    uint64_t value = 0;
+    for (int b = 0; b < kLimbBytes[limb]; ++b) {
+      value |= static_cast<uint64_t>(secret[offset + b]) << (8 * b);
+    }
+    offset += kLimbBytes[limb];
+    coefficients[limb * t] = value;
+    status = RandomFieldElements(absl::MakeSpan(coefficients.data() + limb * t + 1, t - 1));
+    if (!status.ok()) break;
+  }
+
+  std::vector<ShamirShare> shares;
+  if (status.ok()) {
+    shares.reserve(xs.size());
+    for (uint32_t x : xs) {
+      ShamirShare share;
+      share.x = x;
+      for (int limb = 0; limb < kShamirLimbs; ++limb) {
+        const uint64_t* c = &coefficients[limb * t];
+        uint64_t y = c[t - 1];  // Horner
+        for (size_t k = t - 1; k-- > 0;) y = FieldAdd(FieldMul(y, x), c[k]);
+        share.y[limb] = y;
+      }
+      shares.push_back(share);
+    }
+  }
+  OPENSSL_cleanse(coefficients.data(), coefficients.size() * sizeof(uint64_t));
+  if (!status.ok()) return status;
+  return shares;
+}
+
+absl::StatusOr<Key32> ShamirReconstruct(absl::Span<const ShamirShare> shares, int threshold) {
+  if (threshold < 1 || shares.size() < static_cast<size_t>(threshold)) {
+    return absl::InvalidArgumentError(absl::StrCat("Shamir reconstruction needs ", threshold,
+                                                   " shares (threshold >= 1), got ",
+                                                   shares.size()));
+  }
+  // Every share given is validated, even the ones beyond `threshold` that go unused: a bad one
+  // means the caller's bookkeeping is wrong.
+  std::vector<uint32_t> xs;
+  xs.reserve(shares.size());
+  for (const ShamirShare& share : shares) {
+    absl::Status status = CheckYs(share);
+    if (!status.ok()) return status;
+    xs.push_back(share.x);
+  }
+  absl::Status status = CheckXs(xs);
+  if (!status.ok()) return status;
+  xs.resize(threshold);
+  absl::StatusOr<ShamirReconstructor> reconstructor = ShamirReconstructor::Create(xs);
+  if (!reconstructor.ok()) return reconstructor.status();
+  return reconstructor->Reconstruct(shares.first(threshold));
+}
+
+absl::StatusOr<ShamirReconstructor> ShamirReconstructor::Create(absl::Span<const uint32_t> xs) {
+  if (xs.empty()) return absl::InvalidArgumentError("Shamir reconstruction needs >= 1 share");
+  absl::Status status = CheckXs(xs);
+  if (!status.ok()) return status;
+
+  // Lagrange basis at 0: l_i = prod_{j != i} x_j / (x_j - x_i) = N / d_i with N = prod_j x_j and
+  // d_i = x_i * prod_{j != i} (x_j - x_i). The xs are distinct and nonzero below p, so no d_i is 0.
+  const size_t t = xs.size();
+  uint64_t numerator = 1;
+  for (uint32_t x : xs) numerator = FieldMul(numerator, x);
+  std::vector<uint64_t> denominators(t);
+  for (size_t i = 0; i < t; ++i) {
+    uint64_t d = xs[i];
+    for (size_t j = 0; j < t; ++j) {
+      if (j != i) d = FieldMul(d, FieldSub(xs[j], xs[i]));
+    }
+    denominators[i] = d;
+  }
+  // Batch inversion (Montgomery's trick): one field inversion for all t denominators.
+  std::vector<uint64_t> prefix(t);
+  uint64_t running = 1;
+  for (size_t i = 0; i < t; ++i) {
+    prefix[i] = running;
+    running = FieldMul(running, denominators[i]);
+  }
+  uint64_t inverse = FieldInverse(running);  // = 1 / (d_0 ... d_{t-1})
+  std::vector<uint64_t> coefficients(t);
+  for (size_t i = t; i-- > 0;) {
+    coefficients[i] = FieldMul(numerator, FieldMul(inverse, prefix[i]));  // N / d_i
+    inverse = FieldMul(inverse, denominators[i]);  // now 1 / (d_0 ... d_{i-1})
+  }
+  return ShamirReconstructor(std::vector<uint32_t>(xs.begin(), xs.end()), std::move(coefficients));
+}
+
+absl::StatusOr<Key32> ShamirReconstructor::Reconstruct(absl::Span<const ShamirShare> shares) const {
+  if (shares.size() != xs_.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected ", xs_.size(), " Shamir shares, got ", shares.size()));
+  }
+  std::array<uint64_t, kShamirLimbs> limbs = {};
+  for (size_t i = 0; i < shares.size(); ++i) {
+    if (shares[i].x != xs_[i]) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("Shamir share ", i, " has x = ", shares[i].x, ", expected ", xs_[i]));
+    }
+    absl::Status status = CheckYs(shares[i]);
+    if (!status.ok()) return status;
+    for (int limb = 0; limb < kShamirLimbs; ++limb) {
+      limbs[limb] = FieldAdd(limbs[limb], FieldMul(coefficients_[i], shares[i].y[limb]));
+    }
+  }
+
+  Key32 secret;
+  size_t offset = 0;
+  absl::Status status;
+  for (int limb = 0; limb < kShamirLimbs; ++limb) {
+    // Wrong or inconsistent shares almost surely give a limb wider than its byte size.
+    if (limbs[limb] >> (8 * kLimbBytes[limb]) != 0) {
+      status = absl::InvalidArgumentError(
+          "Shamir shares are inconsistent: reconstructed value is not a 32-byte secret");
+      break;
+    }
+    for (int b = 0; b < kLimbBytes[limb]; ++b) {
+      secret[offset + b] = static_cast<uint8_t>(limbs[limb] >> (8 * b));
+    }
+    offset += kLimbBytes[limb];
+  }
+  OPENSSL_cleanse(limbs.data(), sizeof(limbs));
+  if (!status.ok()) {
+    OPENSSL_cleanse(secret.data(), secret.size());
+    return status;
+  }
+  return secret;
+}
+
+std::array<uint8_t, kShamirShareBytes> SerializeShareValues(const ShamirShare& share) {
+  std::array<uint8_t, kShamirShareBytes> bytes;
+  for (int limb = 0; limb < kShamirLimbs; ++limb) {
+    for (int b = 0; b < 8; ++b)
+      bytes[8 * limb + b] = static_cast<uint8_t>(share.y[limb] >> (8 * b));
+  }
+  return bytes;
+}
+
+absl::StatusOr<ShamirShare> ParseShareValues(uint32_t x, absl::Span<const uint8_t> bytes) {
+  if (bytes.size() != kShamirShareBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Shamir share values must be ", kShamirShareBytes, " bytes, got ", bytes.size()));
+  }
+  if (x == 0) return absl::InvalidArgumentError("Shamir x-coordinate 0 is the secret itself");
+  ShamirShare share;
+  share.x = x;
+  for (int limb = 0; limb < kShamirLimbs; ++limb) {
+    uint64_t y = 0;
+    for (int b = 0; b < 8; ++b) y |= static_cast<uint64_t>(bytes[8 * limb + b]) << (8 * b);
+    share.y[limb] = y;
+  }
+  absl::Status status = CheckYs(share);
+  if (!status.ok()) return status;
+  return share;
+}
+
+}  // namespace fedkit::secagg

@@ -1,0 +1,64 @@
+// t-of-n Shamir secret sharing of 32-byte secrets over the prime field GF(2^61 - 1).
+// A secret is split into five limbs of at most 56 bits (7 bytes; the last holds 4), each shared
+// with an independent random polynomial of degree t - 1 whose coefficients come from the CSPRNG.
+// Share x-coordinates are 1..2^31 (a client's protocol index + 1); 0 is the secret itself.
+#ifndef FEDKIT_PRIVACY_SECAGG_SHAMIR_H_
+#define FEDKIT_PRIVACY_SECAGG_SHAMIR_H_
+
+#include <array>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "privacy/secagg/crypto.h"
+
+namespace fedkit::secagg {
+
+inline constexpr uint64_t kShamirPrime = (uint64_t{1} << 61) - 1;
+inline constexpr int kShamirLimbs = 5;
+inline constexpr size_t kShamirShareBytes = 8 * kShamirLimbs;  // serialized y values
+
+struct ShamirShare {
+  uint32_t x = 0;                             // evaluation point, >= 1
+  std::array<uint64_t, kShamirLimbs> y = {};  // one field element per limb, each < kShamirPrime
+};
+
+// Shares of `secret`, one per x in `xs` (distinct, nonzero), any `threshold` of which reconstruct
+// it and fewer reveal nothing. INVALID_ARGUMENT if threshold < 1, threshold > xs.size(), or the xs
+// are not distinct and nonzero.
+absl::StatusOr<std::vector<ShamirShare>> ShamirSplit(const Key32& secret, int threshold,
+                                                     absl::Span<const uint32_t> xs);
+
+// The secret from at least `threshold` shares with distinct x (uses the first `threshold`).
+// INVALID_ARGUMENT for too few shares, repeated or zero x, y outside the field, or a result that
+// does not decode to 32 bytes (limbs 1-4 must be below 2^56 and limb 5, which holds 4 bytes,
+// below 2^32).
+absl::StatusOr<Key32> ShamirReconstruct(absl::Span<const ShamirShare> shares, int threshold);
+
+// Reconstruction of many secrets shared at the same x-coordinates: computes the Lagrange
+// coefficients at 0 once (O(t^2)), then each secret costs O(t).
+class ShamirReconstructor {
+ public:
+  // `xs`: the evaluation points of the shares that will be passed to Reconstruct, in that order.
+  static absl::StatusOr<ShamirReconstructor> Create(absl::Span<const uint32_t> xs);
+  // INVALID_ARGUMENT if the shares' x values are not the ones given to Create, in order.
+  absl::StatusOr<Key32> Reconstruct(absl::Span<const ShamirShare> shares) const;
+
+ private:
+  explicit ShamirReconstructor(std::vector<uint32_t> xs, std::vector<uint64_t> coefficients)
+      : xs_(std::move(xs)), coefficients_(std::move(coefficients)) {}
+  std::vector<uint32_t> xs_;
+  std::vector<uint64_t> coefficients_;
+};
+
+// Fixed-size byte forms for the wire and for encryption (little-endian words).
+std::array<uint8_t, kShamirShareBytes> SerializeShareValues(const ShamirShare& share);
+// INVALID_ARGUMENT for the wrong length or a value outside the field.
+absl::StatusOr<ShamirShare> ParseShareValues(uint32_t x, absl::Span<const uint8_t> bytes);
+
+}  // namespace fedkit::secagg
+
+#endif  // FEDKIT_PRIVACY_SECAGG_SHAMIR_H_

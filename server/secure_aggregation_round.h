@@ -1,0 +1,107 @@
+// One round of secure aggregation on the coordinator: the SecAggServer state machine plus what a
+// networked round needs around it — client ids mapped to protocol indices, a deadline per phase,
+// idempotent retries, and the wire messages. Not thread-safe: RoundCoordinator calls it under its
+// lock. No I/O; time is passed in.
+#ifndef FEDKIT_SERVER_SECURE_AGGREGATION_ROUND_H_
+#define FEDKIT_SERVER_SECURE_AGGREGATION_ROUND_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "fedkit/v1/coordinator.pb.h"
+#include "privacy/secagg/encoding.h"
+#include "privacy/secagg/protocol.h"
+#include "privacy/secagg/server.h"
+#include "proto/secagg_conversion.h"
+
+namespace fedkit::server {
+
+struct SecureAggregationSettings {
+  secagg::Variant variant = secagg::Variant::kSecAggPlus;
+  int modulus_bits = 32;
+  double design_dropout_rate = 0.1;  // SecAgg+ graph sizing (Bell et al.)
+  double corrupt_fraction = 0.05;
+  // Deadline of the key advertisement, key sharing and unmasking phases (the masked upload, which
+  // waits for local training, gets the round timeout).
+  absl::Duration phase_timeout = absl::Seconds(60);
+  absl::Duration poll_interval = absl::Milliseconds(200);  // retry_after for polls
+};
+
+class SecureAggregationRound {
+ public:
+  enum class State { kRunning, kSucceeded, kAborted };
+
+  // `clients`: the round's assigned client ids (any order; indices follow sorted order).
+  static absl::StatusOr<std::unique_ptr<SecureAggregationRound>> Start(
+      const SecureAggregationSettings& settings, const secagg::FixedPointEncoding& encoding,
+      int64_t vector_length, std::vector<std::string> clients, absl::Time now,
+      absl::Duration upload_timeout);
+
+  // The assignment parameters for an assigned client; nullopt for others.
+  std::optional<v1::SecureAggregationParams> ParamsFor(const std::string& client_id) const;
+
+  // A SecureAggregation RPC from an assigned client (assignment already checked by the caller).
+  // Steps: accepted / duplicate; polls: the next phase's message, retry_later while the phase is
+  // open, aborted once the protocol aborted. FAILED_PRECONDITION when the step is for a phase that
+  // has closed (the client is treated as dropped), ALREADY_EXISTS for a different second message,
+  // INVALID_ARGUMENT for malformed contents.
+  absl::StatusOr<v1::SecAggResponse> Handle(const std::string& client_id,
+                                            const v1::SecAggRequest& request, absl::Time now);
+  // The masked upload (packed bytes as received).
+  absl::StatusOr<v1::UploadResponse> HandleMaskedInput(const std::string& client_id,
+                                                       const std::string& packed,
+                                                       double train_loss);
+
+  // Closes every phase whose messages are all in or whose deadline has passed; at the end
+  // reconstructs and decodes the sum.
+  State Advance(absl::Time now);
+  State state() const { return state_; }
+  absl::Time deadline() const { return deadline_; }
+  absl::string_view phase_name() const;
+
+  // After kSucceeded.
+  const secagg::DecodedSum& result() const { return result_; }
+  int64_t included() const { return included_; }
+  double mean_train_loss() const;
+  // After kAborted.
+  const absl::Status& abort_status() const { return abort_status_; }
+
+ private:
+  SecureAggregationRound(const SecureAggregationSettings& settings,
+                         const secagg::FixedPointEncoding& encoding, secagg::ProtocolConfig config,
+                         std::vector<std::string> clients,
+                         std::unique_ptr<secagg::SecAggServer> server, absl::Time now,
+                         absl::Duration upload_timeout);
+  // Records a step's digest; OK(true) if it is an identical retry.
+  absl::StatusOr<bool> CheckRetry(int32_t index, int step, const std::string& payload);
+  v1::SecAggResponse Retry() const;
+  v1::SecAggResponse Aborted() const;
+  void CloseCurrentPhase();
+
+  const SecureAggregationSettings settings_;
+  const secagg::FixedPointEncoding encoding_;
+  const secagg::ProtocolConfig config_;
+  const std::vector<std::string> clients_;  // by protocol index
+  absl::flat_hash_map<std::string, int32_t> index_of_;
+  std::unique_ptr<secagg::SecAggServer> server_;
+  const absl::Duration upload_timeout_;
+  absl::Time deadline_;
+  State state_ = State::kRunning;
+  absl::Status abort_status_;
+  // Hash of each accepted message per (client, step), to tell a retry from a different message.
+  absl::flat_hash_map<int64_t, size_t> accepted_digests_;
+  std::vector<double> train_losses_;
+  secagg::DecodedSum result_;
+  int64_t included_ = 0;
+};
+
+}  // namespace fedkit::server
+
+#endif  // FEDKIT_SERVER_SECURE_AGGREGATION_ROUND_H_
