@@ -184,9 +184,12 @@ absl::StatusOr<v1::CheckInResponse> RoundCoordinator::CheckIn(const v1::CheckInR
       if (received_.contains(id)) {
         return RetryLocked(options_.retry_interval, "update received; round in progress");
       }
-      if (secagg_round_ != nullptr) AdvanceSecureAggregationLocked(now);
-      if (phase_ != Phase::kTraining) {
-        return RetryLocked(options_.retry_interval, "round ended");
+      if (secagg_round_ != nullptr) {
+        AdvanceSecureAggregationLocked(now);
+        if (phase_ != Phase::kTraining) return RetryLocked(options_.retry_interval, "round ended");
+        if (secagg_round_->Joined(id)) {
+          return RetryLocked(options_.retry_interval, "secure aggregation in progress");
+        }
       }
       // Assigned (possibly by another client's check-in, or the response was lost): hand it out.
       v1::CheckInResponse response;

@@ -63,6 +63,12 @@ std::optional<v1::SecureAggregationParams> SecureAggregationRound::ParamsFor(
   return SecAggParamsToProto(SecAggAssignment{config_, it->second, encoding_});
 }
 
+bool SecureAggregationRound::Joined(const std::string& client_id) const {
+  auto it = index_of_.find(client_id);
+  return it != index_of_.end() &&
+         accepted_digests_.contains(static_cast<int64_t>(it->second) * 4 + kAdvertiseStep);
+}
+
 absl::string_view SecureAggregationRound::phase_name() const {
   switch (server_->phase()) {
     case SecAggServer::Phase::kAdvertiseKeys:

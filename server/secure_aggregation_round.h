@@ -47,6 +47,10 @@ class SecureAggregationRound {
   // The assignment parameters for an assigned client; nullopt for others.
   std::optional<v1::SecureAggregationParams> ParamsFor(const std::string& client_id) const;
 
+  // Whether the client has sent any protocol message this round: it then holds keys only it knows,
+  // so handing it the assignment again (say after it restarted) cannot help it rejoin.
+  bool Joined(const std::string& client_id) const;
+
   // A SecureAggregation RPC from an assigned client (assignment already checked by the caller).
   // Steps: accepted / duplicate; polls: the next phase's message, retry_later while the phase is
   // open, aborted once the protocol aborted. FAILED_PRECONDITION when the step is for a phase that

@@ -7,6 +7,8 @@
 #include <string>
 #include <thread>
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cli/yaml_config.h"
 #include "data/federated_dataset.h"
@@ -29,6 +31,7 @@ struct Flags {
   double max_client_weight = 0;
   std::string secagg = "none";
   std::string dropout_phase = "any";
+  std::vector<std::string> drop_clients;
   std::string metrics_out;
   std::string model_out;
   SimulationOptions sim;
@@ -100,6 +103,9 @@ int Run(int argc, char** argv) {
       ->check(cli::BelowOne());
   app.add_option("--dropout-phase", f.dropout_phase,
                  "Where dropouts happen: advertise | share | upload | unmask | any");
+  app.add_option("--drop-clients", f.drop_clients,
+                 "Fault injection: CLIENT@PHASE,... clients that always go silent in that phase")
+      ->delimiter(',');
   app.add_option("--seed", f.sim.seed, "Seed of everything random");
   app.add_option("--threads", f.sim.threads, "Worker threads (results do not depend on it)")
       ->check(cli::Positive());
@@ -137,6 +143,22 @@ int Run(int argc, char** argv) {
                         "secure aggregation needs a clip norm > 0 (the fixed-point range of the "
                         "masked values is derived from it)");
     }
+  }
+  for (const std::string& entry : f.drop_clients) {
+    const size_t at = entry.find('@');
+    int64_t client = -1;
+    absl::StatusOr<secagg::ClientPhase> phase =
+        at == std::string::npos ? absl::InvalidArgumentError("expected CLIENT@PHASE")
+                                : secagg::ParseClientPhase(entry.substr(at + 1));
+    if (!phase.ok() || !absl::SimpleAtoi(entry.substr(0, at), &client) || client < 0 ||
+        client >= f.clients) {
+      return UsageError(
+          "--drop-clients",
+          absl::StrCat("'", entry, "': expected CLIENT@PHASE with CLIENT in [0, ", f.clients,
+                       ") and PHASE one of advertise, share, upload, "
+                       "unmask"));
+    }
+    f.sim.dropout.forced[client] = *phase;
   }
   if (f.dropout_phase != "any") {
     absl::StatusOr<secagg::ClientPhase> phase = secagg::ParseClientPhase(f.dropout_phase);

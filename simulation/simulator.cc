@@ -99,16 +99,21 @@ absl::StatusOr<secagg::FixedPointEncoding> Simulator::ChooseSecureAggregationEnc
   return encoding;
 }
 
-std::vector<std::optional<secagg::ClientPhase>> Simulator::DropoutSchedule(int round,
-                                                                           int64_t n) const {
+std::vector<std::optional<secagg::ClientPhase>> Simulator::DropoutSchedule(
+    int round, const std::vector<int64_t>& participants) const {
+  const int64_t n = static_cast<int64_t>(participants.size());
   std::vector<std::optional<secagg::ClientPhase>> drop_at(n);
+  for (int64_t i = 0; i < n; ++i) {
+    auto forced = options_.dropout.forced.find(participants[i]);
+    if (forced != options_.dropout.forced.end()) drop_at[i] = forced->second;
+  }
   if (options_.dropout.rate <= 0.0) return drop_at;
   // Own generator and arithmetic (not std:: distributions) so schedules match across platforms.
   std::mt19937_64 rng(DeriveSeed(options_.seed, {static_cast<uint64_t>(round), 0x64726f70}));
   for (int64_t i = 0; i < n; ++i) {
     const double u = static_cast<double>(rng() >> 11) * 0x1.0p-53;
     const uint64_t phase_draw = rng();
-    if (u >= options_.dropout.rate) continue;
+    if (u >= options_.dropout.rate || drop_at[i].has_value()) continue;
     drop_at[i] = options_.dropout.phase.has_value()
                      ? *options_.dropout.phase
                      : static_cast<secagg::ClientPhase>(phase_draw % secagg::kNumClientPhases);
@@ -123,7 +128,7 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
                           server::SampleClients(dataset_->num_clients(), options_.clients_per_round,
                                                 server::SamplingSeed(options_.seed, round)));
   const std::vector<std::optional<secagg::ClientPhase>> drop_at =
-      DropoutSchedule(round, static_cast<int64_t>(participants.size()));
+      DropoutSchedule(round, participants);
 
   RoundResult result;
   result.round = round;

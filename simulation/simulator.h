@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -41,6 +42,9 @@ struct SecureAggregationOptions {
 struct DropoutOptions {
   double rate = 0.0;
   std::optional<secagg::ClientPhase> phase;
+  // Fault injection by client index: these clients always go silent in the given phase when
+  // sampled (e.g. to replay a networked run in which those devices were killed).
+  std::map<int64_t, secagg::ClientPhase> forced;
 };
 
 struct SimulationOptions {
@@ -130,7 +134,8 @@ class Simulator {
       std::function<absl::StatusOr<client::ClientUpdate>(int worker, int64_t participant)>;
   absl::StatusOr<secagg::FixedPointEncoding> ChooseSecureAggregationEncoding() const;
   // The injected dropout schedule of a round (one entry per sampled client).
-  std::vector<std::optional<secagg::ClientPhase>> DropoutSchedule(int round, int64_t n) const;
+  std::vector<std::optional<secagg::ClientPhase>> DropoutSchedule(
+      int round, const std::vector<int64_t>& participants) const;
   // Trains and aggregates the round's clients under secure aggregation. Returns the survivors'
   // weighted average, or nullopt (with result.aborted set) when the protocol aborted.
   absl::StatusOr<std::optional<std::vector<float>>> RunSecureAggregation(

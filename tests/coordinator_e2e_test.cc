@@ -3,6 +3,8 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -213,6 +215,74 @@ TEST_F(CoordinatorE2eTest, CoordinatorKilledMidRunResumesWithoutLosingOrRepeatin
   const std::vector<float> simulated = SimulatedModel();
   ASSERT_EQ(networked.size(), simulated.size());
   for (size_t i = 0; i < networked.size(); ++i) ASSERT_NEAR(networked[i], simulated[i], 1e-6) << i;
+}
+
+// Secure aggregation over the network, with devices killed mid-round: two clients are SIGKILLed
+// right after sharing their keys (so they are in the protocol but never upload). The round must
+// complete with the 18 survivors, and the committed model must equal, bit for bit, the
+// simulator's round in which exactly those two clients dropped at upload: the coordinator
+// recovered the survivors' exact sum (the masks of the dead clients removed through their key
+// shares), and nothing else.
+TEST_F(CoordinatorE2eTest, SecureAggregationWithKilledClientsCommitsTheSurvivorsExactSum) {
+  const std::vector<std::string> secure = {"--secagg", "secagg+", "--clip-norm", "5"};
+  std::vector<std::string> extra = {"--rounds",
+                                    "1",
+                                    "--max-examples",
+                                    "3000",
+                                    "--round-timeout",
+                                    "20",
+                                    "--secagg-phase-timeout",
+                                    "20",
+                                    "--metrics-out",
+                                    Path("metrics.jsonl"),
+                                    "--model-out",
+                                    Path("coordinator.pt")};
+  extra.insert(extra.end(), secure.begin(), secure.end());
+  Subprocess coordinator;
+  StartCoordinator(coordinator, extra, "coordinator.log");
+  std::vector<Subprocess> clients;
+  StartClients(clients);
+  const std::vector<int> victims = {3, 7};
+  for (int victim : victims) {
+    ASSERT_TRUE(
+        PollUntil([&] { return clients[victim].Output().find("keys shared") != std::string::npos; },
+                  std::chrono::minutes(2)))
+        << clients[victim].Output();
+    clients[victim].Signal(SIGKILL);
+  }
+  EXPECT_EQ(coordinator.Wait(), 0) << coordinator.Output();
+  for (int i = 0; i < kClients; ++i) {
+    const bool killed = std::find(victims.begin(), victims.end(), i) != victims.end();
+    EXPECT_EQ(clients[i].Wait(), killed ? 128 + SIGKILL : 0) << "client " << i << ":\n"
+                                                             << clients[i].Output();
+    if (killed) {
+      EXPECT_THAT(clients[i].Output(),
+                  ::testing::Not(::testing::HasSubstr("masked input uploaded")))
+          << "client " << i << " was killed too late to test a dropout";
+    }
+  }
+  auto metrics = ReadJsonLines(Path("metrics.jsonl"));
+  ASSERT_EQ(metrics.size(), 1u);
+  EXPECT_EQ(metrics[0]["participants"], kClients - 2);
+
+  auto simulate = [&](const std::string& drops, const std::string& out) {
+    std::string args =
+        "--dataset fmnist --clients 20 --clients-per-round 20 --rounds 1 --partition iid --seed " +
+        std::string(kSeed) +
+        " --eval-every 0 --threads 2 --secagg secagg+ --clip-norm 5 --max-client-weight 3000 "
+        "--model-out " +
+        Path(out) + drops;
+    for (const auto& a : kTraining) args += " " + a;
+    Result r = RunSim(args);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return LoadModel(Path(out));
+  };
+  const std::vector<float> networked = LoadModel(Path("coordinator.pt"));
+  const std::vector<float> survivors = simulate(" --drop-clients 3@upload,7@upload", "sim18.pt");
+  const std::vector<float> everyone = simulate("", "sim20.pt");
+  ASSERT_EQ(networked.size(), survivors.size());
+  EXPECT_EQ(networked, survivors);
+  EXPECT_NE(networked, everyone);  // the two dead clients' updates are really absent
 }
 
 }  // namespace

@@ -1,0 +1,266 @@
+// RoundCoordinator with secure aggregation, driven in process by real SecAggClient state machines
+// through the same wire messages the gRPC service passes (no sockets, time passed in).
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "privacy/secagg/client.h"
+#include "privacy/secagg/encoding.h"
+#include "proto/secagg_conversion.h"
+#include "server/round_coordinator.h"
+
+namespace fedkit::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+const absl::Time kStart = absl::FromUnixSeconds(2'000'000);
+
+ParameterLayout TinyLayout() {
+  ParameterLayout layout;
+  layout.Append("w", {3});
+  return layout;
+}
+
+CoordinatorOptions SecureOptions(int64_t k, secagg::Variant variant) {
+  CoordinatorOptions o;
+  o.model_name = "tiny";
+  o.rounds = 3;
+  o.clients_per_round = k;
+  o.min_clients = k;
+  o.round_timeout = absl::Seconds(60);
+  o.plan.set_local_epochs(1);
+  o.plan.set_batch_size(10);
+  o.plan.set_learning_rate(0.1);
+  o.plan.set_clip_norm(1.0);
+  o.plan.set_run_seed(7);
+  o.max_examples_per_client = 100;
+  SecureAggregationSettings secure;
+  secure.variant = variant;
+  secure.phase_timeout = absl::Seconds(10);
+  o.secure_aggregation = secure;
+  return o;
+}
+
+v1::CheckInRequest CheckInOf(const std::string& id) {
+  v1::CheckInRequest r;
+  r.set_client_id(id);
+  r.set_api_version(1);
+  return r;
+}
+
+// One device: its assignment, its protocol state machine and its (clipped) delta.
+struct Device {
+  std::string id;
+  v1::RoundAssignment assignment;
+  SecAggAssignment params;
+  std::unique_ptr<secagg::SecAggClient> protocol;
+  std::vector<float> delta;
+  int64_t examples = 0;
+
+  v1::SecAggRequest Request() const {
+    v1::SecAggRequest r;
+    r.set_client_id(id);
+    r.set_assignment_id(assignment.assignment_id());
+    r.set_round(assignment.round());
+    return r;
+  }
+};
+
+class SecureRoundTest : public ::testing::Test {
+ protected:
+  void Start(int n, secagg::Variant variant) {
+    auto c = RoundCoordinator::Create(SecureOptions(n, variant), TinyLayout(), {0, 0, 0}, {});
+    ASSERT_TRUE(c.ok()) << c.status();
+    coordinator_ = std::move(*c);
+    for (int i = 0; i < n; ++i) {
+      Device d;
+      d.id = "dev-" + std::to_string(i);
+      d.delta = {0.1f * static_cast<float>(i), -0.05f, 0.2f};
+      d.examples = 10 + i;
+      devices_.push_back(std::move(d));
+    }
+    for (auto& d : devices_) ASSERT_TRUE(coordinator_->CheckIn(CheckInOf(d.id), now_).ok());
+    for (auto& d : devices_) {
+      auto r = coordinator_->CheckIn(CheckInOf(d.id), now_);
+      ASSERT_TRUE(r.ok() && r->has_assignment());
+      d.assignment = r->assignment();
+      ASSERT_EQ(d.assignment.secure_aggregation().protocol(), secagg::VariantName(variant));
+      auto params = SecAggParamsFromProto(d.assignment.secure_aggregation());
+      ASSERT_TRUE(params.ok()) << params.status();
+      d.params = *params;
+      d.protocol = *secagg::SecAggClient::Create(params->config, params->client_index);
+    }
+  }
+
+  absl::StatusOr<v1::SecAggResponse> Step(Device& d, v1::SecAggRequest request) {
+    return coordinator_->SecureAggregationStep(request, now_);
+  }
+  absl::StatusOr<v1::SecAggResponse> Poll(Device& d, v1::SecAggPoll::Want want) {
+    v1::SecAggRequest r = d.Request();
+    r.mutable_poll()->set_want(want);
+    return coordinator_->SecureAggregationStep(r, now_);
+  }
+
+  void Advertise(Device& d) {
+    v1::SecAggRequest r = d.Request();
+    *r.mutable_advertise_keys() = AdvertiseKeysToProto(*d.protocol->AdvertiseKeys());
+    auto response = Step(d, r);
+    ASSERT_TRUE(response.ok() && response->has_accepted()) << response.status();
+  }
+  void Share(Device& d) {
+    auto dir = Poll(d, v1::SecAggPoll::KEY_DIRECTORY);
+    ASSERT_TRUE(dir.ok() && dir->has_key_directory()) << dir.status();
+    v1::SecAggRequest r = d.Request();
+    *r.mutable_share_keys() =
+        ShareKeysToProto(*d.protocol->ShareKeys(*KeyDirectoryFromProto(dir->key_directory())));
+    auto response = Step(d, r);
+    ASSERT_TRUE(response.ok() && response->has_accepted()) << response.status();
+  }
+  std::string Packed(Device& d) {
+    auto bundle = Poll(d, v1::SecAggPoll::SHARE_BUNDLE);
+    EXPECT_TRUE(bundle.ok() && bundle->has_share_bundle()) << bundle.status();
+    auto encoded = secagg::EncodeWeightedUpdate(
+        d.params.encoding, d.delta, std::min(d.examples, d.params.encoding.max_weight), 99);
+    EXPECT_TRUE(encoded.ok()) << encoded.status();
+    auto masked = d.protocol->MaskInput(ShareBundleFromProto(bundle->share_bundle()), *encoded);
+    EXPECT_TRUE(masked.ok()) << masked.status();
+    return PackMaskedValues(masked->masked_input, d.params.config.modulus_bits);
+  }
+  absl::StatusOr<v1::UploadResponse> Upload(Device& d, const std::string& packed) {
+    v1::UpdateHeader h;
+    h.set_client_id(d.id);
+    h.set_assignment_id(d.assignment.assignment_id());
+    h.set_round(d.assignment.round());
+    h.set_total_size(4);
+    return coordinator_->SubmitMaskedUpdate(h, packed, now_);
+  }
+  void Unmask(Device& d) {
+    auto request = Poll(d, v1::SecAggPoll::UNMASK_REQUEST);
+    ASSERT_TRUE(request.ok() && request->has_unmask_request()) << request.status();
+    v1::SecAggRequest r = d.Request();
+    *r.mutable_unmask() = UnmaskResponseToProto(
+        *d.protocol->Unmask(UnmaskRequestFromProto(request->unmask_request())));
+    auto response = Step(d, r);
+    ASSERT_TRUE(response.ok() && response->has_accepted()) << response.status();
+  }
+
+  // The weighted average of the given devices' deltas, as the server should commit it.
+  std::vector<float> ExpectedAverage(const std::vector<int>& included) {
+    std::vector<double> sum(3, 0.0);
+    double weight = 0;
+    for (int i : included) {
+      for (int j = 0; j < 3; ++j) sum[j] += devices_[i].examples * devices_[i].delta[j];
+      weight += devices_[i].examples;
+    }
+    std::vector<float> avg(3);
+    for (int j = 0; j < 3; ++j) avg[j] = static_cast<float>(sum[j] / weight);
+    return avg;
+  }
+
+  absl::Time now_ = kStart;
+  std::unique_ptr<RoundCoordinator> coordinator_;
+  std::vector<Device> devices_;
+};
+
+TEST_F(SecureRoundTest, RoundCommitsTheSurvivorsWeightedAverageAfterAnUploadDeadline) {
+  Start(6, secagg::Variant::kSecAgg);
+  for (auto& d : devices_) Advertise(d);
+  for (auto& d : devices_) Share(d);
+  // Devices 0..4 upload; device 5 never does (it died after sharing its keys).
+  for (int i = 0; i < 5; ++i) {
+    auto up = Upload(devices_[i], Packed(devices_[i]));
+    ASSERT_TRUE(up.ok()) << up.status();
+  }
+  // Still waiting for device 5: unmask requests are not out yet.
+  auto early = Poll(devices_[0], v1::SecAggPoll::UNMASK_REQUEST);
+  ASSERT_TRUE(early.ok() && early->has_retry_later());
+  EXPECT_EQ(coordinator_->Status(now_).phase(), "secagg-upload");
+  now_ += absl::Seconds(61);  // the upload deadline (the round timeout) passes
+  ASSERT_TRUE(coordinator_->Tick(now_).ok());
+  EXPECT_EQ(coordinator_->Status(now_).phase(), "secagg-unmask");
+  for (int i = 0; i < 5; ++i) Unmask(devices_[i]);
+  EXPECT_EQ(coordinator_->rounds_completed(), 1);
+  const std::vector<float> global = coordinator_->global_parameters();
+  const std::vector<float> expected = ExpectedAverage({0, 1, 2, 3, 4});
+  for (int j = 0; j < 3; ++j) EXPECT_NEAR(global[j], expected[j], 1e-5) << j;
+  auto status = coordinator_->Status(now_);
+  ASSERT_EQ(status.history_size(), 1);
+  EXPECT_EQ(status.history(0).participants(), 5);
+}
+
+TEST_F(SecureRoundTest, RetriesAreAcknowledgedAndDifferentRepeatsRefused) {
+  Start(4, secagg::Variant::kSecAggPlus);
+  v1::SecAggRequest advert = devices_[0].Request();
+  *advert.mutable_advertise_keys() = AdvertiseKeysToProto(*devices_[0].protocol->AdvertiseKeys());
+  ASSERT_TRUE(Step(devices_[0], advert).ok());
+  auto again = Step(devices_[0], advert);  // a retry after a lost response
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->accepted().duplicate());
+  v1::SecAggRequest other = advert;
+  other.mutable_advertise_keys()->set_masking_public_key(std::string(32, 'x'));
+  EXPECT_TRUE(absl::IsAlreadyExists(Step(devices_[0], other).status()));
+  v1::SecAggRequest bad = devices_[1].Request();
+  bad.mutable_advertise_keys()->set_masking_public_key("short");
+  EXPECT_THAT(Step(devices_[1], bad).status().message(), HasSubstr("32 bytes"));
+  // A device that has joined is not handed the assignment again on check-in.
+  auto check_in = coordinator_->CheckIn(CheckInOf(devices_[0].id), now_);
+  ASSERT_TRUE(check_in.ok());
+  EXPECT_TRUE(check_in->has_retry_later());
+  // One that has not joined is (e.g. it lost the response).
+  check_in = coordinator_->CheckIn(CheckInOf(devices_[1].id), now_);
+  ASSERT_TRUE(check_in.ok());
+  EXPECT_TRUE(check_in->has_assignment());
+}
+
+TEST_F(SecureRoundTest, PlainUploadsAndStrangersAreRefused) {
+  Start(3, secagg::Variant::kSecAgg);
+  v1::UpdateHeader h;
+  h.set_client_id(devices_[0].id);
+  h.set_assignment_id(devices_[0].assignment.assignment_id());
+  h.set_round(1);
+  h.set_num_examples(5);
+  h.set_total_size(3);
+  const std::vector<float> delta = {0.1f, 0.1f, 0.1f};
+  EXPECT_THAT(coordinator_->SubmitUpdate(h, delta, now_).status().message(),
+              HasSubstr("secure aggregation"));
+  v1::SecAggRequest stranger = devices_[0].Request();
+  stranger.set_client_id("intruder");
+  stranger.mutable_poll()->set_want(v1::SecAggPoll::KEY_DIRECTORY);
+  EXPECT_TRUE(absl::IsFailedPrecondition(Step(devices_[0], stranger).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(Step(devices_[0], devices_[0].Request()).status()));
+  // A masked upload in the wrong phase changes nothing.
+  EXPECT_TRUE(absl::IsFailedPrecondition(Upload(devices_[0], std::string(16, '\0')).status()));
+}
+
+TEST_F(SecureRoundTest, TooFewSurvivorsAbortTheRoundWhichRestarts) {
+  Start(6, secagg::Variant::kSecAgg);  // t = 4
+  for (int i = 0; i < 3; ++i) Advertise(devices_[i]);
+  now_ += absl::Seconds(11);  // advertise deadline: only 3 of 6
+  ASSERT_TRUE(coordinator_->Tick(now_).ok());
+  auto poll = Poll(devices_[0], v1::SecAggPoll::KEY_DIRECTORY);
+  EXPECT_FALSE(poll.ok() && poll->has_key_directory());
+  EXPECT_EQ(coordinator_->rounds_completed(), 0);
+  EXPECT_EQ(coordinator_->global_parameters(), (std::vector<float>{0, 0, 0}));
+  auto status = coordinator_->Status(now_);
+  EXPECT_EQ(status.refusals().at("secagg_round_aborted"), 1);
+  EXPECT_EQ(status.phase(), "waiting");
+}
+
+TEST(SecureRoundConfigTest, RefusedAtConfigurationTime) {
+  CoordinatorOptions o = SecureOptions(4, secagg::Variant::kSecAgg);
+  o.plan.set_clip_norm(0);
+  EXPECT_THAT(RoundCoordinator::Create(o, TinyLayout(), {0, 0, 0}, {}).status().message(),
+              HasSubstr("clip norm"));
+  o = SecureOptions(4, secagg::Variant::kSecAgg);
+  o.secure_aggregation->modulus_bits = 10;  // 4 clients x 100 examples do not fit
+  EXPECT_FALSE(RoundCoordinator::Create(o, TinyLayout(), {0, 0, 0}, {}).ok());
+  o = SecureOptions(1, secagg::Variant::kSecAgg);
+  EXPECT_FALSE(RoundCoordinator::Create(o, TinyLayout(), {0, 0, 0}, {}).ok());
+}
+
+}  // namespace
+}  // namespace fedkit::server
