@@ -60,6 +60,11 @@ struct Flags {
   std::string auth_tokens;
   bool insecure = false;
   double linger = 5.0;
+  std::string dp = "none";
+  double noise_multiplier = 1.0;
+  int64_t dp_population = 0;
+  double delta = 1e-5;
+  double target_epsilon = 0;  // 0 = no budget
   std::string secagg = "none";
   int secagg_modulus_bits = 32;
   double secagg_phase_timeout = 60;
@@ -133,6 +138,20 @@ int Run(int argc, char** argv) {
   app.add_option("--tls-client-ca", f.tls_client_ca, "CA for client certificates (mutual TLS)");
   app.add_option("--auth-tokens", f.auth_tokens, "File of accepted bearer tokens, one per line");
   app.add_flag("--insecure", f.insecure, "Serve plaintext (no TLS)");
+  app.add_option("--dp", f.dp,
+                 "Differential privacy: none | central (DP-FedAvg: Gaussian noise on the clipped "
+                 "sum, unit weights, fixed denominator; needs --clip-norm and --dp-population)");
+  app.add_option("--noise-multiplier", f.noise_multiplier, "DP noise stddev / clip norm (z)")
+      ->check(cli::Positive());
+  app.add_option("--dp-population", f.dp_population,
+                 "DP: number of devices that may be sampled (sampling rate = clients per round / "
+                 "population)")
+      ->check(cli::NonNegative());
+  app.add_option("--delta", f.delta, "DP delta at which epsilon is reported")
+      ->check(cli::BelowOne());
+  app.add_option("--target-epsilon", f.target_epsilon,
+                 "DP budget: stop before a round after which epsilon would exceed it (0 = none)")
+      ->check(cli::NonNegative());
   app.add_option("--secagg", f.secagg,
                  "Secure aggregation of every round: none | secagg | secagg+ (needs --clip-norm)");
   app.add_option("--secagg-modulus-bits", f.secagg_modulus_bits,
@@ -211,6 +230,32 @@ int Run(int argc, char** argv) {
   options.server_optimizer.learning_rate = f.server_lr;
   options.server_optimizer.momentum = f.server_momentum;
   options.max_examples_per_client = f.max_examples;
+  if (f.dp == "central") {
+    if (!(f.clip_norm > 0)) {
+      return UsageError("--clip-norm", "central DP needs a clip norm > 0 (it is the sensitivity)");
+    }
+    if (f.dp_population < f.clients_per_round) {
+      return UsageError("--dp-population",
+                        absl::StrFormat("central DP needs the population of devices (>= "
+                                        "--clients-per-round %d), got %d",
+                                        f.clients_per_round, f.dp_population));
+    }
+    if (!(f.delta > 0)) return UsageError("--delta", "must be > 0");
+    CentralDpSettings dp;
+    dp.noise_multiplier = f.noise_multiplier;
+    dp.population = f.dp_population;
+    dp.delta = f.delta;
+    if (f.target_epsilon > 0) dp.target_epsilon = f.target_epsilon;
+    options.central_dp = dp;
+  } else if (f.dp == "distributed") {
+    return UsageError("--dp",
+                      "distributed DP is available in fedkit-sim; the coordinator supports none "
+                      "or central");
+  } else if (f.dp != "none") {
+    return UsageError("--dp", "expected none or central, got '" + f.dp + "'");
+  } else if (f.target_epsilon > 0) {
+    return UsageError("--target-epsilon", "needs --dp central");
+  }
   if (f.secagg != "none") {
     absl::StatusOr<secagg::Variant> variant = secagg::ParseVariant(f.secagg);
     if (!variant.ok()) return UsageError("--secagg", variant.status().message());
@@ -265,9 +310,16 @@ int Run(int argc, char** argv) {
       line["accuracy"] = *r.accuracy;
       line["loss"] = *r.loss;
     }
-    std::cout << absl::StrFormat("round %4d  participants %d  accuracy %s  %.2fs\n", r.round,
+    std::string privacy;
+    if (r.epsilon) {
+      line["epsilon"] = *r.epsilon;
+      line["delta"] = f.delta;
+      privacy = absl::StrFormat("  epsilon %.4f (delta %g)", *r.epsilon, f.delta);
+    }
+    std::cout << absl::StrFormat("round %4d  participants %d  accuracy %s  %.2fs%s\n", r.round,
                                  r.participants,
-                                 r.accuracy ? absl::StrFormat("%.4f", *r.accuracy) : "-", r.seconds)
+                                 r.accuracy ? absl::StrFormat("%.4f", *r.accuracy) : "-", r.seconds,
+                                 privacy)
               << std::flush;
     if (metrics.is_open()) metrics << line.dump() << "\n" << std::flush;
   };
@@ -369,6 +421,9 @@ int Run(int argc, char** argv) {
   signal_thread.join();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
 
+  if (const std::string reason = (*coordinator)->stop_reason(); !reason.empty()) {
+    std::cerr << "fedkit-coordinator: " << reason << "\n";
+  }
   if ((*coordinator)->finished() && !f.model_out.empty()) {
     std::vector<float> params = (*coordinator)->global_parameters();
     absl::Status saved = models::AssignParameters(params, **model);

@@ -86,10 +86,47 @@ absl::StatusOr<std::unique_ptr<RoundCoordinator>> RoundCoordinator::Create(
                                  .status());
     }
   }
+  std::unique_ptr<privacy::RandomSource> noise;
+  if (options.central_dp.has_value()) {
+    const CentralDpSettings& dp = *options.central_dp;
+    if (!(options.plan.clip_norm() > 0)) {
+      return absl::InvalidArgumentError("central DP needs a clip norm > 0 (the sensitivity)");
+    }
+    if (!(dp.noise_multiplier > 0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("DP noise multiplier must be > 0, got ", dp.noise_multiplier));
+    }
+    if (dp.population < options.clients_per_round) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "DP population (", dp.population, ") must be at least the clients per round (",
+          options.clients_per_round, "): the accountant's sampling rate is their ratio"));
+    }
+    if (!(dp.delta > 0 && dp.delta < 1)) {
+      return absl::InvalidArgumentError(absl::StrCat("DP delta must be in (0, 1), got ", dp.delta));
+    }
+    if (dp.target_epsilon.has_value() && !(*dp.target_epsilon > 0)) {
+      return absl::InvalidArgumentError("target epsilon must be > 0");
+    }
+    if (dp.noise_seed.has_value()) {
+      noise = std::make_unique<privacy::SeededRandomSource>(*dp.noise_seed);
+    } else {
+      FEDKIT_ASSIGN_OR_RETURN(noise, privacy::SecureRandomSource::Create());
+    }
+    if (options.secure_aggregation.has_value()) {
+      // DP-FedAvg weighs every client 1: cap the encoded weight at 1.
+      FEDKIT_ASSIGN_OR_RETURN(encoding,
+                              secagg::ChooseEncoding(options.secure_aggregation->modulus_bits,
+                                                     target, options.plan.clip_norm(), 1));
+    }
+  }
   auto coordinator = std::unique_ptr<RoundCoordinator>(
       new RoundCoordinator(options, std::move(layout), std::move(initial_parameters),
                            std::move(hooks), std::move(optimizer)));
   coordinator->secagg_encoding_ = encoding;
+  {
+    absl::MutexLock lock(&coordinator->mu_);
+    coordinator->noise_ = std::move(noise);
+  }
   return coordinator;
 }
 
@@ -149,8 +186,53 @@ absl::Status RoundCoordinator::Restore(const v1::Checkpoint& checkpoint) {
     }
     history_.push_back(outcome);
   }
+  if (options_.central_dp.has_value()) {
+    if (checkpoint.dp_rdp_size() == 0 && rounds_completed_ > 0) {
+      return absl::FailedPreconditionError(
+          "checkpoint has no privacy accountant state: it was written without central DP");
+    }
+    if (checkpoint.dp_rdp_size() > 0) {
+      FEDKIT_RETURN_IF_ERROR(accountant_.Restore(
+          absl::MakeConstSpan(checkpoint.dp_rdp().data(), checkpoint.dp_rdp_size())));
+    }
+    for (int i = 0; i < checkpoint.history_size() && i < static_cast<int>(history_.size()); ++i) {
+      history_[i].epsilon = checkpoint.history(i).epsilon();
+    }
+  } else if (checkpoint.dp_rdp_size() > 0) {
+    return absl::FailedPreconditionError(
+        "checkpoint was written with central DP; resume with the same --dp settings");
+  }
   phase_ = rounds_completed_ >= options_.rounds ? Phase::kFinished : Phase::kWaiting;
+  if (phase_ == Phase::kWaiting) BudgetExhaustedLocked();
   return absl::OkStatus();
+}
+
+bool RoundCoordinator::BudgetExhaustedLocked() {
+  if (!options_.central_dp.has_value() || !options_.central_dp->target_epsilon.has_value()) {
+    return false;
+  }
+  const CentralDpSettings& dp = *options_.central_dp;
+  const double q =
+      static_cast<double>(options_.clients_per_round) / static_cast<double>(dp.population);
+  absl::StatusOr<privacy::EpsilonAtDelta> next =
+      accountant_.EpsilonAfter(q, dp.noise_multiplier, 1, dp.delta);
+  if (next.ok() && next->epsilon <= *dp.target_epsilon) return false;
+  const int64_t round = rounds_completed_ + 1;
+  absl::StatusOr<privacy::EpsilonAtDelta> spent = accountant_.Epsilon(dp.delta);
+  stop_reason_ = absl::StrFormat(
+      "privacy budget: stopping before round %d, after which epsilon would be %.4f > target %.4g "
+      "(delta %g); last round within budget: %d (epsilon %.4f)",
+      round, next.ok() ? next->epsilon : -1.0, *dp.target_epsilon, dp.delta, round - 1,
+      spent.ok() ? spent->epsilon : 0.0);
+  phase_ = Phase::kFinished;
+  return true;
+}
+
+absl::StatusOr<std::vector<float>> RoundCoordinator::PrivatizeLocked(
+    absl::Span<const double> sum) {
+  const CentralDpSettings& dp = *options_.central_dp;
+  return privacy::CentralDpAverage(sum, dp.noise_multiplier * options_.plan.clip_norm(),
+                                   static_cast<double>(options_.clients_per_round), *noise_);
 }
 
 v1::CheckInResponse RoundCoordinator::RetryLocked(absl::Duration after,
@@ -236,6 +318,7 @@ void RoundCoordinator::MaybeStartRoundLocked(absl::Time now) {
 }
 
 void RoundCoordinator::StartRoundLocked(absl::Time now) {
+  if (BudgetExhaustedLocked()) return;
   const int64_t round = rounds_completed_ + 1;
   // Sorted ids, so the sample depends only on who is waiting, not on hash-map order.
   std::vector<std::string> waiting;
@@ -500,7 +583,18 @@ void RoundCoordinator::AdvanceSecureAggregationLocked(absl::Time now) {
       outcome.participants = secagg_round_->included();
       outcome.examples = secagg_round_->result().total_weight;
       outcome.train_loss = secagg_round_->mean_train_loss();
-      const std::vector<float> average = secagg_round_->result().Average();
+      std::vector<float> average;
+      if (options_.central_dp.has_value()) {
+        absl::StatusOr<std::vector<float>> noised =
+            PrivatizeLocked(secagg_round_->result().weighted_sum);  // weights are all 1
+        if (!noised.ok()) {
+          fatal_error_ = noised.status();
+          return;
+        }
+        average = *std::move(noised);
+      } else {
+        average = secagg_round_->result().Average();
+      }
       CommitAverageLocked(average, outcome, now);
       return;
     }
@@ -541,6 +635,26 @@ void RoundCoordinator::AbandonRoundLocked() {
 }
 
 void RoundCoordinator::CommitRoundLocked(absl::Time now) {
+  if (options_.central_dp.has_value()) {
+    RoundOutcome outcome;
+    outcome.round = rounds_completed_ + 1;
+    std::vector<double> sum(layout_.size(), 0.0);
+    double loss_sum = 0;
+    for (const auto& [id, update] : received_) {  // client-id order: a fixed summation order
+      for (size_t i = 0; i < sum.size(); ++i) sum[i] += update.delta[i];
+      outcome.examples += update.num_examples;
+      loss_sum += update.train_loss;
+    }
+    absl::StatusOr<std::vector<float>> average = PrivatizeLocked(sum);
+    if (!average.ok()) {
+      fatal_error_ = average.status();
+      return;
+    }
+    outcome.participants = static_cast<int64_t>(received_.size());
+    outcome.train_loss = loss_sum / static_cast<double>(received_.size());
+    CommitAverageLocked(*average, outcome, now);
+    return;
+  }
   aggregation::WeightedFedAvg fedavg(layout_.size());
   RoundOutcome outcome;
   outcome.round = rounds_completed_ + 1;
@@ -574,10 +688,25 @@ void RoundCoordinator::CommitAverageLocked(const std::vector<float>& average, Ro
   }
   global_ = std::make_shared<const std::vector<float>>(std::move(next));
   rounds_completed_ = outcome.round;
+  if (options_.central_dp.has_value()) {
+    const CentralDpSettings& dp = *options_.central_dp;
+    const double q =
+        static_cast<double>(options_.clients_per_round) / static_cast<double>(dp.population);
+    absl::Status composed = accountant_.Compose(q, dp.noise_multiplier);
+    absl::StatusOr<privacy::EpsilonAtDelta> spent =
+        composed.ok() ? accountant_.Epsilon(dp.delta)
+                      : absl::StatusOr<privacy::EpsilonAtDelta>(composed);
+    if (!spent.ok()) {
+      fatal_error_ = spent.status();
+      return;
+    }
+    outcome.epsilon = spent->epsilon;
+  }
   attempt_ = 0;
   outcome.seconds = absl::ToDoubleSeconds(now - round_started_);
   CloseAssignmentsLocked();
   phase_ = rounds_completed_ >= options_.rounds ? Phase::kFinished : Phase::kWaiting;
+  if (phase_ == Phase::kWaiting) BudgetExhaustedLocked();
 
   if (hooks_.evaluate) {
     auto eval = hooks_.evaluate(*global_);
@@ -616,6 +745,10 @@ v1::Checkpoint RoundCoordinator::MakeCheckpointLocked() const {
     record->set_accuracy(r.accuracy.value_or(-1));
     record->set_loss(r.loss.value_or(-1));
     record->set_seconds(r.seconds);
+    record->set_epsilon(r.epsilon.value_or(0));
+  }
+  if (options_.central_dp.has_value()) {
+    c.mutable_dp_rdp()->Add(accountant_.rdp().begin(), accountant_.rdp().end());
   }
   return c;
 }
@@ -658,6 +791,11 @@ int64_t RoundCoordinator::rounds_completed() const {
 std::vector<float> RoundCoordinator::global_parameters() const {
   absl::MutexLock lock(&mu_);
   return *global_;
+}
+
+std::string RoundCoordinator::stop_reason() const {
+  absl::MutexLock lock(&mu_);
+  return stop_reason_;
 }
 
 absl::Status RoundCoordinator::fatal_error() const {

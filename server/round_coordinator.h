@@ -24,10 +24,28 @@
 #include "core/parameter_layout.h"
 #include "fedkit/v1/checkpoint.pb.h"
 #include "fedkit/v1/coordinator.pb.h"
+#include "privacy/noise.h"
+#include "privacy/rdp_accountant.h"
 #include "privacy/secagg/encoding.h"
 #include "server/secure_aggregation_round.h"
 
 namespace fedkit::server {
+
+// User-level central DP (DP-FedAvg, McMahan et al. 2018): every client's delta is clipped to the
+// plan's clip norm S and weighs 1; the server adds N(0, (z S)^2) to each coordinate of the sum and
+// divides by clients_per_round (a fixed denominator, also when fewer arrive). The accountant
+// composes the Poisson-subsampled Gaussian with q = clients_per_round / population per committed
+// round (the sampling here is uniform without replacement among waiting devices; treating it as
+// Poisson with that rate is the usual approximation, as in TensorFlow Federated's tutorials).
+struct CentralDpSettings {
+  double noise_multiplier = 1.0;  // z
+  int64_t population = 0;         // devices that may be sampled
+  double delta = 1e-5;
+  // Stop before a round after which epsilon would exceed this.
+  std::optional<double> target_epsilon;
+  // Noise from the CSPRNG unless set (tests: reproducible noise).
+  std::optional<uint64_t> noise_seed;
+};
 
 struct CoordinatorOptions {
   std::string model_name;
@@ -49,6 +67,9 @@ struct CoordinatorOptions {
   // with all assigned clients and closes when it completes, not at K uploads; weights are capped
   // at max_examples_per_client.
   std::optional<SecureAggregationSettings> secure_aggregation;
+  // Central differential privacy (needs plan.clip_norm > 0; with secure aggregation the noise is
+  // added to the unmasked sum and every weight is 1).
+  std::optional<CentralDpSettings> central_dp;
 };
 
 // Round history entry, also what GetStatus and the metrics report.
@@ -60,6 +81,7 @@ struct RoundOutcome {
   double seconds = 0.0;  // from round start to commit
   std::optional<double> accuracy;
   std::optional<double> loss;
+  std::optional<double> epsilon;  // central DP: privacy spent so far (at the settings' delta)
 };
 
 // Hooks the binary plugs in; all optional. They run on the thread that triggered the commit, with
@@ -131,6 +153,8 @@ class RoundCoordinator {
   std::vector<float> global_parameters() const;
   // An error from a hook (e.g. the checkpoint could not be written), which stops the run.
   absl::Status fatal_error() const;
+  // Why the run finished early (e.g. the privacy budget), or empty.
+  std::string stop_reason() const;
 
  private:
   enum class Phase { kWaiting, kTraining, kFinished };
@@ -153,6 +177,11 @@ class RoundCoordinator {
   void MaybeStartRoundLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartRoundLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CommitRoundLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Central DP: noises `sum` (of clipped, unit-weight deltas) and divides by the fixed denominator.
+  absl::StatusOr<std::vector<float>> PrivatizeLocked(absl::Span<const double> sum)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Central DP with a budget: finishes the run instead of starting a round that would exceed it.
+  bool BudgetExhaustedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Applies the server optimizer to `average` and commits the round (checkpoint, hooks).
   void CommitAverageLocked(const std::vector<float>& average, RoundOutcome outcome, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -199,6 +228,9 @@ class RoundCoordinator {
   uint64_t assignment_counter_ ABSL_GUARDED_BY(mu_) = 0;
   std::optional<secagg::FixedPointEncoding> secagg_encoding_;  // set at Create; then constant
   std::unique_ptr<SecureAggregationRound> secagg_round_ ABSL_GUARDED_BY(mu_);
+  privacy::RdpAccountant accountant_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<privacy::RandomSource> noise_ ABSL_GUARDED_BY(mu_);  // central DP
+  std::string stop_reason_ ABSL_GUARDED_BY(mu_);
 };
 
 // Checks a client id: 1..128 characters of [A-Za-z0-9._-].

@@ -1,0 +1,186 @@
+// RoundCoordinator with central DP: noised fixed-denominator average, epsilon per round from the
+// RDP accountant, the budget stop, and the accountant's state through a checkpoint.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "privacy/noise.h"
+#include "privacy/rdp_accountant.h"
+#include "server/round_coordinator.h"
+
+namespace fedkit::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+const absl::Time kStart = absl::FromUnixSeconds(3'000'000);
+
+ParameterLayout TinyLayout() {
+  ParameterLayout layout;
+  layout.Append("w", {2});
+  return layout;
+}
+
+CoordinatorOptions DpOptions(std::optional<double> target_epsilon = std::nullopt) {
+  CoordinatorOptions o;
+  o.model_name = "tiny";
+  o.rounds = 10;
+  o.clients_per_round = 3;
+  o.min_clients = 3;
+  o.plan.set_local_epochs(1);
+  o.plan.set_batch_size(10);
+  o.plan.set_learning_rate(0.1);
+  o.plan.set_clip_norm(1.0);
+  o.plan.set_run_seed(7);
+  CentralDpSettings dp;
+  dp.noise_multiplier = 0.8;
+  dp.population = 30;
+  dp.delta = 1e-5;
+  dp.target_epsilon = target_epsilon;
+  dp.noise_seed = 42;
+  o.central_dp = dp;
+  return o;
+}
+
+std::unique_ptr<RoundCoordinator> Make(const CoordinatorOptions& o, CoordinatorHooks hooks = {}) {
+  auto c = RoundCoordinator::Create(o, TinyLayout(), {0.0f, 0.0f}, std::move(hooks));
+  EXPECT_TRUE(c.ok()) << c.status();
+  return std::move(*c);
+}
+
+v1::CheckInRequest CheckInOf(const std::string& id) {
+  v1::CheckInRequest r;
+  r.set_client_id(id);
+  r.set_api_version(1);
+  return r;
+}
+
+const std::vector<std::vector<float>> kDeltas = {{0.6f, 0.0f}, {0.0f, -0.8f}, {0.3f, 0.4f}};
+
+// Runs one round in which clients c0..c2 upload kDeltas (with very different example counts,
+// which DP-FedAvg must ignore). Returns false if no round started.
+bool RunRound(RoundCoordinator& c, absl::Time now) {
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(c.CheckIn(CheckInOf("c" + std::to_string(i)), now).ok());
+  for (int i = 0; i < 3; ++i) {
+    const std::string id = "c" + std::to_string(i);
+    auto r = c.CheckIn(CheckInOf(id), now);
+    if (!r.ok() || !r->has_assignment()) return false;
+    v1::UpdateHeader h;
+    h.set_client_id(id);
+    h.set_assignment_id(r->assignment().assignment_id());
+    h.set_round(r->assignment().round());
+    h.set_num_examples(1 + 100 * i);
+    h.set_total_size(2);
+    EXPECT_TRUE(c.SubmitUpdate(h, kDeltas[i], now).ok());
+  }
+  return true;
+}
+
+TEST(CentralDpCoordinatorTest, CommitsTheNoisedFixedDenominatorAverageAndReportsEpsilon) {
+  auto c = Make(DpOptions());
+  ASSERT_TRUE(RunRound(*c, kStart));
+  ASSERT_EQ(c->rounds_completed(), 1);
+  // The same noise stream, by hand: (sum of clipped deltas + N(0, (z S)^2)) / K, unit weights.
+  privacy::SeededRandomSource noise(42);
+  const std::vector<double> sum = {0.9, -0.4};
+  auto expected = privacy::CentralDpAverage(sum, 0.8 * 1.0, 3.0, noise);
+  ASSERT_TRUE(expected.ok());
+  const std::vector<float> global = c->global_parameters();  // server SGD, lr 1: 0 + average
+  ASSERT_EQ(global.size(), 2u);
+  for (int i = 0; i < 2; ++i) EXPECT_NEAR(global[i], (*expected)[i], 1e-6) << i;
+  EXPECT_NE((*expected)[0], static_cast<float>(0.9 / 3));  // noise really was added
+
+  privacy::RdpAccountant accountant;
+  ASSERT_TRUE(accountant.Compose(3.0 / 30.0, 0.8).ok());
+  const double epsilon = accountant.Epsilon(1e-5)->epsilon;
+  auto status = c->Status(kStart);
+  ASSERT_EQ(status.history_size(), 1);
+  EXPECT_GT(epsilon, 0);
+  v1::Checkpoint checkpoint;
+  CoordinatorHooks hooks;
+  hooks.save_checkpoint = [&](const v1::Checkpoint& cp) {
+    checkpoint = cp;
+    return absl::OkStatus();
+  };
+  std::vector<RoundOutcome> outcomes;
+  hooks.round_committed = [&](const RoundOutcome& r) { outcomes.push_back(r); };
+  auto d = Make(DpOptions(), hooks);
+  ASSERT_TRUE(RunRound(*d, kStart));
+  ASSERT_EQ(outcomes.size(), 1u);
+  ASSERT_TRUE(outcomes[0].epsilon.has_value());
+  EXPECT_DOUBLE_EQ(*outcomes[0].epsilon, epsilon);
+  EXPECT_EQ(checkpoint.dp_rdp_size(), static_cast<int>(accountant.rdp().size()));
+  EXPECT_DOUBLE_EQ(checkpoint.history(0).epsilon(), epsilon);
+}
+
+TEST(CentralDpCoordinatorTest, StopsBeforeTheRoundThatWouldExceedTheBudget) {
+  // Find the epsilon after 2 and 3 rounds and set the budget between them.
+  privacy::RdpAccountant accountant;
+  ASSERT_TRUE(accountant.Compose(0.1, 0.8, 2).ok());
+  const double after_two = accountant.Epsilon(1e-5)->epsilon;
+  const double after_three = accountant.EpsilonAfter(0.1, 0.8, 1, 1e-5)->epsilon;
+  auto c = Make(DpOptions((after_two + after_three) / 2));
+  absl::Time now = kStart;
+  int rounds = 0;
+  while (!c->finished() && rounds < 10) {
+    if (!RunRound(*c, now)) break;
+    ++rounds;
+    now += absl::Seconds(1);
+  }
+  EXPECT_EQ(c->rounds_completed(), 2);
+  EXPECT_TRUE(c->finished());
+  EXPECT_THAT(c->stop_reason(), HasSubstr("stopping before round 3"));
+  EXPECT_THAT(c->stop_reason(), HasSubstr("last round within budget: 2"));
+  auto check_in = c->CheckIn(CheckInOf("late"), now);
+  ASSERT_TRUE(check_in.ok());
+  EXPECT_TRUE(check_in->has_finished());
+}
+
+TEST(CentralDpCoordinatorTest, AccountantStateSurvivesACheckpoint) {
+  v1::Checkpoint checkpoint;
+  CoordinatorHooks hooks;
+  hooks.save_checkpoint = [&](const v1::Checkpoint& cp) {
+    checkpoint = cp;
+    return absl::OkStatus();
+  };
+  auto first = Make(DpOptions(), hooks);
+  ASSERT_TRUE(RunRound(*first, kStart));
+  ASSERT_TRUE(RunRound(*first, kStart + absl::Seconds(1)));
+  ASSERT_EQ(checkpoint.rounds_completed(), 2);
+
+  std::vector<RoundOutcome> outcomes;
+  CoordinatorHooks resumed_hooks;
+  resumed_hooks.round_committed = [&](const RoundOutcome& r) { outcomes.push_back(r); };
+  auto resumed = Make(DpOptions(), resumed_hooks);
+  ASSERT_TRUE(resumed->Restore(checkpoint).ok());
+  ASSERT_TRUE(RunRound(*resumed, kStart + absl::Seconds(2)));
+  privacy::RdpAccountant accountant;
+  ASSERT_TRUE(accountant.Compose(0.1, 0.8, 3).ok());
+  ASSERT_EQ(outcomes.size(), 1u);
+  EXPECT_DOUBLE_EQ(*outcomes[0].epsilon, accountant.Epsilon(1e-5)->epsilon);
+
+  // A run without DP refuses a DP checkpoint, and vice versa.
+  CoordinatorOptions plain = DpOptions();
+  plain.central_dp.reset();
+  auto no_dp = Make(plain);
+  EXPECT_THAT(no_dp->Restore(checkpoint).message(), HasSubstr("central DP"));
+}
+
+TEST(CentralDpCoordinatorTest, RefusesInconsistentSettings) {
+  CoordinatorOptions o = DpOptions();
+  o.central_dp->population = 2;
+  EXPECT_THAT(RoundCoordinator::Create(o, TinyLayout(), {0, 0}, {}).status().message(),
+              HasSubstr("population"));
+  o = DpOptions();
+  o.plan.set_clip_norm(0);
+  EXPECT_THAT(RoundCoordinator::Create(o, TinyLayout(), {0, 0}, {}).status().message(),
+              HasSubstr("clip norm"));
+  o = DpOptions();
+  o.central_dp->noise_multiplier = 0;
+  EXPECT_FALSE(RoundCoordinator::Create(o, TinyLayout(), {0, 0}, {}).ok());
+}
+
+}  // namespace
+}  // namespace fedkit::server
