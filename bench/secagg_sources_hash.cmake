@@ -1,0 +1,20 @@
+# Writes OUT, a header defining FEDKIT_SECAGG_SOURCES_SHA256: the SHA-256 over the per-file SHA-256s
+# of the secure aggregation library's sources (the .h and .cc files in DIR, tests excluded), so a
+# benchmark report names exactly the library it measured. Rewrites OUT only when the value changes.
+file(GLOB SOURCES "${DIR}/*.h" "${DIR}/*.cc")
+list(FILTER SOURCES EXCLUDE REGEX "_test\\.cc$")
+list(SORT SOURCES)
+set(digests "")
+foreach(source IN LISTS SOURCES)
+  file(SHA256 "${source}" digest)
+  get_filename_component(name "${source}" NAME)
+  string(APPEND digests "${digest}  ${name}\n")
+endforeach()
+string(SHA256 combined "${digests}")
+set(text "#define FEDKIT_SECAGG_SOURCES_SHA256 \"${combined}\"\n")
+if(EXISTS "${OUT}")
+  file(READ "${OUT}" old)
+endif()
+if(NOT "${old}" STREQUAL "${text}")
+  file(WRITE "${OUT}" "${text}")
+endif()
