@@ -270,16 +270,8 @@ absl::Status FederatedClient::DoRound(const v1::RoundAssignment& assignment, Bac
     return DoSecureRound(assignment, global, backoff);
   }
 
-  // Train.
-  LocalTrainer trainer(model_);
-  const uint64_t seed =
-      LocalTrainingSeed(assignment.plan().run_seed(), round, options_.client_index);
-  absl::StatusOr<ClientUpdate> update =
-      trainer.Train(global, examples_, FromProto(assignment.plan()), seed);
-  if (!update.ok()) {
-    return absl::Status(update.status().code(),
-                        absl::StrCat(round_name, ": local training: ", update.status().message()));
-  }
+  absl::StatusOr<ClientUpdate> update = TrainForRound(assignment, global);
+  if (!update.ok()) return update.status();
 
   // Upload; after a transport error the same bytes again (the coordinator deduplicates).
   v1::UpdateHeader header;
@@ -315,6 +307,22 @@ absl::Status FederatedClient::DoRound(const v1::RoundAssignment& assignment, Bac
     const absl::Status status = RetryAfter(error, absl::StrCat(round_name, ": upload"), backoff);
     if (!status.ok()) return status;
   }
+}
+
+absl::StatusOr<ClientUpdate> FederatedClient::TrainForRound(const v1::RoundAssignment& assignment,
+                                                            const std::vector<float>& global) {
+  LocalTrainer trainer(model_);
+  // The seed depends on (run seed, round, device index) only, exactly as a simulated client's.
+  const uint64_t seed =
+      LocalTrainingSeed(assignment.plan().run_seed(), assignment.round(), options_.client_index);
+  absl::StatusOr<ClientUpdate> update =
+      trainer.Train(global, examples_, FromProto(assignment.plan()), seed);
+  if (!update.ok()) {
+    return absl::Status(update.status().code(),
+                        absl::StrCat("round ", assignment.round(),
+                                     ": local training: ", update.status().message()));
+  }
+  return update;
 }
 
 absl::StatusOr<v1::SecAggResponse> FederatedClient::SecureAggregationCall(
@@ -419,15 +427,8 @@ absl::Status FederatedClient::DoSecureRound(const v1::RoundAssignment& assignmen
   Log(absl::StrCat(round_name, ": secure aggregation keys shared"));
 
   // Train and encode.
-  LocalTrainer trainer(model_);
-  const uint64_t seed =
-      LocalTrainingSeed(assignment.plan().run_seed(), round, options_.client_index);
-  absl::StatusOr<ClientUpdate> update =
-      trainer.Train(global, examples_, FromProto(assignment.plan()), seed);
-  if (!update.ok()) {
-    return absl::Status(update.status().code(),
-                        absl::StrCat(round_name, ": local training: ", update.status().message()));
-  }
+  absl::StatusOr<ClientUpdate> update = TrainForRound(assignment, global);
+  if (!update.ok()) return update.status();
   const int64_t weight = std::min(update->num_examples, params->encoding.max_weight);
   absl::StatusOr<std::vector<uint64_t>> encoded = secagg::EncodeWeightedUpdate(
       params->encoding, update->delta, weight,

@@ -16,6 +16,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "client/coordinator_channel.h"
+#include "client/local_trainer.h"
 #include "data/examples.h"
 #include "models/model.h"
 
@@ -85,6 +86,9 @@ class FederatedClient {
   class Backoff;
   // One assignment: download, train, upload. OK to go on checking in; an error ends Run().
   absl::Status DoRound(const v1::RoundAssignment& assignment, Backoff& backoff);
+  // Local training on the downloaded model with the assignment's plan and this device's seed.
+  absl::StatusOr<ClientUpdate> TrainForRound(const v1::RoundAssignment& assignment,
+                                             const std::vector<float>& global);
   // The rest of a round with secure aggregation, after the download: key exchange, training,
   // masked upload, unmasking. OK to go on checking in (also when the round's protocol aborted).
   absl::Status DoSecureRound(const v1::RoundAssignment& assignment,
