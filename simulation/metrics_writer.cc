@@ -1,6 +1,7 @@
 #include "simulation/metrics_writer.h"
 
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -30,6 +31,13 @@ absl::Status MetricsWriter::Append(const RoundResult& round) {
       {"seconds", round.seconds},
       {"eval_seconds", round.eval_seconds},
   };
+  if (round.epsilon.has_value()) {
+    // JSON has no infinity: null means unbounded (DP with noise multiplier 0).
+    line["epsilon"] = std::isfinite(*round.epsilon) ? nlohmann::json(*round.epsilon) : nullptr;
+    line["delta"] = round.delta;
+  }
+  if (round.clip_norm.has_value()) line["clip_norm"] = *round.clip_norm;
+  if (round.unclipped_fraction.has_value()) line["unclipped_fraction"] = *round.unclipped_fraction;
   if (round.dropped > 0) line["dropped"] = round.dropped;
   if (!round.aborted.empty()) line["aborted"] = round.aborted;
   if (round.secure_aggregation) {

@@ -19,8 +19,10 @@ class MetricsWriter {
   static absl::StatusOr<std::unique_ptr<MetricsWriter>> Open(const std::string& path);
 
   // Appends {"round", "accuracy", "loss", "participants", "examples", "train_loss",
-  // "mean_delta_norm", "seconds", "eval_seconds"}, plus "dropped", "aborted" and "secagg"
-  // (survivors, degree, threshold, costs) when they apply; the round must have been evaluated.
+  // "mean_delta_norm", "seconds", "eval_seconds"}, plus "dropped", "aborted", "secagg"
+  // (survivors, degree, threshold, costs) and, with differential privacy, "epsilon" (null when
+  // unbounded), "delta", "clip_norm" and "unclipped_fraction" when they apply; the round must have
+  // been evaluated.
   absl::Status Append(const RoundResult& round);
 
  private:

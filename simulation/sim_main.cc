@@ -1,6 +1,7 @@
 // fedkit-sim: federated training of a population of virtual clients in one process.
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -30,6 +31,10 @@ struct Flags {
   std::string server_optimizer = "sgd";
   double max_client_weight = 0;
   std::string secagg = "none";
+  std::string dp = "none";
+  double adaptive_clip_quantile = 0;  // the three are unset unless given
+  double target_epsilon = 0;
+  double dp_dropout_tolerance = 0;
   std::string dropout_phase = "any";
   std::vector<std::string> drop_clients;
   std::string metrics_out;
@@ -106,6 +111,31 @@ int Run(int argc, char** argv) {
   app.add_option("--drop-clients", f.drop_clients,
                  "Fault injection: CLIENT@PHASE,... clients that always go silent in that phase")
       ->delimiter(',');
+  app.add_option("--dp", f.dp,
+                 "User-level DP-FedAvg: none | central (server adds Gaussian noise) | distributed "
+                 "(clients add discrete Gaussian noise under --secagg)");
+  app.add_option("--noise-multiplier", f.sim.dp.noise_multiplier,
+                 "DP: noise stddev on the sum of clipped updates / clip norm (z)")
+      ->check(cli::NonNegative());
+  // Options that are unset unless given (Simulator::Create checks their ranges).
+  CLI::Option* adaptive_quantile =
+      app.add_option("--adaptive-clip-quantile", f.adaptive_clip_quantile,
+                     "DP: adapt the clip to this quantile of the update norms (Andrew et al.); "
+                     "--clip-norm is the initial clip")
+          ->default_str("off");
+  app.add_option("--adaptive-clip-lr", f.sim.dp.adaptive_clip_learning_rate,
+                 "DP: adaptive clipping's learning rate (geometric update)")
+      ->check(cli::NonNegative());
+  CLI::Option* target_epsilon =
+      app.add_option("--target-epsilon", f.target_epsilon,
+                     "DP: stop before a round that would take epsilon above this")
+          ->default_str("none");
+  app.add_option("--delta", f.sim.dp.delta, "DP: the delta of the reported (epsilon, delta)");
+  CLI::Option* dp_dropout_tolerance =
+      app.add_option("--dp-dropout-tolerance", f.dp_dropout_tolerance,
+                     "Distributed DP: fraction of sampled clients that may drop with the noise "
+                     "still sufficient")
+          ->default_str("from --dropout: its binomial 1e-3 upper tail");
   app.add_option("--seed", f.sim.seed, "Seed of everything random");
   app.add_option("--threads", f.sim.threads, "Worker threads (results do not depend on it)")
       ->check(cli::Positive());
@@ -144,6 +174,14 @@ int Run(int argc, char** argv) {
                         "masked values is derived from it)");
     }
   }
+  absl::StatusOr<DpMode> dp_mode = ParseDpMode(f.dp);
+  if (!dp_mode.ok()) return UsageError("--dp", dp_mode.status().message());
+  f.sim.dp.mode = *dp_mode;
+  if (adaptive_quantile->count() > 0) {
+    f.sim.dp.adaptive_clip_quantile = f.adaptive_clip_quantile;
+  }
+  if (target_epsilon->count() > 0) f.sim.dp.target_epsilon = f.target_epsilon;
+  if (dp_dropout_tolerance->count() > 0) f.sim.dp.dropout_tolerance = f.dp_dropout_tolerance;
   for (const std::string& entry : f.drop_clients) {
     const size_t at = entry.find('@');
     int64_t client = -1;
@@ -206,10 +244,38 @@ int Run(int argc, char** argv) {
       "BLAS %s\n",
       f.dataset, f.clients, f.partition, f.sim.clients_per_round, f.sim.model,
       (*sim)->global_parameters().size(), f.sim.threads, models::BlasDescription());
+  if (const std::optional<PrivacySetup>& dp = (*sim)->privacy_setup(); dp.has_value()) {
+    std::string detail = absl::StrFormat(
+        "fedkit-sim: DP %s: noise multiplier %g (accounted %.6g), update noise %.6g x clip, "
+        "q %g, delta %g, clip %s %g",
+        f.dp, f.sim.dp.noise_multiplier, dp->accounting_noise_multiplier,
+        dp->value_noise_multiplier, dp->sampling_rate, f.sim.dp.delta,
+        f.sim.dp.adaptive_clip_quantile ? "adaptive from" : "fixed", f.sim.plan.clip_norm);
+    if (f.sim.dp.adaptive_clip_quantile) {
+      detail += absl::StrFormat(" to quantile %g (count noise %.4g)",
+                                *f.sim.dp.adaptive_clip_quantile, dp->clipped_count_stddev);
+    }
+    if (dp->encoding.has_value() && f.sim.dp.mode == DpMode::kDistributed) {
+      detail += absl::StrFormat(
+          "; per-client discrete Gaussian variance %.6g (scaled clip %.6g), sized for >= %d "
+          "survivors of %d",
+          dp->encoding->local_variance.ToDouble(), dp->encoding->scaled_clip,
+          dp->encoding->min_surviving_clients, f.sim.clients_per_round);
+      if (dp->encoding->with_count) {
+        detail += absl::StrFormat(", count noise %.4g", dp->encoding->count_noise_stddev);
+      }
+    }
+    std::cerr << detail << "\n";
+  }
 
   const bool terminal = isatty(STDERR_FILENO);
   for (int r = 0; r < f.sim.rounds; ++r) {
     absl::StatusOr<RoundResult> round = (*sim)->RunRound();
+    if (!round.ok() && (*sim)->privacy_budget_exhausted()) {
+      if (terminal) std::cerr << "\r\033[K";
+      std::cout << "fedkit-sim: privacy budget: " << round.status().message() << "\n" << std::flush;
+      break;
+    }
     if (!round.ok()) {
       std::cerr << "\nfedkit-sim: round " << r + 1 << ": " << round.status() << "\n";
       return 1;
@@ -231,6 +297,13 @@ int Run(int argc, char** argv) {
         extra += absl::StrFormat(
             "  secagg survivors %d (k=%d t=%d)", round->secure_aggregation->survivors,
             round->secure_aggregation->degree, round->secure_aggregation->threshold);
+      }
+      if (round->epsilon) {
+        extra += std::isfinite(*round->epsilon) ? absl::StrFormat("  epsilon %.4f", *round->epsilon)
+                                                : std::string("  epsilon inf");
+      }
+      if (round->clip_norm && f.sim.dp.adaptive_clip_quantile) {
+        extra += absl::StrFormat("  clip %.4g", *round->clip_norm);
       }
       if (!round->aborted.empty()) extra += "  ABORTED: " + round->aborted;
       std::cout << absl::StrFormat(

@@ -4,15 +4,18 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "aggregation/fedavg.h"
 #include "core/seeds.h"
 #include "core/status_macros.h"
 #include "models/compute_threads.h"
 #include "models/flat_params.h"
+#include "privacy/noise.h"
 #include "privacy/secagg/encoding.h"
 #include "privacy/secagg/in_memory_round.h"
 #include "server/client_sampler.h"
@@ -23,7 +26,119 @@ namespace {
 // Evaluation is cut into chunks of this many examples, spread over the workers.
 constexpr int64_t kEvalChunk = 1000;
 
+// Stream tags of DeriveSeed for the simulator's DP randomness.
+constexpr uint64_t kValueNoiseTag = 0x64702d76616c;   // "dp-val": central noise on the sum
+constexpr uint64_t kCountNoiseTag = 0x64702d636e74;   // "dp-cnt": central noise on the count
+constexpr uint64_t kClientNoiseTag = 0x64702d636c69;  // "dp-cli": a client's distributed share
+
+absl::Status ValidateDpOptions(const SimulationOptions& options) {
+  const DpOptions& dp = options.dp;
+  if (dp.mode == DpMode::kNone) {
+    if (dp.noise_multiplier != 0 || dp.adaptive_clip_quantile || dp.target_epsilon ||
+        dp.dropout_tolerance) {
+      return absl::InvalidArgumentError(
+          "--noise-multiplier, --adaptive-clip-quantile, --target-epsilon and "
+          "--dp-dropout-tolerance need --dp central or --dp distributed");
+    }
+    return absl::OkStatus();
+  }
+  if (!(options.plan.clip_norm > 0)) {
+    return absl::InvalidArgumentError(
+        "--dp needs --clip-norm > 0 (the sensitivity of the sum; with --adaptive-clip-quantile, "
+        "the "
+        "initial clip)");
+  }
+  if (dp.mode == DpMode::kDistributed && !options.secure_aggregation.variant.has_value()) {
+    return absl::InvalidArgumentError(
+        "--dp distributed needs --secagg secagg or secagg+: the clients' noise shares only protect "
+        "the sum once their updates are masked");
+  }
+  if (!(dp.noise_multiplier >= 0 && std::isfinite(dp.noise_multiplier))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--noise-multiplier must be finite and >= 0, got ", dp.noise_multiplier));
+  }
+  if (!(dp.delta > 0 && dp.delta < 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("--delta must be in (0, 1), got ", dp.delta));
+  }
+  if (dp.adaptive_clip_quantile &&
+      !(*dp.adaptive_clip_quantile > 0 && *dp.adaptive_clip_quantile < 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--adaptive-clip-quantile must be in (0, 1), got ", *dp.adaptive_clip_quantile));
+  }
+  if (!(dp.adaptive_clip_learning_rate >= 0 && std::isfinite(dp.adaptive_clip_learning_rate))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--adaptive-clip-lr must be >= 0, got ", dp.adaptive_clip_learning_rate));
+  }
+  if (dp.adaptive_clip_quantile && dp.noise_multiplier > 0 &&
+      !(dp.noise_multiplier <
+        2 * privacy::DefaultClippedCountStddev(static_cast<double>(options.clients_per_round)))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--noise-multiplier ", dp.noise_multiplier,
+        " is too large for --adaptive-clip-quantile with ", options.clients_per_round,
+        " clients per round: the clipped count's noise sigma_b = clients per round / 20 must "
+        "exceed z / 2 (use more clients per round or a fixed clip)"));
+  }
+  if (dp.target_epsilon) {
+    if (!(*dp.target_epsilon > 0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--target-epsilon must be > 0, got ", *dp.target_epsilon));
+    }
+    if (!(dp.noise_multiplier > 0)) {
+      return absl::InvalidArgumentError(
+          "--target-epsilon needs --noise-multiplier > 0 (without noise epsilon is unbounded)");
+    }
+  }
+  if (dp.dropout_tolerance) {
+    if (dp.mode != DpMode::kDistributed) {
+      return absl::InvalidArgumentError("--dp-dropout-tolerance applies to --dp distributed only");
+    }
+    if (!(*dp.dropout_tolerance >= 0 && *dp.dropout_tolerance < 1)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--dp-dropout-tolerance must be in [0, 1), got ", *dp.dropout_tolerance));
+    }
+  }
+  if (options.max_client_weight.has_value()) {
+    return absl::InvalidArgumentError(
+        "--max-client-weight does not apply with --dp: every client has weight 1");
+  }
+  return absl::OkStatus();
+}
+
+SecureAggregationRoundStats MakeRoundStats(const secagg::ProtocolConfig& config,
+                                           const secagg::InMemoryRoundResult& outcome, int n) {
+  SecureAggregationRoundStats stats;
+  stats.survivors = static_cast<int64_t>(outcome.included.size());
+  stats.degree = config.degree;
+  stats.threshold = config.threshold;
+  double client_seconds = 0.0;
+  for (double s : outcome.stats.client_seconds_total) client_seconds += s;
+  stats.client_seconds_mean = client_seconds / n;
+  stats.server_seconds = outcome.stats.server_seconds;
+  stats.client_bytes_sent_mean = outcome.stats.client_bytes_sent_mean;
+  return stats;
+}
+
 }  // namespace
+
+absl::StatusOr<DpMode> ParseDpMode(absl::string_view name) {
+  if (name == "none") return DpMode::kNone;
+  if (name == "central") return DpMode::kCentral;
+  if (name == "distributed") return DpMode::kDistributed;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown DP mode '", name, "'; expected none, central or distributed"));
+}
+
+absl::string_view DpModeName(DpMode mode) {
+  switch (mode) {
+    case DpMode::kNone:
+      return "none";
+    case DpMode::kCentral:
+      return "central";
+    case DpMode::kDistributed:
+      return "distributed";
+  }
+  return "?";
+}
 
 absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(
     const SimulationOptions& options, const data::FederatedDataset* dataset) {
@@ -45,14 +160,17 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(
         absl::StrCat("dropout rate must be in [0, 1), got ", options.dropout.rate));
   }
 
+  FEDKIT_RETURN_IF_ERROR(ValidateDpOptions(options));
+
   std::unique_ptr<Simulator> sim(new Simulator(options, dataset));
-  if (options.secure_aggregation.variant.has_value()) {
+  if (options.secure_aggregation.variant.has_value() && options.dp.mode == DpMode::kNone) {
     FEDKIT_ASSIGN_OR_RETURN(sim->encoding_, sim->ChooseSecureAggregationEncoding());
   }
   const uint64_t init_seed = server::InitialModelSeed(options.seed);
   FEDKIT_ASSIGN_OR_RETURN(auto global_model,
                           models::CreateModel(options.model, dataset->info(), init_seed));
   sim->global_ = models::FlattenParameters(*global_model);
+  if (options.dp.mode != DpMode::kNone) FEDKIT_RETURN_IF_ERROR(sim->SetUpPrivacy());
   FEDKIT_ASSIGN_OR_RETURN(sim->server_optimizer_,
                           aggregation::MakeServerOptimizer(
                               options.server_optimizer, static_cast<int64_t>(sim->global_.size())));
@@ -70,6 +188,95 @@ Simulator::Simulator(const SimulationOptions& options, const data::FederatedData
     : options_(options), dataset_(dataset) {}
 
 Simulator::~Simulator() = default;
+
+absl::Status Simulator::SetUpPrivacy() {
+  const DpOptions& dp = options_.dp;
+  const double m = static_cast<double>(options_.clients_per_round);
+  const double z = dp.noise_multiplier;
+  PrivacySetup setup;
+  setup.sampling_rate = m / static_cast<double>(dataset_->num_clients());
+  const bool adaptive = dp.adaptive_clip_quantile.has_value();
+  // Without noise there is no privacy to protect: the count is not noised either.
+  setup.clipped_count_stddev = adaptive && z > 0 ? privacy::DefaultClippedCountStddev(m) : 0.0;
+  if (adaptive) {
+    FEDKIT_ASSIGN_OR_RETURN(
+        adaptive_clipping_,
+        privacy::AdaptiveClipping::Create({.initial_clip_norm = options_.plan.clip_norm,
+                                           .target_quantile = *dp.adaptive_clip_quantile,
+                                           .learning_rate = dp.adaptive_clip_learning_rate,
+                                           .clipped_count_stddev = setup.clipped_count_stddev,
+                                           .expected_clients_per_round = m}));
+  }
+  if (options_.secure_aggregation.variant.has_value()) {
+    const SecureAggregationOptions& secure = options_.secure_aggregation;
+    privacy::DistributedDpEncodingOptions encoding_options;
+    encoding_options.modulus_bits = secure.modulus_bits;
+    encoding_options.max_clients = options_.clients_per_round;
+    encoding_options.dim = static_cast<int64_t>(global_.size());
+    encoding_options.with_count = adaptive;
+    if (dp.mode == DpMode::kDistributed) {
+      encoding_options.noise_multiplier = z;
+      encoding_options.clipped_count_stddev = setup.clipped_count_stddev;
+      encoding_options.dropout_tolerance = dp.dropout_tolerance.value_or(
+          privacy::DropoutToleranceForRate(options_.clients_per_round, options_.dropout.rate));
+    }
+    absl::StatusOr<privacy::DistributedDpEncoding> encoding =
+        privacy::ChooseDistributedDpEncoding(encoding_options);
+    if (!encoding.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--dp ", DpModeName(dp.mode), " with --secagg-modulus-bits ",
+                       secure.modulus_bits, ": ", encoding.status().message()));
+    }
+    setup.encoding = *encoding;
+    // Refuse now, not in round 1, if the protocol cannot run with this many clients.
+    FEDKIT_RETURN_IF_ERROR(RoundProtocolConfig(0, encoding->length()).status());
+  }
+  if (dp.mode == DpMode::kDistributed) {
+    setup.accounting_noise_multiplier = setup.encoding->effective_noise_multiplier;
+    setup.value_noise_multiplier = setup.encoding->value_noise_multiplier;
+  } else {
+    setup.accounting_noise_multiplier = z;
+    setup.value_noise_multiplier = z;
+    if (adaptive) {
+      FEDKIT_ASSIGN_OR_RETURN(setup.value_noise_multiplier,
+                              privacy::ValueNoiseMultiplier(z, setup.clipped_count_stddev));
+    }
+  }
+  if (setup.accounting_noise_multiplier > 0) accountant_.emplace();
+  privacy_setup_ = setup;
+  return absl::OkStatus();
+}
+
+std::optional<double> Simulator::epsilon() const {
+  if (!privacy_setup_.has_value()) return std::nullopt;
+  if (!accountant_.has_value()) return std::numeric_limits<double>::infinity();
+  absl::StatusOr<privacy::EpsilonAtDelta> spent = accountant_->Epsilon(options_.dp.delta);
+  if (!spent.ok()) return std::numeric_limits<double>::infinity();
+  return spent->epsilon;
+}
+
+absl::StatusOr<double> Simulator::EpsilonAfter(int64_t steps) const {
+  FEDKIT_ASSIGN_OR_RETURN(privacy::EpsilonAtDelta after,
+                          accountant_->EpsilonAfter(privacy_setup_->sampling_rate,
+                                                    privacy_setup_->accounting_noise_multiplier,
+                                                    steps, options_.dp.delta));
+  return after.epsilon;
+}
+
+absl::StatusOr<secagg::ProtocolConfig> Simulator::RoundProtocolConfig(int round,
+                                                                      int64_t length) const {
+  const SecureAggregationOptions& secure = options_.secure_aggregation;
+  FEDKIT_ASSIGN_OR_RETURN(
+      secagg::ProtocolConfig config,
+      secagg::MakeProtocolConfig(*secure.variant, static_cast<int>(options_.clients_per_round),
+                                 length, secure.modulus_bits, secure.design_dropout_rate,
+                                 secure.corrupt_fraction));
+  // The graph seed is public randomness; deriving it from the run seed makes a simulation
+  // (including which rounds abort under heavy dropout) reproducible. Session ids stay random:
+  // they change the masks, never the sum.
+  config.graph_seed = DeriveSeed(options_.seed, {static_cast<uint64_t>(round), 0x6772617068});
+  return config;
+}
 
 absl::StatusOr<secagg::FixedPointEncoding> Simulator::ChooseSecureAggregationEncoding() const {
   const SecureAggregationOptions& secure = options_.secure_aggregation;
@@ -124,6 +331,17 @@ std::vector<std::optional<secagg::ClientPhase>> Simulator::DropoutSchedule(
 absl::StatusOr<RoundResult> Simulator::RunRound() {
   const auto start = std::chrono::steady_clock::now();
   const int round = rounds_done_ + 1;
+  const bool dp = privacy_setup_.has_value();
+  if (dp && options_.dp.target_epsilon.has_value()) {
+    FEDKIT_ASSIGN_OR_RETURN(const double after, EpsilonAfter(1));
+    if (after > *options_.dp.target_epsilon) {
+      budget_exhausted_ = true;
+      return absl::ResourceExhaustedError(absl::StrFormat(
+          "stopping before round %d: epsilon would be %.6g > target %g; last round within "
+          "budget %d (epsilon %.6g at delta %g)",
+          round, after, *options_.dp.target_epsilon, rounds_done_, *epsilon(), options_.dp.delta));
+    }
+  }
   FEDKIT_ASSIGN_OR_RETURN(std::vector<int64_t> participants,
                           server::SampleClients(dataset_->num_clients(), options_.clients_per_round,
                                                 server::SamplingSeed(options_.seed, round)));
@@ -134,6 +352,13 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
   result.round = round;
   result.participants = static_cast<int64_t>(participants.size());
   for (const auto& d : drop_at) result.dropped += d.has_value() ? 1 : 0;
+  // With adaptive clipping the clients clip to this round's estimate.
+  client::TrainingPlan plan = options_.plan;
+  if (adaptive_clipping_.has_value()) plan.clip_norm = adaptive_clipping_->clip_norm();
+  if (dp) {
+    result.clip_norm = plan.clip_norm;
+    result.delta = options_.dp.delta;
+  }
   std::optional<std::vector<float>> average;
   int64_t trained = 0;
   double weighted_loss = 0.0;
@@ -142,7 +367,7 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
     const int64_t client = participants[i];
     const data::Examples examples = dataset_->TrainExamples(client);
     absl::StatusOr<client::ClientUpdate> update = trainers_[worker]->Train(
-        global_, examples, options_.plan, ClientTrainingSeed(options_.seed, round, client));
+        global_, examples, plan, ClientTrainingSeed(options_.seed, round, client));
     if (!update.ok()) {
       return absl::Status(update.status().code(),
                           absl::StrCat("client ", client, ": ", update.status().message()));
@@ -150,7 +375,15 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
     return update;
   };
 
-  if (encoding_.has_value()) {
+  if (dp && options_.secure_aggregation.variant.has_value()) {
+    FEDKIT_ASSIGN_OR_RETURN(
+        std::optional<DpSum> dp_sum,
+        RunDpSecureAggregation(round, plan.clip_norm, participants, drop_at, train, result, trained,
+                               weighted_loss, norm_sum));
+    if (dp_sum.has_value()) {
+      FEDKIT_ASSIGN_OR_RETURN(average, ReleaseDpAverage(round, plan.clip_norm, *dp_sum, result));
+    }
+  } else if (encoding_.has_value()) {
     FEDKIT_ASSIGN_OR_RETURN(
         average, RunSecureAggregation(round, participants, drop_at, train, result, trained,
                                       weighted_loss, norm_sum));
@@ -164,6 +397,8 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
     }
     aggregation::WeightedFedAvg fedavg(static_cast<int64_t>(global_.size()),
                                        options_.max_client_weight);
+    DpSum dp_sum;
+    if (dp) dp_sum.sum.assign(global_.size(), 0.0);
     // Each worker trains whole clients; the window keeps a few finished deltas per worker waiting
     // for their turn in the fixed summation order.
     const int64_t window = 4 * static_cast<int64_t>(options_.threads);
@@ -171,7 +406,15 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
         *pool_, static_cast<int64_t>(contributors.size()), window,
         [&](int worker, int64_t k) { return train(worker, contributors[k]); },
         [&](int64_t, client::ClientUpdate update) -> absl::Status {
-          FEDKIT_RETURN_IF_ERROR(fedavg.Add(update.delta, update.num_examples));
+          if (dp) {
+            // DP-FedAvg: weight 1, summed in double in the fixed order.
+            for (size_t j = 0; j < update.delta.size(); ++j) dp_sum.sum[j] += update.delta[j];
+            ++dp_sum.reports;
+            dp_sum.unclipped +=
+                privacy::AdaptiveClipping::UnclippedBit(update.delta_norm, plan.clip_norm);
+          } else {
+            FEDKIT_RETURN_IF_ERROR(fedavg.Add(update.delta, update.num_examples));
+          }
           result.examples += update.num_examples;
           weighted_loss += update.train_loss * static_cast<double>(update.num_examples);
           norm_sum += update.delta_norm;
@@ -180,6 +423,8 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
         }));
     if (contributors.empty()) {
       result.aborted = "every sampled client dropped out";
+    } else if (dp) {
+      FEDKIT_ASSIGN_OR_RETURN(average, ReleaseDpAverage(round, plan.clip_norm, dp_sum, result));
     } else {
       FEDKIT_ASSIGN_OR_RETURN(average, fedavg.Average());
     }
@@ -189,12 +434,26 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
   }
   rounds_done_ = round;
 
+  // Every round that ran is accounted, also one that aborted without a release: conservative.
+  bool last_within_budget = false;
+  if (dp) {
+    if (accountant_.has_value()) {
+      FEDKIT_RETURN_IF_ERROR(accountant_->Compose(privacy_setup_->sampling_rate,
+                                                  privacy_setup_->accounting_noise_multiplier));
+      if (options_.dp.target_epsilon.has_value()) {
+        FEDKIT_ASSIGN_OR_RETURN(const double next, EpsilonAfter(1));
+        last_within_budget = next > *options_.dp.target_epsilon;
+      }
+    }
+    result.epsilon = epsilon();
+  }
+
   result.train_loss =
       result.examples > 0 ? weighted_loss / static_cast<double>(result.examples) : 0.0;
   result.mean_delta_norm = trained > 0 ? norm_sum / static_cast<double>(trained) : 0.0;
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-  const bool last = round == options_.rounds;
+  const bool last = round == options_.rounds || last_within_budget;
   if (last || (options_.eval_every > 0 && round % options_.eval_every == 0)) {
     const auto eval_start = std::chrono::steady_clock::now();
     FEDKIT_ASSIGN_OR_RETURN(result.eval, Evaluate());
@@ -204,21 +463,124 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
   return result;
 }
 
+absl::StatusOr<std::vector<float>> Simulator::ReleaseDpAverage(int round, double clip_norm,
+                                                               const DpSum& dp_sum,
+                                                               RoundResult& result) {
+  const double denominator = static_cast<double>(options_.clients_per_round);
+  // The simulator's noise is seeded so that runs are reproducible; a production server must draw
+  // it from privacy::SecureRandomSource (anyone who knows the seed can subtract it).
+  privacy::SeededRandomSource value_noise(
+      DeriveSeed(options_.seed, {static_cast<uint64_t>(round), kValueNoiseTag}));
+  privacy::SeededRandomSource count_noise(
+      DeriveSeed(options_.seed, {static_cast<uint64_t>(round), kCountNoiseTag}));
+  // Distributed: the clients already noised the sum.
+  const double stddev = options_.dp.mode == DpMode::kCentral
+                            ? privacy_setup_->value_noise_multiplier * clip_norm
+                            : 0.0;
+  FEDKIT_ASSIGN_OR_RETURN(std::vector<float> average,
+                          privacy::CentralDpAverage(dp_sum.sum, stddev, denominator, value_noise));
+  if (adaptive_clipping_.has_value()) {
+    privacy::AdaptiveClippingStep step;
+    if (options_.dp.mode == DpMode::kDistributed) {
+      FEDKIT_ASSIGN_OR_RETURN(
+          step, adaptive_clipping_->UpdateFromNoisedCenteredSum(*dp_sum.noised_centered_count));
+    } else {
+      FEDKIT_ASSIGN_OR_RETURN(
+          step, adaptive_clipping_->Update(static_cast<double>(dp_sum.unclipped),
+                                           static_cast<double>(dp_sum.reports), count_noise));
+    }
+    result.unclipped_fraction = step.unclipped_fraction;
+  }
+  return average;
+}
+
+absl::StatusOr<std::optional<Simulator::DpSum>> Simulator::RunDpSecureAggregation(
+    int round, double clip_norm, const std::vector<int64_t>& participants,
+    const std::vector<std::optional<secagg::ClientPhase>>& drop_at, const TrainFunction& train,
+    RoundResult& result, int64_t& trained, double& weighted_loss, double& norm_sum) {
+  const privacy::DistributedDpEncoding& encoding = *privacy_setup_->encoding;
+  const int n = static_cast<int>(participants.size());
+  FEDKIT_ASSIGN_OR_RETURN(secagg::ProtocolConfig config,
+                          RoundProtocolConfig(round, encoding.length()));
+  struct Trained {
+    bool done = false;
+    int64_t examples = 0;
+    double loss = 0.0;
+    double norm = 0.0;
+  };
+  std::vector<Trained> outcomes(n);
+  auto input = [&](int worker, int32_t i) -> absl::StatusOr<std::vector<uint64_t>> {
+    FEDKIT_ASSIGN_OR_RETURN(client::ClientUpdate update, train(worker, i));
+    outcomes[i] = Trained{true, update.num_examples, update.train_loss, update.delta_norm};
+    const int64_t client = participants[i];
+    std::optional<bool> unclipped;
+    if (encoding.with_count) {
+      unclipped = privacy::AdaptiveClipping::UnclippedBit(update.delta_norm, clip_norm) == 1;
+    }
+    // Rounding and noise streams per (round, client): a real device draws its noise from
+    // privacy::SecureRandomSource.
+    privacy::SeededRandomSource rounding(
+        secagg::StochasticRoundingSeed(options_.seed, round, client));
+    privacy::SeededRandomSource noise(
+        DeriveSeed(options_.seed,
+                   {static_cast<uint64_t>(round), static_cast<uint64_t>(client), kClientNoiseTag}));
+    return privacy::EncodeDistributedDpUpdate(encoding, update.delta, clip_norm, unclipped,
+                                              rounding, noise);
+  };
+  secagg::ParallelFor parallel = [this](int64_t count, const secagg::ParallelBody& body) {
+    std::atomic<int64_t> next{0};
+    pool_->RunOnEachWorker([&](int worker) {
+      for (int64_t i = next.fetch_add(1); i < count; i = next.fetch_add(1)) body(worker, i);
+    });
+  };
+  FEDKIT_ASSIGN_OR_RETURN(secagg::InMemoryRoundResult outcome,
+                          secagg::RunInMemoryRound(config, input, drop_at, parallel));
+  for (const Trained& t : outcomes) {
+    if (!t.done) continue;
+    ++trained;
+    result.examples += t.examples;
+    weighted_loss += t.loss * static_cast<double>(t.examples);
+    norm_sum += t.norm;
+  }
+  result.secure_aggregation = MakeRoundStats(config, outcome, n);
+  if (!outcome.status.ok()) {
+    result.aborted = std::string(outcome.status.message());
+    return std::optional<DpSum>();
+  }
+  const int64_t survivors = static_cast<int64_t>(outcome.included.size());
+  if (options_.dp.mode == DpMode::kDistributed && encoding.effective_noise_multiplier > 0 &&
+      survivors < encoding.min_surviving_clients) {
+    // A real server aborts here, before unmasking: fewer shares of noise than the privacy
+    // guarantee needs.
+    result.aborted = absl::StrCat("only ", survivors, " survivors, fewer than the ",
+                                  encoding.min_surviving_clients,
+                                  " the distributed noise is sized for (--dp-dropout-tolerance)");
+    return std::optional<DpSum>();
+  }
+  FEDKIT_ASSIGN_OR_RETURN(privacy::DistributedDpSum decoded,
+                          privacy::DecodeDistributedDpSum(encoding, outcome.sum, clip_norm));
+  DpSum dp_sum;
+  dp_sum.sum = std::move(decoded.sum);
+  dp_sum.reports = survivors;
+  if (decoded.noised_centered_count.has_value()) {
+    if (options_.dp.mode == DpMode::kDistributed) {
+      dp_sum.noised_centered_count = decoded.noised_centered_count;
+    } else {
+      // Central: the count is exact (count - survivors / 2); the server noises it.
+      dp_sum.unclipped =
+          std::llround(*decoded.noised_centered_count + 0.5 * static_cast<double>(survivors));
+    }
+  }
+  return std::optional<DpSum>(std::move(dp_sum));
+}
+
 absl::StatusOr<std::optional<std::vector<float>>> Simulator::RunSecureAggregation(
     int round, const std::vector<int64_t>& participants,
     const std::vector<std::optional<secagg::ClientPhase>>& drop_at, const TrainFunction& train,
     RoundResult& result, int64_t& trained, double& weighted_loss, double& norm_sum) {
-  const SecureAggregationOptions& secure = options_.secure_aggregation;
   const int n = static_cast<int>(participants.size());
-  FEDKIT_ASSIGN_OR_RETURN(
-      secagg::ProtocolConfig config,
-      secagg::MakeProtocolConfig(*secure.variant, n, static_cast<int64_t>(global_.size()) + 1,
-                                 secure.modulus_bits, secure.design_dropout_rate,
-                                 secure.corrupt_fraction));
-  // The graph seed is public randomness; deriving it from the run seed makes a simulation
-  // (including which rounds abort under heavy dropout) reproducible. Session ids stay random:
-  // they change the masks, never the sum.
-  config.graph_seed = DeriveSeed(options_.seed, {static_cast<uint64_t>(round), 0x6772617068});
+  FEDKIT_ASSIGN_OR_RETURN(secagg::ProtocolConfig config,
+                          RoundProtocolConfig(round, static_cast<int64_t>(global_.size()) + 1));
   // Per-client training outcomes, written by the worker that trained the client.
   struct Trained {
     bool done = false;
@@ -250,16 +612,7 @@ absl::StatusOr<std::optional<std::vector<float>>> Simulator::RunSecureAggregatio
     weighted_loss += t.loss * static_cast<double>(t.examples);
     norm_sum += t.norm;
   }
-  SecureAggregationRoundStats stats;
-  stats.survivors = static_cast<int64_t>(outcome.included.size());
-  stats.degree = config.degree;
-  stats.threshold = config.threshold;
-  double client_seconds = 0.0;
-  for (double s : outcome.stats.client_seconds_total) client_seconds += s;
-  stats.client_seconds_mean = client_seconds / n;
-  stats.server_seconds = outcome.stats.server_seconds;
-  stats.client_bytes_sent_mean = outcome.stats.client_bytes_sent_mean;
-  result.secure_aggregation = stats;
+  result.secure_aggregation = MakeRoundStats(config, outcome, n);
   if (!outcome.status.ok()) {
     result.aborted = std::string(outcome.status.message());
     return std::optional<std::vector<float>>();

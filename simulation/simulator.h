@@ -17,6 +17,9 @@
 #include "data/federated_dataset.h"
 #include "models/evaluate.h"
 #include "models/model.h"
+#include "privacy/adaptive_clipping.h"
+#include "privacy/distributed_dp_encoding.h"
+#include "privacy/rdp_accountant.h"
 #include "privacy/secagg/encoding.h"
 #include "privacy/secagg/in_memory_round.h"
 #include "privacy/secagg/protocol.h"
@@ -47,6 +50,53 @@ struct DropoutOptions {
   std::map<int64_t, secagg::ClientPhase> forced;
 };
 
+// User-level differential privacy: DP-FedAvg (McMahan et al., ICLR 2018). Every client's delta is
+// clipped to L2 norm S and has weight 1; the server releases (sum of clipped deltas + noise) / m
+// with the fixed denominator m = clients_per_round, also when some clients drop out.
+//   central:      the server adds N(0, (z_delta S)^2) per coordinate to the sum (privacy/noise.h).
+//   distributed:  each client adds its share of discrete Gaussian noise before secure aggregation
+//                 masks its update (privacy/distributed_dp_encoding.h, Kairouz et al. 2021), so the
+//                 server never sees an un-noised sum. Needs secure aggregation. The noise is sized
+//                 so that the survivors' sum carries it if at most a fraction dropout_tolerance of
+//                 the sampled clients drop; a round with fewer survivors is aborted unreleased.
+// Adaptive clipping (Andrew et al. 2021, privacy/adaptive_clipping.h) moves S towards the
+// adaptive_clip_quantile of the update norms; the clients' unclipped bits are counted with noise
+// sigma_b = m / 20 and the update noise rises to z_delta so that the round still costs what noise
+// multiplier z costs (z_delta = z without adaptive clipping). Privacy is accounted with the RDP
+// accountant of the Poisson-subsampled Gaussian at q = clients_per_round / population. The
+// simulator samples a fixed-size uniform subset instead (server::SampleClients), the common
+// approximation of TensorFlow Privacy / TFF tutorials; the epsilon is that of Poisson sampling.
+enum class DpMode { kNone, kCentral, kDistributed };
+absl::StatusOr<DpMode> ParseDpMode(absl::string_view name);  // "none" | "central" | "distributed"
+absl::string_view DpModeName(DpMode mode);
+
+struct DpOptions {
+  DpMode mode = DpMode::kNone;
+  double noise_multiplier = 0.0;  // z >= 0; 0 = clipping and the fixed denominator, no privacy
+  // Adaptive clipping's target quantile gamma in (0, 1); plan.clip_norm is then the initial clip.
+  std::optional<double> adaptive_clip_quantile;
+  double adaptive_clip_learning_rate = 0.2;  // eta_C
+  // Stop before a round that would take epsilon (at delta) above this. Needs z > 0.
+  std::optional<double> target_epsilon;
+  double delta = 1e-5;
+  // Distributed: fraction of sampled clients that may drop while the noise still suffices;
+  // nullopt = DropoutToleranceForRate(clients_per_round, dropout.rate) (forced dropouts are not
+  // anticipated).
+  std::optional<double> dropout_tolerance;
+};
+
+// What Create derived for differential privacy (for logs and tests).
+struct PrivacySetup {
+  double sampling_rate = 0.0;                // q
+  double accounting_noise_multiplier = 0.0;  // what the accountant composes (0: no accounting)
+  // Noise stddev on the sum of clipped updates, in units of the clip norm (central: z_delta;
+  // distributed: with min_surviving_clients survivors).
+  double value_noise_multiplier = 0.0;
+  double clipped_count_stddev = 0.0;  // sigma_b (adaptive clipping with z > 0)
+  // With secure aggregation: the unit-weight fixed-point encoding (noise-free in central mode).
+  std::optional<privacy::DistributedDpEncoding> encoding;
+};
+
 struct SimulationOptions {
   std::string model = "mlp";
   int64_t clients_per_round = 10;
@@ -61,6 +111,7 @@ struct SimulationOptions {
   int eval_every = 1;
   SecureAggregationOptions secure_aggregation;  // requires plan.clip_norm > 0
   DropoutOptions dropout;
+  DpOptions dp;  // requires plan.clip_norm > 0 unless mode is kNone
 };
 
 // What secure aggregation cost in a round.
@@ -86,13 +137,21 @@ struct RoundResult {
   // Secure aggregation: cost, or why the round aborted (then the global model is unchanged).
   std::optional<SecureAggregationRoundStats> secure_aggregation;
   std::string aborted;  // empty unless the round aborted
+  // Differential privacy (unset without): epsilon spent after this round at `delta` (+infinity
+  // with noise multiplier 0), the clip norm the clients used, and adaptive clipping's noised
+  // estimate of the fraction of unclipped updates (which set the next round's clip).
+  std::optional<double> epsilon;
+  double delta = 0.0;
+  std::optional<double> clip_norm;
+  std::optional<double> unclipped_fraction;
 };
 
 // Runs rounds of: sample clients uniformly (server::SampleClients), train each with a LocalTrainer
 // on a worker, average the deltas by weighted FedAvg in sampled order, apply the server optimizer.
 // With secure aggregation, each client's clipped delta is encoded in fixed point (weight times
 // delta, plus the weight) and the round runs the SecAgg/SecAgg+ protocol in memory; the server
-// optimizer gets the decoded weighted average of the survivors.
+// optimizer gets the decoded weighted average of the survivors. With differential privacy
+// (DpOptions) the average is DP-FedAvg's instead: unweighted, noised, over the fixed denominator.
 // A virtual client is only its index into the dataset; memory grows with --threads, not with the
 // population. Results are identical for any number of threads: client seeds derive from
 // (seed, round, client) and deltas are summed in a fixed order.
@@ -104,7 +163,10 @@ class Simulator {
                                                            const data::FederatedDataset* dataset);
   ~Simulator();
 
-  // Runs the next round. Evaluates when eval_every says so or when it is the last round.
+  // Runs the next round. Evaluates when eval_every says so, when it is the last round, or when it
+  // is the last one within the privacy budget. RESOURCE_EXHAUSTED, without running anything, if
+  // the round would take epsilon above dp.target_epsilon (privacy_budget_exhausted() then
+  // returns true and the message says which round was the last within budget).
   absl::StatusOr<RoundResult> RunRound();
 
   // Evaluates the current global model on the dataset's eval set, split across the workers.
@@ -114,6 +176,11 @@ class Simulator {
   static uint64_t ClientTrainingSeed(uint64_t run_seed, int round, int64_t client);
 
   int rounds_done() const { return rounds_done_; }
+  // Set iff dp.mode is not kNone.
+  const std::optional<PrivacySetup>& privacy_setup() const { return privacy_setup_; }
+  // Epsilon spent so far at dp.delta: 0 before any round, +infinity with z = 0, nullopt without DP.
+  std::optional<double> epsilon() const;
+  bool privacy_budget_exhausted() const { return budget_exhausted_; }
   const std::vector<float>& global_parameters() const { return global_; }
   // A module holding the current global parameters (e.g. to save with models::SaveModule).
   absl::StatusOr<std::shared_ptr<models::Model>> GlobalModel() const;
@@ -128,7 +195,11 @@ class Simulator {
   std::vector<std::unique_ptr<client::LocalTrainer>> trainers_;  // one per worker
   std::unique_ptr<WorkerPool> pool_;
   int rounds_done_ = 0;
-  std::optional<secagg::FixedPointEncoding> encoding_;  // with secure aggregation
+  std::optional<secagg::FixedPointEncoding> encoding_;  // with secure aggregation, without DP
+  std::optional<PrivacySetup> privacy_setup_;
+  std::optional<privacy::AdaptiveClipping> adaptive_clipping_;
+  std::optional<privacy::RdpAccountant> accountant_;  // with DP and z > 0
+  bool budget_exhausted_ = false;
 
   using TrainFunction =
       std::function<absl::StatusOr<client::ClientUpdate>(int worker, int64_t participant)>;
@@ -142,6 +213,28 @@ class Simulator {
       int round, const std::vector<int64_t>& participants,
       const std::vector<std::optional<secagg::ClientPhase>>& drop_at, const TrainFunction& train,
       RoundResult& result, int64_t& trained, double& weighted_loss, double& norm_sum);
+
+  // The DP part of a round: the sum of the contributors' clipped deltas (noised by the clients in
+  // distributed mode) and what adaptive clipping needs.
+  struct DpSum {
+    std::vector<double> sum;
+    int64_t reports = 0;                          // deltas in the sum
+    int64_t unclipped = 0;                        // exact count of unclipped bits (central)
+    std::optional<double> noised_centered_count;  // distributed, with adaptive clipping
+  };
+  absl::Status SetUpPrivacy();
+  // Epsilon after `steps` more rounds, for the budget check.
+  absl::StatusOr<double> EpsilonAfter(int64_t steps) const;
+  absl::StatusOr<secagg::ProtocolConfig> RoundProtocolConfig(int round, int64_t length) const;
+  // DP under secure aggregation: every client encodes its clipped delta with weight 1 (and its
+  // noise share in distributed mode). nullopt (with result.aborted set) when the round aborted.
+  absl::StatusOr<std::optional<DpSum>> RunDpSecureAggregation(
+      int round, double clip_norm, const std::vector<int64_t>& participants,
+      const std::vector<std::optional<secagg::ClientPhase>>& drop_at, const TrainFunction& train,
+      RoundResult& result, int64_t& trained, double& weighted_loss, double& norm_sum);
+  // Releases the round's average from the sum (adding central noise) and updates the clip.
+  absl::StatusOr<std::vector<float>> ReleaseDpAverage(int round, double clip_norm,
+                                                      const DpSum& dp_sum, RoundResult& result);
 };
 
 }  // namespace fedkit::simulation

@@ -1,7 +1,12 @@
 #include "simulation/simulator.h"
 
+#include <cmath>
+#include <limits>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "privacy/adaptive_clipping.h"
+#include "privacy/rdp_accountant.h"
 
 namespace fedkit::simulation {
 namespace {
@@ -228,6 +233,336 @@ TEST(SimulatorSecureAggregationTest, RefusesConfigurationsThatCannotWork) {
   options.secure_aggregation.modulus_bits = 32;
   options.clients_per_round = 1;  // secure aggregation needs at least 2 clients
   EXPECT_FALSE(Simulator::Create(options, dataset.get()).ok());
+}
+
+// --- Differential privacy (DP-FedAvg) ---
+
+SimulationOptions DpRun(DpMode mode, double z) {
+  SimulationOptions options = SmallRun(1);
+  options.plan.clip_norm = 0.5;
+  options.dp.mode = mode;
+  options.dp.noise_multiplier = z;
+  if (mode == DpMode::kDistributed)
+    options.secure_aggregation.variant = secagg::Variant::kSecAggPlus;
+  return options;
+}
+
+// Per-coordinate (new - old) * m of two runs that differ only in their noise: with server SGD at
+// learning rate 1 that is the noise the server added to the sum (or the clients did).
+std::vector<double> ScaledDifference(const std::vector<float>& noised,
+                                     const std::vector<float>& clean, double m) {
+  std::vector<double> diff(noised.size());
+  for (size_t i = 0; i < noised.size(); ++i) {
+    diff[i] = (static_cast<double>(noised[i]) - clean[i]) * m;
+  }
+  return diff;
+}
+
+double MeanSquare(const std::vector<double>& v) {
+  double sum = 0;
+  for (double x : v) sum += x * x;
+  return sum / static_cast<double>(v.size());
+}
+
+// z = 0: DP-FedAvg without noise is the plain sum of the contributors' clipped deltas over the
+// fixed denominator m (not over the number that actually reported, nor weighted by examples).
+TEST(SimulatorDpTest, WithoutNoiseIsTheUnweightedSumOverTheFixedDenominator) {
+  auto dataset = Synthetic(10);
+  SimulationOptions options = DpRun(DpMode::kCentral, 0.0);
+  options.clients_per_round = 10;  // everyone, so the sample is known
+  options.plan.clip_norm = 0.05;   // small enough to clip most deltas
+  options.dropout.forced = {{3, secagg::ClientPhase::kMaskedInput},
+                            {7, secagg::ClientPhase::kShareKeys}};
+  auto sim = *Simulator::Create(options, dataset.get());
+  const std::vector<float> start = sim->global_parameters();
+  absl::StatusOr<RoundResult> round = sim->RunRound();
+  ASSERT_TRUE(round.ok()) << round.status();
+  EXPECT_EQ(round->dropped, 2);
+  ASSERT_TRUE(round->epsilon.has_value());
+  EXPECT_EQ(*round->epsilon, std::numeric_limits<double>::infinity());
+  EXPECT_EQ(round->clip_norm, 0.05);
+
+  std::vector<double> sum(start.size(), 0.0);
+  int clipped = 0;
+  client::LocalTrainer trainer(*models::CreateModel("logreg", dataset->info(), 0));
+  for (int64_t c = 0; c < 10; ++c) {
+    if (c == 3 || c == 7) continue;
+    auto update = trainer.Train(start, dataset->TrainExamples(c), options.plan,
+                                Simulator::ClientTrainingSeed(options.seed, 1, c));
+    ASSERT_TRUE(update.ok());
+    clipped += update->delta_norm > options.plan.clip_norm ? 1 : 0;
+    for (size_t i = 0; i < start.size(); ++i) sum[i] += update->delta[i];
+  }
+  EXPECT_GT(clipped, 4);  // the clip matters
+  for (size_t i = 0; i < start.size(); ++i) {
+    EXPECT_NEAR(sim->global_parameters()[i], start[i] + sum[i] / 10.0, 1e-6) << i;
+  }
+}
+
+// The central noise on the sum has stddev z_delta * S per coordinate: z * S with a fixed clip,
+// ValueNoiseMultiplier(z, m / 20) * S with adaptive clipping. Two runs differing only in z see
+// the same clients and deltas in round 1, so their difference is the noise (54,410 coordinates of
+// the MLP: the variance's standard error is 0.6%).
+TEST(SimulatorDpTest, CentralNoiseHasStddevZTimesTheClip) {
+  auto dataset = Synthetic(40);
+  for (bool adaptive : {false, true}) {
+    const double z = adaptive ? 0.5 : 1.3;  // adaptive needs z < 2 sigma_b = 8 / 10
+    SimulationOptions clean = DpRun(DpMode::kCentral, 0.0);
+    clean.model = "mlp";
+    if (adaptive) clean.dp.adaptive_clip_quantile = 0.5;
+    SimulationOptions noised = clean;
+    noised.dp.noise_multiplier = z;
+    auto a = *Simulator::Create(clean, dataset.get());
+    auto b = *Simulator::Create(noised, dataset.get());
+    ASSERT_TRUE(a->RunRound().ok());
+    ASSERT_TRUE(b->RunRound().ok());
+    const double z_delta = adaptive ? *privacy::ValueNoiseMultiplier(z, 8.0 / 20) : z;
+    EXPECT_DOUBLE_EQ(b->privacy_setup()->value_noise_multiplier, z_delta);
+    const std::vector<double> noise =
+        ScaledDifference(b->global_parameters(), a->global_parameters(), 8);
+    const double expected = z_delta * 0.5;
+    double mean = 0;
+    for (double x : noise) mean += x / static_cast<double>(noise.size());
+    EXPECT_NEAR(mean, 0.0, 5 * expected / std::sqrt(static_cast<double>(noise.size())));
+    EXPECT_NEAR(std::sqrt(MeanSquare(noise)) / expected, 1.0, 0.015) << "adaptive " << adaptive;
+  }
+}
+
+TEST(SimulatorDpTest, EpsilonPerRoundIsTheAccountantsForQAndZ) {
+  auto dataset = Synthetic(40);
+  for (DpMode mode : {DpMode::kCentral, DpMode::kDistributed}) {
+    SimulationOptions options = DpRun(mode, 1.1);
+    options.dp.delta = 1e-4;
+    options.eval_every = 0;
+    auto sim = *Simulator::Create(options, dataset.get());
+    const double z = sim->privacy_setup()->accounting_noise_multiplier;
+    if (mode == DpMode::kCentral) {
+      EXPECT_EQ(z, 1.1);
+    } else {
+      EXPECT_GE(z, 1.1);  // the discrete noise is rounded up
+      EXPECT_LT(z, 1.1 * (1 + 1e-6));
+    }
+    EXPECT_EQ(sim->privacy_setup()->sampling_rate, 8.0 / 40);
+    EXPECT_EQ(*sim->epsilon(), 0.0);
+    privacy::RdpAccountant accountant;
+    for (int r = 1; r <= 3; ++r) {
+      absl::StatusOr<RoundResult> round = sim->RunRound();
+      ASSERT_TRUE(round.ok()) << round.status();
+      ASSERT_TRUE(accountant.Compose(8.0 / 40, z).ok());
+      EXPECT_DOUBLE_EQ(*round->epsilon, accountant.Epsilon(1e-4)->epsilon) << r;
+      EXPECT_EQ(round->delta, 1e-4);
+    }
+    EXPECT_GT(*sim->epsilon(), 0.5);
+  }
+}
+
+TEST(SimulatorDpTest, StopsBeforeTheRoundThatWouldExceedTheTargetEpsilon) {
+  auto dataset = Synthetic(40);
+  privacy::RdpAccountant accountant;
+  ASSERT_TRUE(accountant.Compose(8.0 / 40, 1.0, 3).ok());
+  const double after3 = accountant.Epsilon(1e-5)->epsilon;
+  ASSERT_TRUE(accountant.Compose(8.0 / 40, 1.0).ok());
+  const double after4 = accountant.Epsilon(1e-5)->epsilon;
+
+  SimulationOptions options = DpRun(DpMode::kCentral, 1.0);
+  options.rounds = 10;
+  options.eval_every = 0;
+  options.dp.target_epsilon = 0.5 * (after3 + after4);
+  auto sim = *Simulator::Create(options, dataset.get());
+  for (int r = 1; r <= 3; ++r) {
+    absl::StatusOr<RoundResult> round = sim->RunRound();
+    ASSERT_TRUE(round.ok()) << round.status();
+    EXPECT_LE(*round->epsilon, *options.dp.target_epsilon);
+    // The last round within budget is evaluated like the last round of the run.
+    EXPECT_EQ(round->eval.has_value(), r == 3) << r;
+  }
+  const std::vector<float> after_round3 = sim->global_parameters();
+  absl::StatusOr<RoundResult> refused = sim->RunRound();
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(refused.status().message(), testing::HasSubstr("stopping before round 4"));
+  EXPECT_THAT(refused.status().message(), testing::HasSubstr("last round within budget 3"));
+  EXPECT_TRUE(sim->privacy_budget_exhausted());
+  EXPECT_EQ(sim->rounds_done(), 3);
+  EXPECT_EQ(sim->global_parameters(), after_round3);
+  EXPECT_DOUBLE_EQ(*sim->epsilon(), after3);
+}
+
+// Distributed: the sum the server decodes carries the clients' discrete noise, stddev
+// value_noise_multiplier * S (>= z S, sized for the survivors), and nothing else.
+TEST(SimulatorDpTest, DistributedNoiseInTheDecodedSumHasTheTargetVariance) {
+  auto dataset = Synthetic(40);
+  SimulationOptions clean = DpRun(DpMode::kDistributed, 0.0);
+  clean.model = "mlp";
+  SimulationOptions noised = clean;
+  noised.dp.noise_multiplier = 0.8;
+  auto a = *Simulator::Create(clean, dataset.get());
+  auto b = *Simulator::Create(noised, dataset.get());
+  const PrivacySetup& setup = *b->privacy_setup();
+  ASSERT_TRUE(setup.encoding.has_value());
+  EXPECT_EQ(setup.encoding->min_surviving_clients, 8);  // no dropout: sized for all 8
+  EXPECT_NEAR(setup.value_noise_multiplier, 0.8, 0.8 * 1e-3);
+  absl::StatusOr<RoundResult> ra = a->RunRound();
+  absl::StatusOr<RoundResult> rb = b->RunRound();
+  ASSERT_TRUE(ra.ok() && rb.ok());
+  EXPECT_EQ(rb->secure_aggregation->survivors, 8);
+  const std::vector<double> noise =
+      ScaledDifference(b->global_parameters(), a->global_parameters(), 8);
+  EXPECT_NEAR(std::sqrt(MeanSquare(noise)) / (setup.value_noise_multiplier * 0.5), 1.0, 0.015);
+}
+
+// With dropouts the noise is sized for n_min survivors; a round with fewer is not released.
+TEST(SimulatorDpTest, DistributedRoundWithTooFewSurvivorsIsAborted) {
+  auto dataset = Synthetic(40);
+  SimulationOptions options = DpRun(DpMode::kDistributed, 1.0);
+  options.clients_per_round = 40;  // everyone, so the forced dropout is sampled
+  options.dp.dropout_tolerance = 0.0;
+  options.dropout.forced = {{5, secagg::ClientPhase::kMaskedInput}};
+  auto sim = *Simulator::Create(options, dataset.get());
+  EXPECT_EQ(sim->privacy_setup()->encoding->min_surviving_clients, 40);
+  const std::vector<float> before = sim->global_parameters();
+  absl::StatusOr<RoundResult> round = sim->RunRound();
+  ASSERT_TRUE(round.ok()) << round.status();
+  EXPECT_THAT(round->aborted, testing::HasSubstr("fewer than the 40"));
+  EXPECT_EQ(sim->global_parameters(), before);
+  EXPECT_GT(*round->epsilon, 0.0);  // accounted anyway (conservative)
+
+  options.dp.dropout_tolerance = 0.05;  // n_min = 38: the round goes through
+  sim = *Simulator::Create(options, dataset.get());
+  EXPECT_EQ(sim->privacy_setup()->encoding->min_surviving_clients, 38);
+  round = sim->RunRound();
+  ASSERT_TRUE(round.ok()) << round.status();
+  EXPECT_TRUE(round->aborted.empty()) << round->aborted;
+  EXPECT_NE(sim->global_parameters(), before);
+}
+
+TEST(SimulatorDpTest, DistributedWithAdaptiveClippingIsIdenticalForOneAndThreeThreads) {
+  auto dataset = Synthetic(40);
+  SimulationOptions one = DpRun(DpMode::kDistributed, 0.5);
+  one.dp.adaptive_clip_quantile = 0.5;
+  one.dropout = {.rate = 0.2};
+  SimulationOptions three = one;
+  three.threads = 3;
+  auto a = *Simulator::Create(one, dataset.get());
+  auto b = *Simulator::Create(three, dataset.get());
+  const auto ra = RunAll(*a, 3);
+  const auto rb = RunAll(*b, 3);
+  ASSERT_EQ(ra.size(), 3u);
+  ASSERT_EQ(rb.size(), 3u);
+  EXPECT_EQ(a->global_parameters(), b->global_parameters());
+  for (int r = 0; r < 3; ++r) {
+    EXPECT_EQ(ra[r].clip_norm, rb[r].clip_norm);
+    EXPECT_EQ(ra[r].unclipped_fraction, rb[r].unclipped_fraction);
+    EXPECT_EQ(ra[r].aborted, rb[r].aborted);
+  }
+  EXPECT_NE(ra[2].clip_norm, ra[0].clip_norm);  // the clip adapted
+}
+
+// Central DP under secure aggregation differs from plain central DP only by the fixed-point
+// quantization: same noise (the server's stream), same exact count for adaptive clipping.
+TEST(SimulatorDpTest, CentralUnderSecureAggregationMatchesPlainCentral) {
+  auto dataset = Synthetic(40);
+  SimulationOptions plain = DpRun(DpMode::kCentral, 0.5);
+  plain.clients_per_round = 12;
+  plain.dp.adaptive_clip_quantile = 0.5;
+  plain.dropout = {.rate = 0.2, .phase = secagg::ClientPhase::kMaskedInput};
+  SimulationOptions secure = plain;
+  secure.secure_aggregation.variant = secagg::Variant::kSecAgg;
+  secure.secure_aggregation.design_dropout_rate = 0.45;
+  auto a = *Simulator::Create(plain, dataset.get());
+  auto b = *Simulator::Create(secure, dataset.get());
+  const auto ra = RunAll(*a, 3);
+  const auto rb = RunAll(*b, 3);
+  ASSERT_EQ(rb.size(), 3u);
+  EXPECT_GT(rb[0].dropped + rb[1].dropped + rb[2].dropped, 0);
+  for (int r = 0; r < 3; ++r) {
+    EXPECT_TRUE(rb[r].aborted.empty()) << rb[r].aborted;
+    EXPECT_DOUBLE_EQ(*ra[r].clip_norm, *rb[r].clip_norm);
+    EXPECT_EQ(ra[r].unclipped_fraction, rb[r].unclipped_fraction);
+    EXPECT_EQ(ra[r].epsilon, rb[r].epsilon);
+  }
+  const auto& pa = a->global_parameters();
+  const auto& pb = b->global_parameters();
+  double max_diff = 0;
+  for (size_t i = 0; i < pa.size(); ++i) {
+    max_diff = std::max(max_diff, static_cast<double>(std::abs(pa[i] - pb[i])));
+  }
+  EXPECT_LT(max_diff, 1e-5);
+}
+
+TEST(SimulatorDpTest, DistributedWithoutNoiseMatchesCentralWithoutNoise) {
+  auto dataset = Synthetic(40);
+  auto a = *Simulator::Create(DpRun(DpMode::kCentral, 0.0), dataset.get());
+  auto b = *Simulator::Create(DpRun(DpMode::kDistributed, 0.0), dataset.get());
+  RunAll(*a, 2);
+  RunAll(*b, 2);
+  const auto& pa = a->global_parameters();
+  const auto& pb = b->global_parameters();
+  double max_diff = 0;
+  for (size_t i = 0; i < pa.size(); ++i) {
+    max_diff = std::max(max_diff, static_cast<double>(std::abs(pa[i] - pb[i])));
+  }
+  EXPECT_LT(max_diff, 1e-5);
+}
+
+// No noise, so the clipped count is exact: with every update clipped the estimate is 0 and the
+// clip grows by exp(eta * gamma) per round.
+TEST(SimulatorDpTest, AdaptiveClippingMovesTheClipGeometrically) {
+  auto dataset = Synthetic(40);
+  SimulationOptions options = DpRun(DpMode::kCentral, 0.0);
+  options.plan.clip_norm = 1e-4;
+  options.dp.adaptive_clip_quantile = 0.5;
+  auto sim = *Simulator::Create(options, dataset.get());
+  const auto results = RunAll(*sim, 3);
+  ASSERT_EQ(results.size(), 3u);
+  for (int r = 0; r < 3; ++r) {
+    EXPECT_EQ(*results[r].unclipped_fraction, 0.0);
+    EXPECT_NEAR(*results[r].clip_norm, 1e-4 * std::exp(0.2 * 0.5 * r), 1e-12) << r;
+  }
+}
+
+TEST(SimulatorDpTest, InvalidOptionsNameTheFlag) {
+  auto dataset = Synthetic(40);
+  struct Case {
+    SimulationOptions options;
+    std::string expected;
+  };
+  std::vector<Case> cases;
+  SimulationOptions o = DpRun(DpMode::kCentral, 1.0);
+  o.plan.clip_norm = 0;
+  cases.push_back({o, "--clip-norm"});
+  o = DpRun(DpMode::kDistributed, 1.0);
+  o.secure_aggregation.variant.reset();
+  cases.push_back({o, "--secagg"});
+  o = DpRun(DpMode::kCentral, -1.0);
+  cases.push_back({o, "--noise-multiplier"});
+  o = DpRun(DpMode::kCentral, 1.0);
+  o.dp.delta = 1.0;
+  cases.push_back({o, "--delta"});
+  o = DpRun(DpMode::kCentral, 1.0);
+  o.dp.adaptive_clip_quantile = 1.0;
+  cases.push_back({o, "--adaptive-clip-quantile"});
+  o = DpRun(DpMode::kCentral, 1.0);  // 8 clients: sigma_b = 0.4 < z / 2
+  o.dp.adaptive_clip_quantile = 0.5;
+  cases.push_back({o, "--noise-multiplier"});
+  o = DpRun(DpMode::kCentral, 0.0);
+  o.dp.target_epsilon = 1.0;
+  cases.push_back({o, "--target-epsilon needs --noise-multiplier"});
+  o = DpRun(DpMode::kCentral, 1.0);
+  o.dp.dropout_tolerance = 0.1;
+  cases.push_back({o, "--dp-dropout-tolerance"});
+  o = DpRun(DpMode::kCentral, 1.0);
+  o.max_client_weight = 10;
+  cases.push_back({o, "--max-client-weight"});
+  o = DpRun(DpMode::kNone, 1.0);
+  cases.push_back({o, "--dp central"});
+  o = DpRun(DpMode::kDistributed, 1.0);
+  o.secure_aggregation.modulus_bits = 16;
+  cases.push_back({o, "--secagg-modulus-bits"});
+  for (const Case& c : cases) {
+    auto sim = Simulator::Create(c.options, dataset.get());
+    EXPECT_EQ(sim.status().code(), absl::StatusCode::kInvalidArgument) << c.expected;
+    EXPECT_THAT(sim.status().message(), testing::HasSubstr(c.expected));
+  }
 }
 
 }  // namespace

@@ -135,6 +135,85 @@ TEST(SimCliTest, ThreadCountDoesNotChangeMetricsOrModel) {
   EXPECT_EQ(params[0], params[1]);
 }
 
+TEST(SimCliTest, DpFlagErrorsNameTheFlag) {
+  struct Case {
+    std::string args;
+    std::string expected;
+  };
+  const std::vector<Case> cases = {
+      {"--dp laplace", "--dp"},
+      {"--dp central", "--clip-norm"},
+      {"--dp distributed --clip-norm 0.5 --noise-multiplier 1", "--secagg"},
+      {"--dp central --clip-norm 0.5 --delta 1.5", "--delta"},
+      {"--dp central --clip-norm 0.5 --noise-multiplier -1", "--noise-multiplier"},
+      {"--noise-multiplier 1", "--dp central"},
+      {"--dp central --clip-norm 0.5 --target-epsilon 1", "--noise-multiplier"},
+      {"--dp central --clip-norm 0.5 --noise-multiplier 1 --target-epsilon abc",
+       "--target-epsilon"},
+      {"--dp central --clip-norm 0.5 --adaptive-clip-quantile 1.5", "--adaptive-clip-quantile"},
+      // 5 clients per round: the clipped count's noise 5 / 20 is too small for z = 1.
+      {"--dp central --clip-norm 0.5 --noise-multiplier 1 --adaptive-clip-quantile 0.5",
+       "--noise-multiplier"},
+      {"--dp distributed --secagg secagg --clip-norm 0.5 --noise-multiplier 1 "
+       "--secagg-modulus-bits 12",
+       "--secagg-modulus-bits"},
+      {"--dp central --clip-norm 0.5 --dp-dropout-tolerance 0.1", "--dp-dropout-tolerance"},
+  };
+  for (const Case& c : cases) {
+    Result r = RunSim(kSmallSynthetic + " " + c.args);
+    EXPECT_EQ(r.exit_code, 2) << c.args << "\n" << r.output;
+    EXPECT_THAT(r.output, HasSubstr(c.expected)) << c.args;
+  }
+}
+
+// q = 5 / 50 and z = 2: epsilon passes 1 in round 12, so --target-epsilon 1 runs 11 rounds,
+// evaluates the 11th (the last within budget) although --eval-every is 5, and exits 0 with the
+// final model written.
+TEST(SimCliTest, DpRunReportsEpsilonPerRoundAndStopsAtTheLastRoundWithinBudget) {
+  const std::string metrics = TempPath("dp_budget.jsonl");
+  const std::string model = TempPath("dp_budget.pt");
+  std::filesystem::remove(model);
+  Result r = RunSim(kSmallSynthetic +
+                    " --rounds 30 --eval-every 5 --dp central --clip-norm 0.5 --noise-multiplier 2 "
+                    "--target-epsilon 1 --metrics-out " +
+                    metrics + " --model-out " + model);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("stopping before round 12: epsilon would be 1.00091 > target 1; "
+                                  "last round within budget 11 (epsilon 0.968206 at delta 1e-05)"));
+  EXPECT_TRUE(std::filesystem::exists(model));
+  auto lines = ReadJsonLines(metrics);
+  ASSERT_EQ(lines.size(), 3u);  // rounds 5, 10 and 11
+  EXPECT_EQ(lines.back()["round"], 11);
+  double previous = 0;
+  for (const auto& line : lines) {
+    const double epsilon = line["epsilon"];
+    EXPECT_GT(epsilon, previous);
+    EXPECT_LE(epsilon, 1.0);
+    previous = epsilon;
+    EXPECT_EQ(line["delta"], 1e-5);
+    EXPECT_EQ(line["clip_norm"], 0.5);
+  }
+  EXPECT_THAT(r.output, HasSubstr("epsilon 0.9682"));
+}
+
+TEST(SimCliTest, DistributedDpUnderSecAggPlusWithAdaptiveClipping) {
+  const std::string metrics = TempPath("dp_distributed.jsonl");
+  Result r = RunSim(kSmallSynthetic +
+                    " --dp distributed --secagg secagg+ --clip-norm 0.5 --noise-multiplier 0.4 "
+                    "--adaptive-clip-quantile 0.5 --dropout 0.1 --threads 2 --metrics-out " +
+                    metrics);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("discrete Gaussian variance"));
+  auto lines = ReadJsonLines(metrics);
+  ASSERT_EQ(lines.size(), 3u);
+  for (const auto& line : lines) {
+    for (const char* key : {"epsilon", "delta", "clip_norm", "unclipped_fraction", "secagg"}) {
+      EXPECT_TRUE(line.contains(key)) << key << " in " << line.dump();
+    }
+  }
+  EXPECT_NE(lines[0]["clip_norm"], lines[2]["clip_norm"]);
+}
+
 // The shipped TensorFlow Federated tutorial config, on the real Fashion-MNIST (a declared
 // dependency: scripts/install-deps.sh installs dataset-fashion-mnist).
 TEST(SimCliTest, TffTutorialConfigRunsAndAccuracyRises) {
