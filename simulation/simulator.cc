@@ -494,14 +494,13 @@ absl::StatusOr<std::vector<float>> Simulator::ReleaseDpAverage(int round, double
   return average;
 }
 
-absl::StatusOr<std::optional<Simulator::DpSum>> Simulator::RunDpSecureAggregation(
-    int round, double clip_norm, const std::vector<int64_t>& participants,
+absl::StatusOr<secagg::InMemoryRoundResult> Simulator::RunSecureRoundOnPool(
+    const secagg::ProtocolConfig& config,
     const std::vector<std::optional<secagg::ClientPhase>>& drop_at, const TrainFunction& train,
-    RoundResult& result, int64_t& trained, double& weighted_loss, double& norm_sum) {
-  const privacy::DistributedDpEncoding& encoding = *privacy_setup_->encoding;
-  const int n = static_cast<int>(participants.size());
-  FEDKIT_ASSIGN_OR_RETURN(secagg::ProtocolConfig config,
-                          RoundProtocolConfig(round, encoding.length()));
+    const EncodeFunction& encode, RoundResult& result, int64_t& trained, double& weighted_loss,
+    double& norm_sum) {
+  const int n = config.num_clients;
+  // Per-client training outcomes, written by the worker that trained the client.
   struct Trained {
     bool done = false;
     int64_t examples = 0;
@@ -512,20 +511,7 @@ absl::StatusOr<std::optional<Simulator::DpSum>> Simulator::RunDpSecureAggregatio
   auto input = [&](int worker, int32_t i) -> absl::StatusOr<std::vector<uint64_t>> {
     FEDKIT_ASSIGN_OR_RETURN(client::ClientUpdate update, train(worker, i));
     outcomes[i] = Trained{true, update.num_examples, update.train_loss, update.delta_norm};
-    const int64_t client = participants[i];
-    std::optional<bool> unclipped;
-    if (encoding.with_count) {
-      unclipped = privacy::AdaptiveClipping::UnclippedBit(update.delta_norm, clip_norm) == 1;
-    }
-    // Rounding and noise streams per (round, client): a real device draws its noise from
-    // privacy::SecureRandomSource.
-    privacy::SeededRandomSource rounding(
-        secagg::StochasticRoundingSeed(options_.seed, round, client));
-    privacy::SeededRandomSource noise(
-        DeriveSeed(options_.seed,
-                   {static_cast<uint64_t>(round), static_cast<uint64_t>(client), kClientNoiseTag}));
-    return privacy::EncodeDistributedDpUpdate(encoding, update.delta, clip_norm, unclipped,
-                                              rounding, noise);
+    return encode(update, i);
   };
   secagg::ParallelFor parallel = [this](int64_t count, const secagg::ParallelBody& body) {
     std::atomic<int64_t> next{0};
@@ -543,10 +529,38 @@ absl::StatusOr<std::optional<Simulator::DpSum>> Simulator::RunDpSecureAggregatio
     norm_sum += t.norm;
   }
   result.secure_aggregation = MakeRoundStats(config, outcome, n);
-  if (!outcome.status.ok()) {
-    result.aborted = std::string(outcome.status.message());
-    return std::optional<DpSum>();
-  }
+  if (!outcome.status.ok()) result.aborted = std::string(outcome.status.message());
+  return outcome;
+}
+
+absl::StatusOr<std::optional<Simulator::DpSum>> Simulator::RunDpSecureAggregation(
+    int round, double clip_norm, const std::vector<int64_t>& participants,
+    const std::vector<std::optional<secagg::ClientPhase>>& drop_at, const TrainFunction& train,
+    RoundResult& result, int64_t& trained, double& weighted_loss, double& norm_sum) {
+  const privacy::DistributedDpEncoding& encoding = *privacy_setup_->encoding;
+  FEDKIT_ASSIGN_OR_RETURN(secagg::ProtocolConfig config,
+                          RoundProtocolConfig(round, encoding.length()));
+  auto encode = [&](const client::ClientUpdate& update,
+                    int32_t i) -> absl::StatusOr<std::vector<uint64_t>> {
+    const int64_t client = participants[i];
+    std::optional<bool> unclipped;
+    if (encoding.with_count) {
+      unclipped = privacy::AdaptiveClipping::UnclippedBit(update.delta_norm, clip_norm) == 1;
+    }
+    // Rounding and noise streams per (round, client): a real device draws its noise from
+    // privacy::SecureRandomSource.
+    privacy::SeededRandomSource rounding(
+        secagg::StochasticRoundingSeed(options_.seed, round, client));
+    privacy::SeededRandomSource noise(
+        DeriveSeed(options_.seed,
+                   {static_cast<uint64_t>(round), static_cast<uint64_t>(client), kClientNoiseTag}));
+    return privacy::EncodeDistributedDpUpdate(encoding, update.delta, clip_norm, unclipped,
+                                              rounding, noise);
+  };
+  FEDKIT_ASSIGN_OR_RETURN(secagg::InMemoryRoundResult outcome,
+                          RunSecureRoundOnPool(config, drop_at, train, encode, result, trained,
+                                               weighted_loss, norm_sum));
+  if (!outcome.status.ok()) return std::optional<DpSum>();
   const int64_t survivors = static_cast<int64_t>(outcome.included.size());
   if (options_.dp.mode == DpMode::kDistributed && encoding.effective_noise_multiplier > 0 &&
       survivors < encoding.min_surviving_clients) {
@@ -578,45 +592,19 @@ absl::StatusOr<std::optional<std::vector<float>>> Simulator::RunSecureAggregatio
     int round, const std::vector<int64_t>& participants,
     const std::vector<std::optional<secagg::ClientPhase>>& drop_at, const TrainFunction& train,
     RoundResult& result, int64_t& trained, double& weighted_loss, double& norm_sum) {
-  const int n = static_cast<int>(participants.size());
   FEDKIT_ASSIGN_OR_RETURN(secagg::ProtocolConfig config,
                           RoundProtocolConfig(round, static_cast<int64_t>(global_.size()) + 1));
-  // Per-client training outcomes, written by the worker that trained the client.
-  struct Trained {
-    bool done = false;
-    int64_t examples = 0;
-    double loss = 0.0;
-    double norm = 0.0;
-  };
-  std::vector<Trained> outcomes(n);
-  auto input = [&](int worker, int32_t i) -> absl::StatusOr<std::vector<uint64_t>> {
-    FEDKIT_ASSIGN_OR_RETURN(client::ClientUpdate update, train(worker, i));
-    outcomes[i] = Trained{true, update.num_examples, update.train_loss, update.delta_norm};
+  auto encode = [&](const client::ClientUpdate& update,
+                    int32_t i) -> absl::StatusOr<std::vector<uint64_t>> {
     const int64_t weight = std::min(update.num_examples, encoding_->max_weight);
     return secagg::EncodeWeightedUpdate(
         *encoding_, update.delta, weight,
         secagg::StochasticRoundingSeed(options_.seed, round, participants[i]));
   };
-  secagg::ParallelFor parallel = [this](int64_t count, const secagg::ParallelBody& body) {
-    std::atomic<int64_t> next{0};
-    pool_->RunOnEachWorker([&](int worker) {
-      for (int64_t i = next.fetch_add(1); i < count; i = next.fetch_add(1)) body(worker, i);
-    });
-  };
   FEDKIT_ASSIGN_OR_RETURN(secagg::InMemoryRoundResult outcome,
-                          secagg::RunInMemoryRound(config, input, drop_at, parallel));
-  for (const Trained& t : outcomes) {
-    if (!t.done) continue;
-    ++trained;
-    result.examples += t.examples;
-    weighted_loss += t.loss * static_cast<double>(t.examples);
-    norm_sum += t.norm;
-  }
-  result.secure_aggregation = MakeRoundStats(config, outcome, n);
-  if (!outcome.status.ok()) {
-    result.aborted = std::string(outcome.status.message());
-    return std::optional<std::vector<float>>();
-  }
+                          RunSecureRoundOnPool(config, drop_at, train, encode, result, trained,
+                                               weighted_loss, norm_sum));
+  if (!outcome.status.ok()) return std::optional<std::vector<float>>();
   FEDKIT_ASSIGN_OR_RETURN(secagg::DecodedSum decoded, secagg::DecodeSum(*encoding_, outcome.sum));
   if (decoded.total_weight <= 0) {
     result.aborted = "secure aggregation summed zero weight";

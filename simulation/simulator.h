@@ -203,6 +203,17 @@ class Simulator {
 
   using TrainFunction =
       std::function<absl::StatusOr<client::ClientUpdate>(int worker, int64_t participant)>;
+  // Turns participant i's trained update into its secure aggregation input.
+  using EncodeFunction = std::function<absl::StatusOr<std::vector<uint64_t>>(
+      const client::ClientUpdate& update, int32_t participant)>;
+  // One in-memory secure aggregation round on the worker pool, each client trained inside its
+  // masked-input phase and encoded by `encode`; adds the trained clients' statistics and the
+  // protocol's cost to `result` (and result.aborted if the protocol aborted).
+  absl::StatusOr<secagg::InMemoryRoundResult> RunSecureRoundOnPool(
+      const secagg::ProtocolConfig& config,
+      const std::vector<std::optional<secagg::ClientPhase>>& drop_at, const TrainFunction& train,
+      const EncodeFunction& encode, RoundResult& result, int64_t& trained, double& weighted_loss,
+      double& norm_sum);
   absl::StatusOr<secagg::FixedPointEncoding> ChooseSecureAggregationEncoding() const;
   // The injected dropout schedule of a round (one entry per sampled client).
   std::vector<std::optional<secagg::ClientPhase>> DropoutSchedule(
