@@ -37,12 +37,15 @@ absl::Status BadDatasetSpec(absl::string_view text, absl::string_view why) {
 // A centralized dataset split by index lists; clients' examples are copied out on demand.
 class PartitionedDataset : public FederatedDataset {
  public:
+  // `partition` and `seed` only matter for noise:SIGMA, whose feature noise is added here.
   PartitionedDataset(DatasetInfo info, Examples train, std::vector<std::vector<int64_t>> indices,
-                     Examples eval)
+                     Examples eval, PartitionSpec partition = {}, uint64_t seed = 0)
       : info_(std::move(info)),
         train_(std::move(train)),
         indices_(std::move(indices)),
-        eval_(std::move(eval)) {}
+        eval_(std::move(eval)),
+        partition_(partition),
+        seed_(seed) {}
 
   int64_t num_clients() const override { return static_cast<int64_t>(indices_.size()); }
   const DatasetInfo& info() const override { return info_; }
@@ -52,7 +55,9 @@ class PartitionedDataset : public FederatedDataset {
   }
   Examples TrainExamples(int64_t client) const override {
     if (client < 0 || client >= num_clients()) return Examples{train_.feature_dim, {}, {}};
-    return train_.Select(indices_[static_cast<size_t>(client)]);
+    Examples out = train_.Select(indices_[static_cast<size_t>(client)]);
+    AddClientFeatureNoise(partition_, client, num_clients(), seed_, &out.features);
+    return out;
   }
   const Examples& EvalExamples() const override { return eval_; }
 
@@ -61,6 +66,8 @@ class PartitionedDataset : public FederatedDataset {
   Examples train_;
   std::vector<std::vector<int64_t>> indices_;
   Examples eval_;
+  PartitionSpec partition_;
+  uint64_t seed_;
 };
 
 class SyntheticDataset : public FederatedDataset {
@@ -113,8 +120,8 @@ absl::StatusOr<std::unique_ptr<FederatedDataset>> MakeFashionMnist(
   // Checked before loading so a bad flag fails fast.
   if (options.partition.kind == PartitionSpec::Kind::kNatural) {
     return absl::InvalidArgumentError(
-        "Fashion-MNIST has no natural client split; use --partition iid, dirichlet:ALPHA or "
-        "shards:S");
+        "Fashion-MNIST has no natural client split; use --partition iid, dirichlet:ALPHA, "
+        "shards:S, labels:K, quantity:BETA or noise:SIGMA");
   }
   const std::string dir = options.data_dir.empty() ? kDefaultFashionMnistDir : options.data_dir;
   DatasetInfo info;
@@ -128,7 +135,8 @@ absl::StatusOr<std::unique_ptr<FederatedDataset>> MakeFashionMnist(
         absl::StrCat("partitioning Fashion-MNIST from ", dir, ": ", indices.status().message()));
   }
   return std::make_unique<PartitionedDataset>(std::move(info), std::move(train),
-                                              *std::move(indices), std::move(test));
+                                              *std::move(indices), std::move(test),
+                                              options.partition, options.seed);
 }
 
 }  // namespace

@@ -86,7 +86,8 @@ int Run(int argc, char** argv) {
   app.add_option("--server-tau", f.sim.server_optimizer.tau, "Adaptive server optimizers' tau")
       ->check(cli::Positive());
   app.add_option("--partition", f.partition,
-                 "iid | dirichlet:ALPHA | shards:S (fmnist; default iid) | natural (synthetic)");
+                 "iid | dirichlet:ALPHA | shards:S | labels:K | quantity:BETA | noise:SIGMA "
+                 "(fmnist; default iid) | natural (synthetic)");
   app.add_option("--clip-norm", f.sim.plan.clip_norm, "L2 clip of each client delta (0 = off)")
       ->check(cli::NonNegative());
   app.add_option("--max-client-weight", f.max_client_weight,
