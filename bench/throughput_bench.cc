@@ -5,7 +5,8 @@
 // backward, optimizer step over the clients' minibatches, nothing else (no parameter load per
 // client, no delta, no clipping, no aggregation, no sampling). The simulator runs real rounds of
 // fedkit-sim. With T threads the bare loop runs T independent loops over a T-th of the steps each,
-// the ideal scaling. At the end the binary prints simulator / bare-loop ratios for 1 and 2 threads.
+// the ideal scaling. At the end the binary prints simulator / bare-loop ratios for 1 and 2 threads,
+// and the ratio of the same 2NN as a TorchScript model (written in Python) to the built-in mlp.
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
 
@@ -108,10 +109,10 @@ class FirstClients : public data::FederatedDataset {
   const data::Examples& EvalExamples() const override { return Dataset().EvalExamples(); }
 };
 
-void BM_Simulator(benchmark::State& state) {
+void RunSimulator(benchmark::State& state, const std::string& model) {
   static const FirstClients clients;
   simulation::SimulationOptions options;
-  options.model = "mlp";
+  options.model = model;
   options.clients_per_round = kClientsPerRound;
   options.rounds = 1 << 30;  // never reaches the last round, so RunRound does not evaluate
   options.plan = {.local_epochs = kEpochs, .batch_size = kBatch, .learning_rate = kLearningRate};
@@ -133,6 +134,13 @@ void BM_Simulator(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * StepsPerRound());
 }
 
+void BM_Simulator(benchmark::State& state) { RunSimulator(state, "mlp"); }
+
+// The same 2NN written in Python (models/python/make_model.py 2nn) and run as TorchScript.
+void BM_SimulatorTorchScript2nn(benchmark::State& state) {
+  RunSimulator(state, FEDKIT_BENCH_TORCHSCRIPT_2NN);
+}
+
 BENCHMARK(BM_BareLibTorchLoop)
     ->ArgName("threads")
     ->Arg(1)
@@ -144,6 +152,12 @@ BENCHMARK(BM_Simulator)
     ->ArgName("threads")
     ->Arg(1)
     ->Arg(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(2);
+BENCHMARK(BM_SimulatorTorchScript2nn)
+    ->ArgName("threads")
+    ->Arg(1)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond)
     ->MinTime(2);
@@ -180,6 +194,12 @@ class RatioReporter : public benchmark::ConsoleReporter {
     }
     if (bare1 > 0 && sim2 > 0) {
       std::printf("simulator on 2 threads / bare loop on 1 thread: %.3f\n", sim2 / bare1);
+    }
+    const double script1 = Median("BM_SimulatorTorchScript2nn/threads:1");
+    if (sim1 > 0 && script1 > 0) {
+      std::printf(
+          "1 thread : TorchScript 2NN %.0f steps/s, built-in mlp %.0f steps/s, ratio %.3f\n",
+          script1, sim1, script1 / sim1);
     }
   }
 

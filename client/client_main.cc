@@ -21,6 +21,7 @@
 #include "data/idx.h"
 #include "models/compute_threads.h"
 #include "models/model.h"
+#include "models/torchscript_model.h"
 
 namespace fedkit::client {
 namespace {
@@ -121,7 +122,9 @@ int Run(int argc, char** argv) {
   app.add_option("--partition", f.partition,
                  "iid | dirichlet:ALPHA | shards:S (must match the simulator/coordinator setup)");
   app.add_option("--seed", f.seed, "Partition seed");
-  app.add_option("--model", f.model, "Model this device trains: logreg | mlp | cnn | seed");
+  app.add_option(
+      "--model", f.model,
+      "Model this device trains: logreg | mlp | cnn | seed, or a TorchScript file PATH.pt");
   app.add_option("--client-id", f.client_id,
                  "Stable device id ([A-Za-z0-9._-], 1..128 chars); default client-NNNNNN");
   app.add_option("--tls-ca", f.tls_ca, "PEM file of the CA that signed the server certificate");
@@ -146,6 +149,7 @@ int Run(int argc, char** argv) {
                       "dirichlet:ALPHA or shards:S");
   }
   if (const std::vector<std::string> names = models::ModelNames();
+      !models::IsTorchScriptPath(f.model) &&
       std::find(names.begin(), names.end(), f.model) == names.end()) {
     return UsageError("--model", absl::StrCat("unknown model '", f.model,
                                               "'; known models: ", absl::StrJoin(names, ", ")));

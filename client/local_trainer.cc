@@ -76,7 +76,7 @@ absl::StatusOr<ClientUpdate> LocalTrainer::Train(absl::Span<const float> global_
         const torch::Tensor x = features.index_select(0, idx);
         const torch::Tensor y = labels.index_select(0, idx);
         optimizer.zero_grad();
-        torch::Tensor loss = torch::nn::functional::cross_entropy(model_->forward(x), y);
+        torch::Tensor loss = model_->Loss(model_->forward(x), y);
         loss.backward();
         if (plan.prox_mu > 0) {
           // Gradient of (mu/2)||w - w_g||^2 is mu (w - w_g); added directly rather than through

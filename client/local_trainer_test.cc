@@ -160,5 +160,94 @@ TEST(LocalTrainerTest, BadInputsAreClearErrors) {
   EXPECT_THAT(bad_plan.status().message(), testing::HasSubstr("batch_size"));
 }
 
+std::string Fixture(const std::string& name) {
+  return std::string(FEDKIT_TORCHSCRIPT_FIXTURES) + "/" + name;
+}
+
+// A TorchScript model (written in Python) and the registry model of the same architecture, given
+// the same global parameters, train to the same delta: the interpreter changes nothing.
+TEST(LocalTrainerTest, TorchScriptTwoNnTrainsLikeItsRegistryTwin) {
+  const auto ex = MakeExamples(60, 7);
+  auto script = models::CreateModel(Fixture("tiny_2nn.pt"), kInfo, 0);
+  ASSERT_TRUE(script.ok()) << script.status();
+  const std::vector<float> global = models::FlattenParameters(**script);
+  TrainingPlan plan{.local_epochs = 2, .batch_size = 10, .learning_rate = 0.1, .momentum = 0.5};
+  LocalTrainer script_trainer(*script);
+  auto script_update = script_trainer.Train(global, ex, plan, 3);
+  ASSERT_TRUE(script_update.ok()) << script_update.status();
+
+  // The same 6-8-8-3 MLP by hand: Linear layers in the same order, so the same flat layout.
+  struct Mlp : models::Model {
+    Mlp()
+        : fc1(register_module("fc1", torch::nn::Linear(6, 8))),
+          fc2(register_module("fc2", torch::nn::Linear(8, 8))),
+          fc3(register_module("fc3", torch::nn::Linear(8, 3))) {}
+    torch::Tensor forward(torch::Tensor x) override {
+      return fc3(torch::relu(fc2(torch::relu(fc1(x)))));
+    }
+    torch::nn::Linear fc1, fc2, fc3;
+  };
+  LocalTrainer twin_trainer(std::make_shared<Mlp>());
+  auto twin_update = twin_trainer.Train(global, ex, plan, 3);
+  ASSERT_TRUE(twin_update.ok()) << twin_update.status();
+  ASSERT_EQ(script_update->delta.size(), twin_update->delta.size());
+  for (size_t i = 0; i < twin_update->delta.size(); ++i) {
+    ASSERT_NEAR(script_update->delta[i], twin_update->delta[i], 1e-6) << i;
+  }
+  EXPECT_NEAR(script_update->train_loss, twin_update->train_loss, 1e-6);
+}
+
+// BatchNorm's running statistics are part of the delta (averaged like parameters); they change in
+// training although no gradient reaches them.
+TEST(LocalTrainerTest, BatchNormRunningStatisticsTravelInTheDelta) {
+  const auto ex = MakeExamples(50, 8);
+  auto model = models::CreateModel(Fixture("tiny_bn.pt"), kInfo, 0);
+  ASSERT_TRUE(model.ok()) << model.status();
+  const ParameterLayout layout = models::LayoutOf(**model);
+  const std::vector<float> global = models::FlattenParameters(**model);
+  LocalTrainer trainer(*model);
+  TrainingPlan plan{.local_epochs = 1, .batch_size = 10, .learning_rate = 0.1};
+  auto update = trainer.Train(global, ex, plan, 1);
+  ASSERT_TRUE(update.ok()) << update.status();
+  for (const auto& entry : layout.entries) {
+    double norm = 0;
+    for (int64_t i = entry.offset; i < entry.offset + entry.numel; ++i) {
+      norm += update->delta[i] * update->delta[i];
+    }
+    EXPECT_GT(norm, 0) << entry.name << " did not change";
+  }
+  // Starting again from the same global parameters (running stats included) gives the same delta:
+  // nothing of the previous round's statistics stays behind in the model instance.
+  auto again = trainer.Train(global, ex, plan, 1);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->delta, update->delta);
+}
+
+// A model's own loss() is what training minimises and reports.
+TEST(LocalTrainerTest, OwnLossMethodIsTrainedOn) {
+  const auto ex = MakeExamples(40, 9);
+  auto own = models::CreateModel(Fixture("tiny_own_loss.pt"), kInfo, 0);
+  ASSERT_TRUE(own.ok()) << own.status();
+  const std::vector<float> global = models::FlattenParameters(**own);
+  // One full-batch step of plain SGD: the reported loss is the loss at the global parameters.
+  TrainingPlan plan{.local_epochs = 1, .batch_size = 40, .learning_rate = 0.1};
+  LocalTrainer trainer(*own);
+  auto update = trainer.Train(global, ex, plan, 1);
+  ASSERT_TRUE(update.ok()) << update.status();
+
+  auto reference = models::CreateModel(Fixture("tiny_own_loss.pt"), kInfo, 0);
+  ASSERT_TRUE(models::AssignParameters(global, **reference).ok());
+  torch::NoGradGuard no_grad;
+  const auto x = torch::from_blob(const_cast<float*>(ex.features.data()), {40, 6});
+  const auto y = torch::from_blob(const_cast<int64_t*>(ex.labels.data()), {40}, torch::kInt64);
+  namespace F = torch::nn::functional;
+  const torch::Tensor logits = (*reference)->forward(x);
+  const double smoothed =
+      F::cross_entropy(logits, y, F::CrossEntropyFuncOptions().label_smoothing(0.1)).item<double>();
+  const double plain = F::cross_entropy(logits, y).item<double>();
+  ASSERT_GT(std::abs(smoothed - plain), 1e-3);
+  EXPECT_NEAR(update->train_loss, smoothed, 1e-5);
+}
+
 }  // namespace
 }  // namespace fedkit::client

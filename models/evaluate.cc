@@ -33,10 +33,15 @@ absl::StatusOr<EvalSums> EvaluateRange(Model& model, const data::Examples& examp
       auto y = torch::from_blob(const_cast<int64_t*>(examples.labels.data() + start), {n},
                                 torch::kInt64);
       auto logits = model.forward(x);
-      sums.loss_sum +=
-          torch::nn::functional::cross_entropy(
-              logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-              .item<double>();
+      if (model.HasOwnLoss()) {
+        // The model's own loss is a minibatch mean.
+        sums.loss_sum += model.Loss(logits, y).item<double>() * static_cast<double>(n);
+      } else {
+        sums.loss_sum +=
+            torch::nn::functional::cross_entropy(
+                logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                .item<double>();
+      }
       sums.correct += logits.argmax(1).eq(y).sum().item<int64_t>();
       sums.count += n;
     }

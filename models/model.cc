@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "models/torch_status.h"
+#include "models/torchscript_model.h"
 
 namespace fedkit::models {
 namespace {
@@ -134,8 +135,18 @@ void InitializeParameters(Model& model, uint64_t seed) {
 
 }  // namespace
 
+torch::Tensor Model::Loss(const torch::Tensor& output, const torch::Tensor& target) {
+  return torch::nn::functional::cross_entropy(output, target);
+}
+
 absl::StatusOr<std::shared_ptr<Model>> CreateModel(absl::string_view name,
                                                    const data::DatasetInfo& info, uint64_t seed) {
+  if (IsTorchScriptPath(name)) {
+    absl::StatusOr<std::shared_ptr<TorchScriptModel>> loaded =
+        TorchScriptModel::Load(std::string(name), info);
+    if (!loaded.ok()) return loaded.status();
+    return std::shared_ptr<Model>(std::move(*loaded));
+  }
   const auto& registry = Registry();
   auto it = registry.find(name);
   if (it == registry.end()) {

@@ -22,6 +22,11 @@ class Model : public torch::nn::Module {
  public:
   // features: [batch, feature_dim] float32. Returns logits [batch, num_classes].
   virtual torch::Tensor forward(torch::Tensor features) = 0;
+
+  // The mean training loss of a minibatch: cross-entropy of logits against class indices unless
+  // the model defines its own (HasOwnLoss()).
+  virtual torch::Tensor Loss(const torch::Tensor& output, const torch::Tensor& target);
+  virtual bool HasOwnLoss() const { return false; }
 };
 
 // Creates the model registered as `name`, sized for `info`, with parameters initialised
@@ -36,7 +41,10 @@ class Model : public torch::nn::Module {
 //   "same"
 //           padding (McMahan et al. 2017); needs an image-shaped dataset {C, H, W}
 //   seed    feature_dim -> Dense 10 ReLU -> Dense(classes), the TensorFlow Federated tutorial model
-// INVALID_ARGUMENT names the model and the reason (unknown name, dataset shape unsuitable).
+// A `name` for which IsTorchScriptPath() holds (ends in .pt, .pth, .ptl or contains '/') is
+// loaded as a TorchScript file instead (models/torchscript_model.h; `seed` is then unused).
+// INVALID_ARGUMENT names the model and the reason (unknown name, dataset shape unsuitable);
+// TorchScript files fail as TorchScriptModel::Load documents.
 absl::StatusOr<std::shared_ptr<Model>> CreateModel(absl::string_view name,
                                                    const data::DatasetInfo& info, uint64_t seed);
 

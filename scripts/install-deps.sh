@@ -14,6 +14,8 @@ PACKAGES=(
   libcli11-dev libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libssl-dev
   dataset-fashion-mnist
+  # TorchScript models are written and checked in Python; python3-torch 1.13 matches libtorch-dev 1.13.
+  python3-torch
 )
 
 missing=()

@@ -23,6 +23,7 @@
 #include "models/evaluate.h"
 #include "models/flat_params.h"
 #include "models/model.h"
+#include "models/torchscript_model.h"
 #include "server/checkpoint.h"
 #include "server/client_sampler.h"
 #include "server/grpc_service.h"
@@ -98,7 +99,8 @@ int Run(int argc, char** argv) {
   app.option_defaults()->always_capture_default()->multi_option_policy(
       CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--listen", f.listen, "HOST:PORT to serve on");
-  app.add_option("--model", f.model, "logreg | mlp | cnn | seed (Fashion-MNIST shaped)");
+  app.add_option("--model", f.model,
+                 "logreg | mlp | cnn | seed, or a TorchScript file PATH.pt (Fashion-MNIST shaped)");
   app.add_option("--rounds", f.rounds, "Rounds to run")->check(cli::Positive());
   app.add_option("--clients-per-round", f.clients_per_round, "Updates that close a round")
       ->check(cli::Positive());
@@ -316,10 +318,9 @@ int Run(int argc, char** argv) {
       line["delta"] = f.delta;
       privacy = absl::StrFormat("  epsilon %.4f (delta %g)", *r.epsilon, f.delta);
     }
-    std::cout << absl::StrFormat("round %4d  participants %d  accuracy %s  %.2fs%s\n", r.round,
-                                 r.participants,
-                                 r.accuracy ? absl::StrFormat("%.4f", *r.accuracy) : "-", r.seconds,
-                                 privacy)
+    std::cout << absl::StrFormat(
+                     "round %4d  participants %d  accuracy %s  %.2fs%s\n", r.round, r.participants,
+                     r.accuracy ? absl::StrFormat("%.4f", *r.accuracy) : "-", r.seconds, privacy)
               << std::flush;
     if (metrics.is_open()) metrics << line.dump() << "\n" << std::flush;
   };
@@ -427,7 +428,7 @@ int Run(int argc, char** argv) {
   if ((*coordinator)->finished() && !f.model_out.empty()) {
     std::vector<float> params = (*coordinator)->global_parameters();
     absl::Status saved = models::AssignParameters(params, **model);
-    if (saved.ok()) saved = models::SaveModule(**model, f.model_out);
+    if (saved.ok()) saved = models::SaveModel(**model, f.model_out);
     if (!saved.ok()) {
       std::cerr << "fedkit-coordinator: " << saved.message() << "\n";
       return 1;

@@ -16,6 +16,7 @@
 #include "data/idx.h"
 #include "models/compute_threads.h"
 #include "models/flat_params.h"
+#include "models/torchscript_model.h"
 #include "simulation/metrics_writer.h"
 #include "simulation/simulator.h"
 
@@ -58,7 +59,8 @@ int Run(int argc, char** argv) {
       CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--dataset", f.dataset, "fmnist | synthetic:ALPHA,BETA");
   app.add_option("--data-dir", f.data_dir, "Directory of the Fashion-MNIST IDX files");
-  app.add_option("--model", f.sim.model, "logreg | mlp | cnn | seed");
+  app.add_option("--model", f.sim.model,
+                 "logreg | mlp | cnn | seed, or a TorchScript file (PATH.pt)");
   app.add_option("--clients", f.clients, "Population size")->check(cli::Positive());
   app.add_option("--clients-per-round", f.sim.clients_per_round, "Clients sampled per round")
       ->check(cli::Positive());
@@ -323,7 +325,7 @@ int Run(int argc, char** argv) {
   }
   if (!f.model_out.empty()) {
     auto model = (*sim)->GlobalModel();
-    absl::Status saved = model.ok() ? models::SaveModule(**model, f.model_out) : model.status();
+    absl::Status saved = model.ok() ? models::SaveModel(**model, f.model_out) : model.status();
     if (!saved.ok()) {
       std::cerr << "fedkit-sim: " << saved.message() << "\n";
       return 1;

@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Writes FedKit models as TorchScript files: the models of the README, written in plain PyTorch.
+
+    python3 models/python/make_model.py 2nn /tmp/2nn.pt          # McMahan et al.'s 2NN (784-200-200-10)
+    python3 models/python/make_model.py cnn /tmp/cnn.pt          # their CNN, on [1, 28, 28] images
+    python3 models/python/make_model.py bn-mlp /tmp/bn.pt        # an MLP with BatchNorm1d
+    python3 models/python/make_model.py own-loss /tmp/ls.pt      # a 2NN with its own loss() method
+
+Any module works the same way as long as forward() takes features shaped [batch, *feature_shape]
+(the dataset's own shape: [batch, 1, 28, 28] for Fashion-MNIST) and returns [batch, classes]
+logits; an optional `loss(self, output, target)` replaces cross-entropy. Parameters are
+initialised by PyTorch's defaults from --seed.
+"""
+import argparse
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+class TwoNN(nn.Module):
+    """Two hidden ReLU layers of `hidden` units (the "2NN" of McMahan et al. 2017)."""
+
+    def __init__(self, in_features: int, hidden: int, classes: int):
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden)
+        self.fc2 = nn.Linear(hidden, hidden)
+        self.fc3 = nn.Linear(hidden, classes)
+
+    def forward(self, x):
+        x = x.flatten(1)
+        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+
+class Cnn(nn.Module):
+    """Conv5x5(32)-ReLU-MaxPool2 - Conv5x5(64)-ReLU-MaxPool2 - FC512-ReLU - FC(classes)."""
+
+    def __init__(self, channels: int, height: int, width: int, classes: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, 32, 5, padding=2)
+        self.conv2 = nn.Conv2d(32, 64, 5, padding=2)
+        self.fc1 = nn.Linear(64 * (height // 4) * (width // 4), 512)
+        self.fc2 = nn.Linear(512, classes)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return self.fc2(F.relu(self.fc1(x.flatten(1))))
+
+
+class BatchNormMlp(nn.Module):
+    """Linear - BatchNorm1d - ReLU - Linear: a model with buffers (running mean and variance)."""
+
+    def __init__(self, in_features: int, hidden: int, classes: int):
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden)
+        self.bn = nn.BatchNorm1d(hidden)
+        self.fc2 = nn.Linear(hidden, classes)
+
+    def forward(self, x):
+        return self.fc2(F.relu(self.bn(self.fc1(x.flatten(1)))))
+
+
+class OwnLossTwoNN(TwoNN):
+    """A 2NN trained on its own loss: cross-entropy with label smoothing 0.1."""
+
+    @torch.jit.export
+    def loss(self, output, target):
+        return F.cross_entropy(output, target, label_smoothing=0.1)
+
+
+def build(kind: str, shape, classes: int, hidden: int) -> nn.Module:
+    in_features = 1
+    for s in shape:
+        in_features *= s
+    if kind == "2nn":
+        return TwoNN(in_features, hidden, classes)
+    if kind == "cnn":
+        if len(shape) != 3:
+            raise SystemExit("cnn needs --shape C,H,W")
+        return Cnn(shape[0], shape[1], shape[2], classes)
+    if kind == "bn-mlp":
+        return BatchNormMlp(in_features, hidden, classes)
+    if kind == "own-loss":
+        return OwnLossTwoNN(in_features, hidden, classes)
+    raise SystemExit(f"unknown model kind '{kind}'")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("kind", choices=["2nn", "cnn", "bn-mlp", "own-loss"])
+    parser.add_argument("out", help="where to write the TorchScript file")
+    parser.add_argument("--shape", default="1,28,28", help="one example's feature shape (default 1,28,28)")
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--hidden", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    shape = [int(s) for s in args.shape.split(",")]
+    torch.manual_seed(args.seed)
+    model = build(args.kind, shape, args.classes, args.hidden)
+    torch.jit.script(model).save(args.out)
+
+
+if __name__ == "__main__":
+    main()
