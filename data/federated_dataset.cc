@@ -21,6 +21,8 @@
 #include "core/status_macros.h"
 #include "data/examples.h"
 #include "data/idx.h"
+#include "data/leaf.h"
+#include "data/natural_dataset.h"
 #include "data/partition.h"
 #include "data/synthetic.h"
 
@@ -30,8 +32,9 @@ namespace {
 constexpr uint64_t kEvalClientsStream = 0x6576616c;  // "eval"
 
 absl::Status BadDatasetSpec(absl::string_view text, absl::string_view why) {
-  return absl::InvalidArgumentError(absl::StrCat("invalid dataset spec \"", text, "\": ", why,
-                                                 " (expected fmnist or synthetic:ALPHA,BETA)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("invalid dataset spec \"", text, "\": ", why,
+                   " (expected fmnist, synthetic:ALPHA,BETA, leaf:PATH or tensors:PATH)"));
 }
 
 // A centralized dataset split by index lists; clients' examples are copied out on demand.
@@ -115,6 +118,15 @@ absl::StatusOr<std::unique_ptr<FederatedDataset>> MakeSynthetic(
   return std::make_unique<SyntheticDataset>(std::move(data), std::move(eval));
 }
 
+absl::StatusOr<std::unique_ptr<FederatedDataset>> MakeLeaf(const FederatedDatasetOptions& options) {
+  if (options.partition.kind != PartitionSpec::Kind::kNatural) {
+    return absl::InvalidArgumentError(
+        "LEAF data has its own per-user split; use --partition natural");
+  }
+  FEDKIT_ASSIGN_OR_RETURN(NaturalDatasetParts parts, ReadLeaf(options.dataset.path));
+  return MakeNaturalDataset(std::move(parts), options.num_clients);
+}
+
 absl::StatusOr<std::unique_ptr<FederatedDataset>> MakeFashionMnist(
     const FederatedDatasetOptions& options) {
   // Checked before loading so a bad flag fails fast.
@@ -150,6 +162,15 @@ absl::StatusOr<DatasetSpec> ParseDatasetSpec(std::string_view text_in) {
     return spec;
   }
   absl::string_view args = text;
+  for (auto [prefix, kind] : {std::pair{"leaf:", DatasetSpec::Kind::kLeaf},
+                              std::pair{"tensors:", DatasetSpec::Kind::kTensors}}) {
+    if (absl::ConsumePrefix(&args, prefix)) {
+      if (args.empty()) return BadDatasetSpec(text, "the path is empty");
+      spec.kind = kind;
+      spec.path = std::string(args);
+      return spec;
+    }
+  }
   if (!absl::ConsumePrefix(&args, "synthetic:")) {
     return BadDatasetSpec(text, "unknown dataset");
   }
@@ -170,7 +191,9 @@ absl::StatusOr<DatasetSpec> ParseDatasetSpec(std::string_view text_in) {
 
 absl::StatusOr<std::unique_ptr<FederatedDataset>> MakeFederatedDataset(
     const FederatedDatasetOptions& options) {
-  if (options.num_clients < 1) {
+  const bool from_file = options.dataset.kind == DatasetSpec::Kind::kLeaf ||
+                         options.dataset.kind == DatasetSpec::Kind::kTensors;
+  if (options.num_clients < (from_file ? 0 : 1)) {
     return absl::InvalidArgumentError(
         absl::StrCat("num_clients must be >= 1, got ", options.num_clients));
   }
@@ -179,6 +202,11 @@ absl::StatusOr<std::unique_ptr<FederatedDataset>> MakeFederatedDataset(
       return MakeSynthetic(options);
     case DatasetSpec::Kind::kFashionMnist:
       return MakeFashionMnist(options);
+    case DatasetSpec::Kind::kLeaf:
+      return MakeLeaf(options);
+    case DatasetSpec::Kind::kTensors:
+      return absl::InvalidArgumentError(
+          "tensors:PATH needs LibTorch to read; use models::MakeFederatedDatasetWithTensors");
   }
   return absl::InvalidArgumentError("unknown dataset kind");
 }

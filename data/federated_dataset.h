@@ -29,21 +29,25 @@ class FederatedDataset {
 
 // Which dataset to build and how to split it.
 struct DatasetSpec {
-  enum class Kind { kFashionMnist, kSynthetic };
+  // kLeaf: LEAF JSON (data/leaf.h). kTensors: a torch.save file of x/y/client tensors, read by
+  // models/tensor_file.h (LibTorch), not by MakeFederatedDataset.
+  enum class Kind { kFashionMnist, kSynthetic, kLeaf, kTensors };
   Kind kind = Kind::kFashionMnist;
   double synthetic_alpha = 0.0;  // kSynthetic
   double synthetic_beta = 0.0;   // kSynthetic
+  std::string path;              // kLeaf, kTensors: the file or directory
 };
 
-// Parses "fmnist" or "synthetic:ALPHA,BETA" (both >= 0). INVALID_ARGUMENT quoting the text
-// otherwise.
+// Parses "fmnist", "synthetic:ALPHA,BETA" (both >= 0), "leaf:PATH" or "tensors:PATH" (PATH
+// non-empty). INVALID_ARGUMENT quoting the text otherwise.
 absl::StatusOr<DatasetSpec> ParseDatasetSpec(std::string_view text);
 
 struct FederatedDatasetOptions {
   DatasetSpec dataset;
   std::string data_dir;  // Fashion-MNIST directory; empty = kDefaultFashionMnistDir
+  // LEAF and tensor files: at most this many clients (the first ones), 0 = all of them.
   int64_t num_clients = 100;
-  PartitionSpec partition;  // Fashion-MNIST: iid/dirichlet/shards; Synthetic: natural only
+  PartitionSpec partition;  // Fashion-MNIST: iid/dirichlet/shards; the others: natural only
   uint64_t seed = 0;
   // Synthetic only: the eval set is the union of the test splits of this many clients (chosen by
   // seed; all clients if the population is smaller), so evaluation cost does not grow with
@@ -52,7 +56,9 @@ struct FederatedDatasetOptions {
 };
 
 // Builds the dataset. Fashion-MNIST: the train split partitioned, the test split as the eval set.
-// Errors name the file or the option at fault.
+// LEAF: one client per user (data/leaf.h, data/natural_dataset.h). kTensors needs LibTorch:
+// INVALID_ARGUMENT here, use models::MakeFederatedDatasetWithTensors. Errors name the file or the
+// option at fault.
 absl::StatusOr<std::unique_ptr<FederatedDataset>> MakeFederatedDataset(
     const FederatedDatasetOptions& options);
 

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <limits>
 #include <string>
 #include <thread>
 
@@ -16,6 +17,7 @@
 #include "data/idx.h"
 #include "models/compute_threads.h"
 #include "models/flat_params.h"
+#include "models/tensor_file.h"
 #include "models/torchscript_model.h"
 #include "simulation/metrics_writer.h"
 #include "simulation/simulator.h"
@@ -57,11 +59,15 @@ int Run(int argc, char** argv) {
   // A flag given twice (say in a script and again by hand) takes the last value, as most CLIs do.
   app.option_defaults()->always_capture_default()->multi_option_policy(
       CLI::MultiOptionPolicy::TakeLast);
-  app.add_option("--dataset", f.dataset, "fmnist | synthetic:ALPHA,BETA");
+  app.add_option("--dataset", f.dataset,
+                 "fmnist | synthetic:ALPHA,BETA | leaf:PATH | tensors:PATH");
   app.add_option("--data-dir", f.data_dir, "Directory of the Fashion-MNIST IDX files");
   app.add_option("--model", f.sim.model,
                  "logreg | mlp | cnn | seed, or a TorchScript file (PATH.pt)");
-  app.add_option("--clients", f.clients, "Population size")->check(cli::Positive());
+  CLI::Option* clients_option =
+      app.add_option("--clients", f.clients,
+                     "Population size (leaf, tensors: the first N clients; unset = all)")
+          ->check(cli::Positive());
   app.add_option("--clients-per-round", f.sim.clients_per_round, "Clients sampled per round")
       ->check(cli::Positive());
   app.add_option("--rounds", f.sim.rounds, "Number of rounds")->check(cli::Positive());
@@ -158,8 +164,14 @@ int Run(int argc, char** argv) {
   absl::StatusOr<data::DatasetSpec> dataset = data::ParseDatasetSpec(f.dataset);
   if (!dataset.ok()) return UsageError("--dataset", dataset.status().message());
   data_options.dataset = *dataset;
-  const bool synthetic = dataset->kind == data::DatasetSpec::Kind::kSynthetic;
-  if (f.partition.empty()) f.partition = synthetic ? "natural" : "iid";
+  const bool from_file = dataset->kind == data::DatasetSpec::Kind::kLeaf ||
+                         dataset->kind == data::DatasetSpec::Kind::kTensors;
+  const bool natural = from_file || dataset->kind == data::DatasetSpec::Kind::kSynthetic;
+  if (f.partition.empty()) f.partition = natural ? "natural" : "iid";
+  // A LEAF or tensor file brings its population: all of it unless --clients is given (the real
+  // count replaces this after loading; Simulator::Create checks --clients-per-round against it).
+  const bool all_file_clients = from_file && clients_option->count() == 0;
+  if (all_file_clients) f.clients = std::numeric_limits<int64_t>::max();
   absl::StatusOr<data::PartitionSpec> partition = data::ParsePartitionSpec(f.partition);
   if (!partition.ok()) return UsageError("--partition", partition.status().message());
   absl::StatusOr<aggregation::ServerOptimizerOptions::Kind> optimizer =
@@ -218,7 +230,7 @@ int Run(int argc, char** argv) {
   }
 
   data_options.data_dir = f.data_dir;
-  data_options.num_clients = f.clients;
+  data_options.num_clients = all_file_clients ? 0 : f.clients;
   data_options.partition = *partition;
   data_options.seed = f.sim.seed;
   data_options.synthetic_eval_clients = f.synthetic_eval_clients;
@@ -232,11 +244,12 @@ int Run(int argc, char** argv) {
 
   models::UseSingleThreadedCompute();
   absl::StatusOr<std::unique_ptr<data::FederatedDataset>> federated =
-      data::MakeFederatedDataset(data_options);
+      models::MakeFederatedDatasetWithTensors(data_options);
   if (!federated.ok()) {
     std::cerr << "fedkit-sim: " << federated.status().message() << "\n";
     return 1;
   }
+  f.clients = (*federated)->num_clients();
   absl::StatusOr<std::unique_ptr<Simulator>> sim = Simulator::Create(f.sim, federated->get());
   if (!sim.ok()) {
     std::cerr << "fedkit-sim: " << sim.status().message() << "\n";
