@@ -95,7 +95,7 @@ int Run(int argc, char** argv) {
       ->check(cli::Positive());
   app.add_option("--partition", f.partition,
                  "iid | dirichlet:ALPHA | shards:S | labels:K | quantity:BETA | noise:SIGMA "
-                 "(fmnist; default iid) | natural (synthetic)");
+                 "(fmnist; default iid) | natural (synthetic, leaf, tensors)");
   app.add_option("--clip-norm", f.sim.plan.clip_norm, "L2 clip of each client delta (0 = off)")
       ->check(cli::NonNegative());
   app.add_option("--max-client-weight", f.max_client_weight,
