@@ -16,8 +16,19 @@
 namespace fedkit::models {
 namespace {
 
-// The first line of a LibTorch message: its later lines are C++ or TorchScript stack traces.
-std::string FirstLine(const std::string& message) { return message.substr(0, message.find('\n')); }
+// The useful line of a LibTorch message: the first (later lines are C++ stack traces), unless the
+// message is a TorchScript traceback, whose last non-empty line is the error itself
+// ("RuntimeError: mat1 and mat2 shapes cannot be multiplied ...").
+std::string FirstLine(const std::string& message) {
+  if (message.find("Traceback") == std::string::npos) {
+    return message.substr(0, message.find('\n'));
+  }
+  const size_t end = message.find_last_not_of("\n ");
+  if (end == std::string::npos) return message;
+  const size_t newline = message.rfind('\n', end);
+  const size_t start = newline == std::string::npos ? 0 : newline + 1;
+  return message.substr(start, end + 1 - start);
+}
 
 std::string ShapeText(const torch::Tensor& t) {
   return absl::StrCat("[", absl::StrJoin(t.sizes(), ", "), "]");
@@ -108,6 +119,10 @@ absl::StatusOr<std::shared_ptr<TorchScriptModel>> TorchScriptModel::Load(
             return absl::InvalidArgumentError(absl::StrCat(
                 path, ": forward() fails on features shaped [", absl::StrJoin(shape, ", "),
                 "]: ", FirstLine(e.what_without_backtrace())));
+          } catch (const std::exception& e) {  // the interpreter's own errors
+            return absl::InvalidArgumentError(
+                absl::StrCat(path, ": forward() fails on features shaped [",
+                             absl::StrJoin(shape, ", "), "]: ", FirstLine(e.what())));
           }
           model->module_.train(was_training);
           if (!value.isTensor()) {
@@ -132,6 +147,10 @@ absl::StatusOr<std::shared_ptr<TorchScriptModel>> TorchScriptModel::Load(
             return absl::InvalidArgumentError(absl::StrCat(
                 path, ": loss(output, target) fails on logits ", ShapeText(out),
                 " and int64 class targets [2]: ", FirstLine(e.what_without_backtrace())));
+          } catch (const std::exception& e) {
+            return absl::InvalidArgumentError(
+                absl::StrCat(path, ": loss(output, target) fails on logits ", ShapeText(out),
+                             " and int64 class targets [2]: ", FirstLine(e.what())));
           }
           if (!loss.isTensor() || loss.toTensor().numel() != 1) {
             return absl::InvalidArgumentError(

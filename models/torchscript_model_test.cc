@@ -97,6 +97,14 @@ TEST(TorchScriptModelTest, ForwardTakesTheDatasetsOwnShape) {
   EXPECT_EQ(wrong.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(wrong.status().message(), HasSubstr("tiny_cnn.pt"));
   EXPECT_THAT(wrong.status().message(), HasSubstr("[2, 6]"));
+  // A 6-feature 2NN on Fashion-MNIST-shaped features: the interpreter's error, one line.
+  auto mismatch = CreateModel(Fixture("tiny_2nn.pt"), images, 0);
+  ASSERT_FALSE(mismatch.ok());
+  EXPECT_EQ(mismatch.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(mismatch.status().message()),
+              HasSubstr("forward() fails on features shaped [2, 1, 8, 8]: RuntimeError: mat1 and "
+                        "mat2 shapes cannot be multiplied"));
+  EXPECT_EQ(std::string(mismatch.status().message()).find('\n'), std::string::npos);
 }
 
 TEST(TorchScriptModelTest, OutputThatDoesNotFitTheClassesIsRefused) {
