@@ -199,7 +199,9 @@ int Run(int argc, char** argv) {
   FederatedClientOptions options;
   options.client_id = f.client_id;
   options.client_index = f.client_index;
-  options.model_name = f.model;
+  absl::StatusOr<std::string> model_identity = models::ModelIdentity(f.model);
+  if (!model_identity.ok()) return UsageError("--model", model_identity.status().message());
+  options.model_name = *model_identity;
   options.log = [](absl::string_view line) {
     std::cerr << absl::StrCat("fedkit-client: ", line, "\n") << std::flush;
   };

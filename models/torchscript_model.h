@@ -75,6 +75,12 @@ class TorchScriptModel : public Model {
   bool has_loss_ = false;
 };
 
+// The name under which a model travels in plans, assignments and checkpoints: a registry name as it
+// is; for a TorchScript file (IsTorchScriptPath), "torchscript:sha256:<hex of the file's bytes>",
+// so a coordinator and a device holding the same file under different paths agree, and a different
+// file is told apart. NOT_FOUND naming the file if it cannot be read.
+absl::StatusOr<std::string> ModelIdentity(absl::string_view name);
+
 // Writes `model`'s current parameters to `path`: a TorchScript file for a TorchScriptModel, a
 // torch::save archive (models::LoadModule reads it) for a registry model. Errors name the path.
 absl::Status SaveModel(const Model& model, const std::string& path);

@@ -44,6 +44,22 @@ TEST(TorchScriptModelTest, PathsAreRecognised) {
   EXPECT_FALSE(IsTorchScriptPath("cnn"));
 }
 
+TEST(TorchScriptModelTest, IdentityIsTheFilesContentHash) {
+  EXPECT_EQ(*ModelIdentity("mlp"), "mlp");
+  auto a = ModelIdentity(Fixture("tiny_2nn.pt"));
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_THAT(*a, ::testing::StartsWith("torchscript:sha256:"));
+  EXPECT_EQ(a->size(), std::string("torchscript:sha256:").size() + 64);
+  // The same bytes under another path: the same identity. Other bytes: another.
+  const std::string copy = TempPath("copy_of_tiny_2nn.pt");
+  std::filesystem::copy_file(Fixture("tiny_2nn.pt"), copy,
+                             std::filesystem::copy_options::overwrite_existing);
+  EXPECT_EQ(*ModelIdentity(copy), *a);
+  EXPECT_NE(*ModelIdentity(Fixture("tiny_bn.pt")), *a);
+  std::filesystem::remove(copy);
+  EXPECT_EQ(ModelIdentity("/nonexistent/m.pt").status().code(), absl::StatusCode::kNotFound);
+}
+
 TEST(TorchScriptModelTest, LayoutIsNamedParametersOrder) {
   auto model = CreateModel(Fixture("tiny_2nn.pt"), kInfo, 0);
   ASSERT_TRUE(model.ok()) << model.status();

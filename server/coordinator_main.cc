@@ -213,7 +213,9 @@ int Run(int argc, char** argv) {
   if (!model.ok()) return UsageError("--model", model.status().message());
 
   CoordinatorOptions options;
-  options.model_name = f.model;
+  absl::StatusOr<std::string> model_identity = models::ModelIdentity(f.model);
+  if (!model_identity.ok()) return UsageError("--model", model_identity.status().message());
+  options.model_name = *model_identity;
   options.rounds = f.rounds;
   options.clients_per_round = f.clients_per_round;
   options.min_clients = f.min_clients;

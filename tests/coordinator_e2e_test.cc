@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "models/flat_params.h"
 #include "models/model.h"
+#include "models/torchscript_model.h"
 #include "server/checkpoint.h"
 #include "tests/sim_runner.h"
 #include "tests/subprocess.h"
@@ -87,7 +88,7 @@ class CoordinatorE2eTest : public ::testing::Test {
     port_ = std::stoi(match[1]);
   }
 
-  void StartClients(std::vector<Subprocess>& clients) {
+  void StartClients(std::vector<Subprocess>& clients, const std::string& model = "seed") {
     clients.resize(kClients);
     for (int i = 0; i < kClients; ++i) {
       std::vector<std::string> argv = {FEDKIT_CLIENT_BINARY,
@@ -104,28 +105,35 @@ class CoordinatorE2eTest : public ::testing::Test {
                                        "--seed",
                                        kSeed,
                                        "--model",
-                                       "seed"};
+                                       model};
       ASSERT_TRUE(clients[i].Start(argv, Path("client" + std::to_string(i) + ".log")));
     }
   }
 
   // The simulator's final model for the same setup, run in this test.
-  std::vector<float> SimulatedModel() {
+  std::vector<float> SimulatedModel(const std::string& model = "seed") {
     std::string args =
         "--dataset fmnist --clients 20 --clients-per-round 20 --rounds 5 --partition iid "
         "--seed " +
         std::string(kSeed) + " --eval-every 0 --threads 2 --model-out " + Path("sim.pt");
     for (const auto& a : kTraining) args += " " + a;
+    args += " --model " + model;  // the last --model wins
     Result r = RunSim(args);
     EXPECT_EQ(r.exit_code, 0) << r.output;
-    return LoadModel(Path("sim.pt"));
+    return LoadModel(Path("sim.pt"), model);
   }
 
-  static std::vector<float> LoadModel(const std::string& path) {
-    auto model = *models::CreateModel("seed", data::DatasetInfo{{1, 28, 28}, 10}, 0);
-    absl::Status loaded = models::LoadModule(path, *model);
+  // A TorchScript model's --model-out is itself a TorchScript file.
+  static std::vector<float> LoadModel(const std::string& path, const std::string& model = "seed") {
+    if (models::IsTorchScriptPath(model)) {
+      auto loaded = models::CreateModel(path, data::DatasetInfo{{1, 28, 28}, 10}, 0);
+      EXPECT_TRUE(loaded.ok()) << loaded.status();
+      return loaded.ok() ? models::FlattenParameters(**loaded) : std::vector<float>();
+    }
+    auto model_object = *models::CreateModel("seed", data::DatasetInfo{{1, 28, 28}, 10}, 0);
+    absl::Status loaded = models::LoadModule(path, *model_object);
     EXPECT_TRUE(loaded.ok()) << loaded;
-    return models::FlattenParameters(*model);
+    return models::FlattenParameters(*model_object);
   }
 
   fs::path dir_;
@@ -161,6 +169,76 @@ TEST_F(CoordinatorE2eTest, TwentyTlsClientsTrainAndMatchTheSimulator) {
   EXPECT_LE(max_diff, 1e-6);
   std::printf("max |coordinator - simulator| over %zu parameters: %g\n", networked.size(),
               max_diff);
+}
+
+// A model written in Python: the coordinator and the devices hold the same TorchScript file under
+// different paths (the model travels by its content hash), and the result equals the simulator's.
+TEST_F(CoordinatorE2eTest, TorchScriptModelTrainsOverTlsAndMatchesTheSimulator) {
+  const std::string model = std::string(FEDKIT_TORCHSCRIPT_FIXTURES) + "/fmnist_small_2nn.pt";
+  const std::string device_copy = Path("device_copy_of_2nn.pt");
+  fs::copy_file(model, device_copy, fs::copy_options::overwrite_existing);
+  Subprocess coordinator;
+  StartCoordinator(coordinator,
+                   {"--model", model, "--metrics-out", Path("metrics.jsonl"), "--model-out",
+                    Path("coordinator.pt")},
+                   "coordinator.log");
+  std::vector<Subprocess> clients;
+  StartClients(clients, device_copy);
+  EXPECT_EQ(coordinator.Wait(), 0) << coordinator.Output();
+  for (int i = 0; i < kClients; ++i) {
+    EXPECT_EQ(clients[i].Wait(), 0) << "client " << i << ":\n" << clients[i].Output();
+  }
+  auto metrics = ReadJsonLines(Path("metrics.jsonl"));
+  ASSERT_EQ(metrics.size(), 5u);
+  EXPECT_GT(metrics.back()["accuracy"].get<double>(), metrics.front()["accuracy"].get<double>());
+
+  const std::vector<float> networked = LoadModel(Path("coordinator.pt"), model);
+  const std::vector<float> simulated = SimulatedModel(model);
+  const std::vector<float> initial = LoadModel(model, model);
+  ASSERT_EQ(networked.size(), simulated.size());
+  ASSERT_EQ(networked.size(), initial.size());
+  EXPECT_NE(networked, initial);
+  double max_diff = 0;
+  for (size_t i = 0; i < networked.size(); ++i) {
+    max_diff = std::max(max_diff, static_cast<double>(std::abs(networked[i] - simulated[i])));
+  }
+  EXPECT_LE(max_diff, 1e-6);
+  std::printf("TorchScript: max |coordinator - simulator| over %zu parameters: %g\n",
+              networked.size(), max_diff);
+}
+
+// A device holding another TorchScript file is refused by name, not trained on the wrong model.
+TEST_F(CoordinatorE2eTest, DeviceWithAnotherTorchScriptFileIsRefused) {
+  const std::string model = std::string(FEDKIT_TORCHSCRIPT_FIXTURES) + "/fmnist_small_2nn.pt";
+  const std::string other = Path("other_2nn.pt");
+  const std::string command = std::string(FEDKIT_TORCH_PYTHON) + " " + FEDKIT_SOURCE_DIR +
+                              "/models/python/make_model.py 2nn " + other +
+                              " --hidden 16 --seed 99";
+  ASSERT_EQ(std::system(command.c_str()), 0);
+  Subprocess coordinator;
+  StartCoordinator(coordinator, {"--model", model, "--rounds", "1", "--clients-per-round", "1"},
+                   "coordinator.log");
+  Subprocess client;
+  ASSERT_TRUE(client.Start({FEDKIT_CLIENT_BINARY, "--server", "127.0.0.1:" + std::to_string(port_),
+                            "--tls-ca", Path("certs/ca.pem"), "--num-clients", "20",
+                            "--client-index", "0", "--seed", kSeed, "--model", other},
+                           Path("client.log")));
+  // The device refuses the assignment (and keeps checking in: the round cannot use it).
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        return client.Output().find("but this client trains 'torchscript:sha256:") !=
+                   std::string::npos ||
+               client.WaitFor({}).has_value();
+      },
+      std::chrono::seconds(120)))
+      << client.Output();
+  EXPECT_THAT(client.Output(), ::testing::HasSubstr("assigns model 'torchscript:sha256:"));
+  EXPECT_THAT(client.Output(), ::testing::HasSubstr("but this client trains 'torchscript:sha256:"));
+  // Nothing was trained or committed.
+  EXPECT_THAT(coordinator.Output(),
+              ::testing::Not(::testing::HasSubstr("round    1  participants")));
+  client.Signal(SIGKILL);
+  coordinator.Signal(SIGKILL);
 }
 
 TEST_F(CoordinatorE2eTest, CoordinatorKilledMidRunResumesWithoutLosingOrRepeatingRounds) {
