@@ -63,6 +63,65 @@ TEST(SimCliTest, UnknownModelAndMissingDataAreClearErrors) {
   EXPECT_THAT(data.output, HasSubstr("/no/such/fmnist"));
 }
 
+// A user's own data and model together: a LEAF file written here and a TorchScript model written in
+// Python (models/python/make_model.py: 6 features, 3 classes).
+TEST(SimCliTest, LeafDatasetTrainsATorchScriptModel) {
+  const fs::path dir = fs::path(::testing::TempDir()) / "fedkit_sim_leaf";
+  fs::create_directories(dir);
+  const std::string leaf = (dir / "users.json").string();
+  {
+    nlohmann::json users = nlohmann::json::array(), sizes = nlohmann::json::array();
+    nlohmann::json user_data = nlohmann::json::object();
+    for (int u = 0; u < 4; ++u) {
+      const std::string name = "user" + std::to_string(u);
+      nlohmann::json x = nlohmann::json::array(), y = nlohmann::json::array();
+      for (int i = 0; i < 30; ++i) {
+        const int label = (i + u) % 3;
+        nlohmann::json row = nlohmann::json::array();
+        for (int j = 0; j < 6; ++j) row.push_back(j == label ? 2.0 : 0.1 * ((i * 7 + j) % 5));
+        x.push_back(row);
+        y.push_back(label);
+      }
+      users.push_back(name);
+      sizes.push_back(30);
+      user_data[name] = {{"x", x}, {"y", y}};
+    }
+    std::ofstream(leaf) << nlohmann::json{
+        {"users", users},
+        {"num_samples", sizes},
+        {"user_data",
+         user_data}}.dump();
+  }
+  const std::string model = std::string(FEDKIT_TORCHSCRIPT_FIXTURES) + "/tiny_2nn.pt";
+  const std::string metrics = (dir / "metrics.jsonl").string();
+  const std::string out = (dir / "final.pt").string();
+  Result r = RunSim("--dataset leaf:" + leaf + " --model " + model +
+                    " --clients-per-round 2 --rounds 3 --local-epochs 2 --client-lr 0.1 "
+                    "--metrics-out " +
+                    metrics + " --model-out " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::ifstream in(metrics);
+  std::vector<nlohmann::json> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[0]["participants"], 2);
+  // The final model is TorchScript again, with the trained parameters.
+  auto trained = models::CreateModel(out, data::DatasetInfo{{6}, 3}, 0);
+  ASSERT_TRUE(trained.ok()) << trained.status();
+  auto initial = models::CreateModel(model, data::DatasetInfo{{6}, 3}, 0);
+  EXPECT_NE(models::FlattenParameters(**trained), models::FlattenParameters(**initial));
+
+  // The same model on Fashion-MNIST does not fit: refused, naming the file.
+  Result wrong = RunSim("--dataset fmnist --model " + model + " --rounds 1");
+  EXPECT_NE(wrong.exit_code, 0);
+  EXPECT_THAT(wrong.output, HasSubstr(model));
+  EXPECT_THAT(wrong.output, HasSubstr("forward() fails on features shaped [2, 1, 28, 28]"));
+  Result missing = RunSim(kSmallSynthetic + " --model /no/such/model.pt");
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_THAT(missing.output, HasSubstr("/no/such/model.pt"));
+  fs::remove_all(dir);
+}
+
 TEST(SimCliTest, ConfigFileSetsFlagsAndCommandLineWins) {
   const std::string config = TempPath("config.yaml");
   {
