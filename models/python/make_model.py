@@ -6,6 +6,12 @@
     python3 models/python/make_model.py bn-mlp /tmp/bn.pt        # an MLP with BatchNorm1d
     python3 models/python/make_model.py own-loss /tmp/ls.pt      # a 2NN with its own loss() method
 
+The built-in registry models (logreg, mlp, cnn, seed) have twins here with the same parameter names
+and shapes, so a registry model trained by FedKit becomes TorchScript and travels like any other:
+
+    build/bin/fedkit-sim --model mlp --model-out /tmp/final.pt ...
+    python3 models/python/make_model.py mlp /tmp/final_mlp.pt --parameters /tmp/final.pt
+
 Any module works the same way as long as forward() takes features shaped [batch, *feature_shape]
 (the dataset's own shape: [batch, 1, 28, 28] for Fashion-MNIST) and returns [batch, classes]
 logits; an optional `loss(self, output, target)` replaces cross-entropy. Parameters are
@@ -48,6 +54,29 @@ class Cnn(nn.Module):
         return self.fc2(F.relu(self.fc1(x.flatten(1))))
 
 
+class LogisticRegression(nn.Module):
+    """The registry's logreg: Linear(features, classes)."""
+
+    def __init__(self, in_features: int, classes: int):
+        super().__init__()
+        self.linear = nn.Linear(in_features, classes)
+
+    def forward(self, x):
+        return self.linear(x.flatten(1))
+
+
+class OneHiddenLayerMlp(nn.Module):
+    """The registry's seed (TensorFlow Federated tutorial) model: features-10-classes with ReLU."""
+
+    def __init__(self, in_features: int, hidden: int, classes: int):
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden)
+        self.fc2 = nn.Linear(hidden, classes)
+
+    def forward(self, x):
+        return self.fc2(F.relu(self.fc1(x.flatten(1))))
+
+
 class BatchNormMlp(nn.Module):
     """Linear - BatchNorm1d - ReLU - Linear: a model with buffers (running mean and variance)."""
 
@@ -73,8 +102,12 @@ def build(kind: str, shape, classes: int, hidden: int) -> nn.Module:
     in_features = 1
     for s in shape:
         in_features *= s
-    if kind == "2nn":
+    if kind in ("2nn", "mlp"):
         return TwoNN(in_features, hidden, classes)
+    if kind == "logreg":
+        return LogisticRegression(in_features, classes)
+    if kind == "seed":
+        return OneHiddenLayerMlp(in_features, 10, classes)
     if kind == "cnn":
         if len(shape) != 3:
             raise SystemExit("cnn needs --shape C,H,W")
@@ -88,17 +121,39 @@ def build(kind: str, shape, classes: int, hidden: int) -> nn.Module:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kind", choices=["2nn", "cnn", "bn-mlp", "own-loss"])
+    parser.add_argument("kind", choices=["2nn", "cnn", "bn-mlp", "own-loss", "logreg", "mlp", "seed"])
     parser.add_argument("out", help="where to write the TorchScript file")
     parser.add_argument("--shape", default="1,28,28", help="one example's feature shape (default 1,28,28)")
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--hidden", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--parameters", help="a FedKit --model-out file of the same registry model "
+                        "(torch::save archive) whose parameters to take instead of fresh ones")
     args = parser.parse_args()
     shape = [int(s) for s in args.shape.split(",")]
     torch.manual_seed(args.seed)
     model = build(args.kind, shape, args.classes, args.hidden)
+    if args.parameters:
+        load_parameters(model, args.parameters)
     torch.jit.script(model).save(args.out)
+
+
+def load_parameters(model: nn.Module, path: str) -> None:
+    """Copies the parameters of a FedKit model file (a torch::save archive, which torch.jit.load
+    reads) into `model`; names and shapes must match exactly."""
+    try:
+        saved = dict(torch.jit.load(path).named_parameters())
+    except Exception as e:  # torch raises RuntimeError for a file that is not an archive
+        raise SystemExit(f"--parameters {path}: cannot read it as a FedKit model file: {e}")
+    own = dict(model.named_parameters())
+    if list(saved) != list(own):
+        raise SystemExit(f"--parameters {path}: holds parameters {list(saved)}, this model has {list(own)}")
+    with torch.no_grad():
+        for name, p in own.items():
+            if saved[name].shape != p.shape:
+                raise SystemExit(f"--parameters {path}: '{name}' is {list(saved[name].shape)}, "
+                                 f"this model needs {list(p.shape)}")
+            p.copy_(saved[name])
 
 
 if __name__ == "__main__":
