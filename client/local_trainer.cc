@@ -41,6 +41,9 @@ absl::StatusOr<ClientUpdate> LocalTrainer::Train(absl::Span<const float> global_
   FEDKIT_RETURN_IF_ERROR(ValidateTrainingPlan(plan));
   const int64_t n = examples.size();
   if (n == 0) return absl::InvalidArgumentError("client has no training examples");
+  if (examples.is_regression() && examples.labels.size() > 0) {
+    return absl::InvalidArgumentError("regression examples must not carry class labels");
+  }
   if (static_cast<int64_t>(examples.features.size()) != n * examples.feature_dim) {
     return absl::InvalidArgumentError(absl::StrCat("examples hold ", examples.features.size(),
                                                    " feature values, expected ", n, " x ",
@@ -52,8 +55,12 @@ absl::StatusOr<ClientUpdate> LocalTrainer::Train(absl::Span<const float> global_
     // Views over the caller's buffers: no copy of the client's data.
     const torch::Tensor features = torch::from_blob(const_cast<float*>(examples.features.data()),
                                                     {n, examples.feature_dim}, torch::kFloat32);
+    // Class indices [n], or float targets [n, target_dim] for regression.
     const torch::Tensor labels =
-        torch::from_blob(const_cast<int64_t*>(examples.labels.data()), {n}, torch::kInt64);
+        examples.is_regression()
+            ? torch::from_blob(const_cast<float*>(examples.targets.data()),
+                               {n, examples.target_dim}, torch::kFloat32)
+            : torch::from_blob(const_cast<int64_t*>(examples.labels.data()), {n}, torch::kInt64);
 
     std::vector<torch::Tensor> params = model_->parameters();
     std::vector<torch::Tensor> global_copies;

@@ -6,6 +6,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "models/evaluate.h"
 #include "models/flat_params.h"
 #include "privacy/clipping.h"
 
@@ -247,6 +248,72 @@ TEST(LocalTrainerTest, OwnLossMethodIsTrainedOn) {
   const double plain = F::cross_entropy(logits, y).item<double>();
   ASSERT_GT(std::abs(smoothed - plain), 1e-3);
   EXPECT_NEAR(update->train_loss, smoothed, 1e-5);
+}
+
+// Regression: float targets y = W x + b (2 targets), a TorchScript MLP declaring
+// fedkit_task = "regression", trained on mean squared error.
+TEST(LocalTrainerTest, RegressionModelTrainsOnMeanSquaredError) {
+  const data::DatasetInfo info{{6}, 0, /*target_dim=*/2};
+  data::Examples ex;
+  ex.feature_dim = 6;
+  ex.target_dim = 2;
+  std::mt19937 rng(12);
+  std::normal_distribution<float> normal;
+  for (int i = 0; i < 200; ++i) {
+    float y0 = 0.5f, y1 = -0.3f;
+    for (int j = 0; j < 6; ++j) {
+      const float v = normal(rng);
+      ex.features.push_back(v);
+      y0 += 0.4f * v * static_cast<float>(j % 3);
+      y1 -= 0.2f * v * static_cast<float>(j % 2);
+    }
+    ex.targets.push_back(y0);
+    ex.targets.push_back(y1);
+  }
+  ASSERT_EQ(ex.size(), 200);
+  auto model = models::CreateModel(Fixture("tiny_regression.pt"), info, 0);
+  ASSERT_TRUE(model.ok()) << model.status();
+  std::vector<float> global = models::FlattenParameters(**model);
+  LocalTrainer trainer(*model);
+
+  // One full-batch step: the reported loss is the MSE at the global parameters.
+  TrainingPlan full{.local_epochs = 1, .batch_size = 200, .learning_rate = 0.05};
+  auto first = trainer.Train(global, ex, full, 1);
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto reference = models::CreateModel(Fixture("tiny_regression.pt"), info, 0);
+  ASSERT_TRUE(models::AssignParameters(global, **reference).ok());
+  {
+    torch::NoGradGuard no_grad;
+    const auto x = torch::from_blob(ex.features.data(), {200, 6});
+    const auto y = torch::from_blob(ex.targets.data(), {200, 2});
+    const double mse = torch::nn::functional::mse_loss((*reference)->forward(x), y).item<double>();
+    EXPECT_NEAR(first->train_loss, mse, 1e-5);
+    auto sums = models::EvaluateRange(**reference, ex, 0, 200);
+    ASSERT_TRUE(sums.ok()) << sums.status();
+    EXPECT_NEAR(sums->mean_loss(), mse, 1e-5);
+  }
+
+  // Training lowers the error a lot.
+  TrainingPlan plan{.local_epochs = 20, .batch_size = 10, .learning_rate = 0.05};
+  auto update = trainer.Train(global, ex, plan, 2);
+  ASSERT_TRUE(update.ok()) << update.status();
+  for (size_t i = 0; i < global.size(); ++i) global[i] += update->delta[i];
+  auto later = trainer.Train(global, ex, full, 1);
+  ASSERT_TRUE(later.ok());
+  EXPECT_LT(later->train_loss, first->train_loss * 0.2);
+
+  // The model declares regression: a classification dataset is refused at load, naming both.
+  auto wrong_task =
+      models::CreateModel(Fixture("tiny_regression.pt"), data::DatasetInfo{{6}, 2}, 0);
+  ASSERT_FALSE(wrong_task.ok());
+  EXPECT_THAT(std::string(wrong_task.status().message()),
+              testing::HasSubstr("declares fedkit_task = 'regression' but the dataset is a "
+                                 "classification dataset"));
+  // A classifier cannot fit 2 regression targets' shape unless it has 2 outputs: refused too.
+  auto classifier = models::CreateModel(Fixture("tiny_2nn.pt"), info, 0);
+  ASSERT_FALSE(classifier.ok());
+  EXPECT_THAT(std::string(classifier.status().message()),
+              testing::HasSubstr("needs float regression outputs [2, 2]"));
 }
 
 }  // namespace

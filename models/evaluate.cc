@@ -30,6 +30,21 @@ absl::StatusOr<EvalSums> EvaluateRange(Model& model, const data::Examples& examp
       const int64_t n = std::min(kBatch, end - start);
       auto x =
           torch::from_blob(const_cast<float*>(examples.features.data() + start * dim), {n, dim});
+      if (examples.is_regression()) {
+        const int64_t t = examples.target_dim;
+        auto y = torch::from_blob(const_cast<float*>(examples.targets.data() + start * t), {n, t});
+        auto output = model.forward(x);
+        // Summed over examples of each example's mean squared error over its targets.
+        sums.loss_sum +=
+            model.HasOwnLoss()
+                ? model.Loss(output, y).item<double>() * static_cast<double>(n)
+                : torch::nn::functional::mse_loss(
+                      output, y, torch::nn::functional::MSELossFuncOptions().reduction(torch::kSum))
+                          .item<double>() /
+                      static_cast<double>(t);
+        sums.count += n;
+        continue;
+      }
       auto y = torch::from_blob(const_cast<int64_t*>(examples.labels.data() + start), {n},
                                 torch::kInt64);
       auto logits = model.forward(x);

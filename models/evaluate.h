@@ -13,8 +13,8 @@ namespace fedkit::models {
 // Sums over a range of examples; sums from disjoint ranges add up (combine them in a fixed order
 // for reproducible totals).
 struct EvalSums {
-  double loss_sum = 0.0;  // summed cross-entropy
-  int64_t correct = 0;
+  double loss_sum = 0.0;  // summed cross-entropy (regression: summed per-example mean squared error)
+  int64_t correct = 0;  // classification only: regression leaves it 0, so accuracy() is 0
   int64_t count = 0;
 
   void Add(const EvalSums& other);

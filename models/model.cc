@@ -136,6 +136,7 @@ void InitializeParameters(Model& model, uint64_t seed) {
 }  // namespace
 
 torch::Tensor Model::Loss(const torch::Tensor& output, const torch::Tensor& target) {
+  if (target.is_floating_point()) return torch::nn::functional::mse_loss(output, target);
   return torch::nn::functional::cross_entropy(output, target);
 }
 

@@ -23,8 +23,9 @@ class Model : public torch::nn::Module {
   // features: [batch, feature_dim] float32. Returns logits [batch, num_classes].
   virtual torch::Tensor forward(torch::Tensor features) = 0;
 
-  // The mean training loss of a minibatch: cross-entropy of logits against class indices unless
-  // the model defines its own (HasOwnLoss()).
+  // The mean training loss of a minibatch unless the model defines its own (HasOwnLoss()):
+  // cross-entropy of logits against int64 class indices [batch]; mean squared error against float
+  // regression targets [batch, target_dim].
   virtual torch::Tensor Loss(const torch::Tensor& output, const torch::Tensor& target);
   virtual bool HasOwnLoss() const { return false; }
 };

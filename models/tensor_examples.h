@@ -15,8 +15,10 @@
 
 namespace fedkit::models {
 
-// Copies features [N, ...] (any floating type; flattened per example) and integer class labels [N]
-// into Examples. INVALID_ARGUMENT for mismatched counts, non-integer labels or negative labels.
+// Copies features [N, ...] (any floating type; flattened per example) and targets into Examples:
+// integer class labels [N] (classification), or floating-point targets [N] or [N, k] (regression:
+// Examples::target_dim = 1 or k). INVALID_ARGUMENT for mismatched counts, negative labels,
+// non-finite regression targets, or complex/bool targets.
 absl::StatusOr<data::Examples> ExamplesFromTensors(const torch::Tensor& features,
                                                    const torch::Tensor& labels);
 

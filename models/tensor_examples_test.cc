@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
+
 #include "gtest/gtest.h"
 
 namespace fedkit::models {
@@ -38,9 +40,28 @@ TEST(TensorExamplesTest, ReadsAMapStyleDataset) {
   EXPECT_EQ(examples->features[4 * 3], 3.0f);
 }
 
+TEST(TensorExamplesTest, FloatTargetsAreRegressionTargets) {
+  auto one = ExamplesFromTensors(torch::rand({3, 2, 2}), torch::tensor({0.5, -1.0, 2.0}));
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_TRUE(one->is_regression());
+  EXPECT_EQ(one->target_dim, 1);
+  EXPECT_EQ(one->size(), 3);
+  EXPECT_EQ(one->targets, (std::vector<float>{0.5f, -1.0f, 2.0f}));
+  EXPECT_TRUE(one->labels.empty());
+  auto two =
+      ExamplesFromTensors(torch::rand({3, 4}), torch::arange(6, torch::kFloat32).reshape({3, 2}));
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_EQ(two->target_dim, 2);
+  EXPECT_EQ(two->size(), 3);
+  EXPECT_EQ(two->Select({2, 0}).targets, (std::vector<float>{4, 5, 0, 1}));
+}
+
 TEST(TensorExamplesTest, MismatchesAreErrorsNotExceptions) {
   EXPECT_FALSE(ExamplesFromTensors(torch::rand({3, 4}), torch::tensor({1, 2})).ok());
-  EXPECT_FALSE(ExamplesFromTensors(torch::rand({2, 4}), torch::rand({2})).ok());
+  // Float targets are regression: their count must match too, and be [N] or [N, k].
+  EXPECT_FALSE(ExamplesFromTensors(torch::rand({2, 4}), torch::rand({3})).ok());
+  EXPECT_FALSE(ExamplesFromTensors(torch::rand({2, 4}), torch::rand({2, 2, 2})).ok());
+  EXPECT_FALSE(ExamplesFromTensors(torch::rand({2, 4}), torch::tensor({1.0f, std::nanf("")})).ok());
   EXPECT_FALSE(ExamplesFromTensors(torch::ones({2, 4}, torch::kInt64), torch::tensor({1, 2})).ok());
   EXPECT_FALSE(ExamplesFromTensors(torch::rand({2, 4}), torch::tensor({-1, 2})).ok());
 }

@@ -111,10 +111,27 @@ absl::StatusOr<data::NaturalDatasetParts> ReadTensorFileOrThrow(const std::strin
       return bad(prefix, "x must be a floating-point tensor [N, ...]; it is a ", features.dim(),
                  "-d ", c10::toString(features.scalar_type()), " tensor (convert with .float())");
     }
+    if (labels.is_floating_point() != y.is_floating_point()) {
+      return bad(prefix, "y is ", c10::toString(labels.scalar_type()), " but y is ",
+                 c10::toString(y.scalar_type()), ": train and test targets must be of one task");
+    }
+    if (labels.is_floating_point()) {  // regression targets [N] or [N, k]
+      if (labels.dim() < 1 || labels.dim() > 2 || (prefix == "test_" && labels.dim() != y.dim()) ||
+          (labels.dim() == 2 && labels.size(1) != y.size(1))) {
+        return bad(prefix, "y must be float regression targets [N] or [N, k] like y; it is [",
+                   absl::StrJoin(labels.sizes(), ", "), "]");
+      }
+      if (features.size(0) != labels.size(0)) {
+        return bad(prefix, "x has ", features.size(0), " rows but ", prefix, "y has ",
+                   labels.size(0));
+      }
+      return absl::OkStatus();
+    }
     if (labels.dim() != 1 || !IsIntegerTensor(labels)) {
-      return bad(prefix, "y must be a 1-d integer tensor of class labels; it is a ", labels.dim(),
-                 "-d ", c10::toString(labels.scalar_type()),
-                 " tensor (regression targets are not supported by this reader yet)");
+      return bad(prefix,
+                 "y must be a 1-d integer tensor of class labels or float regression targets; it "
+                 "is a ",
+                 labels.dim(), "-d ", c10::toString(labels.scalar_type()), " tensor");
     }
     if (features.size(0) != labels.size(0)) {
       return bad(prefix, "x has ", features.size(0), " rows but ", prefix, "y has ",
@@ -149,7 +166,8 @@ absl::StatusOr<data::NaturalDatasetParts> ReadTensorFileOrThrow(const std::strin
   parts.source = path;
   parts.info.feature_shape.assign(x.sizes().begin() + 1, x.sizes().end());
   if (parts.info.feature_shape.empty()) parts.info.feature_shape = {1};
-  int64_t max_label = y.numel() > 0 ? y.max().item<int64_t>() : -1;
+  const bool regression = y.is_floating_point();
+  int64_t max_label = !regression && y.numel() > 0 ? y.max().item<int64_t>() : -1;
   if (tensors.count("test_x") > 0) {
     const torch::Tensor& tx = tensors["test_x"];
     const torch::Tensor& ty = tensors["test_y"];
@@ -158,12 +176,17 @@ absl::StatusOr<data::NaturalDatasetParts> ReadTensorFileOrThrow(const std::strin
       return bad("test_x rows have shape [", absl::StrJoin(tx.sizes().slice(1), ", "),
                  "] but x rows have [", absl::StrJoin(x.sizes().slice(1), ", "), "]");
     }
-    if (ty.numel() > 0) max_label = std::max(max_label, ty.max().item<int64_t>());
+    if (!regression && ty.numel() > 0) max_label = std::max(max_label, ty.max().item<int64_t>());
     absl::StatusOr<data::Examples> test = ExamplesFromTensors(tx, ty);
     if (!test.ok()) return bad("test_x/test_y: ", test.status().message());
     parts.test = *std::move(test);
   }
-  parts.info.num_classes = static_cast<int>(max_label + 1);
+  if (regression) {
+    parts.info.num_classes = 0;
+    parts.info.target_dim = y.dim() == 2 ? y.size(1) : 1;
+  } else {
+    parts.info.num_classes = static_cast<int>(max_label + 1);
+  }
   absl::StatusOr<data::Examples> examples = ExamplesFromTensors(x, y);
   if (!examples.ok()) return bad("x/y: ", examples.status().message());
   parts.examples = *std::move(examples);

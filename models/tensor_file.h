@@ -12,7 +12,8 @@
 namespace fedkit::models {
 
 // Reads `torch.save({"x": X, "y": Y, "client": C}, path)`: X floating-point [N, ...] (feature_shape
-// is X's shape without N), Y integer class labels [N] (num_classes = the largest label + 1), C
+// is X's shape without N), Y integer class labels [N] (num_classes = the largest label + 1) or float
+// regression targets [N] or [N, k] (DatasetInfo::target_dim = 1 or k, num_classes = 0), C
 // integer client ids [N] >= 0. Clients are the distinct ids in ascending order, each with its rows
 // in file order. Optional "test_x"/"test_y" ([M, ...] and [M]) are the eval set; without them
 // MakeNaturalDataset holds out the last 10% of each client's rows. INVALID_ARGUMENT naming the

@@ -115,6 +115,28 @@ TEST_F(TensorFileTest, TestTensorsAreTheEvalSet) {
   EXPECT_THAT(eval.labels, ElementsAre(0, 1, 2, 3, 6));
 }
 
+TEST_F(TensorFileTest, FloatTargetsMakeARegressionDataset) {
+  auto d = Good();
+  d.insert_or_assign("y", torch::arange(60, torch::kFloat64).reshape({30, 2}) / 10);
+  d.insert("test_x", torch::zeros({3, 2, 2}));
+  d.insert("test_y", torch::ones({3, 2}));
+  auto dataset = Make(Save("regression.pt", d));
+  ASSERT_TRUE(dataset.ok()) << dataset.status();
+  EXPECT_EQ((*dataset)->info().num_classes, 0);
+  EXPECT_EQ((*dataset)->info().target_dim, 2);
+  const data::Examples first = (*dataset)->TrainExamples(0);
+  EXPECT_TRUE(first.is_regression());
+  EXPECT_TRUE(first.labels.empty());
+  ASSERT_EQ(first.targets.size(), static_cast<size_t>(first.size()) * 2);
+  EXPECT_EQ((*dataset)->EvalExamples().size(), 3);
+  EXPECT_THAT((*dataset)->EvalExamples().targets, ElementsAre(1, 1, 1, 1, 1, 1));
+  // Train and test targets of different tasks are refused.
+  d.insert_or_assign("test_y", torch::zeros({3}, torch::kInt64));
+  auto mixed = Make(Save("mixed.pt", d));
+  ASSERT_FALSE(mixed.ok());
+  EXPECT_THAT(std::string(mixed.status().message()), HasSubstr("of one task"));
+}
+
 TEST_F(TensorFileTest, BadContentsNameTheFileAndProblem) {
   struct Case {
     std::string name;
@@ -141,8 +163,8 @@ TEST_F(TensorFileTest, BadContentsNameTheFileAndProblem) {
   }
   {
     auto d = Good();
-    d.insert_or_assign("y", torch::zeros({30}, torch::kFloat32));
-    cases.push_back({"float_y", d, "regression targets are not supported"});
+    d.insert_or_assign("y", torch::zeros({30, 2, 2}, torch::kFloat32));
+    cases.push_back({"float_y_3d", d, "y must be float regression targets [N] or [N, k]"});
   }
   {
     auto d = Good();

@@ -59,10 +59,14 @@ absl::StatusOr<std::shared_ptr<TorchScriptModel>> TorchScriptModel::Load(
   if (!std::filesystem::is_regular_file(path, ec)) {
     return absl::NotFoundError(absl::StrCat("model file ", path, " does not exist"));
   }
-  if (info.feature_dim() <= 0 || info.num_classes < 2) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("model ", path, " needs a dataset with features and at least 2 classes"));
+  const bool regression = info.target_dim > 0;
+  if (info.feature_dim() <= 0 || (!regression && info.num_classes < 2)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model ", path,
+        " needs a dataset with features and at least 2 classes or regression targets"));
   }
+  const int64_t outputs = regression ? info.target_dim : info.num_classes;
+  const char* const task = regression ? "regression" : "classification";
   torch::jit::Module module;
   try {
     module = torch::jit::load(path);
@@ -136,26 +140,41 @@ absl::StatusOr<std::shared_ptr<TorchScriptModel>> TorchScriptModel::Load(
           }
           out = value.toTensor();
         }
-        if (out.dim() != 2 || out.size(0) != 2 || out.size(1) != info.num_classes ||
-            out.scalar_type() != torch::kFloat32) {
-          return absl::InvalidArgumentError(
-              absl::StrCat(path, ": forward() on features shaped [", absl::StrJoin(shape, ", "),
-                           "] returns ", c10::toString(out.scalar_type()), " ", ShapeText(out),
-                           "; this dataset needs float logits [2, ", info.num_classes, "]"));
+        // The task the module declares (optional attribute fedkit_task) must be the dataset's.
+        if (model->module_.hasattr("fedkit_task")) {
+          const torch::jit::IValue declared = model->module_.attr("fedkit_task");
+          if (!declared.isString() || declared.toStringRef() != task) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                path, " declares fedkit_task = ",
+                declared.isString() ? "'" + declared.toStringRef() + "'" : declared.tagKind(),
+                " but the dataset is a ", task, " dataset"));
+          }
         }
+        if (out.dim() != 2 || out.size(0) != 2 || out.size(1) != outputs ||
+            out.scalar_type() != torch::kFloat32) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              path, ": forward() on features shaped [", absl::StrJoin(shape, ", "), "] returns ",
+              c10::toString(out.scalar_type()), " ", ShapeText(out), "; this dataset needs float ",
+              regression ? "regression outputs [2, " : "logits [2, ", outputs, "]"));
+        }
+        const torch::Tensor dry_target =
+            regression ? torch::zeros({2, info.target_dim}) : torch::zeros({2}, torch::kInt64);
+        const std::string target_text =
+            regression ? absl::StrCat("float targets [2, ", info.target_dim, "]")
+                       : std::string("int64 class targets [2]");
         if (model->module_.find_method("loss")) {
           torch::NoGradGuard no_grad;
           torch::jit::IValue loss;
           try {
-            loss = model->module_.run_method("loss", out, torch::zeros({2}, torch::kInt64));
+            loss = model->module_.run_method("loss", out, dry_target);
           } catch (const c10::Error& e) {
-            return absl::InvalidArgumentError(absl::StrCat(
-                path, ": loss(output, target) fails on logits ", ShapeText(out),
-                " and int64 class targets [2]: ", FirstLine(e.what_without_backtrace())));
+            return absl::InvalidArgumentError(
+                absl::StrCat(path, ": loss(output, target) fails on logits ", ShapeText(out),
+                             " and ", target_text, ": ", FirstLine(e.what_without_backtrace())));
           } catch (const std::exception& e) {
             return absl::InvalidArgumentError(
                 absl::StrCat(path, ": loss(output, target) fails on logits ", ShapeText(out),
-                             " and int64 class targets [2]: ", FirstLine(e.what())));
+                             " and ", target_text, ": ", FirstLine(e.what())));
           }
           if (!loss.isTensor() || loss.toTensor().numel() != 1) {
             return absl::InvalidArgumentError(

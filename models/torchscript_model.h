@@ -4,9 +4,13 @@
 //
 // The contract of a TorchScript model file:
 //   - forward(x) takes features shaped [batch, *feature_shape] (the dataset's own shape, e.g.
-//     [batch, 1, 28, 28] for Fashion-MNIST) as float32 and returns [batch, num_classes] logits.
+//     [batch, 1, 28, 28] for Fashion-MNIST) as float32 and returns [batch, num_classes] logits for
+//     a classification dataset, [batch, target_dim] float outputs for a regression dataset (float
+//     targets; data::DatasetInfo::target_dim > 0).
 //   - Optionally `def loss(self, output, target) -> Tensor` returning the mean loss of a minibatch;
-//     without it, training uses cross-entropy.
+//     without it, training uses cross-entropy (classification) or mean squared error (regression).
+//   - Optionally a string attribute `fedkit_task`, "classification" or "regression": the task the
+//     model is for, checked against the dataset's at load.
 //   - The flat parameter layout (core/parameter_layout.h) is every parameter in the module's
 //     named_parameters() order, then every floating-point buffer in named_buffers() order (e.g.
 //     BatchNorm's running_mean and running_var): buffers travel and are averaged like parameters,

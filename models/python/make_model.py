@@ -5,6 +5,7 @@
     python3 models/python/make_model.py cnn /tmp/cnn.pt          # their CNN, on [1, 28, 28] images
     python3 models/python/make_model.py bn-mlp /tmp/bn.pt        # an MLP with BatchNorm1d
     python3 models/python/make_model.py own-loss /tmp/ls.pt      # a 2NN with its own loss() method
+    python3 models/python/make_model.py regression /tmp/r.pt --shape 6 --classes 2   # 2 float targets, MSE
 
 The built-in registry models (logreg, mlp, cnn, seed) have twins here with the same parameter names
 and shapes, so a registry model trained by FedKit becomes TorchScript and travels like any other:
@@ -90,6 +91,19 @@ class BatchNormMlp(nn.Module):
         return self.fc2(F.relu(self.bn(self.fc1(x.flatten(1)))))
 
 
+class RegressionMlp(nn.Module):
+    """features - hidden - ReLU - targets, trained on mean squared error (float targets)."""
+
+    def __init__(self, in_features: int, hidden: int, targets: int):
+        super().__init__()
+        self.fedkit_task = "regression"  # checked by FedKit against the dataset's task
+        self.fc1 = nn.Linear(in_features, hidden)
+        self.fc2 = nn.Linear(hidden, targets)
+
+    def forward(self, x):
+        return self.fc2(F.relu(self.fc1(x.flatten(1))))
+
+
 class OwnLossTwoNN(TwoNN):
     """A 2NN trained on its own loss: cross-entropy with label smoothing 0.1."""
 
@@ -114,6 +128,8 @@ def build(kind: str, shape, classes: int, hidden: int) -> nn.Module:
         return Cnn(shape[0], shape[1], shape[2], classes)
     if kind == "bn-mlp":
         return BatchNormMlp(in_features, hidden, classes)
+    if kind == "regression":
+        return RegressionMlp(in_features, hidden, classes)
     if kind == "own-loss":
         return OwnLossTwoNN(in_features, hidden, classes)
     raise SystemExit(f"unknown model kind '{kind}'")
@@ -121,10 +137,12 @@ def build(kind: str, shape, classes: int, hidden: int) -> nn.Module:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kind", choices=["2nn", "cnn", "bn-mlp", "own-loss", "logreg", "mlp", "seed"])
+    parser.add_argument("kind", choices=["2nn", "cnn", "bn-mlp", "own-loss", "logreg", "mlp", "seed",
+                                           "regression"])
     parser.add_argument("out", help="where to write the TorchScript file")
     parser.add_argument("--shape", default="1,28,28", help="one example's feature shape (default 1,28,28)")
-    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--classes", type=int, default=10,
+                        help="classes (regression: the number of float targets)")
     parser.add_argument("--hidden", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--parameters", help="a FedKit --model-out file of the same registry model "
