@@ -9,8 +9,8 @@ set(FEDKIT_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/FedKit)
 # fedkit::client and every FedKit library it links, PUBLIC or PRIVATE (static libraries carry their
 # private dependencies to the app's link line).
 set(FEDKIT_EXPORTED_LIBRARIES
-  fedkit_core fedkit_data fedkit_models fedkit_privacy fedkit_secagg fedkit_proto fedkit_training
-  fedkit_client)
+  fedkit_core fedkit_data fedkit_models fedkit_artifacts fedkit_privacy fedkit_secagg fedkit_proto
+  fedkit_training fedkit_client)
 if(TARGET fedkit_tsan_absl_annotations)
   list(APPEND FEDKIT_EXPORTED_LIBRARIES fedkit_tsan_absl_annotations)
 endif()

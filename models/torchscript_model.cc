@@ -1,20 +1,17 @@
 #include "models/torchscript_model.h"
 
-#include <openssl/evp.h>
 #include <torch/nn/functional/loss.h>
 
-#include <array>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <system_error>
 #include <utility>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "artifacts/artifact_files.h"
+#include "artifacts/signing.h"
 #include "models/flat_params.h"
 #include "models/torch_status.h"
 
@@ -216,20 +213,11 @@ absl::Status TorchScriptModel::Save(const std::string& path) const {
 
 absl::StatusOr<std::string> ModelIdentity(absl::string_view name) {
   if (!IsTorchScriptPath(name)) return std::string(name);
-  const std::string path(name);
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("model file ", path, " cannot be read"));
-  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) return absl::NotFoundError(absl::StrCat("model file ", path, " cannot be read"));
-  std::array<unsigned char, 32> digest;
-  unsigned int length = 0;
-  if (EVP_Digest(bytes.data(), bytes.size(), digest.data(), &length, EVP_sha256(), nullptr) != 1 ||
-      length != digest.size()) {
-    return absl::InternalError(absl::StrCat("SHA-256 of ", path, " failed"));
+  absl::StatusOr<std::string> bytes = artifacts::ReadFileBytes(std::string(name));
+  if (!bytes.ok()) {
+    return absl::NotFoundError(absl::StrCat("model file ", bytes.status().message()));
   }
-  return absl::StrCat("torchscript:sha256:",
-                      absl::BytesToHexString(absl::string_view(
-                          reinterpret_cast<const char*>(digest.data()), digest.size())));
+  return absl::StrCat("torchscript:sha256:", artifacts::Sha256Hex(*bytes));
 }
 
 absl::Status SaveModel(const Model& model, const std::string& path) {
