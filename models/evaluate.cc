@@ -30,34 +30,30 @@ absl::StatusOr<EvalSums> EvaluateRange(Model& model, const data::Examples& examp
       const int64_t n = std::min(kBatch, end - start);
       auto x =
           torch::from_blob(const_cast<float*>(examples.features.data() + start * dim), {n, dim});
-      if (examples.is_regression()) {
-        const int64_t t = examples.target_dim;
-        auto y = torch::from_blob(const_cast<float*>(examples.targets.data() + start * t), {n, t});
-        auto output = model.forward(x);
-        // Summed over examples of each example's mean squared error over its targets.
-        sums.loss_sum +=
-            model.HasOwnLoss()
-                ? model.Loss(output, y).item<double>() * static_cast<double>(n)
-                : torch::nn::functional::mse_loss(
-                      output, y, torch::nn::functional::MSELossFuncOptions().reduction(torch::kSum))
-                          .item<double>() /
-                      static_cast<double>(t);
-        sums.count += n;
-        continue;
-      }
-      auto y = torch::from_blob(const_cast<int64_t*>(examples.labels.data() + start), {n},
-                                torch::kInt64);
-      auto logits = model.forward(x);
+      namespace F = torch::nn::functional;
+      const bool regression = examples.is_regression();
+      const int64_t t = examples.target_dim;
+      // Class indices [n], or float targets [n, t] for regression.
+      const torch::Tensor y =
+          regression
+              ? torch::from_blob(const_cast<float*>(examples.targets.data() + start * t), {n, t})
+              : torch::from_blob(const_cast<int64_t*>(examples.labels.data() + start), {n},
+                                 torch::kInt64);
+      const torch::Tensor output = model.forward(x);
       if (model.HasOwnLoss()) {
         // The model's own loss is a minibatch mean.
-        sums.loss_sum += model.Loss(logits, y).item<double>() * static_cast<double>(n);
+        sums.loss_sum += model.Loss(output, y).item<double>() * static_cast<double>(n);
+      } else if (regression) {
+        // Each example's mean squared error over its targets, summed over examples.
+        sums.loss_sum +=
+            F::mse_loss(output, y, F::MSELossFuncOptions().reduction(torch::kSum)).item<double>() /
+            static_cast<double>(t);
       } else {
         sums.loss_sum +=
-            torch::nn::functional::cross_entropy(
-                logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+            F::cross_entropy(output, y, F::CrossEntropyFuncOptions().reduction(torch::kSum))
                 .item<double>();
       }
-      sums.correct += logits.argmax(1).eq(y).sum().item<int64_t>();
+      if (!regression) sums.correct += output.argmax(1).eq(y).sum().item<int64_t>();
       sums.count += n;
     }
     model.train();
