@@ -7,6 +7,7 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -15,8 +16,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "artifacts/artifact_files.h"
+#include "artifacts/signing.h"
 #include "cli/yaml_config.h"
 #include "client/federated_client.h"
+#include "client/model_source.h"
 #include "data/federated_dataset.h"
 #include "data/idx.h"
 #include "models/compute_threads.h"
@@ -33,7 +37,11 @@ struct Flags {
   int64_t num_clients = 0;
   int64_t client_index = -1;
   uint64_t seed = 0;
-  std::string model = "mlp";
+  std::string model;  // empty: whatever the coordinator assigns
+  std::vector<std::string> trusted_keys;
+  bool allow_unsigned_models = false;
+  std::string model_cache;  // empty: DefaultModelCache(); "none": no cache
+  int64_t max_model_bytes = int64_t{256} << 20;
   std::string client_id;
   std::string tls_ca;
   std::string tls_cert;
@@ -99,6 +107,17 @@ class SignalWatcher {
   std::thread thread_;
 };
 
+// $XDG_CACHE_HOME/fedkit/models, else $HOME/.cache/fedkit/models, else none.
+std::string DefaultModelCache() {
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg != nullptr && xdg[0] == '/') {
+    return absl::StrCat(xdg, "/fedkit/models");
+  }
+  if (const char* home = std::getenv("HOME"); home != nullptr && home[0] == '/') {
+    return absl::StrCat(home, "/.cache/fedkit/models");
+  }
+  return "";
+}
+
 int Run(int argc, char** argv) {
   Flags f;
   CLI::App app("A device taking part in federated training run by a fedkit coordinator",
@@ -122,9 +141,21 @@ int Run(int argc, char** argv) {
   app.add_option("--partition", f.partition,
                  "iid | dirichlet:ALPHA | shards:S (must match the simulator/coordinator setup)");
   app.add_option("--seed", f.seed, "Partition seed");
-  app.add_option(
-      "--model", f.model,
-      "Model this device trains: logreg | mlp | cnn | seed, or a TorchScript file PATH.pt");
+  app.add_option("--model", f.model,
+                 "Model this device trains: logreg | mlp | cnn | seed, or a TorchScript file "
+                 "PATH.pt; default: the one each round assigns (a registry model, or the "
+                 "coordinator's TorchScript artifact, downloaded and verified)");
+  app.add_option("--trusted-key", f.trusted_keys,
+                 "Ed25519 public key (PEM, fedkit-sign keygen) whose signed model artifacts this "
+                 "device loads; repeat for several")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  app.add_flag("--allow-unsigned-models", f.allow_unsigned_models,
+               "Also load unsigned model artifacts (loading TorchScript runs its code)");
+  app.add_option("--model-cache", f.model_cache,
+                 "Directory of verified model artifacts (default $XDG_CACHE_HOME/fedkit/models or "
+                 "~/.cache/fedkit/models; 'none' keeps them in memory only)");
+  app.add_option("--max-model-bytes", f.max_model_bytes, "Refuse model artifacts larger than this")
+      ->check(cli::Positive());
   app.add_option("--client-id", f.client_id,
                  "Stable device id ([A-Za-z0-9._-], 1..128 chars); default client-NNNNNN");
   app.add_option("--tls-ca", f.tls_ca, "PEM file of the CA that signed the server certificate");
@@ -149,7 +180,7 @@ int Run(int argc, char** argv) {
                       "dirichlet:ALPHA or shards:S");
   }
   if (const std::vector<std::string> names = models::ModelNames();
-      !models::IsTorchScriptPath(f.model) &&
+      !f.model.empty() && !models::IsTorchScriptPath(f.model) &&
       std::find(names.begin(), names.end(), f.model) == names.end()) {
     return UsageError("--model", absl::StrCat("unknown model '", f.model,
                                               "'; known models: ", absl::StrJoin(names, ", ")));
@@ -190,25 +221,65 @@ int Run(int argc, char** argv) {
     std::cerr << "fedkit-client: " << dataset.status().message() << "\n";
     return 1;
   }
-  absl::StatusOr<std::shared_ptr<models::Model>> model =
-      models::CreateModel(f.model, (*dataset)->info(), 0);
-  if (!model.ok()) return UsageError("--model", model.status().message());
+  auto log = [](absl::string_view line) {
+    std::cerr << absl::StrCat("fedkit-client: ", line, "\n") << std::flush;
+  };
+  std::unique_ptr<ModelSource> models;
+  std::string model_description;
+  if (!f.model.empty()) {
+    if (!f.trusted_keys.empty() || f.allow_unsigned_models) {
+      return UsageError(f.trusted_keys.empty() ? "--allow-unsigned-models" : "--trusted-key",
+                        "applies to the models a device is assigned; this device trains its own "
+                        "--model");
+    }
+    absl::StatusOr<std::shared_ptr<models::Model>> model =
+        models::CreateModel(f.model, (*dataset)->info(), 0);
+    if (!model.ok()) return UsageError("--model", model.status().message());
+    absl::StatusOr<std::string> model_identity = models::ModelIdentity(f.model);
+    if (!model_identity.ok()) return UsageError("--model", model_identity.status().message());
+    models = std::make_unique<FixedModelSource>(*std::move(model), *model_identity);
+    model_description = absl::StrCat("model ", f.model);
+  } else {
+    AssignedModelOptions assigned;
+    assigned.dataset = (*dataset)->info();
+    assigned.trust.allow_unsigned = f.allow_unsigned_models;
+    for (const std::string& path : f.trusted_keys) {
+      absl::StatusOr<std::string> pem = artifacts::ReadFileBytes(path);
+      if (!pem.ok()) return UsageError("--trusted-key", pem.status().message());
+      absl::StatusOr<artifacts::PublicKey> key = artifacts::PublicKeyFromPem(*pem);
+      if (!key.ok()) {
+        return UsageError("--trusted-key", absl::StrCat(path, ": ", key.status().message()));
+      }
+      assigned.trust.trusted_keys.push_back(*key);
+    }
+    assigned.cache_dir = f.model_cache.empty()     ? DefaultModelCache()
+                         : f.model_cache == "none" ? std::string()
+                                                   : f.model_cache;
+    assigned.max_artifact_bytes = f.max_model_bytes;
+    assigned.log = log;
+    std::vector<std::string> fingerprints;
+    for (const auto& key : assigned.trust.trusted_keys) {
+      fingerprints.push_back(artifacts::Fingerprint(key));
+    }
+    model_description = absl::StrCat(
+        "the assigned model (artifacts signed by ",
+        fingerprints.empty() ? std::string("no trusted key") : absl::StrJoin(fingerprints, ", "),
+        assigned.trust.allow_unsigned ? ", or unsigned" : "",
+        assigned.cache_dir.empty() ? "; no cache" : absl::StrCat("; cache ", assigned.cache_dir),
+        ")");
+    models = std::make_unique<AssignedModelSource>(std::move(assigned));
+  }
   data::Examples examples = (*dataset)->TrainExamples(f.client_index);
   dataset->reset();  // the rest of the population is not this device's business
 
   FederatedClientOptions options;
   options.client_id = f.client_id;
   options.client_index = f.client_index;
-  absl::StatusOr<std::string> model_identity = models::ModelIdentity(f.model);
-  if (!model_identity.ok()) return UsageError("--model", model_identity.status().message());
-  options.model_name = *model_identity;
-  options.log = [](absl::string_view line) {
-    std::cerr << absl::StrCat("fedkit-client: ", line, "\n") << std::flush;
-  };
-  std::cerr << absl::StrFormat("fedkit-client: %s (shard %d of %d, %d examples), model %s, %s %s\n",
-                               f.client_id, f.client_index, f.num_clients, examples.size(), f.model,
-                               f.insecure ? "plaintext to" : "TLS to", f.server);
-  FederatedClient client(std::move(options), std::move(*channel), std::move(*model),
+  options.log = log;
+  std::cerr << absl::StrFormat("fedkit-client: %s (shard %d of %d, %d examples), %s, %s %s\n",
+                               f.client_id, f.client_index, f.num_clients, examples.size(),
+                               model_description, f.insecure ? "plaintext to" : "TLS to", f.server);
+  FederatedClient client(std::move(options), std::move(*channel), std::move(models),
                          std::move(examples));
   absl::Status status;
   int signal = 0;

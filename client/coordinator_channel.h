@@ -3,6 +3,7 @@
 #ifndef FEDKIT_CLIENT_COORDINATOR_CHANNEL_H_
 #define FEDKIT_CLIENT_COORDINATOR_CHANNEL_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -22,9 +23,30 @@ class CoordinatorChannel {
   virtual absl::StatusOr<v1::CheckInResponse> CheckIn(const v1::CheckInRequest& request) = 0;
 
   // Downloads the whole model (all chunks, reassembled and checked for gaps/overlaps/size).
-  // On success `parameters` has exactly total_size values and `layout` the first chunk's layout.
-  virtual absl::Status GetModel(const v1::GetModelRequest& request, std::vector<float>* parameters,
-                                v1::ParameterLayout* layout) = 0;
+  // `expected_size` is the number of floats the device's model has (from the assignment, checked
+  // against the model it trains): a stream announcing any other total_size is refused with
+  // FAILED_PRECONDITION on its first chunk, before anything is allocated, so a hostile or broken
+  // server cannot make the device allocate what it chooses. On success `parameters` has exactly
+  // expected_size values and `layout` the first chunk's layout. DATA_LOSS for a corrupt stream
+  // (gaps, overlaps, short); transport errors as their gRPC codes.
+  virtual absl::Status GetModel(const v1::GetModelRequest& request, int64_t expected_size,
+                                std::vector<float>* parameters, v1::ParameterLayout* layout) = 0;
+
+  // Downloads a model artifact (fedkit.v1.ModelArtifact) from byte request.offset() on, which
+  // must equal bytes->size() on entry, and appends it to *bytes. `expected_size` is the
+  // assignment's size_bytes: a stream announcing another total_size, or carrying more than it, is
+  // FAILED_PRECONDITION before it is buffered. After a transport error *bytes keeps what arrived,
+  // so that the caller can resume with offset = bytes->size(). The bytes are not verified here
+  // (the device's ModelSource does that).
+  virtual absl::Status GetArtifact(const v1::GetArtifactRequest& request, int64_t expected_size,
+                                   std::string* bytes) {
+    return absl::UnimplementedError("this channel does not download artifacts");
+  }
+
+  // Tells the coordinator that this device will not train its assignment, and why.
+  virtual absl::StatusOr<v1::DeclineResponse> Decline(const v1::DeclineRequest& request) {
+    return absl::UnimplementedError("this channel does not support declining");
+  }
 
   // Uploads header then `delta` in chunks. header.total_size must equal delta.size().
   virtual absl::StatusOr<v1::UploadResponse> UploadUpdate(const v1::UpdateHeader& header,

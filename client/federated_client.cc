@@ -129,9 +129,16 @@ class FederatedClient::Backoff {
 FederatedClient::FederatedClient(FederatedClientOptions options,
                                  std::unique_ptr<CoordinatorChannel> channel,
                                  std::shared_ptr<models::Model> model, data::Examples examples)
+    : FederatedClient(options, std::move(channel),
+                      std::make_unique<FixedModelSource>(std::move(model), options.model_name),
+                      std::move(examples)) {}
+
+FederatedClient::FederatedClient(FederatedClientOptions options,
+                                 std::unique_ptr<CoordinatorChannel> channel,
+                                 std::unique_ptr<ModelSource> models, data::Examples examples)
     : options_(std::move(options)),
       channel_(std::move(channel)),
-      model_(std::move(model)),
+      models_(std::move(models)),
       examples_(std::move(examples)) {}
 
 FederatedClient::~FederatedClient() = default;
@@ -172,8 +179,8 @@ absl::Status FederatedClient::Run() {
   request.set_client_id(options_.client_id);
   request.set_api_version(1);
   request.mutable_capabilities()->set_num_examples(examples_.size());
-  if (!options_.model_name.empty()) {
-    request.mutable_capabilities()->add_model_names(options_.model_name);
+  for (const std::string& name : models_->advertised_models()) {
+    request.mutable_capabilities()->add_model_names(name);
   }
 
   while (true) {
@@ -214,21 +221,22 @@ absl::Status FederatedClient::Run() {
 absl::Status FederatedClient::DoRound(const v1::RoundAssignment& assignment, Backoff& backoff) {
   const int64_t round = assignment.round();
   const std::string round_name = absl::StrCat("round ", round);
-  if (!options_.model_name.empty() && assignment.model_name() != options_.model_name) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(round_name, " assigns model '", assignment.model_name(),
-                     "' but this client trains '", options_.model_name, "'"));
-  }
+  bool check_in_again = false;
+  absl::StatusOr<std::shared_ptr<models::Model>> model =
+      ResolveModel(assignment, backoff, &check_in_again);
+  if (!model.ok()) return model.status();
+  if (check_in_again) return absl::OkStatus();
+  model_ = *std::move(model);
   const ParameterLayout local_layout = models::LayoutOf(*model_);
   if (assignment.model_size() != local_layout.size()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(round_name, " assigns a model of ", assignment.model_size(),
-                     " parameters but the local model has ", local_layout.size()));
+    return Refuse(assignment, absl::FailedPreconditionError(absl::StrCat(
+                                  "assigns a model of ", assignment.model_size(),
+                                  " parameters but the local model has ", local_layout.size())));
   }
   if (std::string why = LayoutMismatch(LayoutFromProto(assignment.layout()), local_layout);
       !why.empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(round_name, " assigns a model that does not fit the local one: ", why));
+    return Refuse(assignment, absl::FailedPreconditionError(absl::StrCat(
+                                  "assigns a model that does not fit the local one: ", why)));
   }
 
   // Download.
@@ -240,7 +248,8 @@ absl::Status FederatedClient::DoRound(const v1::RoundAssignment& assignment, Bac
   v1::ParameterLayout downloaded_layout;
   while (true) {
     if (cancelled_.HasBeenNotified()) return absl::CancelledError("cancelled");
-    absl::Status status = channel_->GetModel(model_request, &global, &downloaded_layout);
+    absl::Status status =
+        channel_->GetModel(model_request, local_layout.size(), &global, &downloaded_layout);
     if (status.ok()) break;
     if (!cancelled_.HasBeenNotified() && EndsRound(status.code())) {
       Log(absl::StrCat(round_name, ": download refused (", status.ToString(),
@@ -307,6 +316,76 @@ absl::Status FederatedClient::DoRound(const v1::RoundAssignment& assignment, Bac
     const absl::Status status = RetryAfter(error, absl::StrCat(round_name, ": upload"), backoff);
     if (!status.ok()) return status;
   }
+}
+
+namespace {
+
+v1::DeclineRequest::Reason DeclineReason(absl::StatusCode code) {
+  switch (code) {
+    case absl::StatusCode::kPermissionDenied:
+      return v1::DeclineRequest::ARTIFACT_NOT_APPROVED;
+    case absl::StatusCode::kDataLoss:
+      return v1::DeclineRequest::ARTIFACT_HASH_MISMATCH;
+    case absl::StatusCode::kInvalidArgument:
+      return v1::DeclineRequest::ARTIFACT_INVALID;
+    case absl::StatusCode::kResourceExhausted:
+      return v1::DeclineRequest::ARTIFACT_TOO_LARGE;
+    default:
+      return v1::DeclineRequest::MODEL_MISMATCH;
+  }
+}
+
+}  // namespace
+
+absl::Status FederatedClient::Refuse(const v1::RoundAssignment& assignment,
+                                     const absl::Status& why) {
+  const std::string round_name = absl::StrCat("round ", assignment.round());
+  v1::DeclineRequest decline;
+  decline.set_client_id(options_.client_id);
+  decline.set_assignment_id(assignment.assignment_id());
+  decline.set_round(assignment.round());
+  decline.set_reason(DeclineReason(why.code()));
+  absl::StatusOr<v1::DeclineResponse> told = channel_->Decline(decline);
+  Log(absl::StrCat(
+      round_name, ": refused: ", why.message(),
+      told.ok() ? "; the coordinator was told"
+                : absl::StrCat("; telling the coordinator failed: ", told.status().ToString())));
+  return absl::Status(why.code(), absl::StrCat(round_name, ": ", why.message()));
+}
+
+absl::StatusOr<std::shared_ptr<models::Model>> FederatedClient::ResolveModel(
+    const v1::RoundAssignment& assignment, Backoff& backoff, bool* check_in_again) {
+  *check_in_again = false;
+  const std::string round_name = absl::StrCat("round ", assignment.round());
+  absl::StatusOr<std::shared_ptr<models::Model>> model = models_->ModelFor(assignment);
+  if (model.status().code() == absl::StatusCode::kNotFound) {
+    const v1::ModelArtifact& artifact = assignment.artifact();
+    v1::GetArtifactRequest request;
+    request.set_client_id(options_.client_id);
+    request.set_sha256(artifact.sha256());
+    std::string bytes;
+    while (true) {
+      if (cancelled_.HasBeenNotified()) return absl::CancelledError("cancelled");
+      request.set_offset(static_cast<int64_t>(bytes.size()));  // resumes after a broken stream
+      absl::Status status = channel_->GetArtifact(request, artifact.size_bytes(), &bytes);
+      if (status.ok()) break;
+      if (!cancelled_.HasBeenNotified() && EndsRound(status.code())) {
+        Log(absl::StrCat(round_name, ": artifact download refused (", status.ToString(),
+                         "); checking in again"));
+        *check_in_again = true;
+        if (!Wait(backoff.NextDelay())) return absl::CancelledError("cancelled");
+        return std::shared_ptr<models::Model>();
+      }
+      FEDKIT_RETURN_IF_ERROR(
+          RetryAfter(status, absl::StrCat(round_name, ": artifact download"), backoff));
+    }
+    backoff.Succeeded();
+    Log(absl::StrFormat("%s: downloaded artifact sha256:%s (%d bytes)", round_name,
+                        artifact.sha256().substr(0, 12), bytes.size()));
+    model = models_->Install(assignment, std::move(bytes));
+  }
+  if (!model.ok()) return Refuse(assignment, model.status());
+  return model;
 }
 
 absl::StatusOr<ClientUpdate> FederatedClient::TrainForRound(const v1::RoundAssignment& assignment,

@@ -17,6 +17,7 @@
 #include "absl/time/time.h"
 #include "client/coordinator_channel.h"
 #include "client/local_trainer.h"
+#include "client/model_source.h"
 #include "data/examples.h"
 #include "models/model.h"
 
@@ -49,8 +50,9 @@ struct FederatedClientOptions {
   // Give up after this long without any successful call (0 = never).
   absl::Duration give_up_after = absl::Minutes(10);
   uint64_t jitter_seed = 0;
-  // If set, assignments naming another model are FAILED_PRECONDITION; also advertised in
-  // capabilities.model_names at check-in.
+  // With the constructor that takes a model: if set, assignments naming another model are
+  // FAILED_PRECONDITION; also advertised in capabilities.model_names at check-in. (With a
+  // ModelSource, the source decides.)
   std::string model_name;
   // Receives one line per round and per notable event (waits, retries); empty = silent.
   std::function<void(absl::string_view)> log;
@@ -69,10 +71,19 @@ class FederatedClient {
   // clients can run in one process.
   FederatedClient(FederatedClientOptions options, std::unique_ptr<CoordinatorChannel> channel,
                   std::shared_ptr<models::Model> model, data::Examples examples);
+  // Trains the model `models` gives for each assignment (client/model_source.h); e.g. an
+  // AssignedModelSource, which takes the model the coordinator assigns and downloads, verifies
+  // and caches TorchScript artifacts.
+  FederatedClient(FederatedClientOptions options, std::unique_ptr<CoordinatorChannel> channel,
+                  std::unique_ptr<ModelSource> models, data::Examples examples);
   ~FederatedClient();
 
   // OK when the coordinator finished the run; CANCELLED after Cancel(); the last error when giving
-  // up; FAILED_PRECONDITION if an assignment does not fit the model (size/layout mismatch).
+  // up. When the device refuses an assignment it tells the coordinator (Decline, best effort) and
+  // returns the refusal, prefixed "round N: ": FAILED_PRECONDITION if the assignment does not fit
+  // the model (another model, size or layout mismatch), or the ModelSource's refusal of an
+  // artifact (PERMISSION_DENIED not approved, DATA_LOSS hash mismatch, INVALID_ARGUMENT not a
+  // usable model, RESOURCE_EXHAUSTED too large). Nothing is trained on a refused assignment.
   absl::Status Run();
 
   // Stops Run() promptly (also interrupts a backoff wait). Idempotent.
@@ -86,7 +97,17 @@ class FederatedClient {
   class Backoff;
   // One assignment: download, train, upload. OK to go on checking in; an error ends Run().
   absl::Status DoRound(const v1::RoundAssignment& assignment, Backoff& backoff);
-  // Local training on the downloaded model with the assignment's plan and this device's seed.
+  // The model for the assignment from the source, downloading its artifact first if needed.
+  // A refusal is declined to the coordinator and returned; *check_in_again (with OK) when the
+  // coordinator refused the download (the round is over for this device).
+  absl::StatusOr<std::shared_ptr<models::Model>> ResolveModel(const v1::RoundAssignment& assignment,
+                                                              Backoff& backoff,
+                                                              bool* check_in_again);
+  // Tells the coordinator (one attempt; failures are logged) and returns `why` prefixed with the
+  // round.
+  absl::Status Refuse(const v1::RoundAssignment& assignment, const absl::Status& why);
+  // Local training of `model_` from the downloaded parameters with the assignment's plan and this
+  // device's seed.
   absl::StatusOr<ClientUpdate> TrainForRound(const v1::RoundAssignment& assignment,
                                              const std::vector<float>& global);
   // The rest of a round with secure aggregation, after the download: key exchange, training,
@@ -108,7 +129,8 @@ class FederatedClient {
 
   FederatedClientOptions options_;
   std::unique_ptr<CoordinatorChannel> channel_;
-  std::shared_ptr<models::Model> model_;
+  std::unique_ptr<ModelSource> models_;
+  std::shared_ptr<models::Model> model_;  // this round's, from models_ (used by Run() only)
   data::Examples examples_;
   absl::Notification cancelled_;
   std::atomic<int64_t> rounds_contributed_{0};

@@ -1,6 +1,7 @@
 #include "client/federated_client.h"
 
 #include <deque>
+#include <filesystem>
 #include <random>
 #include <string>
 #include <thread>
@@ -9,11 +10,15 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "artifacts/artifact_files.h"
+#include "artifacts/signing.h"
 #include "client/local_trainer.h"
+#include "client/model_source.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "models/compute_threads.h"
 #include "models/flat_params.h"
+#include "models/torchscript_model.h"
 #include "proto/layout_conversion.h"
 
 namespace fedkit::client {
@@ -112,8 +117,8 @@ class FakeChannel : public CoordinatorChannel {
     return r;
   }
 
-  absl::Status GetModel(const v1::GetModelRequest& request, std::vector<float>* parameters,
-                        v1::ParameterLayout* layout) override {
+  absl::Status GetModel(const v1::GetModelRequest& request, int64_t expected_size,
+                        std::vector<float>* parameters, v1::ParameterLayout* layout) override {
     get_model_requests.push_back(request);
     if (!get_model_results.empty()) {
       absl::Status s = get_model_results.front();
@@ -123,6 +128,34 @@ class FakeChannel : public CoordinatorChannel {
     *parameters = global_;
     *layout = download_layout;
     return absl::OkStatus();
+  }
+
+  // GetArtifact serves `artifact`; each status in artifact_failures breaks one stream after
+  // half of what is left.
+  std::string artifact;
+  std::deque<absl::Status> artifact_failures;
+  std::vector<v1::GetArtifactRequest> get_artifact_requests;
+  std::vector<v1::DeclineRequest> declines;
+
+  absl::Status GetArtifact(const v1::GetArtifactRequest& request, int64_t expected_size,
+                           std::string* bytes) override {
+    get_artifact_requests.push_back(request);
+    EXPECT_EQ(request.offset(), static_cast<int64_t>(bytes->size()));
+    EXPECT_EQ(expected_size, static_cast<int64_t>(artifact.size()));
+    const std::string rest = artifact.substr(request.offset());
+    if (!artifact_failures.empty()) {
+      absl::Status s = artifact_failures.front();
+      artifact_failures.pop_front();
+      bytes->append(rest.substr(0, rest.size() / 2));
+      return s;
+    }
+    bytes->append(rest);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<v1::DeclineResponse> Decline(const v1::DeclineRequest& request) override {
+    declines.push_back(request);
+    return v1::DeclineResponse();
   }
 
   absl::StatusOr<v1::UploadResponse> UploadUpdate(const v1::UpdateHeader& header,
@@ -369,6 +402,154 @@ TEST_F(FederatedClientTest, ReportedExampleCountIsCappedByTheAssignment) {
   ASSERT_TRUE(client->Run().ok());
   ASSERT_EQ(fake->uploads.size(), 1u);
   EXPECT_EQ(fake->uploads[0].header.num_examples(), 25);
+}
+
+// ---- A device without a model of its own: the coordinator's artifact ----
+
+class ArtifactClientTest : public FederatedClientTest {
+ protected:
+  void SetUp() override {
+    FederatedClientTest::SetUp();
+    bytes_ = *artifacts::ReadFileBytes(std::string(FEDKIT_TORCHSCRIPT_FIXTURES) + "/tiny_2nn.pt");
+    key_ = *artifacts::GenerateKeyPair();
+    file_model_ = *models::TorchScriptModel::Load(
+        std::string(FEDKIT_TORCHSCRIPT_FIXTURES) + "/tiny_2nn.pt", kInfo);
+    artifact_global_ = models::FlattenParameters(*file_model_);
+    cache_dir_ = (std::filesystem::path(::testing::TempDir()) /
+                  ("fedkit_client_cache_" +
+                   std::string(::testing::UnitTest::GetInstance()->current_test_info()->name())))
+                     .string();
+    std::filesystem::remove_all(cache_dir_);
+  }
+
+  // Announces `announced` (hash and size) signed by `signer` (null: unsigned).
+  v1::CheckInResponse ArtifactAssignmentResponse(
+      const std::string& announced, const artifacts::KeyPair* signer,
+      const artifacts::Sha256Digest* signed_digest = nullptr) {
+    v1::CheckInResponse r = AssignmentResponse(1, *file_model_);
+    v1::RoundAssignment* a = r.mutable_assignment();
+    const std::string sha = artifacts::Sha256Hex(announced);
+    a->set_model_name("torchscript:sha256:" + sha);
+    v1::ModelArtifact* artifact = a->mutable_artifact();
+    artifact->set_sha256(sha);
+    artifact->set_size_bytes(static_cast<int64_t>(announced.size()));
+    artifact->set_format("torchscript");
+    if (signer != nullptr) {
+      const artifacts::Sha256Digest digest =
+          signed_digest != nullptr ? *signed_digest : artifacts::Sha256(announced);
+      const artifacts::Signature sig = *artifacts::SignArtifactDigest(digest, signer->private_key);
+      artifact->set_signature(std::string(sig.begin(), sig.end()));
+      artifact->set_key_fingerprint(artifacts::Fingerprint(signer->public_key));
+    }
+    return r;
+  }
+
+  std::unique_ptr<FederatedClient> MakeArtifactClient(const artifacts::PublicKey& trusted,
+                                                      const std::string& served) {
+    auto channel = std::make_unique<FakeChannel>(artifact_global_);
+    fake = channel.get();
+    fake->artifact = served;
+    AssignedModelOptions o;
+    o.dataset = kInfo;
+    o.trust.trusted_keys = {trusted};
+    o.cache_dir = cache_dir_;
+    return std::make_unique<FederatedClient>(Options(), std::move(channel),
+                                             std::make_unique<AssignedModelSource>(o), examples_);
+  }
+
+  std::string bytes_;
+  artifacts::KeyPair key_;
+  std::shared_ptr<models::TorchScriptModel> file_model_;
+  std::vector<float> artifact_global_;
+  std::string cache_dir_;
+};
+
+TEST_F(ArtifactClientTest, DownloadsVerifiesAndTrainsTheAssignedArtifactThenUsesTheCache) {
+  auto client = MakeArtifactClient(key_.public_key, bytes_);
+  fake->check_ins.push_back(ArtifactAssignmentResponse(bytes_, &key_));
+  fake->artifact_failures.push_back(absl::UnavailableError("link dropped"));
+  ASSERT_TRUE(client->Run().ok());
+  // One interrupted download, resumed where it broke.
+  ASSERT_EQ(fake->get_artifact_requests.size(), 2u);
+  EXPECT_EQ(fake->get_artifact_requests[0].offset(), 0);
+  EXPECT_EQ(fake->get_artifact_requests[1].offset(), static_cast<int64_t>(bytes_.size() / 2));
+  EXPECT_EQ(fake->get_artifact_requests[0].sha256(), artifacts::Sha256Hex(bytes_));
+  ASSERT_EQ(fake->uploads.size(), 1u);
+  EXPECT_TRUE(fake->declines.empty());
+  // What was trained is the file's model, exactly as a device holding the file trains it.
+  LocalTrainer trainer(file_model_);
+  TrainingPlan plan{.local_epochs = 2, .batch_size = 8, .learning_rate = 0.3};
+  auto expected = trainer.Train(artifact_global_, examples_, plan,
+                                LocalTrainingSeed(kRunSeed, 1, kClientIndex));
+  ASSERT_TRUE(expected.ok());
+  EXPECT_EQ(fake->uploads[0].delta, expected->delta);
+
+  // The same device restarted: the artifact is in its cache, only the parameters travel.
+  auto restarted = MakeArtifactClient(key_.public_key, bytes_);
+  fake->check_ins.push_back(ArtifactAssignmentResponse(bytes_, &key_));
+  ASSERT_TRUE(restarted->Run().ok());
+  EXPECT_TRUE(fake->get_artifact_requests.empty());
+  EXPECT_EQ(fake->get_model_requests.size(), 1u);
+  ASSERT_EQ(fake->uploads.size(), 1u);
+  EXPECT_EQ(fake->uploads[0].delta, expected->delta);
+}
+
+TEST_F(ArtifactClientTest, TamperedArtifactIsDeclinedAndNothingIsTrained) {
+  std::string tampered = bytes_;
+  tampered[tampered.size() / 3] ^= 0x20;
+  const artifacts::Sha256Digest original = artifacts::Sha256(bytes_);
+  auto client = MakeArtifactClient(key_.public_key, tampered);
+  fake->check_ins.push_back(ArtifactAssignmentResponse(tampered, &key_, &original));
+  const absl::Status status = client->Run();
+  EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied) << status;
+  EXPECT_THAT(std::string(status.message()), ::testing::StartsWith("round 1: "));
+  EXPECT_THAT(status.message(), ::testing::HasSubstr("signature does not verify"));
+  ASSERT_EQ(fake->declines.size(), 1u);
+  EXPECT_EQ(fake->declines[0].reason(), v1::DeclineRequest::ARTIFACT_NOT_APPROVED);
+  EXPECT_EQ(fake->declines[0].assignment_id(), "a1");
+  EXPECT_EQ(fake->declines[0].client_id(), "client-000007");
+  EXPECT_TRUE(fake->get_model_requests.empty());
+  EXPECT_TRUE(fake->uploads.empty());
+  EXPECT_FALSE(std::filesystem::exists(cache_dir_));
+}
+
+TEST_F(ArtifactClientTest, BytesOtherThanAnnouncedAreDeclinedAsAHashMismatch) {
+  std::string substituted = bytes_;
+  substituted[10] ^= 0x01;
+  auto client = MakeArtifactClient(key_.public_key, substituted);
+  fake->check_ins.push_back(ArtifactAssignmentResponse(bytes_, &key_));  // announces the original
+  const absl::Status status = client->Run();
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
+  ASSERT_EQ(fake->declines.size(), 1u);
+  EXPECT_EQ(fake->declines[0].reason(), v1::DeclineRequest::ARTIFACT_HASH_MISMATCH);
+  EXPECT_TRUE(fake->uploads.empty());
+}
+
+TEST_F(ArtifactClientTest, AnotherOperatorsKeyIsDeclinedWithoutDownloading) {
+  const artifacts::KeyPair other = *artifacts::GenerateKeyPair();
+  auto client = MakeArtifactClient(other.public_key, bytes_);
+  fake->check_ins.push_back(ArtifactAssignmentResponse(bytes_, &key_));
+  const absl::Status status = client->Run();
+  EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied) << status;
+  EXPECT_THAT(status.message(), ::testing::HasSubstr("does not trust"));
+  EXPECT_TRUE(fake->get_artifact_requests.empty());
+  ASSERT_EQ(fake->declines.size(), 1u);
+  EXPECT_EQ(fake->declines[0].reason(), v1::DeclineRequest::ARTIFACT_NOT_APPROVED);
+  EXPECT_TRUE(fake->uploads.empty());
+}
+
+TEST_F(ArtifactClientTest, ARegistryModelIsBuiltFromTheAssignment) {
+  auto channel = std::make_unique<FakeChannel>(global_);
+  fake = channel.get();
+  AssignedModelOptions o;
+  o.dataset = kInfo;
+  FederatedClient client(Options(), std::move(channel), std::make_unique<AssignedModelSource>(o),
+                         examples_);
+  fake->check_ins.push_back(AssignmentResponse(1, *reference_));  // logreg
+  ASSERT_TRUE(client.Run().ok());
+  EXPECT_TRUE(fake->check_in_requests[0].capabilities().model_names().empty());
+  ASSERT_EQ(fake->uploads.size(), 1u);
+  EXPECT_EQ(fake->uploads[0].delta, Expected(1).delta);
 }
 
 }  // namespace

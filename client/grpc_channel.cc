@@ -20,6 +20,7 @@ namespace {
 
 constexpr int kMaxMessageBytes = 64 << 20;
 constexpr int64_t kMaxModelFloats = int64_t{1} << 31;
+constexpr int64_t kMaxArtifactBytes = int64_t{1} << 32;   // a ModelSource sets the real limit
 constexpr size_t kUploadChunkFloats = size_t{256} << 10;  // 1 MiB of floats per message
 
 absl::Status FromGrpc(const grpc::Status& status, absl::string_view rpc) {
@@ -63,8 +64,8 @@ class GrpcCoordinatorChannel final : public CoordinatorChannel {
     return response;
   }
 
-  absl::Status GetModel(const v1::GetModelRequest& request, std::vector<float>* parameters,
-                        v1::ParameterLayout* layout) override {
+  absl::Status GetModel(const v1::GetModelRequest& request, int64_t expected_size,
+                        std::vector<float>* parameters, v1::ParameterLayout* layout) override {
     constexpr absl::string_view kRpc = "GetModel";
     parameters->clear();
     layout->Clear();
@@ -77,11 +78,18 @@ class GrpcCoordinatorChannel final : public CoordinatorChannel {
     int64_t total_size = -1;  // from the first chunk
     absl::Status stream_error;
     while (reader->Read(&chunk)) {
+      if (total_size < 0 && chunk.total_size() != expected_size) {
+        stream_error = absl::FailedPreconditionError(
+            absl::StrCat("GetModel: the server sends a model of ", chunk.total_size(),
+                         " values but the assignment's has ", expected_size));
+        break;
+      }
       stream_error = CheckChunk(chunk, total_size, static_cast<int64_t>(parameters->size()));
       if (!stream_error.ok()) break;
       if (total_size < 0) {
         total_size = chunk.total_size();
         *layout = std::move(*chunk.mutable_layout());
+        parameters->reserve(static_cast<size_t>(total_size));
       }
       parameters->insert(parameters->end(), chunk.values().begin(), chunk.values().end());
     }
@@ -103,6 +111,72 @@ class GrpcCoordinatorChannel final : public CoordinatorChannel {
           absl::StrCat("GetModel: stream ended after ", received, " of ", total_size, " values"));
     }
     return absl::OkStatus();
+  }
+
+  absl::Status GetArtifact(const v1::GetArtifactRequest& request, int64_t expected_size,
+                           std::string* bytes) override {
+    constexpr absl::string_view kRpc = "GetArtifact";
+    if (request.offset() != static_cast<int64_t>(bytes->size())) {
+      return absl::InvalidArgumentError(absl::StrCat("GetArtifact: offset ", request.offset(),
+                                                     " but ", bytes->size(), " bytes held"));
+    }
+    if (expected_size < 0 || expected_size > kMaxArtifactBytes) {
+      return absl::FailedPreconditionError(absl::StrCat("GetArtifact: an artifact of ",
+                                                        expected_size, " bytes is out of [0, ",
+                                                        kMaxArtifactBytes, "]"));
+    }
+    grpc::ClientContext context;
+    Prepare(context);
+    ActiveCall call(this, &context);
+    if (!call.started()) return Cancelled(kRpc);
+    std::unique_ptr<grpc::ClientReader<v1::ArtifactChunk>> reader =
+        stub_->GetArtifact(&context, request);
+    bytes->reserve(static_cast<size_t>(expected_size));
+    v1::ArtifactChunk chunk;
+    absl::Status stream_error;
+    while (reader->Read(&chunk)) {
+      const int64_t held = static_cast<int64_t>(bytes->size());
+      if (chunk.total_size() != expected_size) {
+        stream_error = absl::FailedPreconditionError(
+            absl::StrCat("GetArtifact: the server sends an artifact of ", chunk.total_size(),
+                         " bytes but the assignment says ", expected_size));
+      } else if (chunk.offset() != held) {
+        stream_error = absl::DataLossError(absl::StrCat(
+            "GetArtifact: chunk at offset ", chunk.offset(), " but ", held, " bytes held"));
+      } else if (static_cast<int64_t>(chunk.data().size()) > expected_size - held) {
+        stream_error = absl::FailedPreconditionError(
+            absl::StrCat("GetArtifact: the stream carries more than the assignment's ",
+                         expected_size, " bytes"));
+      }
+      if (!stream_error.ok()) break;
+      bytes->append(chunk.data());
+    }
+    if (!stream_error.ok()) context.TryCancel();
+    const grpc::Status status = reader->Finish();
+    if (IsCancelled()) return Cancelled(kRpc);
+    if (!stream_error.ok()) {
+      bytes->clear();  // nothing from a stream that broke the rules is kept for a resume
+      return stream_error;
+    }
+    if (!status.ok()) return FromGrpc(status, kRpc);
+    if (static_cast<int64_t>(bytes->size()) != expected_size) {
+      return absl::DataLossError(absl::StrCat("GetArtifact: stream ended after ", bytes->size(),
+                                              " of ", expected_size, " bytes"));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<v1::DeclineResponse> Decline(const v1::DeclineRequest& request) override {
+    constexpr absl::string_view kRpc = "Decline";
+    grpc::ClientContext context;
+    Prepare(context);
+    ActiveCall call(this, &context);
+    if (!call.started()) return Cancelled(kRpc);
+    v1::DeclineResponse response;
+    const grpc::Status status = stub_->Decline(&context, request, &response);
+    if (IsCancelled()) return Cancelled(kRpc);
+    if (!status.ok()) return FromGrpc(status, kRpc);
+    return response;
   }
 
   absl::StatusOr<v1::UploadResponse> UploadUpdate(const v1::UpdateHeader& header,

@@ -95,6 +95,46 @@ class FakeCoordinator final : public v1::Coordinator::Service {
     return grpc::Status::OK;
   }
 
+  // GetArtifact behaviour: `artifact` from request.offset in chunks of `artifact_chunk` bytes;
+  // the first stream fails (UNAVAILABLE) once `artifact_fail_after` bytes were sent (0 = never);
+  // `artifact_extra` bytes more than announced are appended.
+  std::string artifact;
+  int64_t artifact_chunk = 256;
+  int64_t artifact_fail_after = 0;
+  int64_t artifact_extra = 0;
+
+  grpc::Status GetArtifact(grpc::ServerContext* context, const v1::GetArtifactRequest* request,
+                           grpc::ServerWriter<v1::ArtifactChunk>* writer) override {
+    Record(context);
+    {
+      absl::MutexLock lock(&mu);
+      artifact_offsets.push_back(request->offset());
+    }
+    const std::string sent = artifact + std::string(artifact_extra, 'x');
+    const int64_t total = static_cast<int64_t>(artifact.size());
+    for (int64_t offset = request->offset(); offset < static_cast<int64_t>(sent.size());
+         offset += artifact_chunk) {
+      if (artifact_fail_after > 0 && offset >= artifact_fail_after) {
+        artifact_fail_after = 0;
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE, "link dropped");
+      }
+      v1::ArtifactChunk chunk;
+      chunk.set_total_size(total);
+      chunk.set_offset(offset);
+      chunk.set_data(sent.substr(offset, artifact_chunk));
+      if (!writer->Write(chunk)) break;
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Decline(grpc::ServerContext* context, const v1::DeclineRequest* request,
+                       v1::DeclineResponse* response) override {
+    Record(context);
+    absl::MutexLock lock(&mu);
+    declines.push_back(*request);
+    return grpc::Status::OK;
+  }
+
   grpc::Status UploadUpdate(grpc::ServerContext* context,
                             grpc::ServerReader<v1::UpdateChunk>* reader,
                             v1::UploadResponse* response) override {
@@ -137,6 +177,8 @@ class FakeCoordinator final : public v1::Coordinator::Service {
   std::vector<float> uploaded;
   std::vector<int64_t> upload_offsets;
   int uploads = 0;
+  std::vector<int64_t> artifact_offsets;
+  std::vector<v1::DeclineRequest> declines;
 };
 
 class TestServer {
@@ -214,7 +256,9 @@ TEST(GrpcChannelTest, DownloadReassemblesAMillionFloats) {
   v1::ParameterLayout layout;
   v1::GetModelRequest request;
   request.set_round(4);
-  ASSERT_TRUE(channel->GetModel(request, &params, &layout).ok());
+  ASSERT_TRUE(
+      channel->GetModel(request, static_cast<int64_t>(service.model.size()), &params, &layout)
+          .ok());
   EXPECT_EQ(params, service.model);
   ASSERT_EQ(layout.entries_size(), 1);
   EXPECT_EQ(layout.entries(0).name(), "w");
@@ -230,7 +274,8 @@ TEST(GrpcChannelTest, DownloadWithAGapIsAnError) {
   auto channel = Connect(Insecure(server));
   std::vector<float> params;
   v1::ParameterLayout layout;
-  const absl::Status status = channel->GetModel(v1::GetModelRequest(), &params, &layout);
+  const absl::Status status = channel->GetModel(
+      v1::GetModelRequest(), static_cast<int64_t>(service.model.size()), &params, &layout);
   EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
   EXPECT_THAT(status.message(), HasSubstr("gap"));
   EXPECT_TRUE(params.empty());
@@ -248,9 +293,102 @@ TEST(GrpcChannelTest, DownloadShorterThanAnnouncedIsAnError) {
   auto channel = Connect(Insecure(server));
   std::vector<float> params;
   v1::ParameterLayout layout;
-  const absl::Status status = channel->GetModel(v1::GetModelRequest(), &params, &layout);
+  // The assignment agrees with the announced size; the stream then ends short.
+  const absl::Status status = channel->GetModel(
+      v1::GetModelRequest(), static_cast<int64_t>(service.model.size()) + 1, &params, &layout);
   EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
   EXPECT_TRUE(params.empty());
+}
+
+// A server cannot choose how much the device allocates: a total_size other than the assignment's
+// is refused on the first chunk.
+TEST(GrpcChannelTest, DownloadOfAnotherSizeThanAssignedIsRefusedBeforeAllocating) {
+  FakeCoordinator service;
+  service.model.assign(1000, 1.0f);
+  service.chunk_floats = 300;
+  TestServer server(&service, grpc::InsecureServerCredentials());
+  ASSERT_TRUE(server.ok());
+  auto channel = Connect(Insecure(server));
+  std::vector<float> params;
+  v1::ParameterLayout layout;
+  const absl::Status status = channel->GetModel(v1::GetModelRequest(), 999, &params, &layout);
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_THAT(status.message(), HasSubstr("1000 values but the assignment's has 999"));
+  EXPECT_TRUE(params.empty());
+  EXPECT_EQ(params.capacity(), 0u);
+}
+
+std::string ArtifactBytes(size_t n) {
+  std::string bytes(n, '\0');
+  for (size_t i = 0; i < n; ++i) bytes[i] = static_cast<char>((i * 131 + 7) % 251);
+  return bytes;
+}
+
+TEST(GrpcChannelTest, ArtifactDownloadReassemblesChunks) {
+  FakeCoordinator service;
+  service.artifact = ArtifactBytes(1000);
+  service.artifact_chunk = 300;
+  TestServer server(&service, grpc::InsecureServerCredentials());
+  ASSERT_TRUE(server.ok());
+  auto channel = Connect(Insecure(server));
+  std::string bytes;
+  v1::GetArtifactRequest request;
+  request.set_sha256("abc");
+  ASSERT_TRUE(channel->GetArtifact(request, 1000, &bytes).ok());
+  EXPECT_EQ(bytes, service.artifact);
+}
+
+TEST(GrpcChannelTest, ArtifactDownloadBrokenMidwayResumesFromWhatArrived) {
+  FakeCoordinator service;
+  service.artifact = ArtifactBytes(1000);
+  service.artifact_chunk = 300;
+  service.artifact_fail_after = 600;  // the first stream breaks after two chunks
+  TestServer server(&service, grpc::InsecureServerCredentials());
+  ASSERT_TRUE(server.ok());
+  auto channel = Connect(Insecure(server));
+  std::string bytes;
+  v1::GetArtifactRequest request;
+  absl::Status status = channel->GetArtifact(request, 1000, &bytes);
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+  EXPECT_EQ(bytes, service.artifact.substr(0, 600));
+  request.set_offset(static_cast<int64_t>(bytes.size()));
+  ASSERT_TRUE(channel->GetArtifact(request, 1000, &bytes).ok());
+  EXPECT_EQ(bytes, service.artifact);
+  absl::MutexLock lock(&service.mu);
+  EXPECT_THAT(service.artifact_offsets, ::testing::ElementsAre(0, 600));
+}
+
+TEST(GrpcChannelTest, ArtifactOfAnotherSizeThanAssignedIsRefused) {
+  FakeCoordinator service;
+  service.artifact = ArtifactBytes(1000);
+  TestServer server(&service, grpc::InsecureServerCredentials());
+  ASSERT_TRUE(server.ok());
+  auto channel = Connect(Insecure(server));
+  std::string bytes;
+  absl::Status status = channel->GetArtifact(v1::GetArtifactRequest(), 10, &bytes);
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_THAT(status.message(), HasSubstr("1000 bytes but the assignment says 10"));
+  EXPECT_TRUE(bytes.empty());
+  // More bytes than the (correctly) announced size are refused too.
+  service.artifact_extra = 5;
+  bytes.clear();
+  status = channel->GetArtifact(v1::GetArtifactRequest(), 1000, &bytes);
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_TRUE(bytes.empty());
+}
+
+TEST(GrpcChannelTest, DeclineReachesTheServer) {
+  FakeCoordinator service;
+  TestServer server(&service, grpc::InsecureServerCredentials());
+  ASSERT_TRUE(server.ok());
+  auto channel = Connect(Insecure(server));
+  v1::DeclineRequest request;
+  request.set_client_id("c");
+  request.set_reason(v1::DeclineRequest::ARTIFACT_NOT_APPROVED);
+  ASSERT_TRUE(channel->Decline(request).ok());
+  absl::MutexLock lock(&service.mu);
+  ASSERT_EQ(service.declines.size(), 1u);
+  EXPECT_EQ(service.declines[0].reason(), v1::DeclineRequest::ARTIFACT_NOT_APPROVED);
 }
 
 TEST(GrpcChannelTest, UploadArrivesIntact) {
@@ -299,7 +437,10 @@ TEST(GrpcChannelTest, BearerTokenIsSentWhenSet) {
   ASSERT_TRUE(channel->CheckIn(Request("b")).ok());
   std::vector<float> params;
   v1::ParameterLayout layout;
-  channel->GetModel(v1::GetModelRequest(), &params, &layout).IgnoreError();
+  channel
+      ->GetModel(v1::GetModelRequest(), static_cast<int64_t>(service.model.size()), &params,
+                 &layout)
+      .IgnoreError();
   absl::MutexLock lock(&service.mu);
   EXPECT_THAT(service.authorization,
               ::testing::ElementsAre("", "Bearer s3cret-token", "Bearer s3cret-token"));
@@ -331,7 +472,10 @@ TEST(GrpcChannelTest, CancelStopsTheInFlightCallAndLaterCalls) {
   EXPECT_EQ(channel->CheckIn(Request("a")).status().code(), absl::StatusCode::kCancelled);
   std::vector<float> params;
   v1::ParameterLayout layout;
-  EXPECT_EQ(channel->GetModel(v1::GetModelRequest(), &params, &layout).code(),
+  EXPECT_EQ(channel
+                ->GetModel(v1::GetModelRequest(), static_cast<int64_t>(service.model.size()),
+                           &params, &layout)
+                .code(),
             absl::StatusCode::kCancelled);
   EXPECT_EQ(channel->UploadUpdate(v1::UpdateHeader(), {}).status().code(),
             absl::StatusCode::kCancelled);

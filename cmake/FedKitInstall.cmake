@@ -31,7 +31,9 @@ install(TARGETS fedkit-coordinator fedkit-client fedkit-sim RUNTIME DESTINATION 
 # The headers reachable from client/federated_client.h, models/tensor_examples.h and
 # models/torchscript_model.h (FedKit's own; absl, LibTorch and protobuf come from their packages).
 set(FEDKIT_PUBLIC_HEADERS
-  client/coordinator_channel.h client/federated_client.h client/local_trainer.h
+  artifacts/signing.h
+  client/artifact_cache.h client/coordinator_channel.h client/federated_client.h
+  client/local_trainer.h client/model_source.h
   data/examples.h
   models/model.h models/tensor_examples.h models/torch_status.h models/torchscript_model.h)
 foreach(header ${FEDKIT_PUBLIC_HEADERS})

@@ -3,6 +3,8 @@
 #include <torch/nn/functional/loss.h>
 
 #include <filesystem>
+#include <functional>
+#include <sstream>
 #include <system_error>
 #include <utility>
 
@@ -56,6 +58,20 @@ absl::StatusOr<std::shared_ptr<TorchScriptModel>> TorchScriptModel::Load(
   if (!std::filesystem::is_regular_file(path, ec)) {
     return absl::NotFoundError(absl::StrCat("model file ", path, " does not exist"));
   }
+  return LoadArchive(path, info, [&] { return torch::jit::load(path); });
+}
+
+absl::StatusOr<std::shared_ptr<TorchScriptModel>> TorchScriptModel::LoadFromBytes(
+    absl::string_view bytes, const std::string& name, const data::DatasetInfo& info) {
+  return LoadArchive(name, info, [&] {
+    std::istringstream in{std::string(bytes)};
+    return torch::jit::load(in);
+  });
+}
+
+absl::StatusOr<std::shared_ptr<TorchScriptModel>> TorchScriptModel::LoadArchive(
+    const std::string& path, const data::DatasetInfo& info,
+    const std::function<torch::jit::Module()>& load) {
   const bool regression = info.target_dim > 0;
   if (info.feature_dim() <= 0 || (!regression && info.num_classes < 2)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -66,7 +82,7 @@ absl::StatusOr<std::shared_ptr<TorchScriptModel>> TorchScriptModel::Load(
   const char* const task = regression ? "regression" : "classification";
   torch::jit::Module module;
   try {
-    module = torch::jit::load(path);
+    module = load();
   } catch (const c10::Error& e) {
     return absl::InvalidArgumentError(absl::StrCat(
         path, " is not a TorchScript file (write one with torch.jit.script(model).save(path)): ",

@@ -27,6 +27,7 @@
 
 #include <torch/script.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -55,6 +56,10 @@ class TorchScriptModel : public Model {
   //                     that does not fit the dataset ("returns [2, 5] for 10 classes").
   static absl::StatusOr<std::shared_ptr<TorchScriptModel>> Load(const std::string& path,
                                                                 const data::DatasetInfo& info);
+  // The same from the archive's bytes already in memory (a downloaded, verified artifact: what
+  // was checked is what is loaded). `name` stands for the path in messages and path().
+  static absl::StatusOr<std::shared_ptr<TorchScriptModel>> LoadFromBytes(
+      absl::string_view bytes, const std::string& name, const data::DatasetInfo& info);
 
   // features: [batch, feature_dim] (flattened, as every Model gets them) or already shaped; they
   // are viewed as [batch, *feature_shape] before the module sees them.
@@ -71,6 +76,10 @@ class TorchScriptModel : public Model {
 
  private:
   TorchScriptModel(std::string path, torch::jit::Module module, std::vector<int64_t> feature_shape);
+  // Load's checks, on the module `load` returns (it may throw c10::Error).
+  static absl::StatusOr<std::shared_ptr<TorchScriptModel>> LoadArchive(
+      const std::string& path, const data::DatasetInfo& info,
+      const std::function<torch::jit::Module()>& load);
 
   std::string path_;
   // mutable: torch::jit::Module's save() and methods are non-const, but do not change the model.

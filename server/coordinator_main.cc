@@ -16,6 +16,8 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
+#include "artifacts/artifact_files.h"
+#include "artifacts/signing.h"
 #include "cli/yaml_config.h"
 #include "core/status_macros.h"
 #include "data/idx.h"
@@ -24,6 +26,7 @@
 #include "models/flat_params.h"
 #include "models/model.h"
 #include "models/torchscript_model.h"
+#include "server/artifact_store.h"
 #include "server/checkpoint.h"
 #include "server/client_sampler.h"
 #include "server/grpc_service.h"
@@ -35,6 +38,8 @@ namespace {
 struct Flags {
   std::string listen = "0.0.0.0:50051";
   std::string model = "mlp";
+  std::string model_signature;
+  std::string sign_key;
   int64_t rounds = 10;
   int64_t clients_per_round = 10;
   int64_t min_clients = 0;  // 0 = clients_per_round
@@ -84,6 +89,59 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
+// The --model file as a served artifact, signed by --sign-key or with --model-signature's
+// signature (or unsigned). Prints the error naming the flag and returns it.
+absl::StatusOr<std::unique_ptr<ModelArtifactStore>> LoadArtifact(const Flags& f) {
+  auto fail = [](const std::string& flag, const absl::Status& status) {
+    UsageError(flag, status.message());
+    return status;
+  };
+  if (!f.model_signature.empty() && !f.sign_key.empty()) {
+    return fail("--sign-key",
+                absl::InvalidArgumentError("give --model-signature or --sign-key, not both"));
+  }
+  absl::StatusOr<std::string> bytes = artifacts::ReadFileBytes(f.model);
+  if (!bytes.ok()) return fail("--model", bytes.status());
+  std::optional<artifacts::SignatureFile> signature;
+  if (!f.model_signature.empty()) {
+    absl::StatusOr<std::string> text = artifacts::ReadFileBytes(f.model_signature);
+    if (!text.ok()) return fail("--model-signature", text.status());
+    absl::StatusOr<artifacts::SignatureFile> parsed = artifacts::ParseSignatureFile(*text);
+    if (!parsed.ok()) {
+      return fail("--model-signature",
+                  absl::Status(parsed.status().code(),
+                               absl::StrCat(f.model_signature, ": ", parsed.status().message())));
+    }
+    signature = *std::move(parsed);
+  } else if (!f.sign_key.empty()) {
+    absl::StatusOr<std::string> pem = artifacts::ReadFileBytes(f.sign_key);
+    if (!pem.ok()) return fail("--sign-key", pem.status());
+    absl::StatusOr<artifacts::PrivateKey> key = artifacts::PrivateKeyFromPem(*pem);
+    if (!key.ok()) {
+      return fail("--sign-key",
+                  absl::Status(key.status().code(),
+                               absl::StrCat(f.sign_key, ": ", key.status().message())));
+    }
+    absl::StatusOr<artifacts::SignatureFile> signed_now =
+        artifacts::MakeSignatureFile(*bytes, *key);
+    if (!signed_now.ok()) return fail("--sign-key", signed_now.status());
+    signature = *std::move(signed_now);
+  }
+  absl::StatusOr<std::unique_ptr<ModelArtifactStore>> store =
+      ModelArtifactStore::Create(*std::move(bytes), std::move(signature));
+  if (!store.ok()) {
+    if (f.model_signature.empty()) {
+      return fail("--model", absl::Status(store.status().code(),
+                                          absl::StrCat(f.model, ": ", store.status().message())));
+    }
+    return fail(
+        "--model-signature",
+        absl::Status(store.status().code(), absl::StrCat(f.model_signature, " does not sign ",
+                                                         f.model, ": ", store.status().message())));
+  }
+  return store;
+}
+
 int Run(int argc, char** argv) {
   // Block SIGINT/SIGTERM before any thread starts (gRPC's included), so only sigwait below sees
   // them.
@@ -101,6 +159,12 @@ int Run(int argc, char** argv) {
   app.add_option("--listen", f.listen, "HOST:PORT to serve on");
   app.add_option("--model", f.model,
                  "logreg | mlp | cnn | seed, or a TorchScript file PATH.pt (Fashion-MNIST shaped)");
+  app.add_option("--model-signature", f.model_signature,
+                 "Detached signature of the --model file (fedkit-sign sign writes PATH.pt.sig); "
+                 "devices verify it before loading the model");
+  app.add_option("--sign-key", f.sign_key,
+                 "Ed25519 private key (PEM, fedkit-sign keygen): sign the --model file at startup "
+                 "instead of --model-signature");
   app.add_option("--rounds", f.rounds, "Rounds to run")->check(cli::Positive());
   app.add_option("--clients-per-round", f.clients_per_round, "Updates that close a round")
       ->check(cli::Positive());
@@ -209,13 +273,31 @@ int Run(int argc, char** argv) {
     if (!loaded.ok()) return UsageError("--eval-data", loaded.status().message());
     eval_set = std::move(*loaded);
   }
-  auto model = models::CreateModel(f.model, info, InitialModelSeed(f.seed));
-  if (!model.ok()) return UsageError("--model", model.status().message());
-
   CoordinatorOptions options;
-  absl::StatusOr<std::string> model_identity = models::ModelIdentity(f.model);
-  if (!model_identity.ok()) return UsageError("--model", model_identity.status().message());
-  options.model_name = *model_identity;
+  // A TorchScript model is also the artifact devices download: read once, so that what is
+  // trained, hashed, signed and served are the same bytes.
+  std::unique_ptr<ModelArtifactStore> artifact;
+  absl::StatusOr<std::shared_ptr<models::Model>> model;
+  if (models::IsTorchScriptPath(f.model)) {
+    absl::StatusOr<std::unique_ptr<ModelArtifactStore>> store = LoadArtifact(f);
+    if (!store.ok()) return 2;
+    artifact = *std::move(store);
+    model = models::TorchScriptModel::LoadFromBytes(artifact->bytes(), f.model, info);
+    if (!model.ok()) return UsageError("--model", model.status().message());
+    options.model_name = absl::StrCat("torchscript:sha256:", artifact->artifact().sha256());
+    options.artifact = artifact->artifact();
+  } else {
+    if (!f.model_signature.empty() || !f.sign_key.empty()) {
+      return UsageError(f.sign_key.empty() ? "--model-signature" : "--sign-key",
+                        "only a TorchScript --model file is shipped and signed; registry models "
+                        "are built into every device");
+    }
+    model = models::CreateModel(f.model, info, InitialModelSeed(f.seed));
+    if (!model.ok()) return UsageError("--model", model.status().message());
+    absl::StatusOr<std::string> model_identity = models::ModelIdentity(f.model);
+    if (!model_identity.ok()) return UsageError("--model", model_identity.status().message());
+    options.model_name = *model_identity;
+  }
   options.rounds = f.rounds;
   options.clients_per_round = f.clients_per_round;
   options.min_clients = f.min_clients;
@@ -373,7 +455,8 @@ int Run(int argc, char** argv) {
     credentials = grpc::SslServerCredentials(ssl);
   }
 
-  CoordinatorService service(coordinator->get(), std::move(auth));
+  CoordinatorService service(coordinator->get(), std::move(auth), absl::Now,
+                             CoordinatorService::kDefaultChunkFloats, artifact.get());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int port = 0;
@@ -389,6 +472,14 @@ int Run(int argc, char** argv) {
       "fedkit-coordinator: serving on port %d (%s%s), model %s (%d parameters), %d rounds of %d\n",
       port, f.insecure ? "plaintext" : "TLS", f.tls_client_ca.empty() ? "" : ", mutual", f.model,
       (*coordinator)->model_size(), f.rounds, f.clients_per_round);
+  if (artifact != nullptr) {
+    std::cerr << absl::StrFormat(
+        "fedkit-coordinator: serving the model artifact sha256:%s (%d bytes), %s\n",
+        artifact->artifact().sha256(), artifact->artifact().size_bytes(),
+        artifact->is_signed()
+            ? absl::StrCat("signed by key ", artifact->artifact().key_fingerprint())
+            : std::string("UNSIGNED: devices load it only if they allow unsigned artifacts"));
+  }
 
   // Signals: stop serving; every committed round is already durable in its checkpoint.
   absl::Notification shutdown;

@@ -58,11 +58,13 @@ grpc::Status TokenAuthenticator::Check(const grpc::ServerContext& context) const
 }
 
 CoordinatorService::CoordinatorService(RoundCoordinator* coordinator, TokenAuthenticator auth,
-                                       std::function<absl::Time()> clock, int64_t chunk_floats)
+                                       std::function<absl::Time()> clock, int64_t chunk_floats,
+                                       const ModelArtifactStore* artifact)
     : coordinator_(coordinator),
       auth_(std::move(auth)),
       clock_(std::move(clock)),
-      chunk_floats_(chunk_floats) {}
+      chunk_floats_(chunk_floats),
+      artifact_(artifact) {}
 
 grpc::Status CoordinatorService::CheckIn(grpc::ServerContext* context,
                                          const v1::CheckInRequest* request,
@@ -96,6 +98,45 @@ grpc::Status CoordinatorService::GetModel(grpc::ServerContext* context,
       return grpc::Status(grpc::StatusCode::UNAVAILABLE, "client went away during download");
     }
   }
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::GetArtifact(grpc::ServerContext* context,
+                                             const v1::GetArtifactRequest* request,
+                                             grpc::ServerWriter<v1::ArtifactChunk>* writer) {
+  if (grpc::Status auth = auth_.Check(*context); !auth.ok()) return auth;
+  if (artifact_ == nullptr || request->sha256() != artifact_->artifact().sha256()) {
+    // The requested name is not echoed: it is whatever the caller sent.
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        "this coordinator serves no artifact with that SHA-256");
+  }
+  const absl::string_view bytes = artifact_->bytes();
+  const int64_t total = static_cast<int64_t>(bytes.size());
+  if (request->offset() < 0 || request->offset() > total) {
+    return grpc::Status(
+        grpc::StatusCode::OUT_OF_RANGE,
+        absl::StrCat("offset ", request->offset(), " is outside the artifact's ", total, " bytes"));
+  }
+  for (int64_t offset = request->offset(); offset < total; offset += kArtifactChunkBytes) {
+    if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+    v1::ArtifactChunk chunk;
+    chunk.set_total_size(total);
+    chunk.set_offset(offset);
+    chunk.set_data(std::string(bytes.substr(offset, kArtifactChunkBytes)));
+    if (!writer->Write(chunk)) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "client went away during download");
+    }
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::Decline(grpc::ServerContext* context,
+                                         const v1::DeclineRequest* request,
+                                         v1::DeclineResponse* response) {
+  if (grpc::Status auth = auth_.Check(*context); !auth.ok()) return auth;
+  absl::StatusOr<v1::DeclineResponse> result = coordinator_->Decline(*request, clock_());
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = *result;
   return grpc::Status::OK;
 }
 

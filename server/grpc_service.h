@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "fedkit/v1/coordinator.grpc.pb.h"
+#include "server/artifact_store.h"
 #include "server/round_coordinator.h"
 
 namespace fedkit::server {
@@ -38,15 +39,26 @@ class CoordinatorService final : public v1::Coordinator::Service {
  public:
   // Floats per model chunk sent to clients (1 MiB of values by default).
   static constexpr int64_t kDefaultChunkFloats = 256 * 1024;
+  // Bytes per artifact chunk (1 MiB).
+  static constexpr int64_t kArtifactChunkBytes = 1 << 20;
 
+  // `coordinator` and `artifact` (null: no model file is served; GetArtifact is NOT_FOUND) are
+  // not owned and must outlive the service. Every RPC may run on any gRPC thread.
   CoordinatorService(RoundCoordinator* coordinator, TokenAuthenticator auth,
                      std::function<absl::Time()> clock = absl::Now,
-                     int64_t chunk_floats = kDefaultChunkFloats);
+                     int64_t chunk_floats = kDefaultChunkFloats,
+                     const ModelArtifactStore* artifact = nullptr);
 
   grpc::Status CheckIn(grpc::ServerContext* context, const v1::CheckInRequest* request,
                        v1::CheckInResponse* response) override;
   grpc::Status GetModel(grpc::ServerContext* context, const v1::GetModelRequest* request,
                         grpc::ServerWriter<v1::ModelChunk>* writer) override;
+  // The served artifact's bytes from request.offset on. NOT_FOUND for any other SHA-256,
+  // OUT_OF_RANGE for an offset past the end.
+  grpc::Status GetArtifact(grpc::ServerContext* context, const v1::GetArtifactRequest* request,
+                           grpc::ServerWriter<v1::ArtifactChunk>* writer) override;
+  grpc::Status Decline(grpc::ServerContext* context, const v1::DeclineRequest* request,
+                       v1::DeclineResponse* response) override;
   grpc::Status UploadUpdate(grpc::ServerContext* context,
                             grpc::ServerReader<v1::UpdateChunk>* reader,
                             v1::UploadResponse* response) override;
@@ -64,6 +76,7 @@ class CoordinatorService final : public v1::Coordinator::Service {
   TokenAuthenticator auth_;
   std::function<absl::Time()> clock_;
   int64_t chunk_floats_;
+  const ModelArtifactStore* artifact_;
 };
 
 // absl::Status -> grpc::Status with the same code and message.

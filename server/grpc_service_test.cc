@@ -258,5 +258,154 @@ TEST_F(GrpcServiceTest, UnauthenticatedCallsAreRefused) {
             grpc::StatusCode::UNAUTHENTICATED);
 }
 
+TEST_F(GrpcServiceTest, DeclinesAreCountedOncePerAssignmentByReason) {
+  const v1::RoundAssignment a = Assign("c1");
+  v1::DeclineRequest request;
+  request.set_client_id("c1");
+  request.set_assignment_id(a.assignment_id());
+  request.set_round(a.round());
+  request.set_reason(v1::DeclineRequest::ARTIFACT_NOT_APPROVED);
+  v1::DeclineResponse response;
+  ASSERT_TRUE(stub_->Decline(Context().get(), request, &response).ok());
+  EXPECT_FALSE(response.duplicate());
+  ASSERT_TRUE(stub_->Decline(Context().get(), request, &response).ok());
+  EXPECT_TRUE(response.duplicate());
+  EXPECT_EQ(Status().declines().at("artifact_not_approved"), 1);
+
+  // Not the caller's assignment, an unknown reason, no token: refused, not counted.
+  v1::DeclineRequest other = request;
+  other.set_client_id("c2");
+  EXPECT_EQ(stub_->Decline(Context().get(), other, &response).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  other = request;
+  other.set_reason(static_cast<v1::DeclineRequest::Reason>(99));
+  EXPECT_EQ(stub_->Decline(Context().get(), other, &response).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  other.set_reason(v1::DeclineRequest::REASON_UNSPECIFIED);
+  EXPECT_EQ(stub_->Decline(Context().get(), other, &response).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  other = request;
+  other.set_assignment_id("r1-a0-guess");
+  EXPECT_EQ(stub_->Decline(Context().get(), other, &response).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(stub_->Decline(Context(false).get(), request, &response).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  const v1::GetStatusResponse status = Status();
+  EXPECT_EQ(status.declines_size(), 1);
+  EXPECT_EQ(status.declines().at("artifact_not_approved"), 1);
+}
+
+TEST_F(GrpcServiceTest, WithoutAnArtifactGetArtifactIsNotFound) {
+  v1::GetArtifactRequest request;
+  request.set_sha256(std::string(64, 'a'));
+  auto context = Context();
+  auto reader = stub_->GetArtifact(context.get(), request);
+  v1::ArtifactChunk chunk;
+  EXPECT_FALSE(reader->Read(&chunk));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+// A coordinator serving a model file: the assignment names it, GetArtifact streams it in chunks
+// from any offset, and nothing else is served.
+TEST(GrpcServiceArtifactTest, TheAssignedArtifactIsServedInChunksFromAnyOffset) {
+  std::string bytes(CoordinatorService::kArtifactChunkBytes * 2 + 12345, '\0');
+  std::mt19937 rng(7);
+  for (char& c : bytes) c = static_cast<char>(rng());
+  absl::StatusOr<artifacts::KeyPair> key = artifacts::GenerateKeyPair();
+  ASSERT_TRUE(key.ok());
+  absl::StatusOr<artifacts::SignatureFile> signature =
+      artifacts::MakeSignatureFile(bytes, key->private_key);
+  ASSERT_TRUE(signature.ok());
+  absl::StatusOr<std::unique_ptr<ModelArtifactStore>> store =
+      ModelArtifactStore::Create(bytes, *signature);
+  ASSERT_TRUE(store.ok()) << store.status();
+
+  CoordinatorOptions o;
+  o.model_name = "torchscript:sha256:" + (*store)->artifact().sha256();
+  o.artifact = (*store)->artifact();
+  o.plan.set_run_seed(1);
+  auto coordinator = *RoundCoordinator::Create(o, Layout(10), std::vector<float>(10, 0.f), {});
+  CoordinatorService service(coordinator.get(), TokenAuthenticator(), absl::Now,
+                             CoordinatorService::kDefaultChunkFloats, store->get());
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(port, 0);
+  auto stub = v1::Coordinator::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+
+  v1::CheckInRequest check_in;
+  check_in.set_client_id("c1");
+  v1::CheckInResponse assigned;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub->CheckIn(&context, check_in, &assigned).ok());
+  }
+  ASSERT_TRUE(assigned.has_assignment());
+  const v1::ModelArtifact& artifact = assigned.assignment().artifact();
+  EXPECT_EQ(artifact.sha256(), artifacts::Sha256Hex(bytes));
+  EXPECT_EQ(artifact.size_bytes(), static_cast<int64_t>(bytes.size()));
+  EXPECT_EQ(artifact.format(), "torchscript");
+  EXPECT_EQ(artifact.key_fingerprint(), artifacts::Fingerprint(key->public_key));
+  EXPECT_EQ(artifact.signature(),
+            std::string(signature->signature.begin(), signature->signature.end()));
+
+  auto download = [&](int64_t offset, const std::string& sha, std::string* out, int* chunks) {
+    v1::GetArtifactRequest request;
+    request.set_sha256(sha);
+    request.set_offset(offset);
+    grpc::ClientContext context;
+    auto reader = stub->GetArtifact(&context, request);
+    v1::ArtifactChunk chunk;
+    *chunks = 0;
+    while (reader->Read(&chunk)) {
+      EXPECT_EQ(chunk.total_size(), static_cast<int64_t>(bytes.size()));
+      EXPECT_EQ(chunk.offset(), offset + static_cast<int64_t>(out->size()));
+      out->append(chunk.data());
+      ++*chunks;
+    }
+    return reader->Finish();
+  };
+  std::string whole;
+  int chunks = 0;
+  ASSERT_TRUE(download(0, artifact.sha256(), &whole, &chunks).ok());
+  EXPECT_EQ(whole, bytes);
+  EXPECT_EQ(chunks, 3);
+  std::string tail;
+  ASSERT_TRUE(download(1000001, artifact.sha256(), &tail, &chunks).ok());
+  EXPECT_EQ(tail, bytes.substr(1000001));
+  std::string none;
+  EXPECT_EQ(download(0, std::string(64, '0'), &none, &chunks).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(download(static_cast<int64_t>(bytes.size()) + 1, artifact.sha256(), &none, &chunks)
+                .error_code(),
+            grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_EQ(download(-1, artifact.sha256(), &none, &chunks).error_code(),
+            grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_TRUE(none.empty());
+  server->Shutdown();
+}
+
+TEST(ModelArtifactStoreTest, ASignatureOfOtherBytesIsRefused) {
+  absl::StatusOr<artifacts::KeyPair> key = artifacts::GenerateKeyPair();
+  ASSERT_TRUE(key.ok());
+  absl::StatusOr<artifacts::SignatureFile> signature =
+      artifacts::MakeSignatureFile("version 1", key->private_key);
+  ASSERT_TRUE(signature.ok());
+  absl::StatusOr<std::unique_ptr<ModelArtifactStore>> store =
+      ModelArtifactStore::Create("version 2", *signature);
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(store.status().message(), HasSubstr("the signature is for SHA-256"));
+  EXPECT_EQ(ModelArtifactStore::Create("", std::nullopt).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  absl::StatusOr<std::unique_ptr<ModelArtifactStore>> unsigned_store =
+      ModelArtifactStore::Create("version 2", std::nullopt);
+  ASSERT_TRUE(unsigned_store.ok());
+  EXPECT_FALSE((*unsigned_store)->is_signed());
+  EXPECT_TRUE((*unsigned_store)->artifact().signature().empty());
+}
+
 }  // namespace
 }  // namespace fedkit::server

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "aggregation/fedavg.h"
@@ -114,9 +116,9 @@ absl::StatusOr<std::unique_ptr<RoundCoordinator>> RoundCoordinator::Create(
     }
     if (options.secure_aggregation.has_value()) {
       // DP-FedAvg weighs every client 1: cap the encoded weight at 1.
-      FEDKIT_ASSIGN_OR_RETURN(encoding,
-                              secagg::ChooseEncoding(options.secure_aggregation->modulus_bits,
-                                                     target, options.plan.clip_norm(), 1));
+      FEDKIT_ASSIGN_OR_RETURN(
+          encoding, secagg::ChooseEncoding(options.secure_aggregation->modulus_bits, target,
+                                           options.plan.clip_norm(), 1));
     }
   }
   auto coordinator = std::unique_ptr<RoundCoordinator>(
@@ -228,8 +230,7 @@ bool RoundCoordinator::BudgetExhaustedLocked() {
   return true;
 }
 
-absl::StatusOr<std::vector<float>> RoundCoordinator::PrivatizeLocked(
-    absl::Span<const double> sum) {
+absl::StatusOr<std::vector<float>> RoundCoordinator::PrivatizeLocked(absl::Span<const double> sum) {
   const CentralDpSettings& dp = *options_.central_dp;
   return privacy::CentralDpAverage(sum, dp.noise_multiplier * options_.plan.clip_norm(),
                                    static_cast<double>(options_.clients_per_round), *noise_);
@@ -366,6 +367,7 @@ v1::RoundAssignment RoundCoordinator::MakeAssignmentLocked(const std::string& as
   a.set_round(rounds_completed_ + 1);
   a.set_assignment_id(assignment_id);
   a.set_model_name(options_.model_name);
+  if (options_.artifact.has_value()) *a.mutable_artifact() = *options_.artifact;
   *a.mutable_plan() = options_.plan;
   a.set_model_size(layout_.size());
   *a.mutable_layout() = LayoutToProto(layout_);
@@ -540,6 +542,42 @@ absl::Status RoundCoordinator::CheckAssignmentLocked(const std::string& client_i
   return absl::OkStatus();
 }
 
+absl::StatusOr<v1::DeclineResponse> RoundCoordinator::Decline(const v1::DeclineRequest& request,
+                                                              absl::Time now) {
+  FEDKIT_RETURN_IF_ERROR(ValidateClientId(request.client_id()));
+  if (request.reason() == v1::DeclineRequest::REASON_UNSPECIFIED ||
+      !v1::DeclineRequest::Reason_IsValid(request.reason())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown decline reason ", static_cast<int>(request.reason())));
+  }
+  absl::MutexLock lock(&mu_);
+  const std::string& id = request.assignment_id();
+  std::string owner;
+  if (auto it = assignments_.find(id); it != assignments_.end()) {
+    if (request.round() != it->second.round) {
+      return absl::FailedPreconditionError(absl::StrCat("decline is for round ", request.round(),
+                                                        ", the assignment is for round ",
+                                                        it->second.round));
+    }
+    owner = it->second.client_id;
+  } else if (auto closed = recently_closed_.find(id); closed != recently_closed_.end()) {
+    owner = closed->second;
+  } else {
+    return absl::FailedPreconditionError(
+        absl::StrCat("no assignment '", id, "' in the current or the previous round"));
+  }
+  if (owner != request.client_id()) {
+    return absl::FailedPreconditionError("assignment belongs to another client");
+  }
+  v1::DeclineResponse response;
+  if (!declined_.insert(id).second) {
+    response.set_duplicate(true);
+    return response;
+  }
+  ++declines_[absl::AsciiStrToLower(v1::DeclineRequest::Reason_Name(request.reason()))];
+  return response;
+}
+
 absl::StatusOr<v1::SecAggResponse> RoundCoordinator::SecureAggregationStep(
     const v1::SecAggRequest& request, absl::Time now) {
   absl::MutexLock lock(&mu_);
@@ -621,7 +659,8 @@ absl::Status RoundCoordinator::Tick(absl::Time now) {
 void RoundCoordinator::CloseAssignmentsLocked() {
   recently_closed_.clear();
   for (const auto& [assignment_id, assignment] : assignments_)
-    recently_closed_.insert(assignment_id);
+    recently_closed_.emplace(assignment_id, assignment.client_id);
+  absl::erase_if(declined_, [&](const std::string& id) { return !recently_closed_.contains(id); });
   assignments_.clear();
   assignment_of_client_.clear();
   received_.clear();
@@ -775,6 +814,7 @@ v1::GetStatusResponse RoundCoordinator::Status(absl::Time now) const {
     summary->set_seconds(r.seconds);
   }
   for (const auto& [reason, count] : refusals_) (*s.mutable_refusals())[reason] = count;
+  for (const auto& [reason, count] : declines_) (*s.mutable_declines())[reason] = count;
   return s;
 }
 

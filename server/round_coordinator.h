@@ -49,6 +49,9 @@ struct CentralDpSettings {
 
 struct CoordinatorOptions {
   std::string model_name;
+  // The model file devices download when they do not hold it (its hash, size and signature; the
+  // bytes are served by the transport, see server/artifact_store.h). Sent in every assignment.
+  std::optional<v1::ModelArtifact> artifact;
   int64_t rounds = 1;
   int64_t clients_per_round = 1;  // K: the round closes as soon as K updates are in
   int64_t min_clients = 1;        // at the deadline, commit if at least this many arrived
@@ -135,6 +138,14 @@ class RoundCoordinator {
   absl::StatusOr<v1::UploadResponse> SubmitMaskedUpdate(const v1::UpdateHeader& header,
                                                         const std::string& packed, absl::Time now);
 
+  // A device will not train its assignment (it refused the artifact, or the model does not fit).
+  // Counted once per assignment under the reason's name (GetStatus' `declines`); a repeat is OK
+  // with duplicate = true. The assignment stays open: the round closes at K uploads or its
+  // deadline as usual. Accepted for the current round's and the previous round's assignments (a
+  // slow download may outlive its round); FAILED_PRECONDITION for an assignment that is not this
+  // client's or unknown, INVALID_ARGUMENT for a malformed client id or an unknown reason.
+  absl::StatusOr<v1::DeclineResponse> Decline(const v1::DeclineRequest& request, absl::Time now);
+
   // Time passed: closes or abandons a round past its deadline, starts a round when a selection
   // window ends, drops silent waiting clients.
   absl::Status Tick(absl::Time now);
@@ -219,11 +230,15 @@ class RoundCoordinator {
   absl::flat_hash_map<std::string, std::string> assignment_of_client_ ABSL_GUARDED_BY(mu_);
   // Updates counted this round, ordered by client id: the fixed summation order.
   std::map<std::string, ReceivedUpdate> received_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_set<std::string> recently_closed_ ABSL_GUARDED_BY(mu_);  // previous round's ids
+  // The previous round's assignment ids, with the client each belonged to.
+  absl::flat_hash_map<std::string, std::string> recently_closed_ ABSL_GUARDED_BY(mu_);
   absl::Time round_started_ ABSL_GUARDED_BY(mu_);
   absl::Time round_deadline_ ABSL_GUARDED_BY(mu_);
   std::vector<RoundOutcome> history_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int64_t> refusals_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int64_t> declines_ ABSL_GUARDED_BY(mu_);
+  // Declined assignment ids among assignments_ and recently_closed_ (for deduplication).
+  absl::flat_hash_set<std::string> declined_ ABSL_GUARDED_BY(mu_);
   absl::Status fatal_error_ ABSL_GUARDED_BY(mu_);
   uint64_t assignment_counter_ ABSL_GUARDED_BY(mu_) = 0;
   std::optional<secagg::FixedPointEncoding> secagg_encoding_;  // set at Create; then constant

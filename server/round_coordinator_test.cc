@@ -342,5 +342,45 @@ TEST(RoundCoordinatorTest, InvalidOptions) {
   EXPECT_FALSE(RoundCoordinator::Create(Options(2, 1), TinyLayout(), {1, 2}, {}).ok());
 }
 
+v1::DeclineRequest DeclineOf(const v1::RoundAssignment& a, const std::string& id,
+                             v1::DeclineRequest::Reason reason) {
+  v1::DeclineRequest d;
+  d.set_client_id(id);
+  d.set_assignment_id(a.assignment_id());
+  d.set_round(a.round());
+  d.set_reason(reason);
+  return d;
+}
+
+// A device that refused its artifact says so; the count survives the round's close (a slow
+// download can outlive the round), and the round still commits with the others' updates.
+TEST(RoundCoordinatorTest, DeclinesAreCountedEvenAfterTheRoundClosed) {
+  CoordinatorOptions o = Options(1, 2);
+  o.artifact.emplace();
+  o.artifact->set_sha256(std::string(64, 'b'));
+  o.artifact->set_size_bytes(10);
+  auto c = Make(o);
+  auto assigned = CheckInAll(*c, {"a", "b"}, kStart);
+  ASSERT_EQ(assigned.size(), 1u);
+  const auto& [id, a] = *assigned.begin();
+  EXPECT_EQ(a.artifact().sha256(), std::string(64, 'b'));  // every assignment names the artifact
+  auto first = c->Decline(DeclineOf(a, id, v1::DeclineRequest::ARTIFACT_HASH_MISMATCH), kStart);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_FALSE(first->duplicate());
+  // The round closes at its deadline without updates (abandoned) and starts again.
+  ASSERT_TRUE(c->Tick(kStart + absl::Seconds(61)).ok());
+  auto again = c->Decline(DeclineOf(a, id, v1::DeclineRequest::ARTIFACT_HASH_MISMATCH),
+                          kStart + absl::Seconds(62));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->duplicate());
+  EXPECT_EQ(c->Status(kStart).declines().at("artifact_hash_mismatch"), 1);
+  // A wrong round for a current assignment and someone else's assignment are refused.
+  const std::string other = id == "a" ? "b" : "a";
+  EXPECT_EQ(
+      c->Decline(DeclineOf(a, other, v1::DeclineRequest::MODEL_MISMATCH), kStart).status().code(),
+      absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(c->Status(kStart).declines_size(), 1);
+}
+
 }  // namespace
 }  // namespace fedkit::server

@@ -7,10 +7,15 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <optional>
 #include <regex>
 #include <string>
 #include <vector>
 
+#include "artifacts/artifact_files.h"
+#include "artifacts/signing.h"
+#include "fedkit/v1/coordinator.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "models/flat_params.h"
@@ -88,9 +93,13 @@ class CoordinatorE2eTest : public ::testing::Test {
     port_ = std::stoi(match[1]);
   }
 
-  void StartClients(std::vector<Subprocess>& clients, const std::string& model = "seed") {
-    clients.resize(kClients);
-    for (int i = 0; i < kClients; ++i) {
+  // `model` empty: the clients start without --model and take what they are assigned; `extra`
+  // adds per-client flags.
+  void StartClients(std::vector<Subprocess>& clients, const std::string& model = "seed",
+                    int count = kClients,
+                    const std::function<std::vector<std::string>(int)>& extra = nullptr) {
+    clients.resize(count);
+    for (int i = 0; i < count; ++i) {
       std::vector<std::string> argv = {FEDKIT_CLIENT_BINARY,
                                        "--server",
                                        "127.0.0.1:" + std::to_string(port_),
@@ -103,9 +112,12 @@ class CoordinatorE2eTest : public ::testing::Test {
                                        "--partition",
                                        "iid",
                                        "--seed",
-                                       kSeed,
-                                       "--model",
-                                       model};
+                                       kSeed};
+      if (!model.empty()) argv.insert(argv.end(), {"--model", model});
+      if (extra) {
+        const std::vector<std::string> more = extra(i);
+        argv.insert(argv.end(), more.begin(), more.end());
+      }
       ASSERT_TRUE(clients[i].Start(argv, Path("client" + std::to_string(i) + ".log")));
     }
   }
@@ -134,6 +146,44 @@ class CoordinatorE2eTest : public ::testing::Test {
     absl::Status loaded = models::LoadModule(path, *model_object);
     EXPECT_TRUE(loaded.ok()) << loaded;
     return models::FlattenParameters(*model_object);
+  }
+
+  // An operator's Ed25519 key pair written as PEM files NAME.key and NAME.pub.
+  artifacts::KeyPair WriteKeyPair(const std::string& name) {
+    absl::StatusOr<artifacts::KeyPair> key = artifacts::GenerateKeyPair();
+    EXPECT_TRUE(key.ok()) << key.status();
+    EXPECT_TRUE(artifacts::WriteFileBytes(Path(name + ".key"),
+                                          *artifacts::PrivateKeyToPem(key->private_key), 0600, true)
+                    .ok());
+    EXPECT_TRUE(artifacts::WriteFileBytes(Path(name + ".pub"),
+                                          *artifacts::PublicKeyToPem(key->public_key), 0644, true)
+                    .ok());
+    return *key;
+  }
+
+  // GetStatus from the running coordinator, over TLS as a device sees it.
+  v1::GetStatusResponse CoordinatorStatus() {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = *artifacts::ReadFileBytes(Path("certs/ca.pem"));
+    auto stub = v1::Coordinator::NewStub(
+        grpc::CreateChannel("127.0.0.1:" + std::to_string(port_), grpc::SslCredentials(ssl)));
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    v1::GetStatusResponse status;
+    const grpc::Status rpc = stub->GetStatus(&context, v1::GetStatusRequest(), &status);
+    EXPECT_TRUE(rpc.ok()) << rpc.error_message();
+    return status;
+  }
+
+  // Waits (up to two minutes each) for every client to exit; their exit codes.
+  static std::vector<int> WaitForAll(std::vector<Subprocess>& clients) {
+    std::vector<int> codes;
+    for (Subprocess& client : clients) {
+      std::optional<int> code;
+      PollUntil([&] { return (code = client.WaitFor({})).has_value(); }, std::chrono::minutes(2));
+      codes.push_back(code.value_or(-1));
+    }
+    return codes;
   }
 
   fs::path dir_;
@@ -171,25 +221,47 @@ TEST_F(CoordinatorE2eTest, TwentyTlsClientsTrainAndMatchTheSimulator) {
               max_diff);
 }
 
-// A model written in Python: the coordinator and the devices hold the same TorchScript file under
-// different paths (the model travels by its content hash), and the result equals the simulator's.
-TEST_F(CoordinatorE2eTest, TorchScriptModelTrainsOverTlsAndMatchesTheSimulator) {
+// A model written in Python, shipped by the coordinator: it signs the TorchScript file at startup,
+// half of the devices start without any model and download, verify and load it; the other half
+// hold a copy of the file under another path (the model travels by its content hash). The result
+// equals the simulator's.
+TEST_F(CoordinatorE2eTest, SignedTorchScriptArtifactReachesDevicesAndMatchesTheSimulator) {
   const std::string model = std::string(FEDKIT_TORCHSCRIPT_FIXTURES) + "/fmnist_small_2nn.pt";
   const std::string device_copy = Path("device_copy_of_2nn.pt");
   fs::copy_file(model, device_copy, fs::copy_options::overwrite_existing);
+  const artifacts::KeyPair key = WriteKeyPair("operator");
   Subprocess coordinator;
   StartCoordinator(coordinator,
-                   {"--model", model, "--metrics-out", Path("metrics.jsonl"), "--model-out",
-                    Path("coordinator.pt")},
+                   {"--model", model, "--sign-key", Path("operator.key"), "--metrics-out",
+                    Path("metrics.jsonl"), "--model-out", Path("coordinator.pt")},
                    "coordinator.log");
+  EXPECT_THAT(coordinator.Output(),
+              ::testing::HasSubstr("signed by key " + artifacts::Fingerprint(key.public_key)));
   std::vector<Subprocess> clients;
-  StartClients(clients, device_copy);
+  StartClients(clients, "", kClients, [&](int i) -> std::vector<std::string> {
+    if (i % 2 == 0) {  // downloads
+      return {"--trusted-key", Path("operator.pub"), "--model-cache",
+              Path("cache" + std::to_string(i))};
+    }
+    return {"--model", device_copy};
+  });
   EXPECT_EQ(coordinator.Wait(), 0) << coordinator.Output();
+  const std::string sha = artifacts::Sha256Hex(*artifacts::ReadFileBytes(model));
   for (int i = 0; i < kClients; ++i) {
     EXPECT_EQ(clients[i].Wait(), 0) << "client " << i << ":\n" << clients[i].Output();
+    const bool downloads = i % 2 == 0;
+    // Downloaded once (later rounds reuse the loaded model), and kept in the device's cache.
+    EXPECT_EQ(clients[i].Output().find("downloaded artifact sha256:" + sha.substr(0, 12)) !=
+                  std::string::npos,
+              downloads)
+        << clients[i].Output();
+    if (downloads) {
+      EXPECT_TRUE(fs::is_regular_file(Path("cache" + std::to_string(i)) + "/" + sha + ".pt"));
+    }
   }
   auto metrics = ReadJsonLines(Path("metrics.jsonl"));
   ASSERT_EQ(metrics.size(), 5u);
+  EXPECT_EQ(metrics.back()["participants"], kClients);
   EXPECT_GT(metrics.back()["accuracy"].get<double>(), metrics.front()["accuracy"].get<double>());
 
   const std::vector<float> networked = LoadModel(Path("coordinator.pt"), model);
@@ -203,8 +275,86 @@ TEST_F(CoordinatorE2eTest, TorchScriptModelTrainsOverTlsAndMatchesTheSimulator) 
     max_diff = std::max(max_diff, static_cast<double>(std::abs(networked[i] - simulated[i])));
   }
   EXPECT_LE(max_diff, 1e-6);
-  std::printf("TorchScript: max |coordinator - simulator| over %zu parameters: %g\n",
+  std::printf("TorchScript artifact: max |coordinator - simulator| over %zu parameters: %g\n",
               networked.size(), max_diff);
+}
+
+// Two attacks on the artifact, each refused by every device before anything is trained, and
+// counted by the coordinator:
+//   - tampered: the coordinator's model file was replaced by another model, and the operator's
+//     .sig edited to name the new file's hash (the coordinator, which holds no public key, cannot
+//     tell); the signature does not verify on the devices.
+//   - wrong key: the artifact is signed by a key the devices do not trust; they refuse it from
+//     the assignment alone, without downloading it.
+TEST_F(CoordinatorE2eTest, TamperedArtifactAndWrongKeyAreRefusedOnEveryDevice) {
+  constexpr int kDevices = 4;
+  const std::string model = std::string(FEDKIT_TORCHSCRIPT_FIXTURES) + "/fmnist_small_2nn.pt";
+  const std::string substitute = Path("substitute_2nn.pt");
+  const std::string command = std::string(FEDKIT_TORCH_PYTHON) + " " + FEDKIT_SOURCE_DIR +
+                              "/models/python/make_model.py 2nn " + substitute +
+                              " --hidden 16 --seed 99";
+  ASSERT_EQ(std::system(command.c_str()), 0);
+  const artifacts::KeyPair key = WriteKeyPair("operator");
+  WriteKeyPair("stranger");
+  absl::StatusOr<artifacts::SignatureFile> genuine =
+      artifacts::MakeSignatureFile(*artifacts::ReadFileBytes(model), key.private_key);
+  ASSERT_TRUE(genuine.ok());
+  artifacts::SignatureFile forged = *genuine;
+  forged.sha256 = artifacts::Sha256(*artifacts::ReadFileBytes(substitute));
+  ASSERT_TRUE(artifacts::WriteFileBytes(Path("forged.sig"), artifacts::FormatSignatureFile(forged),
+                                        0644, true)
+                  .ok());
+
+  struct Attack {
+    std::string name;
+    std::vector<std::string> coordinator_flags;
+    std::string device_key;
+    std::string device_message;
+    bool downloads;
+  };
+  const std::vector<Attack> attacks = {
+      {"tampered",
+       {"--model", substitute, "--model-signature", Path("forged.sig")},
+       "operator.pub",
+       "signature does not verify",
+       true},
+      {"wrong_key",
+       {"--model", model, "--sign-key", Path("operator.key")},
+       "stranger.pub",
+       "which this device does not trust",
+       false},
+  };
+  for (const Attack& attack : attacks) {
+    SCOPED_TRACE(attack.name);
+    std::vector<std::string> flags = attack.coordinator_flags;
+    flags.insert(flags.end(), {"--rounds", "1", "--clients-per-round", std::to_string(kDevices)});
+    Subprocess coordinator;
+    port_ = 0;
+    StartCoordinator(coordinator, flags, "coordinator_" + attack.name + ".log");
+    std::vector<Subprocess> clients;
+    StartClients(clients, "", kDevices, [&](int i) -> std::vector<std::string> {
+      return {"--trusted-key", Path(attack.device_key), "--model-cache",
+              Path(attack.name + "_cache" + std::to_string(i))};
+    });
+    const std::vector<int> codes = WaitForAll(clients);
+    for (int i = 0; i < kDevices; ++i) {
+      const std::string out = clients[i].Output();
+      EXPECT_EQ(codes[i], 1) << out;
+      EXPECT_THAT(out, ::testing::HasSubstr("round 1: "));
+      EXPECT_THAT(out, ::testing::HasSubstr(attack.device_message));
+      EXPECT_THAT(out, ::testing::HasSubstr("the coordinator was told"));
+      EXPECT_THAT(out, ::testing::Not(::testing::HasSubstr("trained on")));
+      EXPECT_EQ(out.find("downloaded artifact") != std::string::npos, attack.downloads) << out;
+      EXPECT_FALSE(fs::exists(Path(attack.name + "_cache" + std::to_string(i))));
+    }
+    const v1::GetStatusResponse status = CoordinatorStatus();
+    ASSERT_EQ(status.declines().count("artifact_not_approved"), 1u) << status.DebugString();
+    EXPECT_EQ(status.declines().at("artifact_not_approved"), kDevices);
+    EXPECT_EQ(status.history_size(), 0);  // nothing was committed
+    EXPECT_EQ(status.received(), 0);
+    coordinator.Signal(SIGKILL);
+    coordinator.Wait();
+  }
 }
 
 // A device holding another TorchScript file is refused by name, not trained on the wrong model.

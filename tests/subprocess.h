@@ -69,10 +69,10 @@ class Subprocess {
     return *exit_code_;
   }
 
-  // Waits up to `timeout`; nullopt if still running.
+  // Waits up to `timeout` (zero: just looks); nullopt if still running.
   std::optional<int> WaitFor(std::chrono::milliseconds timeout) {
     const auto end = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < end) {
+    while (true) {
       if (exit_code_) return exit_code_;
       int status = 0;
       const pid_t done = waitpid(pid_, &status, WNOHANG);
@@ -80,9 +80,9 @@ class Subprocess {
         exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         return exit_code_;
       }
+      if (std::chrono::steady_clock::now() >= end) return std::nullopt;
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    return std::nullopt;
   }
 
   void Signal(int sig) {
