@@ -1,0 +1,171 @@
+#include "aggregation/exact_sum.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace fedkit::aggregation {
+namespace {
+
+constexpr double kClip = 10.0;
+constexpr double kMaxWeight = 1 << 20;
+
+struct Term {
+  std::vector<float> values;
+  double weight = 1;
+};
+
+// `n` clipped vectors of dimension `d` with weights in [1, 1000]: magnitudes over many octaves, so
+// that floating-point sums depend on the order.
+std::vector<Term> RandomTerms(int n, int d, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal;
+  std::uniform_int_distribution<int> weight(1, 1000);
+  std::uniform_int_distribution<int> octave(-20, 0);
+  std::vector<Term> terms(n);
+  for (Term& t : terms) {
+    t.values.resize(d);
+    double norm = 0;
+    for (float& v : t.values) {
+      v = std::ldexp(normal(rng), octave(rng));
+      norm += static_cast<double>(v) * v;
+    }
+    norm = std::sqrt(norm);
+    if (norm > kClip) {
+      for (float& v : t.values) v = static_cast<float>(v * (kClip / norm) * 0.999);
+    }
+    t.weight = weight(rng);
+  }
+  return terms;
+}
+
+ExactSum SumOf(const std::vector<Term>& terms, const std::vector<size_t>& order, int d) {
+  ExactSum sum(d, *ChooseFixedPoint(kClip * kMaxWeight));
+  for (size_t i : order) EXPECT_TRUE(sum.Add(terms[i].values, terms[i].weight).ok());
+  return sum;
+}
+
+TEST(ExactSumTest, ChosenScaleIsTheLargestPowerOfTwoWithinTheTermBudget) {
+  for (double bound : {1e-30, 0.001, 1.0, 3.0, 4.0, 10.0 * (1 << 20), 1e30}) {
+    absl::StatusOr<FixedPoint> fp = ChooseFixedPoint(bound);
+    ASSERT_TRUE(fp.ok()) << bound;
+    int exponent = 0;
+    EXPECT_EQ(std::frexp(fp->scale, &exponent), 0.5) << "not a power of two: " << fp->scale;
+    EXPECT_LE(bound * fp->scale, std::ldexp(1.0, 62)) << bound;
+    EXPECT_GT(bound * fp->scale * 2, std::ldexp(1.0, 62)) << bound;
+  }
+  for (double bad : {0.0, -1.0, std::numeric_limits<double>::infinity(),
+                     std::numeric_limits<double>::quiet_NaN()}) {
+    EXPECT_EQ(ChooseFixedPoint(bad).status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+}
+
+// The point of the representation: any order, any split into partial sums merged in any
+// grouping, gives the same integers (and so the same doubles).
+TEST(ExactSumTest, SumIsIdenticalInEveryOrderAndEverySplit) {
+  constexpr int kN = 300;
+  constexpr int kD = 257;
+  const std::vector<Term> terms = RandomTerms(kN, kD, 1);
+  std::vector<size_t> order(kN);
+  std::iota(order.begin(), order.end(), 0);
+  const ExactSum forward = SumOf(terms, order, kD);
+  std::vector<size_t> reversed(order.rbegin(), order.rend());
+  EXPECT_EQ(SumOf(terms, reversed, kD).fixed_point_sums(), forward.fixed_point_sums());
+  std::mt19937 rng(2);
+  for (int trial = 0; trial < 3; ++trial) {
+    std::shuffle(order.begin(), order.end(), rng);
+    // Four "workers" take uneven slices of the shuffled order; merged in a shuffled grouping.
+    const std::vector<size_t> cuts = {0, 7, 150, 151, static_cast<size_t>(kN)};
+    std::vector<ExactSum> parts;
+    for (size_t p = 0; p + 1 < cuts.size(); ++p) {
+      parts.push_back(SumOf(
+          terms, std::vector<size_t>(order.begin() + cuts[p], order.begin() + cuts[p + 1]), kD));
+    }
+    ASSERT_TRUE(parts[2].MergeWith(parts[0]).ok());
+    ASSERT_TRUE(parts[3].MergeWith(parts[1]).ok());
+    ASSERT_TRUE(parts[3].MergeWith(parts[2]).ok());
+    EXPECT_EQ(parts[3].fixed_point_sums(), forward.fixed_point_sums());
+    EXPECT_EQ(parts[3].Sum(), forward.Sum());
+    EXPECT_EQ(parts[3].num_vectors(), kN);
+  }
+  // Plain double accumulation of the same terms does depend on the order (which is why the
+  // coordinator kept every delta to sum them in a fixed order).
+  auto double_sum = [&](const std::vector<size_t>& o) {
+    std::vector<double> s(kD, 0.0);
+    for (size_t i : o) {
+      for (int j = 0; j < kD; ++j) s[j] += terms[i].values[j] * terms[i].weight;
+    }
+    return s;
+  };
+  std::iota(order.begin(), order.end(), 0);
+  EXPECT_NE(double_sum(order), double_sum(reversed));
+}
+
+TEST(ExactSumTest, SumIsWithinTheStatedErrorOfTheExactValue) {
+  constexpr int kN = 200;
+  constexpr int kD = 64;
+  const std::vector<Term> terms = RandomTerms(kN, kD, 3);
+  std::vector<size_t> order(kN);
+  std::iota(order.begin(), order.end(), 0);
+  const ExactSum sum = SumOf(terms, order, kD);
+  const std::vector<double> got = sum.Sum();
+  const double per_term = kClip * kMaxWeight * std::ldexp(1.0, -62);
+  for (int j = 0; j < kD; ++j) {
+    long double exact = 0;  // float * small integer is exact in long double; so is the sum here
+    for (const Term& t : terms) exact += static_cast<long double>(t.values[j]) * t.weight;
+    const double tolerance =
+        kN * per_term + std::abs(static_cast<double>(exact)) * std::ldexp(1.0, -52);
+    EXPECT_LE(std::abs(got[j] - static_cast<double>(exact)), tolerance) << j;
+  }
+}
+
+TEST(ExactSumTest, TermsAtTheBoundNeverOverflow) {
+  const FixedPoint fp = *ChooseFixedPoint(kClip * kMaxWeight);
+  ExactSum sum(2, fp);
+  const std::vector<float> extreme = {static_cast<float>(kClip), -static_cast<float>(kClip)};
+  for (int i = 0; i < 100000; ++i) ASSERT_TRUE(sum.Add(extreme, kMaxWeight).ok());
+  const std::vector<double> total = sum.Sum();
+  EXPECT_EQ(total[0], 100000 * kClip * kMaxWeight);
+  EXPECT_EQ(total[1], -100000 * kClip * kMaxWeight);
+}
+
+TEST(ExactSumTest, BadTermsAreRefusedAndLeaveTheSumUnchanged) {
+  ExactSum sum(3, *ChooseFixedPoint(kClip));
+  ASSERT_TRUE(sum.Add(std::vector<float>{1, 2, 3}).ok());
+  const std::vector<absl::int128> before = sum.fixed_point_sums();
+  // Over the bound in the last coordinate: nothing of the vector may be added.
+  absl::Status status = sum.Add(std::vector<float>{1, 1, 11});
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), ::testing::HasSubstr("value 2"));
+  EXPECT_EQ(sum.Add(std::vector<float>{1, 1, 6}, 2.0).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(sum.Add(std::vector<float>{1, std::nanf(""), 1}).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(sum.Add(std::vector<float>{1, std::numeric_limits<float>::infinity(), 1}).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(sum.Add(std::vector<float>{1, 1, 1}, std::nan("")).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(sum.Add(std::vector<float>{1, 1}).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(sum.fixed_point_sums(), before);
+  EXPECT_EQ(sum.num_vectors(), 1);
+}
+
+TEST(ExactSumTest, SumsOfAnotherShapeOrScaleDoNotMerge) {
+  ExactSum a(3, *ChooseFixedPoint(kClip));
+  ExactSum b(4, *ChooseFixedPoint(kClip));
+  ExactSum c(3, *ChooseFixedPoint(2 * kClip));
+  EXPECT_EQ(a.MergeWith(b).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(a.MergeWith(c).code(), absl::StatusCode::kFailedPrecondition);
+  ExactSum d(3, *ChooseFixedPoint(kClip));
+  ASSERT_TRUE(d.Add(std::vector<float>{0.5f, -0.25f, 1}).ok());
+  ASSERT_TRUE(a.MergeWith(d).ok());
+  EXPECT_EQ(a.Sum(), (std::vector<double>{0.5, -0.25, 1}));
+}
+
+}  // namespace
+}  // namespace fedkit::aggregation
