@@ -14,6 +14,7 @@
 #include <string>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
 #include "artifacts/artifact_files.h"
@@ -386,6 +387,11 @@ int Run(int argc, char** argv) {
   if (checkpoints) {
     hooks.save_checkpoint = [&](const v1::Checkpoint& c) { return checkpoints->Write(c); };
   }
+  hooks.assignment_declined = [](const v1::DeclineRequest& d) {
+    std::cerr << absl::StrFormat(
+        "fedkit-coordinator: %s declined its round %d assignment (%s)\n", d.client_id(), d.round(),
+        absl::AsciiStrToLower(v1::DeclineRequest::Reason_Name(d.reason())));
+  };
   hooks.round_committed = [&](const RoundOutcome& r) {
     nlohmann::json line = {{"round", r.round},
                            {"participants", r.participants},

@@ -550,6 +550,15 @@ absl::StatusOr<v1::DeclineResponse> RoundCoordinator::Decline(const v1::DeclineR
     return absl::InvalidArgumentError(
         absl::StrCat("unknown decline reason ", static_cast<int>(request.reason())));
   }
+  absl::StatusOr<v1::DeclineResponse> response = CountDecline(request);
+  if (response.ok() && !response->duplicate() && hooks_.assignment_declined) {
+    hooks_.assignment_declined(request);
+  }
+  return response;
+}
+
+absl::StatusOr<v1::DeclineResponse> RoundCoordinator::CountDecline(
+    const v1::DeclineRequest& request) {
   absl::MutexLock lock(&mu_);
   const std::string& id = request.assignment_id();
   std::string owner;

@@ -97,6 +97,9 @@ struct CoordinatorHooks {
   std::function<absl::Status(const v1::Checkpoint&)> save_checkpoint;
   // Observes each committed round (metrics file, logs).
   std::function<void(const RoundOutcome&)> round_committed;
+  // Observes each counted decline (once per assignment; client id already validated). Unlike the
+  // hooks above it runs after the coordinator's lock is released.
+  std::function<void(const v1::DeclineRequest&)> assignment_declined;
 };
 
 class RoundCoordinator {
@@ -184,6 +187,9 @@ class RoundCoordinator {
                    std::vector<float> initial_parameters, CoordinatorHooks hooks,
                    std::unique_ptr<aggregation::ServerOptimizer> optimizer);
 
+  // Decline's bookkeeping under the lock (the hook then runs without it).
+  absl::StatusOr<v1::DeclineResponse> CountDecline(const v1::DeclineRequest& request)
+      ABSL_LOCKS_EXCLUDED(mu_);
   void ExpirePoolLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybeStartRoundLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartRoundLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -359,7 +359,12 @@ TEST(RoundCoordinatorTest, DeclinesAreCountedEvenAfterTheRoundClosed) {
   o.artifact.emplace();
   o.artifact->set_sha256(std::string(64, 'b'));
   o.artifact->set_size_bytes(10);
-  auto c = Make(o);
+  std::vector<std::string> observed;
+  CoordinatorHooks hooks;
+  hooks.assignment_declined = [&](const v1::DeclineRequest& d) {
+    observed.push_back(d.client_id());
+  };
+  auto c = Make(o, hooks);
   auto assigned = CheckInAll(*c, {"a", "b"}, kStart);
   ASSERT_EQ(assigned.size(), 1u);
   const auto& [id, a] = *assigned.begin();
@@ -380,6 +385,7 @@ TEST(RoundCoordinatorTest, DeclinesAreCountedEvenAfterTheRoundClosed) {
       c->Decline(DeclineOf(a, other, v1::DeclineRequest::MODEL_MISMATCH), kStart).status().code(),
       absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(c->Status(kStart).declines_size(), 1);
+  EXPECT_THAT(observed, ::testing::ElementsAre(id));  // once: the duplicate is not observed
 }
 
 }  // namespace

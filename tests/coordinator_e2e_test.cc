@@ -350,6 +350,8 @@ TEST_F(CoordinatorE2eTest, TamperedArtifactAndWrongKeyAreRefusedOnEveryDevice) {
     const v1::GetStatusResponse status = CoordinatorStatus();
     ASSERT_EQ(status.declines().count("artifact_not_approved"), 1u) << status.DebugString();
     EXPECT_EQ(status.declines().at("artifact_not_approved"), kDevices);
+    EXPECT_THAT(coordinator.Output(),
+                ::testing::HasSubstr("declined its round 1 assignment (artifact_not_approved)"));
     EXPECT_EQ(status.history_size(), 0);  // nothing was committed
     EXPECT_EQ(status.received(), 0);
     coordinator.Signal(SIGKILL);
