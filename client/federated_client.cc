@@ -226,8 +226,7 @@ absl::Status FederatedClient::DoRound(const v1::RoundAssignment& assignment, Bac
       ResolveModel(assignment, backoff, &check_in_again);
   if (!model.ok()) return model.status();
   if (check_in_again) return absl::OkStatus();
-  model_ = *std::move(model);
-  const ParameterLayout local_layout = models::LayoutOf(*model_);
+  const ParameterLayout local_layout = models::LayoutOf(**model);
   if (assignment.model_size() != local_layout.size()) {
     return Refuse(assignment, absl::FailedPreconditionError(absl::StrCat(
                                   "assigns a model of ", assignment.model_size(),
@@ -276,10 +275,10 @@ absl::Status FederatedClient::DoRound(const v1::RoundAssignment& assignment, Bac
   }
 
   if (!assignment.secure_aggregation().protocol().empty()) {
-    return DoSecureRound(assignment, global, backoff);
+    return DoSecureRound(assignment, *model, global, backoff);
   }
 
-  absl::StatusOr<ClientUpdate> update = TrainForRound(assignment, global);
+  absl::StatusOr<ClientUpdate> update = TrainForRound(assignment, *model, global);
   if (!update.ok()) return update.status();
 
   // Upload; after a transport error the same bytes again (the coordinator deduplicates).
@@ -389,8 +388,9 @@ absl::StatusOr<std::shared_ptr<models::Model>> FederatedClient::ResolveModel(
 }
 
 absl::StatusOr<ClientUpdate> FederatedClient::TrainForRound(const v1::RoundAssignment& assignment,
+                                                            std::shared_ptr<models::Model> model,
                                                             const std::vector<float>& global) {
-  LocalTrainer trainer(model_);
+  LocalTrainer trainer(std::move(model));
   // The seed depends on (run seed, round, device index) only, exactly as a simulated client's.
   const uint64_t seed =
       LocalTrainingSeed(assignment.plan().run_seed(), assignment.round(), options_.client_index);
@@ -439,6 +439,7 @@ absl::StatusOr<v1::SecAggResponse> FederatedClient::SecureAggregationCall(
 }
 
 absl::Status FederatedClient::DoSecureRound(const v1::RoundAssignment& assignment,
+                                            std::shared_ptr<models::Model> model,
                                             const std::vector<float>& global, Backoff& backoff) {
   const int64_t round = assignment.round();
   const std::string round_name = absl::StrCat("round ", round);
@@ -506,7 +507,7 @@ absl::Status FederatedClient::DoSecureRound(const v1::RoundAssignment& assignmen
   Log(absl::StrCat(round_name, ": secure aggregation keys shared"));
 
   // Train and encode.
-  absl::StatusOr<ClientUpdate> update = TrainForRound(assignment, global);
+  absl::StatusOr<ClientUpdate> update = TrainForRound(assignment, std::move(model), global);
   if (!update.ok()) return update.status();
   const int64_t weight = std::min(update->num_examples, params->encoding.max_weight);
   absl::StatusOr<std::vector<uint64_t>> encoded = secagg::EncodeWeightedUpdate(

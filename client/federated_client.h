@@ -106,14 +106,16 @@ class FederatedClient {
   // Tells the coordinator (one attempt; failures are logged) and returns `why` prefixed with the
   // round.
   absl::Status Refuse(const v1::RoundAssignment& assignment, const absl::Status& why);
-  // Local training of `model_` from the downloaded parameters with the assignment's plan and this
+  // Local training of `model` from the downloaded parameters with the assignment's plan and this
   // device's seed.
   absl::StatusOr<ClientUpdate> TrainForRound(const v1::RoundAssignment& assignment,
+                                             std::shared_ptr<models::Model> model,
                                              const std::vector<float>& global);
   // The rest of a round with secure aggregation, after the download: key exchange, training,
   // masked upload, unmasking. OK to go on checking in (also when the round's protocol aborted).
   absl::Status DoSecureRound(const v1::RoundAssignment& assignment,
-                             const std::vector<float>& global, Backoff& backoff);
+                             std::shared_ptr<models::Model> model, const std::vector<float>& global,
+                             Backoff& backoff);
   // One secure aggregation step or poll: retried after transport errors, and (polls) after each
   // retry_later until the phase's answer arrives. Sets *ended_round (and returns an empty
   // response) when the coordinator no longer wants this client in the round: a refusal, or the
@@ -130,7 +132,6 @@ class FederatedClient {
   FederatedClientOptions options_;
   std::unique_ptr<CoordinatorChannel> channel_;
   std::unique_ptr<ModelSource> models_;
-  std::shared_ptr<models::Model> model_;  // this round's, from models_ (used by Run() only)
   data::Examples examples_;
   absl::Notification cancelled_;
   std::atomic<int64_t> rounds_contributed_{0};
