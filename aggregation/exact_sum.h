@@ -6,16 +6,17 @@
 // instead of keeping every delta of the round to sum them in a fixed order.
 //
 // Representation. A term t = multiplier * values[i] (e.g. a client's weight times its delta) with
-// |t| <= value_bound becomes q = round_to_nearest(t * scale), a signed 64-bit integer, and the
-// per-coordinate sums are signed 128-bit integers. The scale is the largest power of two with
-// value_bound * scale <= 2^62, so every q fits in 63 bits, and 2^63 - 1 vectors (the most Add
-// and MergeWith accept) sum to at most 2^125 in magnitude: no overflow is possible.
+// |t| <= value_bound becomes q = round_to_nearest(t * scale), a signed 128-bit integer, and so are
+// the per-coordinate sums. The scale is the largest power of two with value_bound * scale <=
+// 2^94, so |q| <= 2^94, and 2^32 vectors (the most Add and MergeWith accept: kMaxVectors) sum to
+// at most 2^126 in magnitude: no overflow is possible.
 //
-// Error. Rounding is the only loss: at most 0.5 / scale <= value_bound * 2^-62 per term, and the
-// conversion of the final integer to double (relative 2^-53). With value_bound = clip norm *
-// max weight that is 2^-62 of the largest possible term: far below float precision (2^-24).
-// For a float value and an integer multiplier below 2^29 the term is exact in double, and a
-// power-of-two scale keeps t * scale exact: the rounding to an integer is the only one.
+// Error. Rounding is the only loss: at most 0.5 / scale <= value_bound * 2^-94 per term (absolute),
+// and the conversion of the final integer to double (relative 2^-53). For value_bound = 2^40 (a
+// value bound of about 10^6 times a weight cap of 2^20) that is 2^-55 ~ 3e-17 per term: far below
+// the float precision of any parameter. For a float value and an integer multiplier below 2^29 the
+// term is exact in double, and a power-of-two scale keeps t * scale exact: the rounding to an
+// integer is the only one (and none at all once |t * scale| >= 2^53).
 //
 // Errors (absl/status/status.h): INVALID_ARGUMENT for a bad bound, a dimension mismatch, a value
 // that is not finite or exceeds the bound (the caller clips or refuses first: a term over the
@@ -27,11 +28,13 @@
 #define FEDKIT_AGGREGATION_EXACT_SUM_H_
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "absl/numeric/int128.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 
 namespace fedkit::aggregation {
@@ -51,12 +54,24 @@ class ExactSum {
  public:
   ExactSum(int64_t dimension, FixedPoint fixed_point);
 
+  static constexpr int64_t kMaxVectors = int64_t{1} << 32;
+
   // Adds multiplier * values (one term per coordinate). INVALID_ARGUMENT if values.size() !=
-  // dimension(), the multiplier or a value is not finite, or a term exceeds the bound.
+  // dimension(), the multiplier or a value is not finite, or a term exceeds the bound;
+  // FAILED_PRECONDITION if the sum already holds kMaxVectors vectors.
   absl::Status Add(absl::Span<const float> values, double multiplier = 1.0);
 
-  // Adds everything `other` holds. FAILED_PRECONDITION if its dimension or fixed point differ.
+  // Adds everything `other` holds. FAILED_PRECONDITION if its dimension or fixed point differ, or
+  // the two hold more than kMaxVectors vectors together.
   absl::Status MergeWith(const ExactSum& other);
+
+  // The whole state as bytes, for partial sums built in another process (MPI ranks): dimension,
+  // fixed point, vector count and the integers, in this machine's byte order (processes of one
+  // architecture).
+  std::string Serialize() const;
+  // The inverse. INVALID_ARGUMENT for bytes of the wrong length or with a sum larger than its
+  // vector count allows (so a merged sum keeps the no-overflow guarantee).
+  static absl::StatusOr<ExactSum> Deserialize(absl::string_view bytes);
 
   // The exact per-coordinate sums divided by the scale, as doubles (rounded once, here).
   std::vector<double> Sum() const;
@@ -72,7 +87,7 @@ class ExactSum {
   FixedPoint fixed_point_;
   std::vector<absl::int128> sums_;
   int64_t num_vectors_ = 0;
-  std::vector<int64_t> scratch_;  // one vector's integers, reused by Add
+  std::vector<absl::int128> scratch_;  // one vector's integers, reused by Add
 };
 
 }  // namespace fedkit::aggregation

@@ -57,8 +57,8 @@ TEST(ExactSumTest, ChosenScaleIsTheLargestPowerOfTwoWithinTheTermBudget) {
     ASSERT_TRUE(fp.ok()) << bound;
     int exponent = 0;
     EXPECT_EQ(std::frexp(fp->scale, &exponent), 0.5) << "not a power of two: " << fp->scale;
-    EXPECT_LE(bound * fp->scale, std::ldexp(1.0, 62)) << bound;
-    EXPECT_GT(bound * fp->scale * 2, std::ldexp(1.0, 62)) << bound;
+    EXPECT_LE(bound * fp->scale, std::ldexp(1.0, 94)) << bound;
+    EXPECT_GT(bound * fp->scale * 2, std::ldexp(1.0, 94)) << bound;
   }
   for (double bad : {0.0, -1.0, std::numeric_limits<double>::infinity(),
                      std::numeric_limits<double>::quiet_NaN()}) {
@@ -115,7 +115,7 @@ TEST(ExactSumTest, SumIsWithinTheStatedErrorOfTheExactValue) {
   std::iota(order.begin(), order.end(), 0);
   const ExactSum sum = SumOf(terms, order, kD);
   const std::vector<double> got = sum.Sum();
-  const double per_term = kClip * kMaxWeight * std::ldexp(1.0, -62);
+  const double per_term = kClip * kMaxWeight * std::ldexp(1.0, -94);
   for (int j = 0; j < kD; ++j) {
     long double exact = 0;  // float * small integer is exact in long double; so is the sum here
     for (const Term& t : terms) exact += static_cast<long double>(t.values[j]) * t.weight;

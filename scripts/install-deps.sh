@@ -16,6 +16,8 @@ PACKAGES=(
   dataset-fashion-mnist
   # TorchScript models are written and checked in Python; python3-torch 1.13 matches libtorch-dev 1.13.
   python3-torch
+  # fedkit-sim beyond one process: mpirun -np N fedkit-sim (Open MPI).
+  libopenmpi-dev openmpi-bin
 )
 
 missing=()

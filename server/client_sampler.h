@@ -14,6 +14,10 @@ namespace fedkit::server {
 // population (Floyd's algorithm). INVALID_ARGUMENT unless 1 <= k <= population.
 absl::StatusOr<std::vector<int64_t>> SampleClients(int64_t population, int64_t k, uint64_t seed);
 
+// How many clients a round assigns with over-selection: ceil(clients_per_round * (1 +
+// over_select)) (the coordinator and the simulator alike).
+int64_t OverSelectedTarget(int64_t clients_per_round, double over_select);
+
 // Seeds shared by the coordinator and the simulator, so that both start from the same model and
 // pick the same clients. `attempt` counts restarts of an abandoned round (0 for the first try).
 uint64_t InitialModelSeed(uint64_t run_seed);

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
 #include "artifacts/artifact_files.h"
@@ -27,6 +28,7 @@
 #include "models/flat_params.h"
 #include "models/model.h"
 #include "models/torchscript_model.h"
+#include "privacy/secagg/encoding.h"
 #include "server/artifact_store.h"
 #include "server/checkpoint.h"
 #include "server/client_sampler.h"
@@ -222,7 +224,8 @@ int Run(int argc, char** argv) {
   app.add_option("--secagg", f.secagg,
                  "Secure aggregation of every round: none | secagg | secagg+ (needs --clip-norm)");
   app.add_option("--secagg-modulus-bits", f.secagg_modulus_bits,
-                 "Secure aggregation: values are summed modulo 2^BITS")
+                 "Secure aggregation: values are summed modulo 2^BITS (default: the smallest from "
+                 "32 bits that holds a round's clients at weights up to --max-examples)")
       ->check(CLI::Range(8, 64));
   app.add_option("--secagg-phase-timeout", f.secagg_phase_timeout,
                  "Seconds allowed for each key-exchange and unmasking phase")
@@ -353,6 +356,30 @@ int Run(int argc, char** argv) {
     }
     SecureAggregationSettings secure;
     secure.variant = *variant;
+    // The masked sum must hold every round size's worth of weight-capped values at a fine enough
+    // step: without --secagg-modulus-bits, the smallest modulus (from 32 bits) that does.
+    const int64_t round_size = OverSelectedTarget(f.clients_per_round, f.over_select);
+    const int64_t weight_cap = f.dp == "central" ? 1 : f.max_examples;
+    if (app.count("--secagg-modulus-bits") == 0) {
+      absl::StatusOr<int> bits =
+          secagg::SmallestModulusBits(32, round_size, f.clip_norm, weight_cap);
+      if (!bits.ok()) {
+        return UsageError("--max-examples",
+                          absl::StrCat(bits.status().message(),
+                                       " (even a 64-bit modulus is too small: lower --max-examples "
+                                       "or --clients-per-round, or raise --clip-norm)"));
+      }
+      f.secagg_modulus_bits = *bits;
+    } else if (absl::Status fits = secagg::ChooseEncoding(f.secagg_modulus_bits, round_size,
+                                                          f.clip_norm, weight_cap)
+                                       .status();
+               !fits.ok()) {
+      return UsageError("--secagg-modulus-bits",
+                        absl::StrCat(fits.message(),
+                                     " (raise --secagg-modulus-bits or leave it "
+                                     "out to derive it, or lower --max-examples "
+                                     "or --clients-per-round)"));
+    }
     secure.modulus_bits = f.secagg_modulus_bits;
     secure.phase_timeout = absl::Seconds(f.secagg_phase_timeout);
     secure.design_dropout_rate = f.secagg_design_dropout;
@@ -501,12 +528,22 @@ int Run(int argc, char** argv) {
 
   std::thread ticker([&] {
     std::optional<absl::Time> finished_at;
+    // While no round can start, say every 30 s what is missing (a shrunken fleet is visible).
+    absl::Time waiting_logged = absl::Now();
     while (!shutdown.WaitForNotificationWithTimeout(absl::Milliseconds(100))) {
-      absl::Status tick = (*coordinator)->Tick(absl::Now());
+      const absl::Time now = absl::Now();
+      absl::Status tick = (*coordinator)->Tick(now);
       if (!tick.ok()) {
         std::cerr << "fedkit-coordinator: stopping: " << tick.message() << "\n";
         exit_code = 1;
         break;
+      }
+      if (now - waiting_logged >= absl::Seconds(30)) {
+        waiting_logged = now;
+        const std::string waiting = (*coordinator)->WaitingFor(now);
+        if (absl::StartsWith(waiting, "clients:")) {
+          std::cerr << "fedkit-coordinator: waiting for " << waiting << "\n";
+        }
       }
       if ((*coordinator)->finished()) {
         if (!finished_at) finished_at = absl::Now();

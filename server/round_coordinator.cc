@@ -1,6 +1,7 @@
 #include "server/round_coordinator.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <utility>
 
@@ -8,7 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "aggregation/fedavg.h"
+#include "aggregation/aggregator.h"
 #include "core/sampling.h"
 #include "core/status_macros.h"
 #include "privacy/clipping.h"
@@ -19,6 +20,19 @@ namespace fedkit::server {
 namespace {
 
 constexpr int kCheckpointFormatVersion = 1;
+
+// SHA-256 of the example count and the delta's bytes: how a retried upload is recognised without
+// keeping the delta. Hashes the delta in place (no copy), then the digest with the count.
+artifacts::Sha256Digest UpdateDigest(int64_t num_examples, absl::Span<const float> delta) {
+  const artifacts::Sha256Digest of_delta = artifacts::Sha256(absl::MakeConstSpan(
+      reinterpret_cast<const uint8_t*>(delta.data()), delta.size() * sizeof(float)));
+  std::array<uint8_t, 32 + sizeof(int64_t)> message;
+  std::copy(of_delta.begin(), of_delta.end(), message.begin());
+  for (size_t i = 0; i < sizeof(int64_t); ++i) {
+    message[32 + i] = static_cast<uint8_t>(static_cast<uint64_t>(num_examples) >> (8 * i));
+  }
+  return artifacts::Sha256(absl::MakeConstSpan(message));
+}
 
 bool IsClientIdChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
@@ -54,8 +68,13 @@ absl::StatusOr<std::unique_ptr<RoundCoordinator>> RoundCoordinator::Create(
   if (options.round_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("round timeout must be positive");
   }
-  if (options.max_examples_per_client < 1) {
-    return absl::InvalidArgumentError("max examples per client must be >= 1");
+  if (options.max_examples_per_client < 1 ||
+      options.max_examples_per_client > aggregation::kMaxWeightLimit) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max examples per client must be in [1, 2^29], not ", options.max_examples_per_client));
+  }
+  if (!std::isfinite(options.max_update_value) || options.max_update_value <= 0) {
+    return absl::InvalidArgumentError("max update value must be finite and positive");
   }
   if (static_cast<int64_t>(initial_parameters.size()) != layout.size() || layout.size() == 0) {
     return absl::InvalidArgumentError(absl::StrCat("initial parameters have ",
@@ -65,8 +84,7 @@ absl::StatusOr<std::unique_ptr<RoundCoordinator>> RoundCoordinator::Create(
   FEDKIT_ASSIGN_OR_RETURN(
       auto optimizer, aggregation::MakeServerOptimizer(options.server_optimizer, layout.size()));
   std::optional<secagg::FixedPointEncoding> encoding;
-  const int64_t target = static_cast<int64_t>(std::ceil(
-      static_cast<double>(options.clients_per_round) * (1.0 + options.over_select) - 1e-9));
+  const int64_t target = OverSelectedTarget(options.clients_per_round, options.over_select);
   if (options.secure_aggregation.has_value()) {
     const SecureAggregationSettings& secure = *options.secure_aggregation;
     if (!(options.plan.clip_norm() > 0)) {
@@ -80,7 +98,9 @@ absl::StatusOr<std::unique_ptr<RoundCoordinator>> RoundCoordinator::Create(
     FEDKIT_ASSIGN_OR_RETURN(
         encoding, secagg::ChooseEncoding(secure.modulus_bits, target, options.plan.clip_norm(),
                                          options.max_examples_per_client));
-    for (int64_t n : {options.clients_per_round, target}) {
+    // Every round size the coordinator may start: min_clients (the selection window ended with
+    // that many waiting) to the over-selected target.
+    for (int64_t n : {options.min_clients, options.clients_per_round, target}) {
       FEDKIT_RETURN_IF_ERROR(secagg::MakeProtocolConfig(secure.variant, static_cast<int>(n),
                                                         layout.size() + 1, secure.modulus_bits,
                                                         secure.design_dropout_rate,
@@ -128,6 +148,8 @@ absl::StatusOr<std::unique_ptr<RoundCoordinator>> RoundCoordinator::Create(
   {
     absl::MutexLock lock(&coordinator->mu_);
     coordinator->noise_ = std::move(noise);
+    // Refuse now an aggregate no round could build (e.g. a range the fixed point cannot hold).
+    FEDKIT_RETURN_IF_ERROR(coordinator->NewAggregateLocked().status());
   }
   return coordinator;
 }
@@ -138,8 +160,7 @@ RoundCoordinator::RoundCoordinator(const CoordinatorOptions& options, ParameterL
     : options_(options),
       layout_(std::move(layout)),
       hooks_(std::move(hooks)),
-      target_assignments_(static_cast<int64_t>(std::ceil(
-          static_cast<double>(options.clients_per_round) * (1.0 + options.over_select) - 1e-9))),
+      target_assignments_(OverSelectedTarget(options.clients_per_round, options.over_select)),
       global_(std::make_shared<const std::vector<float>>(std::move(initial_parameters))),
       optimizer_(std::move(optimizer)) {}
 
@@ -236,6 +257,23 @@ absl::StatusOr<std::vector<float>> RoundCoordinator::PrivatizeLocked(absl::Span<
                                    static_cast<double>(options_.clients_per_round), *noise_);
 }
 
+absl::StatusOr<std::unique_ptr<aggregation::Aggregator>> RoundCoordinator::NewAggregateLocked() {
+  const double bound = aggregation::UpdateValueBound(
+      options_.plan.clip_norm(), options_.clip_tolerance, options_.max_update_value);
+  if (options_.central_dp.has_value()) {
+    const CentralDpSettings& dp = *options_.central_dp;
+    FEDKIT_ASSIGN_OR_RETURN(
+        auto aggregate, aggregation::UnitWeightDpAggregator::Create(
+                            layout_.size(), bound, dp.noise_multiplier * options_.plan.clip_norm(),
+                            static_cast<double>(options_.clients_per_round), noise_.get()));
+    return std::unique_ptr<aggregation::Aggregator>(std::move(aggregate));
+  }
+  FEDKIT_ASSIGN_OR_RETURN(auto aggregate,
+                          aggregation::WeightedFedAvgAggregator::Create(
+                              layout_.size(), bound, options_.max_examples_per_client));
+  return std::unique_ptr<aggregation::Aggregator>(std::move(aggregate));
+}
+
 v1::CheckInResponse RoundCoordinator::RetryLocked(absl::Duration after,
                                                   absl::string_view reason) const {
   v1::CheckInResponse response;
@@ -295,8 +333,50 @@ absl::StatusOr<v1::CheckInResponse> RoundCoordinator::CheckIn(const v1::CheckInR
     }
     return RetryLocked(options_.retry_interval, "not selected this round");
   }
-  return RetryLocked(options_.retry_interval, absl::StrFormat("waiting for clients (%d of %d)",
-                                                              pool_.size(), target_assignments_));
+  return RetryLocked(options_.retry_interval, WaitingForLocked(now));
+}
+
+std::string RoundCoordinator::WaitingForLocked(absl::Time now) const {
+  switch (phase_) {
+    case Phase::kFinished:
+      return "nothing: the run is finished";
+    case Phase::kTraining:
+      if (secagg_round_ != nullptr) {
+        return absl::StrFormat("round %d: secure aggregation phase %s", rounds_completed_ + 1,
+                               secagg_round_->phase_name());
+      }
+      return absl::StrFormat(
+          "round %d: updates (%d of %d received from %d assigned; the round closes at %d, or at "
+          "its deadline in %.0f s with at least %d)",
+          rounds_completed_ + 1, received_.size(), options_.clients_per_round, assignments_.size(),
+          std::min<int64_t>(options_.clients_per_round, assignments_.size()),
+          std::max(0.0, absl::ToDoubleSeconds(round_deadline_ - now)), options_.min_clients);
+    case Phase::kWaiting:
+      break;
+  }
+  const int64_t waiting = static_cast<int64_t>(pool_.size());
+  if (waiting < options_.min_clients) {
+    return absl::StrFormat(
+        "clients: %d waiting; round %d starts with %d (%d per round%s), or after the selection "
+        "window once at least %d (min clients) are waiting",
+        waiting, rounds_completed_ + 1, target_assignments_, options_.clients_per_round,
+        target_assignments_ > options_.clients_per_round ? ", over-selected" : "",
+        options_.min_clients);
+  }
+  const absl::Duration left =
+      enough_clients_since_.has_value()
+          ? std::max(absl::ZeroDuration(),
+                     *enough_clients_since_ + options_.selection_timeout - now)
+          : options_.selection_timeout;
+  return absl::StrFormat(
+      "clients: %d waiting; round %d starts with %d, or with those waiting when the selection "
+      "window ends in %.0f s",
+      waiting, rounds_completed_ + 1, target_assignments_, absl::ToDoubleSeconds(left));
+}
+
+std::string RoundCoordinator::WaitingFor(absl::Time now) const {
+  absl::MutexLock lock(&mu_);
+  return WaitingForLocked(now);
 }
 
 void RoundCoordinator::ExpirePoolLocked(absl::Time now) {
@@ -307,7 +387,9 @@ void RoundCoordinator::ExpirePoolLocked(absl::Time now) {
 void RoundCoordinator::MaybeStartRoundLocked(absl::Time now) {
   if (phase_ != Phase::kWaiting) return;
   const int64_t waiting = static_cast<int64_t>(pool_.size());
-  if (waiting < options_.clients_per_round) {
+  // With the full over-selected target a round starts at once; with at least min_clients it
+  // starts when the selection window (from when min_clients were first waiting) ends.
+  if (waiting < options_.min_clients) {
     enough_clients_since_.reset();
     return;
   }
@@ -333,6 +415,15 @@ void RoundCoordinator::StartRoundLocked(absl::Time now) {
   assignments_.clear();
   assignment_of_client_.clear();
   received_.clear();
+  loss_sum_ = 0;
+  if (!secagg_encoding_.has_value()) {
+    absl::StatusOr<std::unique_ptr<aggregation::Aggregator>> aggregate = NewAggregateLocked();
+    if (!aggregate.ok()) {
+      fatal_error_ = aggregate.status();
+      return;
+    }
+    aggregate_ = *std::move(aggregate);
+  }
   for (int64_t index : chosen) {
     const std::string& id = waiting[index];
     std::string assignment_id =
@@ -417,6 +508,7 @@ void RoundCoordinator::CountRefusal(absl::string_view reason) {
 absl::StatusOr<v1::UploadResponse> RoundCoordinator::SubmitUpdate(const v1::UpdateHeader& header,
                                                                   absl::Span<const float> delta,
                                                                   absl::Time now) {
+  const artifacts::Sha256Digest digest = UpdateDigest(header.num_examples(), delta);  // no lock
   absl::MutexLock lock(&mu_);
   if (phase_ == Phase::kFinished) {
     return RefuseLocked(absl::FailedPreconditionError("the run is finished; update is late"),
@@ -486,8 +578,7 @@ absl::StatusOr<v1::UploadResponse> RoundCoordinator::SubmitUpdate(const v1::Upda
   auto existing = received_.find(header.client_id());
   if (existing != received_.end()) {
     const ReceivedUpdate& prev = existing->second;
-    if (prev.num_examples == header.num_examples() &&
-        std::equal(prev.delta.begin(), prev.delta.end(), delta.begin(), delta.end())) {
+    if (prev.num_examples == header.num_examples() && prev.digest == digest) {
       v1::UploadResponse response;
       response.set_duplicate(true);  // a retry of an update already counted
       return response;
@@ -496,9 +587,18 @@ absl::StatusOr<v1::UploadResponse> RoundCoordinator::SubmitUpdate(const v1::Upda
                             "a different update from this client was already counted this round"),
                         "duplicate");
   }
-  received_[header.client_id()] = ReceivedUpdate{std::vector<float>(delta.begin(), delta.end()),
-                                                 header.num_examples(), header.train_loss()};
-  if (static_cast<int64_t>(received_.size()) >= options_.clients_per_round) {
+  if (absl::Status folded = aggregate_->Accumulate(delta, header.num_examples()); !folded.ok()) {
+    // The checks above leave only the fixed point's range (no clip norm: --max-update-value).
+    return RefuseLocked(folded, "out_of_range");
+  }
+  received_[header.client_id()] = ReceivedUpdate{digest, header.num_examples()};
+  loss_sum_ += header.train_loss() *
+               (options_.central_dp.has_value() ? 1.0 : static_cast<double>(header.num_examples()));
+  // K updates close the round; so does every assigned client's, in a round that started with
+  // fewer than K (the selection window ended with fewer waiting).
+  const int64_t received = static_cast<int64_t>(received_.size());
+  if (received >= options_.clients_per_round ||
+      received >= static_cast<int64_t>(assignments_.size())) {
     CommitRoundLocked(now);
   }
   return v1::UploadResponse();
@@ -673,6 +773,7 @@ void RoundCoordinator::CloseAssignmentsLocked() {
   assignments_.clear();
   assignment_of_client_.clear();
   received_.clear();
+  aggregate_.reset();
   secagg_round_.reset();
 }
 
@@ -683,47 +784,19 @@ void RoundCoordinator::AbandonRoundLocked() {
 }
 
 void RoundCoordinator::CommitRoundLocked(absl::Time now) {
-  if (options_.central_dp.has_value()) {
-    RoundOutcome outcome;
-    outcome.round = rounds_completed_ + 1;
-    std::vector<double> sum(layout_.size(), 0.0);
-    double loss_sum = 0;
-    for (const auto& [id, update] : received_) {  // client-id order: a fixed summation order
-      for (size_t i = 0; i < sum.size(); ++i) sum[i] += update.delta[i];
-      outcome.examples += update.num_examples;
-      loss_sum += update.train_loss;
-    }
-    absl::StatusOr<std::vector<float>> average = PrivatizeLocked(sum);
-    if (!average.ok()) {
-      fatal_error_ = average.status();
-      return;
-    }
-    outcome.participants = static_cast<int64_t>(received_.size());
-    outcome.train_loss = loss_sum / static_cast<double>(received_.size());
-    CommitAverageLocked(*average, outcome, now);
+  // Central DP: the noised sum over the fixed denominator; else the weighted mean. Either way
+  // exact, so the same whatever order the updates arrived in.
+  absl::StatusOr<aggregation::AggregateReport> report = aggregate_->Report();
+  if (!report.ok()) {  // the round closes with >= min_clients >= 1 updates: cannot happen
+    fatal_error_ = report.status();
     return;
   }
-  aggregation::WeightedFedAvg fedavg(layout_.size());
   RoundOutcome outcome;
   outcome.round = rounds_completed_ + 1;
-  double weighted_loss = 0;
-  for (const auto& [id, update] : received_) {  // client-id order: a fixed summation order
-    absl::Status added = fedavg.Add(update.delta, update.num_examples);
-    if (!added.ok()) {  // validated on arrival; cannot happen short of a bug
-      fatal_error_ = added;
-      return;
-    }
-    outcome.examples += update.num_examples;
-    weighted_loss += update.train_loss * static_cast<double>(update.num_examples);
-  }
-  absl::StatusOr<std::vector<float>> average = fedavg.Average();
-  if (!average.ok()) {
-    fatal_error_ = average.status();
-    return;
-  }
   outcome.participants = static_cast<int64_t>(received_.size());
-  outcome.train_loss = weighted_loss / static_cast<double>(outcome.examples);
-  CommitAverageLocked(*average, outcome, now);
+  outcome.examples = report->total_examples;
+  outcome.train_loss = loss_sum_ / static_cast<double>(report->total_weight);
+  CommitAverageLocked(report->average, outcome, now);
 }
 
 void RoundCoordinator::CommitAverageLocked(const std::vector<float>& average, RoundOutcome outcome,
@@ -813,6 +886,7 @@ v1::GetStatusResponse RoundCoordinator::Status(absl::Time now) const {
   s.set_checked_in(static_cast<int64_t>(pool_.size()));
   s.set_assigned(static_cast<int64_t>(assignments_.size()));
   s.set_received(static_cast<int64_t>(received_.size()));
+  s.set_waiting_for(WaitingForLocked(now));
   s.set_rounds_total(options_.rounds);
   for (const RoundOutcome& r : history_) {
     auto* summary = s.add_history();

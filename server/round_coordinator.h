@@ -20,7 +20,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "aggregation/aggregator.h"
 #include "aggregation/server_optimizer.h"
+#include "artifacts/signing.h"
 #include "core/parameter_layout.h"
 #include "fedkit/v1/checkpoint.pb.h"
 #include "fedkit/v1/coordinator.pb.h"
@@ -54,18 +56,25 @@ struct CoordinatorOptions {
   std::optional<v1::ModelArtifact> artifact;
   int64_t rounds = 1;
   int64_t clients_per_round = 1;  // K: the round closes as soon as K updates are in
-  int64_t min_clients = 1;        // at the deadline, commit if at least this many arrived
-  double over_select = 0.0;       // assign ceil(K * (1 + over_select)) clients
+  // The fewest clients a round starts with (after the selection window) and commits with (at the
+  // deadline).
+  int64_t min_clients = 1;
+  double over_select = 0.0;  // assign ceil(K * (1 + over_select)) clients
   absl::Duration round_timeout = absl::Seconds(600);
-  // Once K clients are waiting (but fewer than the over-selected target), start anyway after this.
+  // Once min_clients are waiting (but fewer than the over-selected target), start with those
+  // waiting after this. A round started with fewer than K closes when all its clients reported.
   absl::Duration selection_timeout = absl::Seconds(30);
   // Waiting clients are told to come back after this; a waiting client not heard from for
   // 3 x retry_interval + 10 s is dropped from the pool.
   absl::Duration retry_interval = absl::Seconds(1);
   v1::TrainingPlan plan;  // sent to every assigned client (run_seed included)
   aggregation::ServerOptimizerOptions server_optimizer;
-  int64_t max_examples_per_client = 1 << 20;  // larger example counts are refused
-  double clip_tolerance = 1e-3;  // relative slack on the clip-norm check (float rounding)
+  int64_t max_examples_per_client = aggregation::kDefaultMaxWeight;  // larger counts are refused
+  // Relative slack on the clip-norm check (float rounding).
+  double clip_tolerance = aggregation::kDefaultClipTolerance;
+  // Without a clip norm, updates with a coordinate beyond +/- this are refused: the range of the
+  // exact fixed-point sum (aggregation/aggregator.h).
+  double max_update_value = aggregation::kDefaultMaxUpdateValue;
   // Secure aggregation of every round (needs plan.clip_norm > 0). The round then runs the protocol
   // with all assigned clients and closes when it completes, not at K uploads; weights are capped
   // at max_examples_per_client.
@@ -125,11 +134,13 @@ class RoundCoordinator {
   };
   absl::StatusOr<ModelSnapshot> GetModel(const v1::GetModelRequest& request, absl::Time now);
 
-  // Validates and records an update. OK (duplicate=false) when counted; OK (duplicate=true) when
-  // the identical update was already counted; otherwise a status naming the reason
+  // Validates an update and folds it into the round's aggregate at once (the delta is not kept:
+  // memory per round is one aggregate, whatever the number of clients). OK (duplicate=false) when
+  // counted; OK (duplicate=true) when the identical update was already counted (recognised by
+  // its SHA-256 digest, computed before the lock is taken); otherwise a status naming the reason
   // (FAILED_PRECONDITION for late/unassigned/wrong-round, ALREADY_EXISTS for a different second
-  // update, INVALID_ARGUMENT for shape/NaN/norm/example-count problems). Refusals are counted by
-  // reason.
+  // update, INVALID_ARGUMENT for shape/NaN/norm/range/example-count problems). Refusals are
+  // counted by reason.
   absl::StatusOr<v1::UploadResponse> SubmitUpdate(const v1::UpdateHeader& header,
                                                   absl::Span<const float> delta, absl::Time now);
 
@@ -158,6 +169,9 @@ class RoundCoordinator {
   void CountRefusal(absl::string_view reason);
 
   v1::GetStatusResponse Status(absl::Time now) const;
+  // What the coordinator waits for, in words (also GetStatus' waiting_for and the retry reason
+  // waiting devices get): clients to start a round, updates to close it, or a protocol phase.
+  std::string WaitingFor(absl::Time now) const;
   bool finished() const;
   int64_t rounds_completed() const;
   int64_t model_size() const { return static_cast<int64_t>(layout_.size()); }
@@ -177,10 +191,10 @@ class RoundCoordinator {
     std::string client_id;
     int64_t round = 0;
   };
+  // What is kept of a counted update: enough to recognise a retry, not the delta.
   struct ReceivedUpdate {
-    std::vector<float> delta;
+    artifacts::Sha256Digest digest = {};  // of the example count and the delta's bytes
     int64_t num_examples = 0;
-    double train_loss = 0.0;
   };
 
   RoundCoordinator(const CoordinatorOptions& options, ParameterLayout layout,
@@ -196,6 +210,9 @@ class RoundCoordinator {
   void CommitRoundLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Central DP: noises `sum` (of clipped, unit-weight deltas) and divides by the fixed denominator.
   absl::StatusOr<std::vector<float>> PrivatizeLocked(absl::Span<const double> sum)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A new, empty aggregate for a plain round: weighted FedAvg, or unit weights under central DP.
+  absl::StatusOr<std::unique_ptr<aggregation::Aggregator>> NewAggregateLocked()
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Central DP with a budget: finishes the run instead of starting a round that would exceed it.
   bool BudgetExhaustedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -216,6 +233,7 @@ class RoundCoordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::Checkpoint MakeCheckpointLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::CheckInResponse RetryLocked(absl::Duration after, absl::string_view reason) const;
+  std::string WaitingForLocked(absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const CoordinatorOptions options_;
   const ParameterLayout layout_;
@@ -234,8 +252,11 @@ class RoundCoordinator {
   // The current round's assignments, by assignment id and by client.
   absl::flat_hash_map<std::string, Assignment> assignments_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::string> assignment_of_client_ ABSL_GUARDED_BY(mu_);
-  // Updates counted this round, ordered by client id: the fixed summation order.
-  std::map<std::string, ReceivedUpdate> received_ ABSL_GUARDED_BY(mu_);
+  // Updates counted this round, by client, and the round's aggregate of them (plain rounds; a
+  // secure aggregation round sums inside secagg_round_).
+  absl::flat_hash_map<std::string, ReceivedUpdate> received_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<aggregation::Aggregator> aggregate_ ABSL_GUARDED_BY(mu_);
+  double loss_sum_ ABSL_GUARDED_BY(mu_) = 0;  // of train_loss x weight (1 under central DP)
   // The previous round's assignment ids, with the client each belonged to.
   absl::flat_hash_map<std::string, std::string> recently_closed_ ABSL_GUARDED_BY(mu_);
   absl::Time round_started_ ABSL_GUARDED_BY(mu_);

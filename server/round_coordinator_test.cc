@@ -388,5 +388,97 @@ TEST(RoundCoordinatorTest, DeclinesAreCountedEvenAfterTheRoundClosed) {
   EXPECT_THAT(observed, ::testing::ElementsAre(id));  // once: the duplicate is not observed
 }
 
+// Updates are folded into an exact aggregate on arrival: the committed model is the same bit for
+// bit whatever order they arrive in (the old coordinator had to keep every delta to sum them in
+// client-id order). Ids chosen so that arrival, id and index orders all differ.
+TEST(RoundCoordinatorTest, TheCommittedModelIsTheSameInEveryArrivalOrder) {
+  const std::vector<std::string> ids = {"zeta-3", "alpha-10", "mu-2", "beta-1", "omega-0"};
+  std::vector<std::vector<float>> deltas;
+  for (int i = 0; i < 5; ++i) {
+    deltas.push_back({0.1f * static_cast<float>(i) + 1e-7f, -0.3f / static_cast<float>(i + 1),
+                      1.0f / 3.0f + static_cast<float>(i) * 1e-3f});
+  }
+  auto run = [&](std::vector<int> order) {
+    auto c = Make(Options(5, 1));
+    auto assigned = CheckInAll(*c, ids, kStart);
+    EXPECT_EQ(assigned.size(), 5u);
+    for (int i : order) {
+      EXPECT_TRUE(
+          c->SubmitUpdate(HeaderFor(assigned[ids[i]], ids[i], 7 + 13 * i), deltas[i], kStart).ok());
+    }
+    EXPECT_EQ(c->rounds_completed(), 1);
+    return c->global_parameters();
+  };
+  const std::vector<float> forward = run({0, 1, 2, 3, 4});
+  EXPECT_EQ(run({4, 3, 2, 1, 0}), forward);
+  EXPECT_EQ(run({2, 0, 4, 1, 3}), forward);
+  // And it is the weighted mean (to float precision).
+  for (int j = 0; j < 3; ++j) {
+    double num = 0, den = 0;
+    for (int i = 0; i < 5; ++i) {
+      num += static_cast<double>(deltas[i][j]) * (7 + 13 * i);
+      den += 7 + 13 * i;
+    }
+    EXPECT_FLOAT_EQ(forward[j], static_cast<float>((j + 1) + num / den)) << j;
+  }
+}
+
+TEST(RoundCoordinatorTest, WithoutAClipNormValuesBeyondTheRangeAreRefused) {
+  auto o = Options(1, 1);
+  o.max_update_value = 100;
+  auto c = Make(o);
+  auto assigned = CheckInAll(*c, {"a"}, kStart);
+  ASSERT_EQ(assigned.size(), 1u);
+  auto r = c->SubmitUpdate(HeaderFor(assigned["a"], "a", 1), std::vector<float>{1, 101, 0}, kStart);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), HasSubstr("update value 1"));
+  EXPECT_EQ(c->Status(kStart).refusals().at("out_of_range"), 1);
+  EXPECT_EQ(c->Status(kStart).received(), 0);
+  o.max_update_value = 0;
+  EXPECT_EQ(RoundCoordinator::Create(o, TinyLayout(), {1, 2, 3}, {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// A fleet smaller than K: after the selection window a round starts with the min_clients
+// waiting, closes as soon as all of them reported (not at the deadline), and GetStatus says what
+// the coordinator waits for at each step.
+TEST(RoundCoordinatorTest, AShrunkenFleetStartsRoundsWithMinClientsAfterTheSelectionWindow) {
+  auto o = Options(3, 2);
+  o.min_clients = 2;
+  o.selection_timeout = absl::Seconds(30);
+  auto c = Make(o);
+  ASSERT_TRUE(c->CheckIn(CheckInOf("a"), kStart).ok());
+  EXPECT_THAT(c->Status(kStart).waiting_for(), HasSubstr("clients: 1 waiting"));
+  EXPECT_THAT(c->Status(kStart).waiting_for(), HasSubstr("at least 2 (min clients)"));
+  ASSERT_TRUE(c->CheckIn(CheckInOf("b"), kStart).ok());
+  EXPECT_THAT(c->Status(kStart).waiting_for(), HasSubstr("selection window ends in 30 s"));
+  for (int s = 5; s < 30; s += 5) {  // the two keep checking in; the window runs
+    for (const char* id : {"a", "b"}) {
+      ASSERT_TRUE(c->CheckIn(CheckInOf(id), kStart + absl::Seconds(s)).ok());
+    }
+    ASSERT_TRUE(c->Tick(kStart + absl::Seconds(s)).ok());
+    EXPECT_EQ(c->Status(kStart).phase(), "waiting") << s;
+  }
+  const absl::Time t = kStart + absl::Seconds(30);
+  auto assigned = CheckInAll(*c, {"a", "b"}, t);
+  ASSERT_EQ(assigned.size(), 2u);
+  EXPECT_THAT(c->Status(t).waiting_for(), HasSubstr("updates (0 of 3 received from 2 assigned"));
+  ASSERT_TRUE(
+      c->SubmitUpdate(HeaderFor(assigned["a"], "a", 1), std::vector<float>{1, 1, 1}, t).ok());
+  EXPECT_EQ(c->rounds_completed(), 0);
+  ASSERT_TRUE(
+      c->SubmitUpdate(HeaderFor(assigned["b"], "b", 1), std::vector<float>{3, 3, 3}, t).ok());
+  EXPECT_EQ(c->rounds_completed(), 1);  // both of two assigned: no wait for the deadline
+  EXPECT_EQ(c->global_parameters(), (std::vector<float>{3, 4, 5}));
+  // One device alone never starts a round (below min_clients), and the status says so.
+  const absl::Time later = t + absl::Seconds(100);
+  for (int s = 0; s <= 60; s += 5) {
+    ASSERT_TRUE(c->CheckIn(CheckInOf("a"), later + absl::Seconds(s)).ok());
+    ASSERT_TRUE(c->Tick(later + absl::Seconds(s)).ok());
+  }
+  EXPECT_EQ(c->Status(later).phase(), "waiting");
+  EXPECT_THAT(c->Status(later + absl::Seconds(60)).waiting_for(), HasSubstr("1 waiting"));
+}
+
 }  // namespace
 }  // namespace fedkit::server

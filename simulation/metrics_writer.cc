@@ -40,6 +40,12 @@ absl::Status MetricsWriter::Append(const RoundResult& round) {
   if (round.unclipped_fraction.has_value()) line["unclipped_fraction"] = *round.unclipped_fraction;
   if (round.dropped > 0) line["dropped"] = round.dropped;
   if (!round.aborted.empty()) line["aborted"] = round.aborted;
+  if (round.virtual_seconds.has_value()) {
+    line["virtual_seconds"] = *round.virtual_seconds;
+    line["contributors"] = round.contributors;
+    line["stragglers"] = round.stragglers;
+    line["not_needed"] = round.not_needed;
+  }
   if (round.secure_aggregation) {
     const SecureAggregationRoundStats& s = *round.secure_aggregation;
     line["secagg"] = {

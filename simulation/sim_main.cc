@@ -21,6 +21,9 @@
 #include "models/torchscript_model.h"
 #include "simulation/metrics_writer.h"
 #include "simulation/simulator.h"
+#ifdef FEDKIT_WITH_MPI
+#include "simulation/mpi_collective.h"
+#endif
 
 namespace fedkit::simulation {
 namespace {
@@ -38,6 +41,7 @@ struct Flags {
   double adaptive_clip_quantile = 0;  // the three are unset unless given
   double target_epsilon = 0;
   double dp_dropout_tolerance = 0;
+  double round_deadline = 0;  // 0 = none
   std::string dropout_phase = "any";
   std::vector<std::string> drop_clients;
   std::string metrics_out;
@@ -51,7 +55,10 @@ int UsageError(const std::string& flag, absl::string_view message) {
   return 2;
 }
 
-int Run(int argc, char** argv) {
+// `collective`: null for one process; under mpirun every rank runs this, and only rank 0 prints
+// rounds and writes the metrics and the model.
+int Run(int argc, char** argv, Collective* collective) {
+  const bool lead = collective == nullptr || collective->rank() == 0;
   Flags f;
   f.sim.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   CLI::App app("Federated learning simulation of many virtual clients in one process",
@@ -99,7 +106,8 @@ int Run(int argc, char** argv) {
   app.add_option("--clip-norm", f.sim.plan.clip_norm, "L2 clip of each client delta (0 = off)")
       ->check(cli::NonNegative());
   app.add_option("--max-client-weight", f.max_client_weight,
-                 "Cap on a client's FedAvg weight (its example count); 0 = uncapped")
+                 "Cap on a client's FedAvg weight (its example count), rounded up to an integer; "
+                 "0 = none (a client reporting over 2^20 examples is refused)")
       ->check(cli::NonNegative());
   app.add_option("--secagg", f.secagg,
                  "Secure aggregation: none | secagg (Bonawitz et al.) | secagg+ (Bell et al.)");
@@ -120,6 +128,16 @@ int Run(int argc, char** argv) {
   app.add_option("--drop-clients", f.drop_clients,
                  "Fault injection: CLIENT@PHASE,... clients that always go silent in that phase")
       ->delimiter(',');
+  app.add_option("--device-speeds", f.sim.system.device_speeds,
+                 "System heterogeneity in virtual time: lognormal:MEDIAN,SIGMA (seconds per "
+                 "example) | trace:FILE (CSV seconds_per_example,fixed_seconds; client i takes "
+                 "line i mod lines)");
+  app.add_option("--round-deadline", f.round_deadline,
+                 "Virtual seconds a round waits; later clients are stragglers (0 = none)")
+      ->check(cli::NonNegative());
+  app.add_option("--over-select", f.sim.system.over_select,
+                 "Sample ceil(K * (1 + F)) clients and keep the first K to finish")
+      ->check(CLI::Range(0.0, 10.0));
   app.add_option("--dp", f.dp,
                  "User-level DP-FedAvg: none | central (server adds Gaussian noise) | distributed "
                  "(clients add discrete Gaussian noise under --secagg)");
@@ -179,6 +197,7 @@ int Run(int argc, char** argv) {
   if (!optimizer.ok()) return UsageError("--server-optimizer", optimizer.status().message());
   f.sim.server_optimizer.kind = *optimizer;
   if (f.max_client_weight > 0) f.sim.max_client_weight = f.max_client_weight;
+  if (f.round_deadline > 0) f.sim.system.deadline_seconds = f.round_deadline;
   if (f.secagg != "none") {
     absl::StatusOr<secagg::Variant> variant = secagg::ParseVariant(f.secagg);
     if (!variant.ok()) return UsageError("--secagg", variant.status().message());
@@ -222,7 +241,7 @@ int Run(int argc, char** argv) {
     return UsageError("--clients-per-round", absl::StrFormat("%d is more than --clients %d",
                                                              f.sim.clients_per_round, f.clients));
   }
-  if (!f.model_out.empty()) {
+  if (!f.model_out.empty()) {  // checked on every rank: all fail alike
     const auto parent = std::filesystem::absolute(f.model_out).parent_path();
     if (!std::filesystem::is_directory(parent)) {
       return UsageError("--model-out", "directory " + parent.string() + " does not exist");
@@ -236,7 +255,7 @@ int Run(int argc, char** argv) {
   data_options.synthetic_eval_clients = f.synthetic_eval_clients;
 
   std::unique_ptr<MetricsWriter> metrics;
-  if (!f.metrics_out.empty()) {
+  if (!f.metrics_out.empty() && lead) {
     auto opened = MetricsWriter::Open(f.metrics_out);
     if (!opened.ok()) return UsageError("--metrics-out", opened.status().message());
     metrics = std::move(*opened);
@@ -250,17 +269,22 @@ int Run(int argc, char** argv) {
     return 1;
   }
   f.clients = (*federated)->num_clients();
-  absl::StatusOr<std::unique_ptr<Simulator>> sim = Simulator::Create(f.sim, federated->get());
+  absl::StatusOr<std::unique_ptr<Simulator>> sim =
+      Simulator::Create(f.sim, federated->get(), collective);
   if (!sim.ok()) {
     std::cerr << "fedkit-sim: " << sim.status().message() << "\n";
     return 2;
   }
-  std::cerr << absl::StrFormat(
-      "fedkit-sim: %s, %d clients (%s), %d per round, model %s (%d parameters), %d threads, "
-      "BLAS %s\n",
-      f.dataset, f.clients, f.partition, f.sim.clients_per_round, f.sim.model,
-      (*sim)->global_parameters().size(), f.sim.threads, models::BlasDescription());
-  if (const std::optional<PrivacySetup>& dp = (*sim)->privacy_setup(); dp.has_value()) {
+  if (lead) {
+    std::cerr << absl::StrFormat(
+        "fedkit-sim: %s, %d clients (%s), %d per round, model %s (%d parameters), %d threads%s, "
+        "BLAS %s\n",
+        f.dataset, f.clients, f.partition, f.sim.clients_per_round, f.sim.model,
+        (*sim)->global_parameters().size(), f.sim.threads,
+        collective != nullptr ? absl::StrFormat(" x %d MPI processes", collective->size()) : "",
+        models::BlasDescription());
+  }
+  if (const std::optional<PrivacySetup>& dp = (*sim)->privacy_setup(); dp.has_value() && lead) {
     std::string detail = absl::StrFormat(
         "fedkit-sim: DP %s: noise multiplier %g (accounted %.6g), update noise %.6g x clip, "
         "q %g, delta %g, clip %s %g",
@@ -284,12 +308,15 @@ int Run(int argc, char** argv) {
     std::cerr << detail << "\n";
   }
 
-  const bool terminal = isatty(STDERR_FILENO);
+  const bool terminal = lead && isatty(STDERR_FILENO);
   for (int r = 0; r < f.sim.rounds; ++r) {
     absl::StatusOr<RoundResult> round = (*sim)->RunRound();
     if (!round.ok() && (*sim)->privacy_budget_exhausted()) {
       if (terminal) std::cerr << "\r\033[K";
-      std::cout << "fedkit-sim: privacy budget: " << round.status().message() << "\n" << std::flush;
+      if (lead) {
+        std::cout << "fedkit-sim: privacy budget: " << round.status().message() << "\n"
+                  << std::flush;
+      }
       break;
     }
     if (!round.ok()) {
@@ -309,6 +336,10 @@ int Run(int argc, char** argv) {
       if (terminal) std::cerr << "\r\033[K";
       std::string extra;
       if (round->dropped > 0) extra += absl::StrFormat("  dropped %d", round->dropped);
+      if (round->virtual_seconds) {
+        extra += absl::StrFormat("  contributors %d  stragglers %d  virtual %.1fs",
+                                 round->contributors, round->stragglers, *round->virtual_seconds);
+      }
       if (round->secure_aggregation) {
         extra += absl::StrFormat(
             "  secagg survivors %d (k=%d t=%d)", round->secure_aggregation->survivors,
@@ -336,7 +367,7 @@ int Run(int argc, char** argv) {
       }
     }
   }
-  if (!f.model_out.empty()) {
+  if (!f.model_out.empty() && lead) {
     auto model = (*sim)->GlobalModel();
     absl::Status saved = model.ok() ? models::SaveModel(**model, f.model_out) : model.status();
     if (!saved.ok()) {
@@ -351,4 +382,16 @@ int Run(int argc, char** argv) {
 }  // namespace
 }  // namespace fedkit::simulation
 
-int main(int argc, char** argv) { return fedkit::simulation::Run(argc, argv); }
+int main(int argc, char** argv) {
+#ifdef FEDKIT_WITH_MPI
+  if (fedkit::simulation::LaunchedByMpirun()) {
+    auto mpi = fedkit::simulation::MpiCollective::Init(&argc, &argv);
+    if (!mpi.ok()) {
+      std::cerr << "fedkit-sim: " << mpi.status().message() << "\n";
+      return 1;
+    }
+    return fedkit::simulation::Run(argc, argv, mpi->get());  // MPI_Finalize after Run returns
+  }
+#endif
+  return fedkit::simulation::Run(argc, argv, nullptr);
+}

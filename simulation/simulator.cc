@@ -4,13 +4,14 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "aggregation/fedavg.h"
+#include "aggregation/aggregator.h"
 #include "core/seeds.h"
 #include "core/status_macros.h"
 #include "models/compute_threads.h"
@@ -140,9 +141,15 @@ absl::string_view DpModeName(DpMode mode) {
   return "?";
 }
 
-absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(
-    const SimulationOptions& options, const data::FederatedDataset* dataset) {
+absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const SimulationOptions& options,
+                                                             const data::FederatedDataset* dataset,
+                                                             Collective* collective) {
   if (dataset == nullptr) return absl::InvalidArgumentError("no dataset");
+  if (collective != nullptr && collective->size() > 1 &&
+      options.secure_aggregation.variant.has_value()) {
+    return absl::InvalidArgumentError(
+        "--secagg runs in one process: secure aggregation is not spread over MPI ranks yet");
+  }
   if (options.clients_per_round < 1 || options.clients_per_round > dataset->num_clients()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "clients per round (", options.clients_per_round,
@@ -161,8 +168,27 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(
   }
 
   FEDKIT_RETURN_IF_ERROR(ValidateDpOptions(options));
+  if (!(options.system.over_select >= 0 && options.system.over_select <= 10)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--over-select must be in [0, 10], got ", options.system.over_select));
+  }
+  if (options.system.deadline_seconds.has_value() &&
+      !(*options.system.deadline_seconds > 0 && std::isfinite(*options.system.deadline_seconds))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--round-deadline must be positive, got ", *options.system.deadline_seconds));
+  }
 
   std::unique_ptr<Simulator> sim(new Simulator(options, dataset));
+  if (collective != nullptr) sim->collective_ = collective;
+  if (!options.system.device_speeds.empty()) {
+    absl::StatusOr<DeviceSpeeds> speeds =
+        DeviceSpeeds::Create(options.system.device_speeds, options.seed);
+    if (!speeds.ok()) {
+      return absl::Status(speeds.status().code(),
+                          absl::StrCat("--device-speeds: ", speeds.status().message()));
+    }
+    sim->device_speeds_ = *std::move(speeds);
+  }
   if (options.secure_aggregation.variant.has_value() && options.dp.mode == DpMode::kNone) {
     FEDKIT_ASSIGN_OR_RETURN(sim->encoding_, sim->ChooseSecureAggregationEncoding());
   }
@@ -328,6 +354,34 @@ std::vector<std::optional<secagg::ClientPhase>> Simulator::DropoutSchedule(
   return drop_at;
 }
 
+void Simulator::ApplySystemSchedule(const std::vector<int64_t>& participants,
+                                    std::vector<std::optional<secagg::ClientPhase>>& drop_at,
+                                    RoundResult& result) const {
+  const SystemOptions& system = options_.system;
+  if (!device_speeds_.has_value() && !system.deadline_seconds.has_value() &&
+      participants.size() <= static_cast<size_t>(options_.clients_per_round)) {
+    return;
+  }
+  std::vector<std::optional<double>> finish(participants.size());
+  for (size_t i = 0; i < participants.size(); ++i) {
+    // A device silent before its upload never reports; one dropping at unmask already did.
+    if (drop_at[i].has_value() && *drop_at[i] != secagg::ClientPhase::kUnmask) continue;
+    finish[i] = device_speeds_.has_value()
+                    ? device_speeds_->RoundSeconds(participants[i],
+                                                   dataset_->NumTrainExamples(participants[i]),
+                                                   options_.plan.local_epochs)
+                    : 0.0;
+  }
+  const RoundSchedule schedule =
+      ScheduleRound(finish, options_.clients_per_round, system.deadline_seconds);
+  for (size_t i = 0; i < participants.size(); ++i) {
+    if (finish[i].has_value() && !schedule.kept[i]) drop_at[i] = secagg::ClientPhase::kMaskedInput;
+  }
+  result.virtual_seconds = schedule.virtual_seconds;
+  result.stragglers = schedule.stragglers;
+  result.not_needed = schedule.not_needed;
+}
+
 absl::StatusOr<RoundResult> Simulator::RunRound() {
   const auto start = std::chrono::steady_clock::now();
   const int round = rounds_done_ + 1;
@@ -342,16 +396,19 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
           round, after, *options_.dp.target_epsilon, rounds_done_, *epsilon(), options_.dp.delta));
     }
   }
+  const int64_t sampled =
+      std::min(dataset_->num_clients(),
+               server::OverSelectedTarget(options_.clients_per_round, options_.system.over_select));
   FEDKIT_ASSIGN_OR_RETURN(std::vector<int64_t> participants,
-                          server::SampleClients(dataset_->num_clients(), options_.clients_per_round,
+                          server::SampleClients(dataset_->num_clients(), sampled,
                                                 server::SamplingSeed(options_.seed, round)));
-  const std::vector<std::optional<secagg::ClientPhase>> drop_at =
-      DropoutSchedule(round, participants);
+  std::vector<std::optional<secagg::ClientPhase>> drop_at = DropoutSchedule(round, participants);
 
   RoundResult result;
   result.round = round;
   result.participants = static_cast<int64_t>(participants.size());
   for (const auto& d : drop_at) result.dropped += d.has_value() ? 1 : 0;
+  ApplySystemSchedule(participants, drop_at, result);
   // With adaptive clipping the clients clip to this round's estimate.
   client::TrainingPlan plan = options_.plan;
   if (adaptive_clipping_.has_value()) plan.clip_norm = adaptive_clipping_->clip_norm();
@@ -395,25 +452,51 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
         contributors.push_back(i);
       }
     }
-    aggregation::WeightedFedAvg fedavg(static_cast<int64_t>(global_.size()),
-                                       options_.max_client_weight);
+    // The coordinator's aggregators, with the coordinator's bounds (aggregation/aggregator.h):
+    // the sum is exact, so it equals the coordinator's whatever order updates arrive in.
+    const double bound = aggregation::UpdateValueBound(plan.clip_norm);
+    const int64_t weight_cap = options_.max_client_weight.has_value()
+                                   ? static_cast<int64_t>(std::ceil(*options_.max_client_weight))
+                                   : aggregation::kDefaultMaxWeight;
+    std::unique_ptr<aggregation::Aggregator> aggregate;
+    if (dp) {
+      // Noise is added at the release (ReleaseDpAverage), from the simulator's seeded sources.
+      FEDKIT_ASSIGN_OR_RETURN(aggregate,
+                              aggregation::UnitWeightDpAggregator::Create(
+                                  static_cast<int64_t>(global_.size()), bound, 0.0, 1.0, nullptr));
+    } else {
+      FEDKIT_ASSIGN_OR_RETURN(aggregate,
+                              aggregation::WeightedFedAvgAggregator::Create(
+                                  static_cast<int64_t>(global_.size()), bound, weight_cap));
+    }
     DpSum dp_sum;
-    if (dp) dp_sum.sum.assign(global_.size(), 0.0);
+    // Over several processes, this one trains every size()-th contributor.
+    std::vector<int64_t> mine;
+    for (int64_t k = collective_->rank(); k < static_cast<int64_t>(contributors.size());
+         k += collective_->size()) {
+      mine.push_back(contributors[k]);
+    }
     // Each worker trains whole clients; the window keeps a few finished deltas per worker waiting
-    // for their turn in the fixed summation order.
+    // for their turn (the metrics below are summed in a fixed order).
     const int64_t window = 4 * static_cast<int64_t>(options_.threads);
     FEDKIT_RETURN_IF_ERROR(RunOrdered<client::ClientUpdate>(
-        *pool_, static_cast<int64_t>(contributors.size()), window,
-        [&](int worker, int64_t k) { return train(worker, contributors[k]); },
-        [&](int64_t, client::ClientUpdate update) -> absl::Status {
+        *pool_, static_cast<int64_t>(mine.size()), window,
+        [&](int worker, int64_t k) { return train(worker, mine[k]); },
+        [&](int64_t k, client::ClientUpdate update) -> absl::Status {
           if (dp) {
-            // DP-FedAvg: weight 1, summed in double in the fixed order.
-            for (size_t j = 0; j < update.delta.size(); ++j) dp_sum.sum[j] += update.delta[j];
+            // DP-FedAvg: weight 1.
             ++dp_sum.reports;
             dp_sum.unclipped +=
                 privacy::AdaptiveClipping::UnclippedBit(update.delta_norm, plan.clip_norm);
-          } else {
-            FEDKIT_RETURN_IF_ERROR(fedavg.Add(update.delta, update.num_examples));
+          }
+          const int64_t weight = std::min(update.num_examples, weight_cap);
+          if (absl::Status folded = aggregate->Accumulate(update.delta, weight); !folded.ok()) {
+            return absl::Status(
+                folded.code(),
+                absl::StrCat("client ", participants[mine[k]], ": ", folded.message(),
+                             weight_cap == aggregation::kDefaultMaxWeight && !dp
+                                 ? " (--max-client-weight caps example counts)"
+                                 : ""));
           }
           result.examples += update.num_examples;
           weighted_loss += update.train_loss * static_cast<double>(update.num_examples);
@@ -421,12 +504,18 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
           ++trained;
           return absl::OkStatus();
         }));
+    if (collective_->size() > 1) {
+      FEDKIT_RETURN_IF_ERROR(MergeAcrossProcesses(aggregate, dp_sum, result.examples, trained,
+                                                  weighted_loss, norm_sum));
+    }
     if (contributors.empty()) {
       result.aborted = "every sampled client dropped out";
     } else if (dp) {
+      dp_sum.sum = aggregate->sum().Sum();  // the exact sum; noised and divided at the release
       FEDKIT_ASSIGN_OR_RETURN(average, ReleaseDpAverage(round, plan.clip_norm, dp_sum, result));
     } else {
-      FEDKIT_ASSIGN_OR_RETURN(average, fedavg.Average());
+      FEDKIT_ASSIGN_OR_RETURN(aggregation::AggregateReport report, aggregate->Report());
+      average = std::move(report.average);
     }
   }
   if (average.has_value()) {
@@ -451,10 +540,12 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
   result.train_loss =
       result.examples > 0 ? weighted_loss / static_cast<double>(result.examples) : 0.0;
   result.mean_delta_norm = trained > 0 ? norm_sum / static_cast<double>(trained) : 0.0;
+  result.contributors = trained;
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   const bool last = round == options_.rounds || last_within_budget;
-  if (last || (options_.eval_every > 0 && round % options_.eval_every == 0)) {
+  if (collective_->rank() == 0 &&
+      (last || (options_.eval_every > 0 && round % options_.eval_every == 0))) {
     const auto eval_start = std::chrono::steady_clock::now();
     FEDKIT_ASSIGN_OR_RETURN(result.eval, Evaluate());
     result.eval_seconds =
@@ -615,6 +706,56 @@ absl::StatusOr<std::optional<std::vector<float>>> Simulator::RunSecureAggregatio
 
 uint64_t Simulator::ClientTrainingSeed(uint64_t run_seed, int round, int64_t client) {
   return client::LocalTrainingSeed(run_seed, round, client);
+}
+
+namespace {
+
+// One process's share of a round, for MergeAcrossProcesses.
+struct PartialTotals {
+  int64_t examples = 0;
+  int64_t trained = 0;
+  int64_t reports = 0;
+  int64_t unclipped = 0;
+  double weighted_loss = 0;
+  double norm_sum = 0;
+};
+
+}  // namespace
+
+absl::Status Simulator::MergeAcrossProcesses(std::unique_ptr<aggregation::Aggregator>& aggregate,
+                                             DpSum& dp_sum, int64_t& examples, int64_t& trained,
+                                             double& weighted_loss, double& norm_sum) {
+  const PartialTotals mine{examples,         trained,       dp_sum.reports,
+                           dp_sum.unclipped, weighted_loss, norm_sum};
+  std::string bytes(sizeof(mine), '\0');
+  std::memcpy(bytes.data(), &mine, sizeof(mine));
+  bytes += aggregate->Serialize();
+  FEDKIT_ASSIGN_OR_RETURN(std::vector<std::string> all, collective_->AllGather(bytes));
+  std::unique_ptr<aggregation::Aggregator> merged = aggregate->CloneEmpty();
+  PartialTotals sum;
+  for (const std::string& part : all) {  // in rank order: the metrics' sums are deterministic
+    if (part.size() < sizeof(PartialTotals)) {
+      return absl::InternalError("a rank sent a partial result shorter than its header");
+    }
+    PartialTotals t;
+    std::memcpy(&t, part.data(), sizeof(t));
+    FEDKIT_RETURN_IF_ERROR(
+        merged->MergeSerialized(absl::string_view(part).substr(sizeof(PartialTotals))));
+    sum.examples += t.examples;
+    sum.trained += t.trained;
+    sum.reports += t.reports;
+    sum.unclipped += t.unclipped;
+    sum.weighted_loss += t.weighted_loss;
+    sum.norm_sum += t.norm_sum;
+  }
+  aggregate = std::move(merged);
+  examples = sum.examples;
+  trained = sum.trained;
+  dp_sum.reports = sum.reports;
+  dp_sum.unclipped = sum.unclipped;
+  weighted_loss = sum.weighted_loss;
+  norm_sum = sum.norm_sum;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<models::EvalSums> Simulator::Evaluate() {

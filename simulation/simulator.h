@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "aggregation/aggregator.h"
 #include "aggregation/server_optimizer.h"
 #include "client/local_trainer.h"
 #include "data/federated_dataset.h"
@@ -23,6 +24,8 @@
 #include "privacy/secagg/encoding.h"
 #include "privacy/secagg/in_memory_round.h"
 #include "privacy/secagg/protocol.h"
+#include "simulation/collective.h"
+#include "simulation/system_model.h"
 #include "simulation/worker_pool.h"
 
 namespace fedkit::simulation {
@@ -97,13 +100,25 @@ struct PrivacySetup {
   std::optional<privacy::DistributedDpEncoding> encoding;
 };
 
+// System heterogeneity and the coordinator's round rules in virtual time
+// (simulation/system_model.h): a round samples ceil(K (1 + over_select)) clients, each finishes
+// after its device's virtual time, and the round keeps the first K that finish by the deadline; the
+// rest (stragglers, and over-selected clients not needed) are treated as devices whose upload never
+// arrived, so they are not trained. Under secure aggregation they drop out at the masked upload.
+struct SystemOptions {
+  std::string device_speeds;               // "" = every device finishes at virtual time 0
+  std::optional<double> deadline_seconds;  // virtual; nullopt = no deadline
+  double over_select = 0.0;                // in [0, 10]
+};
+
 struct SimulationOptions {
   std::string model = "mlp";
   int64_t clients_per_round = 10;
   int rounds = 10;
   client::TrainingPlan plan;
   aggregation::ServerOptimizerOptions server_optimizer;
-  // Caps a client's FedAvg weight (its example count); nullopt = uncapped.
+  // Caps a client's FedAvg weight (its example count), rounded up to an integer; nullopt: no cap
+  // (the aggregator refuses counts over aggregation::kDefaultMaxWeight, as the coordinator does).
   std::optional<double> max_client_weight;
   uint64_t seed = 0;
   int threads = 1;
@@ -112,6 +127,7 @@ struct SimulationOptions {
   SecureAggregationOptions secure_aggregation;  // requires plan.clip_norm > 0
   DropoutOptions dropout;
   DpOptions dp;  // requires plan.clip_norm > 0 unless mode is kNone
+  SystemOptions system;
 };
 
 // What secure aggregation cost in a round.
@@ -126,7 +142,8 @@ struct SecureAggregationRoundStats {
 
 struct RoundResult {
   int round = 0;                         // 1-based
-  int64_t participants = 0;              // sampled clients
+  int64_t participants = 0;              // sampled clients (over-selected ones included)
+  int64_t contributors = 0;              // clients whose update the round aggregated
   int64_t dropped = 0;                   // of which went silent (injected dropouts)
   int64_t examples = 0;                  // examples trained on this round
   double train_loss = 0.0;               // example-weighted mean of the clients' training losses
@@ -137,6 +154,12 @@ struct RoundResult {
   // Secure aggregation: cost, or why the round aborted (then the global model is unchanged).
   std::optional<SecureAggregationRoundStats> secure_aggregation;
   std::string aborted;  // empty unless the round aborted
+  // With SystemOptions: the round's virtual duration (open to close, as the coordinator would
+  // close it), the sampled clients that finished after the deadline, and those that finished in
+  // time but were not needed (over-selection).
+  std::optional<double> virtual_seconds;
+  int64_t stragglers = 0;
+  int64_t not_needed = 0;
   // Differential privacy (unset without): epsilon spent after this round at `delta` (+infinity
   // with noise multiplier 0), the clip norm the clients used, and adaptive clipping's noised
   // estimate of the fraction of unclipped updates (which set the next round's clip).
@@ -153,14 +176,18 @@ struct RoundResult {
 // optimizer gets the decoded weighted average of the survivors. With differential privacy
 // (DpOptions) the average is DP-FedAvg's instead: unweighted, noised, over the fixed denominator.
 // A virtual client is only its index into the dataset; memory grows with --threads, not with the
-// population. Results are identical for any number of threads: client seeds derive from
-// (seed, round, client) and deltas are summed in a fixed order.
+// population. Results are identical for any number of threads and processes: client seeds
+// derive from (seed, round, client) and deltas are summed exactly (aggregation/aggregator.h).
 class Simulator {
  public:
   // Validates options against the dataset (e.g. clients_per_round <= population). The dataset must
   // outlive the simulator.
+  // `collective` (borrowed, may be null = one process) spreads each round's clients over
+  // processes (simulation/collective.h): every rank then holds the same model, and only rank 0
+  // evaluates. Secure aggregation runs in one process only (INVALID_ARGUMENT otherwise).
   static absl::StatusOr<std::unique_ptr<Simulator>> Create(const SimulationOptions& options,
-                                                           const data::FederatedDataset* dataset);
+                                                           const data::FederatedDataset* dataset,
+                                                           Collective* collective = nullptr);
   ~Simulator();
 
   // Runs the next round. Evaluates when eval_every says so, when it is the last round, or when it
@@ -199,6 +226,9 @@ class Simulator {
   std::optional<PrivacySetup> privacy_setup_;
   std::optional<privacy::AdaptiveClipping> adaptive_clipping_;
   std::optional<privacy::RdpAccountant> accountant_;  // with DP and z > 0
+  std::optional<DeviceSpeeds> device_speeds_;         // with system.device_speeds
+  SingleProcess single_process_;
+  Collective* collective_ = &single_process_;  // borrowed when given to Create
   bool budget_exhausted_ = false;
 
   using TrainFunction =
@@ -218,6 +248,10 @@ class Simulator {
   // The injected dropout schedule of a round (one entry per sampled client).
   std::vector<std::optional<secagg::ClientPhase>> DropoutSchedule(
       int round, const std::vector<int64_t>& participants) const;
+  // Applies SystemOptions: clients the round does not keep go silent at the masked upload.
+  void ApplySystemSchedule(const std::vector<int64_t>& participants,
+                           std::vector<std::optional<secagg::ClientPhase>>& drop_at,
+                           RoundResult& result) const;
   // Trains and aggregates the round's clients under secure aggregation. Returns the survivors'
   // weighted average, or nullopt (with result.aborted set) when the protocol aborted.
   absl::StatusOr<std::optional<std::vector<float>>> RunSecureAggregation(
@@ -243,6 +277,10 @@ class Simulator {
       int round, double clip_norm, const std::vector<int64_t>& participants,
       const std::vector<std::optional<secagg::ClientPhase>>& drop_at, const TrainFunction& train,
       RoundResult& result, int64_t& trained, double& weighted_loss, double& norm_sum);
+  // Several processes: replaces each process's partial aggregate and totals by the sum over all.
+  absl::Status MergeAcrossProcesses(std::unique_ptr<aggregation::Aggregator>& aggregate,
+                                    DpSum& dp_sum, int64_t& examples, int64_t& trained,
+                                    double& weighted_loss, double& norm_sum);
   // Releases the round's average from the sum (adding central noise) and updates the clip.
   absl::StatusOr<std::vector<float>> ReleaseDpAverage(int round, double clip_norm,
                                                       const DpSum& dp_sum, RoundResult& result);

@@ -1,6 +1,8 @@
 #include "simulation/simulator.h"
 
+#include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <limits>
 
 #include "gmock/gmock.h"
@@ -563,6 +565,70 @@ TEST(SimulatorDpTest, InvalidOptionsNameTheFlag) {
     EXPECT_EQ(sim.status().code(), absl::StatusCode::kInvalidArgument) << c.expected;
     EXPECT_THAT(sim.status().message(), testing::HasSubstr(c.expected));
   }
+}
+
+// System heterogeneity in virtual time: with a deadline, a slower device trace drops more
+// stragglers, and over-selection brings the contributors back to K.
+TEST(SimulatorSystemTest, SlowerDevicesDropMoreStragglersAndOverSelectionRecoversK) {
+  auto dataset = Synthetic(40);
+  auto trace = [&](const std::string& name, double factor) {
+    const std::string path = ::testing::TempDir() + "/" + name;
+    std::ofstream out(path);
+    out << "seconds_per_example,fixed_seconds\n";
+    for (int i = 1; i <= 10; ++i) out << factor * 0.004 * i << "," << factor * 0.5 << "\n";
+    return "trace:" + path;
+  };
+  const std::string fast = trace("fast.csv", 1.0);
+  const std::string slow = trace("slow.csv", 2.0);
+  // The deadline: the fast trace's 75th percentile finishing time over the population.
+  const DeviceSpeeds fast_speeds = *DeviceSpeeds::Create(fast, 0);
+  std::vector<double> finish;
+  for (int64_t c = 0; c < dataset->num_clients(); ++c) {
+    finish.push_back(fast_speeds.RoundSeconds(c, dataset->NumTrainExamples(c), 2));
+  }
+  std::sort(finish.begin(), finish.end());
+  const double deadline = finish[finish.size() * 3 / 4];
+
+  auto run = [&](const std::string& speeds, double over_select) {
+    auto options = SmallRun(2);
+    options.rounds = 6;
+    options.eval_every = 0;
+    options.system.device_speeds = speeds;
+    options.system.deadline_seconds = deadline;
+    options.system.over_select = over_select;
+    auto sim = Simulator::Create(options, dataset.get());
+    EXPECT_TRUE(sim.ok()) << sim.status();
+    return RunAll(**sim, 6);
+  };
+  const std::vector<RoundResult> fast_rounds = run(fast, 0.0);
+  const std::vector<RoundResult> slow_rounds = run(slow, 0.0);
+  const std::vector<RoundResult> recovered = run(slow, 2.0);
+  ASSERT_EQ(fast_rounds.size(), 6u);
+  ASSERT_EQ(slow_rounds.size(), 6u);
+  ASSERT_EQ(recovered.size(), 6u);
+  int64_t fast_stragglers = 0, slow_stragglers = 0;
+  for (int r = 0; r < 6; ++r) {
+    // Same sample in both runs (same seed, no over-selection): slower devices, more stragglers.
+    EXPECT_GE(slow_rounds[r].stragglers, fast_rounds[r].stragglers) << r;
+    fast_stragglers += fast_rounds[r].stragglers;
+    slow_stragglers += slow_rounds[r].stragglers;
+    for (const RoundResult* round : {&fast_rounds[r], &slow_rounds[r]}) {
+      EXPECT_EQ(round->participants, 8);
+      EXPECT_EQ(round->contributors + round->stragglers, 8);
+      ASSERT_TRUE(round->virtual_seconds.has_value());
+      EXPECT_LE(*round->virtual_seconds, deadline);
+      if (round->stragglers > 0) EXPECT_EQ(*round->virtual_seconds, deadline);
+    }
+    // Over-selected 24: the first 8 in time contribute; the rest are not needed or late.
+    EXPECT_EQ(recovered[r].participants, 24);
+    EXPECT_EQ(recovered[r].contributors, 8) << r;
+    EXPECT_EQ(recovered[r].contributors + recovered[r].not_needed + recovered[r].stragglers, 24);
+    EXPECT_LT(*recovered[r].virtual_seconds, deadline);
+  }
+  EXPECT_GT(slow_stragglers, fast_stragglers);
+  int64_t slow_contributors = 0;
+  for (const RoundResult& round : slow_rounds) slow_contributors += round.contributors;
+  EXPECT_LT(slow_contributors, 6 * 8);  // without over-selection the slow fleet falls short
 }
 
 }  // namespace

@@ -453,6 +453,50 @@ TEST_F(CoordinatorE2eTest, CoordinatorKilledMidRunResumesWithoutLosingOrRepeatin
 // simulator's round in which exactly those two clients dropped at upload: the coordinator
 // recovered the survivors' exact sum (the masks of the dead clients removed through their key
 // shares), and nothing else.
+// A new user's first secure aggregation run: --clip-norm 5 --secagg secagg+ with every other flag
+// at its default starts (the modulus is derived for the default --max-examples of 2^20), and an
+// explicit modulus that cannot hold them is refused with a message naming the flags to change.
+TEST_F(CoordinatorE2eTest, SecureAggregationDefaultsStartAndATooSmallModulusNamesTheFlags) {
+  {
+    Subprocess coordinator;
+    StartCoordinator(coordinator, {"--secagg", "secagg+", "--clip-norm", "5"}, "coordinator.log");
+    EXPECT_EQ(CoordinatorStatus().phase(), "waiting");
+  }  // killed here
+  Subprocess refused;
+  ASSERT_TRUE(
+      refused.Start({FEDKIT_COORDINATOR_BINARY, "--listen", "127.0.0.1:0", "--insecure", "--secagg",
+                     "secagg+", "--clip-norm", "5", "--secagg-modulus-bits", "32"},
+                    Path("refused.log")));
+  EXPECT_EQ(refused.Wait(), 2);
+  const std::string out = refused.Output();
+  EXPECT_THAT(out, ::testing::HasSubstr("--secagg-modulus-bits"));
+  EXPECT_THAT(out, ::testing::HasSubstr("--max-examples"));
+}
+
+// Two of ten devices are gone: with --min-clients 8 the rounds start with the eight left once the
+// selection window ends, and close when all eight reported (not at the round deadline).
+TEST_F(CoordinatorE2eTest, AShrunkenFleetRunsRoundsWithMinClients) {
+  Subprocess coordinator;
+  StartCoordinator(
+      coordinator,
+      {"--rounds", "2", "--clients-per-round", "10", "--min-clients", "8", "--selection-timeout",
+       "1", "--round-timeout", "600", "--metrics-out", Path("metrics.jsonl")},
+      "coordinator.log");
+  EXPECT_THAT(CoordinatorStatus().waiting_for(), ::testing::HasSubstr("clients: 0 waiting"));
+  std::vector<Subprocess> clients;
+  StartClients(clients, "seed", 8);
+  EXPECT_EQ(WaitForAll(clients), std::vector<int>(8, 0));
+  ASSERT_TRUE(
+      PollUntil([&] { return coordinator.WaitFor({}).has_value(); }, std::chrono::minutes(2)));
+  EXPECT_EQ(coordinator.Wait(), 0) << coordinator.Output();
+  const auto metrics = ReadJsonLines(Path("metrics.jsonl"));
+  ASSERT_EQ(metrics.size(), 2u);
+  for (const auto& m : metrics) {
+    EXPECT_EQ(m["participants"].get<int>(), 8);
+    EXPECT_LT(m["seconds"].get<double>(), 600);  // closed by the eighth update, not the deadline
+  }
+}
+
 TEST_F(CoordinatorE2eTest, SecureAggregationWithKilledClientsCommitsTheSurvivorsExactSum) {
   const std::vector<std::string> secure = {"--secagg", "secagg+", "--clip-norm", "5"};
   std::vector<std::string> extra = {"--rounds",

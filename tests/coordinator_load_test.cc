@@ -150,8 +150,9 @@ TEST(CoordinatorLoadTest, ThousandConcurrentClientsOverLoopback) {
     std::printf("  round %d: %.2f s wall (round start to commit), accuracy %.4f\n",
                 m["round"].get<int>(), m["seconds"].get<double>(), m["accuracy"].get<double>());
   }
-  std::printf("  coordinator CPU: %.2f s in all, %.2f s per round\n", cpu_after - cpu_before,
-              (cpu_after - cpu_before) / kRounds);
+  std::printf("  coordinator CPU: %.2f s in all, %.2f s per round, %.2f ms per accepted update\n",
+              cpu_after - cpu_before, (cpu_after - cpu_before) / kRounds,
+              1e3 * (cpu_after - cpu_before) / static_cast<double>(contributions.load()));
   std::printf("  clients' CPU (this process: training, gRPC client): %.2f s in all\n", client_cpu);
   std::printf("  coordinator peak RSS: %.1f MiB\n", peak_mib);
   EXPECT_GT(peak_mib, 0);

@@ -116,6 +116,17 @@ absl::StatusOr<FixedPointEncoding> ChooseEncoding(int modulus_bits, int64_t max_
   return encoding;
 }
 
+absl::StatusOr<int> SmallestModulusBits(int min_bits, int64_t max_clients, double clip_norm,
+                                        int64_t max_weight) {
+  for (int bits = std::max(min_bits, 8); bits < 64; ++bits) {
+    if (ChooseEncoding(bits, max_clients, clip_norm, max_weight).ok()) return bits;
+  }
+  absl::StatusOr<FixedPointEncoding> widest =
+      ChooseEncoding(64, max_clients, clip_norm, max_weight);
+  if (!widest.ok()) return widest.status();
+  return 64;
+}
+
 absl::StatusOr<std::vector<uint64_t>> EncodeWeightedUpdate(const FixedPointEncoding& encoding,
                                                            absl::Span<const float> delta,
                                                            int64_t weight, uint64_t rounding_seed) {

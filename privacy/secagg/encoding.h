@@ -37,6 +37,12 @@ struct FixedPointEncoding {
 absl::StatusOr<FixedPointEncoding> ChooseEncoding(int modulus_bits, int64_t max_clients,
                                                   double clip_norm, int64_t max_weight);
 
+// The smallest modulus in [min_bits, 64] bits for which ChooseEncoding succeeds: how a caller that
+// was not given a modulus derives one from the weight cap and round size. ChooseEncoding's error
+// for 64 bits when none fits.
+absl::StatusOr<int> SmallestModulusBits(int min_bits, int64_t max_clients, double clip_norm,
+                                        int64_t max_weight);
+
 // Encodes one client's contribution: d + 1 values (the last is the weight). INVALID_ARGUMENT if the
 // delta has a non-finite value, its norm exceeds clip_norm by more than a relative 1e-5 (clip
 // first: privacy/clipping.h), or weight is outside [0, max_weight]. `rounding_seed` drives the

@@ -219,6 +219,21 @@ TEST(ChooseEncodingTest, RejectsImpossibleConfigurationsWithAReason) {
   EXPECT_TRUE(ChooseEncoding(32, 1000, 1e6, 10).ok());
 }
 
+// The coordinator's default with --clip-norm 5 --secagg secagg+: 10 clients of weight up to 2^20
+// do not fit 32 bits at a fine step, so the modulus is derived, the smallest that does.
+TEST(SmallestModulusBitsTest, IsTheFirstModulusChooseEncodingAccepts) {
+  absl::StatusOr<int> bits = SmallestModulusBits(32, 10, 5.0, 1 << 20);
+  ASSERT_TRUE(bits.ok()) << bits.status();
+  EXPECT_GT(*bits, 32);
+  EXPECT_TRUE(ChooseEncoding(*bits, 10, 5.0, 1 << 20).ok());
+  EXPECT_FALSE(ChooseEncoding(*bits - 1, 10, 5.0, 1 << 20).ok());
+  // Already fits: the floor is kept.
+  EXPECT_EQ(*SmallestModulusBits(32, 10, 5.0, 1), 32);
+  // Nothing fits: the 64-bit error.
+  EXPECT_EQ(SmallestModulusBits(32, int64_t{1} << 40, 1.0, int64_t{1} << 30).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(EncodeWeightedUpdateTest, RejectsBadInput) {
   auto encoding = ChooseEncoding(32, 10, 1.0, 5);
   ASSERT_TRUE(encoding.ok());
