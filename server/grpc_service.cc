@@ -59,12 +59,23 @@ grpc::Status TokenAuthenticator::Check(const grpc::ServerContext& context) const
 
 CoordinatorService::CoordinatorService(RoundCoordinator* coordinator, TokenAuthenticator auth,
                                        std::function<absl::Time()> clock, int64_t chunk_floats,
-                                       const ModelArtifactStore* artifact)
+                                       const ModelArtifactStore* artifact,
+                                       int64_t max_concurrent_transfers,
+                                       absl::Duration transfer_wait)
     : coordinator_(coordinator),
       auth_(std::move(auth)),
       clock_(std::move(clock)),
       chunk_floats_(chunk_floats),
-      artifact_(artifact) {}
+      artifact_(artifact),
+      transfers_(std::max<int64_t>(1, max_concurrent_transfers)),
+      transfer_wait_(transfer_wait) {}
+
+std::optional<TransferLimiter::Slot> CoordinatorService::AcquireTransfer(
+    const grpc::ServerContext& context) {
+  const absl::Time deadline =
+      std::min(absl::Now() + transfer_wait_, absl::FromChrono(context.deadline()));
+  return transfers_.Acquire(deadline);
+}
 
 grpc::Status CoordinatorService::CheckIn(grpc::ServerContext* context,
                                          const v1::CheckInRequest* request,
@@ -83,6 +94,13 @@ grpc::Status CoordinatorService::GetModel(grpc::ServerContext* context,
   absl::StatusOr<RoundCoordinator::ModelSnapshot> snapshot =
       coordinator_->GetModel(*request, clock_());
   if (!snapshot.ok()) return ToGrpcStatus(snapshot.status());
+  // Checked first (cheap), then a slot: at most max_concurrent_transfers model copies in flight.
+  std::optional<TransferLimiter::Slot> slot = AcquireTransfer(*context);
+  if (!slot.has_value()) {
+    coordinator_->CountRefusal("transfers_busy");
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        "too many model transfers in flight; retry later");
+  }
   const std::vector<float>& params = *snapshot->parameters;
   const int64_t total = static_cast<int64_t>(params.size());
   for (int64_t offset = 0; offset < total; offset += chunk_floats_) {
@@ -164,6 +182,12 @@ grpc::Status CoordinatorService::UploadUpdate(grpc::ServerContext* context,
                           absl::StrCat("masked upload declares ", header.total_size(),
                                        " values; expected ", model_size + 1));
     }
+    std::optional<TransferLimiter::Slot> slot = AcquireTransfer(*context);
+    if (!slot.has_value()) {
+      coordinator_->CountRefusal("transfers_busy");
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          "too many uploads in flight; retry later");
+    }
     return UploadMasked(*reader, header, response);
   }
   if (header.total_size() != model_size) {
@@ -173,6 +197,13 @@ grpc::Status CoordinatorService::UploadUpdate(grpc::ServerContext* context,
                                                          : grpc::StatusCode::INVALID_ARGUMENT,
                         absl::StrCat("update declares ", header.total_size(),
                                      " values; the model has ", model_size));
+  }
+  // A slot before the model-sized buffer.
+  std::optional<TransferLimiter::Slot> slot = AcquireTransfer(*context);
+  if (!slot.has_value()) {
+    coordinator_->CountRefusal("transfers_busy");
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        "too many uploads in flight; retry later");
   }
   std::vector<float> delta(static_cast<size_t>(model_size));
   int64_t received = 0;

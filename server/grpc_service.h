@@ -14,6 +14,7 @@
 #include "fedkit/v1/coordinator.grpc.pb.h"
 #include "server/artifact_store.h"
 #include "server/round_coordinator.h"
+#include "server/transfer_limiter.h"
 
 namespace fedkit::server {
 
@@ -41,13 +42,22 @@ class CoordinatorService final : public v1::Coordinator::Service {
   static constexpr int64_t kDefaultChunkFloats = 256 * 1024;
   // Bytes per artifact chunk (1 MiB).
   static constexpr int64_t kArtifactChunkBytes = 1 << 20;
+  // Model downloads and update uploads served at once (each holds about a model of buffers), and
+  // how long a transfer waits for a slot before RESOURCE_EXHAUSTED (devices retry later).
+  static constexpr int64_t kDefaultMaxConcurrentTransfers = 16;
+  static constexpr absl::Duration kDefaultTransferWait = absl::Seconds(30);
 
   // `coordinator` and `artifact` (null: no model file is served; GetArtifact is NOT_FOUND) are
   // not owned and must outlive the service. Every RPC may run on any gRPC thread.
   CoordinatorService(RoundCoordinator* coordinator, TokenAuthenticator auth,
                      std::function<absl::Time()> clock = absl::Now,
                      int64_t chunk_floats = kDefaultChunkFloats,
-                     const ModelArtifactStore* artifact = nullptr);
+                     const ModelArtifactStore* artifact = nullptr,
+                     int64_t max_concurrent_transfers = kDefaultMaxConcurrentTransfers,
+                     absl::Duration transfer_wait = kDefaultTransferWait);
+
+  // Transfers in flight now and at most so far (tests, metrics).
+  const TransferLimiter& transfers() const { return transfers_; }
 
   grpc::Status CheckIn(grpc::ServerContext* context, const v1::CheckInRequest* request,
                        v1::CheckInResponse* response) override;
@@ -68,6 +78,8 @@ class CoordinatorService final : public v1::Coordinator::Service {
                                  v1::SecAggResponse* response) override;
 
  private:
+  // A transfer slot, waiting up to transfer_wait_ (and the call's deadline).
+  std::optional<TransferLimiter::Slot> AcquireTransfer(const grpc::ServerContext& context);
   // The rest of an upload whose header announced a masked vector (secure aggregation).
   grpc::Status UploadMasked(grpc::ServerReader<v1::UpdateChunk>& reader,
                             const v1::UpdateHeader& header, v1::UploadResponse* response);
@@ -77,6 +89,8 @@ class CoordinatorService final : public v1::Coordinator::Service {
   std::function<absl::Time()> clock_;
   int64_t chunk_floats_;
   const ModelArtifactStore* artifact_;
+  TransferLimiter transfers_;
+  const absl::Duration transfer_wait_;
 };
 
 // absl::Status -> grpc::Status with the same code and message.
