@@ -10,10 +10,16 @@ namespace {
 
 constexpr int kTermBits = 94;  // |round(term * scale)| <= 2^94
 
-// round_to_nearest(x) for |x| <= 2^94. Doubles of magnitude >= 2^53 are integers already, and
-// converting them is exact.
-absl::int128 RoundToInt128(double x) {
-  if (std::abs(x) < 0x1p62) return absl::int128(std::llround(x));
+// round_to_nearest(x), halves away from zero (std::llround's rule), for |x| <= 2^94, without a
+// libm call: truncate, then correct by the exact fraction x - trunc(x). Doubles of magnitude
+// >= 2^63 are integers already, and converting them is exact.
+inline absl::int128 RoundToInt128(double x) {
+  if (std::abs(x) < 0x1p63) {
+    int64_t q = static_cast<int64_t>(x);  // toward zero; exact fraction below
+    const double fraction = x - static_cast<double>(q);
+    q += (fraction >= 0.5) - (fraction <= -0.5);
+    return absl::int128(q);
+  }
   return absl::int128(x);
 }
 
@@ -38,9 +44,7 @@ absl::StatusOr<FixedPoint> ChooseFixedPoint(double value_bound) {
 }
 
 ExactSum::ExactSum(int64_t dimension, FixedPoint fixed_point)
-    : fixed_point_(fixed_point),
-      sums_(static_cast<size_t>(dimension), 0),
-      scratch_(static_cast<size_t>(dimension)) {}
+    : fixed_point_(fixed_point), sums_(static_cast<size_t>(dimension), 0) {}
 
 absl::Status ExactSum::Add(absl::Span<const float> values, double multiplier) {
   if (static_cast<int64_t>(values.size()) != dimension()) {
@@ -53,17 +57,28 @@ absl::Status ExactSum::Add(absl::Span<const float> values, double multiplier) {
   if (num_vectors_ >= kMaxVectors) {
     return absl::FailedPreconditionError("the sum already holds 2^32 vectors, the most it may");
   }
-  // First every term (so that a bad value leaves the sum unchanged), then the additions.
+  // First check every term (so that a bad value leaves the sum unchanged), then add them. The
+  // check is one branch-free pass (|v| * |multiplier| <= bound, false for NaN and infinities);
+  // only a refused vector is scanned again, for the message.
+  const double limit = fixed_point_.value_bound;
+  const double magnitude = std::abs(multiplier);
+  bool out_of_bound = false;
   for (size_t i = 0; i < values.size(); ++i) {
-    const double term = static_cast<double>(values[i]) * multiplier;
-    if (!(std::abs(term) <= fixed_point_.value_bound)) {  // also refuses NaN and infinities
-      return absl::InvalidArgumentError(absl::StrCat("value ", i, " times ", multiplier, " is ",
-                                                     term, ", outside the bound +/-",
-                                                     fixed_point_.value_bound));
-    }
-    scratch_[i] = RoundToInt128(term * fixed_point_.scale);
+    out_of_bound |= !(std::abs(static_cast<double>(values[i])) * magnitude <= limit);
   }
-  for (size_t i = 0; i < values.size(); ++i) sums_[i] += scratch_[i];
+  if (out_of_bound) {
+    for (size_t i = 0; i < values.size(); ++i) {
+      const double term = static_cast<double>(values[i]) * multiplier;
+      if (!(std::abs(term) <= limit)) {
+        return absl::InvalidArgumentError(absl::StrCat("value ", i, " times ", multiplier, " is ",
+                                                       term, ", outside the bound +/-", limit));
+      }
+    }
+  }
+  const double scale = fixed_point_.scale;
+  for (size_t i = 0; i < values.size(); ++i) {
+    sums_[i] += RoundToInt128(static_cast<double>(values[i]) * multiplier * scale);
+  }
   ++num_vectors_;
   return absl::OkStatus();
 }

@@ -87,7 +87,6 @@ class ExactSum {
   FixedPoint fixed_point_;
   std::vector<absl::int128> sums_;
   int64_t num_vectors_ = 0;
-  std::vector<absl::int128> scratch_;  // one vector's integers, reused by Add
 };
 
 }  // namespace fedkit::aggregation

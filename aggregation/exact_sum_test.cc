@@ -167,5 +167,28 @@ TEST(ExactSumTest, SumsOfAnotherShapeOrScaleDoNotMerge) {
   EXPECT_EQ(a.Sum(), (std::vector<double>{0.5, -0.25, 1}));
 }
 
+// At scale 1 (a bound of 2^94) the integers are the values rounded to nearest, halves away from
+// zero (std::llround's rule), which is what the inline rounding must reproduce.
+TEST(ExactSumTest, RoundsHalvesAwayFromZero) {
+  const FixedPoint fp = *ChooseFixedPoint(std::ldexp(1.0, 94));
+  ASSERT_EQ(fp.scale, 1.0);
+  ExactSum sum(8, fp);
+  ASSERT_TRUE(
+      sum.Add(std::vector<float>{0.5f, -0.5f, 1.5f, -2.5f, 2.4f, -2.6f, 0.49999997f, 3e20f}).ok());
+  const std::vector<absl::int128> q = sum.fixed_point_sums();
+  EXPECT_EQ(q[0], 1);
+  EXPECT_EQ(q[1], -1);
+  EXPECT_EQ(q[2], 2);
+  EXPECT_EQ(q[3], -3);
+  EXPECT_EQ(q[4], 2);
+  EXPECT_EQ(q[5], -3);
+  EXPECT_EQ(q[6], 0);
+  EXPECT_EQ(q[7], absl::int128(static_cast<double>(3e20f)));  // beyond 2^63: exact conversion
+  for (int i = 0; i < 7; ++i) {
+    const float v[] = {0.5f, -0.5f, 1.5f, -2.5f, 2.4f, -2.6f, 0.49999997f};
+    EXPECT_EQ(q[i], absl::int128(std::llround(v[i]))) << i;
+  }
+}
+
 }  // namespace
 }  // namespace fedkit::aggregation

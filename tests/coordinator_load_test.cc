@@ -5,9 +5,9 @@
 #include <sys/resource.h>
 
 #include <atomic>
-#include <queue>
 #include <chrono>
 #include <fstream>
+#include <queue>
 #include <regex>
 #include <sstream>
 #include <thread>
@@ -173,13 +173,29 @@ TEST(CoordinatorLoadTest, TenThousandDevicesThousandPerRound) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   Subprocess coordinator;
-  ASSERT_TRUE(coordinator.Start(
-      {FEDKIT_COORDINATOR_BINARY, "--listen", "127.0.0.1:0", "--insecure", "--model", "mlp",
-       "--rounds", std::to_string(kRounds), "--clients-per-round", std::to_string(kPerRound),
-       "--retry-interval", "5", "--round-timeout", "900", "--selection-timeout", "5",
-       "--eval-data", "/usr/share/datasets/fashion-mnist", "--metrics-out",
-       dir + "/metrics.jsonl", "--linger", "30"},
-      dir + "/coordinator.log"));
+  ASSERT_TRUE(coordinator.Start({FEDKIT_COORDINATOR_BINARY,
+                                 "--listen",
+                                 "127.0.0.1:0",
+                                 "--insecure",
+                                 "--model",
+                                 "mlp",
+                                 "--rounds",
+                                 std::to_string(kRounds),
+                                 "--clients-per-round",
+                                 std::to_string(kPerRound),
+                                 "--retry-interval",
+                                 "5",
+                                 "--round-timeout",
+                                 "900",
+                                 "--selection-timeout",
+                                 "5",
+                                 "--eval-data",
+                                 "/usr/share/datasets/fashion-mnist",
+                                 "--metrics-out",
+                                 dir + "/metrics.jsonl",
+                                 "--linger",
+                                 "30"},
+                                dir + "/coordinator.log"));
   std::smatch match;
   const std::regex serving("serving on port (\\d+)");
   ASSERT_TRUE(PollUntil(
