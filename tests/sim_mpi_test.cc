@@ -48,6 +48,10 @@ TEST_P(SimMpiTest, TwoRanksGiveTheOneProcessModelBitForBit) {
       "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun --oversubscribe -np 2 ";
   const Result two =
       RunCommand(mpirun + FEDKIT_SIM_BINARY + " " + args + " --model-out " + dir + "/two.pt");
+  if (two.exit_code != 0 && two.output.find("plm_rsh_agent") != std::string::npos) {
+    // Open MPI's launcher wants ssh or rsh even for local ranks; without either nothing ran.
+    GTEST_SKIP() << "mpirun cannot launch here (no rsh agent): " << two.output;
+  }
   ASSERT_EQ(two.exit_code, 0) << two.output;
   EXPECT_NE(two.output.find("x 2 MPI processes"), std::string::npos) << two.output;
   const std::vector<float> a = LoadMlp(dir + "/one.pt");
