@@ -55,50 +55,56 @@ double PeakRssMiB(pid_t pid) {
   return -1;
 }
 
+// Starts the coordinator with `flags` after "--listen 127.0.0.1:0 --insecure" and returns the
+// address it serves on ("" if it did not start within a minute).
+std::string StartCoordinator(Subprocess& coordinator, const std::vector<std::string>& flags,
+                             const std::string& log) {
+  std::vector<std::string> argv = {FEDKIT_COORDINATOR_BINARY, "--listen", "127.0.0.1:0",
+                                   "--insecure"};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  if (!coordinator.Start(argv, log)) return "";
+  std::smatch match;
+  const std::regex serving("serving on port (\\d+)");
+  std::string out;
+  const bool serving_now = PollUntil(
+      [&] {
+        out = coordinator.Output();
+        return std::regex_search(out, match, serving);
+      },
+      std::chrono::seconds(60));
+  return serving_now ? "127.0.0.1:" + std::string(match[1]) : "";
+}
+
 TEST(CoordinatorLoadTest, ThousandConcurrentClientsOverLoopback) {
   const std::string dir = ::testing::TempDir() + "/fedkit_load";
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   Subprocess coordinator;
-  ASSERT_TRUE(coordinator.Start({FEDKIT_COORDINATOR_BINARY,
-                                 "--listen",
-                                 "127.0.0.1:0",
-                                 "--insecure",
-                                 "--model",
-                                 "mlp",
-                                 "--rounds",
-                                 std::to_string(kRounds),
-                                 "--clients-per-round",
-                                 std::to_string(kClients),
-                                 "--local-epochs",
-                                 "1",
-                                 "--batch-size",
-                                 "10",
-                                 "--client-lr",
-                                 "0.1",
-                                 "--retry-interval",
-                                 "1",
-                                 "--round-timeout",
-                                 "900",
-                                 "--eval-data",
-                                 "/usr/share/datasets/fashion-mnist",
-                                 "--metrics-out",
-                                 dir + "/metrics.jsonl",
-                                 "--linger",
-                                 "20"},
-                                dir + "/coordinator.log"));
-  std::smatch match;
-  const std::regex serving("serving on port (\\d+)");
-  ASSERT_TRUE(PollUntil(
-      [&] {
-        const std::string out = coordinator.Output();
-        return std::regex_search(out, match, serving);
-      },
-      std::chrono::seconds(60)))
-      << coordinator.Output();
-  const std::string out = coordinator.Output();
-  std::regex_search(out, match, serving);
-  const std::string address = "127.0.0.1:" + std::string(match[1]);
+  const std::string address = StartCoordinator(coordinator,
+                                               {"--model",
+                                                "mlp",
+                                                "--rounds",
+                                                std::to_string(kRounds),
+                                                "--clients-per-round",
+                                                std::to_string(kClients),
+                                                "--local-epochs",
+                                                "1",
+                                                "--batch-size",
+                                                "10",
+                                                "--client-lr",
+                                                "0.1",
+                                                "--retry-interval",
+                                                "1",
+                                                "--round-timeout",
+                                                "900",
+                                                "--eval-data",
+                                                "/usr/share/datasets/fashion-mnist",
+                                                "--metrics-out",
+                                                dir + "/metrics.jsonl",
+                                                "--linger",
+                                                "20"},
+                                               dir + "/coordinator.log");
+  ASSERT_FALSE(address.empty()) << coordinator.Output();
 
   data::FederatedDatasetOptions options;
   options.dataset = *data::ParseDatasetSpec("fmnist");
@@ -173,41 +179,14 @@ TEST(CoordinatorLoadTest, TenThousandDevicesThousandPerRound) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   Subprocess coordinator;
-  ASSERT_TRUE(coordinator.Start({FEDKIT_COORDINATOR_BINARY,
-                                 "--listen",
-                                 "127.0.0.1:0",
-                                 "--insecure",
-                                 "--model",
-                                 "mlp",
-                                 "--rounds",
-                                 std::to_string(kRounds),
-                                 "--clients-per-round",
-                                 std::to_string(kPerRound),
-                                 "--retry-interval",
-                                 "5",
-                                 "--round-timeout",
-                                 "900",
-                                 "--selection-timeout",
-                                 "5",
-                                 "--eval-data",
-                                 "/usr/share/datasets/fashion-mnist",
-                                 "--metrics-out",
-                                 dir + "/metrics.jsonl",
-                                 "--linger",
-                                 "30"},
-                                dir + "/coordinator.log"));
-  std::smatch match;
-  const std::regex serving("serving on port (\\d+)");
-  ASSERT_TRUE(PollUntil(
-      [&] {
-        const std::string out = coordinator.Output();
-        return std::regex_search(out, match, serving);
-      },
-      std::chrono::seconds(60)))
-      << coordinator.Output();
-  const std::string out = coordinator.Output();
-  std::regex_search(out, match, serving);
-  const std::string address = "127.0.0.1:" + std::string(match[1]);
+  const std::string address = StartCoordinator(
+      coordinator,
+      {"--model", "mlp", "--rounds", std::to_string(kRounds), "--clients-per-round",
+       std::to_string(kPerRound), "--retry-interval", "5", "--round-timeout", "900",
+       "--selection-timeout", "5", "--eval-data", "/usr/share/datasets/fashion-mnist",
+       "--metrics-out", dir + "/metrics.jsonl", "--linger", "30"},
+      dir + "/coordinator.log");
+  ASSERT_FALSE(address.empty()) << coordinator.Output();
 
   const double cpu_before = CpuSeconds(coordinator.pid());
   std::atomic<int64_t> contributions{0}, finished{0}, errors{0};

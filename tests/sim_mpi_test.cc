@@ -13,18 +13,6 @@
 namespace fedkit {
 namespace {
 
-Result RunCommand(const std::string& command) {
-  Result result;
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return result;
-  char buffer[4096];
-  size_t n;
-  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) result.output.append(buffer, n);
-  const int status = pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
-}
-
 std::vector<float> LoadMlp(const std::string& path) {
   auto model = *models::CreateModel("mlp", data::DatasetInfo{{1, 28, 28}, 10}, 0);
   absl::Status loaded = models::LoadModule(path, *model);

@@ -20,8 +20,9 @@ struct Result {
   std::string output;  // stdout and stderr
 };
 
-inline Result RunSim(const std::string& args) {
-  const std::string command = std::string(FEDKIT_SIM_BINARY) + " " + args + " 2>&1";
+// Runs a shell command line; its exit code and everything it printed.
+inline Result RunCommand(const std::string& command_line) {
+  const std::string command = command_line + " 2>&1";
   Result result;
   FILE* pipe = popen(command.c_str(), "r");
   if (pipe == nullptr) return result;
@@ -31,6 +32,10 @@ inline Result RunSim(const std::string& args) {
   const int status = pclose(pipe);
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return result;
+}
+
+inline Result RunSim(const std::string& args) {
+  return RunCommand(std::string(FEDKIT_SIM_BINARY) + " " + args);
 }
 
 inline std::vector<nlohmann::json> ReadJsonLines(const std::string& path) {
