@@ -577,8 +577,7 @@ absl::StatusOr<v1::UploadResponse> RoundCoordinator::SubmitUpdate(const v1::Upda
   }
   auto existing = received_.find(header.client_id());
   if (existing != received_.end()) {
-    const ReceivedUpdate& prev = existing->second;
-    if (prev.num_examples == header.num_examples() && prev.digest == digest) {
+    if (existing->second == digest) {
       v1::UploadResponse response;
       response.set_duplicate(true);  // a retry of an update already counted
       return response;
@@ -591,7 +590,7 @@ absl::StatusOr<v1::UploadResponse> RoundCoordinator::SubmitUpdate(const v1::Upda
     // The checks above leave only the fixed point's range (no clip norm: --max-update-value).
     return RefuseLocked(folded, "out_of_range");
   }
-  received_[header.client_id()] = ReceivedUpdate{digest, header.num_examples()};
+  received_[header.client_id()] = digest;
   loss_sum_ += header.train_loss() *
                (options_.central_dp.has_value() ? 1.0 : static_cast<double>(header.num_examples()));
   // K updates close the round; so does every assigned client's, in a round that started with

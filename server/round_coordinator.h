@@ -191,11 +191,6 @@ class RoundCoordinator {
     std::string client_id;
     int64_t round = 0;
   };
-  // What is kept of a counted update: enough to recognise a retry, not the delta.
-  struct ReceivedUpdate {
-    artifacts::Sha256Digest digest = {};  // of the example count and the delta's bytes
-    int64_t num_examples = 0;
-  };
 
   RoundCoordinator(const CoordinatorOptions& options, ParameterLayout layout,
                    std::vector<float> initial_parameters, CoordinatorHooks hooks,
@@ -252,9 +247,10 @@ class RoundCoordinator {
   // The current round's assignments, by assignment id and by client.
   absl::flat_hash_map<std::string, Assignment> assignments_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::string> assignment_of_client_ ABSL_GUARDED_BY(mu_);
-  // Updates counted this round, by client, and the round's aggregate of them (plain rounds; a
-  // secure aggregation round sums inside secagg_round_).
-  absl::flat_hash_map<std::string, ReceivedUpdate> received_ ABSL_GUARDED_BY(mu_);
+  // Updates counted this round, by client: what is kept of each is its digest (UpdateDigest: the
+  // example count and the delta's bytes), enough to recognise a retry. The round's aggregate of
+  // them (plain rounds; a secure aggregation round sums inside secagg_round_).
+  absl::flat_hash_map<std::string, artifacts::Sha256Digest> received_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<aggregation::Aggregator> aggregate_ ABSL_GUARDED_BY(mu_);
   double loss_sum_ ABSL_GUARDED_BY(mu_) = 0;  // of train_loss x weight (1 under central DP)
   // The previous round's assignment ids, with the client each belonged to.
