@@ -4,24 +4,12 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "aggregation/exact_sum_kernels.h"
 
 namespace fedkit::aggregation {
 namespace {
 
 constexpr int kTermBits = 94;  // |round(term * scale)| <= 2^94
-
-// round_to_nearest(x), halves away from zero (std::llround's rule), for |x| <= 2^94, without a
-// libm call: truncate, then correct by the exact fraction x - trunc(x). Doubles of magnitude
-// >= 2^63 are integers already, and converting them is exact.
-inline absl::int128 RoundToInt128(double x) {
-  if (std::abs(x) < 0x1p63) {
-    int64_t q = static_cast<int64_t>(x);  // toward zero; exact fraction below
-    const double fraction = x - static_cast<double>(q);
-    q += (fraction >= 0.5) - (fraction <= -0.5);
-    return absl::int128(q);
-  }
-  return absl::int128(x);
-}
 
 }  // namespace
 
@@ -43,8 +31,33 @@ absl::StatusOr<FixedPoint> ChooseFixedPoint(double value_bound) {
   return FixedPoint{value_bound, scale};
 }
 
+namespace {
+const absl::int128 kHighUnit = absl::int128(1) << internal::kLowBits;
+}  // namespace
+
 ExactSum::ExactSum(int64_t dimension, FixedPoint fixed_point)
-    : fixed_point_(fixed_point), sums_(static_cast<size_t>(dimension), 0) {}
+    : fixed_point_(fixed_point),
+      high_(static_cast<size_t>(dimension), 0),
+      low_(static_cast<size_t>(dimension), 0) {}
+
+void ExactSum::Carry() {
+  if (carried_.empty()) carried_.assign(high_.size(), 0);
+  for (size_t i = 0; i < high_.size(); ++i) {
+    carried_[i] += absl::int128(high_[i]) * kHighUnit + low_[i];
+    high_[i] = 0;
+    low_[i] = 0;
+  }
+  batch_vectors_ = 0;
+}
+
+std::vector<absl::int128> ExactSum::fixed_point_sums() const {
+  std::vector<absl::int128> sums(high_.size());
+  for (size_t i = 0; i < high_.size(); ++i) {
+    sums[i] = absl::int128(high_[i]) * kHighUnit + low_[i];
+    if (!carried_.empty()) sums[i] += carried_[i];
+  }
+  return sums;
+}
 
 absl::Status ExactSum::Add(absl::Span<const float> values, double multiplier) {
   if (static_cast<int64_t>(values.size()) != dimension()) {
@@ -61,12 +74,7 @@ absl::Status ExactSum::Add(absl::Span<const float> values, double multiplier) {
   // check is one branch-free pass (|v| * |multiplier| <= bound, false for NaN and infinities);
   // only a refused vector is scanned again, for the message.
   const double limit = fixed_point_.value_bound;
-  const double magnitude = std::abs(multiplier);
-  bool out_of_bound = false;
-  for (size_t i = 0; i < values.size(); ++i) {
-    out_of_bound |= !(std::abs(static_cast<double>(values[i])) * magnitude <= limit);
-  }
-  if (out_of_bound) {
+  if (internal::AnyTermOutside(values, std::abs(multiplier), limit)) {
     for (size_t i = 0; i < values.size(); ++i) {
       const double term = static_cast<double>(values[i]) * multiplier;
       if (!(std::abs(term) <= limit)) {
@@ -75,10 +83,8 @@ absl::Status ExactSum::Add(absl::Span<const float> values, double multiplier) {
       }
     }
   }
-  const double scale = fixed_point_.scale;
-  for (size_t i = 0; i < values.size(); ++i) {
-    sums_[i] += RoundToInt128(static_cast<double>(values[i]) * multiplier * scale);
-  }
+  internal::AddRoundedTerms(values, multiplier, fixed_point_.scale, high_.data(), low_.data());
+  if (++batch_vectors_ == internal::kTermsPerPart) Carry();
   ++num_vectors_;
   return absl::OkStatus();
 }
@@ -92,7 +98,21 @@ absl::Status ExactSum::MergeWith(const ExactSum& other) {
   if (other.num_vectors_ > kMaxVectors - num_vectors_) {
     return absl::FailedPreconditionError("the merged sum would hold more than 2^32 vectors");
   }
-  for (size_t i = 0; i < sums_.size(); ++i) sums_[i] += other.sums_[i];
+  if (batch_vectors_ + other.batch_vectors_ <= internal::kTermsPerPart) {
+    for (size_t i = 0; i < high_.size(); ++i) {
+      high_[i] += other.high_[i];
+      low_[i] += other.low_[i];
+    }
+    batch_vectors_ += other.batch_vectors_;
+    if (!other.carried_.empty()) {
+      if (carried_.empty()) carried_.assign(high_.size(), 0);
+      for (size_t i = 0; i < carried_.size(); ++i) carried_[i] += other.carried_[i];
+    }
+  } else {
+    Carry();
+    const std::vector<absl::int128> others = other.fixed_point_sums();
+    for (size_t i = 0; i < carried_.size(); ++i) carried_[i] += others[i];
+  }
   num_vectors_ += other.num_vectors_;
   return absl::OkStatus();
 }
@@ -111,10 +131,11 @@ struct SerializedHeader {
 std::string ExactSum::Serialize() const {
   const SerializedHeader header{dimension(), fixed_point_.value_bound, fixed_point_.scale,
                                 num_vectors_};
-  std::string bytes(sizeof(header) + sums_.size() * 2 * sizeof(uint64_t), '\0');
+  const std::vector<absl::int128> sums = fixed_point_sums();
+  std::string bytes(sizeof(header) + sums.size() * 2 * sizeof(uint64_t), '\0');
   std::memcpy(bytes.data(), &header, sizeof(header));
   char* out = bytes.data() + sizeof(header);
-  for (const absl::int128& v : sums_) {
+  for (const absl::int128& v : sums) {
     const uint64_t low = absl::Int128Low64(v);
     const int64_t high = absl::Int128High64(v);
     std::memcpy(out, &low, sizeof(low));
@@ -149,7 +170,8 @@ absl::StatusOr<ExactSum> ExactSum::Deserialize(absl::string_view bytes) {
   // Each term is at most 2^94 in magnitude.
   const absl::int128 limit = absl::int128(header.num_vectors) << kTermBits;
   const char* in = bytes.data() + sizeof(header);
-  for (absl::int128& v : sum.sums_) {
+  sum.carried_.assign(static_cast<size_t>(header.dimension), 0);
+  for (absl::int128& v : sum.carried_) {
     uint64_t low = 0;
     int64_t high = 0;
     std::memcpy(&low, in, sizeof(low));
@@ -165,9 +187,10 @@ absl::StatusOr<ExactSum> ExactSum::Deserialize(absl::string_view bytes) {
 }
 
 std::vector<double> ExactSum::Sum() const {
-  std::vector<double> out(sums_.size());
-  for (size_t i = 0; i < sums_.size(); ++i) {
-    out[i] = static_cast<double>(sums_[i]) / fixed_point_.scale;
+  const std::vector<absl::int128> sums = fixed_point_sums();
+  std::vector<double> out(sums.size());
+  for (size_t i = 0; i < sums.size(); ++i) {
+    out[i] = static_cast<double>(sums[i]) / fixed_point_.scale;
   }
   return out;
 }

@@ -76,16 +76,25 @@ class ExactSum {
   // The exact per-coordinate sums divided by the scale, as doubles (rounded once, here).
   std::vector<double> Sum() const;
   // The raw integers (tests, checkpoints): sum of round(term * scale) per coordinate.
-  const std::vector<absl::int128>& fixed_point_sums() const { return sums_; }
+  std::vector<absl::int128> fixed_point_sums() const;
 
-  int64_t dimension() const { return static_cast<int64_t>(sums_.size()); }
+  int64_t dimension() const { return static_cast<int64_t>(high_.size()); }
   // Calls to Add that succeeded, plus those of merged sums.
   int64_t num_vectors() const { return num_vectors_; }
   const FixedPoint& fixed_point() const { return fixed_point_; }
 
  private:
+  // Moves the 64-bit parts into carried_ (allocated at the first carry) and zeroes them.
+  void Carry();
+
   FixedPoint fixed_point_;
-  std::vector<absl::int128> sums_;
+  // The sums of the vectors added since the last carry (at most internal::kTermsPerPart), in two
+  // 64-bit parts: high * 2^47 + low. Two int64 additions per term, which vectorize, instead of one
+  // 128-bit addition with carry, which does not (aggregation/exact_sum_kernels.h).
+  std::vector<int64_t> high_;
+  std::vector<int64_t> low_;
+  int64_t batch_vectors_ = 0;
+  std::vector<absl::int128> carried_;  // the earlier vectors' sums; empty until the first carry
   int64_t num_vectors_ = 0;
 };
 

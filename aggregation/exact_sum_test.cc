@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "aggregation/exact_sum_kernels.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -187,6 +188,73 @@ TEST(ExactSumTest, RoundsHalvesAwayFromZero) {
   for (int i = 0; i < 7; ++i) {
     const float v[] = {0.5f, -0.5f, 1.5f, -2.5f, 2.4f, -2.6f, 0.49999997f};
     EXPECT_EQ(q[i], absl::int128(std::llround(v[i]))) << i;
+  }
+}
+
+// Reference rounding of a double term: std::llround below 2^63, exact conversion above (doubles of
+// that size are integers).
+absl::int128 ReferenceRound(double t) {
+  if (std::abs(t) < 0x1p63) return absl::int128(std::llround(t));
+  return absl::int128(t);
+}
+
+// The vectorized loops (and the portable one they are chosen over) give llround's integers for
+// values over every octave of the term budget, for integer and fractional multipliers, and for
+// exact ties of both signs.
+TEST(ExactSumKernelsTest, EveryVariantRoundsLikeLlround) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal;
+  std::uniform_int_distribution<int> octave(-30, 30);
+  const int n = 4099;  // not a multiple of any vector width
+  std::vector<float> values(n);
+  for (float& v : values) v = std::ldexp(normal(rng), octave(rng));
+  for (int i = 0; i < 40; ++i) values[i] = (i % 2 ? -1.0f : 1.0f) * (0.5f + static_cast<float>(i));
+  for (const double scale : {0x1p0, 0x1p20, 0x1p54, 0x1p60}) {
+    for (const double multiplier : {1.0, 57.0, -3.0, 0.3, 1048576.0}) {
+      std::vector<int64_t> high(n, 0), low(n, 0), high_p(n, 0), low_p(n, 0);
+      internal::AddRoundedTerms(values, multiplier, scale, high.data(), low.data());
+      internal::AddRoundedTermsPortable(values, multiplier, scale, high_p.data(), low_p.data());
+      for (int i = 0; i < n; ++i) {
+        const double t = static_cast<double>(values[i]) * multiplier * scale;
+        if (!(std::abs(t) <= 0x1p94)) continue;  // beyond the budget: Add refuses these
+        const absl::int128 got = absl::int128(high[i]) * (absl::int128(1) << 47) + low[i];
+        ASSERT_EQ(got, ReferenceRound(t))
+            << "value " << values[i] << " x " << multiplier << " at " << scale;
+        ASSERT_EQ(high[i], high_p[i]);
+        ASSERT_EQ(low[i], low_p[i]);
+      }
+    }
+  }
+}
+
+// Sums are carried into 128-bit integers every 2^15 vectors; merging across that boundary, in
+// either direction, gives the sequential sum's integers.
+TEST(ExactSumTest, MergesAcrossTheInternalCarryMatchTheSequentialSum) {
+  const FixedPoint fp = *ChooseFixedPoint(kClip * kMaxWeight);
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> value(-static_cast<float>(kClip),
+                                              static_cast<float>(kClip));
+  std::vector<std::vector<float>> terms(50000, std::vector<float>(3));
+  for (auto& t : terms) {
+    for (float& v : t) v = value(rng);
+  }
+  ExactSum sequential(3, fp);
+  for (const auto& t : terms) ASSERT_TRUE(sequential.Add(t, kMaxWeight).ok());
+  for (const size_t split : {size_t{20000}, size_t{40000}, size_t{100}}) {
+    ExactSum a(3, fp);
+    ExactSum b(3, fp);
+    for (size_t i = 0; i < terms.size(); ++i) {
+      ASSERT_TRUE((i < split ? a : b).Add(terms[i], kMaxWeight).ok());
+    }
+    ExactSum a_then_b = a;
+    ASSERT_TRUE(a_then_b.MergeWith(b).ok());
+    ASSERT_TRUE(b.MergeWith(a).ok());
+    EXPECT_EQ(a_then_b.fixed_point_sums(), sequential.fixed_point_sums()) << split;
+    EXPECT_EQ(b.fixed_point_sums(), sequential.fixed_point_sums()) << split;
+    EXPECT_EQ(b.num_vectors(), 50000);
+    absl::StatusOr<ExactSum> restored = ExactSum::Deserialize(a_then_b.Serialize());
+    ASSERT_TRUE(restored.ok());
+    EXPECT_EQ(restored->fixed_point_sums(), sequential.fixed_point_sums());
   }
 }
 
