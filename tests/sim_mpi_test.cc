@@ -23,7 +23,10 @@ std::vector<float> LoadMlp(const std::string& path) {
 class SimMpiTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(SimMpiTest, TwoRanksGiveTheOneProcessModelBitForBit) {
-  const std::string dir = ::testing::TempDir() + "/fedkit_mpi";
+  // One directory per case: ctest runs the cases in parallel, and a shared one.pt let a case
+  // compare another case's model (seen in CI).
+  const std::string dir = ::testing::TempDir() + "/fedkit_mpi_" +
+                          ::testing::UnitTest::GetInstance()->current_test_info()->name();
   std::filesystem::create_directories(dir);
   const std::string args =
       "--dataset fmnist --clients 40 --clients-per-round 9 --rounds 3 --model mlp --eval-every 0 "
