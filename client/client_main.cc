@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -49,6 +50,7 @@ struct Flags {
   std::string tls_server_name;
   std::string token;
   bool insecure = false;
+  std::optional<uint64_t> dp_noise_seed;
 };
 
 int UsageError(absl::string_view flag, absl::string_view message) {
@@ -165,6 +167,11 @@ int Run(int argc, char** argv) {
                  "Name checked against the server certificate instead of the host");
   app.add_option("--token", f.token, "Bearer token sent with every call");
   app.add_flag("--insecure", f.insecure, "Plaintext connection (no TLS); for local testing only");
+  app.add_option(
+      "--dp-noise-seed", f.dp_noise_seed,
+      "Distributed DP: draw this device's noise share from a stream seeded by this (to "
+      "reproduce a fedkit-sim run with --seed equal to it); TESTS ONLY: anyone who knows "
+      "it can remove the noise. Default: the system CSPRNG");
   cli::AddYamlConfigOption(app);
   if (int code = cli::ParseCommandLine(app, argc, argv); code >= 0) return code;
 
@@ -275,6 +282,7 @@ int Run(int argc, char** argv) {
   FederatedClientOptions options;
   options.client_id = f.client_id;
   options.client_index = f.client_index;
+  options.dp_noise_seed = f.dp_noise_seed;
   options.log = log;
   std::cerr << absl::StrFormat("fedkit-client: %s (shard %d of %d, %d examples), %s, %s %s\n",
                                f.client_id, f.client_index, f.num_clients, examples.size(),

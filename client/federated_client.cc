@@ -12,6 +12,10 @@
 #include "core/parameter_layout.h"
 #include "core/status_macros.h"
 #include "models/flat_params.h"
+#include "privacy/adaptive_clipping.h"
+#include "privacy/distributed_dp_encoding.h"
+#include "privacy/dp_setup.h"
+#include "privacy/noise.h"
 #include "privacy/secagg/client.h"
 #include "privacy/secagg/encoding.h"
 #include "proto/layout_conversion.h"
@@ -293,6 +297,10 @@ absl::Status FederatedClient::DoRound(const v1::RoundAssignment& assignment, Bac
   header.set_num_examples(num_examples);
   header.set_total_size(static_cast<int64_t>(update->delta.size()));
   header.set_train_loss(update->train_loss);
+  if (assignment.report_unclipped()) {
+    header.set_unclipped(privacy::AdaptiveClipping::UnclippedBit(
+                             update->delta_norm, assignment.plan().clip_norm()) == 1);
+  }
   while (true) {
     if (cancelled_.HasBeenNotified()) return absl::CancelledError("cancelled");
     absl::StatusOr<v1::UploadResponse> response = channel_->UploadUpdate(header, update->delta);
@@ -451,7 +459,14 @@ absl::Status FederatedClient::DoSecureRound(const v1::RoundAssignment& assignmen
   };
   absl::StatusOr<SecAggAssignment> params = SecAggParamsFromProto(assignment.secure_aggregation());
   if (!params.ok()) return skip(params.status());
-  if (params->config.vector_length != static_cast<int64_t>(global.size()) + 1) {
+  if (params->dp_encoding.has_value()) {
+    // DP-FedAvg: weight 1, the model's values (and with adaptive clipping the unclipped bit).
+    if (params->dp_encoding->dim != static_cast<int64_t>(global.size())) {
+      return skip(absl::InvalidArgumentError(
+          absl::StrCat("the DP encoding is for ", params->dp_encoding->dim,
+                       " values, the model has ", global.size())));
+    }
+  } else if (params->config.vector_length != static_cast<int64_t>(global.size()) + 1) {
     return skip(absl::InvalidArgumentError(absl::StrCat(
         "vector length ", params->config.vector_length, " is not the model size + 1")));
   }
@@ -509,10 +524,32 @@ absl::Status FederatedClient::DoSecureRound(const v1::RoundAssignment& assignmen
   // Train and encode.
   absl::StatusOr<ClientUpdate> update = TrainForRound(assignment, std::move(model), global);
   if (!update.ok()) return update.status();
-  const int64_t weight = std::min(update->num_examples, params->encoding.max_weight);
-  absl::StatusOr<std::vector<uint64_t>> encoded = secagg::EncodeWeightedUpdate(
-      params->encoding, update->delta, weight,
-      secagg::StochasticRoundingSeed(assignment.plan().run_seed(), round, options_.client_index));
+  const uint64_t rounding_seed =
+      secagg::StochasticRoundingSeed(assignment.plan().run_seed(), round, options_.client_index);
+  absl::StatusOr<std::vector<uint64_t>> encoded;
+  if (params->dp_encoding.has_value()) {
+    const double clip = params->encoding.clip_norm;
+    std::optional<bool> unclipped;
+    if (params->dp_encoding->with_count) {
+      unclipped = privacy::AdaptiveClipping::UnclippedBit(update->delta_norm, clip) == 1;
+    }
+    privacy::SeededRandomSource rounding(rounding_seed);
+    std::unique_ptr<privacy::RandomSource> noise;
+    if (options_.dp_noise_seed.has_value()) {
+      noise = std::make_unique<privacy::SeededRandomSource>(
+          privacy::ClientNoiseSeed(*options_.dp_noise_seed, round, options_.client_index));
+    } else {
+      absl::StatusOr<std::unique_ptr<privacy::SecureRandomSource>> secure_noise =
+          privacy::SecureRandomSource::Create();
+      if (!secure_noise.ok()) return protocol_failed(secure_noise.status());
+      noise = *std::move(secure_noise);
+    }
+    encoded = privacy::EncodeDistributedDpUpdate(*params->dp_encoding, update->delta, clip,
+                                                 unclipped, rounding, *noise);
+  } else {
+    const int64_t weight = std::min(update->num_examples, params->encoding.max_weight);
+    encoded = secagg::EncodeWeightedUpdate(params->encoding, update->delta, weight, rounding_seed);
+  }
   if (!encoded.ok()) return protocol_failed(encoded.status());
 
   // Phase 2: masked input.

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,11 @@ struct FederatedClientOptions {
   // FAILED_PRECONDITION; also advertised in capabilities.model_names at check-in. (With a
   // ModelSource, the source decides.)
   std::string model_name;
+  // Distributed DP: draw this device's noise share from a stream seeded by
+  // privacy::ClientNoiseSeed(dp_noise_seed, round, client_index), as the simulator does with its
+  // --seed, to reproduce a simulation; unset: the CSPRNG. Anyone who knows the seed can remove the
+  // noise: tests only.
+  std::optional<uint64_t> dp_noise_seed;
   // Receives one line per round and per notable event (waits, retries); empty = silent.
   std::function<void(absl::string_view)> log;
 };

@@ -1,6 +1,7 @@
 #include "proto/secagg_conversion.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
@@ -43,6 +44,15 @@ v1::SecureAggregationParams SecAggParamsToProto(const SecAggAssignment& a) {
   p.set_clip_norm(a.encoding.clip_norm);
   p.set_max_weight(a.encoding.max_weight);
   p.set_max_clients(a.encoding.max_clients);
+  if (a.dp_options.has_value()) {
+    v1::DpEncodingParams& dp = *p.mutable_dp();
+    dp.set_max_clients(a.dp_options->max_clients);
+    dp.set_dim(a.dp_options->dim);
+    dp.set_noise_multiplier(a.dp_options->noise_multiplier);
+    dp.set_dropout_tolerance(a.dp_options->dropout_tolerance);
+    dp.set_with_count(a.dp_options->with_count);
+    dp.set_clipped_count_stddev(a.dp_options->clipped_count_stddev);
+  }
   return p;
 }
 
@@ -67,6 +77,36 @@ absl::StatusOr<SecAggAssignment> SecAggParamsFromProto(const v1::SecureAggregati
   a.encoding.clip_norm = p.clip_norm();
   a.encoding.max_weight = p.max_weight();
   a.encoding.max_clients = p.max_clients();
+  if (p.has_dp()) {
+    if (!(a.encoding.clip_norm > 0) || !std::isfinite(a.encoding.clip_norm)) {
+      return absl::InvalidArgumentError("secure aggregation with DP needs clip_norm > 0");
+    }
+    privacy::DistributedDpEncodingOptions options;
+    options.modulus_bits = p.modulus_bits();
+    options.max_clients = p.dp().max_clients();
+    options.dim = p.dp().dim();
+    options.noise_multiplier = p.dp().noise_multiplier();
+    options.dropout_tolerance = p.dp().dropout_tolerance();
+    options.with_count = p.dp().with_count();
+    options.clipped_count_stddev = p.dp().clipped_count_stddev();
+    if (options.max_clients < a.config.num_clients) {
+      return absl::InvalidArgumentError("the DP encoding's max_clients is below num_clients");
+    }
+    absl::StatusOr<privacy::DistributedDpEncoding> encoding =
+        privacy::ChooseDistributedDpEncoding(options);
+    if (!encoding.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the DP encoding cannot be derived: ", encoding.status().message()));
+    }
+    if (encoding->length() != a.config.vector_length) {
+      return absl::InvalidArgumentError(absl::StrCat("the DP encoding has ", encoding->length(),
+                                                     " values, the protocol ",
+                                                     a.config.vector_length));
+    }
+    a.dp_options = options;
+    a.dp_encoding = *std::move(encoding);
+    return a;
+  }
   if (!(a.encoding.scale > 0) || !(a.encoding.clip_norm > 0) || a.encoding.max_weight < 1 ||
       a.encoding.max_clients < a.config.num_clients) {
     return absl::InvalidArgumentError(

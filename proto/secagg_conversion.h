@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "fedkit/v1/coordinator.pb.h"
+#include "privacy/distributed_dp_encoding.h"
 #include "privacy/secagg/encoding.h"
 #include "privacy/secagg/protocol.h"
 
@@ -20,10 +21,17 @@ namespace fedkit {
 struct SecAggAssignment {
   secagg::ProtocolConfig config;
   int32_t client_index = 0;
+  // Weighted FedAvg rounds: value = round(weight * delta * scale). With DP only modulus_bits and
+  // clip_norm (the round's clip) are used.
   secagg::FixedPointEncoding encoding;
+  // DP-FedAvg rounds: the unit-weight encoding's options; SecAggParamsFromProto derives
+  // dp_encoding from them (ChooseDistributedDpEncoding), as the coordinator did.
+  std::optional<privacy::DistributedDpEncodingOptions> dp_options;
+  std::optional<privacy::DistributedDpEncoding> dp_encoding;
 };
 v1::SecureAggregationParams SecAggParamsToProto(const SecAggAssignment& assignment);
-// Also validates the config (ValidateProtocolConfig) and the index.
+// Also validates the config (ValidateProtocolConfig), the index and the encoding (with DP: that it
+// can be derived and its length is the protocol's vector length).
 absl::StatusOr<SecAggAssignment> SecAggParamsFromProto(const v1::SecureAggregationParams& proto);
 
 v1::SecAggAdvertiseKeys AdvertiseKeysToProto(const secagg::AdvertiseKeysMessage& message);

@@ -12,6 +12,7 @@
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -29,6 +30,8 @@
 #include "models/flat_params.h"
 #include "models/model.h"
 #include "models/torchscript_model.h"
+#include "privacy/adaptive_clipping.h"
+#include "privacy/dp_setup.h"
 #include "privacy/secagg/encoding.h"
 #include "server/artifact_store.h"
 #include "server/checkpoint.h"
@@ -76,7 +79,11 @@ struct Flags {
   double noise_multiplier = 1.0;
   int64_t dp_population = 0;
   double delta = 1e-5;
-  double target_epsilon = 0;  // 0 = no budget
+  double target_epsilon = 0;          // 0 = no budget
+  double adaptive_clip_quantile = 0;  // 0 = a fixed clip
+  double adaptive_clip_lr = 0.2;
+  double dp_dropout_tolerance = -1;  // < 0: derived from --secagg-design-dropout
+  std::optional<uint64_t> dp_noise_seed;
   std::string secagg = "none";
   int secagg_modulus_bits = 32;
   double secagg_phase_timeout = 60;
@@ -222,14 +229,31 @@ int Run(int argc, char** argv) {
   app.add_option("--auth-tokens", f.auth_tokens, "File of accepted bearer tokens, one per line");
   app.add_flag("--insecure", f.insecure, "Serve plaintext (no TLS)");
   app.add_option("--dp", f.dp,
-                 "Differential privacy: none | central (DP-FedAvg: Gaussian noise on the clipped "
-                 "sum, unit weights, fixed denominator; needs --clip-norm and --dp-population)");
+                 "Differential privacy (DP-FedAvg: clipped deltas of weight 1, fixed denominator; "
+                 "needs --clip-norm and --dp-population): none | central (Gaussian noise on the "
+                 "sum, added here) | distributed (the devices add discrete Gaussian shares before "
+                 "secure aggregation masks them; needs --secagg)");
   app.add_option("--noise-multiplier", f.noise_multiplier, "DP noise stddev / clip norm (z)")
       ->check(cli::Positive());
   app.add_option("--dp-population", f.dp_population,
                  "DP: number of devices that may be sampled (sampling rate = clients per round / "
                  "population)")
       ->check(cli::NonNegative());
+  app.add_option("--adaptive-clip-quantile", f.adaptive_clip_quantile,
+                 "DP: move the clip norm towards this quantile of the update norms each round "
+                 "(Andrew et al. 2021; --clip-norm is the initial clip; 0 = fixed clip)")
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--adaptive-clip-lr", f.adaptive_clip_lr,
+                 "DP: adaptive clipping's geometric learning rate")
+      ->check(cli::NonNegative());
+  app.add_option("--dp-dropout-tolerance", f.dp_dropout_tolerance,
+                 "Distributed DP: fraction of a round's devices that may drop while their noise "
+                 "shares still add up to the target (default: from --secagg-design-dropout)")
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--dp-noise-seed", f.dp_noise_seed,
+                 "Draw the DP noise from streams seeded by this (to reproduce a fedkit-sim run "
+                 "with --seed equal to it); TESTS ONLY: anyone who knows it can remove the noise. "
+                 "Default: the system CSPRNG");
   app.add_option("--delta", f.delta, "DP delta at which epsilon is reported")
       ->check(cli::BelowOne());
   app.add_option("--target-epsilon", f.target_epsilon,
@@ -342,31 +366,60 @@ int Run(int argc, char** argv) {
   options.server_optimizer.learning_rate = f.server_lr;
   options.server_optimizer.momentum = f.server_momentum;
   options.max_examples_per_client = f.max_examples;
-  if (f.dp == "central") {
+  absl::StatusOr<privacy::DpMode> dp_mode = privacy::ParseDpMode(f.dp);
+  if (!dp_mode.ok()) return UsageError("--dp", dp_mode.status().message());
+  if (*dp_mode != privacy::DpMode::kNone) {
     if (!(f.clip_norm > 0)) {
-      return UsageError("--clip-norm", "central DP needs a clip norm > 0 (it is the sensitivity)");
+      return UsageError("--clip-norm",
+                        "DP needs a clip norm > 0 (the sensitivity; with --adaptive-clip-quantile, "
+                        "the initial clip)");
     }
     if (f.dp_population < f.clients_per_round) {
-      return UsageError("--dp-population",
-                        absl::StrFormat("central DP needs the population of devices (>= "
-                                        "--clients-per-round %d), got %d",
-                                        f.clients_per_round, f.dp_population));
+      return UsageError("--dp-population", absl::StrFormat("DP needs the population of devices (>= "
+                                                           "--clients-per-round %d), got %d",
+                                                           f.clients_per_round, f.dp_population));
     }
     if (!(f.delta > 0)) return UsageError("--delta", "must be > 0");
-    CentralDpSettings dp;
+    if (*dp_mode == privacy::DpMode::kDistributed && f.secagg == "none") {
+      return UsageError("--dp",
+                        "distributed DP needs --secagg secagg or secagg+: the devices' noise "
+                        "shares only protect the sum once their updates are masked");
+    }
+    if (f.adaptive_clip_quantile == 1.0) {
+      return UsageError("--adaptive-clip-quantile", "must be below 1");
+    }
+    if (f.adaptive_clip_quantile > 0 &&
+        !(f.noise_multiplier <
+          2 * privacy::DefaultClippedCountStddev(static_cast<double>(f.clients_per_round)))) {
+      return UsageError(
+          "--noise-multiplier",
+          absl::StrFormat("%g is too large for --adaptive-clip-quantile with %d clients per round: "
+                          "the clipped count's noise sigma_b = clients per round / 20 must exceed "
+                          "z / 2 (raise --clients-per-round or use a fixed clip)",
+                          f.noise_multiplier, f.clients_per_round));
+    }
+    if (f.dp_dropout_tolerance >= 0 && *dp_mode != privacy::DpMode::kDistributed) {
+      return UsageError("--dp-dropout-tolerance", "applies to --dp distributed only");
+    }
+    if (f.dp_dropout_tolerance >= 1.0) {
+      return UsageError("--dp-dropout-tolerance", "must be below 1");
+    }
+    privacy::DpSettings dp;
+    dp.mode = *dp_mode;
     dp.noise_multiplier = f.noise_multiplier;
-    dp.population = f.dp_population;
     dp.delta = f.delta;
     if (f.target_epsilon > 0) dp.target_epsilon = f.target_epsilon;
-    options.central_dp = dp;
-  } else if (f.dp == "distributed") {
-    return UsageError("--dp",
-                      "distributed DP is available in fedkit-sim; the coordinator supports none "
-                      "or central");
-  } else if (f.dp != "none") {
-    return UsageError("--dp", "expected none or central, got '" + f.dp + "'");
-  } else if (f.target_epsilon > 0) {
-    return UsageError("--target-epsilon", "needs --dp central");
+    if (f.adaptive_clip_quantile > 0) dp.adaptive_clip_quantile = f.adaptive_clip_quantile;
+    dp.adaptive_clip_learning_rate = f.adaptive_clip_lr;
+    if (f.dp_dropout_tolerance >= 0) dp.dropout_tolerance = f.dp_dropout_tolerance;
+    options.dp = dp;
+    options.population = f.dp_population;
+    options.dp_noise_seed = f.dp_noise_seed;
+  } else {
+    for (const char* flag : {"--target-epsilon", "--adaptive-clip-quantile",
+                             "--dp-dropout-tolerance", "--dp-noise-seed"}) {
+      if (app.count(flag) > 0) return UsageError(flag, "needs --dp central or distributed");
+    }
   }
   if (f.secagg != "none") {
     absl::StatusOr<secagg::Variant> variant = secagg::ParseVariant(f.secagg);
@@ -381,8 +434,12 @@ int Run(int argc, char** argv) {
     // The masked sum must hold every round size's worth of weight-capped values at a fine enough
     // step: without --secagg-modulus-bits, the smallest modulus (from 32 bits) that does.
     const int64_t round_size = OverSelectedTarget(f.clients_per_round, f.over_select);
-    const int64_t weight_cap = f.dp == "central" ? 1 : f.max_examples;
-    if (app.count("--secagg-modulus-bits") == 0) {
+    const int64_t weight_cap = f.max_examples;
+    if (*dp_mode != privacy::DpMode::kNone) {
+      // DP's unit-weight encoding (privacy/dp_setup.h) is sized for the modulus, not the other
+      // way round: 32 bits unless the user says otherwise; RoundCoordinator::Create refuses one
+      // it does not fit.
+    } else if (app.count("--secagg-modulus-bits") == 0) {
       absl::StatusOr<int> bits =
           secagg::SmallestModulusBits(32, round_size, f.clip_norm, weight_cap);
       if (!bits.ok()) {
@@ -457,6 +514,12 @@ int Run(int argc, char** argv) {
       line["delta"] = f.delta;
       privacy = absl::StrFormat("  epsilon %.4f (delta %g)", *r.epsilon, f.delta);
     }
+    // The names fedkit-sim's --metrics-out uses.
+    if (r.clip_norm) {
+      line["clip_norm"] = *r.clip_norm;
+      privacy += absl::StrFormat("  clip %.4g", *r.clip_norm);
+    }
+    if (r.unclipped_fraction) line["unclipped_fraction"] = *r.unclipped_fraction;
     std::cout << absl::StrFormat(
                      "round %4d  participants %d  accuracy %s  %.2fs%s\n", r.round, r.participants,
                      r.accuracy ? absl::StrFormat("%.4f", *r.accuracy) : "-", r.seconds, privacy)

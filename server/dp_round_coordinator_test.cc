@@ -6,6 +6,9 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "privacy/adaptive_clipping.h"
+#include "privacy/clipping.h"
+#include "privacy/dp_setup.h"
 #include "privacy/noise.h"
 #include "privacy/rdp_accountant.h"
 #include "server/round_coordinator.h"
@@ -34,13 +37,14 @@ CoordinatorOptions DpOptions(std::optional<double> target_epsilon = std::nullopt
   o.plan.set_learning_rate(0.1);
   o.plan.set_clip_norm(1.0);
   o.plan.set_run_seed(7);
-  CentralDpSettings dp;
+  privacy::DpSettings dp;
+  dp.mode = privacy::DpMode::kCentral;
   dp.noise_multiplier = 0.8;
-  dp.population = 30;
   dp.delta = 1e-5;
   dp.target_epsilon = target_epsilon;
-  dp.noise_seed = 42;
-  o.central_dp = dp;
+  o.dp = dp;
+  o.population = 30;
+  o.dp_noise_seed = 42;
   return o;
 }
 
@@ -61,7 +65,7 @@ const std::vector<std::vector<float>> kDeltas = {{0.6f, 0.0f}, {0.0f, -0.8f}, {0
 
 // Runs one round in which clients c0..c2 upload kDeltas (with very different example counts,
 // which DP-FedAvg must ignore). Returns false if no round started.
-bool RunRound(RoundCoordinator& c, absl::Time now) {
+bool RunRound(RoundCoordinator& c, absl::Time now, std::vector<double>* clips = nullptr) {
   for (int i = 0; i < 3; ++i) EXPECT_TRUE(c.CheckIn(CheckInOf("c" + std::to_string(i)), now).ok());
   for (int i = 0; i < 3; ++i) {
     const std::string id = "c" + std::to_string(i);
@@ -73,7 +77,13 @@ bool RunRound(RoundCoordinator& c, absl::Time now) {
     h.set_round(r->assignment().round());
     h.set_num_examples(1 + 100 * i);
     h.set_total_size(2);
-    EXPECT_TRUE(c.SubmitUpdate(h, kDeltas[i], now).ok());
+    const double clip = r->assignment().plan().clip_norm();
+    if (clips != nullptr) clips->push_back(clip);
+    std::vector<float> delta = kDeltas[i];
+    const double norm = privacy::L2Norm(delta);
+    if (r->assignment().report_unclipped()) h.set_unclipped(norm <= clip);
+    privacy::ClipL2InPlace(absl::MakeSpan(delta), clip);
+    EXPECT_TRUE(c.SubmitUpdate(h, delta, now).ok());
   }
   return true;
 }
@@ -83,7 +93,7 @@ TEST(CentralDpCoordinatorTest, CommitsTheNoisedFixedDenominatorAverageAndReports
   ASSERT_TRUE(RunRound(*c, kStart));
   ASSERT_EQ(c->rounds_completed(), 1);
   // The same noise stream, by hand: (sum of clipped deltas + N(0, (z S)^2)) / K, unit weights.
-  privacy::SeededRandomSource noise(42);
+  privacy::SeededRandomSource noise(privacy::ValueNoiseSeed(42, 1));
   const std::vector<double> sum = {0.9, -0.4};
   auto expected = privacy::CentralDpAverage(sum, 0.8 * 1.0, 3.0, noise);
   ASSERT_TRUE(expected.ok());
@@ -163,14 +173,14 @@ TEST(CentralDpCoordinatorTest, AccountantStateSurvivesACheckpoint) {
 
   // A run without DP refuses a DP checkpoint, and vice versa.
   CoordinatorOptions plain = DpOptions();
-  plain.central_dp.reset();
+  plain.dp.reset();
   auto no_dp = Make(plain);
-  EXPECT_THAT(no_dp->Restore(checkpoint).message(), HasSubstr("central DP"));
+  EXPECT_THAT(no_dp->Restore(checkpoint).message(), HasSubstr("written with DP"));
 }
 
 TEST(CentralDpCoordinatorTest, RefusesInconsistentSettings) {
   CoordinatorOptions o = DpOptions();
-  o.central_dp->population = 2;
+  o.population = 2;
   EXPECT_THAT(RoundCoordinator::Create(o, TinyLayout(), {0, 0}, {}).status().message(),
               HasSubstr("population"));
   o = DpOptions();
@@ -178,7 +188,107 @@ TEST(CentralDpCoordinatorTest, RefusesInconsistentSettings) {
   EXPECT_THAT(RoundCoordinator::Create(o, TinyLayout(), {0, 0}, {}).status().message(),
               HasSubstr("clip norm"));
   o = DpOptions();
-  o.central_dp->noise_multiplier = 0;
+  o.dp->noise_multiplier = 0;
+  EXPECT_FALSE(RoundCoordinator::Create(o, TinyLayout(), {0, 0}, {}).ok());
+}
+
+CoordinatorOptions AdaptiveOptions() {
+  CoordinatorOptions o = DpOptions();
+  o.dp->adaptive_clip_quantile = 0.5;
+  o.dp->adaptive_clip_learning_rate = 0.2;
+  o.dp->noise_multiplier = 0.05;  // below 2 sigma_b = 2 * 3 / 20
+  return o;
+}
+
+TEST(AdaptiveClippingCoordinatorTest, TheClipMovesAsTheSimulatorsAndSurvivesACheckpoint) {
+  v1::Checkpoint checkpoint;
+  CoordinatorHooks hooks;
+  hooks.save_checkpoint = [&](const v1::Checkpoint& cp) {
+    checkpoint = cp;
+    return absl::OkStatus();
+  };
+  std::vector<RoundOutcome> outcomes;
+  hooks.round_committed = [&](const RoundOutcome& r) { outcomes.push_back(r); };
+  auto c = Make(AdaptiveOptions(), hooks);
+  std::vector<double> clips;
+  ASSERT_TRUE(RunRound(*c, kStart, &clips));
+  ASSERT_TRUE(RunRound(*c, kStart + absl::Seconds(1), &clips));
+  ASSERT_EQ(clips.size(), 6u);
+
+  // The same steps by hand, with the count noise the simulator draws for rounds 1 and 2.
+  const CoordinatorOptions o = AdaptiveOptions();
+  privacy::DpRoundShape shape;
+  shape.clients_per_round = 3;
+  shape.population = 30;
+  shape.dim = 2;
+  shape.clip_norm = 1.0;
+  auto setup = privacy::SetUpDp(*o.dp, shape);
+  ASSERT_TRUE(setup.ok()) << setup.status();
+  ASSERT_TRUE(setup->adaptive_clipping.has_value());
+  auto expected = privacy::AdaptiveClipping::Create(*setup->adaptive_clipping);
+  ASSERT_TRUE(expected.ok()) << expected.status();
+  std::vector<double> expected_clips;
+  for (int round = 1; round <= 2; ++round) {
+    const double clip = expected->clip_norm();
+    int unclipped = 0;
+    for (int i = 0; i < 3; ++i) {
+      expected_clips.push_back(clip);
+      unclipped += privacy::L2Norm(kDeltas[i]) <= clip ? 1 : 0;
+    }
+    privacy::SeededRandomSource count_noise(privacy::CountNoiseSeed(42, round));
+    ASSERT_TRUE(expected->Update(unclipped, 3, count_noise).ok());
+  }
+  EXPECT_EQ(clips, expected_clips);
+  EXPECT_NE(clips[3], clips[0]);  // the clip moved (all three deltas are within 1: it shrinks)
+  ASSERT_EQ(outcomes.size(), 2u);
+  ASSERT_TRUE(outcomes[1].clip_norm.has_value());
+  EXPECT_EQ(*outcomes[1].clip_norm, clips[3]);
+  ASSERT_TRUE(outcomes[1].unclipped_fraction.has_value());
+  EXPECT_DOUBLE_EQ(checkpoint.dp_clip_norm(), expected->clip_norm());
+
+  // Resumed from the checkpoint, round 3 uses the clip the two rounds left.
+  auto resumed = Make(AdaptiveOptions());
+  ASSERT_TRUE(resumed->Restore(checkpoint).ok());
+  std::vector<double> resumed_clips;
+  ASSERT_TRUE(RunRound(*resumed, kStart + absl::Seconds(2), &resumed_clips));
+  ASSERT_FALSE(resumed_clips.empty());
+  EXPECT_EQ(resumed_clips[0], expected->clip_norm());
+
+  // A fixed-clip checkpoint does not resume an adaptive run.
+  v1::Checkpoint fixed;
+  CoordinatorHooks fixed_hooks;
+  fixed_hooks.save_checkpoint = [&](const v1::Checkpoint& cp) {
+    fixed = cp;
+    return absl::OkStatus();
+  };
+  auto fixed_run = Make(DpOptions(), fixed_hooks);
+  ASSERT_TRUE(RunRound(*fixed_run, kStart));
+  EXPECT_THAT(Make(AdaptiveOptions())->Restore(fixed).message(), HasSubstr("adaptive clipping"));
+}
+
+TEST(AdaptiveClippingCoordinatorTest, AnUploadMustSayWhetherItWasClipped) {
+  auto c = Make(AdaptiveOptions());
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(c->CheckIn(CheckInOf("c" + std::to_string(i)), kStart).ok());
+  auto r = c->CheckIn(CheckInOf("c0"), kStart);
+  ASSERT_TRUE(r.ok() && r->has_assignment());
+  EXPECT_TRUE(r->assignment().report_unclipped());
+  v1::UpdateHeader h;
+  h.set_client_id("c0");
+  h.set_assignment_id(r->assignment().assignment_id());
+  h.set_round(r->assignment().round());
+  h.set_num_examples(1);
+  h.set_total_size(2);
+  auto refused = c->SubmitUpdate(h, kDeltas[0], kStart);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(), HasSubstr("unclipped"));
+  h.set_unclipped(true);
+  EXPECT_TRUE(c->SubmitUpdate(h, kDeltas[0], kStart).ok());
+}
+
+TEST(AdaptiveClippingCoordinatorTest, RefusesANoiseTheClippedCountCannotHide) {
+  CoordinatorOptions o = AdaptiveOptions();
+  o.dp->noise_multiplier = 0.8;  // not below 2 sigma_b = 0.3 with 3 clients per round
   EXPECT_FALSE(RoundCoordinator::Create(o, TinyLayout(), {0, 0}, {}).ok());
 }
 

@@ -84,7 +84,44 @@ absl::StatusOr<std::unique_ptr<RoundCoordinator>> RoundCoordinator::Create(
   FEDKIT_ASSIGN_OR_RETURN(
       auto optimizer, aggregation::MakeServerOptimizer(options.server_optimizer, layout.size()));
   std::optional<secagg::FixedPointEncoding> encoding;
+  std::optional<privacy::DpSetup> dp_setup;
+  std::optional<privacy::DistributedDpEncodingOptions> dp_encoding_options;
   const int64_t target = OverSelectedTarget(options.clients_per_round, options.over_select);
+  if (options.dp.has_value()) {
+    const privacy::DpSettings& dp = *options.dp;
+    if (dp.mode == privacy::DpMode::kNone) {
+      return absl::InvalidArgumentError("DP settings given with mode none");
+    }
+    if (!(options.plan.clip_norm() > 0)) {
+      return absl::InvalidArgumentError("DP needs a clip norm > 0 (the sensitivity)");
+    }
+    if (!(dp.noise_multiplier > 0) || !std::isfinite(dp.noise_multiplier)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("DP noise multiplier must be > 0, got ", dp.noise_multiplier));
+    }
+    if (!(dp.delta > 0 && dp.delta < 1)) {
+      return absl::InvalidArgumentError(absl::StrCat("DP delta must be in (0, 1), got ", dp.delta));
+    }
+    if (dp.target_epsilon.has_value() && !(*dp.target_epsilon > 0)) {
+      return absl::InvalidArgumentError("target epsilon must be > 0");
+    }
+    if (dp.dropout_tolerance.has_value() && dp.mode != privacy::DpMode::kDistributed) {
+      return absl::InvalidArgumentError("the DP dropout tolerance applies to distributed DP only");
+    }
+    privacy::DpRoundShape shape;
+    shape.clients_per_round = options.clients_per_round;
+    shape.population = options.population;
+    shape.dim = layout.size();
+    shape.clip_norm = options.plan.clip_norm();
+    if (options.secure_aggregation.has_value()) {
+      shape.secure_aggregation_modulus_bits = options.secure_aggregation->modulus_bits;
+      shape.expected_dropout_rate = options.secure_aggregation->design_dropout_rate;
+    }
+    FEDKIT_ASSIGN_OR_RETURN(dp_setup, privacy::SetUpDp(dp, shape));
+    if (dp_setup->encoding.has_value()) {
+      dp_encoding_options = privacy::EncodingOptions(dp, shape, dp_setup->clipped_count_stddev);
+    }
+  }
   if (options.secure_aggregation.has_value()) {
     const SecureAggregationSettings& secure = *options.secure_aggregation;
     if (!(options.plan.clip_norm() > 0)) {
@@ -95,61 +132,50 @@ absl::StatusOr<std::unique_ptr<RoundCoordinator>> RoundCoordinator::Create(
       return absl::InvalidArgumentError("secure aggregation phase timeout must be positive");
     }
     // Refuse at configuration time anything the round could not run with.
-    FEDKIT_ASSIGN_OR_RETURN(
-        encoding, secagg::ChooseEncoding(secure.modulus_bits, target, options.plan.clip_norm(),
-                                         options.max_examples_per_client));
+    if (!dp_setup.has_value()) {
+      FEDKIT_ASSIGN_OR_RETURN(
+          encoding, secagg::ChooseEncoding(secure.modulus_bits, target, options.plan.clip_norm(),
+                                           options.max_examples_per_client));
+    }
+    const int64_t vector_length =
+        dp_setup.has_value() ? dp_setup->encoding->length() : layout.size() + 1;
     // Every round size the coordinator may start: min_clients (the selection window ended with
     // that many waiting) to the over-selected target.
     for (int64_t n : {options.min_clients, options.clients_per_round, target}) {
       FEDKIT_RETURN_IF_ERROR(secagg::MakeProtocolConfig(secure.variant, static_cast<int>(n),
-                                                        layout.size() + 1, secure.modulus_bits,
+                                                        vector_length, secure.modulus_bits,
                                                         secure.design_dropout_rate,
                                                         secure.corrupt_fraction)
                                  .status());
     }
-  }
-  std::unique_ptr<privacy::RandomSource> noise;
-  if (options.central_dp.has_value()) {
-    const CentralDpSettings& dp = *options.central_dp;
-    if (!(options.plan.clip_norm() > 0)) {
-      return absl::InvalidArgumentError("central DP needs a clip norm > 0 (the sensitivity)");
-    }
-    if (!(dp.noise_multiplier > 0)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("DP noise multiplier must be > 0, got ", dp.noise_multiplier));
-    }
-    if (dp.population < options.clients_per_round) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "DP population (", dp.population, ") must be at least the clients per round (",
-          options.clients_per_round, "): the accountant's sampling rate is their ratio"));
-    }
-    if (!(dp.delta > 0 && dp.delta < 1)) {
-      return absl::InvalidArgumentError(absl::StrCat("DP delta must be in (0, 1), got ", dp.delta));
-    }
-    if (dp.target_epsilon.has_value() && !(*dp.target_epsilon > 0)) {
-      return absl::InvalidArgumentError("target epsilon must be > 0");
-    }
-    if (dp.noise_seed.has_value()) {
-      noise = std::make_unique<privacy::SeededRandomSource>(*dp.noise_seed);
-    } else {
-      FEDKIT_ASSIGN_OR_RETURN(noise, privacy::SecureRandomSource::Create());
-    }
-    if (options.secure_aggregation.has_value()) {
-      // DP-FedAvg weighs every client 1: cap the encoded weight at 1.
-      FEDKIT_ASSIGN_OR_RETURN(
-          encoding, secagg::ChooseEncoding(options.secure_aggregation->modulus_bits, target,
-                                           options.plan.clip_norm(), 1));
-    }
+  } else if (options.dp.has_value() && options.dp->mode == privacy::DpMode::kDistributed) {
+    return absl::InvalidArgumentError("distributed DP needs secure aggregation");
   }
   auto coordinator = std::unique_ptr<RoundCoordinator>(
       new RoundCoordinator(options, std::move(layout), std::move(initial_parameters),
                            std::move(hooks), std::move(optimizer)));
   coordinator->secagg_encoding_ = encoding;
+  coordinator->dp_setup_ = dp_setup;
+  coordinator->dp_encoding_options_ = dp_encoding_options;
   {
     absl::MutexLock lock(&coordinator->mu_);
-    coordinator->noise_ = std::move(noise);
+    coordinator->round_clip_ = options.plan.clip_norm();
+    if (dp_setup.has_value() && dp_setup->adaptive_clipping.has_value()) {
+      FEDKIT_ASSIGN_OR_RETURN(coordinator->adaptive_clipping_,
+                              privacy::AdaptiveClipping::Create(*dp_setup->adaptive_clipping));
+    }
+    if (dp_setup.has_value() && !options.dp_noise_seed.has_value()) {
+      FEDKIT_ASSIGN_OR_RETURN(coordinator->value_noise_, privacy::SecureRandomSource::Create());
+      FEDKIT_ASSIGN_OR_RETURN(coordinator->count_noise_, privacy::SecureRandomSource::Create());
+    }
+    if (dp_setup.has_value() && options.dp_noise_seed.has_value()) {
+      coordinator->value_noise_ = std::make_unique<privacy::SeededRandomSource>(
+          privacy::ValueNoiseSeed(*options.dp_noise_seed, 1));
+    }
     // Refuse now an aggregate no round could build (e.g. a range the fixed point cannot hold).
-    FEDKIT_RETURN_IF_ERROR(coordinator->NewAggregateLocked().status());
+    if (!options.secure_aggregation.has_value()) {
+      FEDKIT_RETURN_IF_ERROR(coordinator->NewAggregateLocked().status());
+    }
   }
   return coordinator;
 }
@@ -209,10 +235,18 @@ absl::Status RoundCoordinator::Restore(const v1::Checkpoint& checkpoint) {
     }
     history_.push_back(outcome);
   }
-  if (options_.central_dp.has_value()) {
+  if (options_.dp.has_value()) {
     if (checkpoint.dp_rdp_size() == 0 && rounds_completed_ > 0) {
       return absl::FailedPreconditionError(
-          "checkpoint has no privacy accountant state: it was written without central DP");
+          "checkpoint has no privacy accountant state: it was written without DP");
+    }
+    if (adaptive_clipping_.has_value() && rounds_completed_ > 0) {
+      if (!(checkpoint.dp_clip_norm() > 0)) {
+        return absl::FailedPreconditionError(
+            "checkpoint has no adaptive clipping state: it was written with a fixed clip");
+      }
+      FEDKIT_RETURN_IF_ERROR(adaptive_clipping_->Restore(
+          {.clip_norm = checkpoint.dp_clip_norm(), .rounds = checkpoint.dp_clip_rounds()}));
     }
     if (checkpoint.dp_rdp_size() > 0) {
       FEDKIT_RETURN_IF_ERROR(accountant_.Restore(
@@ -223,7 +257,7 @@ absl::Status RoundCoordinator::Restore(const v1::Checkpoint& checkpoint) {
     }
   } else if (checkpoint.dp_rdp_size() > 0) {
     return absl::FailedPreconditionError(
-        "checkpoint was written with central DP; resume with the same --dp settings");
+        "checkpoint was written with DP; resume with the same --dp settings");
   }
   phase_ = rounds_completed_ >= options_.rounds ? Phase::kFinished : Phase::kWaiting;
   if (phase_ == Phase::kWaiting) BudgetExhaustedLocked();
@@ -231,14 +265,12 @@ absl::Status RoundCoordinator::Restore(const v1::Checkpoint& checkpoint) {
 }
 
 bool RoundCoordinator::BudgetExhaustedLocked() {
-  if (!options_.central_dp.has_value() || !options_.central_dp->target_epsilon.has_value()) {
+  if (!options_.dp.has_value() || !options_.dp->target_epsilon.has_value()) {
     return false;
   }
-  const CentralDpSettings& dp = *options_.central_dp;
-  const double q =
-      static_cast<double>(options_.clients_per_round) / static_cast<double>(dp.population);
-  absl::StatusOr<privacy::EpsilonAtDelta> next =
-      accountant_.EpsilonAfter(q, dp.noise_multiplier, 1, dp.delta);
+  const privacy::DpSettings& dp = *options_.dp;
+  absl::StatusOr<privacy::EpsilonAtDelta> next = accountant_.EpsilonAfter(
+      dp_setup_->sampling_rate, dp_setup_->accounting_noise_multiplier, 1, dp.delta);
   if (next.ok() && next->epsilon <= *dp.target_epsilon) return false;
   const int64_t round = rounds_completed_ + 1;
   absl::StatusOr<privacy::EpsilonAtDelta> spent = accountant_.Epsilon(dp.delta);
@@ -251,21 +283,54 @@ bool RoundCoordinator::BudgetExhaustedLocked() {
   return true;
 }
 
-absl::StatusOr<std::vector<float>> RoundCoordinator::PrivatizeLocked(absl::Span<const double> sum) {
-  const CentralDpSettings& dp = *options_.central_dp;
-  return privacy::CentralDpAverage(sum, dp.noise_multiplier * options_.plan.clip_norm(),
-                                   static_cast<double>(options_.clients_per_round), *noise_);
+absl::Status RoundCoordinator::UpdateClipLocked(int64_t unclipped, int64_t reports,
+                                                std::optional<double> noised_centered_count,
+                                                RoundOutcome& outcome) {
+  if (!adaptive_clipping_.has_value()) return absl::OkStatus();
+  outcome.clip_norm = round_clip_;
+  absl::StatusOr<privacy::AdaptiveClippingStep> step =
+      noised_centered_count.has_value()
+          ? adaptive_clipping_->UpdateFromNoisedCenteredSum(*noised_centered_count)
+          : adaptive_clipping_->Update(static_cast<double>(unclipped), static_cast<double>(reports),
+                                       *count_noise_);
+  if (!step.ok()) return step.status();
+  outcome.unclipped_fraction = step->unclipped_fraction;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<float>> RoundCoordinator::ReleaseDpSumLocked(
+    absl::Span<const uint64_t> sum, int64_t inputs, RoundOutcome& outcome) {
+  const privacy::DistributedDpEncoding& encoding = *dp_setup_->encoding;
+  FEDKIT_ASSIGN_OR_RETURN(privacy::DistributedDpSum decoded,
+                          privacy::DecodeDistributedDpSum(encoding, sum, round_clip_));
+  const bool central = options_.dp->mode == privacy::DpMode::kCentral;
+  // Distributed: the devices already noised the sum (and the count).
+  FEDKIT_ASSIGN_OR_RETURN(
+      std::vector<float> average,
+      privacy::CentralDpAverage(decoded.sum,
+                                central ? dp_setup_->value_noise_multiplier * round_clip_ : 0.0,
+                                static_cast<double>(options_.clients_per_round), *value_noise_));
+  if (decoded.noised_centered_count.has_value()) {
+    if (central) {
+      // The count is exact (sum of b - 1/2 over the inputs): noised by UpdateClipLocked.
+      const int64_t unclipped =
+          std::llround(*decoded.noised_centered_count + 0.5 * static_cast<double>(inputs));
+      FEDKIT_RETURN_IF_ERROR(UpdateClipLocked(unclipped, inputs, std::nullopt, outcome));
+    } else {
+      FEDKIT_RETURN_IF_ERROR(UpdateClipLocked(0, inputs, decoded.noised_centered_count, outcome));
+    }
+  }
+  return average;
 }
 
 absl::StatusOr<std::unique_ptr<aggregation::Aggregator>> RoundCoordinator::NewAggregateLocked() {
-  const double bound = aggregation::UpdateValueBound(
-      options_.plan.clip_norm(), options_.clip_tolerance, options_.max_update_value);
-  if (options_.central_dp.has_value()) {
-    const CentralDpSettings& dp = *options_.central_dp;
+  const double bound = aggregation::UpdateValueBound(round_clip_, options_.clip_tolerance,
+                                                     options_.max_update_value);
+  if (options_.dp.has_value()) {
     FEDKIT_ASSIGN_OR_RETURN(
         auto aggregate, aggregation::UnitWeightDpAggregator::Create(
-                            layout_.size(), bound, dp.noise_multiplier * options_.plan.clip_norm(),
-                            static_cast<double>(options_.clients_per_round), noise_.get()));
+                            layout_.size(), bound, dp_setup_->value_noise_multiplier * round_clip_,
+                            static_cast<double>(options_.clients_per_round), value_noise_.get()));
     return std::unique_ptr<aggregation::Aggregator>(std::move(aggregate));
   }
   FEDKIT_ASSIGN_OR_RETURN(auto aggregate,
@@ -416,7 +481,16 @@ void RoundCoordinator::StartRoundLocked(absl::Time now) {
   assignment_of_client_.clear();
   received_.clear();
   loss_sum_ = 0;
-  if (!secagg_encoding_.has_value()) {
+  unclipped_ = 0;
+  round_clip_ =
+      adaptive_clipping_.has_value() ? adaptive_clipping_->clip_norm() : options_.plan.clip_norm();
+  if (dp_setup_.has_value() && options_.dp_noise_seed.has_value()) {
+    value_noise_ = std::make_unique<privacy::SeededRandomSource>(
+        privacy::ValueNoiseSeed(*options_.dp_noise_seed, round));
+    count_noise_ = std::make_unique<privacy::SeededRandomSource>(
+        privacy::CountNoiseSeed(*options_.dp_noise_seed, round));
+  }
+  if (!options_.secure_aggregation.has_value()) {
     absl::StatusOr<std::unique_ptr<aggregation::Aggregator>> aggregate = NewAggregateLocked();
     if (!aggregate.ok()) {
       fatal_error_ = aggregate.status();
@@ -436,12 +510,27 @@ void RoundCoordinator::StartRoundLocked(absl::Time now) {
   enough_clients_since_.reset();
   round_started_ = now;
   round_deadline_ = now + options_.round_timeout;
-  if (secagg_encoding_.has_value()) {
+  if (options_.secure_aggregation.has_value()) {
     std::vector<std::string> clients;
     for (const auto& [id, unused] : assignment_of_client_) clients.push_back(id);
-    absl::StatusOr<std::unique_ptr<SecureAggregationRound>> secure = SecureAggregationRound::Start(
-        *options_.secure_aggregation, *secagg_encoding_, layout_.size() + 1, std::move(clients),
-        now, options_.round_timeout);
+    SecAggInputEncoding encoding;
+    int64_t vector_length = layout_.size() + 1;
+    // K masked inputs close the masked-input phase (over-selected clients beyond them drop).
+    SecAggRoundLimits limits{.max_inputs = options_.clients_per_round};
+    if (dp_setup_.has_value()) {
+      encoding.fixed_point.modulus_bits = options_.secure_aggregation->modulus_bits;
+      encoding.fixed_point.clip_norm = round_clip_;
+      encoding.dp_options = dp_encoding_options_;
+      vector_length = dp_setup_->encoding->length();
+      if (options_.dp->mode == privacy::DpMode::kDistributed) {
+        limits.min_inputs = dp_setup_->encoding->min_surviving_clients;
+      }
+    } else {
+      encoding.fixed_point = *secagg_encoding_;
+    }
+    absl::StatusOr<std::unique_ptr<SecureAggregationRound>> secure =
+        SecureAggregationRound::Start(*options_.secure_aggregation, encoding, vector_length,
+                                      std::move(clients), now, options_.round_timeout, limits);
     if (!secure.ok()) {
       fatal_error_ = secure.status();
       return;
@@ -460,6 +549,8 @@ v1::RoundAssignment RoundCoordinator::MakeAssignmentLocked(const std::string& as
   a.set_model_name(options_.model_name);
   if (options_.artifact.has_value()) *a.mutable_artifact() = *options_.artifact;
   *a.mutable_plan() = options_.plan;
+  a.mutable_plan()->set_clip_norm(round_clip_);
+  a.set_report_unclipped(adaptive_clipping_.has_value() && secagg_round_ == nullptr);
   a.set_model_size(layout_.size());
   *a.mutable_layout() = LayoutToProto(layout_);
   a.set_max_examples(options_.max_examples_per_client);
@@ -566,7 +657,14 @@ absl::StatusOr<v1::UploadResponse> RoundCoordinator::SubmitUpdate(const v1::Upda
                             options_.max_examples_per_client, "]")),
                         "bad_example_count");
   }
-  const double clip = options_.plan.clip_norm();
+  const double clip = round_clip_;
+  if (adaptive_clipping_.has_value() && !header.has_unclipped()) {
+    return RefuseLocked(
+        absl::InvalidArgumentError(
+            "this round uses adaptive clipping: the header must say whether the delta was "
+            "unclipped"),
+        "missing_unclipped");
+  }
   if (clip > 0) {
     const double norm = privacy::L2Norm(delta);
     if (norm > clip * (1.0 + options_.clip_tolerance)) {
@@ -591,8 +689,9 @@ absl::StatusOr<v1::UploadResponse> RoundCoordinator::SubmitUpdate(const v1::Upda
     return RefuseLocked(folded, "out_of_range");
   }
   received_[header.client_id()] = digest;
+  if (header.unclipped()) ++unclipped_;
   loss_sum_ += header.train_loss() *
-               (options_.central_dp.has_value() ? 1.0 : static_cast<double>(header.num_examples()));
+               (options_.dp.has_value() ? 1.0 : static_cast<double>(header.num_examples()));
   // K updates close the round; so does every assigned client's, in a round that started with
   // fewer than K (the selection window ended with fewer waiting).
   const int64_t received = static_cast<int64_t>(received_.size());
@@ -727,19 +826,27 @@ void RoundCoordinator::AdvanceSecureAggregationLocked(absl::Time now) {
       RoundOutcome outcome;
       outcome.round = rounds_completed_ + 1;
       outcome.participants = secagg_round_->included();
-      outcome.examples = secagg_round_->result().total_weight;
       outcome.train_loss = secagg_round_->mean_train_loss();
       std::vector<float> average;
-      if (options_.central_dp.has_value()) {
-        absl::StatusOr<std::vector<float>> noised =
-            PrivatizeLocked(secagg_round_->result().weighted_sum);  // weights are all 1
-        if (!noised.ok()) {
-          fatal_error_ = noised.status();
+      if (dp_setup_.has_value()) {
+        outcome.examples = secagg_round_->included();  // every weight is 1
+        absl::StatusOr<std::vector<float>> released =
+            ReleaseDpSumLocked(secagg_round_->sum(), secagg_round_->included(), outcome);
+        if (!released.ok()) {
+          fatal_error_ = released.status();
           return;
         }
-        average = *std::move(noised);
+        average = *std::move(released);
       } else {
-        average = secagg_round_->result().Average();
+        absl::StatusOr<secagg::DecodedSum> decoded =
+            secagg::DecodeSum(*secagg_encoding_, secagg_round_->sum());
+        if (!decoded.ok() || decoded->total_weight <= 0) {
+          ++refusals_["secagg_round_aborted"];  // nothing to average
+          AbandonRoundLocked();
+          return;
+        }
+        outcome.examples = decoded->total_weight;
+        average = decoded->Average();
       }
       CommitAverageLocked(average, outcome, now);
       return;
@@ -795,6 +902,12 @@ void RoundCoordinator::CommitRoundLocked(absl::Time now) {
   outcome.participants = static_cast<int64_t>(received_.size());
   outcome.examples = report->total_examples;
   outcome.train_loss = loss_sum_ / static_cast<double>(report->total_weight);
+  if (absl::Status moved =
+          UpdateClipLocked(unclipped_, outcome.participants, std::nullopt, outcome);
+      !moved.ok()) {
+    fatal_error_ = moved;
+    return;
+  }
   CommitAverageLocked(report->average, outcome, now);
 }
 
@@ -808,13 +921,11 @@ void RoundCoordinator::CommitAverageLocked(const std::vector<float>& average, Ro
   }
   global_ = std::make_shared<const std::vector<float>>(std::move(next));
   rounds_completed_ = outcome.round;
-  if (options_.central_dp.has_value()) {
-    const CentralDpSettings& dp = *options_.central_dp;
-    const double q =
-        static_cast<double>(options_.clients_per_round) / static_cast<double>(dp.population);
-    absl::Status composed = accountant_.Compose(q, dp.noise_multiplier);
+  if (options_.dp.has_value()) {
+    absl::Status composed =
+        accountant_.Compose(dp_setup_->sampling_rate, dp_setup_->accounting_noise_multiplier);
     absl::StatusOr<privacy::EpsilonAtDelta> spent =
-        composed.ok() ? accountant_.Epsilon(dp.delta)
+        composed.ok() ? accountant_.Epsilon(options_.dp->delta)
                       : absl::StatusOr<privacy::EpsilonAtDelta>(composed);
     if (!spent.ok()) {
       fatal_error_ = spent.status();
@@ -867,8 +978,12 @@ v1::Checkpoint RoundCoordinator::MakeCheckpointLocked() const {
     record->set_seconds(r.seconds);
     record->set_epsilon(r.epsilon.value_or(0));
   }
-  if (options_.central_dp.has_value()) {
+  if (options_.dp.has_value()) {
     c.mutable_dp_rdp()->Add(accountant_.rdp().begin(), accountant_.rdp().end());
+  }
+  if (adaptive_clipping_.has_value()) {
+    c.set_dp_clip_norm(adaptive_clipping_->state().clip_norm);
+    c.set_dp_clip_rounds(adaptive_clipping_->state().rounds);
   }
   return c;
 }

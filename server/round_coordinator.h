@@ -26,28 +26,14 @@
 #include "core/parameter_layout.h"
 #include "fedkit/v1/checkpoint.pb.h"
 #include "fedkit/v1/coordinator.pb.h"
+#include "privacy/adaptive_clipping.h"
+#include "privacy/dp_setup.h"
 #include "privacy/noise.h"
 #include "privacy/rdp_accountant.h"
 #include "privacy/secagg/encoding.h"
 #include "server/secure_aggregation_round.h"
 
 namespace fedkit::server {
-
-// User-level central DP (DP-FedAvg, McMahan et al. 2018): every client's delta is clipped to the
-// plan's clip norm S and weighs 1; the server adds N(0, (z S)^2) to each coordinate of the sum and
-// divides by clients_per_round (a fixed denominator, also when fewer arrive). The accountant
-// composes the Poisson-subsampled Gaussian with q = clients_per_round / population per committed
-// round (the sampling here is uniform without replacement among waiting devices; treating it as
-// Poisson with that rate is the usual approximation, as in TensorFlow Federated's tutorials).
-struct CentralDpSettings {
-  double noise_multiplier = 1.0;  // z
-  int64_t population = 0;         // devices that may be sampled
-  double delta = 1e-5;
-  // Stop before a round after which epsilon would exceed this.
-  std::optional<double> target_epsilon;
-  // Noise from the CSPRNG unless set (tests: reproducible noise).
-  std::optional<uint64_t> noise_seed;
-};
 
 struct CoordinatorOptions {
   std::string model_name;
@@ -79,9 +65,24 @@ struct CoordinatorOptions {
   // with all assigned clients and closes when it completes, not at K uploads; weights are capped
   // at max_examples_per_client.
   std::optional<SecureAggregationSettings> secure_aggregation;
-  // Central differential privacy (needs plan.clip_norm > 0; with secure aggregation the noise is
-  // added to the unmasked sum and every weight is 1).
-  std::optional<CentralDpSettings> central_dp;
+  // User-level differential privacy, DP-FedAvg (privacy/dp_setup.h: the simulator's settings and
+  // derivation): every delta is clipped to the round's clip norm and weighs 1, and the release is
+  // (sum + noise) / clients_per_round. Central: the coordinator adds the noise (to the unmasked
+  // sum under secure aggregation). Distributed (needs secure aggregation): the devices add noise
+  // shares before masking, and a round with fewer masked inputs than the noise is sized for is
+  // abandoned before unmasking. Adaptive clipping: plan.clip_norm is the initial clip; devices
+  // report whether their delta was unclipped (in the header, or as the encoded count under secure
+  // aggregation) and the clip moves each round. Needs plan.clip_norm > 0 and noise_multiplier > 0.
+  // The accountant composes the Poisson-subsampled Gaussian with q = clients_per_round /
+  // population per committed round (the sampling here is uniform without replacement among the
+  // waiting devices; treating it as Poisson with that rate is the usual approximation, as in
+  // TensorFlow Federated's tutorials).
+  std::optional<privacy::DpSettings> dp;
+  int64_t population = 0;  // devices that may be sampled (DP's sampling rate)
+  // Draw the DP noise from streams seeded per round by privacy::ValueNoiseSeed(dp_noise_seed,
+  // round) and CountNoiseSeed (the simulator's, with its --seed), to reproduce a simulation; unset:
+  // the CSPRNG. Anyone who knows the seed can subtract the noise: tests only.
+  std::optional<uint64_t> dp_noise_seed;
 };
 
 // Round history entry, also what GetStatus and the metrics report.
@@ -93,7 +94,11 @@ struct RoundOutcome {
   double seconds = 0.0;  // from round start to commit
   std::optional<double> accuracy;
   std::optional<double> loss;
-  std::optional<double> epsilon;  // central DP: privacy spent so far (at the settings' delta)
+  std::optional<double> epsilon;  // DP: privacy spent so far (at the settings' delta)
+  // Adaptive clipping: the clip the round's devices used, and the noised fraction of unclipped
+  // updates that set the next one.
+  std::optional<double> clip_norm;
+  std::optional<double> unclipped_fraction;
 };
 
 // Hooks the binary plugs in; all optional. They run on the thread that triggered the commit, with
@@ -176,7 +181,7 @@ class RoundCoordinator {
   int64_t rounds_completed() const;
   int64_t model_size() const { return static_cast<int64_t>(layout_.size()); }
   // Whether rounds run secure aggregation (fixed at Create).
-  bool uses_secure_aggregation() const { return secagg_encoding_.has_value(); }
+  bool uses_secure_aggregation() const { return options_.secure_aggregation.has_value(); }
   const ParameterLayout& layout() const { return layout_; }
   std::vector<float> global_parameters() const;
   // An error from a hook (e.g. the checkpoint could not be written), which stops the run.
@@ -203,8 +208,15 @@ class RoundCoordinator {
   void MaybeStartRoundLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartRoundLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CommitRoundLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Central DP: noises `sum` (of clipped, unit-weight deltas) and divides by the fixed denominator.
-  absl::StatusOr<std::vector<float>> PrivatizeLocked(absl::Span<const double> sum)
+  // DP under secure aggregation: decodes the unmasked sum, noises it (central) and divides by the
+  // fixed denominator; with adaptive clipping also moves the clip (outcome.unclipped_fraction).
+  absl::StatusOr<std::vector<float>> ReleaseDpSumLocked(absl::Span<const uint64_t> sum,
+                                                        int64_t inputs, RoundOutcome& outcome)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Adaptive clipping's step at the end of a round, from the exact count of unclipped updates
+  // (noised here) or from the count the devices already noised (distributed).
+  absl::Status UpdateClipLocked(int64_t unclipped, int64_t reports,
+                                std::optional<double> noised_centered_count, RoundOutcome& outcome)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A new, empty aggregate for a plain round: weighted FedAvg, or unit weights under central DP.
   absl::StatusOr<std::unique_ptr<aggregation::Aggregator>> NewAggregateLocked()
@@ -264,10 +276,21 @@ class RoundCoordinator {
   absl::flat_hash_set<std::string> declined_ ABSL_GUARDED_BY(mu_);
   absl::Status fatal_error_ ABSL_GUARDED_BY(mu_);
   uint64_t assignment_counter_ ABSL_GUARDED_BY(mu_) = 0;
-  std::optional<secagg::FixedPointEncoding> secagg_encoding_;  // set at Create; then constant
+  // Set at Create, then constant: weighted FedAvg's encoding under secure aggregation (without DP),
+  // and what SetUpDp derived (with DP).
+  std::optional<secagg::FixedPointEncoding> secagg_encoding_;
+  std::optional<privacy::DpSetup> dp_setup_;
+  std::optional<privacy::DistributedDpEncodingOptions> dp_encoding_options_;
+  // Adaptive clipping's estimator, the clip of the current round, and the unclipped updates counted
+  // in it (plain rounds).
+  std::optional<privacy::AdaptiveClipping> adaptive_clipping_ ABSL_GUARDED_BY(mu_);
+  double round_clip_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t unclipped_ ABSL_GUARDED_BY(mu_) = 0;
   std::unique_ptr<SecureAggregationRound> secagg_round_ ABSL_GUARDED_BY(mu_);
   privacy::RdpAccountant accountant_ ABSL_GUARDED_BY(mu_);
-  std::unique_ptr<privacy::RandomSource> noise_ ABSL_GUARDED_BY(mu_);  // central DP
+  // DP noise on the sum and on the clipped count (per round when seeded).
+  std::unique_ptr<privacy::RandomSource> value_noise_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<privacy::RandomSource> count_noise_ ABSL_GUARDED_BY(mu_);
   std::string stop_reason_ ABSL_GUARDED_BY(mu_);
 };
 

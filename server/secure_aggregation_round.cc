@@ -22,13 +22,15 @@ constexpr int kUnmaskStep = 3;
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<SecureAggregationRound>> SecureAggregationRound::Start(
-    const SecureAggregationSettings& settings, const secagg::FixedPointEncoding& encoding,
+    const SecureAggregationSettings& settings, const SecAggInputEncoding& encoding,
     int64_t vector_length, std::vector<std::string> clients, absl::Time now,
-    absl::Duration upload_timeout) {
+    absl::Duration upload_timeout, SecAggRoundLimits limits) {
   std::sort(clients.begin(), clients.end());
-  if (static_cast<int64_t>(clients.size()) > encoding.max_clients) {
+  const int64_t max_clients = encoding.dp_options.has_value() ? encoding.dp_options->max_clients
+                                                              : encoding.fixed_point.max_clients;
+  if (static_cast<int64_t>(clients.size()) > max_clients) {
     return absl::InternalError(
-        absl::StrCat(clients.size(), " clients exceed the encoding's ", encoding.max_clients));
+        absl::StrCat(clients.size(), " clients exceed the encoding's ", max_clients));
   }
   FEDKIT_ASSIGN_OR_RETURN(
       secagg::ProtocolConfig config,
@@ -36,22 +38,25 @@ absl::StatusOr<std::unique_ptr<SecureAggregationRound>> SecureAggregationRound::
                                  settings.modulus_bits, settings.design_dropout_rate,
                                  settings.corrupt_fraction));
   FEDKIT_ASSIGN_OR_RETURN(std::unique_ptr<SecAggServer> server, SecAggServer::Create(config));
-  return std::unique_ptr<SecureAggregationRound>(new SecureAggregationRound(
-      settings, encoding, config, std::move(clients), std::move(server), now, upload_timeout));
+  return std::unique_ptr<SecureAggregationRound>(
+      new SecureAggregationRound(settings, encoding, config, std::move(clients), std::move(server),
+                                 now, upload_timeout, limits));
 }
 
 SecureAggregationRound::SecureAggregationRound(const SecureAggregationSettings& settings,
-                                               const secagg::FixedPointEncoding& encoding,
+                                               const SecAggInputEncoding& encoding,
                                                secagg::ProtocolConfig config,
                                                std::vector<std::string> clients,
                                                std::unique_ptr<SecAggServer> server, absl::Time now,
-                                               absl::Duration upload_timeout)
+                                               absl::Duration upload_timeout,
+                                               SecAggRoundLimits limits)
     : settings_(settings),
       encoding_(encoding),
       config_(std::move(config)),
       clients_(std::move(clients)),
       server_(std::move(server)),
       upload_timeout_(upload_timeout),
+      limits_(limits),
       deadline_(now + settings.phase_timeout) {
   for (size_t i = 0; i < clients_.size(); ++i) index_of_[clients_[i]] = static_cast<int32_t>(i);
 }
@@ -60,7 +65,10 @@ std::optional<v1::SecureAggregationParams> SecureAggregationRound::ParamsFor(
     const std::string& client_id) const {
   auto it = index_of_.find(client_id);
   if (it == index_of_.end()) return std::nullopt;
-  return SecAggParamsToProto(SecAggAssignment{config_, it->second, encoding_});
+  return SecAggParamsToProto(SecAggAssignment{.config = config_,
+                                              .client_index = it->second,
+                                              .encoding = encoding_.fixed_point,
+                                              .dp_options = encoding_.dp_options});
 }
 
 bool SecureAggregationRound::Joined(const std::string& client_id) const {
@@ -254,23 +262,26 @@ void SecureAggregationRound::CloseCurrentPhase() {
       status = server_->CloseShareKeys();
       deadline_ += upload_timeout_;
       break;
-    case SecAggServer::Phase::kMaskedInput:
+    case SecAggServer::Phase::kMaskedInput: {
+      const int64_t inputs = static_cast<int64_t>(server_->masked_input_senders().size());
+      if (inputs < limits_.min_inputs) {
+        // Before anything is unmasked: the sum of so few inputs would carry too little noise.
+        status = absl::AbortedError(absl::StrCat("only ", inputs, " masked inputs, fewer than the ",
+                                                 limits_.min_inputs,
+                                                 " the distributed DP noise is sized for"));
+        break;
+      }
       status = server_->CloseMaskedInput();
       deadline_ += settings_.phase_timeout;
       break;
+    }
     case SecAggServer::Phase::kUnmask: {
       absl::StatusOr<std::vector<uint64_t>> sum = server_->Finish();
       if (!sum.ok()) {
         status = sum.status();
         break;
       }
-      absl::StatusOr<secagg::DecodedSum> decoded = secagg::DecodeSum(encoding_, *sum);
-      if (!decoded.ok() || decoded->total_weight <= 0) {
-        status = decoded.ok() ? absl::AbortedError("secure aggregation summed zero weight")
-                              : decoded.status();
-        break;
-      }
-      result_ = *std::move(decoded);
+      sum_ = *std::move(sum);
       included_ = static_cast<int64_t>(server_->masked_input_senders().size());
       state_ = State::kSucceeded;
       return;
@@ -304,6 +315,9 @@ SecureAggregationRound::State SecureAggregationRound::Advance(absl::Time now) {
       case SecAggServer::Phase::kMaskedInput:
         expected = server_->shared();
         arrived = server_->masked_input_senders();
+        if (limits_.max_inputs > 0 && static_cast<int64_t>(arrived.size()) >= limits_.max_inputs) {
+          expected = arrived;  // enough: the rest are treated as dropped
+        }
         break;
       case SecAggServer::Phase::kUnmask:
         expected = server_->masked_input_senders();

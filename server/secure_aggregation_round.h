@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "fedkit/v1/coordinator.pb.h"
+#include "privacy/distributed_dp_encoding.h"
 #include "privacy/secagg/encoding.h"
 #include "privacy/secagg/protocol.h"
 #include "privacy/secagg/server.h"
@@ -34,15 +35,32 @@ struct SecureAggregationSettings {
   absl::Duration poll_interval = absl::Milliseconds(200);  // retry_after for polls
 };
 
+// How the round's clients encode their input (sent in every assignment): weighted FedAvg's fixed
+// point, or with dp_options DP-FedAvg's unit-weight encoding (privacy/distributed_dp_encoding.h;
+// fixed_point then carries only the modulus and the round's clip norm).
+struct SecAggInputEncoding {
+  secagg::FixedPointEncoding fixed_point;
+  std::optional<privacy::DistributedDpEncodingOptions> dp_options;
+};
+
+// How many masked inputs the round takes: the masked-input phase closes as soon as max_inputs
+// arrived (0: it waits for every client or its deadline; over-selection sets K, the clients per
+// round), and the round aborts before unmasking with fewer than min_inputs (distributed DP: the
+// noise shares the privacy guarantee needs).
+struct SecAggRoundLimits {
+  int64_t max_inputs = 0;
+  int64_t min_inputs = 0;
+};
+
 class SecureAggregationRound {
  public:
   enum class State { kRunning, kSucceeded, kAborted };
 
   // `clients`: the round's assigned client ids (any order; indices follow sorted order).
   static absl::StatusOr<std::unique_ptr<SecureAggregationRound>> Start(
-      const SecureAggregationSettings& settings, const secagg::FixedPointEncoding& encoding,
+      const SecureAggregationSettings& settings, const SecAggInputEncoding& encoding,
       int64_t vector_length, std::vector<std::string> clients, absl::Time now,
-      absl::Duration upload_timeout);
+      absl::Duration upload_timeout, SecAggRoundLimits limits = {});
 
   // The assignment parameters for an assigned client; nullopt for others.
   std::optional<v1::SecureAggregationParams> ParamsFor(const std::string& client_id) const;
@@ -64,14 +82,14 @@ class SecureAggregationRound {
                                                        double train_loss);
 
   // Closes every phase whose messages are all in or whose deadline has passed; at the end
-  // reconstructs and decodes the sum.
+  // reconstructs the sum (which the caller decodes: it knows the encoding's meaning).
   State Advance(absl::Time now);
   State state() const { return state_; }
   absl::Time deadline() const { return deadline_; }
   absl::string_view phase_name() const;
 
-  // After kSucceeded.
-  const secagg::DecodedSum& result() const { return result_; }
+  // After kSucceeded: the unmasked sum of the included clients' encoded vectors (mod 2^bits).
+  const std::vector<uint64_t>& sum() const { return sum_; }
   int64_t included() const { return included_; }
   double mean_train_loss() const;
   // After kAborted.
@@ -79,10 +97,10 @@ class SecureAggregationRound {
 
  private:
   SecureAggregationRound(const SecureAggregationSettings& settings,
-                         const secagg::FixedPointEncoding& encoding, secagg::ProtocolConfig config,
+                         const SecAggInputEncoding& encoding, secagg::ProtocolConfig config,
                          std::vector<std::string> clients,
                          std::unique_ptr<secagg::SecAggServer> server, absl::Time now,
-                         absl::Duration upload_timeout);
+                         absl::Duration upload_timeout, SecAggRoundLimits limits);
   // Records a step's digest; OK(true) if it is an identical retry.
   absl::StatusOr<bool> CheckRetry(int32_t index, int step, const std::string& payload);
   v1::SecAggResponse Retry() const;
@@ -90,19 +108,20 @@ class SecureAggregationRound {
   void CloseCurrentPhase();
 
   const SecureAggregationSettings settings_;
-  const secagg::FixedPointEncoding encoding_;
+  const SecAggInputEncoding encoding_;
   const secagg::ProtocolConfig config_;
   const std::vector<std::string> clients_;  // by protocol index
   absl::flat_hash_map<std::string, int32_t> index_of_;
   std::unique_ptr<secagg::SecAggServer> server_;
   const absl::Duration upload_timeout_;
+  const SecAggRoundLimits limits_;
   absl::Time deadline_;
   State state_ = State::kRunning;
   absl::Status abort_status_;
   // Hash of each accepted message per (client, step), to tell a retry from a different message.
   absl::flat_hash_map<int64_t, size_t> accepted_digests_;
   std::vector<double> train_losses_;
-  secagg::DecodedSum result_;
+  std::vector<uint64_t> sum_;
   int64_t included_ = 0;
 };
 

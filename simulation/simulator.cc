@@ -27,11 +27,6 @@ namespace {
 // Evaluation is cut into chunks of this many examples, spread over the workers.
 constexpr int64_t kEvalChunk = 1000;
 
-// Stream tags of DeriveSeed for the simulator's DP randomness.
-constexpr uint64_t kValueNoiseTag = 0x64702d76616c;   // "dp-val": central noise on the sum
-constexpr uint64_t kCountNoiseTag = 0x64702d636e74;   // "dp-cnt": central noise on the count
-constexpr uint64_t kClientNoiseTag = 0x64702d636c69;  // "dp-cli": a client's distributed share
-
 absl::Status ValidateDpOptions(const SimulationOptions& options) {
   const DpOptions& dp = options.dp;
   if (dp.mode == DpMode::kNone) {
@@ -121,26 +116,6 @@ SecureAggregationRoundStats MakeRoundStats(const secagg::ProtocolConfig& config,
 
 }  // namespace
 
-absl::StatusOr<DpMode> ParseDpMode(absl::string_view name) {
-  if (name == "none") return DpMode::kNone;
-  if (name == "central") return DpMode::kCentral;
-  if (name == "distributed") return DpMode::kDistributed;
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown DP mode '", name, "'; expected none, central or distributed"));
-}
-
-absl::string_view DpModeName(DpMode mode) {
-  switch (mode) {
-    case DpMode::kNone:
-      return "none";
-    case DpMode::kCentral:
-      return "central";
-    case DpMode::kDistributed:
-      return "distributed";
-  }
-  return "?";
-}
-
 absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const SimulationOptions& options,
                                                              const data::FederatedDataset* dataset,
                                                              Collective* collective) {
@@ -217,59 +192,33 @@ Simulator::~Simulator() = default;
 
 absl::Status Simulator::SetUpPrivacy() {
   const DpOptions& dp = options_.dp;
-  const double m = static_cast<double>(options_.clients_per_round);
-  const double z = dp.noise_multiplier;
-  PrivacySetup setup;
-  setup.sampling_rate = m / static_cast<double>(dataset_->num_clients());
-  const bool adaptive = dp.adaptive_clip_quantile.has_value();
-  // Without noise there is no privacy to protect: the count is not noised either.
-  setup.clipped_count_stddev = adaptive && z > 0 ? privacy::DefaultClippedCountStddev(m) : 0.0;
-  if (adaptive) {
-    FEDKIT_ASSIGN_OR_RETURN(
-        adaptive_clipping_,
-        privacy::AdaptiveClipping::Create({.initial_clip_norm = options_.plan.clip_norm,
-                                           .target_quantile = *dp.adaptive_clip_quantile,
-                                           .learning_rate = dp.adaptive_clip_learning_rate,
-                                           .clipped_count_stddev = setup.clipped_count_stddev,
-                                           .expected_clients_per_round = m}));
-  }
+  privacy::DpRoundShape shape;
+  shape.clients_per_round = options_.clients_per_round;
+  shape.population = dataset_->num_clients();
+  shape.dim = static_cast<int64_t>(global_.size());
+  shape.clip_norm = options_.plan.clip_norm;
+  shape.expected_dropout_rate = options_.dropout.rate;
   if (options_.secure_aggregation.variant.has_value()) {
-    const SecureAggregationOptions& secure = options_.secure_aggregation;
-    privacy::DistributedDpEncodingOptions encoding_options;
-    encoding_options.modulus_bits = secure.modulus_bits;
-    encoding_options.max_clients = options_.clients_per_round;
-    encoding_options.dim = static_cast<int64_t>(global_.size());
-    encoding_options.with_count = adaptive;
-    if (dp.mode == DpMode::kDistributed) {
-      encoding_options.noise_multiplier = z;
-      encoding_options.clipped_count_stddev = setup.clipped_count_stddev;
-      encoding_options.dropout_tolerance = dp.dropout_tolerance.value_or(
-          privacy::DropoutToleranceForRate(options_.clients_per_round, options_.dropout.rate));
-    }
-    absl::StatusOr<privacy::DistributedDpEncoding> encoding =
-        privacy::ChooseDistributedDpEncoding(encoding_options);
-    if (!encoding.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--dp ", DpModeName(dp.mode), " with --secagg-modulus-bits ",
-                       secure.modulus_bits, ": ", encoding.status().message()));
-    }
-    setup.encoding = *encoding;
+    shape.secure_aggregation_modulus_bits = options_.secure_aggregation.modulus_bits;
+  }
+  absl::StatusOr<privacy::DpSetup> setup = privacy::SetUpDp(dp, shape);
+  if (!setup.ok()) {
+    return absl::InvalidArgumentError(
+        shape.secure_aggregation_modulus_bits.has_value()
+            ? absl::StrCat("--dp ", DpModeName(dp.mode), " with --secagg-modulus-bits ",
+                           options_.secure_aggregation.modulus_bits, ": ", setup.status().message())
+            : std::string(setup.status().message()));
+  }
+  if (setup->adaptive_clipping.has_value()) {
+    FEDKIT_ASSIGN_OR_RETURN(adaptive_clipping_,
+                            privacy::AdaptiveClipping::Create(*setup->adaptive_clipping));
+  }
+  if (setup->encoding.has_value()) {
     // Refuse now, not in round 1, if the protocol cannot run with this many clients.
-    FEDKIT_RETURN_IF_ERROR(RoundProtocolConfig(0, encoding->length()).status());
+    FEDKIT_RETURN_IF_ERROR(RoundProtocolConfig(0, setup->encoding->length()).status());
   }
-  if (dp.mode == DpMode::kDistributed) {
-    setup.accounting_noise_multiplier = setup.encoding->effective_noise_multiplier;
-    setup.value_noise_multiplier = setup.encoding->value_noise_multiplier;
-  } else {
-    setup.accounting_noise_multiplier = z;
-    setup.value_noise_multiplier = z;
-    if (adaptive) {
-      FEDKIT_ASSIGN_OR_RETURN(setup.value_noise_multiplier,
-                              privacy::ValueNoiseMultiplier(z, setup.clipped_count_stddev));
-    }
-  }
-  if (setup.accounting_noise_multiplier > 0) accountant_.emplace();
-  privacy_setup_ = setup;
+  if (setup->accounting_noise_multiplier > 0) accountant_.emplace();
+  privacy_setup_ = *std::move(setup);
   return absl::OkStatus();
 }
 
@@ -560,10 +509,8 @@ absl::StatusOr<std::vector<float>> Simulator::ReleaseDpAverage(int round, double
   const double denominator = static_cast<double>(options_.clients_per_round);
   // The simulator's noise is seeded so that runs are reproducible; a production server must draw
   // it from privacy::SecureRandomSource (anyone who knows the seed can subtract it).
-  privacy::SeededRandomSource value_noise(
-      DeriveSeed(options_.seed, {static_cast<uint64_t>(round), kValueNoiseTag}));
-  privacy::SeededRandomSource count_noise(
-      DeriveSeed(options_.seed, {static_cast<uint64_t>(round), kCountNoiseTag}));
+  privacy::SeededRandomSource value_noise(privacy::ValueNoiseSeed(options_.seed, round));
+  privacy::SeededRandomSource count_noise(privacy::CountNoiseSeed(options_.seed, round));
   // Distributed: the clients already noised the sum.
   const double stddev = options_.dp.mode == DpMode::kCentral
                             ? privacy_setup_->value_noise_multiplier * clip_norm
@@ -642,9 +589,7 @@ absl::StatusOr<std::optional<Simulator::DpSum>> Simulator::RunDpSecureAggregatio
     // privacy::SecureRandomSource.
     privacy::SeededRandomSource rounding(
         secagg::StochasticRoundingSeed(options_.seed, round, client));
-    privacy::SeededRandomSource noise(
-        DeriveSeed(options_.seed,
-                   {static_cast<uint64_t>(round), static_cast<uint64_t>(client), kClientNoiseTag}));
+    privacy::SeededRandomSource noise(privacy::ClientNoiseSeed(options_.seed, round, client));
     return privacy::EncodeDistributedDpUpdate(encoding, update.delta, clip_norm, unclipped,
                                               rounding, noise);
   };

@@ -20,6 +20,7 @@
 #include "models/model.h"
 #include "privacy/adaptive_clipping.h"
 #include "privacy/distributed_dp_encoding.h"
+#include "privacy/dp_setup.h"
 #include "privacy/rdp_accountant.h"
 #include "privacy/secagg/encoding.h"
 #include "privacy/secagg/in_memory_round.h"
@@ -53,52 +54,15 @@ struct DropoutOptions {
   std::map<int64_t, secagg::ClientPhase> forced;
 };
 
-// User-level differential privacy: DP-FedAvg (McMahan et al., ICLR 2018). Every client's delta is
-// clipped to L2 norm S and has weight 1; the server releases (sum of clipped deltas + noise) / m
-// with the fixed denominator m = clients_per_round, also when some clients drop out.
-//   central:      the server adds N(0, (z_delta S)^2) per coordinate to the sum (privacy/noise.h).
-//   distributed:  each client adds its share of discrete Gaussian noise before secure aggregation
-//                 masks its update (privacy/distributed_dp_encoding.h, Kairouz et al. 2021), so the
-//                 server never sees an un-noised sum. Needs secure aggregation. The noise is sized
-//                 so that the survivors' sum carries it if at most a fraction dropout_tolerance of
-//                 the sampled clients drop; a round with fewer survivors is aborted unreleased.
-// Adaptive clipping (Andrew et al. 2021, privacy/adaptive_clipping.h) moves S towards the
-// adaptive_clip_quantile of the update norms; the clients' unclipped bits are counted with noise
-// sigma_b = m / 20 and the update noise rises to z_delta so that the round still costs what noise
-// multiplier z costs (z_delta = z without adaptive clipping). Privacy is accounted with the RDP
-// accountant of the Poisson-subsampled Gaussian at q = clients_per_round / population. The
-// simulator samples a fixed-size uniform subset instead (server::SampleClients), the common
-// approximation of TensorFlow Privacy / TFF tutorials; the epsilon is that of Poisson sampling.
-enum class DpMode { kNone, kCentral, kDistributed };
-absl::StatusOr<DpMode> ParseDpMode(absl::string_view name);  // "none" | "central" | "distributed"
-absl::string_view DpModeName(DpMode mode);
-
-struct DpOptions {
-  DpMode mode = DpMode::kNone;
-  double noise_multiplier = 0.0;  // z >= 0; 0 = clipping and the fixed denominator, no privacy
-  // Adaptive clipping's target quantile gamma in (0, 1); plan.clip_norm is then the initial clip.
-  std::optional<double> adaptive_clip_quantile;
-  double adaptive_clip_learning_rate = 0.2;  // eta_C
-  // Stop before a round that would take epsilon (at delta) above this. Needs z > 0.
-  std::optional<double> target_epsilon;
-  double delta = 1e-5;
-  // Distributed: fraction of sampled clients that may drop while the noise still suffices;
-  // nullopt = DropoutToleranceForRate(clients_per_round, dropout.rate) (forced dropouts are not
-  // anticipated).
-  std::optional<double> dropout_tolerance;
-};
-
-// What Create derived for differential privacy (for logs and tests).
-struct PrivacySetup {
-  double sampling_rate = 0.0;                // q
-  double accounting_noise_multiplier = 0.0;  // what the accountant composes (0: no accounting)
-  // Noise stddev on the sum of clipped updates, in units of the clip norm (central: z_delta;
-  // distributed: with min_surviving_clients survivors).
-  double value_noise_multiplier = 0.0;
-  double clipped_count_stddev = 0.0;  // sigma_b (adaptive clipping with z > 0)
-  // With secure aggregation: the unit-weight fixed-point encoding (noise-free in central mode).
-  std::optional<privacy::DistributedDpEncoding> encoding;
-};
+// User-level differential privacy (DP-FedAvg, central or distributed, adaptive clipping): the
+// settings and their derivation are the coordinator's (privacy/dp_setup.h). The simulator samples
+// a fixed-size uniform subset (server::SampleClients), the common approximation of TensorFlow
+// Privacy / TFF tutorials; the epsilon is that of Poisson sampling at q = K / population.
+using DpMode = privacy::DpMode;
+using DpOptions = privacy::DpSettings;
+using PrivacySetup = privacy::DpSetup;
+using privacy::DpModeName;
+using privacy::ParseDpMode;
 
 // System heterogeneity and the coordinator's round rules in virtual time
 // (simulation/system_model.h): a round samples ceil(K (1 + over_select)) clients, each finishes

@@ -11,6 +11,7 @@
 #include <optional>
 #include <regex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "artifacts/artifact_files.h"
@@ -557,6 +558,93 @@ TEST_F(CoordinatorE2eTest, SecureAggregationWithKilledClientsCommitsTheSurvivors
   ASSERT_EQ(networked.size(), survivors.size());
   EXPECT_EQ(networked, survivors);
   EXPECT_NE(networked, everyone);  // the two dead clients' updates are really absent
+}
+
+// DP-FedAvg over gRPC is the simulator's: the same clipping, unit-weight exact sum, seeded noise
+// (the coordinator's --dp-noise-seed, and each device's for its distributed share, equal to the
+// simulator's --seed) and adaptive clip steps give the same model bit for bit.
+class CoordinatorDpE2eTest : public CoordinatorE2eTest {
+ protected:
+  void ExpectMatchesTheSimulator(const std::vector<std::string>& dp, bool device_noise) {
+    std::vector<std::string> extra = {"--rounds",        "3",
+                                      "--dp-population", std::to_string(kClients),
+                                      "--dp-noise-seed", kSeed,
+                                      "--metrics-out",   Path("metrics.jsonl"),
+                                      "--model-out",     Path("coordinator.pt")};
+    extra.insert(extra.end(), dp.begin(), dp.end());
+    Subprocess coordinator;
+    StartCoordinator(coordinator, extra, "coordinator.log");
+    std::vector<Subprocess> clients;
+    StartClients(clients, "seed", kClients, [&](int) {
+      return device_noise ? std::vector<std::string>{"--dp-noise-seed", kSeed}
+                          : std::vector<std::string>{};
+    });
+    EXPECT_EQ(coordinator.Wait(), 0) << coordinator.Output();
+    EXPECT_EQ(WaitForAll(clients), std::vector<int>(kClients, 0));
+    const auto metrics = ReadJsonLines(Path("metrics.jsonl"));
+    ASSERT_EQ(metrics.size(), 3u) << coordinator.Output();
+    for (const auto& m : metrics) {
+      EXPECT_EQ(m["participants"].get<int>(), kClients);
+      EXPECT_GT(m["epsilon"].get<double>(), 0);
+    }
+    // The clip moved between rounds (adaptive clipping ran over the network).
+    EXPECT_NE(metrics[0]["clip_norm"].get<double>(), metrics[2]["clip_norm"].get<double>());
+
+    std::string args =
+        "--dataset fmnist --clients 20 --clients-per-round 20 --rounds 3 --partition iid --seed " +
+        std::string(kSeed) + " --eval-every 0 --threads 2 --model-out " + Path("sim.pt");
+    for (const auto& a : kTraining) args += " " + a;
+    for (const auto& a : dp) args += " " + a;
+    Result r = RunSim(args);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const std::vector<float> networked = LoadModel(Path("coordinator.pt"));
+    const std::vector<float> simulated = LoadModel(Path("sim.pt"));
+    ASSERT_EQ(networked.size(), simulated.size());
+    ASSERT_FALSE(networked.empty());
+    EXPECT_TRUE(networked == simulated) << "the coordinator's model differs from the simulator's";
+  }
+};
+
+// Each bad DP combination exits with 2 and a message naming the flag to change.
+TEST_F(CoordinatorDpE2eTest, DpFlagErrorsNameTheFlag) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--dp", "bogus"}, "--dp"},
+      {{"--dp", "distributed", "--clip-norm", "1", "--dp-population", "100"}, "--dp: distributed"},
+      {{"--dp", "central", "--dp-population", "100"}, "--clip-norm"},
+      {{"--dp", "central", "--clip-norm", "1"}, "--dp-population"},
+      {{"--adaptive-clip-quantile", "0.5"}, "--adaptive-clip-quantile"},
+      {{"--dp-noise-seed", "3"}, "--dp-noise-seed"},
+      {{"--dp", "central", "--clip-norm", "1", "--dp-population", "100", "--dp-dropout-tolerance",
+        "0.1"},
+       "--dp-dropout-tolerance"},
+      {{"--dp", "central", "--clip-norm", "1", "--dp-population", "100", "--noise-multiplier", "5",
+        "--adaptive-clip-quantile", "0.5"},
+       "--noise-multiplier"},
+  };
+  int n = 0;
+  for (const auto& [flags, expected] : cases) {
+    std::vector<std::string> argv = {FEDKIT_COORDINATOR_BINARY, "--listen", "127.0.0.1:0",
+                                     "--insecure"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    Subprocess refused;
+    ASSERT_TRUE(refused.Start(argv, Path("refused" + std::to_string(n++) + ".log")));
+    EXPECT_EQ(refused.Wait(), 2) << expected << ": " << refused.Output();
+    EXPECT_THAT(refused.Output(), ::testing::HasSubstr("fedkit-coordinator: " + expected))
+        << refused.Output();
+  }
+}
+
+TEST_F(CoordinatorDpE2eTest, CentralDpWithAdaptiveClippingMatchesTheSimulatorBitForBit) {
+  ExpectMatchesTheSimulator({"--dp", "central", "--clip-norm", "1", "--noise-multiplier", "0.5",
+                             "--adaptive-clip-quantile", "0.5"},
+                            /*device_noise=*/false);
+}
+
+TEST_F(CoordinatorDpE2eTest, DistributedDpUnderSecAggPlusMatchesTheSimulatorBitForBit) {
+  ExpectMatchesTheSimulator(
+      {"--dp", "distributed", "--secagg", "secagg+", "--clip-norm", "1", "--noise-multiplier",
+       "0.5", "--adaptive-clip-quantile", "0.5", "--dp-dropout-tolerance", "0.1"},
+      /*device_noise=*/true);
 }
 
 }  // namespace
