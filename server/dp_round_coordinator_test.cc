@@ -48,6 +48,21 @@ CoordinatorOptions DpOptions(std::optional<double> target_epsilon = std::nullopt
   return o;
 }
 
+// Hooks that keep the last checkpoint and every committed round's outcome.
+struct Recorder {
+  v1::Checkpoint checkpoint;
+  std::vector<RoundOutcome> outcomes;
+  CoordinatorHooks Hooks() {
+    CoordinatorHooks hooks;
+    hooks.save_checkpoint = [this](const v1::Checkpoint& cp) {
+      checkpoint = cp;
+      return absl::OkStatus();
+    };
+    hooks.round_committed = [this](const RoundOutcome& r) { outcomes.push_back(r); };
+    return hooks;
+  }
+};
+
 std::unique_ptr<RoundCoordinator> Make(const CoordinatorOptions& o, CoordinatorHooks hooks = {}) {
   auto c = RoundCoordinator::Create(o, TinyLayout(), {0.0f, 0.0f}, std::move(hooks));
   EXPECT_TRUE(c.ok()) << c.status();
@@ -108,15 +123,10 @@ TEST(CentralDpCoordinatorTest, CommitsTheNoisedFixedDenominatorAverageAndReports
   auto status = c->Status(kStart);
   ASSERT_EQ(status.history_size(), 1);
   EXPECT_GT(epsilon, 0);
-  v1::Checkpoint checkpoint;
-  CoordinatorHooks hooks;
-  hooks.save_checkpoint = [&](const v1::Checkpoint& cp) {
-    checkpoint = cp;
-    return absl::OkStatus();
-  };
-  std::vector<RoundOutcome> outcomes;
-  hooks.round_committed = [&](const RoundOutcome& r) { outcomes.push_back(r); };
-  auto d = Make(DpOptions(), hooks);
+  Recorder recorded;
+  auto d = Make(DpOptions(), recorded.Hooks());
+  const v1::Checkpoint& checkpoint = recorded.checkpoint;
+  const std::vector<RoundOutcome>& outcomes = recorded.outcomes;
   ASSERT_TRUE(RunRound(*d, kStart));
   ASSERT_EQ(outcomes.size(), 1u);
   ASSERT_TRUE(outcomes[0].epsilon.has_value());
@@ -149,21 +159,16 @@ TEST(CentralDpCoordinatorTest, StopsBeforeTheRoundThatWouldExceedTheBudget) {
 }
 
 TEST(CentralDpCoordinatorTest, AccountantStateSurvivesACheckpoint) {
-  v1::Checkpoint checkpoint;
-  CoordinatorHooks hooks;
-  hooks.save_checkpoint = [&](const v1::Checkpoint& cp) {
-    checkpoint = cp;
-    return absl::OkStatus();
-  };
-  auto first = Make(DpOptions(), hooks);
+  Recorder recorded;
+  const v1::Checkpoint& checkpoint = recorded.checkpoint;
+  auto first = Make(DpOptions(), recorded.Hooks());
   ASSERT_TRUE(RunRound(*first, kStart));
   ASSERT_TRUE(RunRound(*first, kStart + absl::Seconds(1)));
   ASSERT_EQ(checkpoint.rounds_completed(), 2);
 
-  std::vector<RoundOutcome> outcomes;
-  CoordinatorHooks resumed_hooks;
-  resumed_hooks.round_committed = [&](const RoundOutcome& r) { outcomes.push_back(r); };
-  auto resumed = Make(DpOptions(), resumed_hooks);
+  Recorder resumed_recorded;
+  const std::vector<RoundOutcome>& outcomes = resumed_recorded.outcomes;
+  auto resumed = Make(DpOptions(), resumed_recorded.Hooks());
   ASSERT_TRUE(resumed->Restore(checkpoint).ok());
   ASSERT_TRUE(RunRound(*resumed, kStart + absl::Seconds(2)));
   privacy::RdpAccountant accountant;
@@ -201,15 +206,10 @@ CoordinatorOptions AdaptiveOptions() {
 }
 
 TEST(AdaptiveClippingCoordinatorTest, TheClipMovesAsTheSimulatorsAndSurvivesACheckpoint) {
-  v1::Checkpoint checkpoint;
-  CoordinatorHooks hooks;
-  hooks.save_checkpoint = [&](const v1::Checkpoint& cp) {
-    checkpoint = cp;
-    return absl::OkStatus();
-  };
-  std::vector<RoundOutcome> outcomes;
-  hooks.round_committed = [&](const RoundOutcome& r) { outcomes.push_back(r); };
-  auto c = Make(AdaptiveOptions(), hooks);
+  Recorder recorded;
+  const v1::Checkpoint& checkpoint = recorded.checkpoint;
+  const std::vector<RoundOutcome>& outcomes = recorded.outcomes;
+  auto c = Make(AdaptiveOptions(), recorded.Hooks());
   std::vector<double> clips;
   ASSERT_TRUE(RunRound(*c, kStart, &clips));
   ASSERT_TRUE(RunRound(*c, kStart + absl::Seconds(1), &clips));
@@ -255,15 +255,11 @@ TEST(AdaptiveClippingCoordinatorTest, TheClipMovesAsTheSimulatorsAndSurvivesAChe
   EXPECT_EQ(resumed_clips[0], expected->clip_norm());
 
   // A fixed-clip checkpoint does not resume an adaptive run.
-  v1::Checkpoint fixed;
-  CoordinatorHooks fixed_hooks;
-  fixed_hooks.save_checkpoint = [&](const v1::Checkpoint& cp) {
-    fixed = cp;
-    return absl::OkStatus();
-  };
-  auto fixed_run = Make(DpOptions(), fixed_hooks);
+  Recorder fixed;
+  auto fixed_run = Make(DpOptions(), fixed.Hooks());
   ASSERT_TRUE(RunRound(*fixed_run, kStart));
-  EXPECT_THAT(Make(AdaptiveOptions())->Restore(fixed).message(), HasSubstr("adaptive clipping"));
+  EXPECT_THAT(Make(AdaptiveOptions())->Restore(fixed.checkpoint).message(),
+              HasSubstr("adaptive clipping"));
 }
 
 TEST(AdaptiveClippingCoordinatorTest, AnUploadMustSayWhetherItWasClipped) {
