@@ -1,0 +1,81 @@
+#include "server/in_process_channel.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "proto/layout_conversion.h"
+
+namespace fedkit::server {
+
+InProcessChannel::InProcessChannel(RoundCoordinator* coordinator, std::function<absl::Time()> clock)
+    : coordinator_(coordinator), clock_(std::move(clock)) {}
+
+absl::Status InProcessChannel::CheckNotCancelled() const {
+  if (cancelled_.load(std::memory_order_acquire)) {
+    return absl::CancelledError("the in-process channel was cancelled");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::CheckInResponse> InProcessChannel::CheckIn(const v1::CheckInRequest& request) {
+  if (absl::Status s = CheckNotCancelled(); !s.ok()) return s;
+  return coordinator_->CheckIn(request, clock_());
+}
+
+absl::Status InProcessChannel::GetModel(const v1::GetModelRequest& request, int64_t expected_size,
+                                        std::vector<float>* parameters,
+                                        v1::ParameterLayout* layout) {
+  if (absl::Status s = CheckNotCancelled(); !s.ok()) return s;
+  absl::StatusOr<RoundCoordinator::ModelSnapshot> snapshot =
+      coordinator_->GetModel(request, clock_());
+  if (!snapshot.ok()) return snapshot.status();
+  const std::vector<float>& values = *snapshot->parameters;
+  if (static_cast<int64_t>(values.size()) != expected_size) {
+    return absl::FailedPreconditionError(absl::StrCat("the coordinator's model has ", values.size(),
+                                                      " values; this device's has ",
+                                                      expected_size));
+  }
+  *parameters = values;
+  *layout = LayoutToProto(coordinator_->layout());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::DeclineResponse> InProcessChannel::Decline(const v1::DeclineRequest& request) {
+  if (absl::Status s = CheckNotCancelled(); !s.ok()) return s;
+  return coordinator_->Decline(request, clock_());
+}
+
+absl::StatusOr<v1::UploadResponse> InProcessChannel::UploadUpdate(const v1::UpdateHeader& header,
+                                                                  absl::Span<const float> delta) {
+  if (absl::Status s = CheckNotCancelled(); !s.ok()) return s;
+  if (header.total_size() != static_cast<int64_t>(delta.size()) ||
+      header.total_size() != coordinator_->model_size()) {
+    coordinator_->CountRefusal("wrong_shape");
+    return absl::InvalidArgumentError(absl::StrCat("update of ", delta.size(), " values declares ",
+                                                   header.total_size(), "; the model has ",
+                                                   coordinator_->model_size()));
+  }
+  return coordinator_->SubmitUpdate(header, delta, clock_());
+}
+
+absl::StatusOr<v1::SecAggResponse> InProcessChannel::SecureAggregation(
+    const v1::SecAggRequest& request) {
+  if (absl::Status s = CheckNotCancelled(); !s.ok()) return s;
+  return coordinator_->SecureAggregationStep(request, clock_());
+}
+
+absl::StatusOr<v1::UploadResponse> InProcessChannel::UploadMaskedInput(
+    const v1::UpdateHeader& header, const std::string& packed) {
+  if (absl::Status s = CheckNotCancelled(); !s.ok()) return s;
+  if (header.total_size() != coordinator_->model_size() + 1) {
+    coordinator_->CountRefusal("wrong_shape");
+    return absl::InvalidArgumentError(absl::StrCat("masked upload declares ", header.total_size(),
+                                                   " values; expected ",
+                                                   coordinator_->model_size() + 1));
+  }
+  return coordinator_->SubmitMaskedUpdate(header, packed, clock_());
+}
+
+void InProcessChannel::Cancel() { cancelled_.store(true, std::memory_order_release); }
+
+}  // namespace fedkit::server

@@ -1,0 +1,216 @@
+// The device library against the round engine in one process: FederatedClients over
+// InProcessChannel run real rounds of a RoundCoordinator (fewer clients per round than devices,
+// over-selection, ids that do not sort like indices), and the committed model is the weighted
+// FedAvg of exactly the updates the coordinator accepted.
+#include "server/in_process_channel.h"
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "aggregation/aggregator.h"
+#include "aggregation/server_optimizer.h"
+#include "client/federated_client.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "models/compute_threads.h"
+#include "models/flat_params.h"
+#include "models/model.h"
+
+namespace fedkit::server {
+namespace {
+
+const data::DatasetInfo kInfo{{6}, 3};
+
+data::Examples MakeExamples(int n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal;
+  data::Examples ex;
+  ex.feature_dim = 6;
+  for (int i = 0; i < n; ++i) {
+    float best = -1e9f;
+    int64_t label = 0;
+    for (int j = 0; j < 6; ++j) {
+      const float v = normal(rng);
+      ex.features.push_back(v);
+      if (j < 3 && v > best) best = v, label = j;
+    }
+    ex.labels.push_back(label);
+  }
+  return ex;
+}
+
+// Every update the coordinator counted (OK and not a duplicate), by round.
+struct AcceptedUpdates {
+  absl::Mutex mu;
+  std::map<int64_t, std::vector<std::pair<int64_t, std::vector<float>>>> by_round
+      ABSL_GUARDED_BY(mu);
+  std::map<int64_t, std::set<std::string>> assigned ABSL_GUARDED_BY(mu);  // client ids by round
+};
+
+// A wrapper around a channel, the shape faults and dropouts take: this one records what was
+// accepted and forwards everything.
+class RecordingChannel final : public client::CoordinatorChannel {
+ public:
+  RecordingChannel(std::unique_ptr<client::CoordinatorChannel> inner, AcceptedUpdates* accepted)
+      : inner_(std::move(inner)), accepted_(accepted) {}
+  absl::StatusOr<v1::CheckInResponse> CheckIn(const v1::CheckInRequest& request) override {
+    absl::StatusOr<v1::CheckInResponse> response = inner_->CheckIn(request);
+    if (response.ok() && response->has_assignment()) {
+      absl::MutexLock lock(&accepted_->mu);
+      accepted_->assigned[response->assignment().round()].insert(request.client_id());
+    }
+    return response;
+  }
+  absl::Status GetModel(const v1::GetModelRequest& request, int64_t expected_size,
+                        std::vector<float>* parameters, v1::ParameterLayout* layout) override {
+    return inner_->GetModel(request, expected_size, parameters, layout);
+  }
+  absl::StatusOr<v1::UploadResponse> UploadUpdate(const v1::UpdateHeader& header,
+                                                  absl::Span<const float> delta) override {
+    absl::StatusOr<v1::UploadResponse> response = inner_->UploadUpdate(header, delta);
+    if (response.ok() && !response->duplicate()) {
+      absl::MutexLock lock(&accepted_->mu);
+      accepted_->by_round[header.round()].emplace_back(
+          header.num_examples(), std::vector<float>(delta.begin(), delta.end()));
+    }
+    return response;
+  }
+  void Cancel() override { inner_->Cancel(); }
+
+ private:
+  std::unique_ptr<client::CoordinatorChannel> inner_;
+  AcceptedUpdates* accepted_;
+};
+
+CoordinatorOptions Options() {
+  CoordinatorOptions o;
+  o.model_name = "logreg";
+  o.rounds = 3;
+  o.clients_per_round = 3;
+  o.min_clients = 3;
+  o.over_select = 0.5;  // 5 of the 7 devices assigned, the first 3 uploads counted
+  // Long enough that every round starts at the over-selected target, not with fewer.
+  o.selection_timeout = absl::Seconds(60);
+  o.retry_interval = absl::Milliseconds(5);
+  o.round_timeout = absl::Seconds(120);
+  o.plan.set_local_epochs(1);
+  o.plan.set_batch_size(8);
+  o.plan.set_learning_rate(0.3);
+  o.plan.set_run_seed(42);
+  return o;
+}
+
+TEST(InProcessChannelTest, DevicesRunTheEnginesRoundsAndTheModelIsTheFedAvgOfWhatWasAccepted) {
+  models::UseSingleThreadedCompute();
+  const CoordinatorOptions options = Options();
+  std::shared_ptr<models::Model> reference = *models::CreateModel("logreg", kInfo, 1);
+  const std::vector<float> initial = models::FlattenParameters(*reference);
+  auto coordinator =
+      RoundCoordinator::Create(options, models::LayoutOf(*reference), initial, CoordinatorHooks{});
+  ASSERT_TRUE(coordinator.ok()) << coordinator.status();
+
+  AcceptedUpdates accepted;
+  // Ids that do not sort like the device indices.
+  const std::vector<std::string> ids = {"zeta", "alpha", "mu", "beta", "omega", "kappa", "delta"};
+  std::vector<std::unique_ptr<client::FederatedClient>> devices;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    client::FederatedClientOptions o;
+    o.client_id = ids[i];
+    o.client_index = static_cast<int64_t>(i);
+    o.initial_backoff = absl::Milliseconds(1);
+    o.max_backoff = absl::Milliseconds(5);
+    o.give_up_after = absl::Seconds(120);
+    o.jitter_seed = i;
+    auto channel = std::make_unique<RecordingChannel>(
+        std::make_unique<InProcessChannel>(coordinator->get(), [] { return absl::Now(); }),
+        &accepted);
+    devices.push_back(std::make_unique<client::FederatedClient>(
+        o, std::move(channel), *models::CreateModel("logreg", kInfo, 100 + i),
+        MakeExamples(20 + 7 * static_cast<int>(i), 10 + i)));
+  }
+  std::atomic<bool> done{false};
+  std::thread ticker([&] {
+    while (!done.load()) {
+      EXPECT_TRUE((*coordinator)->Tick(absl::Now()).ok());
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+  });
+  std::vector<absl::Status> results(devices.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < devices.size(); ++i) {
+    threads.emplace_back([&, i] {
+      models::UseSingleThreadedCompute();
+      results[i] = devices[i]->Run();
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  done = true;
+  ticker.join();
+  for (size_t i = 0; i < devices.size(); ++i) EXPECT_TRUE(results[i].ok()) << ids[i] << results[i];
+  ASSERT_TRUE((*coordinator)->finished());
+  ASSERT_EQ((*coordinator)->rounds_completed(), 3);
+  const v1::GetStatusResponse status = (*coordinator)->Status(absl::Now());
+  ASSERT_EQ(status.history_size(), 3);
+  for (const auto& round : status.history()) EXPECT_EQ(round.participants(), 3);
+
+  // The committed model, by hand: weighted FedAvg of the accepted updates, server SGD (lr 1).
+  std::vector<float> expected = initial;
+  auto optimizer = aggregation::MakeServerOptimizer(options.server_optimizer,
+                                                    static_cast<int64_t>(initial.size()));
+  ASSERT_TRUE(optimizer.ok());
+  absl::MutexLock lock(&accepted.mu);
+  ASSERT_EQ(accepted.by_round.size(), 3u);
+  // Devices saw assignments of every round (an over-selected device that checks in again only
+  // after the third upload closed its round never sees its assignment: no count is pinned).
+  ASSERT_EQ(accepted.assigned.size(), 3u);
+  for (const auto& [round, clients] : accepted.assigned) EXPECT_GE(clients.size(), 3u) << round;
+  for (auto& [round, updates] : accepted.by_round) {
+    EXPECT_EQ(updates.size(), 3u) << "round " << round;  // K counted, whatever was over-selected
+    auto fedavg = aggregation::WeightedFedAvgAggregator::Create(
+        static_cast<int64_t>(initial.size()),
+        aggregation::UpdateValueBound(0, options.clip_tolerance, options.max_update_value),
+        options.max_examples_per_client);
+    ASSERT_TRUE(fedavg.ok());
+    for (const auto& [examples, delta] : updates) {
+      ASSERT_TRUE((*fedavg)->Accumulate(delta, examples).ok());
+    }
+    auto report = (*fedavg)->Report();
+    ASSERT_TRUE(report.ok());
+    ASSERT_TRUE((*optimizer)->Apply(report->average, absl::MakeSpan(expected)).ok());
+  }
+  EXPECT_EQ((*coordinator)->global_parameters(), expected);
+  EXPECT_NE(expected, initial);
+}
+
+TEST(InProcessChannelTest, RefusesMisdeclaredSizesAndIsCancellable) {
+  const CoordinatorOptions options = Options();
+  std::shared_ptr<models::Model> reference = *models::CreateModel("logreg", kInfo, 1);
+  auto coordinator =
+      RoundCoordinator::Create(options, models::LayoutOf(*reference),
+                               models::FlattenParameters(*reference), CoordinatorHooks{});
+  ASSERT_TRUE(coordinator.ok());
+  InProcessChannel channel(coordinator->get(), [] { return absl::Now(); });
+  v1::UpdateHeader header;
+  header.set_client_id("alpha");
+  header.set_total_size(5);
+  const std::vector<float> four(4, 0.0f);
+  EXPECT_EQ(channel.UploadUpdate(header, four).status().code(), absl::StatusCode::kInvalidArgument);
+  v1::CheckInRequest check_in;
+  check_in.set_client_id("alpha");
+  check_in.set_api_version(1);
+  EXPECT_TRUE(channel.CheckIn(check_in).ok());
+  channel.Cancel();
+  EXPECT_EQ(channel.CheckIn(check_in).status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(channel.UploadUpdate(header, four).status().code(), absl::StatusCode::kCancelled);
+}
+
+}  // namespace
+}  // namespace fedkit::server
