@@ -349,6 +349,13 @@ v1::CheckInResponse RoundCoordinator::RetryLocked(absl::Duration after,
 
 absl::StatusOr<v1::CheckInResponse> RoundCoordinator::CheckIn(const v1::CheckInRequest& request,
                                                               absl::Time now) {
+  absl::StatusOr<v1::CheckInResponse> response = HandleCheckIn(request, now);
+  FinishCommit();
+  return response;
+}
+
+absl::StatusOr<v1::CheckInResponse> RoundCoordinator::HandleCheckIn(
+    const v1::CheckInRequest& request, absl::Time now) {
   FEDKIT_RETURN_IF_ERROR(ValidateClientId(request.client_id()));
   if (request.api_version() != 0 && request.api_version() != 1) {
     return absl::FailedPreconditionError(
@@ -419,6 +426,10 @@ std::string RoundCoordinator::WaitingForLocked(absl::Time now) const {
     case Phase::kWaiting:
       break;
   }
+  if (pending_commit_.has_value()) {
+    return absl::StrFormat("round %d: its evaluation and checkpoint (committed)",
+                           pending_commit_->outcome.round);
+  }
   const int64_t waiting = static_cast<int64_t>(pool_.size());
   if (waiting < options_.min_clients) {
     return absl::StrFormat(
@@ -450,7 +461,9 @@ void RoundCoordinator::ExpirePoolLocked(absl::Time now) {
 }
 
 void RoundCoordinator::MaybeStartRoundLocked(absl::Time now) {
-  if (phase_ != Phase::kWaiting) return;
+  // The next round waits until the last one's checkpoint is written (FinishCommit): a crash then
+  // loses no round whose model devices have seen.
+  if (phase_ != Phase::kWaiting || pending_commit_.has_value()) return;
   const int64_t waiting = static_cast<int64_t>(pool_.size());
   // With the full over-selected target a round starts at once; with at least min_clients it
   // starts when the selection window (from when min_clients were first waiting) ends.
@@ -597,6 +610,14 @@ void RoundCoordinator::CountRefusal(absl::string_view reason) {
 }
 
 absl::StatusOr<v1::UploadResponse> RoundCoordinator::SubmitUpdate(const v1::UpdateHeader& header,
+                                                                  absl::Span<const float> delta,
+                                                                  absl::Time now) {
+  absl::StatusOr<v1::UploadResponse> response = HandleUpdate(header, delta, now);
+  FinishCommit();
+  return response;
+}
+
+absl::StatusOr<v1::UploadResponse> RoundCoordinator::HandleUpdate(const v1::UpdateHeader& header,
                                                                   absl::Span<const float> delta,
                                                                   absl::Time now) {
   const artifacts::Sha256Digest digest = UpdateDigest(header.num_examples(), delta);  // no lock
@@ -787,6 +808,13 @@ absl::StatusOr<v1::DeclineResponse> RoundCoordinator::CountDecline(
 
 absl::StatusOr<v1::SecAggResponse> RoundCoordinator::SecureAggregationStep(
     const v1::SecAggRequest& request, absl::Time now) {
+  absl::StatusOr<v1::SecAggResponse> response = HandleSecureAggregationStep(request, now);
+  FinishCommit();
+  return response;
+}
+
+absl::StatusOr<v1::SecAggResponse> RoundCoordinator::HandleSecureAggregationStep(
+    const v1::SecAggRequest& request, absl::Time now) {
   absl::MutexLock lock(&mu_);
   FEDKIT_RETURN_IF_ERROR(
       CheckAssignmentLocked(request.client_id(), request.assignment_id(), request.round()));
@@ -800,6 +828,13 @@ absl::StatusOr<v1::SecAggResponse> RoundCoordinator::SecureAggregationStep(
 }
 
 absl::StatusOr<v1::UploadResponse> RoundCoordinator::SubmitMaskedUpdate(
+    const v1::UpdateHeader& header, const std::string& packed, absl::Time now) {
+  absl::StatusOr<v1::UploadResponse> response = HandleMaskedUpdate(header, packed, now);
+  FinishCommit();
+  return response;
+}
+
+absl::StatusOr<v1::UploadResponse> RoundCoordinator::HandleMaskedUpdate(
     const v1::UpdateHeader& header, const std::string& packed, absl::Time now) {
   absl::MutexLock lock(&mu_);
   FEDKIT_RETURN_IF_ERROR(
@@ -855,6 +890,12 @@ void RoundCoordinator::AdvanceSecureAggregationLocked(absl::Time now) {
 }
 
 absl::Status RoundCoordinator::Tick(absl::Time now) {
+  HandleTick(now);
+  FinishCommit();
+  return fatal_error();
+}
+
+void RoundCoordinator::HandleTick(absl::Time now) {
   absl::MutexLock lock(&mu_);
   if (secagg_round_ != nullptr) AdvanceSecureAggregationLocked(now);
   if (phase_ == Phase::kTraining && now >= round_deadline_) {
@@ -868,7 +909,6 @@ absl::Status RoundCoordinator::Tick(absl::Time now) {
     ExpirePoolLocked(now);
     MaybeStartRoundLocked(now);
   }
-  return fatal_error_;
 }
 
 void RoundCoordinator::CloseAssignmentsLocked() {
@@ -936,25 +976,64 @@ void RoundCoordinator::CommitAverageLocked(const std::vector<float>& average, Ro
   attempt_ = 0;
   outcome.seconds = absl::ToDoubleSeconds(now - round_started_);
   CloseAssignmentsLocked();
-  phase_ = rounds_completed_ >= options_.rounds ? Phase::kFinished : Phase::kWaiting;
-  if (phase_ == Phase::kWaiting) BudgetExhaustedLocked();
+  // Evaluation, the checkpoint and the hooks run in FinishCommit, outside the lock; until then no
+  // round starts and the run is not finished.
+  phase_ = Phase::kWaiting;
+  history_.push_back(outcome);
+  PendingCommit pending;
+  pending.outcome = outcome;
+  pending.model = global_;
+  if (hooks_.save_checkpoint) pending.checkpoint = MakeCheckpointLocked();
+  pending_commit_ = std::move(pending);
+}
 
+void RoundCoordinator::FinishCommit() {
+  PendingCommit commit;
+  {
+    absl::MutexLock lock(&mu_);
+    // At most one commit is pending (the next round waits for it), and the thread that takes it
+    // runs its hooks: the others return at once.
+    if (!pending_commit_.has_value() || commit_running_) return;
+    commit_running_ = true;
+    commit = *pending_commit_;
+  }
+  RoundOutcome& outcome = commit.outcome;
   if (hooks_.evaluate) {
-    auto eval = hooks_.evaluate(*global_);
+    absl::StatusOr<std::pair<double, double>> eval = hooks_.evaluate(*commit.model);
     if (eval.ok()) {
       outcome.accuracy = eval->first;
       outcome.loss = eval->second;
     }
   }
-  history_.push_back(outcome);
-  if (hooks_.save_checkpoint) {
-    absl::Status saved = hooks_.save_checkpoint(MakeCheckpointLocked());
+  absl::Status saved;
+  if (commit.checkpoint.has_value()) {
+    v1::Checkpoint& checkpoint = *commit.checkpoint;
+    if (outcome.accuracy.has_value() && checkpoint.history_size() > 0) {
+      v1::RoundRecord* last = checkpoint.mutable_history(checkpoint.history_size() - 1);
+      last->set_accuracy(*outcome.accuracy);
+      last->set_loss(*outcome.loss);
+    }
+    saved = hooks_.save_checkpoint(checkpoint);
+  }
+  // Before the run can be seen finished (a binary exits then): the metrics line and log first.
+  if (saved.ok() && hooks_.round_committed) hooks_.round_committed(outcome);
+  {
+    absl::MutexLock lock(&mu_);
+    for (RoundOutcome& recorded : history_) {
+      if (recorded.round == outcome.round) {
+        recorded.accuracy = outcome.accuracy;
+        recorded.loss = outcome.loss;
+      }
+    }
+    pending_commit_.reset();
+    commit_running_ = false;
     if (!saved.ok()) {
       fatal_error_ = saved;
       return;
     }
+    phase_ = rounds_completed_ >= options_.rounds ? Phase::kFinished : Phase::kWaiting;
+    if (phase_ == Phase::kWaiting) BudgetExhaustedLocked();
   }
-  if (hooks_.round_committed) hooks_.round_committed(outcome);
 }
 
 v1::Checkpoint RoundCoordinator::MakeCheckpointLocked() const {

@@ -101,9 +101,11 @@ struct RoundOutcome {
   std::optional<double> unclipped_fraction;
 };
 
-// Hooks the binary plugs in; all optional. They run on the thread that triggered the commit, with
-// the coordinator's lock held, so that a round's checkpoint is durable before any later round
-// starts.
+// Hooks the binary plugs in; all optional. evaluate, save_checkpoint and round_committed run in
+// that order on the thread whose call committed the round, after the coordinator's lock is
+// released (RPCs meanwhile get prompt answers: devices are told to retry), one round at a time and
+// in round order. No later round starts, and the run is not finished(), until they have returned:
+// a round's checkpoint is durable before any device sees the next round's model.
 struct CoordinatorHooks {
   // Evaluates new global parameters: (accuracy, loss).
   std::function<absl::StatusOr<std::pair<double, double>>(absl::Span<const float>)> evaluate;
@@ -111,11 +113,14 @@ struct CoordinatorHooks {
   std::function<absl::Status(const v1::Checkpoint&)> save_checkpoint;
   // Observes each committed round (metrics file, logs).
   std::function<void(const RoundOutcome&)> round_committed;
-  // Observes each counted decline (once per assignment; client id already validated). Unlike the
-  // hooks above it runs after the coordinator's lock is released.
+  // Observes each counted decline (once per assignment; client id already validated), on the
+  // declining call's thread, also outside the lock.
   std::function<void(const v1::DeclineRequest&)> assignment_declined;
 };
 
+// Thread safety: thread-safe. Every public call may come from any thread (the gRPC service calls
+// it from its RPC threads, the binary's ticker calls Tick); one mutex guards the round state and is
+// never held while a hook runs.
 class RoundCoordinator {
  public:
   // `initial_parameters` must match `layout`. INVALID_ARGUMENT for inconsistent options.
@@ -201,6 +206,25 @@ class RoundCoordinator {
                    std::vector<float> initial_parameters, CoordinatorHooks hooks,
                    std::unique_ptr<aggregation::ServerOptimizer> optimizer);
 
+  // The public calls that may commit a round: their work under the lock, after which the public
+  // call runs FinishCommit without it.
+  absl::StatusOr<v1::CheckInResponse> HandleCheckIn(const v1::CheckInRequest& request,
+                                                    absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::UploadResponse> HandleUpdate(const v1::UpdateHeader& header,
+                                                  absl::Span<const float> delta, absl::Time now)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::SecAggResponse> HandleSecureAggregationStep(const v1::SecAggRequest& request,
+                                                                 absl::Time now)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::UploadResponse> HandleMaskedUpdate(const v1::UpdateHeader& header,
+                                                        const std::string& packed, absl::Time now)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void HandleTick(absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
+  // Runs a committed round's evaluation, checkpoint and hooks outside the lock, then lets the next
+  // round start (or finishes the run). Returns at once if nothing is pending or another thread is
+  // already running them.
+  void FinishCommit() ABSL_LOCKS_EXCLUDED(mu_);
+
   // Decline's bookkeeping under the lock (the hook then runs without it).
   absl::StatusOr<v1::DeclineResponse> CountDecline(const v1::DeclineRequest& request)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -223,7 +247,8 @@ class RoundCoordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Central DP with a budget: finishes the run instead of starting a round that would exceed it.
   bool BudgetExhaustedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Applies the server optimizer to `average` and commits the round (checkpoint, hooks).
+  // Applies the server optimizer to `average`, accounts the round and leaves its evaluation,
+  // checkpoint and hooks to FinishCommit (pending_commit_).
   void CommitAverageLocked(const std::vector<float>& average, RoundOutcome outcome, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Advances the secure aggregation round; commits or abandons the round when it ends.
@@ -292,6 +317,15 @@ class RoundCoordinator {
   std::unique_ptr<privacy::RandomSource> value_noise_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<privacy::RandomSource> count_noise_ ABSL_GUARDED_BY(mu_);
   std::string stop_reason_ ABSL_GUARDED_BY(mu_);
+  // A round committed under the lock whose evaluation, checkpoint and hooks FinishCommit has yet to
+  // run (the snapshot they need), and whether a thread is running them.
+  struct PendingCommit {
+    RoundOutcome outcome;
+    std::shared_ptr<const std::vector<float>> model;
+    std::optional<v1::Checkpoint> checkpoint;
+  };
+  std::optional<PendingCommit> pending_commit_ ABSL_GUARDED_BY(mu_);
+  bool commit_running_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // Checks a client id: 1..128 characters of [A-Za-z0-9._-].

@@ -2,7 +2,12 @@
 
 #include <cmath>
 #include <limits>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
 
+#include "absl/synchronization/notification.h"
 #include "core/sampling.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -125,6 +130,59 @@ TEST(RoundCoordinatorTest, FinishesAfterTheLastRound) {
   auto done = c->CheckIn(CheckInOf("z"), kStart);
   ASSERT_TRUE(done->has_finished());
   EXPECT_EQ(done->finished().rounds_completed(), 1);
+}
+
+// Evaluation and the checkpoint run without the coordinator's lock: another thread's check-in is
+// answered meanwhile (told to retry while the round's checkpoint is written), the next round
+// starts only after the hooks returned, and the run is not finished before its last checkpoint.
+TEST(RoundCoordinatorTest, HooksRunOutsideTheLockAndTheNextRoundWaitsForTheCheckpoint) {
+  RoundCoordinator* self = nullptr;
+  std::vector<std::thread> devices;
+  std::vector<bool> answered_in_time;
+  std::vector<std::string> reasons;
+  std::vector<bool> finished_while_saving;
+  CoordinatorHooks hooks;
+  hooks.evaluate = [&](absl::Span<const float>) -> absl::StatusOr<std::pair<double, double>> {
+    auto answered = std::make_shared<absl::Notification>();
+    auto reason = std::make_shared<std::string>();
+    devices.emplace_back([self, answered, reason] {
+      auto r = self->CheckIn(CheckInOf("b"), kStart);
+      if (r.ok() && r->has_retry_later()) *reason = r->retry_later().reason();
+      answered->Notify();
+    });
+    answered_in_time.push_back(answered->WaitForNotificationWithTimeout(absl::Seconds(60)));
+    reasons.push_back(answered->HasBeenNotified() ? *reason : "");
+    return std::make_pair(0.5, 1.0);
+  };
+  hooks.save_checkpoint = [&](const v1::Checkpoint& checkpoint) {
+    EXPECT_DOUBLE_EQ(checkpoint.history(checkpoint.history_size() - 1).accuracy(), 0.5);
+    finished_while_saving.push_back(self->finished());
+    return absl::OkStatus();
+  };
+  auto c = Make(Options(1, 2), hooks);
+  self = c.get();
+  auto r = c->CheckIn(CheckInOf("a"), kStart);
+  ASSERT_TRUE(r->has_assignment());
+  ASSERT_TRUE(
+      c->SubmitUpdate(HeaderFor(r->assignment(), "a", 5), std::vector<float>{0, 0, 0}, kStart)
+          .ok());
+  ASSERT_EQ(answered_in_time.size(), 1u);
+  EXPECT_TRUE(answered_in_time[0]) << "a check-in waited for the evaluation hook";
+  EXPECT_THAT(reasons[0], HasSubstr("round 1: its evaluation and checkpoint"));
+  // Now round 2 starts, with the device that was told to retry.
+  auto second = c->CheckIn(CheckInOf("b"), kStart);
+  ASSERT_TRUE(second.ok());
+  ASSERT_TRUE(second->has_assignment()) << second->DebugString();
+  EXPECT_EQ(second->assignment().round(), 2);
+  ASSERT_TRUE(
+      c->SubmitUpdate(HeaderFor(second->assignment(), "b", 5), std::vector<float>{0, 0, 0}, kStart)
+          .ok());
+  for (std::thread& t : devices) t.join();
+  EXPECT_EQ(finished_while_saving, (std::vector<bool>{false, false}));
+  EXPECT_TRUE(c->finished());
+  const v1::GetStatusResponse status = c->Status(kStart);
+  ASSERT_EQ(status.history_size(), 2);
+  EXPECT_DOUBLE_EQ(status.history(1).accuracy(), 0.5);
 }
 
 TEST(RoundCoordinatorTest, SamplesUniformlyFromSortedWaitingClients) {
