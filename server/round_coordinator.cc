@@ -915,7 +915,13 @@ void RoundCoordinator::CloseAssignmentsLocked() {
   recently_closed_.clear();
   for (const auto& [assignment_id, assignment] : assignments_)
     recently_closed_.emplace(assignment_id, assignment.client_id);
-  absl::erase_if(declined_, [&](const std::string& id) { return !recently_closed_.contains(id); });
+  for (auto it = declined_.begin(); it != declined_.end();) {
+    if (recently_closed_.contains(*it)) {
+      ++it;
+    } else {
+      declined_.erase(it++);
+    }
+  }
   assignments_.clear();
   assignment_of_client_.clear();
   received_.clear();
