@@ -167,8 +167,9 @@ absl::StatusOr<std::unique_ptr<RoundCoordinator>> RoundCoordinator::Create(
     if (dp_setup.has_value() && !options.dp_noise_seed.has_value()) {
       FEDKIT_ASSIGN_OR_RETURN(coordinator->value_noise_, privacy::SecureRandomSource::Create());
       FEDKIT_ASSIGN_OR_RETURN(coordinator->count_noise_, privacy::SecureRandomSource::Create());
-    }
-    if (dp_setup.has_value() && options.dp_noise_seed.has_value()) {
+    } else if (dp_setup.has_value()) {
+      // Seeded: StartRoundLocked reseeds both per round; this one lets the check below build an
+      // aggregate.
       coordinator->value_noise_ = std::make_unique<privacy::SeededRandomSource>(
           privacy::ValueNoiseSeed(*options.dp_noise_seed, 1));
     }
@@ -1001,7 +1002,9 @@ void RoundCoordinator::FinishCommit() {
     // runs its hooks: the others return at once.
     if (!pending_commit_.has_value() || commit_running_) return;
     commit_running_ = true;
-    commit = *pending_commit_;
+    // Moved, not copied (the checkpoint holds the model): pending_commit_ stays set, with its
+    // round, until the hooks have run.
+    commit = std::move(*pending_commit_);
   }
   RoundOutcome& outcome = commit.outcome;
   if (hooks_.evaluate) {
