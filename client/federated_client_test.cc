@@ -14,6 +14,7 @@
 #include "artifacts/signing.h"
 #include "client/local_trainer.h"
 #include "client/model_source.h"
+#include "client/testing/argmax_examples.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "models/compute_threads.h"
@@ -24,27 +25,11 @@
 namespace fedkit::client {
 namespace {
 
-const data::DatasetInfo kInfo{{6}, 3};
+const data::DatasetInfo kInfo = testdata::kArgmaxInfo;
 constexpr uint64_t kRunSeed = 42;
 constexpr int64_t kClientIndex = 7;
 
-data::Examples MakeExamples(int n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal;
-  data::Examples ex;
-  ex.feature_dim = 6;
-  for (int i = 0; i < n; ++i) {
-    float best = -1e9f;
-    int64_t label = 0;
-    for (int j = 0; j < 6; ++j) {
-      const float v = normal(rng);
-      ex.features.push_back(v);
-      if (j < 3 && v > best) best = v, label = j;
-    }
-    ex.labels.push_back(label);
-  }
-  return ex;
-}
+data::Examples MakeExamples(int n, uint32_t seed) { return testdata::ArgmaxExamples(n, seed); }
 
 std::shared_ptr<models::Model> MakeModel(const std::string& name, uint64_t seed) {
   return *models::CreateModel(name, kInfo, seed);

@@ -4,6 +4,7 @@
 
 #include <random>
 
+#include "client/testing/argmax_examples.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "models/evaluate.h"
@@ -13,26 +14,9 @@
 namespace fedkit::client {
 namespace {
 
-const data::DatasetInfo kInfo{{6}, 3};
+const data::DatasetInfo kInfo = testdata::kArgmaxInfo;
 
-// Examples whose label is the argmax of the first three features: learnable by logreg.
-data::Examples MakeExamples(int n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal;
-  data::Examples ex;
-  ex.feature_dim = 6;
-  for (int i = 0; i < n; ++i) {
-    float best = -1e9f;
-    int64_t label = 0;
-    for (int j = 0; j < 6; ++j) {
-      const float v = normal(rng);
-      ex.features.push_back(v);
-      if (j < 3 && v > best) best = v, label = j;
-    }
-    ex.labels.push_back(label);
-  }
-  return ex;
-}
+data::Examples MakeExamples(int n, uint32_t seed) { return testdata::ArgmaxExamples(n, seed); }
 
 std::vector<float> GlobalParams(const std::string& model_name, uint64_t seed) {
   return models::FlattenParameters(**models::CreateModel(model_name, kInfo, seed));

@@ -18,6 +18,7 @@
 #include "aggregation/aggregator.h"
 #include "aggregation/server_optimizer.h"
 #include "client/federated_client.h"
+#include "client/testing/argmax_examples.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "models/compute_threads.h"
@@ -27,25 +28,9 @@
 namespace fedkit::server {
 namespace {
 
-const data::DatasetInfo kInfo{{6}, 3};
+const data::DatasetInfo kInfo = testdata::kArgmaxInfo;
 
-data::Examples MakeExamples(int n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal;
-  data::Examples ex;
-  ex.feature_dim = 6;
-  for (int i = 0; i < n; ++i) {
-    float best = -1e9f;
-    int64_t label = 0;
-    for (int j = 0; j < 6; ++j) {
-      const float v = normal(rng);
-      ex.features.push_back(v);
-      if (j < 3 && v > best) best = v, label = j;
-    }
-    ex.labels.push_back(label);
-  }
-  return ex;
-}
+data::Examples MakeExamples(int n, uint32_t seed) { return testdata::ArgmaxExamples(n, seed); }
 
 // Every update the coordinator counted (OK and not a duplicate), by round.
 struct AcceptedUpdates {
