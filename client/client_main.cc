@@ -20,6 +20,7 @@
 #include "artifacts/artifact_files.h"
 #include "artifacts/signing.h"
 #include "cli/yaml_config.h"
+#include "client/fault_injection.h"
 #include "client/federated_client.h"
 #include "client/model_source.h"
 #include "data/federated_dataset.h"
@@ -51,6 +52,7 @@ struct Flags {
   std::string token;
   bool insecure = false;
   std::optional<uint64_t> dp_noise_seed;
+  std::string go_silent;
 };
 
 int UsageError(absl::string_view flag, absl::string_view message) {
@@ -172,6 +174,10 @@ int Run(int argc, char** argv) {
       "Distributed DP: draw this device's noise share from a stream seeded by this (to "
       "reproduce a fedkit-sim run with --seed equal to it); TESTS ONLY: anyone who knows "
       "it can remove the noise. Default: the system CSPRNG");
+  app.add_option("--go-silent", f.go_silent,
+                 "Failure drill: in round ROUND, stop talking to the coordinator from PHASE on "
+                 "(advertise | share | upload | unmask), as a device frozen or killed there "
+                 "would; e.g. upload@2. TESTS AND DRILLS ONLY");
   cli::AddYamlConfigOption(app);
   if (int code = cli::ParseCommandLine(app, argc, argv); code >= 0) return code;
 
@@ -197,6 +203,12 @@ int Run(int argc, char** argv) {
       f.client_id.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
                                     "0123456789._-") != std::string::npos) {
     return UsageError("--client-id", "use 1..128 characters from [A-Za-z0-9._-]");
+  }
+  std::optional<Fault> fault;
+  if (!f.go_silent.empty()) {
+    absl::StatusOr<Fault> parsed = ParseFault(f.go_silent);
+    if (!parsed.ok()) return UsageError("--go-silent", parsed.status().message());
+    fault = *parsed;
   }
   ConnectionOptions connection;
   connection.server = f.server;
@@ -231,6 +243,9 @@ int Run(int argc, char** argv) {
   auto log = [](absl::string_view line) {
     std::cerr << absl::StrCat("fedkit-client: ", line, "\n") << std::flush;
   };
+  if (fault.has_value()) {
+    *channel = std::make_unique<FaultInjectionChannel>(*std::move(channel), *fault, log);
+  }
   std::unique_ptr<ModelSource> models;
   std::string model_description;
   if (!f.model.empty()) {

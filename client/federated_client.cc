@@ -278,6 +278,7 @@ absl::Status FederatedClient::DoRound(const v1::RoundAssignment& assignment, Bac
     }
   }
 
+  Log(absl::StrFormat("%s: model downloaded (%d parameters)", round_name, global.size()));
   if (!assignment.secure_aggregation().protocol().empty()) {
     return DoSecureRound(assignment, *model, global, backoff);
   }
