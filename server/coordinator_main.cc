@@ -51,6 +51,7 @@ struct Flags {
   int64_t clients_per_round = 10;
   int64_t min_clients = 0;  // 0 = clients_per_round
   double over_select = 0.0;
+  int64_t min_available = 0;  // 0 = the over-selected target
   double round_timeout = 600;
   double selection_timeout = 30;
   double retry_interval = 1.0;
@@ -67,6 +68,7 @@ struct Flags {
   std::string eval_data;
   std::string checkpoint_dir;
   std::string metrics_out;
+  std::string participation_out;
   std::string model_out;
   uint64_t seed = 0;
   std::string tls_cert, tls_key, tls_client_ca;
@@ -197,6 +199,10 @@ int Run(int argc, char** argv) {
       ->check(cli::NonNegative());
   app.add_option("--over-select", f.over_select, "Extra fraction of clients assigned")
       ->check(cli::InRange(0, 10));
+  app.add_option("--min-available", f.min_available,
+                 "Sample at once only from at least this many waiting devices, else after the "
+                 "selection window (default: the over-selected target)")
+      ->check(cli::NonNegative());
   app.add_option("--round-timeout", f.round_timeout, "Round deadline in seconds")
       ->check(cli::Positive());
   app.add_option("--selection-timeout", f.selection_timeout,
@@ -221,6 +227,9 @@ int Run(int argc, char** argv) {
   app.add_option("--eval-data", f.eval_data, "Fashion-MNIST directory to evaluate on");
   app.add_option("--checkpoint-dir", f.checkpoint_dir, "Checkpoint directory (resume from it)");
   app.add_option("--metrics-out", f.metrics_out, "JSON Lines per committed round");
+  app.add_option("--participation-out", f.participation_out,
+                 "JSON Lines per committed round: the devices waiting, assigned and aggregated "
+                 "(audit, or fedkit-sim --replay-participation)");
   app.add_option("--model-out", f.model_out, "Write the final model here (torch::save)");
   app.add_option("--seed", f.seed, "Run seed");
   app.add_option("--tls-cert", f.tls_cert, "Server certificate (PEM)");
@@ -351,6 +360,7 @@ int Run(int argc, char** argv) {
   options.rounds = f.rounds;
   options.clients_per_round = f.clients_per_round;
   options.min_clients = f.min_clients;
+  options.min_available = f.min_available;
   options.over_select = f.over_select;
   options.round_timeout = absl::Seconds(f.round_timeout);
   options.selection_timeout = absl::Seconds(f.selection_timeout);
@@ -478,6 +488,13 @@ int Run(int argc, char** argv) {
     metrics.open(f.metrics_out, std::ios::app);
     if (!metrics) return UsageError("--metrics-out", "cannot open " + f.metrics_out);
   }
+  std::ofstream participation;
+  if (!f.participation_out.empty()) {
+    participation.open(f.participation_out, std::ios::app);
+    if (!participation) {
+      return UsageError("--participation-out", "cannot open " + f.participation_out);
+    }
+  }
 
   CoordinatorHooks hooks;
   std::shared_ptr<models::Model> eval_model = *model;
@@ -498,6 +515,11 @@ int Run(int argc, char** argv) {
         "fedkit-coordinator: %s declined its round %d assignment (%s)\n", d.client_id(), d.round(),
         absl::AsciiStrToLower(v1::DeclineRequest::Reason_Name(d.reason())));
   };
+  if (participation.is_open()) {
+    hooks.round_participation = [&](const RoundParticipation& p) {
+      participation << ParticipationToJson(p) << "\n" << std::flush;
+    };
+  }
   hooks.round_committed = [&](const RoundOutcome& r) {
     nlohmann::json line = {{"round", r.round},
                            {"participants", r.participants},

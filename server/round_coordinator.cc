@@ -62,6 +62,9 @@ absl::StatusOr<std::unique_ptr<RoundCoordinator>> RoundCoordinator::Create(
                                                    ") must be between 1 and clients per round (",
                                                    options.clients_per_round, ")"));
   }
+  if (options.min_available < 0) {
+    return absl::InvalidArgumentError("min available must be >= 0");
+  }
   if (!(options.over_select >= 0) || options.over_select > 10) {
     return absl::InvalidArgumentError("over-select must be a fraction in [0, 10]");
   }
@@ -188,6 +191,7 @@ RoundCoordinator::RoundCoordinator(const CoordinatorOptions& options, ParameterL
       layout_(std::move(layout)),
       hooks_(std::move(hooks)),
       target_assignments_(OverSelectedTarget(options.clients_per_round, options.over_select)),
+      start_at_(std::max(target_assignments_, options.min_available)),
       global_(std::make_shared<const std::vector<float>>(std::move(initial_parameters))),
       optimizer_(std::move(optimizer)) {}
 
@@ -436,7 +440,7 @@ std::string RoundCoordinator::WaitingForLocked(absl::Time now) const {
     return absl::StrFormat(
         "clients: %d waiting; round %d starts with %d (%d per round%s), or after the selection "
         "window once at least %d (min clients) are waiting",
-        waiting, rounds_completed_ + 1, target_assignments_, options_.clients_per_round,
+        waiting, rounds_completed_ + 1, start_at_, options_.clients_per_round,
         target_assignments_ > options_.clients_per_round ? ", over-selected" : "",
         options_.min_clients);
   }
@@ -448,7 +452,7 @@ std::string RoundCoordinator::WaitingForLocked(absl::Time now) const {
   return absl::StrFormat(
       "clients: %d waiting; round %d starts with %d, or with those waiting when the selection "
       "window ends in %.0f s",
-      waiting, rounds_completed_ + 1, target_assignments_, absl::ToDoubleSeconds(left));
+      waiting, rounds_completed_ + 1, start_at_, absl::ToDoubleSeconds(left));
 }
 
 std::string RoundCoordinator::WaitingFor(absl::Time now) const {
@@ -473,8 +477,7 @@ void RoundCoordinator::MaybeStartRoundLocked(absl::Time now) {
     return;
   }
   if (!enough_clients_since_) enough_clients_since_ = now;
-  if (waiting >= target_assignments_ ||
-      now - *enough_clients_since_ >= options_.selection_timeout) {
+  if (waiting >= start_at_ || now - *enough_clients_since_ >= options_.selection_timeout) {
     StartRoundLocked(now);
   }
 }
@@ -494,6 +497,14 @@ void RoundCoordinator::StartRoundLocked(absl::Time now) {
   assignments_.clear();
   assignment_of_client_.clear();
   received_.clear();
+  participation_.reset();
+  if (hooks_.round_participation) {
+    participation_.emplace();
+    participation_->round = round;
+    participation_->attempt = attempt_;
+    participation_->pool = waiting;
+    for (int64_t index : chosen) participation_->assigned.push_back(waiting[index]);
+  }
   loss_sum_ = 0;
   unclipped_ = 0;
   round_clip_ =
@@ -960,6 +971,15 @@ void RoundCoordinator::CommitRoundLocked(absl::Time now) {
 
 void RoundCoordinator::CommitAverageLocked(const std::vector<float>& average, RoundOutcome outcome,
                                            absl::Time now) {
+  if (participation_.has_value()) {
+    std::vector<std::string>& aggregated = participation_->aggregated;
+    if (secagg_round_ != nullptr) {
+      aggregated = secagg_round_->included_clients();
+    } else {
+      for (const auto& [id, digest] : received_) aggregated.push_back(id);
+    }
+    std::sort(aggregated.begin(), aggregated.end());
+  }
   std::vector<float> next = *global_;
   absl::Status applied = optimizer_->Apply(average, absl::MakeSpan(next));
   if (!applied.ok()) {
@@ -991,6 +1011,8 @@ void RoundCoordinator::CommitAverageLocked(const std::vector<float>& average, Ro
   pending.outcome = outcome;
   pending.model = global_;
   if (hooks_.save_checkpoint) pending.checkpoint = MakeCheckpointLocked();
+  pending.participation = std::move(participation_);
+  participation_.reset();
   pending_commit_ = std::move(pending);
 }
 
@@ -1025,6 +1047,9 @@ void RoundCoordinator::FinishCommit() {
     saved = hooks_.save_checkpoint(checkpoint);
   }
   // Before the run can be seen finished (a binary exits then): the metrics line and log first.
+  if (saved.ok() && commit.participation.has_value() && hooks_.round_participation) {
+    hooks_.round_participation(*commit.participation);
+  }
   if (saved.ok() && hooks_.round_committed) hooks_.round_committed(outcome);
   {
     absl::MutexLock lock(&mu_);

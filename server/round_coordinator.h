@@ -31,6 +31,7 @@
 #include "privacy/noise.h"
 #include "privacy/rdp_accountant.h"
 #include "privacy/secagg/encoding.h"
+#include "server/participation.h"
 #include "server/secure_aggregation_round.h"
 
 namespace fedkit::server {
@@ -46,6 +47,11 @@ struct CoordinatorOptions {
   // deadline).
   int64_t min_clients = 1;
   double over_select = 0.0;  // assign ceil(K * (1 + over_select)) clients
+  // A round samples at once only from at least this many waiting devices (Flower's
+  // min_available_clients): with fewer, it waits for the selection window. 0, or anything up to the
+  // over-selected target, means the target. Set it to the fleet's size to sample each round from
+  // every device rather than from the first to check in.
+  int64_t min_available = 0;
   absl::Duration round_timeout = absl::Seconds(600);
   // Once min_clients are waiting (but fewer than the over-selected target), start with those
   // waiting after this. A round started with fewer than K closes when all its clients reported.
@@ -113,6 +119,9 @@ struct CoordinatorHooks {
   std::function<absl::Status(const v1::Checkpoint&)> save_checkpoint;
   // Observes each committed round (metrics file, logs).
   std::function<void(const RoundOutcome&)> round_committed;
+  // Observes who took part in each committed round (server/participation.h), just before
+  // round_committed. Recorded only when set (the pool's ids cost memory with large fleets).
+  std::function<void(const RoundParticipation&)> round_participation;
   // Observes each counted decline (once per assignment; client id already validated), on the
   // declining call's thread, also outside the lock.
   std::function<void(const v1::DeclineRequest&)> assignment_declined;
@@ -271,6 +280,7 @@ class RoundCoordinator {
   const ParameterLayout layout_;
   const CoordinatorHooks hooks_;
   const int64_t target_assignments_;
+  const int64_t start_at_;  // waiting devices that start a round at once
 
   mutable absl::Mutex mu_;
   Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kWaiting;
@@ -312,6 +322,8 @@ class RoundCoordinator {
   double round_clip_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t unclipped_ ABSL_GUARDED_BY(mu_) = 0;
   std::unique_ptr<SecureAggregationRound> secagg_round_ ABSL_GUARDED_BY(mu_);
+  // The current round's pool and assignments (when hooks_.round_participation is set).
+  std::optional<RoundParticipation> participation_ ABSL_GUARDED_BY(mu_);
   privacy::RdpAccountant accountant_ ABSL_GUARDED_BY(mu_);
   // DP noise on the sum and on the clipped count (per round when seeded).
   std::unique_ptr<privacy::RandomSource> value_noise_ ABSL_GUARDED_BY(mu_);
@@ -323,6 +335,7 @@ class RoundCoordinator {
     RoundOutcome outcome;
     std::shared_ptr<const std::vector<float>> model;
     std::optional<v1::Checkpoint> checkpoint;
+    std::optional<RoundParticipation> participation;
   };
   std::optional<PendingCommit> pending_commit_ ABSL_GUARDED_BY(mu_);
   bool commit_running_ ABSL_GUARDED_BY(mu_) = false;

@@ -1,7 +1,9 @@
 #include "server/round_coordinator.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -536,6 +538,87 @@ TEST(RoundCoordinatorTest, AShrunkenFleetStartsRoundsWithMinClientsAfterTheSelec
   }
   EXPECT_EQ(c->Status(later).phase(), "waiting");
   EXPECT_THAT(c->Status(later + absl::Seconds(60)).waiting_for(), HasSubstr("1 waiting"));
+}
+
+// With min_available, a round samples from the whole fleet, not from the first devices to check
+// in; the participation record names the pool, the assignments and whose update was aggregated.
+TEST(RoundCoordinatorTest, MinAvailableSamplesFromTheFleetAndTheParticipationIsRecorded) {
+  auto o = Options(2, 2);
+  o.over_select = 0.5;  // 3 assigned
+  o.min_available = 5;
+  o.selection_timeout = absl::Seconds(30);
+  std::vector<RoundParticipation> recorded;
+  std::vector<int64_t> committed;
+  CoordinatorHooks hooks;
+  hooks.round_participation = [&](const RoundParticipation& p) { recorded.push_back(p); };
+  hooks.round_committed = [&](const RoundOutcome& r) {
+    // The participation of a round is observed before its commit.
+    EXPECT_EQ(recorded.size(), static_cast<size_t>(r.round));
+    committed.push_back(r.round);
+  };
+  auto c = Make(o, std::move(hooks));
+  const std::vector<std::string> fleet = {"kiwi", "apple", "mango", "fig", "date"};
+  for (size_t i = 0; i + 1 < fleet.size(); ++i) {
+    auto r = c->CheckIn(CheckInOf(fleet[i]), kStart);
+    ASSERT_TRUE(r.ok() && r->has_retry_later()) << i;  // 3 waiting is the target, not enough
+  }
+  EXPECT_THAT(c->Status(kStart).waiting_for(), HasSubstr("starts with 5"));
+  auto assigned = CheckInAll(*c, fleet, kStart);  // the fifth starts the round
+  ASSERT_EQ(assigned.size(), 3u);
+  std::vector<std::string> sorted = fleet;
+  std::sort(sorted.begin(), sorted.end());
+  std::vector<std::string> expected;
+  for (int64_t i : SampleIndices(5, 3, SamplingSeed(7, 1, 0))) expected.push_back(sorted[i]);
+  std::vector<std::string> got;
+  for (const auto& [id, a] : assigned) got.push_back(id);
+  EXPECT_EQ(got, expected);
+  // Two of three report; the third is late.
+  auto it = assigned.begin();
+  const std::string first = it->first, second = std::next(it)->first;
+  ASSERT_TRUE(
+      c->SubmitUpdate(HeaderFor(assigned[second], second, 2), std::vector<float>{1, 1, 1}, kStart)
+          .ok());
+  ASSERT_TRUE(
+      c->SubmitUpdate(HeaderFor(assigned[first], first, 1), std::vector<float>{2, 2, 2}, kStart)
+          .ok());
+  ASSERT_EQ(c->rounds_completed(), 1);
+  ASSERT_EQ(recorded.size(), 1u);
+  EXPECT_EQ(recorded[0].round, 1);
+  EXPECT_EQ(recorded[0].attempt, 0);
+  EXPECT_EQ(recorded[0].pool, sorted);
+  EXPECT_EQ(recorded[0].assigned, expected);
+  EXPECT_EQ(recorded[0].aggregated, (std::vector<std::string>{first, second}));
+  // Round 2: one device is gone; below min_available the round waits for the selection window
+  // and then samples from the four left.
+  const absl::Time t = kStart + absl::Seconds(1);
+  const std::vector<std::string> left = {"kiwi", "apple", "mango", "fig"};
+  for (int s = 0; s < 30; s += 5) {  // they keep checking in through the selection window
+    for (const auto& id : left) ASSERT_TRUE(c->CheckIn(CheckInOf(id), t + absl::Seconds(s)).ok());
+    EXPECT_EQ(c->Status(t).phase(), "waiting") << s;
+  }
+  assigned = CheckInAll(*c, left, t + absl::Seconds(30));
+  ASSERT_EQ(assigned.size(), 3u);
+  for (const auto& [id, a] : assigned) {
+    ASSERT_TRUE(
+        c->SubmitUpdate(HeaderFor(a, id, 1), std::vector<float>{0, 0, 0}, t + absl::Seconds(31))
+            .ok());
+    if (c->rounds_completed() == 2) break;
+  }
+  ASSERT_EQ(recorded.size(), 2u);
+  EXPECT_EQ(recorded[1].pool, (std::vector<std::string>{"apple", "fig", "kiwi", "mango"}));
+  EXPECT_EQ(recorded[1].assigned.size(), 3u);
+  EXPECT_EQ(recorded[1].aggregated.size(), 2u);
+  EXPECT_EQ(committed, (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(RoundCoordinator::Create(
+                [] {
+                  auto bad = Options(2, 1);
+                  bad.min_available = -1;
+                  return bad;
+                }(),
+                TinyLayout(), {1, 2, 3}, {})
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

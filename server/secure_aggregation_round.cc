@@ -340,4 +340,11 @@ double SecureAggregationRound::mean_train_loss() const {
   return sum / static_cast<double>(train_losses_.size());
 }
 
+std::vector<std::string> SecureAggregationRound::included_clients() const {
+  std::vector<std::string> ids;
+  if (state_ != State::kSucceeded) return ids;
+  for (int32_t index : server_->masked_input_senders()) ids.push_back(clients_.at(index));
+  return ids;
+}
+
 }  // namespace fedkit::server

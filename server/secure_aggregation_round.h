@@ -91,6 +91,8 @@ class SecureAggregationRound {
   // After kSucceeded: the unmasked sum of the included clients' encoded vectors (mod 2^bits).
   const std::vector<uint64_t>& sum() const { return sum_; }
   int64_t included() const { return included_; }
+  // After kSucceeded: the ids of the included clients, in protocol (sorted) order.
+  std::vector<std::string> included_clients() const;
   double mean_train_loss() const;
   // After kAborted.
   const absl::Status& abort_status() const { return abort_status_; }

@@ -73,7 +73,11 @@ struct Device {
 class SecureRoundTest : public ::testing::Test {
  protected:
   void Start(int n, secagg::Variant variant) {
-    auto c = RoundCoordinator::Create(SecureOptions(n, variant), TinyLayout(), {0, 0, 0}, {});
+    CoordinatorHooks hooks;
+    hooks.round_participation = [this](const RoundParticipation& p) {
+      participation_.push_back(p);
+    };
+    auto c = RoundCoordinator::Create(SecureOptions(n, variant), TinyLayout(), {0, 0, 0}, hooks);
     ASSERT_TRUE(c.ok()) << c.status();
     coordinator_ = std::move(*c);
     for (int i = 0; i < n; ++i) {
@@ -162,6 +166,7 @@ class SecureRoundTest : public ::testing::Test {
   }
 
   absl::Time now_ = kStart;
+  std::vector<RoundParticipation> participation_;
   std::unique_ptr<RoundCoordinator> coordinator_;
   std::vector<Device> devices_;
 };
@@ -190,6 +195,11 @@ TEST_F(SecureRoundTest, RoundCommitsTheSurvivorsWeightedAverageAfterAnUploadDead
   auto status = coordinator_->Status(now_);
   ASSERT_EQ(status.history_size(), 1);
   EXPECT_EQ(status.history(0).participants(), 5);
+  // The participation record names the five whose masked input is in the sum.
+  ASSERT_EQ(participation_.size(), 1u);
+  EXPECT_EQ(participation_[0].assigned.size(), 6u);
+  EXPECT_EQ(participation_[0].aggregated,
+            (std::vector<std::string>{"dev-0", "dev-1", "dev-2", "dev-3", "dev-4"}));
 }
 
 TEST_F(SecureRoundTest, RetriesAreAcknowledgedAndDifferentRepeatsRefused) {
