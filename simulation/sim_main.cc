@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <limits>
 #include <string>
@@ -19,6 +20,7 @@
 #include "models/flat_params.h"
 #include "models/tensor_file.h"
 #include "models/torchscript_model.h"
+#include "server/participation.h"
 #include "simulation/metrics_writer.h"
 #include "simulation/simulator.h"
 #ifdef FEDKIT_WITH_MPI
@@ -44,6 +46,8 @@ struct Flags {
   double round_deadline = 0;  // 0 = none
   std::string dropout_phase = "any";
   std::vector<std::string> drop_clients;
+  std::string client_ids;
+  std::string replay_participation;
   std::string metrics_out;
   std::string model_out;
   SimulationOptions sim;
@@ -163,6 +167,14 @@ int Run(int argc, char** argv, Collective* collective) {
                      "Distributed DP: fraction of sampled clients that may drop with the noise "
                      "still sufficient")
           ->default_str("from --dropout: its binomial 1e-3 upper tail");
+  app.add_option("--client-ids", f.client_ids,
+                 "File of the clients' ids, one per line, line i for client i (as fedkit-client "
+                 "--client-id with --client-index i); rounds sample from the sorted ids as the "
+                 "coordinator does. Default: client-%06d of the index");
+  app.add_option("--replay-participation", f.replay_participation,
+                 "Replay a coordinator run (its --participation-out file): each round samples "
+                 "from the recorded pool, checks that it picked the devices the coordinator "
+                 "assigned, and aggregates those the coordinator aggregated");
   app.add_option("--seed", f.sim.seed, "Seed of everything random");
   app.add_option("--threads", f.sim.threads, "Worker threads (results do not depend on it)")
       ->check(cli::Positive());
@@ -236,6 +248,25 @@ int Run(int argc, char** argv, Collective* collective) {
     absl::StatusOr<secagg::ClientPhase> phase = secagg::ParseClientPhase(f.dropout_phase);
     if (!phase.ok()) return UsageError("--dropout-phase", phase.status().message());
     f.sim.dropout.phase = *phase;
+  }
+  if (!f.client_ids.empty()) {
+    std::ifstream in(f.client_ids);
+    if (!in) return UsageError("--client-ids", "cannot read " + f.client_ids);
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (!line.empty()) f.sim.client_ids.push_back(line);
+    }
+    if (!all_file_clients && static_cast<int64_t>(f.sim.client_ids.size()) != f.clients) {
+      return UsageError("--client-ids",
+                        absl::StrFormat("%s has %d ids; --clients is %d", f.client_ids,
+                                        f.sim.client_ids.size(), f.clients));
+    }
+  }
+  if (!f.replay_participation.empty()) {
+    absl::StatusOr<std::vector<server::RoundParticipation>> replay =
+        server::ReadParticipationFile(f.replay_participation);
+    if (!replay.ok()) return UsageError("--replay-participation", replay.status().message());
+    f.sim.replay = *std::move(replay);
   }
   if (f.sim.clients_per_round > f.clients) {
     return UsageError("--clients-per-round", absl::StrFormat("%d is more than --clients %d",

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "aggregation/aggregator.h"
 #include "core/seeds.h"
 #include "core/status_macros.h"
@@ -20,6 +21,7 @@
 #include "privacy/secagg/encoding.h"
 #include "privacy/secagg/in_memory_round.h"
 #include "server/client_sampler.h"
+#include "server/round_coordinator.h"
 
 namespace fedkit::simulation {
 namespace {
@@ -155,6 +157,7 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const SimulationOpt
 
   std::unique_ptr<Simulator> sim(new Simulator(options, dataset));
   if (collective != nullptr) sim->collective_ = collective;
+  FEDKIT_RETURN_IF_ERROR(sim->IndexClientIds());
   if (!options.system.device_speeds.empty()) {
     absl::StatusOr<DeviceSpeeds> speeds =
         DeviceSpeeds::Create(options.system.device_speeds, options.seed);
@@ -187,6 +190,100 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const SimulationOpt
 
 Simulator::Simulator(const SimulationOptions& options, const data::FederatedDataset* dataset)
     : options_(options), dataset_(dataset) {}
+
+absl::Status Simulator::IndexClientIds() {
+  const std::vector<std::string>& ids = options_.client_ids;
+  const int64_t n = dataset_->num_clients();
+  if (ids.empty() && options_.replay.empty()) return absl::OkStatus();
+  if (!ids.empty() && static_cast<int64_t>(ids.size()) != n) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("client ids: %d ids for %d clients", ids.size(), n));
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    std::string id = ids.empty() ? absl::StrFormat("client-%06d", i) : ids[i];
+    if (absl::Status valid = server::ValidateClientId(id); !valid.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("client ids: client ", i, ": ", valid.message()));
+    }
+    auto [it, inserted] = client_of_id_.emplace(std::move(id), i);
+    if (!inserted) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("client ids: '", it->first, "' names clients ", it->second, " and ", i));
+    }
+  }
+  for (const auto& [id, client] : client_of_id_) clients_by_id_.push_back(client);
+  if (options_.replay.empty()) {
+    client_of_id_.clear();
+    return absl::OkStatus();
+  }
+  if (static_cast<int64_t>(options_.replay.size()) < options_.rounds) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("the participation to replay has %d rounds, fewer than the %d to run",
+                        options_.replay.size(), options_.rounds));
+  }
+  if (options_.dropout.rate > 0 || !options_.dropout.forced.empty() ||
+      !options_.system.device_speeds.empty() || options_.system.deadline_seconds.has_value()) {
+    return absl::InvalidArgumentError(
+        "a replayed participation decides who reports: it excludes injected dropouts, device "
+        "speeds and deadlines");
+  }
+  for (const server::RoundParticipation& record : options_.replay) {
+    for (const std::string& id : record.pool) {
+      if (!client_of_id_.contains(id)) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("replayed round %d: device '%s' is not one of the %d clients' ids",
+                            record.round, id, n));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<int64_t>> Simulator::SampleRound(int round) const {
+  const int64_t sampled =
+      std::min(dataset_->num_clients(),
+               server::OverSelectedTarget(options_.clients_per_round, options_.system.over_select));
+  FEDKIT_ASSIGN_OR_RETURN(std::vector<int64_t> chosen,
+                          server::SampleClients(dataset_->num_clients(), sampled,
+                                                server::SamplingSeed(options_.seed, round)));
+  if (!clients_by_id_.empty()) {
+    for (int64_t& c : chosen) c = clients_by_id_[c];
+  }
+  return chosen;
+}
+
+absl::StatusOr<std::vector<int64_t>> Simulator::ReplayRound(
+    int round, std::vector<std::optional<secagg::ClientPhase>>& drop_at) const {
+  const server::RoundParticipation& record = options_.replay[round - 1];
+  const int64_t pool = static_cast<int64_t>(record.pool.size());
+  const int64_t count = std::min(
+      pool, server::OverSelectedTarget(options_.clients_per_round, options_.system.over_select));
+  if (count < 1) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("replayed round %d: the pool is empty", round));
+  }
+  FEDKIT_ASSIGN_OR_RETURN(
+      std::vector<int64_t> chosen,
+      server::SampleClients(pool, count,
+                            server::SamplingSeed(options_.seed, round, record.attempt)));
+  std::vector<std::string> sampled;
+  for (int64_t i : chosen) sampled.push_back(record.pool[i]);
+  if (sampled != record.assigned) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "replayed round %d: sampling %d of the %d devices in the pool gives [%s], but the "
+        "coordinator assigned [%s]: its seed, clients per round or over-selection differ",
+        round, count, pool, absl::StrJoin(sampled, ", "), absl::StrJoin(record.assigned, ", ")));
+  }
+  std::vector<int64_t> participants;
+  drop_at.assign(sampled.size(), std::nullopt);
+  for (size_t i = 0; i < sampled.size(); ++i) {
+    participants.push_back(client_of_id_.at(sampled[i]));
+    if (!std::binary_search(record.aggregated.begin(), record.aggregated.end(), sampled[i])) {
+      drop_at[i] = secagg::ClientPhase::kMaskedInput;
+    }
+  }
+  return participants;
+}
 
 Simulator::~Simulator() = default;
 
@@ -270,8 +367,11 @@ absl::StatusOr<secagg::FixedPointEncoding> Simulator::ChooseSecureAggregationEnc
   }
   FEDKIT_ASSIGN_OR_RETURN(
       secagg::FixedPointEncoding encoding,
-      secagg::ChooseEncoding(secure.modulus_bits, options_.clients_per_round,
-                             options_.plan.clip_norm, std::max<int64_t>(max_weight, 1)));
+      // Sized, as the coordinator sizes it, for every client a round assigns (over-selection).
+      secagg::ChooseEncoding(
+          secure.modulus_bits,
+          server::OverSelectedTarget(options_.clients_per_round, options_.system.over_select),
+          options_.plan.clip_norm, std::max<int64_t>(max_weight, 1)));
   // Refuse now, not in round 1, if the protocol cannot run with this many clients.
   FEDKIT_RETURN_IF_ERROR(
       secagg::MakeProtocolConfig(*secure.variant, static_cast<int>(options_.clients_per_round),
@@ -345,19 +445,20 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
           round, after, *options_.dp.target_epsilon, rounds_done_, *epsilon(), options_.dp.delta));
     }
   }
-  const int64_t sampled =
-      std::min(dataset_->num_clients(),
-               server::OverSelectedTarget(options_.clients_per_round, options_.system.over_select));
-  FEDKIT_ASSIGN_OR_RETURN(std::vector<int64_t> participants,
-                          server::SampleClients(dataset_->num_clients(), sampled,
-                                                server::SamplingSeed(options_.seed, round)));
-  std::vector<std::optional<secagg::ClientPhase>> drop_at = DropoutSchedule(round, participants);
+  std::vector<int64_t> participants;
+  std::vector<std::optional<secagg::ClientPhase>> drop_at;
+  if (options_.replay.empty()) {
+    FEDKIT_ASSIGN_OR_RETURN(participants, SampleRound(round));
+    drop_at = DropoutSchedule(round, participants);
+  } else {
+    FEDKIT_ASSIGN_OR_RETURN(participants, ReplayRound(round, drop_at));
+  }
 
   RoundResult result;
   result.round = round;
   result.participants = static_cast<int64_t>(participants.size());
   for (const auto& d : drop_at) result.dropped += d.has_value() ? 1 : 0;
-  ApplySystemSchedule(participants, drop_at, result);
+  if (options_.replay.empty()) ApplySystemSchedule(participants, drop_at, result);
   // With adaptive clipping the clients clip to this round's estimate.
   client::TrainingPlan plan = options_.plan;
   if (adaptive_clipping_.has_value()) plan.clip_norm = adaptive_clipping_->clip_norm();

@@ -25,6 +25,7 @@
 #include "privacy/secagg/encoding.h"
 #include "privacy/secagg/in_memory_round.h"
 #include "privacy/secagg/protocol.h"
+#include "server/participation.h"
 #include "simulation/collective.h"
 #include "simulation/system_model.h"
 #include "simulation/worker_pool.h"
@@ -92,6 +93,18 @@ struct SimulationOptions {
   DropoutOptions dropout;
   DpOptions dp;  // requires plan.clip_norm > 0 unless mode is kNone
   SystemOptions system;
+  // The virtual clients' ids, client i's at [i] (as fedkit-client --client-id with --client-index
+  // i); empty: fedkit-client's default "client-%06d" of the index. A round samples from the sorted
+  // ids, as the coordinator samples from its sorted waiting devices (ids that sort like indices,
+  // such as the default ones below a million clients, sample exactly as the indices do).
+  std::vector<std::string> client_ids;
+  // A coordinator run's participation to replay (server/participation.h), at least one record per
+  // round: round r samples from record r's pool with the coordinator's seed (the round and its
+  // attempt), stops with FAILED_PRECONDITION if that sample is not the record's assignments, and
+  // keeps the updates of the assigned devices the record aggregated; the others are silent at
+  // their upload. Replaces `dropout` and `system` (INVALID_ARGUMENT with either): which devices
+  // reported in time is what the record knows and no simulation can.
+  std::vector<server::RoundParticipation> replay;
 };
 
 // What secure aggregation cost in a round.
@@ -194,6 +207,16 @@ class Simulator {
   SingleProcess single_process_;
   Collective* collective_ = &single_process_;  // borrowed when given to Create
   bool budget_exhausted_ = false;
+  // With client_ids: the dataset's clients in sorted-id order. With replay: each id's client.
+  std::vector<int64_t> clients_by_id_;
+  std::map<std::string, int64_t> client_of_id_;
+
+  // A round's sampled clients (dataset indices, in the order the coordinator assigns them) and,
+  // when replaying, which of them go silent at their upload.
+  absl::Status IndexClientIds();
+  absl::StatusOr<std::vector<int64_t>> SampleRound(int round) const;
+  absl::StatusOr<std::vector<int64_t>> ReplayRound(
+      int round, std::vector<std::optional<secagg::ClientPhase>>& drop_at) const;
 
   using TrainFunction =
       std::function<absl::StatusOr<client::ClientUpdate>(int worker, int64_t participant)>;

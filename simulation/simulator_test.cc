@@ -9,6 +9,7 @@
 #include "gtest/gtest.h"
 #include "privacy/adaptive_clipping.h"
 #include "privacy/rdp_accountant.h"
+#include "server/client_sampler.h"
 
 namespace fedkit::simulation {
 namespace {
@@ -629,6 +630,136 @@ TEST(SimulatorSystemTest, SlowerDevicesDropMoreStragglersAndOverSelectionRecover
   int64_t slow_contributors = 0;
   for (const RoundResult& round : slow_rounds) slow_contributors += round.contributors;
   EXPECT_LT(slow_contributors, 6 * 8);  // without over-selection the slow fleet falls short
+}
+
+// Ids that do not sort like indices: client i is "d" + the letter (5 i mod 12).
+std::vector<std::string> ScrambledIds(int n) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < n; ++i)
+    ids.push_back(std::string("d") + static_cast<char>('a' + (5 * i) % n));
+  return ids;
+}
+
+// What a coordinator with run seed `seed` assigns from `pool` (sorted) in `round`.
+std::vector<std::string> CoordinatorSample(const std::vector<std::string>& pool, int64_t count,
+                                           uint64_t seed, int round) {
+  std::vector<std::string> assigned;
+  const absl::StatusOr<std::vector<int64_t>> chosen = server::SampleClients(
+      static_cast<int64_t>(pool.size()), count, server::SamplingSeed(seed, round, 0));
+  EXPECT_TRUE(chosen.ok()) << chosen.status();
+  for (int64_t i : chosen.value_or(std::vector<int64_t>{})) assigned.push_back(pool[i]);
+  return assigned;
+}
+
+// The simulator samples from sorted client ids as the coordinator does; a replayed participation
+// keeps exactly the recorded reporters, equal to the same clients dropping at their upload; the
+// replay stops when its sample is not the record's.
+TEST(SimulatorReplayTest, ClientIdsSampleLikeTheCoordinatorAndReplayKeepsTheRecordedReporters) {
+  auto dataset = Synthetic(12);
+  const std::vector<std::string> ids = ScrambledIds(12);
+  std::vector<std::string> sorted = ids;
+  std::sort(sorted.begin(), sorted.end());
+  auto options = SmallRun(2);
+  options.clients_per_round = 3;
+  options.system.over_select = 0.3;  // 4 assigned
+  options.rounds = 1;
+  options.client_ids = ids;
+  const std::vector<std::string> assigned = CoordinatorSample(sorted, 4, options.seed, 1);
+  ASSERT_EQ(assigned.size(), 4u);
+  const std::string silent = assigned[1];
+  std::vector<std::string> aggregated = assigned;
+  aggregated.erase(aggregated.begin() + 1);
+
+  // The same round with the silent client dropping at its upload, without a replay.
+  auto dropping = options;
+  const int64_t silent_index = std::find(ids.begin(), ids.end(), silent) - ids.begin();
+  dropping.dropout.forced[silent_index] = secagg::ClientPhase::kMaskedInput;
+  auto replaying = options;
+  replaying.replay = {{1, 0, sorted, assigned, aggregated}};
+  auto everyone = options;
+  everyone.replay = {{1, 0, sorted, assigned, assigned}};
+  auto a = *Simulator::Create(dropping, dataset.get());
+  auto b = *Simulator::Create(replaying, dataset.get());
+  auto c = *Simulator::Create(everyone, dataset.get());
+  auto ra = RunAll(*a, 1), rb = RunAll(*b, 1), rc = RunAll(*c, 1);
+  ASSERT_EQ(rb.size(), 1u);
+  EXPECT_EQ(rb[0].participants, 4);
+  EXPECT_EQ(rb[0].dropped, 1);
+  EXPECT_EQ(a->global_parameters(), b->global_parameters());
+  EXPECT_NE(b->global_parameters(), c->global_parameters());  // the record decides who counts
+
+  // Round 2 samples from the pool left (the silent device gone).
+  auto two = replaying;
+  two.rounds = 2;
+  std::vector<std::string> left = sorted;
+  left.erase(std::find(left.begin(), left.end(), silent));
+  const std::vector<std::string> second = CoordinatorSample(left, 4, options.seed, 2);
+  two.replay.push_back({2, 0, left, second, {second[0], second[2], second[3]}});
+  auto d = *Simulator::Create(two, dataset.get());
+  EXPECT_EQ(RunAll(*d, 2).size(), 2u);
+
+  // A record the simulator's sample does not reproduce stops the replay.
+  auto diverged = replaying;
+  std::vector<std::string> wrong = assigned;
+  wrong.back() = *std::find_if(sorted.rbegin(), sorted.rend(), [&](const std::string& id) {
+    return std::find(assigned.begin(), assigned.end(), id) == assigned.end();
+  });
+  std::sort(wrong.begin(), wrong.end());
+  diverged.replay = {{1, 0, sorted, wrong, {}}};
+  auto e = *Simulator::Create(diverged, dataset.get());
+  auto refused = e->RunRound();
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), ::testing::HasSubstr("but the coordinator assigned"));
+}
+
+TEST(SimulatorReplayTest, InvalidIdsAndReplaysAreRefused) {
+  auto dataset = Synthetic(12);
+  const std::vector<std::string> ids = ScrambledIds(12);
+  std::vector<std::string> sorted = ids;
+  std::sort(sorted.begin(), sorted.end());
+  auto base = SmallRun(1);
+  base.clients_per_round = 3;
+  base.rounds = 1;
+  auto expect_refused = [&](SimulationOptions options, const std::string& message) {
+    auto sim = Simulator::Create(options, dataset.get());
+    ASSERT_FALSE(sim.ok()) << message;
+    EXPECT_EQ(sim.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(sim.status().message(), ::testing::HasSubstr(message));
+  };
+  auto few = base;
+  few.client_ids = {"a", "b"};
+  expect_refused(few, "client ids: 2 ids for 12 clients");
+  auto twice = base;
+  twice.client_ids = ids;
+  twice.client_ids[3] = ids[0];
+  expect_refused(twice, "names clients 0 and 3");
+  auto bad = base;
+  bad.client_ids = ids;
+  bad.client_ids[2] = "has space";
+  expect_refused(bad, "client ids: client 2");
+  auto stranger = base;
+  stranger.client_ids = ids;
+  stranger.replay = {{1, 0, {"zz"}, {"zz"}, {"zz"}}};
+  expect_refused(stranger, "device 'zz' is not one of the 12 clients' ids");
+  auto short_replay = stranger;
+  short_replay.rounds = 2;
+  short_replay.replay = {{1, 0, sorted, {}, {}}};
+  expect_refused(short_replay, "has 1 rounds, fewer than the 2 to run");
+  auto with_dropout = short_replay;
+  with_dropout.rounds = 1;
+  with_dropout.dropout.rate = 0.1;
+  expect_refused(with_dropout, "excludes injected dropouts");
+  // Default ids are fedkit-client's: a pool of "client-000003" names client 3.
+  auto defaults = base;
+  defaults.replay = {{1, 0, {"client-000003", "client-000007", "client-000011"}, {}, {}}};
+  defaults.replay[0].assigned = CoordinatorSample(defaults.replay[0].pool, 3, base.seed, 1);
+  defaults.replay[0].aggregated = defaults.replay[0].assigned;
+  auto sim = Simulator::Create(defaults, dataset.get());
+  ASSERT_TRUE(sim.ok()) << sim.status();
+  auto round = (*sim)->RunRound();
+  ASSERT_TRUE(round.ok()) << round.status();
+  EXPECT_EQ(round->contributors, 3);
 }
 
 }  // namespace
