@@ -40,6 +40,7 @@ v1::SecureAggregationParams SecAggParamsToProto(const SecAggAssignment& a) {
   p.set_vector_length(a.config.vector_length);
   p.set_session_id(KeyToBytes(a.config.session_id));
   p.set_client_index(a.client_index);
+  p.set_max_inputs(a.max_inputs);
   p.set_scale(a.encoding.scale);
   p.set_clip_norm(a.encoding.clip_norm);
   p.set_max_weight(a.encoding.max_weight);
@@ -72,6 +73,12 @@ absl::StatusOr<SecAggAssignment> SecAggParamsFromProto(const v1::SecureAggregati
     return absl::InvalidArgumentError(
         absl::StrCat("client_index ", a.client_index, " outside [0, ", a.config.num_clients, ")"));
   }
+  if (p.max_inputs() < 0 || p.max_inputs() > a.config.num_clients) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_inputs ", p.max_inputs(), " outside [0, ", a.config.num_clients, "]"));
+  }
+  a.max_inputs = p.max_inputs();
+  const int64_t summed = a.max_inputs > 0 ? a.max_inputs : a.config.num_clients;
   a.encoding.modulus_bits = p.modulus_bits();
   a.encoding.scale = p.scale();
   a.encoding.clip_norm = p.clip_norm();
@@ -89,8 +96,10 @@ absl::StatusOr<SecAggAssignment> SecAggParamsFromProto(const v1::SecureAggregati
     options.dropout_tolerance = p.dp().dropout_tolerance();
     options.with_count = p.dp().with_count();
     options.clipped_count_stddev = p.dp().clipped_count_stddev();
-    if (options.max_clients < a.config.num_clients) {
-      return absl::InvalidArgumentError("the DP encoding's max_clients is below num_clients");
+    if (options.max_clients < summed) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the DP encoding's max_clients (", options.max_clients,
+                       ") is below the inputs the server sums (", summed, ")"));
     }
     absl::StatusOr<privacy::DistributedDpEncoding> encoding =
         privacy::ChooseDistributedDpEncoding(options);
@@ -108,10 +117,10 @@ absl::StatusOr<SecAggAssignment> SecAggParamsFromProto(const v1::SecureAggregati
     return a;
   }
   if (!(a.encoding.scale > 0) || !(a.encoding.clip_norm > 0) || a.encoding.max_weight < 1 ||
-      a.encoding.max_clients < a.config.num_clients) {
+      a.encoding.max_clients < summed) {
     return absl::InvalidArgumentError(
         "secure aggregation encoding needs scale > 0, clip_norm > 0, max_weight >= 1 and "
-        "max_clients >= num_clients");
+        "max_clients >= the inputs the server sums (max_inputs, or num_clients)");
   }
   return a;
 }

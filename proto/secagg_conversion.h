@@ -21,6 +21,9 @@ namespace fedkit {
 struct SecAggAssignment {
   secagg::ProtocolConfig config;
   int32_t client_index = 0;
+  // The most masked inputs the server sums (0: config.num_clients); the encoding's headroom must
+  // cover it.
+  int32_t max_inputs = 0;
   // Weighted FedAvg rounds: value = round(weight * delta * scale). With DP only modulus_bits and
   // clip_norm (the round's clip) are used.
   secagg::FixedPointEncoding encoding;

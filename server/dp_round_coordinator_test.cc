@@ -11,6 +11,7 @@
 #include "privacy/dp_setup.h"
 #include "privacy/noise.h"
 #include "privacy/rdp_accountant.h"
+#include "proto/secagg_conversion.h"
 #include "server/round_coordinator.h"
 
 namespace fedkit::server {
@@ -286,6 +287,47 @@ TEST(AdaptiveClippingCoordinatorTest, RefusesANoiseTheClippedCountCannotHide) {
   CoordinatorOptions o = AdaptiveOptions();
   o.dp->noise_multiplier = 0.8;  // not below 2 sigma_b = 0.3 with 3 clients per round
   EXPECT_FALSE(RoundCoordinator::Create(o, TinyLayout(), {0, 0}, {}).ok());
+}
+
+// Distributed DP with over-selection: the round assigns 4 devices but sums at most K = 3 masked
+// inputs, so the encoding sized for K suffices; every assigned device accepts its parameters
+// because they say so (max_inputs), and a device refuses parameters that do not.
+TEST(DistributedDpCoordinatorTest, OverSelectedRoundsTellDevicesHowManyInputsAreSummed) {
+  CoordinatorOptions o = DpOptions();
+  o.dp->mode = privacy::DpMode::kDistributed;
+  o.dp->noise_multiplier = 0.5;
+  o.dp->dropout_tolerance = 0.34;
+  o.over_select = 0.3;  // 4 assigned
+  o.max_examples_per_client = 100;
+  SecureAggregationSettings secure;
+  secure.variant = secagg::Variant::kSecAggPlus;
+  secure.phase_timeout = absl::Seconds(10);
+  o.secure_aggregation = secure;
+  auto c = Make(o);
+  ASSERT_NE(c, nullptr);
+  // Masked uploads carry the unit-weight encoding: the model's 2 values, no weight (and no count
+  // without adaptive clipping).
+  EXPECT_EQ(c->masked_input_length(), 2);
+  for (int i = 0; i < 4; ++i)
+    ASSERT_TRUE(c->CheckIn(CheckInOf("c" + std::to_string(i)), kStart).ok());
+  int assigned = 0;
+  for (int i = 0; i < 4; ++i) {
+    auto r = c->CheckIn(CheckInOf("c" + std::to_string(i)), kStart);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_TRUE(r->has_assignment()) << i;
+    ++assigned;
+    v1::SecureAggregationParams params = r->assignment().secure_aggregation();
+    EXPECT_EQ(params.num_clients(), 4);
+    EXPECT_EQ(params.max_inputs(), 3);
+    EXPECT_EQ(params.dp().max_clients(), 3);
+    auto parsed = SecAggParamsFromProto(params);
+    EXPECT_TRUE(parsed.ok()) << parsed.status();
+    params.set_max_inputs(0);  // "all 4 are summed": the encoding has no room for that
+    auto refused = SecAggParamsFromProto(params);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_THAT(refused.status().message(), HasSubstr("below the inputs the server sums (4)"));
+  }
+  EXPECT_EQ(assigned, 4);
 }
 
 }  // namespace

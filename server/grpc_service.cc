@@ -170,17 +170,15 @@ grpc::Status CoordinatorService::UploadUpdate(grpc::ServerContext* context,
                         "an upload must start with an UpdateHeader chunk");
   }
   const v1::UpdateHeader header = chunk.header();
-  // With secure aggregation every upload is a masked vector of model_size + 1 values (the weight
-  // is appended).
+  // With secure aggregation every upload is a masked vector of masked_input_length() values.
   if (coordinator_->uses_secure_aggregation()) {
-    if (header.total_size() != model_size + 1) {
-      coordinator_->CountRefusal(header.total_size() > model_size + 1 ? "oversized"
-                                                                      : "wrong_shape");
-      return grpc::Status(header.total_size() > model_size + 1
-                              ? grpc::StatusCode::RESOURCE_EXHAUSTED
-                              : grpc::StatusCode::INVALID_ARGUMENT,
+    const int64_t length = coordinator_->masked_input_length();
+    if (header.total_size() != length) {
+      coordinator_->CountRefusal(header.total_size() > length ? "oversized" : "wrong_shape");
+      return grpc::Status(header.total_size() > length ? grpc::StatusCode::RESOURCE_EXHAUSTED
+                                                       : grpc::StatusCode::INVALID_ARGUMENT,
                           absl::StrCat("masked upload declares ", header.total_size(),
-                                       " values; expected ", model_size + 1));
+                                       " values; expected ", length));
     }
     std::optional<TransferLimiter::Slot> slot = AcquireTransfer(*context);
     if (!slot.has_value()) {

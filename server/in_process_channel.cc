@@ -67,11 +67,11 @@ absl::StatusOr<v1::SecAggResponse> InProcessChannel::SecureAggregation(
 absl::StatusOr<v1::UploadResponse> InProcessChannel::UploadMaskedInput(
     const v1::UpdateHeader& header, const std::string& packed) {
   if (absl::Status s = CheckNotCancelled(); !s.ok()) return s;
-  if (header.total_size() != coordinator_->model_size() + 1) {
+  if (header.total_size() != coordinator_->masked_input_length()) {
     coordinator_->CountRefusal("wrong_shape");
     return absl::InvalidArgumentError(absl::StrCat("masked upload declares ", header.total_size(),
                                                    " values; expected ",
-                                                   coordinator_->model_size() + 1));
+                                                   coordinator_->masked_input_length()));
   }
   return coordinator_->SubmitMaskedUpdate(header, packed, clock_());
 }

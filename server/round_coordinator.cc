@@ -455,6 +455,11 @@ std::string RoundCoordinator::WaitingForLocked(absl::Time now) const {
       waiting, rounds_completed_ + 1, start_at_, absl::ToDoubleSeconds(left));
 }
 
+int64_t RoundCoordinator::masked_input_length() const {
+  if (!options_.secure_aggregation.has_value()) return 0;
+  return dp_setup_.has_value() ? dp_setup_->encoding->length() : model_size() + 1;
+}
+
 std::string RoundCoordinator::WaitingFor(absl::Time now) const {
   absl::MutexLock lock(&mu_);
   return WaitingForLocked(now);
@@ -539,14 +544,13 @@ void RoundCoordinator::StartRoundLocked(absl::Time now) {
     std::vector<std::string> clients;
     for (const auto& [id, unused] : assignment_of_client_) clients.push_back(id);
     SecAggInputEncoding encoding;
-    int64_t vector_length = layout_.size() + 1;
+    const int64_t vector_length = masked_input_length();
     // K masked inputs close the masked-input phase (over-selected clients beyond them drop).
     SecAggRoundLimits limits{.max_inputs = options_.clients_per_round};
     if (dp_setup_.has_value()) {
       encoding.fixed_point.modulus_bits = options_.secure_aggregation->modulus_bits;
       encoding.fixed_point.clip_norm = round_clip_;
       encoding.dp_options = dp_encoding_options_;
-      vector_length = dp_setup_->encoding->length();
       if (options_.dp->mode == privacy::DpMode::kDistributed) {
         limits.min_inputs = dp_setup_->encoding->min_surviving_clients;
       }

@@ -196,6 +196,10 @@ class RoundCoordinator {
   int64_t model_size() const { return static_cast<int64_t>(layout_.size()); }
   // Whether rounds run secure aggregation (fixed at Create).
   bool uses_secure_aggregation() const { return options_.secure_aggregation.has_value(); }
+  // With secure aggregation, the values every masked upload carries: the model and its weight, or
+  // under DP the unit-weight encoding's length (the model, plus the unclipped count with adaptive
+  // clipping). 0 without secure aggregation.
+  int64_t masked_input_length() const;
   const ParameterLayout& layout() const { return layout_; }
   std::vector<float> global_parameters() const;
   // An error from a hook (e.g. the checkpoint could not be written), which stops the run.

@@ -28,9 +28,14 @@ absl::StatusOr<std::unique_ptr<SecureAggregationRound>> SecureAggregationRound::
   std::sort(clients.begin(), clients.end());
   const int64_t max_clients = encoding.dp_options.has_value() ? encoding.dp_options->max_clients
                                                               : encoding.fixed_point.max_clients;
-  if (static_cast<int64_t>(clients.size()) > max_clients) {
+  // The encoding must hold the sum of every input the round takes: all its clients', or at most
+  // max_inputs of them (the rest of an over-selected round are treated as dropped).
+  const int64_t summed = limits.max_inputs > 0
+                             ? std::min<int64_t>(limits.max_inputs, clients.size())
+                             : static_cast<int64_t>(clients.size());
+  if (summed > max_clients) {
     return absl::InternalError(
-        absl::StrCat(clients.size(), " clients exceed the encoding's ", max_clients));
+        absl::StrCat(summed, " summed inputs exceed the encoding's ", max_clients));
   }
   FEDKIT_ASSIGN_OR_RETURN(
       secagg::ProtocolConfig config,
@@ -65,8 +70,11 @@ std::optional<v1::SecureAggregationParams> SecureAggregationRound::ParamsFor(
     const std::string& client_id) const {
   auto it = index_of_.find(client_id);
   if (it == index_of_.end()) return std::nullopt;
+  const int64_t max_inputs =
+      limits_.max_inputs > 0 && limits_.max_inputs < config_.num_clients ? limits_.max_inputs : 0;
   return SecAggParamsToProto(SecAggAssignment{.config = config_,
                                               .client_index = it->second,
+                                              .max_inputs = static_cast<int32_t>(max_inputs),
                                               .encoding = encoding_.fixed_point,
                                               .dp_options = encoding_.dp_options});
 }
