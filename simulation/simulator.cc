@@ -311,8 +311,7 @@ absl::Status Simulator::SetUpPrivacy() {
                             privacy::AdaptiveClipping::Create(*setup->adaptive_clipping));
   }
   if (setup->encoding.has_value()) {
-    // Refuse now, not in round 1, if the protocol cannot run with this many clients.
-    FEDKIT_RETURN_IF_ERROR(RoundProtocolConfig(0, setup->encoding->length()).status());
+    FEDKIT_RETURN_IF_ERROR(CheckProtocolSizes(setup->encoding->length()));
   }
   if (setup->accounting_noise_multiplier > 0) accountant_.emplace();
   privacy_setup_ = *std::move(setup);
@@ -336,12 +335,13 @@ absl::StatusOr<double> Simulator::EpsilonAfter(int64_t steps) const {
 }
 
 absl::StatusOr<secagg::ProtocolConfig> Simulator::RoundProtocolConfig(int round,
+                                                                      int64_t num_clients,
                                                                       int64_t length) const {
   const SecureAggregationOptions& secure = options_.secure_aggregation;
   FEDKIT_ASSIGN_OR_RETURN(
       secagg::ProtocolConfig config,
-      secagg::MakeProtocolConfig(*secure.variant, static_cast<int>(options_.clients_per_round),
-                                 length, secure.modulus_bits, secure.design_dropout_rate,
+      secagg::MakeProtocolConfig(*secure.variant, static_cast<int>(num_clients), length,
+                                 secure.modulus_bits, secure.design_dropout_rate,
                                  secure.corrupt_fraction));
   // The graph seed is public randomness; deriving it from the run seed makes a simulation
   // (including which rounds abort under heavy dropout) reproducible. Session ids stay random:
@@ -372,13 +372,20 @@ absl::StatusOr<secagg::FixedPointEncoding> Simulator::ChooseSecureAggregationEnc
           secure.modulus_bits,
           server::OverSelectedTarget(options_.clients_per_round, options_.system.over_select),
           options_.plan.clip_norm, std::max<int64_t>(max_weight, 1)));
-  // Refuse now, not in round 1, if the protocol cannot run with this many clients.
-  FEDKIT_RETURN_IF_ERROR(
-      secagg::MakeProtocolConfig(*secure.variant, static_cast<int>(options_.clients_per_round),
-                                 static_cast<int64_t>(global_.size()) + 1, secure.modulus_bits,
-                                 secure.design_dropout_rate, secure.corrupt_fraction)
-          .status());
+  FEDKIT_RETURN_IF_ERROR(CheckProtocolSizes(static_cast<int64_t>(global_.size()) + 1));
   return encoding;
+}
+
+absl::Status Simulator::CheckProtocolSizes(int64_t length) const {
+  // Every round assigns between clients per round and the over-selected target (fewer only when
+  // a replayed pool is smaller).
+  const int64_t target =
+      std::min(dataset_->num_clients(),
+               server::OverSelectedTarget(options_.clients_per_round, options_.system.over_select));
+  for (int64_t n : {options_.clients_per_round, target}) {
+    FEDKIT_RETURN_IF_ERROR(RoundProtocolConfig(0, n, length).status());
+  }
+  return absl::OkStatus();
 }
 
 std::vector<std::optional<secagg::ClientPhase>> Simulator::DropoutSchedule(
@@ -677,8 +684,9 @@ absl::StatusOr<std::optional<Simulator::DpSum>> Simulator::RunDpSecureAggregatio
     const std::vector<std::optional<secagg::ClientPhase>>& drop_at, const TrainFunction& train,
     RoundResult& result, int64_t& trained, double& weighted_loss, double& norm_sum) {
   const privacy::DistributedDpEncoding& encoding = *privacy_setup_->encoding;
-  FEDKIT_ASSIGN_OR_RETURN(secagg::ProtocolConfig config,
-                          RoundProtocolConfig(round, encoding.length()));
+  FEDKIT_ASSIGN_OR_RETURN(
+      secagg::ProtocolConfig config,
+      RoundProtocolConfig(round, static_cast<int64_t>(participants.size()), encoding.length()));
   auto encode = [&](const client::ClientUpdate& update,
                     int32_t i) -> absl::StatusOr<std::vector<uint64_t>> {
     const int64_t client = participants[i];
@@ -730,7 +738,8 @@ absl::StatusOr<std::optional<std::vector<float>>> Simulator::RunSecureAggregatio
     const std::vector<std::optional<secagg::ClientPhase>>& drop_at, const TrainFunction& train,
     RoundResult& result, int64_t& trained, double& weighted_loss, double& norm_sum) {
   FEDKIT_ASSIGN_OR_RETURN(secagg::ProtocolConfig config,
-                          RoundProtocolConfig(round, static_cast<int64_t>(global_.size()) + 1));
+                          RoundProtocolConfig(round, static_cast<int64_t>(participants.size()),
+                                              static_cast<int64_t>(global_.size()) + 1));
   auto encode = [&](const client::ClientUpdate& update,
                     int32_t i) -> absl::StatusOr<std::vector<uint64_t>> {
     const int64_t weight = std::min(update.num_examples, encoding_->max_weight);

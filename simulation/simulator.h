@@ -257,7 +257,12 @@ class Simulator {
   absl::Status SetUpPrivacy();
   // Epsilon after `steps` more rounds, for the budget check.
   absl::StatusOr<double> EpsilonAfter(int64_t steps) const;
-  absl::StatusOr<secagg::ProtocolConfig> RoundProtocolConfig(int round, int64_t length) const;
+  // The protocol of round `round` among `num_clients` assigned clients.
+  absl::StatusOr<secagg::ProtocolConfig> RoundProtocolConfig(int round, int64_t num_clients,
+                                                             int64_t length) const;
+  // Refuses at start-up, not in round 1, a protocol that cannot run with as many clients as a
+  // round may assign.
+  absl::Status CheckProtocolSizes(int64_t length) const;
   // DP under secure aggregation: every client encodes its clipped delta with weight 1 (and its
   // noise share in distributed mode). nullopt (with result.aborted set) when the round aborted.
   absl::StatusOr<std::optional<DpSum>> RunDpSecureAggregation(
