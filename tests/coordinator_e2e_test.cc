@@ -23,6 +23,8 @@
 #include "models/model.h"
 #include "models/torchscript_model.h"
 #include "server/checkpoint.h"
+#include "server/client_sampler.h"
+#include "server/participation.h"
 #include "tests/sim_runner.h"
 #include "tests/subprocess.h"
 
@@ -101,26 +103,29 @@ class CoordinatorE2eTest : public ::testing::Test {
                     const std::function<std::vector<std::string>(int)>& extra = nullptr) {
     clients.resize(count);
     for (int i = 0; i < count; ++i) {
-      std::vector<std::string> argv = {FEDKIT_CLIENT_BINARY,
-                                       "--server",
-                                       "127.0.0.1:" + std::to_string(port_),
-                                       "--tls-ca",
-                                       Path("certs/ca.pem"),
-                                       "--num-clients",
-                                       std::to_string(kClients),
-                                       "--client-index",
-                                       std::to_string(i),
-                                       "--partition",
-                                       "iid",
-                                       "--seed",
-                                       kSeed};
-      if (!model.empty()) argv.insert(argv.end(), {"--model", model});
-      if (extra) {
-        const std::vector<std::string> more = extra(i);
-        argv.insert(argv.end(), more.begin(), more.end());
-      }
-      ASSERT_TRUE(clients[i].Start(argv, Path("client" + std::to_string(i) + ".log")));
+      StartClient(clients[i], i, model, extra ? extra(i) : std::vector<std::string>{},
+                  "client" + std::to_string(i) + ".log");
     }
+  }
+  // Client `index` of kClients (extra flags may override --num-clients).
+  void StartClient(Subprocess& client, int index, const std::string& model,
+                   const std::vector<std::string>& extra, const std::string& log_name) {
+    std::vector<std::string> argv = {FEDKIT_CLIENT_BINARY,
+                                     "--server",
+                                     "127.0.0.1:" + std::to_string(port_),
+                                     "--tls-ca",
+                                     Path("certs/ca.pem"),
+                                     "--num-clients",
+                                     std::to_string(kClients),
+                                     "--client-index",
+                                     std::to_string(index),
+                                     "--partition",
+                                     "iid",
+                                     "--seed",
+                                     kSeed};
+    if (!model.empty()) argv.insert(argv.end(), {"--model", model});
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    ASSERT_TRUE(client.Start(argv, Path(log_name)));
   }
 
   // The simulator's final model for the same setup, run in this test.
@@ -560,50 +565,8 @@ TEST_F(CoordinatorE2eTest, SecureAggregationWithKilledClientsCommitsTheSurvivors
   EXPECT_NE(networked, everyone);  // the two dead clients' updates are really absent
 }
 
-// DP-FedAvg over gRPC is the simulator's: the same clipping, unit-weight exact sum, seeded noise
-// (the coordinator's --dp-noise-seed, and each device's for its distributed share, equal to the
-// simulator's --seed) and adaptive clip steps give the same model bit for bit.
-class CoordinatorDpE2eTest : public CoordinatorE2eTest {
- protected:
-  void ExpectMatchesTheSimulator(const std::vector<std::string>& dp, bool device_noise) {
-    std::vector<std::string> extra = {"--rounds",        "3",
-                                      "--dp-population", std::to_string(kClients),
-                                      "--dp-noise-seed", kSeed,
-                                      "--metrics-out",   Path("metrics.jsonl"),
-                                      "--model-out",     Path("coordinator.pt")};
-    extra.insert(extra.end(), dp.begin(), dp.end());
-    Subprocess coordinator;
-    StartCoordinator(coordinator, extra, "coordinator.log");
-    std::vector<Subprocess> clients;
-    StartClients(clients, "seed", kClients, [&](int) {
-      return device_noise ? std::vector<std::string>{"--dp-noise-seed", kSeed}
-                          : std::vector<std::string>{};
-    });
-    EXPECT_EQ(coordinator.Wait(), 0) << coordinator.Output();
-    EXPECT_EQ(WaitForAll(clients), std::vector<int>(kClients, 0));
-    const auto metrics = ReadJsonLines(Path("metrics.jsonl"));
-    ASSERT_EQ(metrics.size(), 3u) << coordinator.Output();
-    for (const auto& m : metrics) {
-      EXPECT_EQ(m["participants"].get<int>(), kClients);
-      EXPECT_GT(m["epsilon"].get<double>(), 0);
-    }
-    // The clip moved between rounds (adaptive clipping ran over the network).
-    EXPECT_NE(metrics[0]["clip_norm"].get<double>(), metrics[2]["clip_norm"].get<double>());
-
-    std::string args =
-        "--dataset fmnist --clients 20 --clients-per-round 20 --rounds 3 --partition iid --seed " +
-        std::string(kSeed) + " --eval-every 0 --threads 2 --model-out " + Path("sim.pt");
-    for (const auto& a : kTraining) args += " " + a;
-    for (const auto& a : dp) args += " " + a;
-    Result r = RunSim(args);
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    const std::vector<float> networked = LoadModel(Path("coordinator.pt"));
-    const std::vector<float> simulated = LoadModel(Path("sim.pt"));
-    ASSERT_EQ(networked.size(), simulated.size());
-    ASSERT_FALSE(networked.empty());
-    EXPECT_TRUE(networked == simulated) << "the coordinator's model differs from the simulator's";
-  }
-};
+// DP flags of the coordinator.
+class CoordinatorDpE2eTest : public CoordinatorE2eTest {};
 
 // Each bad DP combination exits with 2 and a message naming the flag to change.
 TEST_F(CoordinatorDpE2eTest, DpFlagErrorsNameTheFlag) {
@@ -634,17 +597,210 @@ TEST_F(CoordinatorDpE2eTest, DpFlagErrorsNameTheFlag) {
   }
 }
 
-TEST_F(CoordinatorDpE2eTest, CentralDpWithAdaptiveClippingMatchesTheSimulatorBitForBit) {
-  ExpectMatchesTheSimulator({"--dp", "central", "--clip-norm", "1", "--noise-multiplier", "0.5",
-                             "--adaptive-clip-quantile", "0.5"},
-                            /*device_noise=*/false);
+// Issue 10's floor 1: one round engine. In each mode, eight fedkit-client processes whose ids do
+// not sort like their indices train three rounds of three clients each, over-selected to four and
+// sampled from the whole fleet (--min-available 8). In round 1 one assigned device goes silent and
+// is killed mid-round (fedkit-client --go-silent: in a plain round where it would upload its
+// update, after training; under secure aggregation where it would share its keys, after
+// advertising them, so the round waits for it until the phase deadline and goes on without it).
+// Once round 1 has committed the device is started again, as a crashed phone comes back, so that
+// every round samples from the same eight. fedkit-sim then replays the coordinator's participation
+// record: it samples every round itself, from the recorded pool with the coordinator's seed (and
+// stops if it did not pick the devices the coordinator assigned), and takes from the record only
+// which of them reported in time. Its final model must equal the coordinator's bit for bit.
+class RoundEngineMatrixTest : public CoordinatorE2eTest {
+ protected:
+  static constexpr int kDevices = 8;
+  // Fruit, so that sorted order (apple, banana, cherry, date, fig, kiwi, lemon, mango) is not
+  // index order.
+  const std::vector<std::string> ids_ = {"kiwi",   "apple",  "mango", "fig",
+                                         "cherry", "banana", "lemon", "date"};
+
+  // `mode`: flags both binaries take; `coordinator_only` and `sim_only` the rest; `device_noise`:
+  // devices seed their distributed DP noise as the simulator does.
+  void ExpectTheSimulatorReplaysTheCoordinator(const std::vector<std::string>& mode,
+                                               const std::vector<std::string>& coordinator_only,
+                                               const std::vector<std::string>& sim_only,
+                                               bool secure, bool device_noise) {
+    // The selection window is long so that every round waits for all eight (a round starts at
+    // once when they are all waiting); it only runs out if a device never comes back.
+    std::vector<std::string> extra = {"--rounds",
+                                      "3",
+                                      "--clients-per-round",
+                                      "3",
+                                      "--over-select",
+                                      "0.3",
+                                      "--min-available",
+                                      std::to_string(kDevices),
+                                      "--selection-timeout",
+                                      "120",
+                                      "--round-timeout",
+                                      "120",
+                                      "--secagg-phase-timeout",
+                                      "20",
+                                      "--metrics-out",
+                                      Path("metrics.jsonl"),
+                                      "--participation-out",
+                                      Path("participation.jsonl"),
+                                      "--model-out",
+                                      Path("coordinator.pt")};
+    extra.insert(extra.end(), mode.begin(), mode.end());
+    extra.insert(extra.end(), coordinator_only.begin(), coordinator_only.end());
+    // The victim: the first device round 1 assigns (the coordinator samples the sorted ids of the
+    // whole fleet with the run's seed).
+    std::vector<std::string> sorted = ids_;
+    std::sort(sorted.begin(), sorted.end());
+    const std::vector<int64_t> round1 =
+        *server::SampleClients(kDevices, 4, server::SamplingSeed(std::stoull(kSeed), 1));
+    const int victim =
+        static_cast<int>(std::find(ids_.begin(), ids_.end(), sorted[round1[0]]) - ids_.begin());
+    const std::string silent_at = secure ? "share" : "upload";
+    Subprocess coordinator;
+    StartCoordinator(coordinator, extra, "coordinator.log");
+    auto flags_of = [&](int i) {
+      std::vector<std::string> flags = {"--num-clients", std::to_string(kDevices), "--client-id",
+                                        ids_[i]};
+      if (device_noise) flags.insert(flags.end(), {"--dp-noise-seed", kSeed});
+      return flags;
+    };
+    std::vector<Subprocess> clients;
+    StartClients(clients, "seed", kDevices, [&](int i) {
+      std::vector<std::string> flags = flags_of(i);
+      if (i == victim) flags.insert(flags.end(), {"--go-silent", silent_at + "@1"});
+      return flags;
+    });
+    ASSERT_TRUE(PollUntil(
+        [&] {
+          return clients[victim].Output().find("round 1: fault injected") != std::string::npos ||
+                 coordinator.WaitFor({}).has_value();
+        },
+        std::chrono::minutes(3)))
+        << coordinator.Output();
+    ASSERT_THAT(
+        clients[victim].Output(),
+        ::testing::HasSubstr("round 1: fault injected: silent from its " + silent_at + " on"))
+        << coordinator.Output();
+    if (secure) {
+      // Mid-round: the others wait for its shares until the phase deadline.
+      EXPECT_THAT(coordinator.Output(), ::testing::Not(::testing::HasSubstr("round    1")));
+    }
+    clients[victim].Signal(SIGKILL);
+    std::optional<int> killed;
+    ASSERT_TRUE(PollUntil([&] { return (killed = clients[victim].WaitFor({})).has_value(); },
+                          std::chrono::seconds(30)));
+    EXPECT_EQ(*killed, 128 + SIGKILL);
+    // Back once round 1 has committed.
+    ASSERT_TRUE(PollUntil(
+        [&] {
+          return coordinator.Output().find("round    1") != std::string::npos ||
+                 coordinator.WaitFor({}).has_value();
+        },
+        std::chrono::minutes(3)))
+        << coordinator.Output();
+    clients[victim] = Subprocess();
+    StartClient(clients[victim], victim, "seed", flags_of(victim),
+                "client" + std::to_string(victim) + "-restarted.log");
+    EXPECT_EQ(coordinator.Wait(), 0) << coordinator.Output();
+    const std::vector<int> codes = WaitForAll(clients);
+    for (int i = 0; i < kDevices; ++i) {
+      EXPECT_EQ(codes[i], 0) << ids_[i] << ":\n" << clients[i].Output();
+    }
+
+    // The record: the whole fleet in every pool, the victim assigned in round 1 but not
+    // aggregated; three updates per round.
+    const std::vector<server::RoundParticipation> record =
+        *server::ReadParticipationFile(Path("participation.jsonl"));
+    ASSERT_EQ(record.size(), 3u);
+    EXPECT_THAT(record[0].assigned, ::testing::Contains(ids_[victim]));
+    EXPECT_THAT(record[0].aggregated, ::testing::Not(::testing::Contains(ids_[victim])));
+    std::vector<std::string> others = record[0].assigned;
+    others.erase(std::find(others.begin(), others.end(), ids_[victim]));
+    EXPECT_EQ(record[0].aggregated, others);
+    for (const server::RoundParticipation& round : record) {
+      EXPECT_EQ(round.pool, sorted) << round.round;
+      EXPECT_EQ(round.attempt, 0) << round.round;
+      EXPECT_EQ(round.assigned.size(), 4u) << round.round;
+      EXPECT_EQ(round.aggregated.size(), 3u) << round.round;
+    }
+    const auto metrics = ReadJsonLines(Path("metrics.jsonl"));
+    ASSERT_EQ(metrics.size(), 3u);
+    for (const auto& m : metrics) EXPECT_EQ(m["participants"].get<int>(), 3);
+
+    {
+      std::ofstream out(Path("ids.txt"));
+      for (const std::string& id : ids_) out << id << "\n";
+    }
+    std::string args =
+        "--dataset fmnist --clients 8 --clients-per-round 3 --over-select 0.3 --rounds 3 "
+        "--partition iid --seed " +
+        std::string(kSeed) + " --eval-every 0 --threads 2 --client-ids " + Path("ids.txt") +
+        " --replay-participation " + Path("participation.jsonl") + " --model-out " + Path("sim.pt");
+    for (const auto& a : kTraining) args += " " + a;
+    for (const auto& a : mode) args += " " + a;
+    for (const auto& a : sim_only) args += " " + a;
+    Result r = RunSim(args);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const std::vector<float> networked = LoadModel(Path("coordinator.pt"));
+    const std::vector<float> simulated = LoadModel(Path("sim.pt"));
+    ASSERT_EQ(networked.size(), simulated.size());
+    ASSERT_FALSE(networked.empty());
+    EXPECT_TRUE(networked == simulated) << "the coordinator's model differs from the simulator's";
+    // Not a vacuous equality: the replay of another participation gives another model.
+    // Round 3 with the over-selected device that was not needed in place of one that was.
+    std::vector<server::RoundParticipation> other = record;
+    std::vector<std::string>& kept = other[2].aggregated;
+    for (const std::string& id : other[2].assigned) {
+      if (std::find(kept.begin(), kept.end(), id) == kept.end()) {
+        kept[0] = id;
+        break;
+      }
+    }
+    std::sort(kept.begin(), kept.end());
+    {
+      std::ofstream out(Path("other.jsonl"));
+      for (const auto& round : other) out << server::ParticipationToJson(round) << "\n";
+    }
+    std::string other_args = args;
+    other_args.replace(other_args.find(Path("participation.jsonl")),
+                       Path("participation.jsonl").size(), Path("other.jsonl"));
+    other_args.replace(other_args.find(Path("sim.pt")), Path("sim.pt").size(), Path("other.pt"));
+    Result o = RunSim(other_args);
+    ASSERT_EQ(o.exit_code, 0) << o.output;
+    EXPECT_NE(LoadModel(Path("other.pt")), networked);
+  }
+};
+
+const std::vector<std::string> kSecAggPlus = {"--secagg", "secagg+"};
+
+TEST_F(RoundEngineMatrixTest, PlainFedAvg) {
+  ExpectTheSimulatorReplaysTheCoordinator({}, {}, {}, /*secure=*/false, /*device_noise=*/false);
 }
 
-TEST_F(CoordinatorDpE2eTest, DistributedDpUnderSecAggPlusMatchesTheSimulatorBitForBit) {
-  ExpectMatchesTheSimulator(
+TEST_F(RoundEngineMatrixTest, CentralDp) {
+  ExpectTheSimulatorReplaysTheCoordinator(
+      {"--dp", "central", "--clip-norm", "1", "--noise-multiplier", "0.5"},
+      {"--dp-population", "8", "--dp-noise-seed", kSeed}, {}, false, false);
+}
+
+TEST_F(RoundEngineMatrixTest, SecAggPlus) {
+  ExpectTheSimulatorReplaysTheCoordinator({"--secagg", "secagg+", "--clip-norm", "5"},
+                                          {"--max-examples", "8000"},
+                                          {"--max-client-weight", "8000"}, true, false);
+}
+
+TEST_F(RoundEngineMatrixTest, DistributedDpUnderSecAggPlus) {
+  ExpectTheSimulatorReplaysTheCoordinator(
       {"--dp", "distributed", "--secagg", "secagg+", "--clip-norm", "1", "--noise-multiplier",
-       "0.5", "--adaptive-clip-quantile", "0.5", "--dp-dropout-tolerance", "0.1"},
-      /*device_noise=*/true);
+       "0.5", "--dp-dropout-tolerance", "0.34"},
+      {"--dp-population", "8", "--dp-noise-seed", kSeed}, {}, true, true);
+}
+
+TEST_F(RoundEngineMatrixTest, AdaptiveClipping) {
+  ExpectTheSimulatorReplaysTheCoordinator(
+      // z < 2 sigma_b = 2 (3 / 20): the most noise adaptive clipping allows at 3 per round.
+      {"--dp", "central", "--clip-norm", "1", "--noise-multiplier", "0.25",
+       "--adaptive-clip-quantile", "0.5"},
+      {"--dp-population", "8", "--dp-noise-seed", kSeed}, {}, false, false);
 }
 
 }  // namespace
