@@ -1,5 +1,8 @@
 #include "privacy/dp_setup.h"
 
+#include <cmath>
+
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "core/seeds.h"
 #include "core/status_macros.h"
@@ -12,7 +15,114 @@ constexpr uint64_t kValueNoiseTag = 0x64702d76616c;   // "dp-val": central noise
 constexpr uint64_t kCountNoiseTag = 0x64702d636e74;   // "dp-cnt": central noise on the count
 constexpr uint64_t kClientNoiseTag = 0x64702d636c69;  // "dp-cli": a client's distributed share
 
+// INVALID_ARGUMENT blaming `field`.
+absl::Status FieldError(absl::string_view field, absl::string_view message) {
+  absl::Status status = absl::InvalidArgumentError(message);
+  status.SetPayload(kDpFieldPayload, absl::Cord(field));
+  return status;
+}
+
 }  // namespace
+
+absl::Status ValidateDpSettings(const DpSettings& settings, const DpRoundShape& shape) {
+  const DpSettings& dp = settings;
+  if (dp.mode == DpMode::kNone) {
+    const char* needs_dp = " needs `mode` central or distributed";
+    if (dp.noise_multiplier != 0) {
+      return FieldError("noise_multiplier", absl::StrCat("`noise_multiplier`", needs_dp));
+    }
+    if (dp.adaptive_clip_quantile) {
+      return FieldError("adaptive_clip_quantile",
+                        absl::StrCat("`adaptive_clip_quantile`", needs_dp));
+    }
+    if (dp.target_epsilon) {
+      return FieldError("target_epsilon", absl::StrCat("`target_epsilon`", needs_dp));
+    }
+    if (dp.dropout_tolerance) {
+      return FieldError("dropout_tolerance", absl::StrCat("`dropout_tolerance`", needs_dp));
+    }
+    return absl::OkStatus();
+  }
+  if (!(shape.clip_norm > 0)) {
+    return FieldError("clip_norm",
+                      "DP needs `clip_norm` > 0 (the sensitivity of the sum; with "
+                      "`adaptive_clip_quantile`, the initial clip)");
+  }
+  if (shape.clients_per_round < 1) {
+    return FieldError("clients_per_round", absl::StrCat("`clients_per_round` must be >= 1, got ",
+                                                        shape.clients_per_round));
+  }
+  if (shape.population < shape.clients_per_round) {
+    return FieldError(
+        "population",
+        absl::StrCat("DP needs `population` (", shape.population,
+                     ") to be at least `clients_per_round` (", shape.clients_per_round,
+                     "): the accountant's sampling rate is their ratio"));
+  }
+  if (dp.mode == DpMode::kDistributed && !shape.secure_aggregation_modulus_bits.has_value()) {
+    return FieldError("mode",
+                      "`mode` distributed needs `secure_aggregation`: the clients' noise shares "
+                      "only protect the sum once their updates are masked");
+  }
+  const double z = dp.noise_multiplier;
+  if (!(z >= 0 && std::isfinite(z))) {
+    return FieldError("noise_multiplier",
+                      absl::StrCat("`noise_multiplier` must be finite and >= 0, got ", z));
+  }
+  if (!(dp.delta > 0 && dp.delta < 1)) {
+    return FieldError("delta", absl::StrCat("`delta` must be in (0, 1), got ", dp.delta));
+  }
+  if (dp.adaptive_clip_quantile) {
+    const double gamma = *dp.adaptive_clip_quantile;
+    if (!(gamma > 0 && gamma < 1)) {
+      return FieldError("adaptive_clip_quantile",
+                        absl::StrCat("`adaptive_clip_quantile` must be in (0, 1), got ", gamma));
+    }
+    if (!(dp.adaptive_clip_learning_rate >= 0 && std::isfinite(dp.adaptive_clip_learning_rate))) {
+      return FieldError("adaptive_clip_learning_rate",
+                        absl::StrCat("`adaptive_clip_learning_rate` must be finite and >= 0, got ",
+                                     dp.adaptive_clip_learning_rate));
+    }
+    const double m = static_cast<double>(shape.clients_per_round);
+    if (z > 0 && !(z < 2 * DefaultClippedCountStddev(m))) {
+      return FieldError(
+          "noise_multiplier",
+          absl::StrCat("`noise_multiplier` ", z, " is too large for `adaptive_clip_quantile` with ",
+                       "`clients_per_round` ", shape.clients_per_round,
+                       ": the clipped count's noise sigma_b = clients per round / 20 must exceed "
+                       "z / 2 (use more clients per round or a fixed clip)"));
+    }
+  }
+  if (dp.target_epsilon) {
+    if (!(*dp.target_epsilon > 0)) {
+      return FieldError("target_epsilon",
+                        absl::StrCat("`target_epsilon` must be > 0, got ", *dp.target_epsilon));
+    }
+    if (!(z > 0)) {
+      return FieldError("noise_multiplier",
+                        "`target_epsilon` needs `noise_multiplier` > 0 (without noise epsilon is "
+                        "unbounded)");
+    }
+  }
+  if (dp.dropout_tolerance) {
+    if (dp.mode != DpMode::kDistributed) {
+      return FieldError("dropout_tolerance",
+                        "`dropout_tolerance` applies to `mode` distributed only");
+    }
+    if (!(*dp.dropout_tolerance >= 0 && *dp.dropout_tolerance < 1)) {
+      return FieldError(
+          "dropout_tolerance",
+          absl::StrCat("`dropout_tolerance` must be in [0, 1), got ", *dp.dropout_tolerance));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::optional<std::string> DpErrorField(const absl::Status& status) {
+  const absl::optional<absl::Cord> field = status.GetPayload(kDpFieldPayload);
+  if (!field.has_value()) return std::nullopt;
+  return std::string(*field);
+}
 
 absl::StatusOr<DpMode> ParseDpMode(absl::string_view name) {
   if (name == "none") return DpMode::kNone;
@@ -54,19 +164,7 @@ absl::StatusOr<DpSetup> SetUpDp(const DpSettings& settings, const DpRoundShape& 
   if (settings.mode == DpMode::kNone) {
     return absl::InvalidArgumentError("SetUpDp needs DP mode central or distributed");
   }
-  if (!(shape.clip_norm > 0)) {
-    return absl::InvalidArgumentError("DP needs a clip norm > 0 (the sensitivity of the sum)");
-  }
-  if (shape.clients_per_round < 1 || shape.population < shape.clients_per_round) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "DP needs a population (", shape.population, ") of at least the clients per round (",
-        shape.clients_per_round, "): the accountant's sampling rate is their ratio"));
-  }
-  if (settings.mode == DpMode::kDistributed && !shape.secure_aggregation_modulus_bits.has_value()) {
-    return absl::InvalidArgumentError(
-        "distributed DP needs secure aggregation: the clients' noise shares only protect the sum "
-        "once their updates are masked");
-  }
+  FEDKIT_RETURN_IF_ERROR(ValidateDpSettings(settings, shape));
   const double m = static_cast<double>(shape.clients_per_round);
   const double z = settings.noise_multiplier;
   DpSetup setup;

@@ -21,7 +21,9 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "privacy/adaptive_clipping.h"
@@ -61,6 +63,19 @@ struct DpRoundShape {
   double expected_dropout_rate = 0.0;  // sizes the default dropout tolerance (distributed)
 };
 
+// Every check of DP settings against the run they apply to, in one place for the coordinator and
+// the simulator. OK, or INVALID_ARGUMENT for the first problem found, whose message names fields in
+// backquotes (`noise_multiplier`; DpSettings' fields and DpRoundShape's `clip_norm`,
+// `clients_per_round` and `population`, and `mode`) and whose payload kDpFieldPayload holds the one
+// to change, so that a binary can name its own flag (see DpErrorField).
+// With mode kNone it only checks that no setting that needs DP is set.
+absl::Status ValidateDpSettings(const DpSettings& settings, const DpRoundShape& shape);
+
+// The payload type of ValidateDpSettings' errors: the field's name, without backquotes.
+inline constexpr absl::string_view kDpFieldPayload = "type.fedkit.dev/fedkit.privacy.DpField";
+// The field a ValidateDpSettings error blames; nullopt for any other status.
+std::optional<std::string> DpErrorField(const absl::Status& status);
+
 // What SetUpDp derives (for the round engine, logs and tests).
 struct DpSetup {
   double sampling_rate = 0.0;                // q
@@ -75,9 +90,8 @@ struct DpSetup {
   std::optional<DistributedDpEncoding> encoding;
 };
 
-// INVALID_ARGUMENT when the shape is inconsistent (no clip, population < clients per round),
-// distributed mode has no secure aggregation, or no encoding fits the modulus (the message says
-// what to change). mode must not be kNone.
+// INVALID_ARGUMENT for everything ValidateDpSettings refuses (its error, with the field payload),
+// or when no encoding fits the modulus (the message says what to change). mode must not be kNone.
 absl::StatusOr<DpSetup> SetUpDp(const DpSettings& settings, const DpRoundShape& shape);
 
 // The options of the encoding SetUpDp chose, for a client to derive the same encoding

@@ -22,6 +22,7 @@
 #include "absl/synchronization/notification.h"
 #include "artifacts/artifact_files.h"
 #include "artifacts/signing.h"
+#include "cli/flag_errors.h"
 #include "cli/yaml_config.h"
 #include "core/status_macros.h"
 #include "data/idx.h"
@@ -379,41 +380,6 @@ int Run(int argc, char** argv) {
   absl::StatusOr<privacy::DpMode> dp_mode = privacy::ParseDpMode(f.dp);
   if (!dp_mode.ok()) return UsageError("--dp", dp_mode.status().message());
   if (*dp_mode != privacy::DpMode::kNone) {
-    if (!(f.clip_norm > 0)) {
-      return UsageError("--clip-norm",
-                        "DP needs a clip norm > 0 (the sensitivity; with --adaptive-clip-quantile, "
-                        "the initial clip)");
-    }
-    if (f.dp_population < f.clients_per_round) {
-      return UsageError("--dp-population", absl::StrFormat("DP needs the population of devices (>= "
-                                                           "--clients-per-round %d), got %d",
-                                                           f.clients_per_round, f.dp_population));
-    }
-    if (!(f.delta > 0)) return UsageError("--delta", "must be > 0");
-    if (*dp_mode == privacy::DpMode::kDistributed && f.secagg == "none") {
-      return UsageError("--dp",
-                        "distributed DP needs --secagg secagg or secagg+: the devices' noise "
-                        "shares only protect the sum once their updates are masked");
-    }
-    if (f.adaptive_clip_quantile == 1.0) {
-      return UsageError("--adaptive-clip-quantile", "must be below 1");
-    }
-    if (f.adaptive_clip_quantile > 0 &&
-        !(f.noise_multiplier <
-          2 * privacy::DefaultClippedCountStddev(static_cast<double>(f.clients_per_round)))) {
-      return UsageError(
-          "--noise-multiplier",
-          absl::StrFormat("%g is too large for --adaptive-clip-quantile with %d clients per round: "
-                          "the clipped count's noise sigma_b = clients per round / 20 must exceed "
-                          "z / 2 (raise --clients-per-round or use a fixed clip)",
-                          f.noise_multiplier, f.clients_per_round));
-    }
-    if (f.dp_dropout_tolerance >= 0 && *dp_mode != privacy::DpMode::kDistributed) {
-      return UsageError("--dp-dropout-tolerance", "applies to --dp distributed only");
-    }
-    if (f.dp_dropout_tolerance >= 1.0) {
-      return UsageError("--dp-dropout-tolerance", "must be below 1");
-    }
     privacy::DpSettings dp;
     dp.mode = *dp_mode;
     dp.noise_multiplier = f.noise_multiplier;
@@ -422,6 +388,17 @@ int Run(int argc, char** argv) {
     if (f.adaptive_clip_quantile > 0) dp.adaptive_clip_quantile = f.adaptive_clip_quantile;
     dp.adaptive_clip_learning_rate = f.adaptive_clip_lr;
     if (f.dp_dropout_tolerance >= 0) dp.dropout_tolerance = f.dp_dropout_tolerance;
+    // The one validation of DP settings (RoundCoordinator::Create runs it again), now, before
+    // anything is loaded, in the flags' words.
+    privacy::DpRoundShape shape;
+    shape.clients_per_round = f.clients_per_round;
+    shape.population = f.dp_population;
+    shape.clip_norm = f.clip_norm;
+    if (f.secagg != "none") shape.secure_aggregation_modulus_bits = f.secagg_modulus_bits;
+    if (absl::Status valid = privacy::ValidateDpSettings(dp, shape); !valid.ok()) {
+      const cli::FlagError error = cli::InFlags(valid, cli::DpFieldFlags("--dp-population"));
+      return UsageError(error.flag.empty() ? "--dp" : error.flag, error.message);
+    }
     options.dp = dp;
     options.population = f.dp_population;
     options.dp_noise_seed = f.dp_noise_seed;
@@ -552,7 +529,9 @@ int Run(int argc, char** argv) {
   auto coordinator = RoundCoordinator::Create(options, models::LayoutOf(**model),
                                               models::FlattenParameters(**model), hooks);
   if (!coordinator.ok()) {
-    std::cerr << "fedkit-coordinator: " << coordinator.status().message() << "\n";
+    std::cerr << "fedkit-coordinator: "
+              << cli::InFlags(coordinator.status(), cli::DpFieldFlags("--dp-population")).message
+              << "\n";
     return 2;
   }
   if (checkpoints) {

@@ -192,10 +192,13 @@ TEST(CentralDpCoordinatorTest, RefusesInconsistentSettings) {
   o = DpOptions();
   o.plan.set_clip_norm(0);
   EXPECT_THAT(RoundCoordinator::Create(o, TinyLayout(), {0, 0}, {}).status().message(),
-              HasSubstr("clip norm"));
+              HasSubstr("`clip_norm`"));
+  // A deployment always accounts: no z = 0, which simulations allow.
   o = DpOptions();
   o.dp->noise_multiplier = 0;
-  EXPECT_FALSE(RoundCoordinator::Create(o, TinyLayout(), {0, 0}, {}).ok());
+  const absl::Status no_noise = RoundCoordinator::Create(o, TinyLayout(), {0, 0}, {}).status();
+  EXPECT_THAT(no_noise.message(), HasSubstr("`noise_multiplier` > 0"));
+  EXPECT_EQ(privacy::DpErrorField(no_noise), "noise_multiplier");
 }
 
 CoordinatorOptions AdaptiveOptions() {

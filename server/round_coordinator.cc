@@ -7,6 +7,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "aggregation/aggregator.h"
@@ -95,21 +96,13 @@ absl::StatusOr<std::unique_ptr<RoundCoordinator>> RoundCoordinator::Create(
     if (dp.mode == privacy::DpMode::kNone) {
       return absl::InvalidArgumentError("DP settings given with mode none");
     }
-    if (!(options.plan.clip_norm() > 0)) {
-      return absl::InvalidArgumentError("DP needs a clip norm > 0 (the sensitivity)");
-    }
+    // A deployment always accounts: z = 0 (allowed in simulations) would release without
+    // privacy. Everything else is privacy::ValidateDpSettings', through SetUpDp below.
     if (!(dp.noise_multiplier > 0) || !std::isfinite(dp.noise_multiplier)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("DP noise multiplier must be > 0, got ", dp.noise_multiplier));
-    }
-    if (!(dp.delta > 0 && dp.delta < 1)) {
-      return absl::InvalidArgumentError(absl::StrCat("DP delta must be in (0, 1), got ", dp.delta));
-    }
-    if (dp.target_epsilon.has_value() && !(*dp.target_epsilon > 0)) {
-      return absl::InvalidArgumentError("target epsilon must be > 0");
-    }
-    if (dp.dropout_tolerance.has_value() && dp.mode != privacy::DpMode::kDistributed) {
-      return absl::InvalidArgumentError("the DP dropout tolerance applies to distributed DP only");
+      absl::Status status = absl::InvalidArgumentError(absl::StrCat(
+          "the coordinator needs `noise_multiplier` > 0 under DP, got ", dp.noise_multiplier));
+      status.SetPayload(privacy::kDpFieldPayload, absl::Cord("noise_multiplier"));
+      return status;
     }
     privacy::DpRoundShape shape;
     shape.clients_per_round = options.clients_per_round;

@@ -13,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "cli/flag_errors.h"
 #include "cli/yaml_config.h"
 #include "data/federated_dataset.h"
 #include "data/idx.h"
@@ -303,7 +304,11 @@ int Run(int argc, char** argv, Collective* collective) {
   absl::StatusOr<std::unique_ptr<Simulator>> sim =
       Simulator::Create(f.sim, federated->get(), collective);
   if (!sim.ok()) {
-    std::cerr << "fedkit-sim: " << sim.status().message() << "\n";
+    cli::FieldFlags flags = cli::DpFieldFlags("--clients");
+    flags.emplace_back("max_client_weight", "--max-client-weight");
+    const cli::FlagError error = cli::InFlags(sim.status(), flags);
+    if (!error.flag.empty()) return UsageError(error.flag, error.message);
+    std::cerr << "fedkit-sim: " << error.message << "\n";
     return 2;
   }
   if (lead) {

@@ -29,75 +29,26 @@ namespace {
 // Evaluation is cut into chunks of this many examples, spread over the workers.
 constexpr int64_t kEvalChunk = 1000;
 
-absl::Status ValidateDpOptions(const SimulationOptions& options) {
-  const DpOptions& dp = options.dp;
-  if (dp.mode == DpMode::kNone) {
-    if (dp.noise_multiplier != 0 || dp.adaptive_clip_quantile || dp.target_epsilon ||
-        dp.dropout_tolerance) {
-      return absl::InvalidArgumentError(
-          "--noise-multiplier, --adaptive-clip-quantile, --target-epsilon and "
-          "--dp-dropout-tolerance need --dp central or --dp distributed");
-    }
-    return absl::OkStatus();
+// The run DP applies to (privacy::DpRoundShape), as far as it is known before the model is built.
+privacy::DpRoundShape DpShape(const SimulationOptions& options, int64_t population) {
+  privacy::DpRoundShape shape;
+  shape.clients_per_round = options.clients_per_round;
+  shape.population = population;
+  shape.clip_norm = options.plan.clip_norm;
+  shape.expected_dropout_rate = options.dropout.rate;
+  if (options.secure_aggregation.variant.has_value()) {
+    shape.secure_aggregation_modulus_bits = options.secure_aggregation.modulus_bits;
   }
-  if (!(options.plan.clip_norm > 0)) {
+  return shape;
+}
+
+// The DP settings (privacy::ValidateDpSettings, whose errors name the field) and what DP excludes
+// here.
+absl::Status ValidateDpOptions(const SimulationOptions& options, int64_t population) {
+  FEDKIT_RETURN_IF_ERROR(privacy::ValidateDpSettings(options.dp, DpShape(options, population)));
+  if (options.dp.mode != DpMode::kNone && options.max_client_weight.has_value()) {
     return absl::InvalidArgumentError(
-        "--dp needs --clip-norm > 0 (the sensitivity of the sum; with --adaptive-clip-quantile, "
-        "the "
-        "initial clip)");
-  }
-  if (dp.mode == DpMode::kDistributed && !options.secure_aggregation.variant.has_value()) {
-    return absl::InvalidArgumentError(
-        "--dp distributed needs --secagg secagg or secagg+: the clients' noise shares only protect "
-        "the sum once their updates are masked");
-  }
-  if (!(dp.noise_multiplier >= 0 && std::isfinite(dp.noise_multiplier))) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--noise-multiplier must be finite and >= 0, got ", dp.noise_multiplier));
-  }
-  if (!(dp.delta > 0 && dp.delta < 1)) {
-    return absl::InvalidArgumentError(absl::StrCat("--delta must be in (0, 1), got ", dp.delta));
-  }
-  if (dp.adaptive_clip_quantile &&
-      !(*dp.adaptive_clip_quantile > 0 && *dp.adaptive_clip_quantile < 1)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--adaptive-clip-quantile must be in (0, 1), got ", *dp.adaptive_clip_quantile));
-  }
-  if (!(dp.adaptive_clip_learning_rate >= 0 && std::isfinite(dp.adaptive_clip_learning_rate))) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--adaptive-clip-lr must be >= 0, got ", dp.adaptive_clip_learning_rate));
-  }
-  if (dp.adaptive_clip_quantile && dp.noise_multiplier > 0 &&
-      !(dp.noise_multiplier <
-        2 * privacy::DefaultClippedCountStddev(static_cast<double>(options.clients_per_round)))) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--noise-multiplier ", dp.noise_multiplier,
-        " is too large for --adaptive-clip-quantile with ", options.clients_per_round,
-        " clients per round: the clipped count's noise sigma_b = clients per round / 20 must "
-        "exceed z / 2 (use more clients per round or a fixed clip)"));
-  }
-  if (dp.target_epsilon) {
-    if (!(*dp.target_epsilon > 0)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--target-epsilon must be > 0, got ", *dp.target_epsilon));
-    }
-    if (!(dp.noise_multiplier > 0)) {
-      return absl::InvalidArgumentError(
-          "--target-epsilon needs --noise-multiplier > 0 (without noise epsilon is unbounded)");
-    }
-  }
-  if (dp.dropout_tolerance) {
-    if (dp.mode != DpMode::kDistributed) {
-      return absl::InvalidArgumentError("--dp-dropout-tolerance applies to --dp distributed only");
-    }
-    if (!(*dp.dropout_tolerance >= 0 && *dp.dropout_tolerance < 1)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--dp-dropout-tolerance must be in [0, 1), got ", *dp.dropout_tolerance));
-    }
-  }
-  if (options.max_client_weight.has_value()) {
-    return absl::InvalidArgumentError(
-        "--max-client-weight does not apply with --dp: every client has weight 1");
+        "`max_client_weight` does not apply with DP: every client has weight 1");
   }
   return absl::OkStatus();
 }
@@ -144,7 +95,7 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const SimulationOpt
         absl::StrCat("dropout rate must be in [0, 1), got ", options.dropout.rate));
   }
 
-  FEDKIT_RETURN_IF_ERROR(ValidateDpOptions(options));
+  FEDKIT_RETURN_IF_ERROR(ValidateDpOptions(options, dataset->num_clients()));
   if (!(options.system.over_select >= 0 && options.system.over_select <= 10)) {
     return absl::InvalidArgumentError(
         absl::StrCat("--over-select must be in [0, 10], got ", options.system.over_select));
@@ -289,22 +240,17 @@ Simulator::~Simulator() = default;
 
 absl::Status Simulator::SetUpPrivacy() {
   const DpOptions& dp = options_.dp;
-  privacy::DpRoundShape shape;
-  shape.clients_per_round = options_.clients_per_round;
-  shape.population = dataset_->num_clients();
+  privacy::DpRoundShape shape = DpShape(options_, dataset_->num_clients());
   shape.dim = static_cast<int64_t>(global_.size());
-  shape.clip_norm = options_.plan.clip_norm;
-  shape.expected_dropout_rate = options_.dropout.rate;
-  if (options_.secure_aggregation.variant.has_value()) {
-    shape.secure_aggregation_modulus_bits = options_.secure_aggregation.modulus_bits;
-  }
   absl::StatusOr<privacy::DpSetup> setup = privacy::SetUpDp(dp, shape);
   if (!setup.ok()) {
-    return absl::InvalidArgumentError(
-        shape.secure_aggregation_modulus_bits.has_value()
-            ? absl::StrCat("--dp ", DpModeName(dp.mode), " with --secagg-modulus-bits ",
-                           options_.secure_aggregation.modulus_bits, ": ", setup.status().message())
-            : std::string(setup.status().message()));
+    // Create validated the settings: what is left is the encoding not fitting the modulus.
+    return absl::InvalidArgumentError(shape.secure_aggregation_modulus_bits.has_value()
+                                          ? absl::StrCat("`mode` ", DpModeName(dp.mode),
+                                                         " with `secure_aggregation_modulus_bits` ",
+                                                         options_.secure_aggregation.modulus_bits,
+                                                         ": ", setup.status().message())
+                                          : std::string(setup.status().message()));
   }
   if (setup->adaptive_clipping.has_value()) {
     FEDKIT_ASSIGN_OR_RETURN(adaptive_clipping_,

@@ -523,7 +523,8 @@ TEST(SimulatorDpTest, AdaptiveClippingMovesTheClipGeometrically) {
   }
 }
 
-TEST(SimulatorDpTest, InvalidOptionsNameTheFlag) {
+// The library names the options' fields, never a binary's flags (cli/flag_errors.h maps them).
+TEST(SimulatorDpTest, InvalidOptionsNameTheField) {
   auto dataset = Synthetic(40);
   struct Case {
     SimulationOptions options;
@@ -532,35 +533,35 @@ TEST(SimulatorDpTest, InvalidOptionsNameTheFlag) {
   std::vector<Case> cases;
   SimulationOptions o = DpRun(DpMode::kCentral, 1.0);
   o.plan.clip_norm = 0;
-  cases.push_back({o, "--clip-norm"});
+  cases.push_back({o, "`clip_norm`"});
   o = DpRun(DpMode::kDistributed, 1.0);
   o.secure_aggregation.variant.reset();
-  cases.push_back({o, "--secagg"});
+  cases.push_back({o, "`secure_aggregation`"});
   o = DpRun(DpMode::kCentral, -1.0);
-  cases.push_back({o, "--noise-multiplier"});
+  cases.push_back({o, "`noise_multiplier` must be finite"});
   o = DpRun(DpMode::kCentral, 1.0);
   o.dp.delta = 1.0;
-  cases.push_back({o, "--delta"});
+  cases.push_back({o, "`delta`"});
   o = DpRun(DpMode::kCentral, 1.0);
   o.dp.adaptive_clip_quantile = 1.0;
-  cases.push_back({o, "--adaptive-clip-quantile"});
+  cases.push_back({o, "`adaptive_clip_quantile`"});
   o = DpRun(DpMode::kCentral, 1.0);  // 8 clients: sigma_b = 0.4 < z / 2
   o.dp.adaptive_clip_quantile = 0.5;
-  cases.push_back({o, "--noise-multiplier"});
+  cases.push_back({o, "`noise_multiplier` 1 is too large"});
   o = DpRun(DpMode::kCentral, 0.0);
   o.dp.target_epsilon = 1.0;
-  cases.push_back({o, "--target-epsilon needs --noise-multiplier"});
+  cases.push_back({o, "`target_epsilon` needs `noise_multiplier`"});
   o = DpRun(DpMode::kCentral, 1.0);
   o.dp.dropout_tolerance = 0.1;
-  cases.push_back({o, "--dp-dropout-tolerance"});
+  cases.push_back({o, "`dropout_tolerance`"});
   o = DpRun(DpMode::kCentral, 1.0);
   o.max_client_weight = 10;
-  cases.push_back({o, "--max-client-weight"});
+  cases.push_back({o, "`max_client_weight`"});
   o = DpRun(DpMode::kNone, 1.0);
-  cases.push_back({o, "--dp central"});
+  cases.push_back({o, "`noise_multiplier` needs `mode` central"});
   o = DpRun(DpMode::kDistributed, 1.0);
   o.secure_aggregation.modulus_bits = 16;
-  cases.push_back({o, "--secagg-modulus-bits"});
+  cases.push_back({o, "`secure_aggregation_modulus_bits`"});
   for (const Case& c : cases) {
     auto sim = Simulator::Create(c.options, dataset.get());
     EXPECT_EQ(sim.status().code(), absl::StatusCode::kInvalidArgument) << c.expected;
@@ -618,7 +619,9 @@ TEST(SimulatorSystemTest, SlowerDevicesDropMoreStragglersAndOverSelectionRecover
       EXPECT_EQ(round->contributors + round->stragglers, 8);
       ASSERT_TRUE(round->virtual_seconds.has_value());
       EXPECT_LE(*round->virtual_seconds, deadline);
-      if (round->stragglers > 0) EXPECT_EQ(*round->virtual_seconds, deadline);
+      if (round->stragglers > 0) {
+        EXPECT_EQ(*round->virtual_seconds, deadline);
+      }
     }
     // Over-selected 24: the first 8 in time contribute; the rest are not needed or late.
     EXPECT_EQ(recovered[r].participants, 24);
