@@ -348,6 +348,7 @@ v1::CheckInResponse RoundCoordinator::RetryLocked(absl::Duration after,
 absl::StatusOr<v1::CheckInResponse> RoundCoordinator::CheckIn(const v1::CheckInRequest& request,
                                                               absl::Time now) {
   absl::StatusOr<v1::CheckInResponse> response = HandleCheckIn(request, now);
+  FinishUnmasking(now);
   FinishCommit();
   return response;
 }
@@ -376,6 +377,9 @@ absl::StatusOr<v1::CheckInResponse> RoundCoordinator::HandleCheckIn(
         return RetryLocked(options_.retry_interval, "update received; round in progress");
       }
       if (secagg_round_ != nullptr) {
+        if (unmasking_ != Unmasking::kNone) {
+          return RetryLocked(options_.retry_interval, "secure aggregation: unmasking");
+        }
         AdvanceSecureAggregationLocked(now);
         if (phase_ != Phase::kTraining) return RetryLocked(options_.retry_interval, "round ended");
         if (secagg_round_->Joined(id)) {
@@ -413,7 +417,7 @@ std::string RoundCoordinator::WaitingForLocked(absl::Time now) const {
     case Phase::kTraining:
       if (secagg_round_ != nullptr) {
         return absl::StrFormat("round %d: secure aggregation phase %s", rounds_completed_ + 1,
-                               secagg_round_->phase_name());
+                               SecureAggregationPhaseLocked());
       }
       return absl::StrFormat(
           "round %d: updates (%d of %d received from %d assigned; the round closes at %d, or at "
@@ -818,6 +822,7 @@ absl::StatusOr<v1::DeclineResponse> RoundCoordinator::CountDecline(
 absl::StatusOr<v1::SecAggResponse> RoundCoordinator::SecureAggregationStep(
     const v1::SecAggRequest& request, absl::Time now) {
   absl::StatusOr<v1::SecAggResponse> response = HandleSecureAggregationStep(request, now);
+  FinishUnmasking(now);
   FinishCommit();
   return response;
 }
@@ -827,6 +832,13 @@ absl::StatusOr<v1::SecAggResponse> RoundCoordinator::HandleSecureAggregationStep
   absl::MutexLock lock(&mu_);
   FEDKIT_RETURN_IF_ERROR(
       CheckAssignmentLocked(request.client_id(), request.assignment_id(), request.round()));
+  if (unmasking_ != Unmasking::kNone) {
+    v1::SecAggResponse retry;
+    retry.mutable_retry_later()->set_retry_after_seconds(
+        absl::ToDoubleSeconds(options_.retry_interval));
+    retry.mutable_retry_later()->set_reason("secure aggregation: unmasking");
+    return retry;
+  }
   absl::StatusOr<v1::SecAggResponse> response =
       secagg_round_->Handle(request.client_id(), request, now);
   if (!response.ok()) {
@@ -839,6 +851,7 @@ absl::StatusOr<v1::SecAggResponse> RoundCoordinator::HandleSecureAggregationStep
 absl::StatusOr<v1::UploadResponse> RoundCoordinator::SubmitMaskedUpdate(
     const v1::UpdateHeader& header, const std::string& packed, absl::Time now) {
   absl::StatusOr<v1::UploadResponse> response = HandleMaskedUpdate(header, packed, now);
+  FinishUnmasking(now);
   FinishCommit();
   return response;
 }
@@ -849,7 +862,9 @@ absl::StatusOr<v1::UploadResponse> RoundCoordinator::HandleMaskedUpdate(
   FEDKIT_RETURN_IF_ERROR(
       CheckAssignmentLocked(header.client_id(), header.assignment_id(), header.round()));
   absl::StatusOr<v1::UploadResponse> response =
-      secagg_round_->HandleMaskedInput(header.client_id(), packed, header.train_loss());
+      unmasking_ != Unmasking::kNone
+          ? absl::FailedPreconditionError("the masked input phase is over")
+          : secagg_round_->HandleMaskedInput(header.client_id(), packed, header.train_loss());
   if (!response.ok()) {
     ++refusals_[absl::StrCat("secagg_", absl::StatusCodeToString(response.status().code()))];
   }
@@ -858,9 +873,14 @@ absl::StatusOr<v1::UploadResponse> RoundCoordinator::HandleMaskedUpdate(
 }
 
 void RoundCoordinator::AdvanceSecureAggregationLocked(absl::Time now) {
-  if (secagg_round_ == nullptr || phase_ != Phase::kTraining) return;
+  if (secagg_round_ == nullptr || phase_ != Phase::kTraining || unmasking_ != Unmasking::kNone) {
+    return;
+  }
   switch (secagg_round_->Advance(now)) {
     case SecureAggregationRound::State::kRunning:
+      return;
+    case SecureAggregationRound::State::kReadyToFinish:
+      unmasking_ = Unmasking::kReady;  // FinishUnmasking, outside the lock
       return;
     case SecureAggregationRound::State::kAborted:
       ++refusals_["secagg_round_aborted"];
@@ -900,6 +920,7 @@ void RoundCoordinator::AdvanceSecureAggregationLocked(absl::Time now) {
 
 absl::Status RoundCoordinator::Tick(absl::Time now) {
   HandleTick(now);
+  FinishUnmasking(now);
   FinishCommit();
   return fatal_error();
 }
@@ -907,7 +928,7 @@ absl::Status RoundCoordinator::Tick(absl::Time now) {
 void RoundCoordinator::HandleTick(absl::Time now) {
   absl::MutexLock lock(&mu_);
   if (secagg_round_ != nullptr) AdvanceSecureAggregationLocked(now);
-  if (phase_ == Phase::kTraining && now >= round_deadline_) {
+  if (phase_ == Phase::kTraining && now >= round_deadline_ && unmasking_ == Unmasking::kNone) {
     if (static_cast<int64_t>(received_.size()) >= options_.min_clients) {
       CommitRoundLocked(now);
     } else {
@@ -1013,6 +1034,29 @@ void RoundCoordinator::CommitAverageLocked(const std::vector<float>& average, Ro
   pending_commit_ = std::move(pending);
 }
 
+std::string RoundCoordinator::SecureAggregationPhaseLocked() const {
+  // While unmasking, FinishUnmasking's thread owns the round: its phase is not read.
+  if (unmasking_ != Unmasking::kNone) return "secagg-unmasking";
+  return std::string(secagg_round_->phase_name());
+}
+
+void RoundCoordinator::FinishUnmasking(absl::Time now) {
+  SecureAggregationRound* round = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    // The thread that takes the ready round unmasks it; the others return at once.
+    if (unmasking_ != Unmasking::kReady) return;
+    unmasking_ = Unmasking::kRunning;
+    round = secagg_round_.get();
+  }
+  // Each survivor's masks expanded over the whole model: RPCs meanwhile are told to retry, and no
+  // other thread calls the round (every use of it checks unmasking_ first), nor resets it.
+  round->Finish();
+  absl::MutexLock lock(&mu_);
+  unmasking_ = Unmasking::kNone;
+  AdvanceSecureAggregationLocked(now);  // commits (kSucceeded) or abandons (kAborted) the round
+}
+
 void RoundCoordinator::FinishCommit() {
   PendingCommit commit;
   {
@@ -1102,11 +1146,11 @@ v1::GetStatusResponse RoundCoordinator::Status(absl::Time now) const {
   absl::MutexLock lock(&mu_);
   v1::GetStatusResponse s;
   s.set_current_round(phase_ == Phase::kFinished ? rounds_completed_ : rounds_completed_ + 1);
-  s.set_phase(phase_ == Phase::kWaiting ? "waiting"
-              : phase_ == Phase::kTraining
-                  ? (secagg_round_ != nullptr ? std::string(secagg_round_->phase_name())
-                                              : std::string("training"))
-                  : "finished");
+  s.set_phase(
+      phase_ == Phase::kWaiting ? "waiting"
+      : phase_ == Phase::kTraining
+          ? (secagg_round_ != nullptr ? SecureAggregationPhaseLocked() : std::string("training"))
+          : "finished");
   s.set_checked_in(static_cast<int64_t>(pool_.size()));
   s.set_assigned(static_cast<int64_t>(assignments_.size()));
   s.set_received(static_cast<int64_t>(received_.size()));

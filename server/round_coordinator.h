@@ -129,7 +129,8 @@ struct CoordinatorHooks {
 
 // Thread safety: thread-safe. Every public call may come from any thread (the gRPC service calls
 // it from its RPC threads, the binary's ticker calls Tick); one mutex guards the round state and is
-// never held while a hook runs.
+// never held while a hook runs, nor while a secure round's sum is reconstructed (unmasking expands
+// every survivor's masks over the whole model: RPCs meanwhile are told to retry).
 class RoundCoordinator {
  public:
   // `initial_parameters` must match `layout`. INVALID_ARGUMENT for inconsistent options.
@@ -237,6 +238,11 @@ class RoundCoordinator {
   // round start (or finishes the run). Returns at once if nothing is pending or another thread is
   // already running them.
   void FinishCommit() ABSL_LOCKS_EXCLUDED(mu_);
+  // Reconstructs a secure round's sum outside the lock once its unmask phase closed, then commits
+  // or abandons the round. Returns at once if no round is ready or another thread is unmasking.
+  void FinishUnmasking(absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
+  // The secure round's phase for status and logs ("secagg-unmasking" while FinishUnmasking runs).
+  std::string SecureAggregationPhaseLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Decline's bookkeeping under the lock (the hook then runs without it).
   absl::StatusOr<v1::DeclineResponse> CountDecline(const v1::DeclineRequest& request)
@@ -326,6 +332,10 @@ class RoundCoordinator {
   double round_clip_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t unclipped_ ABSL_GUARDED_BY(mu_) = 0;
   std::unique_ptr<SecureAggregationRound> secagg_round_ ABSL_GUARDED_BY(mu_);
+  // kReady: the round's unmask phase closed (SecureAggregationRound::kReadyToFinish); kRunning:
+  // FinishUnmasking reconstructs the sum outside the lock, and nothing else calls secagg_round_.
+  enum class Unmasking { kNone, kReady, kRunning };
+  Unmasking unmasking_ ABSL_GUARDED_BY(mu_) = Unmasking::kNone;
   // The current round's pool and assignments (when hooks_.round_participation is set).
   std::optional<RoundParticipation> participation_ ABSL_GUARDED_BY(mu_);
   privacy::RdpAccountant accountant_ ABSL_GUARDED_BY(mu_);

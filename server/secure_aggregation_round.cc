@@ -139,6 +139,7 @@ absl::StatusOr<v1::SecAggResponse> SecureAggregationRound::Handle(const std::str
   const int32_t index = it->second;
   Advance(now);
   if (state_ == State::kAborted) return Aborted();
+  if (state_ == State::kReadyToFinish) return Retry();  // the sum is being reconstructed
 
   v1::SecAggResponse accepted;
   accepted.mutable_accepted();
@@ -243,6 +244,9 @@ absl::StatusOr<v1::UploadResponse> SecureAggregationRound::HandleMaskedInput(
   if (state_ == State::kAborted) {
     return absl::AbortedError(abort_status_.message());
   }
+  if (state_ == State::kReadyToFinish) {
+    return absl::FailedPreconditionError("the masked input phase is over");
+  }
   v1::UploadResponse response;
   FEDKIT_ASSIGN_OR_RETURN(bool retry, CheckRetry(index, kMaskedStep, packed));
   if (retry) {
@@ -283,26 +287,33 @@ void SecureAggregationRound::CloseCurrentPhase() {
       deadline_ += settings_.phase_timeout;
       break;
     }
-    case SecAggServer::Phase::kUnmask: {
-      absl::StatusOr<std::vector<uint64_t>> sum = server_->Finish();
-      if (!sum.ok()) {
-        status = sum.status();
-        break;
-      }
-      sum_ = *std::move(sum);
-      included_ = static_cast<int64_t>(server_->masked_input_senders().size());
-      state_ = State::kSucceeded;
+    case SecAggServer::Phase::kUnmask:
+      state_ = State::kReadyToFinish;  // Finish() does the rest
       return;
-    }
     case SecAggServer::Phase::kDone:
     case SecAggServer::Phase::kAborted:
       return;
   }
-  if (!status.ok()) {
-    server_->Abort(status.message());
-    abort_status_ = status;
-    state_ = State::kAborted;
+  if (!status.ok()) AbortWith(std::move(status));
+}
+
+void SecureAggregationRound::AbortWith(absl::Status status) {
+  server_->Abort(status.message());
+  abort_status_ = std::move(status);
+  state_ = State::kAborted;
+}
+
+SecureAggregationRound::State SecureAggregationRound::Finish() {
+  if (state_ != State::kReadyToFinish) return state_;
+  absl::StatusOr<std::vector<uint64_t>> sum = server_->Finish();
+  if (!sum.ok()) {
+    AbortWith(sum.status());
+    return state_;
   }
+  sum_ = *std::move(sum);
+  included_ = static_cast<int64_t>(server_->masked_input_senders().size());
+  state_ = State::kSucceeded;
+  return state_;
 }
 
 SecureAggregationRound::State SecureAggregationRound::Advance(absl::Time now) {

@@ -54,7 +54,10 @@ struct SecAggRoundLimits {
 
 class SecureAggregationRound {
  public:
-  enum class State { kRunning, kSucceeded, kAborted };
+  // kReadyToFinish: every unmask response is in (or the unmask phase's deadline passed) and only
+  // Finish() remains, the slow part (each survivor's masks expanded over the whole vector), which
+  // the caller may run outside its own lock.
+  enum class State { kRunning, kReadyToFinish, kSucceeded, kAborted };
 
   // `clients`: the round's assigned client ids (any order; indices follow sorted order).
   static absl::StatusOr<std::unique_ptr<SecureAggregationRound>> Start(
@@ -81,9 +84,14 @@ class SecureAggregationRound {
                                                        const std::string& packed,
                                                        double train_loss);
 
-  // Closes every phase whose messages are all in or whose deadline has passed; at the end
-  // reconstructs the sum (which the caller decodes: it knows the encoding's meaning).
+  // Closes every phase whose messages are all in or whose deadline has passed, up to
+  // kReadyToFinish.
   State Advance(absl::Time now);
+  // In kReadyToFinish: reconstructs the sum (which the caller decodes: it knows the encoding's
+  // meaning); kSucceeded, or kAborted when too few unmask responses came. In any other state it
+  // only returns the state. Handle and HandleMaskedInput refuse (retry later, late upload) in
+  // kReadyToFinish; still, no other call may run concurrently with Finish.
+  State Finish();
   State state() const { return state_; }
   absl::Time deadline() const { return deadline_; }
   absl::string_view phase_name() const;
@@ -108,6 +116,7 @@ class SecureAggregationRound {
   v1::SecAggResponse Retry() const;
   v1::SecAggResponse Aborted() const;
   void CloseCurrentPhase();
+  void AbortWith(absl::Status status);
 
   const SecureAggregationSettings settings_;
   const SecAggInputEncoding encoding_;
