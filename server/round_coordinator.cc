@@ -138,11 +138,8 @@ absl::StatusOr<std::unique_ptr<RoundCoordinator>> RoundCoordinator::Create(
     // Every round size the coordinator may start: min_clients (the selection window ended with
     // that many waiting) to the over-selected target.
     for (int64_t n : {options.min_clients, options.clients_per_round, target}) {
-      FEDKIT_RETURN_IF_ERROR(secagg::MakeProtocolConfig(secure.variant, static_cast<int>(n),
-                                                        vector_length, secure.modulus_bits,
-                                                        secure.design_dropout_rate,
-                                                        secure.corrupt_fraction)
-                                 .status());
+      FEDKIT_RETURN_IF_ERROR(
+          secagg::MakeProtocolConfig(secure, static_cast<int>(n), vector_length).status());
     }
   } else if (options.dp.has_value() && options.dp->mode == privacy::DpMode::kDistributed) {
     return absl::InvalidArgumentError("distributed DP needs secure aggregation");

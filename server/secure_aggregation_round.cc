@@ -39,9 +39,7 @@ absl::StatusOr<std::unique_ptr<SecureAggregationRound>> SecureAggregationRound::
   }
   FEDKIT_ASSIGN_OR_RETURN(
       secagg::ProtocolConfig config,
-      secagg::MakeProtocolConfig(settings.variant, static_cast<int>(clients.size()), vector_length,
-                                 settings.modulus_bits, settings.design_dropout_rate,
-                                 settings.corrupt_fraction));
+      secagg::MakeProtocolConfig(settings, static_cast<int>(clients.size()), vector_length));
   FEDKIT_ASSIGN_OR_RETURN(std::unique_ptr<SecAggServer> server, SecAggServer::Create(config));
   return std::unique_ptr<SecureAggregationRound>(
       new SecureAggregationRound(settings, encoding, config, std::move(clients), std::move(server),

@@ -24,16 +24,7 @@
 
 namespace fedkit::server {
 
-struct SecureAggregationSettings {
-  secagg::Variant variant = secagg::Variant::kSecAggPlus;
-  int modulus_bits = 32;
-  double design_dropout_rate = 0.1;  // SecAgg+ graph sizing (Bell et al.)
-  double corrupt_fraction = 0.05;
-  // Deadline of the key advertisement, key sharing and unmasking phases (the masked upload, which
-  // waits for local training, gets the round timeout).
-  absl::Duration phase_timeout = absl::Seconds(60);
-  absl::Duration poll_interval = absl::Milliseconds(200);  // retry_after for polls
-};
+using secagg::SecureAggregationSettings;
 
 // How the round's clients encode their input (sent in every assignment): weighted FedAvg's fixed
 // point, or with dp_options DP-FedAvg's unit-weight encoding (privacy/distributed_dp_encoding.h;

@@ -38,6 +38,7 @@ struct Flags {
   int64_t clients = 100;
   int64_t synthetic_eval_clients = 1000;
   std::string server_optimizer = "sgd";
+  secagg::SecureAggregationSettings secure_aggregation;  // used with --secagg other than none
   double max_client_weight = 0;
   std::string secagg = "none";
   std::string dp = "none";
@@ -116,13 +117,13 @@ int Run(int argc, char** argv, Collective* collective) {
       ->check(cli::NonNegative());
   app.add_option("--secagg", f.secagg,
                  "Secure aggregation: none | secagg (Bonawitz et al.) | secagg+ (Bell et al.)");
-  app.add_option("--secagg-modulus-bits", f.sim.secure_aggregation.modulus_bits,
+  app.add_option("--secagg-modulus-bits", f.secure_aggregation.modulus_bits,
                  "Secure aggregation: values are summed modulo 2^BITS")
       ->check(CLI::Range(8, 64));
-  app.add_option("--secagg-design-dropout", f.sim.secure_aggregation.design_dropout_rate,
+  app.add_option("--secagg-design-dropout", f.secure_aggregation.design_dropout_rate,
                  "SecAgg+: dropout rate the graph is sized to survive")
       ->check(cli::BelowOne());
-  app.add_option("--secagg-corrupt-fraction", f.sim.secure_aggregation.corrupt_fraction,
+  app.add_option("--secagg-corrupt-fraction", f.secure_aggregation.corrupt_fraction,
                  "SecAgg+: fraction of clients assumed to collude with the server")
       ->check(cli::BelowOne());
   app.add_option("--dropout", f.sim.dropout.rate,
@@ -214,7 +215,8 @@ int Run(int argc, char** argv, Collective* collective) {
   if (f.secagg != "none") {
     absl::StatusOr<secagg::Variant> variant = secagg::ParseVariant(f.secagg);
     if (!variant.ok()) return UsageError("--secagg", variant.status().message());
-    f.sim.secure_aggregation.variant = *variant;
+    f.secure_aggregation.variant = *variant;
+    f.sim.secure_aggregation = f.secure_aggregation;
     if (!(f.sim.plan.clip_norm > 0)) {
       return UsageError("--clip-norm",
                         "secure aggregation needs a clip norm > 0 (the fixed-point range of the "

@@ -36,8 +36,8 @@ privacy::DpRoundShape DpShape(const SimulationOptions& options, int64_t populati
   shape.population = population;
   shape.clip_norm = options.plan.clip_norm;
   shape.expected_dropout_rate = options.dropout.rate;
-  if (options.secure_aggregation.variant.has_value()) {
-    shape.secure_aggregation_modulus_bits = options.secure_aggregation.modulus_bits;
+  if (options.secure_aggregation.has_value()) {
+    shape.secure_aggregation_modulus_bits = options.secure_aggregation->modulus_bits;
   }
   return shape;
 }
@@ -73,8 +73,7 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const SimulationOpt
                                                              const data::FederatedDataset* dataset,
                                                              Collective* collective) {
   if (dataset == nullptr) return absl::InvalidArgumentError("no dataset");
-  if (collective != nullptr && collective->size() > 1 &&
-      options.secure_aggregation.variant.has_value()) {
+  if (collective != nullptr && collective->size() > 1 && options.secure_aggregation.has_value()) {
     return absl::InvalidArgumentError(
         "--secagg runs in one process: secure aggregation is not spread over MPI ranks yet");
   }
@@ -118,7 +117,7 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const SimulationOpt
     }
     sim->device_speeds_ = *std::move(speeds);
   }
-  if (options.secure_aggregation.variant.has_value() && options.dp.mode == DpMode::kNone) {
+  if (options.secure_aggregation.has_value() && options.dp.mode == DpMode::kNone) {
     FEDKIT_ASSIGN_OR_RETURN(sim->encoding_, sim->ChooseSecureAggregationEncoding());
   }
   const uint64_t init_seed = server::InitialModelSeed(options.seed);
@@ -248,7 +247,7 @@ absl::Status Simulator::SetUpPrivacy() {
     return absl::InvalidArgumentError(shape.secure_aggregation_modulus_bits.has_value()
                                           ? absl::StrCat("`mode` ", DpModeName(dp.mode),
                                                          " with `secure_aggregation_modulus_bits` ",
-                                                         options_.secure_aggregation.modulus_bits,
+                                                         options_.secure_aggregation->modulus_bits,
                                                          ": ", setup.status().message())
                                           : std::string(setup.status().message()));
   }
@@ -283,12 +282,10 @@ absl::StatusOr<double> Simulator::EpsilonAfter(int64_t steps) const {
 absl::StatusOr<secagg::ProtocolConfig> Simulator::RoundProtocolConfig(int round,
                                                                       int64_t num_clients,
                                                                       int64_t length) const {
-  const SecureAggregationOptions& secure = options_.secure_aggregation;
+  const secagg::SecureAggregationSettings& secure = *options_.secure_aggregation;
   FEDKIT_ASSIGN_OR_RETURN(
       secagg::ProtocolConfig config,
-      secagg::MakeProtocolConfig(*secure.variant, static_cast<int>(num_clients), length,
-                                 secure.modulus_bits, secure.design_dropout_rate,
-                                 secure.corrupt_fraction));
+      secagg::MakeProtocolConfig(secure, static_cast<int>(num_clients), length));
   // The graph seed is public randomness; deriving it from the run seed makes a simulation
   // (including which rounds abort under heavy dropout) reproducible. Session ids stay random:
   // they change the masks, never the sum.
@@ -297,7 +294,7 @@ absl::StatusOr<secagg::ProtocolConfig> Simulator::RoundProtocolConfig(int round,
 }
 
 absl::StatusOr<secagg::FixedPointEncoding> Simulator::ChooseSecureAggregationEncoding() const {
-  const SecureAggregationOptions& secure = options_.secure_aggregation;
+  const secagg::SecureAggregationSettings& secure = *options_.secure_aggregation;
   if (!(options_.plan.clip_norm > 0)) {
     return absl::InvalidArgumentError(
         "secure aggregation needs a clip norm (--clip-norm > 0): the fixed-point range of the "
@@ -435,7 +432,7 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
     return update;
   };
 
-  if (dp && options_.secure_aggregation.variant.has_value()) {
+  if (dp && options_.secure_aggregation.has_value()) {
     FEDKIT_ASSIGN_OR_RETURN(
         std::optional<DpSum> dp_sum,
         RunDpSecureAggregation(round, plan.clip_norm, participants, drop_at, train, result, trained,

@@ -34,14 +34,6 @@ namespace fedkit::simulation {
 
 // Secure aggregation in the simulator: the same client and server state machines as the
 // coordinator and device library, with messages passed in memory.
-struct SecureAggregationOptions {
-  std::optional<secagg::Variant> variant;  // nullopt = plain FedAvg
-  int modulus_bits = 32;
-  // Design parameters of SecAgg+'s graph (Bell et al.): the dropout rate the round must survive
-  // and the fraction of clients that may collude with the server.
-  double design_dropout_rate = 0.1;
-  double corrupt_fraction = 0.05;
-};
 
 // Injected client failures, to measure robustness: each sampled client independently goes silent
 // with probability `rate`, in `phase` (nullopt = a phase drawn uniformly per client). Without
@@ -89,7 +81,8 @@ struct SimulationOptions {
   int threads = 1;
   // Evaluate the global model every this many rounds (and after the last); 0 = only after the last.
   int eval_every = 1;
-  SecureAggregationOptions secure_aggregation;  // requires plan.clip_norm > 0
+  // nullopt: plain FedAvg. Requires plan.clip_norm > 0 (phase_timeout and poll_interval unused).
+  std::optional<secagg::SecureAggregationSettings> secure_aggregation;
   DropoutOptions dropout;
   DpOptions dp;  // requires plan.clip_norm > 0 unless mode is kNone
   SystemOptions system;

@@ -162,8 +162,8 @@ TEST(SimulatorSecureAggregationTest, MatchesPlainFedAvgOverTheSurvivors) {
       plain.plan.clip_norm = 0.5;
       plain.dropout = {.rate = 0.2, .phase = phase};
       SimulationOptions secure = plain;
-      secure.secure_aggregation.variant = variant;
-      secure.secure_aggregation.design_dropout_rate = 0.45;  // survives the 20% injected here
+      secure.secure_aggregation.emplace().variant = variant;
+      secure.secure_aggregation->design_dropout_rate = 0.45;  // survives the 20% injected here
       secure.threads = 1;
       auto a = *Simulator::Create(plain, dataset.get());
       auto b = *Simulator::Create(secure, dataset.get());
@@ -197,7 +197,7 @@ TEST(SimulatorSecureAggregationTest, ThreadCountDoesNotChangeTheResult) {
   auto dataset = Synthetic(40);
   SimulationOptions one = SmallRun(1);
   one.plan.clip_norm = 0.5;
-  one.secure_aggregation.variant = secagg::Variant::kSecAggPlus;
+  one.secure_aggregation.emplace().variant = secagg::Variant::kSecAggPlus;
   one.dropout = {.rate = 0.25};
   SimulationOptions three = one;
   three.threads = 3;
@@ -212,7 +212,7 @@ TEST(SimulatorSecureAggregationTest, AbortedRoundsLeaveTheModelUnchanged) {
   auto dataset = Synthetic(40);
   SimulationOptions options = SmallRun(1);
   options.plan.clip_norm = 0.5;
-  options.secure_aggregation.variant = secagg::Variant::kSecAgg;
+  options.secure_aggregation.emplace().variant = secagg::Variant::kSecAgg;
   options.dropout = {.rate = 0.7, .phase = secagg::ClientPhase::kUnmask};  // t = 5 of 8
   auto sim = *Simulator::Create(options, dataset.get());
   const std::vector<float> before = sim->global_parameters();
@@ -227,13 +227,13 @@ TEST(SimulatorSecureAggregationTest, AbortedRoundsLeaveTheModelUnchanged) {
 TEST(SimulatorSecureAggregationTest, RefusesConfigurationsThatCannotWork) {
   auto dataset = Synthetic(40);
   SimulationOptions options = SmallRun(1);
-  options.secure_aggregation.variant = secagg::Variant::kSecAgg;
+  options.secure_aggregation.emplace().variant = secagg::Variant::kSecAgg;
   EXPECT_THAT(Simulator::Create(options, dataset.get()).status().message(),
               ::testing::HasSubstr("clip norm"));
   options.plan.clip_norm = 1;
-  options.secure_aggregation.modulus_bits = 12;  // no room for 8 clients' weights and values
+  options.secure_aggregation->modulus_bits = 12;  // no room for 8 clients' weights and values
   EXPECT_FALSE(Simulator::Create(options, dataset.get()).ok());
-  options.secure_aggregation.modulus_bits = 32;
+  options.secure_aggregation->modulus_bits = 32;
   options.clients_per_round = 1;  // secure aggregation needs at least 2 clients
   EXPECT_FALSE(Simulator::Create(options, dataset.get()).ok());
 }
@@ -246,7 +246,7 @@ SimulationOptions DpRun(DpMode mode, double z) {
   options.dp.mode = mode;
   options.dp.noise_multiplier = z;
   if (mode == DpMode::kDistributed)
-    options.secure_aggregation.variant = secagg::Variant::kSecAggPlus;
+    options.secure_aggregation.emplace().variant = secagg::Variant::kSecAggPlus;
   return options;
 }
 
@@ -469,8 +469,8 @@ TEST(SimulatorDpTest, CentralUnderSecureAggregationMatchesPlainCentral) {
   plain.dp.adaptive_clip_quantile = 0.5;
   plain.dropout = {.rate = 0.2, .phase = secagg::ClientPhase::kMaskedInput};
   SimulationOptions secure = plain;
-  secure.secure_aggregation.variant = secagg::Variant::kSecAgg;
-  secure.secure_aggregation.design_dropout_rate = 0.45;
+  secure.secure_aggregation.emplace().variant = secagg::Variant::kSecAgg;
+  secure.secure_aggregation->design_dropout_rate = 0.45;
   auto a = *Simulator::Create(plain, dataset.get());
   auto b = *Simulator::Create(secure, dataset.get());
   const auto ra = RunAll(*a, 3);
@@ -535,7 +535,7 @@ TEST(SimulatorDpTest, InvalidOptionsNameTheField) {
   o.plan.clip_norm = 0;
   cases.push_back({o, "`clip_norm`"});
   o = DpRun(DpMode::kDistributed, 1.0);
-  o.secure_aggregation.variant.reset();
+  o.secure_aggregation.reset();
   cases.push_back({o, "`secure_aggregation`"});
   o = DpRun(DpMode::kCentral, -1.0);
   cases.push_back({o, "`noise_multiplier` must be finite"});
@@ -560,7 +560,7 @@ TEST(SimulatorDpTest, InvalidOptionsNameTheField) {
   o = DpRun(DpMode::kNone, 1.0);
   cases.push_back({o, "`noise_multiplier` needs `mode` central"});
   o = DpRun(DpMode::kDistributed, 1.0);
-  o.secure_aggregation.modulus_bits = 16;
+  o.secure_aggregation->modulus_bits = 16;
   cases.push_back({o, "`secure_aggregation_modulus_bits`"});
   for (const Case& c : cases) {
     auto sim = Simulator::Create(c.options, dataset.get());

@@ -56,6 +56,12 @@ absl::StatusOr<ProtocolConfig> MakeProtocolConfig(Variant variant, int num_clien
   return config;
 }
 
+absl::StatusOr<ProtocolConfig> MakeProtocolConfig(const SecureAggregationSettings& settings,
+                                                  int num_clients, int64_t vector_length) {
+  return MakeProtocolConfig(settings.variant, num_clients, vector_length, settings.modulus_bits,
+                            settings.design_dropout_rate, settings.corrupt_fraction);
+}
+
 absl::Status ValidateProtocolConfig(const ProtocolConfig& config) {
   const int n = config.num_clients;
   if (n < 2) {

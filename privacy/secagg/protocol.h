@@ -31,6 +31,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "privacy/secagg/crypto.h"
 #include "privacy/secagg/graph.h"
 #include "privacy/secagg/shamir.h"
@@ -52,6 +53,25 @@ struct ProtocolConfig {
   int64_t vector_length = 0;  // d: entries of every input vector
   Key32 session_id = {};      // fresh random per round
 };
+
+// What an operator chooses for secure aggregation, one type for the coordinator and the simulator
+// (each round's ProtocolConfig is made from it and the round's size).
+struct SecureAggregationSettings {
+  Variant variant = Variant::kSecAggPlus;
+  int modulus_bits = 32;
+  // Design parameters of SecAgg+'s graph (Bell et al.): the dropout rate the round must survive
+  // and the fraction of clients that may collude with the server.
+  double design_dropout_rate = 0.1;
+  double corrupt_fraction = 0.05;
+  // Networked rounds (the simulator's phases take no time): the deadline of the key advertisement,
+  // key sharing and unmasking phases (the masked upload, which waits for local training, gets the
+  // round timeout), and the retry_after the coordinator gives polls.
+  absl::Duration phase_timeout = absl::Seconds(60);
+  absl::Duration poll_interval = absl::Milliseconds(200);
+};
+// MakeProtocolConfig with the settings' parameters.
+absl::StatusOr<ProtocolConfig> MakeProtocolConfig(const SecureAggregationSettings& settings,
+                                                  int num_clients, int64_t vector_length);
 
 // A config for n clients and d entries. SecAgg: complete graph, t = floor(n/2) + 1. SecAgg+: k and
 // t from SecAggPlusParameters(n, dropout_rate, corrupt_fraction), falling back to the complete
