@@ -308,6 +308,8 @@ int Run(int argc, char** argv, Collective* collective) {
   if (!sim.ok()) {
     cli::FieldFlags flags = cli::DpFieldFlags("--clients");
     flags.emplace_back("max_client_weight", "--max-client-weight");
+    flags.emplace_back("client_ids", "--client-ids");
+    flags.emplace_back("replay", "--replay-participation");
     const cli::FlagError error = cli::InFlags(sim.status(), flags);
     if (!error.flag.empty()) return UsageError(error.flag, error.message);
     std::cerr << "fedkit-sim: " << error.message << "\n";

@@ -147,18 +147,18 @@ absl::Status Simulator::IndexClientIds() {
   if (ids.empty() && options_.replay.empty()) return absl::OkStatus();
   if (!ids.empty() && static_cast<int64_t>(ids.size()) != n) {
     return absl::InvalidArgumentError(
-        absl::StrFormat("client ids: %d ids for %d clients", ids.size(), n));
+        absl::StrFormat("`client_ids`: %d ids for %d clients", ids.size(), n));
   }
   for (int64_t i = 0; i < n; ++i) {
     std::string id = ids.empty() ? absl::StrFormat("client-%06d", i) : ids[i];
     if (absl::Status valid = server::ValidateClientId(id); !valid.ok()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("client ids: client ", i, ": ", valid.message()));
+          absl::StrCat("`client_ids`: client ", i, ": ", valid.message()));
     }
     auto [it, inserted] = client_of_id_.emplace(std::move(id), i);
     if (!inserted) {
       return absl::InvalidArgumentError(
-          absl::StrCat("client ids: '", it->first, "' names clients ", it->second, " and ", i));
+          absl::StrCat("`client_ids`: '", it->first, "' names clients ", it->second, " and ", i));
     }
   }
   for (const auto& [id, client] : client_of_id_) clients_by_id_.push_back(client);
@@ -167,21 +167,20 @@ absl::Status Simulator::IndexClientIds() {
     return absl::OkStatus();
   }
   if (static_cast<int64_t>(options_.replay.size()) < options_.rounds) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("the participation to replay has %d rounds, fewer than the %d to run",
-                        options_.replay.size(), options_.rounds));
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "`replay`: %d rounds, fewer than the %d to run", options_.replay.size(), options_.rounds));
   }
   if (options_.dropout.rate > 0 || !options_.dropout.forced.empty() ||
       !options_.system.device_speeds.empty() || options_.system.deadline_seconds.has_value()) {
     return absl::InvalidArgumentError(
-        "a replayed participation decides who reports: it excludes injected dropouts, device "
-        "speeds and deadlines");
+        "`replay` decides who reports: it excludes injected dropouts, device speeds and "
+        "deadlines");
   }
   for (const server::RoundParticipation& record : options_.replay) {
     for (const std::string& id : record.pool) {
       if (!client_of_id_.contains(id)) {
         return absl::InvalidArgumentError(
-            absl::StrFormat("replayed round %d: device '%s' is not one of the %d clients' ids",
+            absl::StrFormat("`replay` round %d: device '%s' is not one of the %d `client_ids`",
                             record.round, id, n));
       }
     }
@@ -189,13 +188,15 @@ absl::Status Simulator::IndexClientIds() {
   return absl::OkStatus();
 }
 
+int64_t Simulator::Assigned() const {
+  return server::OverSelectedTarget(options_.clients_per_round, options_.system.over_select);
+}
+
 absl::StatusOr<std::vector<int64_t>> Simulator::SampleRound(int round) const {
-  const int64_t sampled =
-      std::min(dataset_->num_clients(),
-               server::OverSelectedTarget(options_.clients_per_round, options_.system.over_select));
-  FEDKIT_ASSIGN_OR_RETURN(std::vector<int64_t> chosen,
-                          server::SampleClients(dataset_->num_clients(), sampled,
-                                                server::SamplingSeed(options_.seed, round)));
+  FEDKIT_ASSIGN_OR_RETURN(
+      std::vector<int64_t> chosen,
+      server::SampleClients(dataset_->num_clients(), std::min(dataset_->num_clients(), Assigned()),
+                            server::SamplingSeed(options_.seed, round)));
   if (!clients_by_id_.empty()) {
     for (int64_t& c : chosen) c = clients_by_id_[c];
   }
@@ -206,8 +207,7 @@ absl::StatusOr<std::vector<int64_t>> Simulator::ReplayRound(
     int round, std::vector<std::optional<secagg::ClientPhase>>& drop_at) const {
   const server::RoundParticipation& record = options_.replay[round - 1];
   const int64_t pool = static_cast<int64_t>(record.pool.size());
-  const int64_t count = std::min(
-      pool, server::OverSelectedTarget(options_.clients_per_round, options_.system.over_select));
+  const int64_t count = std::min(pool, Assigned());
   if (count < 1) {
     return absl::FailedPreconditionError(
         absl::StrFormat("replayed round %d: the pool is empty", round));
@@ -311,10 +311,8 @@ absl::StatusOr<secagg::FixedPointEncoding> Simulator::ChooseSecureAggregationEnc
   FEDKIT_ASSIGN_OR_RETURN(
       secagg::FixedPointEncoding encoding,
       // Sized, as the coordinator sizes it, for every client a round assigns (over-selection).
-      secagg::ChooseEncoding(
-          secure.modulus_bits,
-          server::OverSelectedTarget(options_.clients_per_round, options_.system.over_select),
-          options_.plan.clip_norm, std::max<int64_t>(max_weight, 1)));
+      secagg::ChooseEncoding(secure.modulus_bits, Assigned(), options_.plan.clip_norm,
+                             std::max<int64_t>(max_weight, 1)));
   FEDKIT_RETURN_IF_ERROR(CheckProtocolSizes(static_cast<int64_t>(global_.size()) + 1));
   return encoding;
 }
@@ -322,10 +320,7 @@ absl::StatusOr<secagg::FixedPointEncoding> Simulator::ChooseSecureAggregationEnc
 absl::Status Simulator::CheckProtocolSizes(int64_t length) const {
   // Every round assigns between clients per round and the over-selected target (fewer only when
   // a replayed pool is smaller).
-  const int64_t target =
-      std::min(dataset_->num_clients(),
-               server::OverSelectedTarget(options_.clients_per_round, options_.system.over_select));
-  for (int64_t n : {options_.clients_per_round, target}) {
+  for (int64_t n : {options_.clients_per_round, std::min(dataset_->num_clients(), Assigned())}) {
     FEDKIT_RETURN_IF_ERROR(RoundProtocolConfig(0, n, length).status());
   }
   return absl::OkStatus();

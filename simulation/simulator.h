@@ -207,6 +207,9 @@ class Simulator {
   // A round's sampled clients (dataset indices, in the order the coordinator assigns them) and,
   // when replaying, which of them go silent at their upload.
   absl::Status IndexClientIds();
+  // The clients a round assigns: clients per round, over-selected (at most the population or the
+  // replayed pool).
+  int64_t Assigned() const;
   absl::StatusOr<std::vector<int64_t>> SampleRound(int round) const;
   absl::StatusOr<std::vector<int64_t>> ReplayRound(
       int round, std::vector<std::optional<secagg::ClientPhase>>& drop_at) const;

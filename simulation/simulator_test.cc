@@ -732,7 +732,7 @@ TEST(SimulatorReplayTest, InvalidIdsAndReplaysAreRefused) {
   };
   auto few = base;
   few.client_ids = {"a", "b"};
-  expect_refused(few, "client ids: 2 ids for 12 clients");
+  expect_refused(few, "`client_ids`: 2 ids for 12 clients");
   auto twice = base;
   twice.client_ids = ids;
   twice.client_ids[3] = ids[0];
@@ -740,15 +740,15 @@ TEST(SimulatorReplayTest, InvalidIdsAndReplaysAreRefused) {
   auto bad = base;
   bad.client_ids = ids;
   bad.client_ids[2] = "has space";
-  expect_refused(bad, "client ids: client 2");
+  expect_refused(bad, "`client_ids`: client 2");
   auto stranger = base;
   stranger.client_ids = ids;
   stranger.replay = {{1, 0, {"zz"}, {"zz"}, {"zz"}}};
-  expect_refused(stranger, "device 'zz' is not one of the 12 clients' ids");
+  expect_refused(stranger, "device 'zz' is not one of the 12 `client_ids`");
   auto short_replay = stranger;
   short_replay.rounds = 2;
   short_replay.replay = {{1, 0, sorted, {}, {}}};
-  expect_refused(short_replay, "has 1 rounds, fewer than the 2 to run");
+  expect_refused(short_replay, "`replay`: 1 rounds, fewer than the 2 to run");
   auto with_dropout = short_replay;
   with_dropout.rounds = 1;
   with_dropout.dropout.rate = 0.1;
