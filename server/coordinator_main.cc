@@ -76,8 +76,17 @@ struct Flags {
   std::string auth_tokens;
   bool insecure = false;
   double linger = 5.0;
-  int64_t max_transfers = CoordinatorService::kDefaultMaxConcurrentTransfers;
-  int64_t max_threads = 0;  // 0 = gRPC's default (no cap)
+  int64_t max_transfers = CoordinatorServiceOptions().max_concurrent_transfers;
+  int64_t max_threads = 512;  // 0 = gRPC's default (no cap)
+  int64_t grpc_memory_mb = 1024;
+  int64_t max_waiting = CoordinatorOptions().max_waiting;
+  int64_t max_ids_per_identity = CallerQuotaOptions().max_ids_per_identity;
+  double checkin_rate = CallerQuotaOptions().check_ins_per_second;
+  double checkin_burst = CallerQuotaOptions().check_in_burst;
+  int64_t max_streams = CoordinatorServiceOptions().max_streams;
+  int64_t max_streams_per_identity = CallerQuotaOptions().max_streams_per_identity;
+  double stream_idle_timeout = absl::ToDoubleSeconds(CoordinatorServiceOptions().stream_idle_timeout);
+  double max_stream_seconds = absl::ToDoubleSeconds(CoordinatorServiceOptions().max_stream_duration);
   std::string dp = "none";
   double noise_multiplier = 1.0;
   int64_t dp_population = 0;
@@ -292,6 +301,35 @@ int Run(int argc, char** argv) {
                  "gRPC threads serving calls at once, further calls are told to retry (0 = no "
                  "cap; a cap trades memory for slower rounds as refused devices back off)")
       ->check(CLI::Range(int64_t{0}, int64_t{100000}));
+  app.add_option("--grpc-memory-mb", f.grpc_memory_mb,
+                 "gRPC's resource quota: MiB of transport buffers before it refuses work (0 = none)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+  app.add_option("--max-waiting", f.max_waiting,
+                 "Devices waiting for a round at once; new ones beyond it are told to retry (0 = "
+                 "no cap)")
+      ->check(cli::NonNegative());
+  app.add_option("--max-ids-per-identity", f.max_ids_per_identity,
+                 "Client ids one token with a prefix or '*' grant may use within a minute (0 = no "
+                 "cap)")
+      ->check(cli::NonNegative());
+  app.add_option("--checkin-rate", f.checkin_rate,
+                 "Check-ins per second one identity (token or certificate) may make (0 = no cap)")
+      ->check(cli::NonNegative());
+  app.add_option("--checkin-burst", f.checkin_burst, "Check-ins one identity may make at once")
+      ->check(cli::Positive());
+  app.add_option("--max-streams", f.max_streams,
+                 "Upload and download streams open at once over all devices; more are told to "
+                 "retry")
+      ->check(cli::Positive());
+  app.add_option("--max-streams-per-identity", f.max_streams_per_identity,
+                 "Streams one identity may have open at once (0 = no cap)")
+      ->check(cli::NonNegative());
+  app.add_option("--stream-idle-timeout", f.stream_idle_timeout,
+                 "Seconds a stream may go without a message before it is cancelled")
+      ->check(cli::Positive());
+  app.add_option("--max-stream-seconds", f.max_stream_seconds,
+                 "Seconds a stream may stay open before it is cancelled")
+      ->check(cli::Positive());
   app.add_option("--linger", f.linger, "Seconds to keep answering 'finished' after the last round")
       ->check(cli::NonNegative());
   cli::AddYamlConfigOption(app);
@@ -318,11 +356,16 @@ int Run(int argc, char** argv) {
     return UsageError("--min-clients", "must not exceed --clients-per-round");
   }
 
-  TokenAuthenticator auth;
+  Authentication auth;
+  auth.client_certificates = !f.tls_client_ca.empty();
   if (!f.auth_tokens.empty()) {
     auto loaded = TokenAuthenticator::FromFile(f.auth_tokens);
     if (!loaded.ok()) return UsageError("--auth-tokens", loaded.status().message());
-    auth = std::move(*loaded);
+    auth.tokens = std::move(*loaded);
+  }
+  if (!auth.tokens.enabled() && !auth.client_certificates) {
+    std::cerr << "fedkit-coordinator: WARNING: neither --auth-tokens nor --tls-client-ca: any "
+                 "caller may check in as any client id; for tests and closed networks only\n";
   }
 
   models::UseSingleThreadedCompute();
@@ -366,6 +409,7 @@ int Run(int argc, char** argv) {
   options.round_timeout = absl::Seconds(f.round_timeout);
   options.selection_timeout = absl::Seconds(f.selection_timeout);
   options.retry_interval = absl::Seconds(f.retry_interval);
+  options.max_waiting = f.max_waiting;
   options.plan.set_local_epochs(f.local_epochs);
   options.plan.set_batch_size(f.batch_size);
   options.plan.set_learning_rate(f.client_lr);
@@ -574,9 +618,16 @@ int Run(int argc, char** argv) {
     credentials = grpc::SslServerCredentials(ssl);
   }
 
-  CoordinatorService service(coordinator->get(), std::move(auth), absl::Now,
-                             CoordinatorService::kDefaultChunkFloats, artifact.get(),
-                             f.max_transfers);
+  CoordinatorServiceOptions service_options;
+  service_options.max_concurrent_transfers = f.max_transfers;
+  service_options.max_streams = f.max_streams;
+  service_options.stream_idle_timeout = absl::Seconds(f.stream_idle_timeout);
+  service_options.max_stream_duration = absl::Seconds(f.max_stream_seconds);
+  service_options.caller.max_ids_per_identity = f.max_ids_per_identity;
+  service_options.caller.check_ins_per_second = f.checkin_rate;
+  service_options.caller.check_in_burst = f.checkin_burst;
+  service_options.caller.max_streams_per_identity = f.max_streams_per_identity;
+  CoordinatorService service(coordinator->get(), std::move(auth), service_options, artifact.get());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int port = 0;
@@ -591,10 +642,12 @@ int Run(int argc, char** argv) {
   // Every RPC in progress holds a gRPC thread (a transfer waiting for its slot too); past
   // --max-threads gRPC answers RESOURCE_EXHAUSTED, which devices retry with backoff.
   grpc::ResourceQuota quota("fedkit-coordinator");
-  if (f.max_threads > 0) {
-    quota.SetMaxThreads(static_cast<int>(f.max_threads));
-    builder.SetResourceQuota(quota);
-  }
+  if (f.max_threads > 0) quota.SetMaxThreads(static_cast<int>(f.max_threads));
+  if (f.grpc_memory_mb > 0) quota.Resize(static_cast<size_t>(f.grpc_memory_mb) << 20);
+  if (f.max_threads > 0 || f.grpc_memory_mb > 0) builder.SetResourceQuota(quota);
+  // Connections that go quiet are closed, and no connection may open unbounded streams.
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 64);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, 5 * 60 * 1000);
   // A waiting upload may push at most this much ahead of the transfer slot it waits for.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 16 * 1024);
   builder.SetMaxSendMessageSize(8 << 20);

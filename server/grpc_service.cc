@@ -8,6 +8,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "core/retry_after.h"
 #include "proto/layout_conversion.h"
 
 namespace fedkit::server {
@@ -17,72 +18,127 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
-absl::StatusOr<TokenAuthenticator> TokenAuthenticator::FromFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::InvalidArgumentError(absl::StrCat("cannot read token file ", path));
-  std::vector<std::string> tokens;
-  for (std::string line; std::getline(in, line);) {
-    absl::string_view token = absl::StripAsciiWhitespace(line);
-    if (token.empty() || token[0] == '#') continue;
-    tokens.emplace_back(token);
+grpc::Status ToGrpcStatus(grpc::ServerContext& context, const absl::Status& status) {
+  if (std::optional<absl::Duration> after = RetryAfterOf(status); after.has_value()) {
+    context.AddTrailingMetadata(kRetryAfterMetadata,
+                                absl::StrCat(absl::ToInt64Milliseconds(*after)));
   }
-  if (tokens.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("token file ", path, " holds no tokens"));
-  }
-  return TokenAuthenticator(std::move(tokens));
+  return ToGrpcStatus(status);
 }
 
-grpc::Status TokenAuthenticator::Check(const grpc::ServerContext& context) const {
-  if (tokens_.empty()) return grpc::Status::OK;
-  const auto& metadata = context.client_metadata();
-  auto it = metadata.find("authorization");
-  if (it == metadata.end()) {
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "missing authorization metadata");
-  }
-  const absl::string_view value(it->second.data(), it->second.size());
-  constexpr absl::string_view kPrefix = "Bearer ";
-  if (value.substr(0, kPrefix.size()) != kPrefix) {
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "authorization is not a bearer token");
-  }
-  const absl::string_view presented = value.substr(kPrefix.size());
-  bool match = false;
-  for (const std::string& token : tokens_) {
-    // Constant-time comparison, so response timing does not reveal a token's prefix.
-    if (token.size() == presented.size() &&
-        CRYPTO_memcmp(token.data(), presented.data(), token.size()) == 0) {
-      match = true;
-    }
-  }
-  if (!match) return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "unknown bearer token");
-  return grpc::Status::OK;
-}
+class CoordinatorService::OpenStream {
+ public:
+  OpenStream(CoordinatorService* service, CallerQuotas::StreamSlot slot,
+             StreamWatchdog::Watch watch)
+      : service_(service), slot_(std::move(slot)), watch_(std::move(watch)) {}
+  ~OpenStream() { service_->streams_.fetch_sub(1); }
+  StreamWatchdog::Watch& watch() { return watch_; }
 
-CoordinatorService::CoordinatorService(RoundCoordinator* coordinator, TokenAuthenticator auth,
-                                       std::function<absl::Time()> clock, int64_t chunk_floats,
+ private:
+  CoordinatorService* service_;
+  CallerQuotas::StreamSlot slot_;
+  StreamWatchdog::Watch watch_;
+};
+
+CoordinatorService::CoordinatorService(RoundCoordinator* coordinator, Authentication auth,
+                                       CoordinatorServiceOptions options,
                                        const ModelArtifactStore* artifact,
-                                       int64_t max_concurrent_transfers,
-                                       absl::Duration transfer_wait)
+                                       std::function<absl::Time()> clock)
     : coordinator_(coordinator),
       auth_(std::move(auth)),
-      clock_(std::move(clock)),
-      chunk_floats_(chunk_floats),
+      options_(options),
       artifact_(artifact),
-      transfers_(std::max<int64_t>(1, max_concurrent_transfers)),
-      transfer_wait_(transfer_wait) {}
+      clock_(std::move(clock)),
+      transfers_(std::max<int64_t>(1, options.max_concurrent_transfers)),
+      quotas_(options.caller),
+      watchdog_(options.stream_idle_timeout, options.max_stream_duration) {}
+
+grpc::Status CoordinatorService::Refuse(grpc::ServerContext& context, const absl::Status& status,
+                                        absl::string_view reason) {
+  coordinator_->CountRefusal(reason);
+  return ToGrpcStatus(context, status);
+}
+
+absl::StatusOr<Caller> CoordinatorService::Authenticate(const grpc::ServerContext& context) {
+  std::optional<absl::string_view> authorization;
+  const auto& metadata = context.client_metadata();
+  if (auto it = metadata.find("authorization"); it != metadata.end()) {
+    authorization = absl::string_view(it->second.data(), it->second.size());
+  }
+  absl::StatusOr<const TokenAuthenticator::Token*> token = auth_.tokens.Authenticate(authorization);
+  if (!token.ok()) {
+    coordinator_->CountRefusal("unauthenticated");
+    return token.status();
+  }
+  std::optional<std::string> certificate_id;
+  if (auth_.client_certificates) {
+    std::vector<std::string> uris, common_names;
+    if (std::shared_ptr<const grpc::AuthContext> peer = context.auth_context(); peer != nullptr) {
+      for (const grpc::string_ref& v : peer->FindPropertyValues(GRPC_PEER_URI_PROPERTY_NAME))
+        uris.emplace_back(v.data(), v.size());
+      for (const grpc::string_ref& v : peer->FindPropertyValues(GRPC_X509_CN_PROPERTY_NAME))
+        common_names.emplace_back(v.data(), v.size());
+    }
+    certificate_id = CertificateClientId(uris, common_names);
+    if (!certificate_id.has_value()) {
+      coordinator_->CountRefusal("permission_denied");
+      return absl::PermissionDeniedError(absl::StrCat(
+          "the client certificate names no client id (a URI subjectAltName ", kClientIdUriPrefix,
+          "<id>, or a common name that is a valid client id)"));
+    }
+  }
+  return Caller(std::move(certificate_id), *token);
+}
+
+absl::StatusOr<Caller> CoordinatorService::Authorize(const grpc::ServerContext& context,
+                                                     absl::string_view client_id) {
+  absl::StatusOr<Caller> caller = Authenticate(context);
+  if (!caller.ok()) return caller.status();
+  if (absl::Status allowed = caller->MayClaim(client_id); !allowed.ok()) {
+    coordinator_->CountRefusal("permission_denied");
+    return allowed;
+  }
+  return caller;
+}
+
+absl::StatusOr<std::unique_ptr<CoordinatorService::OpenStream>> CoordinatorService::Open(
+    grpc::ServerContext& context, const Caller& caller) {
+  absl::StatusOr<CallerQuotas::StreamSlot> slot = quotas_.OpenStream(caller);
+  if (!slot.ok()) {
+    coordinator_->CountRefusal("streams_per_identity");
+    return slot.status();
+  }
+  if (streams_.fetch_add(1) >= options_.max_streams) {
+    streams_.fetch_sub(1);
+    coordinator_->CountRefusal("streams_busy");
+    return ResourceExhaustedRetryAfter(
+        absl::StrCat("the coordinator has ", options_.max_streams, " transfers open"),
+        absl::Seconds(5));
+  }
+  StreamWatchdog::Watch watch = watchdog_.Start([&context] { context.TryCancel(); });
+  return std::make_unique<OpenStream>(this, *std::move(slot), std::move(watch));
+}
 
 std::optional<TransferLimiter::Slot> CoordinatorService::AcquireTransfer(
     const grpc::ServerContext& context) {
   const absl::Time deadline =
-      std::min(absl::Now() + transfer_wait_, absl::FromChrono(context.deadline()));
+      std::min(absl::Now() + options_.transfer_wait, absl::FromChrono(context.deadline()));
   return transfers_.Acquire(deadline);
 }
 
 grpc::Status CoordinatorService::CheckIn(grpc::ServerContext* context,
                                          const v1::CheckInRequest* request,
                                          v1::CheckInResponse* response) {
-  if (grpc::Status auth = auth_.Check(*context); !auth.ok()) return auth;
-  absl::StatusOr<v1::CheckInResponse> result = coordinator_->CheckIn(*request, clock_());
-  if (!result.ok()) return ToGrpcStatus(result.status());
+  absl::StatusOr<Caller> caller = Authorize(*context, request->client_id());
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  const absl::Time now = clock_();
+  std::string reason;
+  if (absl::Status admitted = quotas_.AdmitCheckIn(*caller, request->client_id(), now, &reason);
+      !admitted.ok()) {
+    return Refuse(*context, admitted, reason);
+  }
+  absl::StatusOr<v1::CheckInResponse> result = coordinator_->CheckIn(*request, now);
+  if (!result.ok()) return ToGrpcStatus(*context, result.status());
   *response = std::move(*result);
   return grpc::Status::OK;
 }
@@ -90,26 +146,31 @@ grpc::Status CoordinatorService::CheckIn(grpc::ServerContext* context,
 grpc::Status CoordinatorService::GetModel(grpc::ServerContext* context,
                                           const v1::GetModelRequest* request,
                                           grpc::ServerWriter<v1::ModelChunk>* writer) {
-  if (grpc::Status auth = auth_.Check(*context); !auth.ok()) return auth;
+  absl::StatusOr<Caller> caller = Authorize(*context, request->client_id());
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
   absl::StatusOr<RoundCoordinator::ModelSnapshot> snapshot =
       coordinator_->GetModel(*request, clock_());
   if (!snapshot.ok()) return ToGrpcStatus(snapshot.status());
+  absl::StatusOr<std::unique_ptr<OpenStream>> stream = Open(*context, *caller);
+  if (!stream.ok()) return ToGrpcStatus(*context, stream.status());
   // Checked first (cheap), then a slot: at most max_concurrent_transfers model copies in flight.
   std::optional<TransferLimiter::Slot> slot = AcquireTransfer(*context);
   if (!slot.has_value()) {
-    coordinator_->CountRefusal("transfers_busy");
-    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                        "too many model transfers in flight; retry later");
+    return Refuse(*context,
+                  ResourceExhaustedRetryAfter("too many model transfers in flight", absl::Seconds(5)),
+                  "transfers_busy");
   }
   const std::vector<float>& params = *snapshot->parameters;
   const int64_t total = static_cast<int64_t>(params.size());
-  for (int64_t offset = 0; offset < total; offset += chunk_floats_) {
+  const int64_t chunk_floats = std::max<int64_t>(1, options_.chunk_floats);
+  for (int64_t offset = 0; offset < total; offset += chunk_floats) {
     if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+    (*stream)->watch().Touch();
     v1::ModelChunk chunk;
     chunk.set_round(snapshot->round);
     chunk.set_total_size(total);
     chunk.set_offset(offset);
-    const int64_t end = std::min(total, offset + chunk_floats_);
+    const int64_t end = std::min(total, offset + chunk_floats);
     chunk.mutable_values()->Add(params.begin() + offset, params.begin() + end);
     if (offset == 0) *chunk.mutable_layout() = LayoutToProto(coordinator_->layout());
     if (!writer->Write(chunk)) {
@@ -122,7 +183,8 @@ grpc::Status CoordinatorService::GetModel(grpc::ServerContext* context,
 grpc::Status CoordinatorService::GetArtifact(grpc::ServerContext* context,
                                              const v1::GetArtifactRequest* request,
                                              grpc::ServerWriter<v1::ArtifactChunk>* writer) {
-  if (grpc::Status auth = auth_.Check(*context); !auth.ok()) return auth;
+  absl::StatusOr<Caller> caller = Authorize(*context, request->client_id());
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
   if (artifact_ == nullptr || request->sha256() != artifact_->artifact().sha256()) {
     // The requested name is not echoed: it is whatever the caller sent.
     return grpc::Status(grpc::StatusCode::NOT_FOUND,
@@ -135,8 +197,11 @@ grpc::Status CoordinatorService::GetArtifact(grpc::ServerContext* context,
         grpc::StatusCode::OUT_OF_RANGE,
         absl::StrCat("offset ", request->offset(), " is outside the artifact's ", total, " bytes"));
   }
+  absl::StatusOr<std::unique_ptr<OpenStream>> stream = Open(*context, *caller);
+  if (!stream.ok()) return ToGrpcStatus(*context, stream.status());
   for (int64_t offset = request->offset(); offset < total; offset += kArtifactChunkBytes) {
     if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+    (*stream)->watch().Touch();
     v1::ArtifactChunk chunk;
     chunk.set_total_size(total);
     chunk.set_offset(offset);
@@ -151,7 +216,8 @@ grpc::Status CoordinatorService::GetArtifact(grpc::ServerContext* context,
 grpc::Status CoordinatorService::Decline(grpc::ServerContext* context,
                                          const v1::DeclineRequest* request,
                                          v1::DeclineResponse* response) {
-  if (grpc::Status auth = auth_.Check(*context); !auth.ok()) return auth;
+  absl::StatusOr<Caller> caller = Authorize(*context, request->client_id());
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
   absl::StatusOr<v1::DeclineResponse> result = coordinator_->Decline(*request, clock_());
   if (!result.ok()) return ToGrpcStatus(result.status());
   *response = *result;
@@ -161,15 +227,54 @@ grpc::Status CoordinatorService::Decline(grpc::ServerContext* context,
 grpc::Status CoordinatorService::UploadUpdate(grpc::ServerContext* context,
                                               grpc::ServerReader<v1::UpdateChunk>* reader,
                                               v1::UploadResponse* response) {
-  if (grpc::Status auth = auth_.Check(*context); !auth.ok()) return auth;
-  const int64_t model_size = coordinator_->model_size();
+  // Nothing is read before the caller is authenticated, and nothing is allocated before the
+  // header names the caller's current assignment. The stream is counted (and watched) from the
+  // start: a peer that never sends its header is timed out.
+  absl::StatusOr<Caller> caller = Authenticate(*context);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  absl::StatusOr<std::unique_ptr<OpenStream>> opened = Open(*context, *caller);
+  if (!opened.ok()) return ToGrpcStatus(*context, opened.status());
+  std::unique_ptr<OpenStream> stream = *std::move(opened);
   v1::UpdateChunk chunk;
   if (!reader->Read(&chunk) || !chunk.has_header()) {
+    if (const char* expired = stream->watch().expired(); *expired != '\0') {
+      coordinator_->CountRefusal(absl::StrCat("stream_", expired));
+      return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                          absl::StrCat("upload stream cancelled: ", expired));
+    }
     coordinator_->CountRefusal("malformed_stream");
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "an upload must start with an UpdateHeader chunk");
   }
+  stream->watch().Touch();
   const v1::UpdateHeader header = chunk.header();
+  if (absl::Status allowed = caller->MayClaim(header.client_id()); !allowed.ok()) {
+    return Refuse(*context, allowed, "permission_denied");
+  }
+  if (absl::Status current = coordinator_->CheckUploadHeader(header); !current.ok()) {
+    return ToGrpcStatus(*context, current);  // counted by the coordinator
+  }
+  // One upload in flight per assignment.
+  {
+    absl::MutexLock lock(&uploads_mu_);
+    if (!uploads_in_flight_.insert(header.assignment_id()).second) {
+      return Refuse(*context,
+                    ResourceExhaustedRetryAfter(
+                        "an upload for this assignment is already in progress", absl::Seconds(5)),
+                    "upload_in_flight");
+    }
+  }
+  grpc::Status status = Upload(*context, *reader, header, response, *stream);
+  absl::MutexLock lock(&uploads_mu_);
+  uploads_in_flight_.erase(header.assignment_id());
+  return status;
+}
+
+grpc::Status CoordinatorService::Upload(grpc::ServerContext& context,
+                                        grpc::ServerReader<v1::UpdateChunk>& reader,
+                                        const v1::UpdateHeader& header,
+                                        v1::UploadResponse* response, OpenStream& stream) {
+  const int64_t model_size = coordinator_->model_size();
   // With secure aggregation every upload is a masked vector of masked_input_length() values.
   if (coordinator_->uses_secure_aggregation()) {
     const int64_t length = coordinator_->masked_input_length();
@@ -180,13 +285,13 @@ grpc::Status CoordinatorService::UploadUpdate(grpc::ServerContext* context,
                           absl::StrCat("masked upload declares ", header.total_size(),
                                        " values; expected ", length));
     }
-    std::optional<TransferLimiter::Slot> slot = AcquireTransfer(*context);
+    std::optional<TransferLimiter::Slot> slot = AcquireTransfer(context);
     if (!slot.has_value()) {
-      coordinator_->CountRefusal("transfers_busy");
-      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                          "too many uploads in flight; retry later");
+      return Refuse(context,
+                    ResourceExhaustedRetryAfter("too many uploads in flight", absl::Seconds(5)),
+                    "transfers_busy");
     }
-    return UploadMasked(*reader, header, response);
+    return UploadMasked(reader, header, response, stream);
   }
   if (header.total_size() != model_size) {
     // Refused before allocating anything sized by the client.
@@ -197,15 +302,17 @@ grpc::Status CoordinatorService::UploadUpdate(grpc::ServerContext* context,
                                      " values; the model has ", model_size));
   }
   // A slot before the model-sized buffer.
-  std::optional<TransferLimiter::Slot> slot = AcquireTransfer(*context);
+  std::optional<TransferLimiter::Slot> slot = AcquireTransfer(context);
   if (!slot.has_value()) {
-    coordinator_->CountRefusal("transfers_busy");
-    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                        "too many uploads in flight; retry later");
+    return Refuse(context,
+                  ResourceExhaustedRetryAfter("too many uploads in flight", absl::Seconds(5)),
+                  "transfers_busy");
   }
   std::vector<float> delta(static_cast<size_t>(model_size));
   int64_t received = 0;
-  while (reader->Read(&chunk)) {
+  v1::UpdateChunk chunk;
+  while (reader.Read(&chunk)) {
+    stream.watch().Touch();
     if (!chunk.has_values()) {
       coordinator_->CountRefusal("malformed_stream");
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -227,6 +334,11 @@ grpc::Status CoordinatorService::UploadUpdate(grpc::ServerContext* context,
     std::copy(values.values().begin(), values.values().end(), delta.begin() + received);
     received += values.values_size();
   }
+  if (const char* expired = stream.watch().expired(); *expired != '\0') {
+    coordinator_->CountRefusal(absl::StrCat("stream_", expired));
+    return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                        absl::StrCat("upload stream cancelled: ", expired));
+  }
   if (received != model_size) {
     coordinator_->CountRefusal("wrong_shape");
     return grpc::Status(
@@ -241,12 +353,13 @@ grpc::Status CoordinatorService::UploadUpdate(grpc::ServerContext* context,
 
 grpc::Status CoordinatorService::UploadMasked(grpc::ServerReader<v1::UpdateChunk>& reader,
                                               const v1::UpdateHeader& header,
-                                              v1::UploadResponse* response) {
+                                              v1::UploadResponse* response, OpenStream& stream) {
   // At most 8 bytes per value whatever the modulus; the coordinator checks the exact length.
   const int64_t max_bytes = 8 * header.total_size();
   std::string packed;
   v1::UpdateChunk chunk;
   while (reader.Read(&chunk)) {
+    stream.watch().Touch();
     if (!chunk.has_masked()) {
       coordinator_->CountRefusal("malformed_stream");
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -266,6 +379,11 @@ grpc::Status CoordinatorService::UploadMasked(grpc::ServerReader<v1::UpdateChunk
     }
     packed += masked.packed();
   }
+  if (const char* expired = stream.watch().expired(); *expired != '\0') {
+    coordinator_->CountRefusal(absl::StrCat("stream_", expired));
+    return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                        absl::StrCat("upload stream cancelled: ", expired));
+  }
   absl::StatusOr<v1::UploadResponse> result =
       coordinator_->SubmitMaskedUpdate(header, packed, clock_());
   if (!result.ok()) return ToGrpcStatus(result.status());
@@ -276,7 +394,8 @@ grpc::Status CoordinatorService::UploadMasked(grpc::ServerReader<v1::UpdateChunk
 grpc::Status CoordinatorService::SecureAggregation(grpc::ServerContext* context,
                                                    const v1::SecAggRequest* request,
                                                    v1::SecAggResponse* response) {
-  if (grpc::Status auth = auth_.Check(*context); !auth.ok()) return auth;
+  absl::StatusOr<Caller> caller = Authorize(*context, request->client_id());
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
   absl::StatusOr<v1::SecAggResponse> result =
       coordinator_->SecureAggregationStep(*request, clock_());
   if (!result.ok()) return ToGrpcStatus(result.status());
@@ -287,7 +406,10 @@ grpc::Status CoordinatorService::SecureAggregation(grpc::ServerContext* context,
 grpc::Status CoordinatorService::GetStatus(grpc::ServerContext* context,
                                            const v1::GetStatusRequest* request,
                                            v1::GetStatusResponse* response) {
-  if (grpc::Status auth = auth_.Check(*context); !auth.ok()) return auth;
+  // No client id to bind; still only for holders of a token (or a client certificate).
+  if (absl::StatusOr<Caller> caller = Authenticate(*context); !caller.ok()) {
+    return ToGrpcStatus(caller.status());
+  }
   *response = coordinator_->Status(clock_());
   return grpc::Status::OK;
 }

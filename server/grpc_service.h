@@ -1,60 +1,71 @@
 // The gRPC face of the coordinator: a thin adapter from fedkit.v1.Coordinator calls to
-// RoundCoordinator events, plus authentication and stream validation.
+// RoundCoordinator events, plus what the open internet needs before a request reaches the round
+// engine: authentication and the client-id binding (server/identity.h), per-caller quotas
+// (server/caller_quotas.h), global stream and transfer caps, stream deadlines
+// (server/stream_watchdog.h), and upload headers checked before any buffer is allocated.
 #ifndef FEDKIT_SERVER_GRPC_SERVICE_H_
 #define FEDKIT_SERVER_GRPC_SERVICE_H_
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "fedkit/v1/coordinator.grpc.pb.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
 #include "server/artifact_store.h"
+#include "server/caller_quotas.h"
+#include "server/identity.h"
 #include "server/round_coordinator.h"
+#include "server/stream_watchdog.h"
 #include "server/transfer_limiter.h"
 
 namespace fedkit::server {
 
-// Bearer tokens accepted in "authorization: Bearer <token>" metadata. Empty = no token required.
-class TokenAuthenticator {
- public:
-  TokenAuthenticator() = default;
-  explicit TokenAuthenticator(std::vector<std::string> tokens) : tokens_(std::move(tokens)) {}
+// How callers prove who they are (server/identity.h).
+struct Authentication {
+  TokenAuthenticator tokens;         // none: no token required
+  bool client_certificates = false;  // mutual TLS: the certificate's identity is the client id
+};
 
-  // Reads one token per line; blank lines and lines starting with '#' are skipped. Errors name the
-  // file; a file with no tokens is an error (it would silently disable authentication).
-  static absl::StatusOr<TokenAuthenticator> FromFile(const std::string& path);
-
-  // OK, or UNAUTHENTICATED with a message (never echoing the presented token).
-  grpc::Status Check(const grpc::ServerContext& context) const;
-  bool enabled() const { return !tokens_.empty(); }
-
- private:
-  std::vector<std::string> tokens_;
+// Limits on what callers may hold at once; each refusal is RESOURCE_EXHAUSTED with a retry hint
+// and a counted reason (GetStatus' refusals).
+struct CoordinatorServiceOptions {
+  // Floats per model chunk sent to clients (1 MiB of values by default).
+  int64_t chunk_floats = 256 * 1024;
+  // Model downloads and update uploads served at once (each holds about a model of buffers), and
+  // how long a transfer waits for a slot (reason "transfers_busy").
+  int64_t max_concurrent_transfers = 16;
+  absl::Duration transfer_wait = absl::Seconds(30);
+  // Upload and download streams open at once, waiting ones included, over all callers: beyond it a
+  // new stream is refused at once (reason "streams_busy") instead of holding a server thread.
+  int64_t max_streams = 256;
+  // A stream with no message in or out for this long, or open for longer than the maximum, is
+  // cancelled (reasons "stream_idle", "stream_too long"): a peer cannot hold a thread forever.
+  absl::Duration stream_idle_timeout = absl::Seconds(60);
+  absl::Duration max_stream_duration = absl::Minutes(15);
+  // Per-identity limits: check-in rate, client ids, streams (server/caller_quotas.h).
+  CallerQuotaOptions caller;
 };
 
 class CoordinatorService final : public v1::Coordinator::Service {
  public:
-  // Floats per model chunk sent to clients (1 MiB of values by default).
-  static constexpr int64_t kDefaultChunkFloats = 256 * 1024;
-  // Bytes per artifact chunk (1 MiB).
-  static constexpr int64_t kArtifactChunkBytes = 1 << 20;
-  // Model downloads and update uploads served at once (each holds about a model of buffers), and
-  // how long a transfer waits for a slot before RESOURCE_EXHAUSTED (devices retry later).
-  static constexpr int64_t kDefaultMaxConcurrentTransfers = 16;
-  static constexpr absl::Duration kDefaultTransferWait = absl::Seconds(30);
+  static constexpr int64_t kArtifactChunkBytes = 1 << 20;  // bytes per artifact chunk
 
   // `coordinator` and `artifact` (null: no model file is served; GetArtifact is NOT_FOUND) are
   // not owned and must outlive the service. Every RPC may run on any gRPC thread.
-  CoordinatorService(RoundCoordinator* coordinator, TokenAuthenticator auth,
-                     std::function<absl::Time()> clock = absl::Now,
-                     int64_t chunk_floats = kDefaultChunkFloats,
+  // Every RPC but GetStatus names a client id; the caller must be allowed to claim it
+  // (PERMISSION_DENIED, reason "permission_denied", otherwise).
+  CoordinatorService(RoundCoordinator* coordinator, Authentication auth,
+                     CoordinatorServiceOptions options = {},
                      const ModelArtifactStore* artifact = nullptr,
-                     int64_t max_concurrent_transfers = kDefaultMaxConcurrentTransfers,
-                     absl::Duration transfer_wait = kDefaultTransferWait);
+                     std::function<absl::Time()> clock = absl::Now);
 
   // Transfers in flight now and at most so far (tests, metrics).
   const TransferLimiter& transfers() const { return transfers_; }
@@ -78,23 +89,48 @@ class CoordinatorService final : public v1::Coordinator::Service {
                                  v1::SecAggResponse* response) override;
 
  private:
-  // A transfer slot, waiting up to transfer_wait_ (and the call's deadline).
+  // The authenticated caller; UNAUTHENTICATED (a token missing or unknown) or PERMISSION_DENIED
+  // (a client certificate naming no client id), counted, otherwise.
+  absl::StatusOr<Caller> Authenticate(const grpc::ServerContext& context);
+  // The same, also allowed to claim `client_id` (PERMISSION_DENIED, counted, otherwise).
+  absl::StatusOr<Caller> Authorize(const grpc::ServerContext& context,
+                                   absl::string_view client_id);
+  // What a stream holds while it runs: a caller's stream slot, a place among max_streams, and its
+  // watchdog registration. Released when destroyed.
+  class OpenStream;
+  absl::StatusOr<std::unique_ptr<OpenStream>> Open(grpc::ServerContext& context,
+                                                   const Caller& caller);
+  // A transfer slot, waiting up to transfer_wait (and the call's deadline).
   std::optional<TransferLimiter::Slot> AcquireTransfer(const grpc::ServerContext& context);
+  grpc::Status Upload(grpc::ServerContext& context, grpc::ServerReader<v1::UpdateChunk>& reader,
+                      const v1::UpdateHeader& header, v1::UploadResponse* response,
+                      OpenStream& stream);
   // The rest of an upload whose header announced a masked vector (secure aggregation).
   grpc::Status UploadMasked(grpc::ServerReader<v1::UpdateChunk>& reader,
-                            const v1::UpdateHeader& header, v1::UploadResponse* response);
+                            const v1::UpdateHeader& header, v1::UploadResponse* response,
+                            OpenStream& stream);
+  // A refusal counted under `reason`, as a gRPC status (with its retry hint, if any).
+  grpc::Status Refuse(grpc::ServerContext& context, const absl::Status& status,
+                      absl::string_view reason);
 
   RoundCoordinator* coordinator_;
-  TokenAuthenticator auth_;
-  std::function<absl::Time()> clock_;
-  int64_t chunk_floats_;
+  const Authentication auth_;
+  const CoordinatorServiceOptions options_;
   const ModelArtifactStore* artifact_;
+  std::function<absl::Time()> clock_;
   TransferLimiter transfers_;
-  const absl::Duration transfer_wait_;
+  CallerQuotas quotas_;
+  StreamWatchdog watchdog_;
+  std::atomic<int64_t> streams_{0};
+  absl::Mutex uploads_mu_;
+  // Assignments with an upload stream in progress: one at a time per assignment.
+  absl::flat_hash_set<std::string> uploads_in_flight_ ABSL_GUARDED_BY(uploads_mu_);
 };
 
-// absl::Status -> grpc::Status with the same code and message.
+// absl::Status -> grpc::Status with the same code and message. With a context, a retry hint
+// (core/retry_after.h) is also sent as the "fedkit-retry-after-ms" trailing metadata.
 grpc::Status ToGrpcStatus(const absl::Status& status);
+grpc::Status ToGrpcStatus(grpc::ServerContext& context, const absl::Status& status);
 
 }  // namespace fedkit::server
 

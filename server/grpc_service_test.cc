@@ -16,7 +16,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-constexpr char kToken[] = "s3cret-token";
+constexpr char kToken[] = "s3cret-token";       // grants any client id
+constexpr char kPhoneToken[] = "phone-1-token";  // grants "phone-1" only
 
 ParameterLayout Layout(int64_t n) {
   ParameterLayout layout;
@@ -39,8 +40,14 @@ class GrpcServiceTest : public ::testing::Test {
     o.max_examples_per_client = 1000;
     coordinator_ =
         *RoundCoordinator::Create(o, Layout(kModelSize), std::vector<float>(kModelSize, 0.5f), {});
+    CoordinatorServiceOptions options;
+    options.chunk_floats = 300;
     service_ = std::make_unique<CoordinatorService>(
-        coordinator_.get(), TokenAuthenticator({kToken}), absl::Now, /*chunk_floats=*/300);
+        coordinator_.get(),
+        Authentication{.tokens = TokenAuthenticator({TokenAuthenticator::MakeToken(kToken, "*"),
+                                                     TokenAuthenticator::MakeToken(
+                                                         kPhoneToken, "phone-1")})},
+        options);
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
     builder.RegisterService(service_.get());
@@ -325,8 +332,8 @@ TEST(GrpcServiceArtifactTest, TheAssignedArtifactIsServedInChunksFromAnyOffset) 
   o.artifact = (*store)->artifact();
   o.plan.set_run_seed(1);
   auto coordinator = *RoundCoordinator::Create(o, Layout(10), std::vector<float>(10, 0.f), {});
-  CoordinatorService service(coordinator.get(), TokenAuthenticator(), absl::Now,
-                             CoordinatorService::kDefaultChunkFloats, store->get());
+  CoordinatorService service(coordinator.get(), Authentication(), CoordinatorServiceOptions(),
+                             store->get());
   int port = 0;
   grpc::ServerBuilder builder;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);

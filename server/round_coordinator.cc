@@ -5,12 +5,16 @@
 #include <cmath>
 #include <utility>
 
+#include <openssl/rand.h>
+
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "aggregation/aggregator.h"
+#include "core/retry_after.h"
 #include "core/sampling.h"
 #include "core/status_macros.h"
 #include "privacy/clipping.h"
@@ -33,6 +37,17 @@ artifacts::Sha256Digest UpdateDigest(int64_t num_examples, absl::Span<const floa
     message[32 + i] = static_cast<uint8_t>(static_cast<uint64_t>(num_examples) >> (8 * i));
   }
   return artifacts::Sha256(absl::MakeConstSpan(message));
+}
+
+// A fresh assignment id: 128 bits from the CSPRNG, as 32 hex digits. It is a capability (the
+// download, upload and secure aggregation of the assignment name it), so it must not be guessable.
+absl::StatusOr<std::string> NewAssignmentId() {
+  unsigned char bytes[16];
+  if (RAND_bytes(bytes, sizeof(bytes)) != 1) {
+    return absl::InternalError("the CSPRNG (OpenSSL RAND_bytes) failed to make an assignment id");
+  }
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)));
 }
 
 bool IsClientIdChar(char c) {
@@ -388,12 +403,13 @@ absl::StatusOr<v1::CheckInResponse> RoundCoordinator::HandleCheckIn(
       *response.mutable_assignment() = MakeAssignmentLocked(it->second, now);
       return response;
     }
-    pool_[id] = now;  // waits for the next round
+    ExpirePoolLocked(now);
+    FEDKIT_RETURN_IF_ERROR(JoinPoolLocked(id, now));  // waits for the next round
     return RetryLocked(options_.retry_interval, "round in progress");
   }
 
-  pool_[id] = now;
   ExpirePoolLocked(now);
+  FEDKIT_RETURN_IF_ERROR(JoinPoolLocked(id, now));
   MaybeStartRoundLocked(now);
   if (phase_ == Phase::kTraining) {
     auto it = assignment_of_client_.find(id);
@@ -461,7 +477,37 @@ std::string RoundCoordinator::WaitingFor(absl::Time now) const {
 
 void RoundCoordinator::ExpirePoolLocked(absl::Time now) {
   const absl::Duration ttl = 3 * options_.retry_interval + absl::Seconds(10);
-  absl::erase_if(pool_, [&](const auto& entry) { return now - entry.second > ttl; });
+  while (!pool_by_time_.empty() && now - pool_by_time_.begin()->first > ttl) {
+    pool_.erase(pool_by_time_.begin()->second);
+    pool_by_time_.erase(pool_by_time_.begin());
+  }
+}
+
+absl::Status RoundCoordinator::JoinPoolLocked(const std::string& client_id, absl::Time now) {
+  auto it = pool_.find(client_id);
+  if (it != pool_.end()) {
+    pool_by_time_.erase({it->second, client_id});
+    it->second = now;
+    pool_by_time_.emplace(now, client_id);
+    return absl::OkStatus();
+  }
+  if (options_.max_waiting > 0 && static_cast<int64_t>(pool_.size()) >= options_.max_waiting) {
+    return RefuseLocked(
+        ResourceExhaustedRetryAfter(absl::StrCat("the waiting pool is full (", pool_.size(),
+                                                 " devices)"),
+                                    3 * options_.retry_interval),
+        "pool_full");
+  }
+  pool_.emplace(client_id, now);
+  pool_by_time_.emplace(now, client_id);
+  return absl::OkStatus();
+}
+
+void RoundCoordinator::LeavePoolLocked(const std::string& client_id) {
+  auto it = pool_.find(client_id);
+  if (it == pool_.end()) return;
+  pool_by_time_.erase({it->second, client_id});
+  pool_.erase(it);
 }
 
 void RoundCoordinator::MaybeStartRoundLocked(absl::Time now) {
@@ -484,11 +530,10 @@ void RoundCoordinator::MaybeStartRoundLocked(absl::Time now) {
 void RoundCoordinator::StartRoundLocked(absl::Time now) {
   if (BudgetExhaustedLocked()) return;
   const int64_t round = rounds_completed_ + 1;
-  // Sorted ids, so the sample depends only on who is waiting, not on hash-map order.
+  // Sorted ids (pool_ is ordered), so the sample depends only on who is waiting.
   std::vector<std::string> waiting;
   waiting.reserve(pool_.size());
   for (const auto& [id, seen] : pool_) waiting.push_back(id);
-  std::sort(waiting.begin(), waiting.end());
   const int64_t count = std::min<int64_t>(target_assignments_, waiting.size());
   const std::vector<int64_t> chosen =
       SampleIndices(static_cast<int64_t>(waiting.size()), count,
@@ -524,11 +569,14 @@ void RoundCoordinator::StartRoundLocked(absl::Time now) {
   }
   for (int64_t index : chosen) {
     const std::string& id = waiting[index];
-    std::string assignment_id =
-        absl::StrFormat("r%d-a%d-%d", round, attempt_, ++assignment_counter_);
-    assignments_[assignment_id] = Assignment{id, round};
-    assignment_of_client_[id] = std::move(assignment_id);
-    pool_.erase(id);
+    absl::StatusOr<std::string> assignment_id = NewAssignmentId();
+    if (!assignment_id.ok()) {
+      fatal_error_ = assignment_id.status();
+      return;
+    }
+    assignments_[*assignment_id] = Assignment{id, round};
+    assignment_of_client_[id] = *std::move(assignment_id);
+    LeavePoolLocked(id);
   }
   phase_ = Phase::kTraining;
   enough_clients_since_.reset();
@@ -627,11 +675,7 @@ absl::StatusOr<v1::UploadResponse> RoundCoordinator::SubmitUpdate(const v1::Upda
   return response;
 }
 
-absl::StatusOr<v1::UploadResponse> RoundCoordinator::HandleUpdate(const v1::UpdateHeader& header,
-                                                                  absl::Span<const float> delta,
-                                                                  absl::Time now) {
-  const artifacts::Sha256Digest digest = UpdateDigest(header.num_examples(), delta);  // no lock
-  absl::MutexLock lock(&mu_);
+absl::Status RoundCoordinator::CheckUpdateAssignmentLocked(const v1::UpdateHeader& header) {
   if (phase_ == Phase::kFinished) {
     return RefuseLocked(absl::FailedPreconditionError("the run is finished; update is late"),
                         "late");
@@ -668,6 +712,23 @@ absl::StatusOr<v1::UploadResponse> RoundCoordinator::HandleUpdate(const v1::Upda
                             "this round uses secure aggregation: upload the masked input"),
                         "not_masked");
   }
+  return absl::OkStatus();
+}
+
+absl::Status RoundCoordinator::CheckUploadHeader(const v1::UpdateHeader& header) {
+  absl::MutexLock lock(&mu_);
+  if (options_.secure_aggregation.has_value()) {
+    return CheckAssignmentLocked(header.client_id(), header.assignment_id(), header.round());
+  }
+  return CheckUpdateAssignmentLocked(header);
+}
+
+absl::StatusOr<v1::UploadResponse> RoundCoordinator::HandleUpdate(const v1::UpdateHeader& header,
+                                                                  absl::Span<const float> delta,
+                                                                  absl::Time now) {
+  const artifacts::Sha256Digest digest = UpdateDigest(header.num_examples(), delta);  // no lock
+  absl::MutexLock lock(&mu_);
+  FEDKIT_RETURN_IF_ERROR(CheckUpdateAssignmentLocked(header));
   if (static_cast<int64_t>(delta.size()) != layout_.size() ||
       header.total_size() != layout_.size()) {
     return RefuseLocked(absl::InvalidArgumentError(
@@ -932,10 +993,8 @@ void RoundCoordinator::HandleTick(absl::Time now) {
       AbandonRoundLocked();
     }
   }
-  if (phase_ == Phase::kWaiting) {
-    ExpirePoolLocked(now);
-    MaybeStartRoundLocked(now);
-  }
+  ExpirePoolLocked(now);  // in every phase: a pool that only grows during a round is a leak
+  if (phase_ == Phase::kWaiting) MaybeStartRoundLocked(now);
 }
 
 void RoundCoordinator::CloseAssignmentsLocked() {

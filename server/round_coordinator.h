@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/btree_map.h"
+#include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
@@ -59,6 +61,9 @@ struct CoordinatorOptions {
   // Waiting clients are told to come back after this; a waiting client not heard from for
   // 3 x retry_interval + 10 s is dropped from the pool.
   absl::Duration retry_interval = absl::Seconds(1);
+  // The most devices waiting at once; a new device beyond it is refused RESOURCE_EXHAUSTED (reason
+  // "pool_full") with a retry hint. Devices already waiting keep their place. 0 = unlimited.
+  int64_t max_waiting = 100000;
   v1::TrainingPlan plan;  // sent to every assigned client (run_seed included)
   aggregation::ServerOptimizerOptions server_optimizer;
   int64_t max_examples_per_client = aggregation::kDefaultMaxWeight;  // larger counts are refused
@@ -163,6 +168,11 @@ class RoundCoordinator {
   // counted by reason.
   absl::StatusOr<v1::UploadResponse> SubmitUpdate(const v1::UpdateHeader& header,
                                                   absl::Span<const float> delta, absl::Time now);
+
+  // Checks an upload's header before its body is read or any buffer is sized by it: OK when it
+  // names this client's assignment in the current round (a retry of a counted update included);
+  // otherwise the FAILED_PRECONDITION SubmitUpdate / SubmitMaskedUpdate would give, counted.
+  absl::Status CheckUploadHeader(const v1::UpdateHeader& header);
 
   // Secure aggregation steps and polls from an assigned client (see SecureAggregationRound).
   // FAILED_PRECONDITION when the assignment is not current or the round has no secure aggregation.
@@ -275,6 +285,14 @@ class RoundCoordinator {
   // The current assignment named by (client, assignment, round), or a refusal.
   absl::Status CheckAssignmentLocked(const std::string& client_id, const std::string& assignment_id,
                                      int64_t round) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The same for a plain round's update (also refuses a plain update in a secure round).
+  absl::Status CheckUpdateAssignmentLocked(const v1::UpdateHeader& header)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A device joins or refreshes its place in the waiting pool; RESOURCE_EXHAUSTED when the pool is
+  // full and the device is not in it.
+  absl::Status JoinPoolLocked(const std::string& client_id, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void LeavePoolLocked(const std::string& client_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AbandonRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends the current round's assignments, remembering their ids to call later uploads "late".
   void CloseAssignmentsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -298,8 +316,11 @@ class RoundCoordinator {
   int64_t attempt_ ABSL_GUARDED_BY(mu_) = 0;  // restarts of the current round after abandonment
   std::shared_ptr<const std::vector<float>> global_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<aggregation::ServerOptimizer> optimizer_ ABSL_GUARDED_BY(mu_);
-  // Clients waiting to be selected, with when they last checked in.
-  absl::flat_hash_map<std::string, absl::Time> pool_ ABSL_GUARDED_BY(mu_);
+  // Clients waiting to be selected, sorted by id (the sample depends only on who waits), with
+  // when they last checked in; and the same entries by time, so expiry costs O(log n) per device
+  // expired rather than a scan of the pool on every check-in.
+  absl::btree_map<std::string, absl::Time> pool_ ABSL_GUARDED_BY(mu_);
+  absl::btree_set<std::pair<absl::Time, std::string>> pool_by_time_ ABSL_GUARDED_BY(mu_);
   std::optional<absl::Time> enough_clients_since_ ABSL_GUARDED_BY(mu_);
   // The current round's assignments, by assignment id and by client.
   absl::flat_hash_map<std::string, Assignment> assignments_ ABSL_GUARDED_BY(mu_);
@@ -320,7 +341,6 @@ class RoundCoordinator {
   // Declined assignment ids among assignments_ and recently_closed_ (for deduplication).
   absl::flat_hash_set<std::string> declined_ ABSL_GUARDED_BY(mu_);
   absl::Status fatal_error_ ABSL_GUARDED_BY(mu_);
-  uint64_t assignment_counter_ ABSL_GUARDED_BY(mu_) = 0;
   // Set at Create, then constant: weighted FedAvg's encoding under secure aggregation (without DP),
   // and what SetUpDp derived (with DP).
   std::optional<secagg::FixedPointEncoding> secagg_encoding_;
