@@ -17,6 +17,7 @@
 #include "privacy/dp_setup.h"
 #include "privacy/noise.h"
 #include "privacy/secagg/client.h"
+#include "core/retry_after.h"
 #include "privacy/secagg/encoding.h"
 #include "proto/layout_conversion.h"
 #include "proto/secagg_conversion.h"
@@ -170,8 +171,14 @@ absl::Status FederatedClient::RetryAfter(const absl::Status& error, absl::string
     Log(absl::StrCat("giving up: ", what, " failed: ", error.ToString()));
     return error;
   }
-  const absl::Duration delay = backoff.NextDelay();
-  Log(absl::StrCat(what, " failed (", error.ToString(), "); retrying in ",
+  // The coordinator's retry hint (a full pool, a quota) is a floor on the wait: backing off less
+  // would only be refused again.
+  absl::Duration delay = backoff.NextDelay();
+  if (std::optional<absl::Duration> hint = fedkit::RetryAfterOf(error); hint.has_value()) {
+    delay = std::max(delay, *hint);
+  }
+  Log(absl::StrCat(what, " failed (", absl::StatusCodeToString(error.code()), ": ", error.message(),
+                   "); retrying in ",
                    absl::FormatDuration(absl::Trunc(delay, absl::Milliseconds(1)))));
   if (!Wait(delay)) return absl::CancelledError("cancelled");
   return absl::OkStatus();

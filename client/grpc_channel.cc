@@ -10,9 +10,11 @@
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "client/federated_client.h"
+#include "core/retry_after.h"
 #include "fedkit/v1/coordinator.grpc.pb.h"
 
 namespace fedkit::client {
@@ -23,10 +25,21 @@ constexpr int64_t kMaxModelFloats = int64_t{1} << 31;
 constexpr int64_t kMaxArtifactBytes = int64_t{1} << 32;   // a ModelSource sets the real limit
 constexpr size_t kUploadChunkFloats = size_t{256} << 10;  // 1 MiB of floats per message
 
-absl::Status FromGrpc(const grpc::Status& status, absl::string_view rpc) {
+// The call's status, with the coordinator's retry hint (core/retry_after.h) when it sent one.
+absl::Status FromGrpc(const grpc::Status& status, absl::string_view rpc,
+                      const grpc::ClientContext& context) {
   if (status.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+  absl::Status result(static_cast<absl::StatusCode>(status.error_code()),
                       absl::StrCat(rpc, ": ", status.error_message()));
+  const auto& trailers = context.GetServerTrailingMetadata();
+  if (auto it = trailers.find(kRetryAfterMetadata); it != trailers.end()) {
+    int64_t ms = 0;
+    // At most a day: a hint is advice, never a way for a server to park a device for good.
+    if (absl::SimpleAtoi(absl::string_view(it->second.data(), it->second.size()), &ms) && ms > 0) {
+      result = WithRetryAfter(std::move(result), absl::Milliseconds(std::min<int64_t>(ms, 86400000)));
+    }
+  }
+  return result;
 }
 
 // The whole file, or INVALID_ARGUMENT naming the flag and the file.
@@ -60,7 +73,7 @@ class GrpcCoordinatorChannel final : public CoordinatorChannel {
     v1::CheckInResponse response;
     const grpc::Status status = stub_->CheckIn(&context, request, &response);
     if (IsCancelled()) return Cancelled(kRpc);
-    if (!status.ok()) return FromGrpc(status, kRpc);
+    if (!status.ok()) return FromGrpc(status, kRpc, context);
     return response;
   }
 
@@ -101,7 +114,7 @@ class GrpcCoordinatorChannel final : public CoordinatorChannel {
       layout->Clear();
       return stream_error;
     }
-    if (!status.ok()) return FromGrpc(status, kRpc);
+    if (!status.ok()) return FromGrpc(status, kRpc, context);
     if (total_size < 0) return absl::DataLossError("GetModel: the stream carried no chunk");
     if (static_cast<int64_t>(parameters->size()) != total_size) {
       const size_t received = parameters->size();
@@ -158,7 +171,7 @@ class GrpcCoordinatorChannel final : public CoordinatorChannel {
       bytes->clear();  // nothing from a stream that broke the rules is kept for a resume
       return stream_error;
     }
-    if (!status.ok()) return FromGrpc(status, kRpc);
+    if (!status.ok()) return FromGrpc(status, kRpc, context);
     if (static_cast<int64_t>(bytes->size()) != expected_size) {
       return absl::DataLossError(absl::StrCat("GetArtifact: stream ended after ", bytes->size(),
                                               " of ", expected_size, " bytes"));
@@ -175,7 +188,7 @@ class GrpcCoordinatorChannel final : public CoordinatorChannel {
     v1::DeclineResponse response;
     const grpc::Status status = stub_->Decline(&context, request, &response);
     if (IsCancelled()) return Cancelled(kRpc);
-    if (!status.ok()) return FromGrpc(status, kRpc);
+    if (!status.ok()) return FromGrpc(status, kRpc, context);
     return response;
   }
 
@@ -208,7 +221,7 @@ class GrpcCoordinatorChannel final : public CoordinatorChannel {
     if (open) writer->WritesDone();
     const grpc::Status status = writer->Finish();
     if (IsCancelled()) return Cancelled(kRpc);
-    if (!status.ok()) return FromGrpc(status, kRpc);
+    if (!status.ok()) return FromGrpc(status, kRpc, context);
     return response;
   }
 
@@ -221,7 +234,7 @@ class GrpcCoordinatorChannel final : public CoordinatorChannel {
     v1::SecAggResponse response;
     const grpc::Status status = stub_->SecureAggregation(&context, request, &response);
     if (IsCancelled()) return Cancelled(kRpc);
-    if (!status.ok()) return FromGrpc(status, kRpc);
+    if (!status.ok()) return FromGrpc(status, kRpc, context);
     return response;
   }
 
@@ -248,7 +261,7 @@ class GrpcCoordinatorChannel final : public CoordinatorChannel {
     if (open) writer->WritesDone();
     const grpc::Status status = writer->Finish();
     if (IsCancelled()) return Cancelled(kRpc);
-    if (!status.ok()) return FromGrpc(status, kRpc);
+    if (!status.ok()) return FromGrpc(status, kRpc, context);
     return response;
   }
 

@@ -5,11 +5,16 @@
 #include <grpcpp/generic/generic_stub.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <limits>
 #include <random>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "absl/strings/str_cat.h"
 
 namespace fedkit::server {
 namespace {
@@ -40,7 +45,7 @@ class GrpcServiceTest : public ::testing::Test {
     o.max_examples_per_client = 1000;
     coordinator_ =
         *RoundCoordinator::Create(o, Layout(kModelSize), std::vector<float>(kModelSize, 0.5f), {});
-    CoordinatorServiceOptions options;
+    CoordinatorServiceOptions options = service_options_;
     options.chunk_floats = 300;
     service_ = std::make_unique<CoordinatorService>(
         coordinator_.get(),
@@ -60,9 +65,10 @@ class GrpcServiceTest : public ::testing::Test {
 
   void TearDown() override { server_->Shutdown(); }
 
-  std::unique_ptr<grpc::ClientContext> Context(bool with_token = true) {
+  std::unique_ptr<grpc::ClientContext> Context(bool with_token = true,
+                                               const char* token = kToken) {
     auto context = std::make_unique<grpc::ClientContext>();
-    if (with_token) context->AddMetadata("authorization", std::string("Bearer ") + kToken);
+    if (with_token) context->AddMetadata("authorization", std::string("Bearer ") + token);
     return context;
   }
 
@@ -110,6 +116,7 @@ class GrpcServiceTest : public ::testing::Test {
   }
 
   int64_t clients_per_round_ = 1;
+  CoordinatorServiceOptions service_options_;
   std::unique_ptr<RoundCoordinator> coordinator_;
   std::unique_ptr<CoordinatorService> service_;
   std::unique_ptr<grpc::Server> server_;
@@ -265,6 +272,209 @@ TEST_F(GrpcServiceTest, UnauthenticatedCallsAreRefused) {
             grpc::StatusCode::UNAUTHENTICATED);
 }
 
+// A token for phone-1 cannot act as phone-2 on any RPC, even holding phone-2's assignment id.
+TEST_F(GrpcServiceTest, ACallerClaimingAnotherClientIdIsRefusedOnEveryRpc) {
+  const v1::RoundAssignment a = Assign("phone-2");
+  const auto phone = [&] { return Context(true, kPhoneToken); };
+
+  v1::CheckInRequest check_in;
+  check_in.set_client_id("phone-2");
+  v1::CheckInResponse check_in_response;
+  EXPECT_EQ(stub_->CheckIn(phone().get(), check_in, &check_in_response).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+
+  v1::GetModelRequest get_model;
+  get_model.set_client_id("phone-2");
+  get_model.set_assignment_id(a.assignment_id());
+  get_model.set_round(a.round());
+  auto model_context = phone();
+  auto reader = stub_->GetModel(model_context.get(), get_model);
+  v1::ModelChunk chunk;
+  EXPECT_FALSE(reader->Read(&chunk));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
+
+  v1::GetArtifactRequest get_artifact;
+  get_artifact.set_client_id("phone-2");
+  auto artifact_context = phone();
+  auto artifact_reader = stub_->GetArtifact(artifact_context.get(), get_artifact);
+  v1::ArtifactChunk artifact_chunk;
+  EXPECT_FALSE(artifact_reader->Read(&artifact_chunk));
+  EXPECT_EQ(artifact_reader->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
+
+  v1::DeclineRequest decline;
+  decline.set_client_id("phone-2");
+  decline.set_assignment_id(a.assignment_id());
+  decline.set_round(a.round());
+  decline.set_reason(v1::DeclineRequest::ARTIFACT_NOT_APPROVED);
+  v1::DeclineResponse decline_response;
+  EXPECT_EQ(stub_->Decline(phone().get(), decline, &decline_response).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+
+  v1::SecAggRequest secagg;
+  secagg.set_client_id("phone-2");
+  secagg.set_assignment_id(a.assignment_id());
+  secagg.set_round(a.round());
+  v1::SecAggResponse secagg_response;
+  EXPECT_EQ(stub_->SecureAggregation(phone().get(), secagg, &secagg_response).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+
+  {
+    auto upload_context = phone();
+    v1::UploadResponse upload_response;
+    auto writer = stub_->UploadUpdate(upload_context.get(), &upload_response);
+    v1::UpdateChunk header;
+    header.mutable_header()->set_client_id("phone-2");
+    header.mutable_header()->set_assignment_id(a.assignment_id());
+    header.mutable_header()->set_round(a.round());
+    header.mutable_header()->set_num_examples(10);
+    header.mutable_header()->set_total_size(kModelSize);
+    writer->Write(header);
+    writer->WritesDone();
+    EXPECT_EQ(writer->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+
+  const v1::GetStatusResponse status = Status();
+  EXPECT_EQ(status.refusals().at("permission_denied"), 6);
+  EXPECT_EQ(status.declines_size(), 0);
+  // The token still works for its own id, and phone-2's assignment is untouched.
+  check_in.set_client_id("phone-1");
+  EXPECT_TRUE(stub_->CheckIn(phone().get(), check_in, &check_in_response).ok());
+  v1::UploadResponse uploaded;
+  EXPECT_TRUE(Upload(a, "phone-2", std::vector<float>(kModelSize, 0.01f), &uploaded).ok());
+  EXPECT_EQ(coordinator_->rounds_completed(), 1);
+}
+
+// Assignment ids are 128-bit random capabilities; a guess names nothing, and an upload under a
+// guessed id is refused at its header, before anything is allocated for the size it declares.
+TEST_F(GrpcServiceTest, AGuessedAssignmentIdGetsNothing) {
+  const v1::RoundAssignment a = Assign("dev-1");
+  ASSERT_EQ(a.assignment_id().size(), 32u);
+  EXPECT_EQ(a.assignment_id().find_first_not_of("0123456789abcdef"), std::string::npos);
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 200; ++i) {
+    std::string guess;
+    for (int j = 0; j < 32; ++j) guess += "0123456789abcdef"[rng() % 16];
+    v1::GetModelRequest request;
+    request.set_client_id("dev-1");
+    request.set_assignment_id(guess);
+    request.set_round(a.round());
+    auto context = Context();
+    auto reader = stub_->GetModel(context.get(), request);
+    v1::ModelChunk chunk;
+    EXPECT_FALSE(reader->Read(&chunk));
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  }
+  v1::RoundAssignment guessed = a;
+  guessed.set_assignment_id(std::string(32, '0'));
+  // Declares 10^12 values: the assignment is checked first, so this is not even "oversized".
+  EXPECT_EQ(Upload(guessed, "dev-1", {}, nullptr, int64_t{1000000000000}).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  // Another client's real assignment id is no better.
+  EXPECT_EQ(Upload(a, "dev-2", std::vector<float>(kModelSize, 0.01f), nullptr).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  const v1::GetStatusResponse status = Status();
+  EXPECT_EQ(status.refusals().at("unassigned"), 2);  // the two uploads (downloads are not counted)
+  EXPECT_EQ(status.refusals().count("oversized"), 0u);
+  EXPECT_EQ(coordinator_->rounds_completed(), 0);
+}
+
+TEST_F(GrpcServiceTest, OneUploadInFlightPerAssignmentAndTheRefusalCarriesARetryHint) {
+  const v1::RoundAssignment a = Assign("dev-1");
+  v1::UpdateChunk header;
+  header.mutable_header()->set_client_id("dev-1");
+  header.mutable_header()->set_assignment_id(a.assignment_id());
+  header.mutable_header()->set_round(a.round());
+  header.mutable_header()->set_num_examples(10);
+  header.mutable_header()->set_total_size(kModelSize);
+  auto first_context = Context();
+  v1::UploadResponse first_response;
+  auto first = stub_->UploadUpdate(first_context.get(), &first_response);
+  ASSERT_TRUE(first->Write(header));
+  // Until the first stream's header is in, a second one is just a short upload; then it is refused.
+  for (;;) {
+    auto context = Context();
+    v1::UploadResponse response;
+    auto second = stub_->UploadUpdate(context.get(), &response);
+    second->Write(header);
+    second->WritesDone();
+    const grpc::Status status = second->Finish();
+    if (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT) continue;
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+    EXPECT_THAT(status.error_message(), HasSubstr("already in progress"));
+    const auto& trailers = context->GetServerTrailingMetadata();
+    auto hint = trailers.find("fedkit-retry-after-ms");
+    ASSERT_NE(hint, trailers.end());
+    EXPECT_EQ(std::string(hint->second.data(), hint->second.size()), "5000");
+    break;
+  }
+  // The first upload completes and counts.
+  for (int64_t offset = 0; offset < kModelSize; offset += 500) {
+    v1::UpdateChunk chunk;
+    chunk.mutable_values()->set_offset(offset);
+    for (int64_t i = 0; i < 500; ++i) chunk.mutable_values()->add_values(0.01f);
+    ASSERT_TRUE(first->Write(chunk));
+  }
+  first->WritesDone();
+  EXPECT_TRUE(first->Finish().ok());
+  EXPECT_EQ(coordinator_->rounds_completed(), 1);
+  EXPECT_EQ(Status().refusals().at("upload_in_flight"), 1);
+}
+
+class GrpcServiceIdleStreamTest : public GrpcServiceTest {
+ protected:
+  void SetUp() override {
+    service_options_.stream_idle_timeout = absl::Milliseconds(200);
+    GrpcServiceTest::SetUp();
+  }
+};
+
+TEST_F(GrpcServiceIdleStreamTest, AnUploadThatSendsNothingIsCancelledAndCounted) {
+  auto context = Context();
+  v1::UploadResponse response;
+  auto writer = stub_->UploadUpdate(context.get(), &response);
+  // Sends nothing, not even its header; the server gives up on it without any help from us.
+  EXPECT_EQ(writer->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  while (Status().refusals().count("stream_idle") == 0) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_EQ(Status().refusals().at("stream_idle"), 1);
+  // The service still works.
+  const v1::RoundAssignment a = Assign("dev-1");
+  EXPECT_TRUE(Upload(a, "dev-1", std::vector<float>(kModelSize, 0.01f), nullptr).ok());
+}
+
+class GrpcServiceStreamCapTest : public GrpcServiceTest {
+ protected:
+  void SetUp() override {
+    service_options_.max_streams = 2;
+    GrpcServiceTest::SetUp();
+  }
+};
+
+TEST_F(GrpcServiceStreamCapTest, StreamsBeyondTheCapAreRefusedAtOnce) {
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<v1::UploadResponse> responses(3);
+  std::vector<std::unique_ptr<grpc::ClientWriter<v1::UpdateChunk>>> writers;
+  for (int i = 0; i < 2; ++i) {
+    contexts.push_back(Context());
+    writers.push_back(stub_->UploadUpdate(contexts.back().get(), &responses[i]));
+  }
+  // Both open streams are counted by the time the server reports them busy.
+  for (;;) {
+    auto context = Context();
+    v1::UploadResponse response;
+    auto third = stub_->UploadUpdate(context.get(), &response);
+    third->WritesDone();
+    const grpc::Status status = third->Finish();
+    if (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT) continue;  // not yet
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+    break;
+  }
+  for (auto& writer : writers) {
+    writer->WritesDone();
+    EXPECT_EQ(writer->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  EXPECT_GE(Status().refusals().at("streams_busy"), 1);
+}
+
 TEST_F(GrpcServiceTest, DeclinesAreCountedOncePerAssignmentByReason) {
   const v1::RoundAssignment a = Assign("c1");
   v1::DeclineRequest request;
@@ -292,7 +502,7 @@ TEST_F(GrpcServiceTest, DeclinesAreCountedOncePerAssignmentByReason) {
   EXPECT_EQ(stub_->Decline(Context().get(), other, &response).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
   other = request;
-  other.set_assignment_id("r1-a0-guess");
+  other.set_assignment_id(std::string(32, 'f'));
   EXPECT_EQ(stub_->Decline(Context().get(), other, &response).error_code(),
             grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_EQ(stub_->Decline(Context(false).get(), request, &response).error_code(),
@@ -412,6 +622,76 @@ TEST(ModelArtifactStoreTest, ASignatureOfOtherBytesIsRefused) {
   ASSERT_TRUE(unsigned_store.ok());
   EXPECT_FALSE((*unsigned_store)->is_signed());
   EXPECT_TRUE((*unsigned_store)->artifact().signature().empty());
+}
+
+}  // namespace
+}  // namespace fedkit::server
+
+namespace fedkit::server {
+namespace {
+
+std::string ReadText(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Mutual TLS: the certificate's identity is the client id (deploy/make-certs.sh --client).
+TEST(GrpcServiceMutualTlsTest, ADeviceCertificateActsOnlyAsItsOwnClientId) {
+  const std::string dir = ::testing::TempDir() + "/fedkit_mtls_identity";
+  std::filesystem::remove_all(dir);
+  const std::string command =
+      absl::StrCat("bash '", FEDKIT_SOURCE_DIR, "/deploy/make-certs.sh' --client alice '", dir,
+                   "' localhost 127.0.0.1 >/dev/null 2>&1");
+  if (std::system(command.c_str()) != 0) GTEST_SKIP() << "make-certs.sh failed (no openssl?)";
+
+  CoordinatorOptions o;
+  o.model_name = "tiny";
+  o.clients_per_round = 2;
+  o.min_clients = 2;
+  o.plan.set_run_seed(1);
+  auto coordinator = *RoundCoordinator::Create(o, Layout(10), std::vector<float>(10, 0.f), {});
+  CoordinatorService service(coordinator.get(), Authentication{.client_certificates = true});
+  grpc::SslServerCredentialsOptions ssl(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  ssl.pem_root_certs = ReadText(dir + "/ca.pem");
+  ssl.pem_key_cert_pairs.push_back({ReadText(dir + "/server.key"), ReadText(dir + "/server.pem")});
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::SslServerCredentials(ssl), &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(port, 0);
+
+  const auto stub_for = [&](const std::string& cert) {
+    grpc::SslCredentialsOptions client;
+    client.pem_root_certs = ReadText(dir + "/ca.pem");
+    client.pem_private_key = ReadText(dir + "/" + cert + ".key");
+    client.pem_cert_chain = ReadText(dir + "/" + cert + ".pem");
+    grpc::ChannelArguments args;
+    args.SetSslTargetNameOverride("localhost");
+    return v1::Coordinator::NewStub(grpc::CreateCustomChannel(
+        "127.0.0.1:" + std::to_string(port), grpc::SslCredentials(client), args));
+  };
+  const auto check_in = [](v1::Coordinator::Stub& stub, const std::string& id) {
+    v1::CheckInRequest request;
+    request.set_client_id(id);
+    request.set_api_version(1);
+    v1::CheckInResponse response;
+    grpc::ClientContext context;
+    return stub.CheckIn(&context, request, &response);
+  };
+  auto alice = stub_for("client-alice");
+  EXPECT_TRUE(check_in(*alice, "alice").ok());
+  const grpc::Status as_bob = check_in(*alice, "bob");
+  EXPECT_EQ(as_bob.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(as_bob.error_message(), HasSubstr("\"alice\""));
+  // The generic client certificate (common name "fedkit-client") proves that id only.
+  auto generic = stub_for("client");
+  EXPECT_TRUE(check_in(*generic, "fedkit-client").ok());
+  EXPECT_EQ(check_in(*generic, "alice").error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  server->Shutdown();
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
