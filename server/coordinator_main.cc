@@ -245,7 +245,9 @@ int Run(int argc, char** argv) {
   app.add_option("--tls-cert", f.tls_cert, "Server certificate (PEM)");
   app.add_option("--tls-key", f.tls_key, "Server private key (PEM)");
   app.add_option("--tls-client-ca", f.tls_client_ca, "CA for client certificates (mutual TLS)");
-  app.add_option("--auth-tokens", f.auth_tokens, "File of accepted bearer tokens, one per line");
+  app.add_option("--auth-tokens", f.auth_tokens,
+                 "File of accepted bearer tokens: \"TOKEN CLIENT-IDS\" per line (ids: an id, a "
+                 "prefix ending in *, or *), see deploy/tokens.example");
   app.add_flag("--insecure", f.insecure, "Serve plaintext (no TLS)");
   app.add_option("--dp", f.dp,
                  "Differential privacy (DP-FedAvg: clipped deltas of weight 1, fixed denominator; "

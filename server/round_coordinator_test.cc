@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/synchronization/notification.h"
+#include "core/retry_after.h"
 #include "core/sampling.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -619,6 +620,44 @@ TEST(RoundCoordinatorTest, MinAvailableSamplesFromTheFleetAndTheParticipationIsR
                 .status()
                 .code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace fedkit::server
+
+namespace fedkit::server {
+namespace {
+
+// The waiting pool is bounded: a new device beyond max_waiting is told to retry (with a hint),
+// devices already waiting keep their place, and silent ones expire in every phase.
+TEST(RoundCoordinatorPoolTest, TheWaitingPoolIsCappedAndExpiresDuringRounds) {
+  CoordinatorOptions o = Options(/*k=*/3, /*rounds=*/2);
+  o.min_clients = 3;
+  o.max_waiting = 2;
+  o.retry_interval = absl::Seconds(1);  // a silent device leaves the pool after 13 s
+  auto c = Make(o);
+  ASSERT_TRUE(c->CheckIn(CheckInOf("a"), kStart).ok());
+  ASSERT_TRUE(c->CheckIn(CheckInOf("b"), kStart).ok());
+  const absl::StatusOr<v1::CheckInResponse> full = c->CheckIn(CheckInOf("c"), kStart);
+  ASSERT_EQ(full.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(RetryAfterOf(full.status()), absl::Seconds(3));
+  EXPECT_TRUE(c->CheckIn(CheckInOf("a"), kStart + absl::Seconds(5)).ok());  // already waiting
+  EXPECT_EQ(c->Status(kStart).refusals().at("pool_full"), 1);
+  // b falls silent and expires; its place goes to c.
+  EXPECT_TRUE(c->CheckIn(CheckInOf("c"), kStart + absl::Seconds(14)).ok());
+  EXPECT_EQ(c->Status(kStart + absl::Seconds(14)).checked_in(), 2);
+
+  // During a round, devices that check in once and fall silent leave the pool too.
+  CoordinatorOptions big = Options(/*k=*/1, /*rounds=*/2);
+  big.max_waiting = 0;  // unlimited
+  auto d = Make(big);
+  ASSERT_TRUE(d->CheckIn(CheckInOf("first"), kStart)->has_assignment());
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_TRUE(d->CheckIn(CheckInOf("w" + std::to_string(i)), kStart).ok());
+  }
+  EXPECT_EQ(d->Status(kStart).checked_in(), 1000);
+  ASSERT_TRUE(d->Tick(kStart + absl::Seconds(14)).ok());
+  EXPECT_EQ(d->Status(kStart + absl::Seconds(14)).checked_in(), 0);
 }
 
 }  // namespace
