@@ -3,6 +3,7 @@
 #define FEDKIT_SERVER_CLIENT_SAMPLER_H_
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -13,6 +14,17 @@ namespace fedkit::server {
 // in which their updates are aggregated). Deterministic in `seed`. Costs O(k) memory whatever the
 // population (Floyd's algorithm). INVALID_ARGUMENT unless 1 <= k <= population.
 absl::StatusOr<std::vector<int64_t>> SampleClients(int64_t population, int64_t k, uint64_t seed);
+
+// Caps what one identity (a token shared by many ids, server/identity.h) gets of a sample, so that
+// sybils in the waiting pool cannot crowd out other callers: `sample` (ascending indices into
+// `identities`, one entry per waiting client; an empty identity is the client's own) is returned
+// unchanged when no identity holds more than its fair share, ceil(|sample| / distinct identities
+// waiting). Otherwise each over-share identity keeps its first fair-share picks and the freed
+// places go, uniformly at random (deterministic in `seed`), to clients of identities below their
+// share; only when those run out does the share grow. Returns ascending indices, as many as
+// `sample` had (fewer only if the pool has fewer clients).
+std::vector<int64_t> CapPerIdentity(std::vector<int64_t> sample,
+                                    const std::vector<std::string>& identities, uint64_t seed);
 
 // How many clients a round assigns with over-selection: ceil(clients_per_round * (1 +
 // over_select)) (the coordinator and the simulator alike).

@@ -137,7 +137,9 @@ grpc::Status CoordinatorService::CheckIn(grpc::ServerContext* context,
       !admitted.ok()) {
     return Refuse(*context, admitted, reason);
   }
-  absl::StatusOr<v1::CheckInResponse> result = coordinator_->CheckIn(*request, now);
+  const std::string identity = caller->identity();
+  absl::StatusOr<v1::CheckInResponse> result =
+      coordinator_->CheckIn(*request, now, identity == "anonymous" ? "" : identity);
   if (!result.ok()) return ToGrpcStatus(*context, result.status());
   *response = std::move(*result);
   return grpc::Status::OK;

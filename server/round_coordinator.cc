@@ -358,15 +358,16 @@ v1::CheckInResponse RoundCoordinator::RetryLocked(absl::Duration after,
 }
 
 absl::StatusOr<v1::CheckInResponse> RoundCoordinator::CheckIn(const v1::CheckInRequest& request,
-                                                              absl::Time now) {
-  absl::StatusOr<v1::CheckInResponse> response = HandleCheckIn(request, now);
+                                                              absl::Time now,
+                                                              absl::string_view identity) {
+  absl::StatusOr<v1::CheckInResponse> response = HandleCheckIn(request, now, identity);
   FinishUnmasking(now);
   FinishCommit();
   return response;
 }
 
 absl::StatusOr<v1::CheckInResponse> RoundCoordinator::HandleCheckIn(
-    const v1::CheckInRequest& request, absl::Time now) {
+    const v1::CheckInRequest& request, absl::Time now, absl::string_view identity) {
   FEDKIT_RETURN_IF_ERROR(ValidateClientId(request.client_id()));
   if (request.api_version() != 0 && request.api_version() != 1) {
     return absl::FailedPreconditionError(
@@ -404,12 +405,12 @@ absl::StatusOr<v1::CheckInResponse> RoundCoordinator::HandleCheckIn(
       return response;
     }
     ExpirePoolLocked(now);
-    FEDKIT_RETURN_IF_ERROR(JoinPoolLocked(id, now));  // waits for the next round
+    FEDKIT_RETURN_IF_ERROR(JoinPoolLocked(id, now, identity));  // waits for the next round
     return RetryLocked(options_.retry_interval, "round in progress");
   }
 
   ExpirePoolLocked(now);
-  FEDKIT_RETURN_IF_ERROR(JoinPoolLocked(id, now));
+  FEDKIT_RETURN_IF_ERROR(JoinPoolLocked(id, now, identity));
   MaybeStartRoundLocked(now);
   if (phase_ == Phase::kTraining) {
     auto it = assignment_of_client_.find(id);
@@ -483,11 +484,13 @@ void RoundCoordinator::ExpirePoolLocked(absl::Time now) {
   }
 }
 
-absl::Status RoundCoordinator::JoinPoolLocked(const std::string& client_id, absl::Time now) {
+absl::Status RoundCoordinator::JoinPoolLocked(const std::string& client_id, absl::Time now,
+                                              absl::string_view identity) {
   auto it = pool_.find(client_id);
   if (it != pool_.end()) {
-    pool_by_time_.erase({it->second, client_id});
-    it->second = now;
+    pool_by_time_.erase({it->second.seen, client_id});
+    it->second.seen = now;
+    it->second.identity = std::string(identity);
     pool_by_time_.emplace(now, client_id);
     return absl::OkStatus();
   }
@@ -498,7 +501,7 @@ absl::Status RoundCoordinator::JoinPoolLocked(const std::string& client_id, absl
                                     3 * options_.retry_interval),
         "pool_full");
   }
-  pool_.emplace(client_id, now);
+  pool_.emplace(client_id, Waiting{now, std::string(identity)});
   pool_by_time_.emplace(now, client_id);
   return absl::OkStatus();
 }
@@ -506,7 +509,7 @@ absl::Status RoundCoordinator::JoinPoolLocked(const std::string& client_id, absl
 void RoundCoordinator::LeavePoolLocked(const std::string& client_id) {
   auto it = pool_.find(client_id);
   if (it == pool_.end()) return;
-  pool_by_time_.erase({it->second, client_id});
+  pool_by_time_.erase({it->second.seen, client_id});
   pool_.erase(it);
 }
 
@@ -532,12 +535,20 @@ void RoundCoordinator::StartRoundLocked(absl::Time now) {
   const int64_t round = rounds_completed_ + 1;
   // Sorted ids (pool_ is ordered), so the sample depends only on who is waiting.
   std::vector<std::string> waiting;
+  std::vector<std::string> identities;
   waiting.reserve(pool_.size());
-  for (const auto& [id, seen] : pool_) waiting.push_back(id);
+  identities.reserve(pool_.size());
+  for (const auto& [id, entry] : pool_) {
+    waiting.push_back(id);
+    identities.push_back(entry.identity);
+  }
   const int64_t count = std::min<int64_t>(target_assignments_, waiting.size());
-  const std::vector<int64_t> chosen =
-      SampleIndices(static_cast<int64_t>(waiting.size()), count,
-                    SamplingSeed(options_.plan.run_seed(), round, attempt_));
+  const uint64_t sampling_seed = SamplingSeed(options_.plan.run_seed(), round, attempt_);
+  std::vector<int64_t> chosen =
+      SampleIndices(static_cast<int64_t>(waiting.size()), count, sampling_seed);
+  // An identity's fair share outside DP (under DP the accountant assumes uniform sampling over
+  // devices, so the sample stays uniform; see the README on identities under DP).
+  if (!options_.dp.has_value()) chosen = CapPerIdentity(std::move(chosen), identities, sampling_seed);
   assignments_.clear();
   assignment_of_client_.clear();
   received_.clear();

@@ -149,7 +149,12 @@ class RoundCoordinator {
 
   // A device checks in: returns its assignment (again, if it already has one this round), or when
   // to come back, or that the run is over. INVALID_ARGUMENT for a malformed client id.
-  absl::StatusOr<v1::CheckInResponse> CheckIn(const v1::CheckInRequest& request, absl::Time now);
+  // `identity` is who the transport authenticated (server/identity.h; empty: the client itself):
+  // outside DP, an identity holding many waiting ids gets at most its fair share of a round's
+  // sample (CapPerIdentity in server/client_sampler.h). RESOURCE_EXHAUSTED (with a retry hint)
+  // when the waiting pool is full.
+  absl::StatusOr<v1::CheckInResponse> CheckIn(const v1::CheckInRequest& request, absl::Time now,
+                                              absl::string_view identity = "");
 
   // The current round's global model for an assigned client. FAILED_PRECONDITION if the assignment
   // is not current or not this client's.
@@ -233,7 +238,8 @@ class RoundCoordinator {
   // The public calls that may commit a round: their work under the lock, after which the public
   // call runs FinishCommit without it.
   absl::StatusOr<v1::CheckInResponse> HandleCheckIn(const v1::CheckInRequest& request,
-                                                    absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
+                                                    absl::Time now, absl::string_view identity)
+      ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<v1::UploadResponse> HandleUpdate(const v1::UpdateHeader& header,
                                                   absl::Span<const float> delta, absl::Time now)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -290,8 +296,8 @@ class RoundCoordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A device joins or refreshes its place in the waiting pool; RESOURCE_EXHAUSTED when the pool is
   // full and the device is not in it.
-  absl::Status JoinPoolLocked(const std::string& client_id, absl::Time now)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status JoinPoolLocked(const std::string& client_id, absl::Time now,
+                              absl::string_view identity) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LeavePoolLocked(const std::string& client_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AbandonRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends the current round's assignments, remembering their ids to call later uploads "late".
@@ -319,7 +325,11 @@ class RoundCoordinator {
   // Clients waiting to be selected, sorted by id (the sample depends only on who waits), with
   // when they last checked in; and the same entries by time, so expiry costs O(log n) per device
   // expired rather than a scan of the pool on every check-in.
-  absl::btree_map<std::string, absl::Time> pool_ ABSL_GUARDED_BY(mu_);
+  struct Waiting {
+    absl::Time seen;
+    std::string identity;  // who the transport authenticated; empty: the client itself
+  };
+  absl::btree_map<std::string, Waiting> pool_ ABSL_GUARDED_BY(mu_);
   absl::btree_set<std::pair<absl::Time, std::string>> pool_by_time_ ABSL_GUARDED_BY(mu_);
   std::optional<absl::Time> enough_clients_since_ ABSL_GUARDED_BY(mu_);
   // The current round's assignments, by assignment id and by client.
