@@ -151,21 +151,30 @@ absl::StatusOr<Key32> ShamirReconstruct(absl::Span<const ShamirShare> shares, in
 }
 
 absl::StatusOr<ShamirReconstructor> ShamirReconstructor::Create(absl::Span<const uint32_t> xs) {
+  return CreateAt(xs, 0);
+}
+
+absl::StatusOr<ShamirReconstructor> ShamirReconstructor::CreateAt(absl::Span<const uint32_t> xs,
+                                                                  uint32_t point) {
   if (xs.empty()) return absl::InvalidArgumentError("Shamir reconstruction needs >= 1 share");
   absl::Status status = CheckXs(xs);
   if (!status.ok()) return status;
 
-  // Lagrange basis at 0: l_i = prod_{j != i} x_j / (x_j - x_i) = N / d_i with N = prod_j x_j and
-  // d_i = x_i * prod_{j != i} (x_j - x_i). The xs are distinct and nonzero below p, so no d_i is 0.
+  // Lagrange basis at a = point: l_i = n_i / d_i with n_i = prod_{j != i} (a - x_j) and
+  // d_i = prod_{j != i} (x_i - x_j). The xs are distinct below p, so no d_i is 0.
   const size_t t = xs.size();
-  uint64_t numerator = 1;
-  for (uint32_t x : xs) numerator = FieldMul(numerator, x);
-  std::vector<uint64_t> denominators(t);
+  const uint64_t a = point;
+  std::vector<uint64_t> numerators(t, 1);
+  std::vector<uint64_t> denominators(t, 1);
   for (size_t i = 0; i < t; ++i) {
-    uint64_t d = xs[i];
+    uint64_t n = 1;
+    uint64_t d = 1;
     for (size_t j = 0; j < t; ++j) {
-      if (j != i) d = FieldMul(d, FieldSub(xs[j], xs[i]));
+      if (j == i) continue;
+      n = FieldMul(n, FieldSub(a, xs[j]));
+      d = FieldMul(d, FieldSub(xs[i], xs[j]));
     }
+    numerators[i] = n;
     denominators[i] = d;
   }
   // Batch inversion (Montgomery's trick): one field inversion for all t denominators.
@@ -178,13 +187,14 @@ absl::StatusOr<ShamirReconstructor> ShamirReconstructor::Create(absl::Span<const
   uint64_t inverse = FieldInverse(running);  // = 1 / (d_0 ... d_{t-1})
   std::vector<uint64_t> coefficients(t);
   for (size_t i = t; i-- > 0;) {
-    coefficients[i] = FieldMul(numerator, FieldMul(inverse, prefix[i]));  // N / d_i
+    coefficients[i] = FieldMul(numerators[i], FieldMul(inverse, prefix[i]));  // n_i / d_i
     inverse = FieldMul(inverse, denominators[i]);  // now 1 / (d_0 ... d_{i-1})
   }
   return ShamirReconstructor(std::vector<uint32_t>(xs.begin(), xs.end()), std::move(coefficients));
 }
 
-absl::StatusOr<Key32> ShamirReconstructor::Reconstruct(absl::Span<const ShamirShare> shares) const {
+absl::StatusOr<std::array<uint64_t, kShamirLimbs>> ShamirReconstructor::Interpolate(
+    absl::Span<const ShamirShare> shares) const {
   if (shares.size() != xs_.size()) {
     return absl::InvalidArgumentError(
         absl::StrCat("expected ", xs_.size(), " Shamir shares, got ", shares.size()));
@@ -201,6 +211,13 @@ absl::StatusOr<Key32> ShamirReconstructor::Reconstruct(absl::Span<const ShamirSh
       limbs[limb] = FieldAdd(limbs[limb], FieldMul(coefficients_[i], shares[i].y[limb]));
     }
   }
+  return limbs;
+}
+
+absl::StatusOr<Key32> ShamirReconstructor::Reconstruct(absl::Span<const ShamirShare> shares) const {
+  absl::StatusOr<std::array<uint64_t, kShamirLimbs>> interpolated = Interpolate(shares);
+  if (!interpolated.ok()) return interpolated.status();
+  std::array<uint64_t, kShamirLimbs>& limbs = *interpolated;
 
   Key32 secret;
   size_t offset = 0;

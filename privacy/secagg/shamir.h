@@ -39,13 +39,23 @@ absl::StatusOr<std::vector<ShamirShare>> ShamirSplit(const Key32& secret, int th
 absl::StatusOr<Key32> ShamirReconstruct(absl::Span<const ShamirShare> shares, int threshold);
 
 // Reconstruction of many secrets shared at the same x-coordinates: computes the Lagrange
-// coefficients at 0 once (O(t^2)), then each secret costs O(t).
+// coefficients at 0 once (O(t^2)), then each secret costs O(t). Made with CreateAt, it evaluates
+// the polynomial through the shares at another point instead (Interpolate), which is how a share
+// is checked against the polynomial a verified subset of shares defines.
 class ShamirReconstructor {
  public:
   // `xs`: the evaluation points of the shares that will be passed to Reconstruct, in that order.
   static absl::StatusOr<ShamirReconstructor> Create(absl::Span<const uint32_t> xs);
+  // Lagrange coefficients at `point` (Create is CreateAt(xs, 0)). INVALID_ARGUMENT for repeated or
+  // zero xs.
+  static absl::StatusOr<ShamirReconstructor> CreateAt(absl::Span<const uint32_t> xs,
+                                                      uint32_t point);
   // INVALID_ARGUMENT if the shares' x values are not the ones given to Create, in order.
   absl::StatusOr<Key32> Reconstruct(absl::Span<const ShamirShare> shares) const;
+  // The value of each limb's polynomial through `shares` at the point given to CreateAt (raw field
+  // elements, not decoded to a secret). Same errors as Reconstruct.
+  absl::StatusOr<std::array<uint64_t, kShamirLimbs>> Interpolate(
+      absl::Span<const ShamirShare> shares) const;
 
  private:
   explicit ShamirReconstructor(std::vector<uint32_t> xs, std::vector<uint64_t> coefficients)
