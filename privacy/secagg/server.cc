@@ -557,6 +557,23 @@ absl::StatusOr<SecAggServer::Recovered> SecAggServer::RecoverSecret(
   }
   std::vector<bool> chosen(m, false);
   for (int i : *found) chosen[i] = true;
+  std::vector<uint32_t> extra_xs;
+  std::vector<ShamirShare> extra;
+  for (int j = 0; j < m; ++j) {
+    if (chosen[j]) continue;
+    extra_xs.push_back(shares[j].x);
+    extra.push_back(shares[j]);
+  }
+  if (extra.empty()) return recovered;
+  // All at once first (the usual case: nobody lied); one by one only when that fails.
+  auto key = std::make_pair(xs, extra_xs);
+  auto check = consistency_checks_.find(key);
+  if (check == consistency_checks_.end()) {
+    FEDKIT_ASSIGN_OR_RETURN(ShamirConsistencyCheck c, ShamirConsistencyCheck::Create(xs, extra_xs));
+    check = consistency_checks_.emplace(std::move(key), std::move(c)).first;
+  }
+  FEDKIT_ASSIGN_OR_RETURN(bool consistent, check->second.Consistent(subset, extra));
+  if (consistent) return recovered;
   for (int j = 0; j < m; ++j) {
     if (chosen[j]) continue;
     FEDKIT_ASSIGN_OR_RETURN(const ShamirReconstructor* at, ReconstructorAt(xs, shares[j].x));

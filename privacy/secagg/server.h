@@ -148,6 +148,9 @@ class SecAggServer {
   std::map<std::pair<int32_t, SecAggCulprit::Reason>, std::vector<int32_t>> culprits_;
   // Lagrange coefficients by (xs, point), reused across owners in Finish.
   std::map<std::pair<std::vector<uint32_t>, uint32_t>, ShamirReconstructor> reconstructors_;
+  // Checks of the shares beyond the t used, by (the t xs, the other xs).
+  std::map<std::pair<std::vector<uint32_t>, std::vector<uint32_t>>, ShamirConsistencyCheck>
+      consistency_checks_;
   std::vector<bool> in_u3_;
   std::vector<uint64_t> masked_sum_;
   std::vector<bool> in_u5_;

@@ -242,6 +242,90 @@ absl::StatusOr<Key32> ShamirReconstructor::Reconstruct(absl::Span<const ShamirSh
   return secret;
 }
 
+absl::StatusOr<ShamirConsistencyCheck> ShamirConsistencyCheck::Create(
+    absl::Span<const uint32_t> xs, absl::Span<const uint32_t> extra_xs) {
+  if (xs.empty()) return absl::InvalidArgumentError("Shamir consistency check needs >= 1 share");
+  std::vector<uint32_t> all(xs.begin(), xs.end());
+  all.insert(all.end(), extra_xs.begin(), extra_xs.end());
+  absl::Status status = CheckXs(all);
+  if (!status.ok()) return status;
+  const size_t t = xs.size();
+  const size_t e = extra_xs.size();
+  ShamirConsistencyCheck check;
+  check.xs_.assign(xs.begin(), xs.end());
+  check.extra_xs_.assign(extra_xs.begin(), extra_xs.end());
+  check.randoms_.resize(e);
+  status = RandomFieldElements(absl::MakeSpan(check.randoms_));
+  if (!status.ok()) return status;
+
+  // L_i(a) = P(a) / ((a - x_i) d_i) with P(a) = prod_k (a - x_k), d_i = prod_{k != i} (x_i - x_k),
+  // so w_i = (1 / d_i) sum_j r_j P(a_j) / (a_j - x_i). Every inverse by one batch inversion: the
+  // t values d_i and the t * e differences a_j - x_i (all nonzero: the points are distinct).
+  std::vector<uint64_t> values(t + t * e);
+  for (size_t i = 0; i < t; ++i) {
+    uint64_t d = 1;
+    for (size_t k = 0; k < t; ++k) {
+      if (k != i) d = FieldMul(d, FieldSub(xs[i], xs[k]));
+    }
+    values[i] = d;
+  }
+  for (size_t j = 0; j < e; ++j) {
+    for (size_t i = 0; i < t; ++i) values[t + j * t + i] = FieldSub(extra_xs[j], xs[i]);
+  }
+  std::vector<uint64_t> prefix(values.size());
+  uint64_t running = 1;
+  for (size_t i = 0; i < values.size(); ++i) {
+    prefix[i] = running;
+    running = FieldMul(running, values[i]);
+  }
+  uint64_t inverse = FieldInverse(running);
+  std::vector<uint64_t> inverses(values.size());
+  for (size_t i = values.size(); i-- > 0;) {
+    inverses[i] = FieldMul(inverse, prefix[i]);
+    inverse = FieldMul(inverse, values[i]);
+  }
+  check.weights_.assign(t, 0);
+  for (size_t j = 0; j < e; ++j) {
+    uint64_t p = 1;
+    for (size_t k = 0; k < t; ++k) p = FieldMul(p, values[t + j * t + k]);
+    const uint64_t rp = FieldMul(check.randoms_[j], p);
+    for (size_t i = 0; i < t; ++i) {
+      check.weights_[i] = FieldAdd(check.weights_[i], FieldMul(rp, inverses[t + j * t + i]));
+    }
+  }
+  for (size_t i = 0; i < t; ++i) check.weights_[i] = FieldMul(check.weights_[i], inverses[i]);
+  return check;
+}
+
+absl::StatusOr<bool> ShamirConsistencyCheck::Consistent(absl::Span<const ShamirShare> shares,
+                                                        absl::Span<const ShamirShare> extra) const {
+  if (shares.size() != xs_.size() || extra.size() != extra_xs_.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("expected ", xs_.size(), " and ",
+                                                   extra_xs_.size(), " Shamir shares, got ",
+                                                   shares.size(), " and ", extra.size()));
+  }
+  std::array<uint64_t, kShamirLimbs> interpolated = {};
+  std::array<uint64_t, kShamirLimbs> combined = {};
+  for (size_t i = 0; i < shares.size(); ++i) {
+    if (shares[i].x != xs_[i]) return absl::InvalidArgumentError("Shamir share x out of order");
+    absl::Status status = CheckYs(shares[i]);
+    if (!status.ok()) return status;
+    for (int limb = 0; limb < kShamirLimbs; ++limb) {
+      interpolated[limb] = FieldAdd(interpolated[limb], FieldMul(weights_[i], shares[i].y[limb]));
+    }
+  }
+  for (size_t j = 0; j < extra.size(); ++j) {
+    if (extra[j].x != extra_xs_[j])
+      return absl::InvalidArgumentError("Shamir share x out of order");
+    absl::Status status = CheckYs(extra[j]);
+    if (!status.ok()) return status;
+    for (int limb = 0; limb < kShamirLimbs; ++limb) {
+      combined[limb] = FieldAdd(combined[limb], FieldMul(randoms_[j], extra[j].y[limb]));
+    }
+  }
+  return interpolated == combined;
+}
+
 std::array<uint8_t, kShamirShareBytes> SerializeShareValues(const ShamirShare& share) {
   std::array<uint8_t, kShamirShareBytes> bytes;
   for (int limb = 0; limb < kShamirLimbs; ++limb) {

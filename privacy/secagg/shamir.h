@@ -64,6 +64,29 @@ class ShamirReconstructor {
   std::vector<uint64_t> coefficients_;
 };
 
+// Checks at once that shares at `extra_xs` lie on the polynomial through shares at `xs` (the t a
+// secret was reconstructed from): a random combination of the extra shares, with weights drawn at
+// Create from the CSPRNG, against the same combination of their interpolated values. O(t * e) to
+// create for e extra points, then O(t + e) per secret. A share off the polynomial passes with
+// probability 2^-61 per limb (the weights are unknown to whoever chose the shares).
+class ShamirConsistencyCheck {
+ public:
+  // INVALID_ARGUMENT for empty xs or repeated or zero x values among xs and extra_xs together.
+  static absl::StatusOr<ShamirConsistencyCheck> Create(absl::Span<const uint32_t> xs,
+                                                       absl::Span<const uint32_t> extra_xs);
+  // Whether every extra share lies on the polynomial through `shares`. INVALID_ARGUMENT if the x
+  // values are not those given to Create, in order, or a value is outside the field.
+  absl::StatusOr<bool> Consistent(absl::Span<const ShamirShare> shares,
+                                  absl::Span<const ShamirShare> extra) const;
+
+ private:
+  ShamirConsistencyCheck() = default;
+  std::vector<uint32_t> xs_;
+  std::vector<uint32_t> extra_xs_;
+  std::vector<uint64_t> weights_;  // sum_j r_j L_i(extra x_j), per share i
+  std::vector<uint64_t> randoms_;  // r_j, per extra share j
+};
+
 // Fixed-size byte forms for the wire and for encryption (little-endian words).
 std::array<uint8_t, kShamirShareBytes> SerializeShareValues(const ShamirShare& share);
 // INVALID_ARGUMENT for the wrong length or a value outside the field.
