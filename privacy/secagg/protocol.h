@@ -47,7 +47,9 @@
 //     way, a secret whose good remaining holders fall below t aborts the round naming u (an
 //     excluded u's pairwise masks are in its reporters' inputs, and only its masking key takes
 //     them out). A malicious recipient can so exclude an honest sender: no worse than that sender
-//     dropping out.
+//     dropping out, but one recipient that reports every neighbour whose input is not yet summed
+//     excludes them all and can so make the round abort as if they had dropped (the server cannot
+//     tell which side lies; the reports, naming both, are there for the operator).
 //   - A masked input is any value in Z_{2^bits}: bounding what it decodes to is the encoding's
 //     and the caller's job (privacy/secagg/encoding.h; the coordinator bounds the decoded weight).
 #ifndef FEDKIT_PRIVACY_SECAGG_PROTOCOL_H_
