@@ -78,13 +78,16 @@ struct Device {
 
 class SecureRoundTest : public ::testing::Test {
  protected:
-  void Start(int n, secagg::Variant variant) {
+  void Start(int n, secagg::Variant variant,
+             const std::function<void(CoordinatorOptions&)>& adjust = {}) {
+    CoordinatorOptions options = SecureOptions(n, variant);
+    if (adjust) adjust(options);
     CoordinatorHooks hooks;
     hooks.round_participation = [this](const RoundParticipation& p) {
       participation_.push_back(p);
     };
     hooks.log = [this](const std::string& line) { log_.push_back(line); };
-    auto c = RoundCoordinator::Create(SecureOptions(n, variant), TinyLayout(), {0, 0, 0}, hooks);
+    auto c = RoundCoordinator::Create(options, TinyLayout(), {0, 0, 0}, hooks);
     ASSERT_TRUE(c.ok()) << c.status();
     coordinator_ = std::move(*c);
     for (int i = 0; i < n; ++i) {
@@ -408,6 +411,17 @@ TEST_F(SecureRoundTest, AnUnclippedDeltaWithinTheWeightCapAbandonsTheRound) {
   EXPECT_EQ(coordinator_->rounds_completed(), 0);
   EXPECT_EQ(Refusals("secagg_sum_out_of_range"), 1);
   EXPECT_TRUE(Logged("abandoned (secagg_sum_out_of_range)")) << testing::PrintToString(log_);
+}
+
+TEST_F(SecureRoundTest, ANonFiniteGlobalModelIsNeverCommitted) {
+  Start(4, secagg::Variant::kSecAgg, [](CoordinatorOptions& o) {
+    o.server_optimizer.learning_rate = 1e300;  // 1e300 x an average of 0.2 overflows a float
+  });
+  HonestRound();
+  EXPECT_EQ(coordinator_->rounds_completed(), 0);
+  EXPECT_EQ(coordinator_->global_parameters(), (std::vector<float>{0, 0, 0}));
+  EXPECT_EQ(Refusals("non_finite_model"), 1);
+  EXPECT_TRUE(Logged("abandoned (non_finite_model)")) << testing::PrintToString(log_);
 }
 
 TEST(SecureRoundConfigTest, RefusedAtConfigurationTime) {
