@@ -562,6 +562,7 @@ absl::Status FederatedClient::DoSecureRound(const v1::RoundAssignment& assignmen
 
   // Phase 2: masked input.
   std::string packed;
+  std::vector<int32_t> bad_share_senders;  // reported: their share ciphertexts were bad
   {
     FEDKIT_ASSIGN_OR_RETURN(v1::SecAggResponse response,
                             poll(v1::SecAggPoll::SHARE_BUNDLE, "share bundle"));
@@ -570,6 +571,7 @@ absl::Status FederatedClient::DoSecureRound(const v1::RoundAssignment& assignmen
         secure.MaskInput(ShareBundleFromProto(response.share_bundle()), *encoded);
     if (!masked.ok()) return protocol_failed(masked.status());
     packed = PackMaskedValues(masked->masked_input, params->config.modulus_bits);
+    bad_share_senders = masked->bad_share_senders;
   }
   v1::UpdateHeader header;
   header.set_client_id(options_.client_id);
@@ -577,6 +579,8 @@ absl::Status FederatedClient::DoSecureRound(const v1::RoundAssignment& assignmen
   header.set_round(round);
   header.set_total_size(params->config.vector_length);
   header.set_train_loss(update->train_loss);
+  header.mutable_secagg_bad_share_senders()->Add(bad_share_senders.begin(),
+                                                 bad_share_senders.end());
   while (true) {
     if (cancelled_.HasBeenNotified()) return absl::CancelledError("cancelled");
     absl::StatusOr<v1::UploadResponse> response = channel_->UploadMaskedInput(header, packed);

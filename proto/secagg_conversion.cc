@@ -186,6 +186,7 @@ secagg::EncryptedShare EncryptedShareFromProto(const v1::SecAggEncryptedShare& p
 v1::SecAggShareKeys ShareKeysToProto(const secagg::ShareKeysMessage& m) {
   v1::SecAggShareKeys p;
   for (const auto& share : m.shares) EncryptedShareToProto(share, p.add_shares());
+  p.set_self_mask_seed_commitment(KeyToBytes(m.self_mask_seed_commitment));
   return p;
 }
 
@@ -193,6 +194,8 @@ absl::StatusOr<secagg::ShareKeysMessage> ShareKeysFromProto(const v1::SecAggShar
                                                             int32_t sender) {
   secagg::ShareKeysMessage m;
   m.sender = sender;
+  FEDKIT_ASSIGN_OR_RETURN(m.self_mask_seed_commitment,
+                          KeyFromBytes(p.self_mask_seed_commitment(), "self_mask_seed_commitment"));
   for (const auto& share : p.shares()) m.shares.push_back(EncryptedShareFromProto(share));
   return m;  // the state machine checks senders, recipients and sizes
 }

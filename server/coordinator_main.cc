@@ -538,6 +538,7 @@ int Run(int argc, char** argv) {
         "fedkit-coordinator: %s declined its round %d assignment (%s)\n", d.client_id(), d.round(),
         absl::AsciiStrToLower(v1::DeclineRequest::Reason_Name(d.reason())));
   };
+  hooks.log = [](const std::string& line) { std::cerr << "fedkit-coordinator: " << line << "\n"; };
   if (participation.is_open()) {
     hooks.round_participation = [&](const RoundParticipation& p) {
       participation << ParticipationToJson(p) << "\n" << std::flush;
@@ -579,6 +580,13 @@ int Run(int argc, char** argv) {
               << cli::InFlags(coordinator.status(), cli::DpFieldFlags("--dp-population")).message
               << "\n";
     return 2;
+  }
+  // What one client can do to a round under these options (no clip norm, a large weight cap).
+  const cli::FieldFlags influence_flags = {{"clip_norm", "--clip-norm"},
+                                           {"max_examples_per_client", "--max-examples"}};
+  for (const std::string& warning : SingleClientInfluenceWarnings(options)) {
+    std::cerr << "fedkit-coordinator: warning: "
+              << cli::InFlags(absl::UnknownError(warning), influence_flags).message << "\n";
   }
   if (checkpoints) {
     std::string skipped;

@@ -13,6 +13,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "aggregation/aggregator.h"
 #include "core/retry_after.h"
 #include "core/sampling.h"
@@ -56,6 +57,31 @@ bool IsClientIdChar(char c) {
 }
 
 }  // namespace
+
+std::vector<std::string> SingleClientInfluenceWarnings(const CoordinatorOptions& options) {
+  std::vector<std::string> warnings;
+  if (options.dp.has_value()) return warnings;  // DP clips every delta and weighs each client 1
+  const int64_t k = options.clients_per_round;
+  const double cap = static_cast<double>(options.max_examples_per_client);
+  // One client claiming the cap against K - 1 claiming one example each.
+  const double share = cap / (cap + static_cast<double>(k - 1));
+  if (!(options.plan.clip_norm() > 0)) {
+    warnings.push_back(absl::StrFormat(
+        "`clip_norm` is 0: one client's delta is bounded only by `max_update_value` (%g per "
+        "coordinate), and with a weight of up to `max_examples_per_client` = %d against %d "
+        "clients of one example each it holds %.4f%% of the round's average: one client can move "
+        "every coordinate of the model by up to about %g times the server learning rate",
+        options.max_update_value, options.max_examples_per_client, k - 1, 100 * share,
+        options.max_update_value * share));
+  }
+  if (options.max_examples_per_client >= kLargeWeightCap) {
+    warnings.push_back(absl::StrFormat(
+        "`max_examples_per_client` = %d: one client's weight can be up to %d times another's; "
+        "against %d clients of one example each it holds %.4f%% of the round's average",
+        options.max_examples_per_client, options.max_examples_per_client, k - 1, 100 * share));
+  }
+  return warnings;
+}
 
 absl::Status ValidateClientId(absl::string_view client_id) {
   if (client_id.empty() || client_id.size() > 128 ||
@@ -673,6 +699,13 @@ absl::Status RoundCoordinator::RefuseLocked(absl::Status status, absl::string_vi
   return status;
 }
 
+absl::Status RoundCoordinator::RefuseClientLocked(const std::string& client_id, absl::Status status,
+                                                  absl::string_view reason) {
+  LogLocked(absl::StrCat("round ", rounds_completed_ + 1, ": update of client ", client_id,
+                         " refused (", reason, "): ", status.message()));
+  return RefuseLocked(std::move(status), reason);
+}
+
 void RoundCoordinator::CountRefusal(absl::string_view reason) {
   absl::MutexLock lock(&mu_);
   ++refusals_[std::string(reason)];
@@ -749,16 +782,18 @@ absl::StatusOr<v1::UploadResponse> RoundCoordinator::HandleUpdate(const v1::Upda
   }
   for (size_t i = 0; i < delta.size(); ++i) {
     if (!std::isfinite(delta[i])) {
-      return RefuseLocked(
+      return RefuseClientLocked(
+          header.client_id(),
           absl::InvalidArgumentError(absl::StrCat("update value ", i, " is not finite")),
           "not_finite");
     }
   }
   if (header.num_examples() < 1 || header.num_examples() > options_.max_examples_per_client) {
-    return RefuseLocked(absl::InvalidArgumentError(absl::StrCat(
-                            "example count ", header.num_examples(), " is outside [1, ",
-                            options_.max_examples_per_client, "]")),
-                        "bad_example_count");
+    return RefuseClientLocked(header.client_id(),
+                              absl::InvalidArgumentError(absl::StrCat(
+                                  "example count ", header.num_examples(), " is outside [1, ",
+                                  options_.max_examples_per_client, "]")),
+                              "bad_example_count");
   }
   const double clip = round_clip_;
   if (adaptive_clipping_.has_value() && !header.has_unclipped()) {
@@ -771,9 +806,11 @@ absl::StatusOr<v1::UploadResponse> RoundCoordinator::HandleUpdate(const v1::Upda
   if (clip > 0) {
     const double norm = privacy::L2Norm(delta);
     if (norm > clip * (1.0 + options_.clip_tolerance)) {
-      return RefuseLocked(absl::InvalidArgumentError(absl::StrFormat(
-                              "update norm %.6g exceeds the round's clip norm %.6g", norm, clip)),
-                          "over_norm");
+      return RefuseClientLocked(
+          header.client_id(),
+          absl::InvalidArgumentError(
+              absl::StrFormat("update norm %.6g exceeds the round's clip norm %.6g", norm, clip)),
+          "over_norm");
     }
   }
   auto existing = received_.find(header.client_id());
@@ -789,7 +826,7 @@ absl::StatusOr<v1::UploadResponse> RoundCoordinator::HandleUpdate(const v1::Upda
   }
   if (absl::Status folded = aggregate_->Accumulate(delta, header.num_examples()); !folded.ok()) {
     // The checks above leave only the fixed point's range (no clip norm: --max-update-value).
-    return RefuseLocked(folded, "out_of_range");
+    return RefuseClientLocked(header.client_id(), folded, "out_of_range");
   }
   received_[header.client_id()] = digest;
   if (header.unclipped()) ++unclipped_;
@@ -933,7 +970,8 @@ absl::StatusOr<v1::UploadResponse> RoundCoordinator::HandleMaskedUpdate(
   absl::StatusOr<v1::UploadResponse> response =
       unmasking_ != Unmasking::kNone
           ? absl::FailedPreconditionError("the masked input phase is over")
-          : secagg_round_->HandleMaskedInput(header.client_id(), packed, header.train_loss());
+          : secagg_round_->HandleMaskedInput(header.client_id(), packed, header.train_loss(),
+                                             header.secagg_bad_share_senders());
   if (!response.ok()) {
     ++refusals_[absl::StrCat("secagg_", absl::StatusCodeToString(response.status().code()))];
   }
@@ -941,19 +979,54 @@ absl::StatusOr<v1::UploadResponse> RoundCoordinator::HandleMaskedUpdate(
   return response;
 }
 
+void RoundCoordinator::LogLocked(std::string line) { pending_log_.push_back(std::move(line)); }
+
+void RoundCoordinator::FlushLog() {
+  std::vector<std::string> lines;
+  {
+    absl::MutexLock lock(&mu_);
+    lines.swap(pending_log_);
+  }
+  if (!hooks_.log) return;
+  for (const std::string& line : lines) hooks_.log(line);
+}
+
+void RoundCoordinator::RefuseRoundLocked(absl::string_view reason, std::string line) {
+  ++refusals_[std::string(reason)];
+  LogLocked(absl::StrCat("round ", rounds_completed_ + 1, " abandoned (", reason, "): ", line));
+  AbandonRoundLocked();
+}
+
+void RoundCoordinator::ReportCulpritsLocked() {
+  if (secagg_round_ == nullptr || unmasking_ == Unmasking::kRunning) return;
+  for (const SecAggRoundCulprit& c : secagg_round_->TakeNewCulprits()) {
+    const bool ciphertext = c.reason == secagg::SecAggCulprit::Reason::kBadShareCiphertext;
+    ++refusals_[absl::StrCat("secagg_", secagg::CulpritReasonName(c.reason))];
+    LogLocked(absl::StrCat(
+        "round ", rounds_completed_ + 1, ": secure aggregation: client ", c.client_id,
+        ciphertext ? " sent share ciphertexts that clients " : " revealed shares of clients ",
+        absl::StrJoin(c.others, ", "),
+        ciphertext ? (c.excluded ? " reported bad; it is excluded from the round"
+                                 : " reported bad; its input was already summed and stays")
+                   : " that do not match their commitments; ignored"));
+  }
+}
+
 void RoundCoordinator::AdvanceSecureAggregationLocked(absl::Time now) {
   if (secagg_round_ == nullptr || phase_ != Phase::kTraining || unmasking_ != Unmasking::kNone) {
     return;
   }
-  switch (secagg_round_->Advance(now)) {
+  const SecureAggregationRound::State state = secagg_round_->Advance(now);
+  ReportCulpritsLocked();
+  switch (state) {
     case SecureAggregationRound::State::kRunning:
       return;
     case SecureAggregationRound::State::kReadyToFinish:
       unmasking_ = Unmasking::kReady;  // FinishUnmasking, outside the lock
       return;
     case SecureAggregationRound::State::kAborted:
-      ++refusals_["secagg_round_aborted"];
-      AbandonRoundLocked();
+      RefuseRoundLocked("secagg_round_aborted",
+                        std::string(secagg_round_->abort_status().message()));
       return;
     case SecureAggregationRound::State::kSucceeded: {
       RoundOutcome outcome;
@@ -973,9 +1046,41 @@ void RoundCoordinator::AdvanceSecureAggregationLocked(absl::Time now) {
       } else {
         absl::StatusOr<secagg::DecodedSum> decoded =
             secagg::DecodeSum(*secagg_encoding_, secagg_round_->sum());
-        if (!decoded.ok() || decoded->total_weight <= 0) {
-          ++refusals_["secagg_round_aborted"];  // nothing to average
-          AbandonRoundLocked();
+        if (!decoded.ok()) {
+          RefuseRoundLocked(
+              "secagg_forged_weight",
+              absl::StrCat("the unmasked sum does not decode: ", decoded.status().message(),
+                           " (some client encoded a weight it may not claim)"));
+          return;
+        }
+        // Each included client may weigh 1 to max_examples_per_client, and its delta's norm is at
+        // most its weight x the clip norm (plus stochastic rounding: under one step per value).
+        const int64_t included = secagg_round_->included();
+        const int64_t max_weight = secagg_encoding_->max_weight;
+        if (decoded->total_weight < included || decoded->total_weight > included * max_weight) {
+          RefuseRoundLocked(
+              "secagg_forged_weight",
+              absl::StrCat("the decoded total weight ", decoded->total_weight, " of ", included,
+                           " clients is outside [", included, ", ", included * max_weight,
+                           "]: some client encoded a weight beyond max_examples_per_client ",
+                           max_weight, " (the sum does not say which)"));
+          return;
+        }
+        double norm_squared = 0;
+        for (double v : decoded->weighted_sum) norm_squared += v * v;
+        const double norm_bound = static_cast<double>(decoded->total_weight) *
+                                      secagg_encoding_->clip_norm * (1 + options_.clip_tolerance) +
+                                  static_cast<double>(included) *
+                                      std::sqrt(static_cast<double>(decoded->weighted_sum.size())) /
+                                      secagg_encoding_->scale;
+        if (!(std::sqrt(norm_squared) <= norm_bound)) {
+          RefuseRoundLocked(
+              "secagg_sum_out_of_range",
+              absl::StrFormat("the decoded weighted sum has norm %g, more than total weight %d x "
+                              "clip norm %g allows (%g): some client's delta was not clipped "
+                              "(the sum does not say which)",
+                              std::sqrt(norm_squared), decoded->total_weight,
+                              secagg_encoding_->clip_norm, norm_bound));
           return;
         }
         outcome.examples = decoded->total_weight;
@@ -1065,10 +1170,29 @@ void RoundCoordinator::CommitAverageLocked(const std::vector<float>& average, Ro
     }
     std::sort(aggregated.begin(), aggregated.end());
   }
+  auto all_finite = [](absl::Span<const float> values) {
+    return std::all_of(values.begin(), values.end(), [](float v) { return std::isfinite(v); });
+  };
+  if (!all_finite(average)) {
+    RefuseRoundLocked("non_finite_model", "the round's average has a NaN or an infinity");
+    return;
+  }
   std::vector<float> next = *global_;
+  const std::vector<double> optimizer_state = optimizer_->SaveState();
   absl::Status applied = optimizer_->Apply(average, absl::MakeSpan(next));
   if (!applied.ok()) {
     fatal_error_ = applied;
+    return;
+  }
+  if (!all_finite(next)) {
+    // Back to the state before this round's step: the model was never replaced.
+    if (absl::Status restored = optimizer_->RestoreState(optimizer_state); !restored.ok()) {
+      fatal_error_ = restored;
+      return;
+    }
+    RefuseRoundLocked("non_finite_model",
+                      "the server optimizer's step gives a global model with a NaN or an "
+                      "infinity; the model is kept as it was");
     return;
   }
   global_ = std::make_shared<const std::vector<float>>(std::move(next));
@@ -1125,6 +1249,7 @@ void RoundCoordinator::FinishUnmasking(absl::Time now) {
 }
 
 void RoundCoordinator::FinishCommit() {
+  FlushLog();
   PendingCommit commit;
   {
     absl::MutexLock lock(&mu_);

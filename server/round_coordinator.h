@@ -130,8 +130,30 @@ struct CoordinatorHooks {
   // Observes each counted decline (once per assignment; client id already validated), on the
   // declining call's thread, also outside the lock.
   std::function<void(const v1::DeclineRequest&)> assignment_declined;
+  // Lines for the operator's log, each naming the client caught misbehaving in secure aggregation
+  // or why a round was abandoned (a forged weight, a non-finite model, the protocol's abort). Run
+  // outside the lock, on the thread of the call that caused them (or of a later call).
+  std::function<void(const std::string&)> log;
 };
 
+// What one client can do to a round under these options, in words naming the options' fields in
+// backquotes (a binary maps them to its flags, cli/flag_errors.h): without a clip norm its delta
+// is bounded only by `max_update_value`, and with a large `max_examples_per_client` its weight can
+// dwarf everyone else's (from kLargeWeightCap on). Empty when neither applies (DP rounds weigh
+// every client 1 and clip).
+inline constexpr int64_t kLargeWeightCap = int64_t{1} << 16;
+std::vector<std::string> SingleClientInfluenceWarnings(const CoordinatorOptions& options);
+
+// Refusals (GetStatus' refusals, by reason) include what secure aggregation caught, each also
+// logged through hooks.log naming the client: `secagg_bad_ciphertext` (a client's share ciphertext
+// reported bad: it is excluded when its input is not yet summed), `secagg_bad_share` (a revealed
+// share off the committed polynomial), and per round abandoned `secagg_forged_weight` (the decoded
+// total weight outside [included, included x max_examples_per_client]: some client encoded a
+// weight it may not claim; the sum does not say which), `secagg_sum_out_of_range` (the decoded
+// weighted sum's norm beyond total weight x clip norm: some client's delta was not clipped) and
+// `non_finite_model` (plain or secure rounds: the average or the new global model has a NaN or an
+// infinity; the model and the optimizer's state are left as they were).
+//
 // Thread safety: thread-safe. Every public call may come from any thread (the gRPC service calls
 // it from its RPC threads, the binary's ticker calls Tick); one mutex guards the round state and is
 // never held while a hook runs, nor while a secure round's sum is reconstructed (unmasking expands
@@ -300,12 +322,24 @@ class RoundCoordinator {
                               absl::string_view identity) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LeavePoolLocked(const std::string& client_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AbandonRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Counts `reason`, logs `line` and abandons the round (it starts again).
+  void RefuseRoundLocked(absl::string_view reason, std::string line)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Counts and logs the culprits the secure round caught since the last call.
+  void ReportCulpritsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues a line for hooks_.log; FlushLog runs the hook outside the lock.
+  void LogLocked(std::string line) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FlushLog() ABSL_LOCKS_EXCLUDED(mu_);
   // Ends the current round's assignments, remembering their ids to call later uploads "late".
   void CloseAssignmentsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::RoundAssignment MakeAssignmentLocked(const std::string& assignment_id, absl::Time now) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status RefuseLocked(absl::Status status, absl::string_view reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // RefuseLocked for an update that breaks the rules (not finite, over the clip norm or the value
+  // range, a bad example count), also logged naming the client.
+  absl::Status RefuseClientLocked(const std::string& client_id, absl::Status status,
+                                  absl::string_view reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::Checkpoint MakeCheckpointLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::CheckInResponse RetryLocked(absl::Duration after, absl::string_view reason) const;
   std::string WaitingForLocked(absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -347,6 +381,7 @@ class RoundCoordinator {
   absl::Time round_deadline_ ABSL_GUARDED_BY(mu_);
   std::vector<RoundOutcome> history_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int64_t> refusals_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> pending_log_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int64_t> declines_ ABSL_GUARDED_BY(mu_);
   // Declined assignment ids among assignments_ and recently_closed_ (for deduplication).
   absl::flat_hash_set<std::string> declined_ ABSL_GUARDED_BY(mu_);

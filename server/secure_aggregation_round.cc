@@ -233,7 +233,8 @@ absl::StatusOr<v1::SecAggResponse> SecureAggregationRound::Handle(const std::str
 }
 
 absl::StatusOr<v1::UploadResponse> SecureAggregationRound::HandleMaskedInput(
-    const std::string& client_id, const std::string& packed, double train_loss) {
+    const std::string& client_id, const std::string& packed, double train_loss,
+    absl::Span<const int32_t> bad_share_senders) {
   auto it = index_of_.find(client_id);
   if (it == index_of_.end()) {
     return absl::FailedPreconditionError("client is not part of this round's secure aggregation");
@@ -246,17 +247,21 @@ absl::StatusOr<v1::UploadResponse> SecureAggregationRound::HandleMaskedInput(
     return absl::FailedPreconditionError("the masked input phase is over");
   }
   v1::UploadResponse response;
-  FEDKIT_ASSIGN_OR_RETURN(bool retry, CheckRetry(index, kMaskedStep, packed));
+  // The digest covers the report too: a retry must repeat both.
+  std::string digested = packed;
+  for (int32_t sender : bad_share_senders) absl::StrAppend(&digested, ",", sender);
+  FEDKIT_ASSIGN_OR_RETURN(bool retry, CheckRetry(index, kMaskedStep, digested));
   if (retry) {
     response.set_duplicate(true);
     return response;
   }
   secagg::MaskedInputMessage message;
   message.sender = index;
+  message.bad_share_senders.assign(bad_share_senders.begin(), bad_share_senders.end());
   FEDKIT_RETURN_IF_ERROR(UnpackMaskedValues(packed, config_.modulus_bits, &message.masked_input));
   FEDKIT_RETURN_IF_ERROR(server_->HandleMaskedInput(message));
   accepted_digests_[static_cast<int64_t>(index) * 4 + kMaskedStep] =
-      std::hash<std::string>()(packed);
+      std::hash<std::string>()(digested);
   if (std::isfinite(train_loss)) train_losses_.push_back(train_loss);
   return response;
 }
@@ -331,6 +336,10 @@ SecureAggregationRound::State SecureAggregationRound::Advance(absl::Time now) {
         break;
       case SecAggServer::Phase::kMaskedInput:
         expected = server_->shared();
+        // Excluded clients' inputs are refused: nothing to wait for.
+        expected.erase(std::remove_if(expected.begin(), expected.end(),
+                                      [&](int32_t i) { return server_->excluded(i); }),
+                       expected.end());
         arrived = server_->masked_input_senders();
         if (limits_.max_inputs > 0 && static_cast<int64_t>(arrived.size()) >= limits_.max_inputs) {
           expected = arrived;  // enough: the rest are treated as dropped
@@ -348,6 +357,21 @@ SecureAggregationRound::State SecureAggregationRound::Advance(absl::Time now) {
     CloseCurrentPhase();
   }
   return state_;
+}
+
+std::vector<SecAggRoundCulprit> SecureAggregationRound::TakeNewCulprits() {
+  std::vector<SecAggRoundCulprit> out;
+  for (const secagg::SecAggCulprit& c : server_->culprits()) {
+    if (!reported_culprits_.insert({c.client, c.reason}).second) continue;
+    SecAggRoundCulprit culprit;
+    culprit.client_id = clients_.at(c.client);
+    culprit.index = c.client;
+    culprit.reason = c.reason;
+    for (int32_t other : c.others) culprit.others.push_back(clients_.at(other));
+    culprit.excluded = server_->excluded(c.client);
+    out.push_back(std::move(culprit));
+  }
+  return out;
 }
 
 double SecureAggregationRound::mean_train_loss() const {

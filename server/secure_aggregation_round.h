@@ -1,13 +1,15 @@
 // One round of secure aggregation on the coordinator: the SecAggServer state machine plus what a
 // networked round needs around it — client ids mapped to protocol indices, a deadline per phase,
 // idempotent retries, and the wire messages. Not thread-safe: RoundCoordinator calls it under its
-// lock. No I/O; time is passed in.
+// lock. No I/O; time is passed in. Misbehaving clients (privacy/secagg/protocol.h) are excluded
+// where the protocol can exclude them and reported by client id (TakeNewCulprits).
 #ifndef FEDKIT_SERVER_SECURE_AGGREGATION_ROUND_H_
 #define FEDKIT_SERVER_SECURE_AGGREGATION_ROUND_H_
 
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -15,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "fedkit/v1/coordinator.pb.h"
 #include "privacy/distributed_dp_encoding.h"
 #include "privacy/secagg/encoding.h"
@@ -41,6 +44,15 @@ struct SecAggInputEncoding {
 struct SecAggRoundLimits {
   int64_t max_inputs = 0;
   int64_t min_inputs = 0;
+};
+
+// A client caught misbehaving (secagg::SecAggCulprit with client ids).
+struct SecAggRoundCulprit {
+  std::string client_id;
+  int32_t index = 0;  // protocol index
+  secagg::SecAggCulprit::Reason reason = secagg::SecAggCulprit::Reason::kBadShareCiphertext;
+  std::vector<std::string> others;  // the reporters, or the owners of the bad shares
+  bool excluded = false;            // its masked input is out of the round
 };
 
 class SecureAggregationRound {
@@ -70,10 +82,12 @@ class SecureAggregationRound {
   // INVALID_ARGUMENT for malformed contents.
   absl::StatusOr<v1::SecAggResponse> Handle(const std::string& client_id,
                                             const v1::SecAggRequest& request, absl::Time now);
-  // The masked upload (packed bytes as received).
-  absl::StatusOr<v1::UploadResponse> HandleMaskedInput(const std::string& client_id,
-                                                       const std::string& packed,
-                                                       double train_loss);
+  // The masked upload (packed bytes as received) and the senders whose share ciphertext the client
+  // found bad (UpdateHeader.secagg_bad_share_senders; they are excluded when their own input is not
+  // in yet). FAILED_PRECONDITION for a client already excluded.
+  absl::StatusOr<v1::UploadResponse> HandleMaskedInput(
+      const std::string& client_id, const std::string& packed, double train_loss,
+      absl::Span<const int32_t> bad_share_senders = {});
 
   // Closes every phase whose messages are all in or whose deadline has passed, up to
   // kReadyToFinish.
@@ -95,6 +109,8 @@ class SecureAggregationRound {
   double mean_train_loss() const;
   // After kAborted.
   const absl::Status& abort_status() const { return abort_status_; }
+  // Culprits caught since the last call, once per (client, reason). Not during Finish.
+  std::vector<SecAggRoundCulprit> TakeNewCulprits();
 
  private:
   SecureAggregationRound(const SecureAggregationSettings& settings,
@@ -123,6 +139,7 @@ class SecureAggregationRound {
   // Hash of each accepted message per (client, step), to tell a retry from a different message.
   absl::flat_hash_map<int64_t, size_t> accepted_digests_;
   std::vector<double> train_losses_;
+  std::set<std::pair<int32_t, secagg::SecAggCulprit::Reason>> reported_culprits_;
   std::vector<uint64_t> sum_;
   int64_t included_ = 0;
 };

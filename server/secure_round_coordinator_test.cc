@@ -1,8 +1,12 @@
 // RoundCoordinator with secure aggregation, driven in process by real SecAggClient state machines
 // through the same wire messages the gRPC service passes (no sockets, time passed in).
+#include <algorithm>
 #include <atomic>
+#include <cmath>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -74,12 +78,16 @@ struct Device {
 
 class SecureRoundTest : public ::testing::Test {
  protected:
-  void Start(int n, secagg::Variant variant) {
+  void Start(int n, secagg::Variant variant,
+             const std::function<void(CoordinatorOptions&)>& adjust = {}) {
+    CoordinatorOptions options = SecureOptions(n, variant);
+    if (adjust) adjust(options);
     CoordinatorHooks hooks;
     hooks.round_participation = [this](const RoundParticipation& p) {
       participation_.push_back(p);
     };
-    auto c = RoundCoordinator::Create(SecureOptions(n, variant), TinyLayout(), {0, 0, 0}, hooks);
+    hooks.log = [this](const std::string& line) { log_.push_back(line); };
+    auto c = RoundCoordinator::Create(options, TinyLayout(), {0, 0, 0}, hooks);
     ASSERT_TRUE(c.ok()) << c.status();
     coordinator_ = std::move(*c);
     for (int i = 0; i < n; ++i) {
@@ -89,6 +97,10 @@ class SecureRoundTest : public ::testing::Test {
       d.examples = 10 + i;
       devices_.push_back(std::move(d));
     }
+    Assign(variant);
+  }
+  // Every device checks in (again) and learns its assignment: a new protocol state machine.
+  void Assign(secagg::Variant variant) {
     for (auto& d : devices_) ASSERT_TRUE(coordinator_->CheckIn(CheckInOf(d.id), now_).ok());
     for (auto& d : devices_) {
       auto r = coordinator_->CheckIn(CheckInOf(d.id), now_);
@@ -117,39 +129,52 @@ class SecureRoundTest : public ::testing::Test {
     auto response = Step(d, r);
     ASSERT_TRUE(response.ok() && response->has_accepted()) << response.status();
   }
-  void Share(Device& d) {
+  void Share(Device& d, const std::function<void(secagg::ShareKeysMessage&)>& tamper = {}) {
     auto dir = Poll(d, v1::SecAggPoll::KEY_DIRECTORY);
     ASSERT_TRUE(dir.ok() && dir->has_key_directory()) << dir.status();
     v1::SecAggRequest r = d.Request();
-    *r.mutable_share_keys() =
-        ShareKeysToProto(*d.protocol->ShareKeys(*KeyDirectoryFromProto(dir->key_directory())));
+    absl::StatusOr<secagg::ShareKeysMessage> message =
+        d.protocol->ShareKeys(*KeyDirectoryFromProto(dir->key_directory()));
+    ASSERT_TRUE(message.ok()) << message.status();
+    if (tamper) tamper(*message);
+    *r.mutable_share_keys() = ShareKeysToProto(*message);
     auto response = Step(d, r);
     ASSERT_TRUE(response.ok() && response->has_accepted()) << response.status();
   }
-  std::string Packed(Device& d) {
+  // The masked input of the device's encoded delta, which `forge` may alter first (a malicious
+  // device's own encoding). `reported`: the senders whose share ciphertext was bad.
+  std::string Packed(Device& d, std::vector<int32_t>* reported = nullptr,
+                     const std::function<void(std::vector<uint64_t>&)>& forge = {}) {
     auto bundle = Poll(d, v1::SecAggPoll::SHARE_BUNDLE);
     EXPECT_TRUE(bundle.ok() && bundle->has_share_bundle()) << bundle.status();
     auto encoded = secagg::EncodeWeightedUpdate(
         d.params.encoding, d.delta, std::min(d.examples, d.params.encoding.max_weight), 99);
     EXPECT_TRUE(encoded.ok()) << encoded.status();
+    if (forge) forge(*encoded);
     auto masked = d.protocol->MaskInput(ShareBundleFromProto(bundle->share_bundle()), *encoded);
     EXPECT_TRUE(masked.ok()) << masked.status();
+    if (reported != nullptr) *reported = masked->bad_share_senders;
     return PackMaskedValues(masked->masked_input, d.params.config.modulus_bits);
   }
-  absl::StatusOr<v1::UploadResponse> Upload(Device& d, const std::string& packed) {
+  absl::StatusOr<v1::UploadResponse> Upload(Device& d, const std::string& packed,
+                                            const std::vector<int32_t>& reported = {}) {
     v1::UpdateHeader h;
     h.set_client_id(d.id);
     h.set_assignment_id(d.assignment.assignment_id());
     h.set_round(d.assignment.round());
     h.set_total_size(4);
+    for (int32_t sender : reported) h.add_secagg_bad_share_senders(sender);
     return coordinator_->SubmitMaskedUpdate(h, packed, now_);
   }
-  void Unmask(Device& d) {
+  void Unmask(Device& d, const std::function<void(secagg::UnmaskResponse&)>& tamper = {}) {
     auto request = Poll(d, v1::SecAggPoll::UNMASK_REQUEST);
     ASSERT_TRUE(request.ok() && request->has_unmask_request()) << request.status();
     v1::SecAggRequest r = d.Request();
-    *r.mutable_unmask() = UnmaskResponseToProto(
-        *d.protocol->Unmask(UnmaskRequestFromProto(request->unmask_request())));
+    absl::StatusOr<secagg::UnmaskResponse> revealed =
+        d.protocol->Unmask(UnmaskRequestFromProto(request->unmask_request()));
+    ASSERT_TRUE(revealed.ok()) << revealed.status();
+    if (tamper) tamper(*revealed);
+    *r.mutable_unmask() = UnmaskResponseToProto(*revealed);
     auto response = Step(d, r);
     ASSERT_TRUE(response.ok() && response->has_accepted()) << response.status();
   }
@@ -167,7 +192,27 @@ class SecureRoundTest : public ::testing::Test {
     return avg;
   }
 
+  // A complete honest round of all devices; the global model is then their weighted average.
+  void HonestRound() {
+    for (auto& d : devices_) Advertise(d);
+    for (auto& d : devices_) Share(d);
+    for (auto& d : devices_) ASSERT_TRUE(Upload(d, Packed(d)).ok());
+    for (auto& d : devices_) Unmask(d);
+  }
+  bool Logged(const std::string& text) const {
+    for (const std::string& line : log_) {
+      if (line.find(text) != std::string::npos) return true;
+    }
+    return false;
+  }
+  int64_t Refusals(const std::string& reason) {
+    const auto status = coordinator_->Status(now_);
+    auto it = status.refusals().find(reason);
+    return it == status.refusals().end() ? 0 : it->second;
+  }
+
   absl::Time now_ = kStart;
+  std::vector<std::string> log_;
   std::vector<RoundParticipation> participation_;
   std::unique_ptr<RoundCoordinator> coordinator_;
   std::vector<Device> devices_;
@@ -260,6 +305,123 @@ TEST_F(SecureRoundTest, TooFewSurvivorsAbortTheRoundWhichRestarts) {
   auto status = coordinator_->Status(now_);
   EXPECT_EQ(status.refusals().at("secagg_round_aborted"), 1);
   EXPECT_EQ(status.phase(), "waiting");
+}
+
+// ---- Malicious clients (privacy/secagg/protocol.h) ----
+
+// Shifts the revealed shares of the given owners off their polynomial.
+std::function<void(secagg::UnmaskResponse&)> LieAbout(std::vector<int32_t> owners) {
+  return [owners](secagg::UnmaskResponse& response) {
+    for (secagg::RevealedShare& revealed : response.shares) {
+      if (std::find(owners.begin(), owners.end(), revealed.owner) == owners.end()) continue;
+      revealed.share.y[0] = (revealed.share.y[0] + 4242) % secagg::kShamirPrime;
+    }
+  };
+}
+
+TEST_F(SecureRoundTest, AWrongShareIsNamedAndTheRoundCommitsTheRightAverage) {
+  Start(6, secagg::Variant::kSecAgg);  // t = 4; protocol index i is dev-i (sorted ids)
+  for (auto& d : devices_) Advertise(d);
+  for (auto& d : devices_) Share(d);
+  for (auto& d : devices_) ASSERT_TRUE(Upload(d, Packed(d)).ok());
+  Unmask(devices_[0], LieAbout({3}));
+  for (int i = 1; i < 6; ++i) Unmask(devices_[i]);
+  ASSERT_EQ(coordinator_->rounds_completed(), 1);
+  // Its lie changed nothing: everyone's input is in, unmasked with the committed seeds.
+  const std::vector<float> global = coordinator_->global_parameters();
+  const std::vector<float> expected = ExpectedAverage({0, 1, 2, 3, 4, 5});
+  for (int j = 0; j < 3; ++j) EXPECT_NEAR(global[j], expected[j], 1e-5) << j;
+  EXPECT_EQ(Refusals("secagg_bad_share"), 1);
+  EXPECT_TRUE(Logged("client dev-0 revealed shares of clients dev-3 that do not match"))
+      << testing::PrintToString(log_);
+}
+
+TEST_F(SecureRoundTest, ABadCiphertextExcludesItsSenderAndTheOthersCommit) {
+  Start(7, secagg::Variant::kSecAgg);  // t = 4
+  for (auto& d : devices_) Advertise(d);
+  for (int i = 0; i < 6; ++i) Share(devices_[i]);
+  Share(devices_[6], [](secagg::ShareKeysMessage& m) {
+    for (auto& share : m.shares) {
+      if (share.recipient == 0) share.ciphertext[30] ^= 0x40;
+    }
+  });
+  std::vector<int32_t> reported;
+  const std::string packed = Packed(devices_[0], &reported);  // no abort: dev-6 reported
+  ASSERT_EQ(reported, std::vector<int32_t>{6});
+  ASSERT_TRUE(Upload(devices_[0], packed, reported).ok());
+  EXPECT_TRUE(
+      Logged("client dev-6 sent share ciphertexts that clients dev-0 reported bad; it is "
+             "excluded"))
+      << testing::PrintToString(log_);
+  auto refused = Upload(devices_[6], Packed(devices_[6]));
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused.status())) << refused.status();
+  for (int i = 1; i < 6; ++i) ASSERT_TRUE(Upload(devices_[i], Packed(devices_[i])).ok());
+  // The excluded device is not waited for: unmasking starts at once.
+  EXPECT_EQ(coordinator_->Status(now_).phase(), "secagg-unmask");
+  for (int i = 0; i < 6; ++i) Unmask(devices_[i]);
+  ASSERT_EQ(coordinator_->rounds_completed(), 1);
+  const std::vector<float> global = coordinator_->global_parameters();
+  const std::vector<float> expected = ExpectedAverage({0, 1, 2, 3, 4, 5});
+  for (int j = 0; j < 3; ++j) EXPECT_NEAR(global[j], expected[j], 1e-5) << j;
+  EXPECT_EQ(Refusals("secagg_bad_ciphertext"), 1);
+  ASSERT_EQ(participation_.size(), 1u);
+  EXPECT_EQ(participation_[0].aggregated,
+            (std::vector<std::string>{"dev-0", "dev-1", "dev-2", "dev-3", "dev-4", "dev-5"}));
+}
+
+TEST_F(SecureRoundTest, AForgedWeightAbandonsTheRoundWhichThenCommitsTheHonestAverage) {
+  Start(4, secagg::Variant::kSecAgg);
+  for (auto& d : devices_) Advertise(d);
+  for (auto& d : devices_) Share(d);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(Upload(devices_[i], Packed(devices_[i])).ok());
+  // dev-3 claims 5000 examples, beyond the cap of 100 (the last value is the weight).
+  ASSERT_TRUE(
+      Upload(devices_[3], Packed(devices_[3], nullptr,
+                                 [](std::vector<uint64_t>& encoded) { encoded.back() = 5000; }))
+          .ok());
+  for (auto& d : devices_) Unmask(d);
+  EXPECT_EQ(coordinator_->rounds_completed(), 0);
+  EXPECT_EQ(coordinator_->global_parameters(), (std::vector<float>{0, 0, 0}));
+  EXPECT_EQ(Refusals("secagg_forged_weight"), 1);
+  EXPECT_TRUE(Logged("abandoned (secagg_forged_weight)")) << testing::PrintToString(log_);
+  EXPECT_TRUE(Logged("outside [4, 400]")) << testing::PrintToString(log_);
+  // The round starts again; played honestly it commits the right average.
+  Assign(secagg::Variant::kSecAgg);
+  HonestRound();
+  ASSERT_EQ(coordinator_->rounds_completed(), 1);
+  const std::vector<float> global = coordinator_->global_parameters();
+  const std::vector<float> expected = ExpectedAverage({0, 1, 2, 3});
+  for (int j = 0; j < 3; ++j) EXPECT_NEAR(global[j], expected[j], 1e-5) << j;
+}
+
+TEST_F(SecureRoundTest, AnUnclippedDeltaWithinTheWeightCapAbandonsTheRound) {
+  Start(4, secagg::Variant::kSecAgg);
+  for (auto& d : devices_) Advertise(d);
+  for (auto& d : devices_) Share(d);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(Upload(devices_[i], Packed(devices_[i])).ok());
+  // dev-3 skips clipping: 13 examples x 10 in the first value, against a clip norm of 1.
+  const double scale = devices_[3].params.encoding.scale;
+  ASSERT_TRUE(Upload(devices_[3], Packed(devices_[3], nullptr,
+                                         [scale](std::vector<uint64_t>& encoded) {
+                                           encoded[0] =
+                                               static_cast<uint64_t>(std::llround(13 * 10 * scale));
+                                         }))
+                  .ok());
+  for (auto& d : devices_) Unmask(d);
+  EXPECT_EQ(coordinator_->rounds_completed(), 0);
+  EXPECT_EQ(Refusals("secagg_sum_out_of_range"), 1);
+  EXPECT_TRUE(Logged("abandoned (secagg_sum_out_of_range)")) << testing::PrintToString(log_);
+}
+
+TEST_F(SecureRoundTest, ANonFiniteGlobalModelIsNeverCommitted) {
+  Start(4, secagg::Variant::kSecAgg, [](CoordinatorOptions& o) {
+    o.server_optimizer.learning_rate = 1e300;  // 1e300 x an average of 0.2 overflows a float
+  });
+  HonestRound();
+  EXPECT_EQ(coordinator_->rounds_completed(), 0);
+  EXPECT_EQ(coordinator_->global_parameters(), (std::vector<float>{0, 0, 0}));
+  EXPECT_EQ(Refusals("non_finite_model"), 1);
+  EXPECT_TRUE(Logged("abandoned (non_finite_model)")) << testing::PrintToString(log_);
 }
 
 TEST(SecureRoundConfigTest, RefusedAtConfigurationTime) {

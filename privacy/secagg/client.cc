@@ -142,6 +142,10 @@ absl::StatusOr<ShareKeysMessage> SecAggClient::ShareKeys(const KeyDirectory& dir
 
   ShareKeysMessage message;
   message.sender = index_;
+  absl::StatusOr<Key32> commitment =
+      SelfMaskSeedCommitment(self_mask_seed_, config_.session_id, index_);
+  if (!commitment.ok()) return Abort(commitment.status());
+  message.self_mask_seed_commitment = *commitment;
   message.shares.reserve(peers_.size());
   for (size_t i = 0; i < holders.size(); ++i) {
     const int32_t holder = holders[i];
@@ -170,6 +174,33 @@ absl::StatusOr<ShareKeysMessage> SecAggClient::ShareKeys(const KeyDirectory& dir
   return message;
 }
 
+absl::StatusOr<SecAggClient::HeldShares> SecAggClient::OpenShare(
+    const EncryptedShare& share) const {
+  const std::string what = absl::StrCat("share from client ", share.sender);
+  auto key = share_keys_.find(share.sender);  // derived in ShareKeys
+  if (key == share_keys_.end()) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": no key agreed with it"));
+  }
+  absl::StatusOr<std::vector<uint8_t>> plaintext = AeadDecrypt(
+      key->second, share.ciphertext, ShareAssociatedData(config_.session_id, share.sender, index_));
+  if (!plaintext.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": ", plaintext.status().message()));
+  }
+  if (plaintext->size() != kSharePlaintextBytes ||
+      GetId(absl::MakeConstSpan(*plaintext).subspan(0, 4)) != share.sender ||
+      GetId(absl::MakeConstSpan(*plaintext).subspan(4, 4)) != index_) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " is malformed"));
+  }
+  const auto body = absl::MakeConstSpan(*plaintext).subspan(8);
+  absl::StatusOr<ShamirShare> key_share =
+      ParseShareValues(ShareX(index_), body.subspan(0, kShamirShareBytes));
+  if (!key_share.ok()) return key_share.status();
+  absl::StatusOr<ShamirShare> seed_share =
+      ParseShareValues(ShareX(index_), body.subspan(kShamirShareBytes, kShamirShareBytes));
+  if (!seed_share.ok()) return seed_share.status();
+  return HeldShares{*key_share, *seed_share};
+}
+
 absl::StatusOr<MaskedInputMessage> SecAggClient::MaskInput(const ShareBundle& bundle,
                                                            absl::Span<const uint64_t> input) {
   FEDKIT_RETURN_IF_ERROR(CheckPhase(Phase::kMaskInput, "MaskInput"));
@@ -187,7 +218,12 @@ absl::StatusOr<MaskedInputMessage> SecAggClient::MaskInput(const ShareBundle& bu
     }
   }
 
+  // Bundle problems the server would have caused (it relays, and is assumed to follow the
+  // protocol) abort; a ciphertext that is bad in itself is its sender's doing: the sender is
+  // reported, and masked with all the same (the pairwise mask needs only its public key).
   std::vector<int32_t> senders;
+  absl::flat_hash_set<int32_t> seen;
+  std::vector<int32_t> bad_senders;
   for (const EncryptedShare& share : bundle.shares) {
     if (share.recipient != index_) {
       return Abort(absl::InvalidArgumentError(
@@ -198,32 +234,17 @@ absl::StatusOr<MaskedInputMessage> SecAggClient::MaskInput(const ShareBundle& bu
       return Abort(absl::InvalidArgumentError(
           absl::StrCat(who, "share from client ", share.sender, ", not a neighbour in U1")));
     }
-    if (held_.contains(share.sender)) {
+    if (!seen.insert(share.sender).second) {
       return Abort(
           absl::InvalidArgumentError(absl::StrCat(who, "two shares from client ", share.sender)));
     }
-    const Key32& key = share_keys_[share.sender];  // derived in ShareKeys
-    absl::StatusOr<std::vector<uint8_t>> plaintext = AeadDecrypt(
-        key, share.ciphertext, ShareAssociatedData(config_.session_id, share.sender, index_));
-    if (!plaintext.ok()) {
-      return Abort(absl::InvalidArgumentError(absl::StrCat(who, "share from client ", share.sender,
-                                                           ": ", plaintext.status().message())));
-    }
-    if (plaintext->size() != kSharePlaintextBytes ||
-        GetId(absl::MakeConstSpan(*plaintext).subspan(0, 4)) != share.sender ||
-        GetId(absl::MakeConstSpan(*plaintext).subspan(4, 4)) != index_) {
-      return Abort(absl::InvalidArgumentError(
-          absl::StrCat(who, "share from client ", share.sender, " is malformed")));
-    }
-    const auto body = absl::MakeConstSpan(*plaintext).subspan(8);
-    absl::StatusOr<ShamirShare> key_share =
-        ParseShareValues(ShareX(index_), body.subspan(0, kShamirShareBytes));
-    absl::StatusOr<ShamirShare> seed_share =
-        ParseShareValues(ShareX(index_), body.subspan(kShamirShareBytes, kShamirShareBytes));
-    if (!key_share.ok()) return Abort(key_share.status());
-    if (!seed_share.ok()) return Abort(seed_share.status());
-    held_[share.sender] = HeldShares{*key_share, *seed_share};
     senders.push_back(share.sender);
+    absl::StatusOr<HeldShares> opened = OpenShare(share);
+    if (!opened.ok()) {
+      bad_senders.push_back(share.sender);
+      continue;
+    }
+    held_[share.sender] = *opened;
   }
   if (static_cast<int>(senders.size()) + 1 < config_.threshold) {
     return Abort(absl::FailedPreconditionError(absl::StrCat(
@@ -232,6 +253,8 @@ absl::StatusOr<MaskedInputMessage> SecAggClient::MaskInput(const ShareBundle& bu
 
   MaskedInputMessage message;
   message.sender = index_;
+  std::sort(bad_senders.begin(), bad_senders.end());
+  message.bad_share_senders = std::move(bad_senders);
   message.masked_input.assign(input.begin(), input.end());
   absl::Span<uint64_t> y = absl::MakeSpan(message.masked_input);
   absl::StatusOr<Key32> self_seed = SelfMaskSeed(self_mask_seed_, config_.session_id);

@@ -39,7 +39,10 @@ class SecAggClient {
   // peers for the threshold), shares s_sk and b_u among itself and the peers, encrypts each share.
   absl::StatusOr<ShareKeysMessage> ShareKeys(const KeyDirectory& directory);
   // Phase 2: decrypts and checks the shares addressed to it, then masks `input` (d values, each
-  // < 2^modulus_bits) with b_u and with every peer in U2.
+  // < 2^modulus_bits) with b_u and with every peer in U2. A ciphertext that does not authenticate
+  // or holds the wrong sender, recipient or values does not abort: its sender is listed in the
+  // message's bad_share_senders (see protocol.h). A bundle only the server could have got wrong
+  // (shares addressed to another client, from strangers, or two from one sender) aborts.
   absl::StatusOr<MaskedInputMessage> MaskInput(const ShareBundle& bundle,
                                                absl::Span<const uint64_t> input);
   // Phase 3: reveals b-shares of survivors and s_sk-shares of dropped peers. Refuses a request
@@ -58,6 +61,8 @@ class SecAggClient {
 
   SecAggClient(const ProtocolConfig& config, int32_t index, std::vector<int> neighbours);
   bool IsNeighbour(int32_t peer) const;
+  // Decrypts and parses a share addressed to this client; INVALID_ARGUMENT when it is bad.
+  absl::StatusOr<HeldShares> OpenShare(const EncryptedShare& share) const;
   absl::Status Abort(absl::Status status);
   absl::Status CheckPhase(Phase expected, absl::string_view call) const;
 

@@ -253,6 +253,16 @@ absl::StatusOr<Key32> HkdfSha256(absl::Span<const uint8_t> input_key_material,
   return out;
 }
 
+absl::StatusOr<Key32> Sha256(absl::Span<const uint8_t> data) {
+  Key32 out;
+  unsigned int length = 0;
+  if (EVP_Digest(data.data(), data.size(), out.data(), &length, EVP_sha256(), nullptr) != 1 ||
+      length != out.size()) {
+    return OpenSslError("EVP_Digest(SHA256)");
+  }
+  return out;
+}
+
 absl::StatusOr<std::vector<uint8_t>> AeadEncrypt(const Key32& key,
                                                  absl::Span<const uint8_t> plaintext,
                                                  absl::Span<const uint8_t> associated_data) {

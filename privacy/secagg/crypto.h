@@ -58,6 +58,9 @@ class X25519PrivateKey {
 absl::StatusOr<Key32> HkdfSha256(absl::Span<const uint8_t> input_key_material,
                                  absl::Span<const uint8_t> salt, absl::string_view info);
 
+// SHA-256 of `data` (the self-mask seed commitment). INTERNAL if OpenSSL fails.
+absl::StatusOr<Key32> Sha256(absl::Span<const uint8_t> data);
+
 // AES-256-GCM with a fresh random 96-bit nonce. Output: nonce (12) || ciphertext || tag (16).
 inline constexpr size_t kAeadOverheadBytes = 12 + 16;
 absl::StatusOr<std::vector<uint8_t>> AeadEncrypt(const Key32& key,

@@ -95,6 +95,7 @@ absl::StatusOr<InMemoryRoundResult> RunInMemoryRound(
   auto finish_aborted = [&](absl::Status status) -> absl::StatusOr<InMemoryRoundResult> {
     if (!absl::IsAborted(status)) return status;
     result.status = std::move(status);
+    result.culprits = server->culprits();
     return std::move(result);
   };
   // Server calls are timed as one block per phase (they are sequential).
@@ -206,6 +207,7 @@ absl::StatusOr<InMemoryRoundResult> RunInMemoryRound(
   });
   if (!status.ok()) return finish_aborted(status);
   result.sum = *std::move(sum);
+  result.culprits = server->culprits();
 
   int64_t senders = 0;
   double total = 0;

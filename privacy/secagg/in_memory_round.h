@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "privacy/secagg/protocol.h"
+#include "privacy/secagg/server.h"
 
 namespace fedkit::secagg {
 
@@ -48,6 +49,8 @@ struct InMemoryRoundResult {
   absl::Status status;
   std::vector<uint64_t> sum;      // sum of the inputs of `included`, mod 2^bits
   std::vector<int32_t> included;  // U3: clients whose inputs are in the sum
+  // Clients caught misbehaving (SecAggServer::culprits; also when the round aborted).
+  std::vector<SecAggCulprit> culprits;
   InMemoryRoundStats stats;
 };
 

@@ -1,5 +1,7 @@
 #include "privacy/secagg/protocol.h"
 
+#include <openssl/crypto.h>
+
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 
@@ -124,7 +126,7 @@ absl::StatusOr<std::vector<int>> NeighboursOf(const ProtocolConfig& config, int 
 int64_t WireBytes(const AdvertiseKeysMessage&) { return kIdBytes + 2 * kKeyBytes; }
 
 int64_t WireBytes(const ShareKeysMessage& message) {
-  int64_t bytes = kIdBytes;
+  int64_t bytes = kIdBytes + kKeyBytes;  // sender, self-mask seed commitment
   for (const EncryptedShare& share : message.shares) {
     bytes += 2 * kIdBytes + static_cast<int64_t>(share.ciphertext.size());
   }
@@ -132,7 +134,7 @@ int64_t WireBytes(const ShareKeysMessage& message) {
 }
 
 int64_t WireBytes(const MaskedInputMessage& message, int modulus_bits) {
-  return kIdBytes +
+  return kIdBytes + kIdBytes * static_cast<int64_t>(message.bad_share_senders.size()) +
          static_cast<int64_t>(message.masked_input.size()) * PackedValueBytes(modulus_bits);
 }
 
@@ -156,6 +158,19 @@ absl::StatusOr<Key32> PairwiseMaskSeed(const X25519PrivateKey& own_private,
 
 absl::StatusOr<Key32> SelfMaskSeed(const Key32& b, const Key32& session_id) {
   return HkdfSha256(b, session_id, "fedkit/secagg/v1/self-mask");
+}
+
+absl::StatusOr<Key32> SelfMaskSeedCommitment(const Key32& b, const Key32& session_id,
+                                             int32_t owner) {
+  static constexpr absl::string_view kTag = "fedkit/secagg/v1/self-mask-seed-commitment";
+  std::vector<uint8_t> message(kTag.begin(), kTag.end());
+  message.insert(message.end(), session_id.begin(), session_id.end());
+  const uint32_t u = static_cast<uint32_t>(owner);
+  for (int i = 0; i < 4; ++i) message.push_back(static_cast<uint8_t>(u >> (8 * i)));
+  message.insert(message.end(), b.begin(), b.end());
+  absl::StatusOr<Key32> digest = Sha256(message);
+  OPENSSL_cleanse(message.data(), message.size());
+  return digest;
 }
 
 std::vector<uint8_t> ShareAssociatedData(const Key32& session_id, int32_t sender,

@@ -21,6 +21,37 @@
 // >= t remaining share holders; otherwise the round aborts having seen only masked vectors and
 // fewer than t shares of any secret. A per-round random session id is mixed into every key
 // derivation and authenticated with every ciphertext, so nothing replays across rounds.
+//
+// Malicious clients (the server is still assumed semi-honest: it relays faithfully and follows the
+// protocol, but a client may send anything):
+//   - A wrong share revealed in phase 3. Each secret the server reconstructs has a binding
+//     commitment: u's masking key s_sk_u its advertised public key s_pk_u, and u's self-mask seed
+//     b_u the commitment SHA-256(tag, session id, u, b_u) u sends with its shares in phase 1 (b_u
+//     is 256 random bits, so the commitment hides it). The server reconstructs from t shares and
+//     checks the commitment; on a mismatch it tries other t-subsets of the shares it holds (those
+//     leaving out e shares, for e = 1, 2, ..., up to a budget), and once one matches it names as
+//     culprit every holder whose share is off the recovered polynomial, provided the shares on it
+//     number at least t + (those off it) (else liars who outnumber the named could frame honest
+//     holders; the secret is right either way). With fewer than t good shares (or more bad ones
+//     than the budget covers) the round aborts, naming the culprits found for other secrets. A
+//     culprit's own input stays in the sum (it was masked and sent in phase 2; taking it out would
+//     need both of its secrets, which honest holders never reveal together): its lie changes
+//     nothing but is reported.
+//   - A bad share ciphertext (does not authenticate, or the wrong sender, recipient or size
+//     inside): the recipient v does not abort; it applies the pairwise mask with the sender u all
+//     the same (it needs only u's public key), holds no share of u, and names u in its masked input
+//     message. If u's masked input is not yet in the sum the server excludes u: u's masked input is
+//     refused and u is treated as a client dropped after phase 1 (its masking key is reconstructed
+//     from the shares its other holders reveal, so its pairwise masks come out of the sum). If u's
+//     input was already summed, u stays included and b_u must come from its other holders. Either
+//     way, a secret whose good remaining holders fall below t aborts the round naming u (an
+//     excluded u's pairwise masks are in its reporters' inputs, and only its masking key takes
+//     them out). A malicious recipient can so exclude an honest sender: no worse than that sender
+//     dropping out, but one recipient that reports every neighbour whose input is not yet summed
+//     excludes them all and can so make the round abort as if they had dropped (the server cannot
+//     tell which side lies; the reports, naming both, are there for the operator).
+//   - A masked input is any value in Z_{2^bits}: bounding what it decodes to is the encoding's
+//     and the caller's job (privacy/secagg/encoding.h; the coordinator bounds the decoded weight).
 #ifndef FEDKIT_PRIVACY_SECAGG_PROTOCOL_H_
 #define FEDKIT_PRIVACY_SECAGG_PROTOCOL_H_
 
@@ -109,20 +140,25 @@ struct EncryptedShare {
   int32_t recipient = 0;
   std::vector<uint8_t> ciphertext;  // AEAD(sender, recipient, s_sk share, b share)
 };
-// Client -> server in phase 1: one ciphertext per neighbour in the client's key directory.
+// Client -> server in phase 1: one ciphertext per neighbour in the client's key directory, and
+// the commitment to its self-mask seed (SelfMaskSeedCommitment), which the server keeps to check
+// the seed it reconstructs.
 struct ShareKeysMessage {
   int32_t sender = 0;
   std::vector<EncryptedShare> shares;
+  Key32 self_mask_seed_commitment = {};
 };
 // Server -> client v after phase 1: the ciphertexts addressed to v from its neighbours in U2.
 struct ShareBundle {
   std::vector<EncryptedShare> shares;
 };
 
-// Client -> server in phase 2: d values, each < 2^modulus_bits.
+// Client -> server in phase 2: d values, each < 2^modulus_bits, and the senders in its share
+// bundle whose ciphertext was bad (sorted, distinct; the client holds no share of them).
 struct MaskedInputMessage {
   int32_t sender = 0;
   std::vector<uint64_t> masked_input;
+  std::vector<int32_t> bad_share_senders;
 };
 
 // Server -> client v after phase 2, over the owners whose shares v holds (itself and its
@@ -160,6 +196,10 @@ absl::StatusOr<Key32> PairwiseMaskSeed(const X25519PrivateKey& own_private,
                                        const Key32& peer_public, const Key32& session_id);
 // Seed of u's self mask from b_u.
 absl::StatusOr<Key32> SelfMaskSeed(const Key32& b, const Key32& session_id);
+// Binding, hiding commitment to u's self-mask seed: SHA-256 over a domain tag, the session id, u
+// (4 bytes, little-endian) and b.
+absl::StatusOr<Key32> SelfMaskSeedCommitment(const Key32& b, const Key32& session_id,
+                                             int32_t owner);
 // The sign with which `self` applies its pairwise mask with `peer`: + if self < peer.
 inline int PairwiseMaskSign(int32_t self, int32_t peer) { return self < peer ? 1 : -1; }
 // Associated data authenticated with a share ciphertext: session id, sender, recipient.

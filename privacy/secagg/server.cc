@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
@@ -39,7 +40,23 @@ absl::string_view PhaseName(SecAggServer::Phase phase) {
   return "?";
 }
 
+std::string JoinIds(const std::vector<int32_t>& ids) {
+  std::string out;
+  for (size_t i = 0; i < ids.size(); ++i) absl::StrAppend(&out, i == 0 ? "" : ", ", ids[i]);
+  return out;
+}
+
 }  // namespace
+
+absl::string_view CulpritReasonName(SecAggCulprit::Reason reason) {
+  switch (reason) {
+    case SecAggCulprit::Reason::kBadShareCiphertext:
+      return "bad_ciphertext";
+    case SecAggCulprit::Reason::kBadRevealedShare:
+      return "bad_share";
+  }
+  return "?";
+}
 
 absl::StatusOr<std::unique_ptr<SecAggServer>> SecAggServer::Create(const ProtocolConfig& config) {
   FEDKIT_RETURN_IF_ERROR(ValidateProtocolConfig(config));
@@ -52,7 +69,10 @@ SecAggServer::SecAggServer(const ProtocolConfig& config, MaskingGraph graph)
       graph_(std::move(graph)),
       keys_(config.num_clients),
       shares_from_(config.num_clients),
+      seed_commitments_(config.num_clients),
       in_u2_(config.num_clients, false),
+      lacks_share_of_(config.num_clients),
+      excluded_(config.num_clients, false),
       in_u3_(config.num_clients, false),
       in_u5_(config.num_clients, false),
       self_mask_seed_shares_(config.num_clients),
@@ -71,6 +91,7 @@ absl::Status SecAggServer::AbortWith(absl::Status status) {
   // Keep nothing but the masked sum: no keys, no ciphertexts, no revealed shares.
   keys_.assign(keys_.size(), std::nullopt);
   shares_from_.assign(shares_from_.size(), {});
+  seed_commitments_.assign(seed_commitments_.size(), {});
   self_mask_seed_shares_.assign(self_mask_seed_shares_.size(), {});
   masking_key_shares_.assign(masking_key_shares_.size(), {});
   return status;
@@ -84,8 +105,49 @@ void SecAggServer::Abort(absl::string_view reason) {
 int SecAggServer::CountAliveHolders(int32_t owner, const std::vector<bool>& alive,
                                     bool include_owner) const {
   int count = include_owner && alive[owner] ? 1 : 0;
-  for (int v : graph_.neighbours(owner)) count += alive[v] ? 1 : 0;
+  for (int v : graph_.neighbours(owner)) {
+    count += alive[v] && !lacks_share_of_[v].contains(owner) ? 1 : 0;
+  }
   return count;
+}
+
+std::string SecAggServer::BadCiphertextNote(int32_t owner) const {
+  auto it = culprits_.find({owner, SecAggCulprit::Reason::kBadShareCiphertext});
+  if (it == culprits_.end()) return "";
+  return absl::StrCat(" (its share ciphertexts to clients ", JoinIds(it->second),
+                      " were reported bad)");
+}
+
+void SecAggServer::AddCulprit(int32_t client, SecAggCulprit::Reason reason, int32_t other) {
+  std::vector<int32_t>& others = culprits_[{client, reason}];
+  if (std::find(others.begin(), others.end(), other) == others.end()) others.push_back(other);
+}
+
+std::vector<SecAggCulprit> SecAggServer::culprits() const {
+  std::vector<SecAggCulprit> out;
+  for (const auto& [key, others] : culprits_) {
+    std::vector<int32_t> sorted = others;
+    std::sort(sorted.begin(), sorted.end());
+    out.push_back(SecAggCulprit{key.first, key.second, std::move(sorted)});
+  }
+  return out;
+}
+
+std::string SecAggServer::CulpritNote() const {
+  if (culprits_.empty()) return "";
+  std::string out = "; culprits:";
+  for (const SecAggCulprit& c : culprits()) {
+    absl::StrAppend(&out, " client ", c.client, " (",
+                    c.reason == SecAggCulprit::Reason::kBadShareCiphertext
+                        ? "share ciphertexts reported bad by clients "
+                        : "revealed shares off the committed polynomial of clients ",
+                    JoinIds(c.others), ")");
+  }
+  return out;
+}
+
+bool SecAggServer::excluded(int32_t client) const {
+  return client >= 0 && client < config_.num_clients && excluded_[client];
 }
 
 absl::Status SecAggServer::CheckSurvival(const std::vector<bool>& alive,
@@ -100,9 +162,9 @@ absl::Status SecAggServer::CheckSurvival(const std::vector<bool>& alive,
     if (!alive[u]) continue;
     const int holders = CountAliveHolders(u, alive, /*include_owner=*/true);
     if (holders < config_.threshold) {
-      return AbortWith(absl::AbortedError(
-          absl::StrCat("secagg: round aborted after ", phase_name, ": client ", u, " has ", holders,
-                       " remaining share holders, threshold is ", config_.threshold)));
+      return AbortWith(absl::AbortedError(absl::StrCat(
+          "secagg: round aborted after ", phase_name, ": client ", u, " has ", holders,
+          " remaining share holders, threshold is ", config_.threshold, BadCiphertextNote(u))));
     }
   }
   return absl::OkStatus();
@@ -209,6 +271,7 @@ absl::Status SecAggServer::HandleShareKeys(const ShareKeysMessage& message) {
     }
   }
   shares_from_[u] = message.shares;
+  seed_commitments_[u] = message.self_mask_seed_commitment;
   in_u2_[u] = true;
   return absl::OkStatus();
 }
@@ -249,6 +312,10 @@ absl::Status SecAggServer::HandleMaskedInput(const MaskedInputMessage& message) 
     return absl::FailedPreconditionError(
         absl::StrCat("secagg: masked input from client ", u, ", which did not share keys"));
   }
+  if (excluded_[u]) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "secagg: masked input from client ", u, ", excluded from the round", BadCiphertextNote(u)));
+  }
   if (in_u3_[u]) {
     return absl::AlreadyExistsError(
         absl::StrCat("secagg: client ", u, " already sent its masked input"));
@@ -265,6 +332,26 @@ absl::Status SecAggServer::HandleMaskedInput(const MaskedInputMessage& message) 
                                                      " outside Z_2^", config_.modulus_bits));
     }
   }
+  for (size_t i = 0; i < message.bad_share_senders.size(); ++i) {
+    const int32_t sender = message.bad_share_senders[i];
+    if (i > 0 && sender <= message.bad_share_senders[i - 1]) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("secagg: client ", u, " reported bad share senders unsorted or repeated"));
+    }
+    if (sender < 0 || sender >= config_.num_clients || !in_u2_[sender] ||
+        !graph_.AreNeighbours(u, sender)) {
+      return absl::InvalidArgumentError(absl::StrCat("secagg: client ", u, " reported client ",
+                                                     sender,
+                                                     "'s share as bad, not a neighbour in U2"));
+    }
+  }
+  for (int32_t sender : message.bad_share_senders) {
+    lacks_share_of_[u].insert(sender);
+    AddCulprit(sender, SecAggCulprit::Reason::kBadShareCiphertext, u);
+    // Not yet summed: out of the round, as if it dropped after sharing keys. Already summed: it
+    // stays, and its secrets must come from its other holders.
+    if (!in_u3_[sender]) excluded_[sender] = true;
+  }
   for (int64_t i = 0; i < config_.vector_length; ++i) {
     masked_sum_[i] = (masked_sum_[i] + message.masked_input[i]) & mask;
   }
@@ -280,9 +367,10 @@ absl::Status SecAggServer::CloseMaskedInput() {
     if (!in_u2_[u] || in_u3_[u]) continue;
     const int holders = CountAliveHolders(u, in_u3_, /*include_owner=*/false);
     if (holders < config_.threshold) {
-      return AbortWith(absl::AbortedError(
-          absl::StrCat("secagg: round aborted after masked-input: dropped client ", u, " has ",
-                       holders, " surviving share holders, threshold is ", config_.threshold)));
+      return AbortWith(absl::AbortedError(absl::StrCat(
+          "secagg: round aborted after masked-input: ", excluded_[u] ? "excluded" : "dropped",
+          " client ", u, " has ", holders, " surviving share holders, threshold is ",
+          config_.threshold, BadCiphertextNote(u))));
     }
   }
   phase_ = Phase::kUnmask;
@@ -301,7 +389,7 @@ absl::StatusOr<UnmaskRequest> SecAggServer::UnmaskRequestFor(int32_t client) con
   UnmaskRequest request;
   request.survivors.push_back(client);
   for (int v : graph_.neighbours(client)) {
-    if (!in_u2_[v]) continue;
+    if (!in_u2_[v] || lacks_share_of_[client].contains(v)) continue;
     (in_u3_[v] ? request.survivors : request.dropped).push_back(v);
   }
   std::sort(request.survivors.begin(), request.survivors.end());
@@ -359,6 +447,146 @@ absl::Status SecAggServer::HandleUnmaskResponse(const UnmaskResponse& message) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<const ShamirReconstructor*> SecAggServer::ReconstructorAt(
+    const std::vector<uint32_t>& xs, uint32_t point) {
+  auto key = std::make_pair(xs, point);
+  auto it = reconstructors_.find(key);
+  if (it == reconstructors_.end()) {
+    FEDKIT_ASSIGN_OR_RETURN(ShamirReconstructor r, ShamirReconstructor::CreateAt(xs, point));
+    it = reconstructors_.emplace(std::move(key), std::move(r)).first;
+  }
+  return &it->second;
+}
+
+absl::StatusOr<SecAggServer::Recovered> SecAggServer::RecoverSecret(
+    std::vector<ShamirShare> shares, const std::function<bool(const Key32&)>& verify, int32_t owner,
+    absl::string_view what) {
+  const int t = config_.threshold;
+  const int m = static_cast<int>(shares.size());
+  if (m < t) {
+    return absl::AbortedError(absl::StrCat("secagg: round aborted in unmask: ", m,
+                                           " shares of client ", owner, "'s ", what, ", threshold ",
+                                           t, BadCiphertextNote(owner), CulpritNote()));
+  }
+  std::sort(shares.begin(), shares.end(),
+            [](const ShamirShare& a, const ShamirShare& b) { return a.x < b.x; });
+  // Try the shares of holders not yet caught first (a client that lied about one secret likely
+  // lied about others), then all of them.
+  std::vector<int> trusted;
+  for (int i = 0; i < m; ++i) {
+    const int32_t holder = static_cast<int32_t>(shares[i].x) - 1;
+    if (!culprits_.contains({holder, SecAggCulprit::Reason::kBadRevealedShare})) {
+      trusted.push_back(i);
+    }
+  }
+  std::vector<int> everyone(m);
+  for (int i = 0; i < m; ++i) everyone[i] = i;
+
+  int64_t attempts = 0;
+  std::optional<std::vector<int>> found;  // indices of t shares that match the commitment
+  std::optional<Key32> secret;
+  auto attempt = [&](const std::vector<int>& pool, const std::vector<int>& left_out) -> bool {
+    std::vector<int> chosen;
+    std::vector<uint32_t> xs;
+    for (size_t p = 0, e = 0; p < pool.size() && static_cast<int>(chosen.size()) < t; ++p) {
+      if (e < left_out.size() && left_out[e] == static_cast<int>(p)) {
+        ++e;
+        continue;
+      }
+      chosen.push_back(pool[p]);
+      xs.push_back(shares[pool[p]].x);
+    }
+    if (static_cast<int>(chosen.size()) < t) return false;
+    ++attempts;
+    std::vector<ShamirShare> subset;
+    for (int i : chosen) subset.push_back(shares[i]);
+    // Only the first (no share left out) is likely to repeat across owners: cache just those.
+    absl::StatusOr<Key32> candidate;
+    if (left_out.empty()) {
+      absl::StatusOr<const ShamirReconstructor*> r = ReconstructorAt(xs, 0);
+      if (!r.ok()) return false;
+      candidate = (*r)->Reconstruct(subset);
+    } else {
+      candidate = ShamirReconstruct(subset, t);
+    }
+    if (!candidate.ok() || !verify(*candidate)) return false;
+    found = std::move(chosen);
+    secret = *candidate;
+    return true;
+  };
+  // Leaves out every choice of e positions among the pool's first t + e, for e = 0, 1, ...
+  auto search = [&](const std::vector<int>& pool) {
+    const int size = static_cast<int>(pool.size());
+    for (int e = 0; e <= size - t; ++e) {
+      std::vector<int> left_out(e);
+      for (int i = 0; i < e; ++i) left_out[i] = i;
+      while (true) {
+        if (attempts >= kMaxReconstructionAttempts) return;
+        if (attempt(pool, left_out)) return;
+        // Next combination of e out of t + e positions.
+        int i = e - 1;
+        while (i >= 0 && left_out[i] == t + i) --i;
+        if (i < 0) break;
+        ++left_out[i];
+        for (int j = i + 1; j < e; ++j) left_out[j] = left_out[j - 1] + 1;
+      }
+    }
+  };
+  if (static_cast<int>(trusted.size()) >= t && static_cast<int>(trusted.size()) < m) {
+    search(trusted);
+  }
+  if (!found.has_value()) search(everyone);
+  if (!found.has_value()) {
+    return absl::AbortedError(absl::StrCat(
+        "secagg: round aborted in unmask: no ", t, " of the ", m, " shares of client ", owner,
+        "'s ", what, " match its commitment (", attempts, " tries)", CulpritNote()));
+  }
+
+  // Every other share should lie on the polynomial through the chosen ones. The commitment binds
+  // only the secret, so liars among the chosen could have picked a polynomial through it that
+  // leaves honest shares off: holders are named only when the shares on the polynomial number at
+  // least t + (those off it). Then, unless more holders lied than are named, the polynomial is the
+  // owner's (another one through the secret meets the owner's in at most t - 1 honest shares).
+  Recovered recovered;
+  recovered.secret = *secret;
+  std::vector<uint32_t> xs;
+  std::vector<ShamirShare> subset;
+  for (int i : *found) {
+    xs.push_back(shares[i].x);
+    subset.push_back(shares[i]);
+  }
+  std::vector<bool> chosen(m, false);
+  for (int i : *found) chosen[i] = true;
+  std::vector<uint32_t> extra_xs;
+  std::vector<ShamirShare> extra;
+  for (int j = 0; j < m; ++j) {
+    if (chosen[j]) continue;
+    extra_xs.push_back(shares[j].x);
+    extra.push_back(shares[j]);
+  }
+  if (extra.empty()) return recovered;
+  // All at once first (the usual case: nobody lied); one by one only when that fails.
+  auto key = std::make_pair(xs, extra_xs);
+  auto check = consistency_checks_.find(key);
+  if (check == consistency_checks_.end()) {
+    FEDKIT_ASSIGN_OR_RETURN(ShamirConsistencyCheck c, ShamirConsistencyCheck::Create(xs, extra_xs));
+    check = consistency_checks_.emplace(std::move(key), std::move(c)).first;
+  }
+  FEDKIT_ASSIGN_OR_RETURN(bool consistent, check->second.Consistent(subset, extra));
+  if (consistent) return recovered;
+  for (int j = 0; j < m; ++j) {
+    if (chosen[j]) continue;
+    FEDKIT_ASSIGN_OR_RETURN(const ShamirReconstructor* at, ReconstructorAt(xs, shares[j].x));
+    FEDKIT_ASSIGN_OR_RETURN(auto expected, at->Interpolate(subset));
+    if (expected != shares[j].y) {
+      recovered.bad_holders.push_back(static_cast<int32_t>(shares[j].x) - 1);
+    }
+  }
+  const int off = static_cast<int>(recovered.bad_holders.size());
+  if (m - off < t + off) recovered.bad_holders.clear();
+  return recovered;
+}
+
 absl::StatusOr<std::vector<uint64_t>> SecAggServer::Finish() {
   FEDKIT_RETURN_IF_ERROR(CheckPhase(Phase::kUnmask, "finishing"));
   const int t = config_.threshold;
@@ -367,44 +595,58 @@ absl::StatusOr<std::vector<uint64_t>> SecAggServer::Finish() {
     return AbortWith(absl::AbortedError(absl::StrCat(
         "secagg: round aborted in unmask: ", responders, " clients responded, threshold ", t)));
   }
-  // Lagrange coefficients depend only on which holders answered; cache them per x-set (with the
-  // complete graph and no late dropouts there is exactly one).
-  std::map<std::vector<uint32_t>, ShamirReconstructor> reconstructors;
-  auto reconstruct = [&](std::vector<ShamirShare>& shares, int32_t owner,
-                         absl::string_view what) -> absl::StatusOr<Key32> {
-    if (static_cast<int>(shares.size()) < t) {
-      return AbortWith(absl::AbortedError(
-          absl::StrCat("secagg: round aborted in unmask: ", shares.size(), " shares of client ",
-                       owner, "'s ", what, ", threshold ", t)));
+  // First every secret (cheap), each checked against its commitment; then the masks (the slow part,
+  // each expanded over the whole vector), so a round that cannot finish aborts before that work.
+  std::vector<std::optional<Key32>> self_seeds(config_.num_clients);
+  std::vector<std::optional<Key32>> masking_keys(config_.num_clients);
+  auto recover = [&](int32_t u) -> absl::Status {
+    if (in_u3_[u]) {
+      const Key32& commitment = seed_commitments_[u];
+      auto verify = [&](const Key32& b) {
+        absl::StatusOr<Key32> c = SelfMaskSeedCommitment(b, config_.session_id, u);
+        return c.ok() && *c == commitment;
+      };
+      FEDKIT_ASSIGN_OR_RETURN(
+          Recovered r, RecoverSecret(self_mask_seed_shares_[u], verify, u, "self-mask seed"));
+      for (int32_t holder : r.bad_holders) {
+        AddCulprit(holder, SecAggCulprit::Reason::kBadRevealedShare, u);
+      }
+      self_seeds[u] = r.secret;
+    } else if (in_u2_[u]) {
+      const Key32& public_key = keys_[u]->masking_public_key;
+      auto verify = [&](const Key32& key) {
+        absl::StatusOr<Key32> derived = X25519PublicKey(key);
+        return derived.ok() && *derived == public_key;
+      };
+      FEDKIT_ASSIGN_OR_RETURN(Recovered r,
+                              RecoverSecret(masking_key_shares_[u], verify, u, "masking key"));
+      for (int32_t holder : r.bad_holders) {
+        AddCulprit(holder, SecAggCulprit::Reason::kBadRevealedShare, u);
+      }
+      masking_keys[u] = r.secret;
     }
-    std::sort(shares.begin(), shares.end(),
-              [](const ShamirShare& a, const ShamirShare& b) { return a.x < b.x; });
-    std::vector<uint32_t> xs;
-    for (int i = 0; i < t; ++i) xs.push_back(shares[i].x);
-    auto it = reconstructors.find(xs);
-    if (it == reconstructors.end()) {
-      FEDKIT_ASSIGN_OR_RETURN(ShamirReconstructor r, ShamirReconstructor::Create(xs));
-      it = reconstructors.emplace(xs, std::move(r)).first;
-    }
-    return it->second.Reconstruct(absl::MakeConstSpan(shares).subspan(0, t));
+    return absl::OkStatus();
   };
+  // Owners whose secret could not be recovered are tried again once the others have shown who
+  // lies (their shares are then left out first).
+  std::vector<int32_t> retry;
+  for (int32_t u = 0; u < config_.num_clients; ++u) {
+    if (!recover(u).ok()) retry.push_back(u);
+  }
+  for (int32_t u : retry) {
+    absl::Status status = recover(u);
+    if (!status.ok()) return AbortWith(status);
+  }
 
   std::vector<uint64_t> sum = masked_sum_;
   absl::Span<uint64_t> out = absl::MakeSpan(sum);
   for (int32_t u = 0; u < config_.num_clients; ++u) {
-    if (in_u3_[u]) {
-      FEDKIT_ASSIGN_OR_RETURN(Key32 b, reconstruct(self_mask_seed_shares_[u], u, "mask seed"));
-      FEDKIT_ASSIGN_OR_RETURN(Key32 seed, SelfMaskSeed(b, config_.session_id));
+    if (self_seeds[u].has_value()) {
+      FEDKIT_ASSIGN_OR_RETURN(Key32 seed, SelfMaskSeed(*self_seeds[u], config_.session_id));
       FEDKIT_RETURN_IF_ERROR(AddPrgMask(seed, -1, config_.modulus_bits, out));
-    } else if (in_u2_[u]) {
-      FEDKIT_ASSIGN_OR_RETURN(Key32 key, reconstruct(masking_key_shares_[u], u, "masking key"));
-      FEDKIT_ASSIGN_OR_RETURN(Key32 public_key, X25519PublicKey(key));
-      if (public_key != keys_[u]->masking_public_key) {
-        return AbortWith(absl::DataLossError(
-            absl::StrCat("secagg: reconstructed masking key of client ", u,
-                         " does not match its public key (a holder revealed a bad share)")));
-      }
-      FEDKIT_ASSIGN_OR_RETURN(X25519PrivateKey private_key, X25519PrivateKey::Create(key));
+    } else if (masking_keys[u].has_value()) {
+      FEDKIT_ASSIGN_OR_RETURN(X25519PrivateKey private_key,
+                              X25519PrivateKey::Create(*masking_keys[u]));
       // Survivor v applied PairwiseMaskSign(v, u) * PRG(s_vu); take it back out.
       for (int v : graph_.neighbours(u)) {
         if (!in_u3_[v]) continue;

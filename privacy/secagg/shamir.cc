@@ -151,21 +151,30 @@ absl::StatusOr<Key32> ShamirReconstruct(absl::Span<const ShamirShare> shares, in
 }
 
 absl::StatusOr<ShamirReconstructor> ShamirReconstructor::Create(absl::Span<const uint32_t> xs) {
+  return CreateAt(xs, 0);
+}
+
+absl::StatusOr<ShamirReconstructor> ShamirReconstructor::CreateAt(absl::Span<const uint32_t> xs,
+                                                                  uint32_t point) {
   if (xs.empty()) return absl::InvalidArgumentError("Shamir reconstruction needs >= 1 share");
   absl::Status status = CheckXs(xs);
   if (!status.ok()) return status;
 
-  // Lagrange basis at 0: l_i = prod_{j != i} x_j / (x_j - x_i) = N / d_i with N = prod_j x_j and
-  // d_i = x_i * prod_{j != i} (x_j - x_i). The xs are distinct and nonzero below p, so no d_i is 0.
+  // Lagrange basis at a = point: l_i = n_i / d_i with n_i = prod_{j != i} (a - x_j) and
+  // d_i = prod_{j != i} (x_i - x_j). The xs are distinct below p, so no d_i is 0.
   const size_t t = xs.size();
-  uint64_t numerator = 1;
-  for (uint32_t x : xs) numerator = FieldMul(numerator, x);
-  std::vector<uint64_t> denominators(t);
+  const uint64_t a = point;
+  std::vector<uint64_t> numerators(t, 1);
+  std::vector<uint64_t> denominators(t, 1);
   for (size_t i = 0; i < t; ++i) {
-    uint64_t d = xs[i];
+    uint64_t n = 1;
+    uint64_t d = 1;
     for (size_t j = 0; j < t; ++j) {
-      if (j != i) d = FieldMul(d, FieldSub(xs[j], xs[i]));
+      if (j == i) continue;
+      n = FieldMul(n, FieldSub(a, xs[j]));
+      d = FieldMul(d, FieldSub(xs[i], xs[j]));
     }
+    numerators[i] = n;
     denominators[i] = d;
   }
   // Batch inversion (Montgomery's trick): one field inversion for all t denominators.
@@ -178,13 +187,14 @@ absl::StatusOr<ShamirReconstructor> ShamirReconstructor::Create(absl::Span<const
   uint64_t inverse = FieldInverse(running);  // = 1 / (d_0 ... d_{t-1})
   std::vector<uint64_t> coefficients(t);
   for (size_t i = t; i-- > 0;) {
-    coefficients[i] = FieldMul(numerator, FieldMul(inverse, prefix[i]));  // N / d_i
+    coefficients[i] = FieldMul(numerators[i], FieldMul(inverse, prefix[i]));  // n_i / d_i
     inverse = FieldMul(inverse, denominators[i]);  // now 1 / (d_0 ... d_{i-1})
   }
   return ShamirReconstructor(std::vector<uint32_t>(xs.begin(), xs.end()), std::move(coefficients));
 }
 
-absl::StatusOr<Key32> ShamirReconstructor::Reconstruct(absl::Span<const ShamirShare> shares) const {
+absl::StatusOr<std::array<uint64_t, kShamirLimbs>> ShamirReconstructor::Interpolate(
+    absl::Span<const ShamirShare> shares) const {
   if (shares.size() != xs_.size()) {
     return absl::InvalidArgumentError(
         absl::StrCat("expected ", xs_.size(), " Shamir shares, got ", shares.size()));
@@ -201,6 +211,13 @@ absl::StatusOr<Key32> ShamirReconstructor::Reconstruct(absl::Span<const ShamirSh
       limbs[limb] = FieldAdd(limbs[limb], FieldMul(coefficients_[i], shares[i].y[limb]));
     }
   }
+  return limbs;
+}
+
+absl::StatusOr<Key32> ShamirReconstructor::Reconstruct(absl::Span<const ShamirShare> shares) const {
+  absl::StatusOr<std::array<uint64_t, kShamirLimbs>> interpolated = Interpolate(shares);
+  if (!interpolated.ok()) return interpolated.status();
+  std::array<uint64_t, kShamirLimbs>& limbs = *interpolated;
 
   Key32 secret;
   size_t offset = 0;
@@ -223,6 +240,90 @@ absl::StatusOr<Key32> ShamirReconstructor::Reconstruct(absl::Span<const ShamirSh
     return status;
   }
   return secret;
+}
+
+absl::StatusOr<ShamirConsistencyCheck> ShamirConsistencyCheck::Create(
+    absl::Span<const uint32_t> xs, absl::Span<const uint32_t> extra_xs) {
+  if (xs.empty()) return absl::InvalidArgumentError("Shamir consistency check needs >= 1 share");
+  std::vector<uint32_t> all(xs.begin(), xs.end());
+  all.insert(all.end(), extra_xs.begin(), extra_xs.end());
+  absl::Status status = CheckXs(all);
+  if (!status.ok()) return status;
+  const size_t t = xs.size();
+  const size_t e = extra_xs.size();
+  ShamirConsistencyCheck check;
+  check.xs_.assign(xs.begin(), xs.end());
+  check.extra_xs_.assign(extra_xs.begin(), extra_xs.end());
+  check.randoms_.resize(e);
+  status = RandomFieldElements(absl::MakeSpan(check.randoms_));
+  if (!status.ok()) return status;
+
+  // L_i(a) = P(a) / ((a - x_i) d_i) with P(a) = prod_k (a - x_k), d_i = prod_{k != i} (x_i - x_k),
+  // so w_i = (1 / d_i) sum_j r_j P(a_j) / (a_j - x_i). Every inverse by one batch inversion: the
+  // t values d_i and the t * e differences a_j - x_i (all nonzero: the points are distinct).
+  std::vector<uint64_t> values(t + t * e);
+  for (size_t i = 0; i < t; ++i) {
+    uint64_t d = 1;
+    for (size_t k = 0; k < t; ++k) {
+      if (k != i) d = FieldMul(d, FieldSub(xs[i], xs[k]));
+    }
+    values[i] = d;
+  }
+  for (size_t j = 0; j < e; ++j) {
+    for (size_t i = 0; i < t; ++i) values[t + j * t + i] = FieldSub(extra_xs[j], xs[i]);
+  }
+  std::vector<uint64_t> prefix(values.size());
+  uint64_t running = 1;
+  for (size_t i = 0; i < values.size(); ++i) {
+    prefix[i] = running;
+    running = FieldMul(running, values[i]);
+  }
+  uint64_t inverse = FieldInverse(running);
+  std::vector<uint64_t> inverses(values.size());
+  for (size_t i = values.size(); i-- > 0;) {
+    inverses[i] = FieldMul(inverse, prefix[i]);
+    inverse = FieldMul(inverse, values[i]);
+  }
+  check.weights_.assign(t, 0);
+  for (size_t j = 0; j < e; ++j) {
+    uint64_t p = 1;
+    for (size_t k = 0; k < t; ++k) p = FieldMul(p, values[t + j * t + k]);
+    const uint64_t rp = FieldMul(check.randoms_[j], p);
+    for (size_t i = 0; i < t; ++i) {
+      check.weights_[i] = FieldAdd(check.weights_[i], FieldMul(rp, inverses[t + j * t + i]));
+    }
+  }
+  for (size_t i = 0; i < t; ++i) check.weights_[i] = FieldMul(check.weights_[i], inverses[i]);
+  return check;
+}
+
+absl::StatusOr<bool> ShamirConsistencyCheck::Consistent(absl::Span<const ShamirShare> shares,
+                                                        absl::Span<const ShamirShare> extra) const {
+  if (shares.size() != xs_.size() || extra.size() != extra_xs_.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("expected ", xs_.size(), " and ",
+                                                   extra_xs_.size(), " Shamir shares, got ",
+                                                   shares.size(), " and ", extra.size()));
+  }
+  std::array<uint64_t, kShamirLimbs> interpolated = {};
+  std::array<uint64_t, kShamirLimbs> combined = {};
+  for (size_t i = 0; i < shares.size(); ++i) {
+    if (shares[i].x != xs_[i]) return absl::InvalidArgumentError("Shamir share x out of order");
+    absl::Status status = CheckYs(shares[i]);
+    if (!status.ok()) return status;
+    for (int limb = 0; limb < kShamirLimbs; ++limb) {
+      interpolated[limb] = FieldAdd(interpolated[limb], FieldMul(weights_[i], shares[i].y[limb]));
+    }
+  }
+  for (size_t j = 0; j < extra.size(); ++j) {
+    if (extra[j].x != extra_xs_[j])
+      return absl::InvalidArgumentError("Shamir share x out of order");
+    absl::Status status = CheckYs(extra[j]);
+    if (!status.ok()) return status;
+    for (int limb = 0; limb < kShamirLimbs; ++limb) {
+      combined[limb] = FieldAdd(combined[limb], FieldMul(randoms_[j], extra[j].y[limb]));
+    }
+  }
+  return interpolated == combined;
 }
 
 std::array<uint8_t, kShamirShareBytes> SerializeShareValues(const ShamirShare& share) {

@@ -39,19 +39,52 @@ absl::StatusOr<std::vector<ShamirShare>> ShamirSplit(const Key32& secret, int th
 absl::StatusOr<Key32> ShamirReconstruct(absl::Span<const ShamirShare> shares, int threshold);
 
 // Reconstruction of many secrets shared at the same x-coordinates: computes the Lagrange
-// coefficients at 0 once (O(t^2)), then each secret costs O(t).
+// coefficients at 0 once (O(t^2)), then each secret costs O(t). Made with CreateAt, it evaluates
+// the polynomial through the shares at another point instead (Interpolate), which is how a share
+// is checked against the polynomial a verified subset of shares defines.
 class ShamirReconstructor {
  public:
   // `xs`: the evaluation points of the shares that will be passed to Reconstruct, in that order.
   static absl::StatusOr<ShamirReconstructor> Create(absl::Span<const uint32_t> xs);
+  // Lagrange coefficients at `point` (Create is CreateAt(xs, 0)). INVALID_ARGUMENT for repeated or
+  // zero xs.
+  static absl::StatusOr<ShamirReconstructor> CreateAt(absl::Span<const uint32_t> xs,
+                                                      uint32_t point);
   // INVALID_ARGUMENT if the shares' x values are not the ones given to Create, in order.
   absl::StatusOr<Key32> Reconstruct(absl::Span<const ShamirShare> shares) const;
+  // The value of each limb's polynomial through `shares` at the point given to CreateAt (raw field
+  // elements, not decoded to a secret). Same errors as Reconstruct.
+  absl::StatusOr<std::array<uint64_t, kShamirLimbs>> Interpolate(
+      absl::Span<const ShamirShare> shares) const;
 
  private:
   explicit ShamirReconstructor(std::vector<uint32_t> xs, std::vector<uint64_t> coefficients)
       : xs_(std::move(xs)), coefficients_(std::move(coefficients)) {}
   std::vector<uint32_t> xs_;
   std::vector<uint64_t> coefficients_;
+};
+
+// Checks at once that shares at `extra_xs` lie on the polynomial through shares at `xs` (the t a
+// secret was reconstructed from): a random combination of the extra shares, with weights drawn at
+// Create from the CSPRNG, against the same combination of their interpolated values. O(t * e) to
+// create for e extra points, then O(t + e) per secret. A share off the polynomial passes with
+// probability 2^-61 per limb (the weights are unknown to whoever chose the shares).
+class ShamirConsistencyCheck {
+ public:
+  // INVALID_ARGUMENT for empty xs or repeated or zero x values among xs and extra_xs together.
+  static absl::StatusOr<ShamirConsistencyCheck> Create(absl::Span<const uint32_t> xs,
+                                                       absl::Span<const uint32_t> extra_xs);
+  // Whether every extra share lies on the polynomial through `shares`. INVALID_ARGUMENT if the x
+  // values are not those given to Create, in order, or a value is outside the field.
+  absl::StatusOr<bool> Consistent(absl::Span<const ShamirShare> shares,
+                                  absl::Span<const ShamirShare> extra) const;
+
+ private:
+  ShamirConsistencyCheck() = default;
+  std::vector<uint32_t> xs_;
+  std::vector<uint32_t> extra_xs_;
+  std::vector<uint64_t> weights_;  // sum_j r_j L_i(extra x_j), per share i
+  std::vector<uint64_t> randoms_;  // r_j, per extra share j
 };
 
 // Fixed-size byte forms for the wire and for encryption (little-endian words).

@@ -313,6 +313,57 @@ TEST(ShamirReconstructorTest, ThousandSharesThreshold501) {
   }
 }
 
+TEST(ShamirReconstructorTest, CreateAtInterpolatesTheOtherShares) {
+  std::mt19937_64 rng(11);
+  const int n = 9, t = 4;
+  absl::StatusOr<std::vector<ShamirShare>> shares = ShamirSplit(RandomSecret(rng), t, Xs(n));
+  ASSERT_TRUE(shares.ok()) << shares.status();
+  const std::vector<ShamirShare> first(shares->begin(), shares->begin() + t);
+  std::vector<uint32_t> xs;
+  for (const ShamirShare& s : first) xs.push_back(s.x);
+  for (int j = t; j < n; ++j) {
+    absl::StatusOr<ShamirReconstructor> at = ShamirReconstructor::CreateAt(xs, (*shares)[j].x);
+    ASSERT_TRUE(at.ok()) << at.status();
+    absl::StatusOr<std::array<uint64_t, kShamirLimbs>> y = at->Interpolate(first);
+    ASSERT_TRUE(y.ok()) << y.status();
+    EXPECT_EQ(*y, (*shares)[j].y) << "x = " << (*shares)[j].x;
+  }
+  // At one of its own points it gives that share back.
+  absl::StatusOr<ShamirReconstructor> at_own = ShamirReconstructor::CreateAt(xs, xs[2]);
+  ASSERT_TRUE(at_own.ok());
+  EXPECT_EQ(*at_own->Interpolate(first), first[2].y);
+}
+
+TEST(ShamirConsistencyCheckTest, PassesSharesOfOnePolynomialAndCatchesAnyShiftedOne) {
+  std::mt19937_64 rng(12);
+  const int n = 12, t = 5;
+  absl::StatusOr<std::vector<ShamirShare>> shares = ShamirSplit(RandomSecret(rng), t, Xs(n));
+  ASSERT_TRUE(shares.ok()) << shares.status();
+  const std::vector<ShamirShare> first(shares->begin(), shares->begin() + t);
+  std::vector<ShamirShare> extra(shares->begin() + t, shares->end());
+  std::vector<uint32_t> xs, extra_xs;
+  for (const ShamirShare& s : first) xs.push_back(s.x);
+  for (const ShamirShare& s : extra) extra_xs.push_back(s.x);
+  absl::StatusOr<ShamirConsistencyCheck> check = ShamirConsistencyCheck::Create(xs, extra_xs);
+  ASSERT_TRUE(check.ok()) << check.status();
+  EXPECT_TRUE(*check->Consistent(first, extra));
+  for (size_t j = 0; j < extra.size(); ++j) {
+    for (int limb = 0; limb < kShamirLimbs; ++limb) {
+      std::vector<ShamirShare> shifted = extra;
+      shifted[j].y[limb] = (shifted[j].y[limb] + 1) % kP;
+      EXPECT_FALSE(*check->Consistent(first, shifted)) << "share " << j << " limb " << limb;
+    }
+  }
+  std::vector<ShamirShare> wrong_base = first;
+  wrong_base[0].y[3] = (wrong_base[0].y[3] + 5) % kP;
+  EXPECT_FALSE(*check->Consistent(wrong_base, extra));
+  // Repeated points and shares out of order are refused.
+  EXPECT_FALSE(ShamirConsistencyCheck::Create(xs, {xs[0]}).ok());
+  std::vector<ShamirShare> reordered = extra;
+  std::swap(reordered[0], reordered[1]);
+  EXPECT_FALSE(check->Consistent(first, reordered).ok());
+}
+
 TEST(ShamirSerializationTest, RoundTrip) {
   std::mt19937_64 rng(11);
   absl::StatusOr<std::vector<ShamirShare>> shares = ShamirSplit(RandomSecret(rng), 2, Xs(3));
