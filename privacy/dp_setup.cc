@@ -14,6 +14,7 @@ namespace {
 constexpr uint64_t kValueNoiseTag = 0x64702d76616c;   // "dp-val": central noise on the sum
 constexpr uint64_t kCountNoiseTag = 0x64702d636e74;   // "dp-cnt": central noise on the count
 constexpr uint64_t kClientNoiseTag = 0x64702d636c69;  // "dp-cli": a client's distributed share
+constexpr uint64_t kSamplingTag = 0x64702d736d70;     // "dp-smp": a round's sample
 
 // INVALID_ARGUMENT blaming `field`.
 absl::Status FieldError(absl::string_view field, absl::string_view message) {
@@ -208,6 +209,11 @@ uint64_t CountNoiseSeed(uint64_t base, int64_t round) {
 uint64_t ClientNoiseSeed(uint64_t base, int64_t round, int64_t client_index) {
   return DeriveSeed(
       base, {static_cast<uint64_t>(round), static_cast<uint64_t>(client_index), kClientNoiseTag});
+}
+
+uint64_t DpSamplingSeed(uint64_t base, int64_t round, int64_t attempt) {
+  return DeriveSeed(base,
+                    {static_cast<uint64_t>(round), static_cast<uint64_t>(attempt), kSamplingTag});
 }
 
 }  // namespace fedkit::privacy

@@ -105,6 +105,9 @@ DistributedDpEncodingOptions EncodingOptions(const DpSettings& settings, const D
 uint64_t ValueNoiseSeed(uint64_t base, int64_t round);
 uint64_t CountNoiseSeed(uint64_t base, int64_t round);
 uint64_t ClientNoiseSeed(uint64_t base, int64_t round, int64_t client_index);
+// The seed of a DP round's sample (round, and restarts of it after abandonment) when a test fixes
+// the coordinator's randomness; a deployment draws it from SecureRandomSource.
+uint64_t DpSamplingSeed(uint64_t base, int64_t round, int64_t attempt);
 
 }  // namespace fedkit::privacy
 
