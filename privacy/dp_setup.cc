@@ -1,5 +1,6 @@
 #include "privacy/dp_setup.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/cord.h"
@@ -169,7 +170,10 @@ absl::StatusOr<DpSetup> SetUpDp(const DpSettings& settings, const DpRoundShape& 
   const double m = static_cast<double>(shape.clients_per_round);
   const double z = settings.noise_multiplier;
   DpSetup setup;
-  setup.sampling_rate = m / static_cast<double>(shape.population);
+  const int64_t sampled =
+      std::min(shape.population,
+               shape.sampled_per_round > 0 ? shape.sampled_per_round : shape.clients_per_round);
+  setup.sampling_rate = static_cast<double>(sampled) / static_cast<double>(shape.population);
   const bool adaptive = settings.adaptive_clip_quantile.has_value();
   // Without noise there is no privacy to protect: the count is not noised either.
   setup.clipped_count_stddev = adaptive && z > 0 ? DefaultClippedCountStddev(m) : 0.0;

@@ -573,12 +573,20 @@ TEST(PrivacyLedgerCoordinatorTest, ARoundTheLedgerCannotRecordIsNeitherCheckpoin
   LedgerRecorder recorder;
   recorder.ledger_status = absl::InternalError("disk full");
   auto c = Make(DpOptions(), recorder.Hooks());
-  RunRound(*c, kStart);
+  const std::vector<std::string> first = Ids("c", 3);
+  const std::vector<std::string> next = Ids("x", 3);
+  for (const std::string& id : first) ASSERT_TRUE(c->CheckIn(CheckInOf(id), kStart).ok());
+  // Enough devices for round 2 wait while round 1 runs.
+  for (const std::string& id : next) ASSERT_TRUE(c->CheckIn(CheckInOf(id), kStart).ok());
+  for (const std::string& id : first) EXPECT_TRUE(UploadIfAssigned(*c, id, kStart)) << id;
   EXPECT_EQ(recorder.events, std::vector<std::string>{"ledger 1"});
   EXPECT_TRUE(recorder.checkpoints.empty());
   EXPECT_THAT(c->fatal_error().message(), HasSubstr("disk full"));
-  auto r = c->CheckIn(CheckInOf("c0"), kStart + absl::Seconds(1));
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  // No device gets round 1's model: no round starts, although enough devices wait.
+  const absl::Time later = kStart + absl::Seconds(1);
+  EXPECT_FALSE(c->Tick(later).ok());
+  EXPECT_EQ(c->Status(later).phase(), "waiting");
+  EXPECT_EQ(c->CheckIn(CheckInOf(next[0]), later).status().code(), absl::StatusCode::kUnavailable);
 }
 
 }  // namespace

@@ -51,6 +51,21 @@ absl::Status ValidateClientId(absl::string_view client_id) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateDpPopulation(int64_t population, int64_t clients_per_round,
+                                  double over_select) {
+  const int64_t target = OverSelectedTarget(clients_per_round, over_select);
+  if (population >= target) return absl::OkStatus();
+  // q = assigned / pool must stay <= 1 and at most what the accountant assumes: a DP round waits
+  // for `population` devices, of which it assigns the over-selected target.
+  absl::Status status = absl::InvalidArgumentError(absl::StrCat(
+      "`population` (", population,
+      ") must be at least the devices a DP round assigns, ceil(`clients_per_round` x (1 + "
+      "`over_select`)) = ",
+      target, ": a DP round samples them only from at least `population` waiting devices"));
+  status.SetPayload(privacy::kDpFieldPayload, absl::Cord("population"));
+  return status;
+}
+
 absl::StatusOr<std::unique_ptr<RoundCoordinator>> RoundCoordinator::Create(
     const CoordinatorOptions& options, ParameterLayout layout,
     std::vector<float> initial_parameters, CoordinatorHooks hooks) {
@@ -104,20 +119,12 @@ absl::StatusOr<std::unique_ptr<RoundCoordinator>> RoundCoordinator::Create(
       status.SetPayload(privacy::kDpFieldPayload, absl::Cord("noise_multiplier"));
       return status;
     }
-    if (options.population < target) {
-      // q = assigned / pool must stay <= 1 and at most what the accountant assumes: a DP round
-      // waits for `population` devices, of which it assigns the over-selected target.
-      absl::Status status = absl::InvalidArgumentError(absl::StrCat(
-          "DP needs `population` (", options.population,
-          ") at least the clients a round assigns, ceil(`clients_per_round` x (1 + `over_select`)) "
-          "= ",
-          target));
-      status.SetPayload(privacy::kDpFieldPayload, absl::Cord("population"));
-      return status;
-    }
+    FEDKIT_RETURN_IF_ERROR(
+        ValidateDpPopulation(options.population, options.clients_per_round, options.over_select));
     privacy::DpRoundShape shape;
     shape.clients_per_round = options.clients_per_round;
     shape.population = options.population;
+    shape.sampled_per_round = target;
     shape.dim = layout.size();
     shape.clip_norm = options.plan.clip_norm();
     if (options.secure_aggregation.has_value()) {
@@ -311,8 +318,7 @@ bool RoundCoordinator::BudgetExhaustedLocked() {
   const privacy::DpSettings& dp = *options_.dp;
   // The next round's rate is at most the over-selected target over the population.
   absl::StatusOr<privacy::EpsilonAtDelta> next = accountant_.EpsilonAfter(
-      static_cast<double>(target_assignments_) / static_cast<double>(options_.population),
-      dp_setup_->accounting_noise_multiplier, 1, dp.delta);
+      dp_setup_->sampling_rate, dp_setup_->accounting_noise_multiplier, 1, dp.delta);
   if (next.ok() && next->epsilon <= *dp.target_epsilon) return false;
   const int64_t round = rounds_completed_ + 1;
   absl::StatusOr<privacy::EpsilonAtDelta> spent = accountant_.Epsilon(dp.delta);
@@ -535,6 +541,9 @@ void RoundCoordinator::MaybeStartRoundLocked(absl::Time now) {
 }
 
 void RoundCoordinator::StartRoundLocked(absl::Time now) {
+  // A stopped run (e.g. the privacy ledger or the checkpoint could not be written) hands out no
+  // model: the last one's release may not be on record.
+  if (!fatal_error_.ok()) return;
   if (BudgetExhaustedLocked()) return;
   const int64_t round = rounds_completed_ + 1;
   // Sorted ids, so the sample depends only on who is waiting, not on hash-map order.

@@ -393,6 +393,12 @@ class RoundCoordinator {
   bool commit_running_ ABSL_GUARDED_BY(mu_) = false;
 };
 
+// DP's population against a round's over-selected sample (see CoordinatorOptions::dp): OK, or
+// INVALID_ARGUMENT naming `population`, `clients_per_round` and `over_select` with the payload
+// privacy::kDpFieldPayload = "population". Create runs it; a binary may run it first.
+absl::Status ValidateDpPopulation(int64_t population, int64_t clients_per_round,
+                                  double over_select);
+
 // Checks a client id: 1..128 characters of [A-Za-z0-9._-].
 absl::Status ValidateClientId(absl::string_view client_id);
 

@@ -34,6 +34,9 @@ privacy::DpRoundShape DpShape(const SimulationOptions& options, int64_t populati
   privacy::DpRoundShape shape;
   shape.clients_per_round = options.clients_per_round;
   shape.population = population;
+  // Over-selected clients may all be summed: the accountant's q counts them (as the coordinator's).
+  shape.sampled_per_round =
+      server::OverSelectedTarget(options.clients_per_round, options.system.over_select);
   shape.clip_norm = options.plan.clip_norm;
   shape.expected_dropout_rate = options.dropout.rate;
   if (options.secure_aggregation.has_value()) {

@@ -25,6 +25,7 @@
 #include "server/checkpoint.h"
 #include "server/client_sampler.h"
 #include "server/participation.h"
+#include "server/privacy_ledger.h"
 #include "tests/sim_runner.h"
 #include "tests/subprocess.h"
 
@@ -583,6 +584,13 @@ TEST_F(CoordinatorDpE2eTest, DpFlagErrorsNameTheFlag) {
       {{"--dp", "central", "--clip-norm", "1", "--dp-population", "100", "--noise-multiplier", "5",
         "--adaptive-clip-quantile", "0.5"},
        "--noise-multiplier"},
+      // A DP round samples only from --dp-population waiting devices: q <= 1 needs the
+      // over-selected sample to fit in it.
+      {{"--dp", "central", "--clip-norm", "1", "--dp-population", "3", "--clients-per-round", "3",
+        "--over-select", "0.3"},
+       "--dp-population: (3) must be at least the devices a DP round assigns, "
+       "ceil(--clients-per-round x (1 + --over-select)) = 4"},
+      {{"--allow-privacy-rollback"}, "--allow-privacy-rollback"},
   };
   int n = 0;
   for (const auto& [flags, expected] : cases) {
@@ -595,6 +603,66 @@ TEST_F(CoordinatorDpE2eTest, DpFlagErrorsNameTheFlag) {
     EXPECT_THAT(refused.Output(), ::testing::HasSubstr("fedkit-coordinator: " + expected))
         << refused.Output();
   }
+}
+
+// Issue 11: the privacy ledger beside the checkpoints. A DP run's newest checkpoint is lost; the
+// restart would resume from the one before and re-run a released round unaccounted, so it is
+// refused, naming the ledger and the override, and starts only with --allow-privacy-rollback.
+TEST_F(CoordinatorDpE2eTest, ALostCheckpointIsNotReRunWithoutThePrivacyRollbackOverride) {
+  const std::vector<std::string> dp = {"--dp",
+                                       "central",
+                                       "--clip-norm",
+                                       "1",
+                                       "--noise-multiplier",
+                                       "1",
+                                       "--dp-population",
+                                       std::to_string(kClients),
+                                       "--checkpoint-dir",
+                                       Path("ckpt")};
+  Subprocess first;
+  StartCoordinator(first, dp, "coordinator1.log");
+  std::vector<Subprocess> clients;
+  StartClients(clients);
+  EXPECT_EQ(first.Wait(), 0) << first.Output();
+  for (int code : WaitForAll(clients)) EXPECT_EQ(code, 0);
+  auto ledger = server::ParsePrivacyLedger(
+      *artifacts::ReadFileBytes(Path("ckpt/" + std::string(server::kPrivacyLedgerFileName))));
+  ASSERT_TRUE(ledger.ok()) << ledger.status();
+  ASSERT_EQ(ledger->records.size(), 5u);
+  EXPECT_EQ(ledger->records[4].round, 5);
+  EXPECT_EQ(ledger->records[4].sampling_rate, 1.0);  // 20 of the 20 waiting
+  ASSERT_TRUE(fs::remove(Path("ckpt/checkpoint-00000005.pb")));
+
+  std::vector<std::string> argv = {FEDKIT_COORDINATOR_BINARY,
+                                   "--listen",
+                                   "127.0.0.1:0",
+                                   "--tls-cert",
+                                   Path("certs/server.pem"),
+                                   "--tls-key",
+                                   Path("certs/server.key"),
+                                   "--rounds",
+                                   "5",
+                                   "--clients-per-round",
+                                   std::to_string(kClients),
+                                   "--seed",
+                                   kSeed};
+  argv.insert(argv.end(), kTraining.begin(), kTraining.end());
+  argv.insert(argv.end(), dp.begin(), dp.end());
+  Subprocess refused;
+  ASSERT_TRUE(refused.Start(argv, Path("coordinator2.log")));
+  EXPECT_EQ(refused.Wait(), 1) << refused.Output();
+  EXPECT_THAT(refused.Output(), ::testing::HasSubstr("privacy-ledger: the privacy ledger records "
+                                                     "round 5 as released, but the checkpoint "
+                                                     "resumes after round 4"));
+  EXPECT_THAT(refused.Output(), ::testing::HasSubstr("--allow-privacy-rollback"));
+
+  std::vector<std::string> with_override = dp;
+  with_override.push_back("--allow-privacy-rollback");
+  Subprocess overridden;
+  StartCoordinator(overridden, with_override, "coordinator3.log");
+  EXPECT_THAT(overridden.Output(), ::testing::HasSubstr("resumed after round 4"));
+  overridden.Signal(SIGKILL);
+  overridden.Wait();
 }
 
 // Issue 10's floor 1: one round engine. In each mode, eight fedkit-client processes whose ids do
