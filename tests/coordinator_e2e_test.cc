@@ -22,6 +22,7 @@
 #include "models/flat_params.h"
 #include "models/model.h"
 #include "models/torchscript_model.h"
+#include "privacy/dp_setup.h"
 #include "server/checkpoint.h"
 #include "server/client_sampler.h"
 #include "server/participation.h"
@@ -715,11 +716,15 @@ class RoundEngineMatrixTest : public CoordinatorE2eTest {
     extra.insert(extra.end(), mode.begin(), mode.end());
     extra.insert(extra.end(), coordinator_only.begin(), coordinator_only.end());
     // The victim: the first device round 1 assigns (the coordinator samples the sorted ids of the
-    // whole fleet with the run's seed).
+    // whole fleet with the run's seed; under DP with the seed its --dp-noise-seed gives, as it
+    // would with its CSPRNG's).
     std::vector<std::string> sorted = ids_;
     std::sort(sorted.begin(), sorted.end());
+    const bool dp = std::find(mode.begin(), mode.end(), "--dp") != mode.end();
     const std::vector<int64_t> round1 =
-        *server::SampleClients(kDevices, 4, server::SamplingSeed(std::stoull(kSeed), 1));
+        *server::SampleClients(kDevices, 4,
+                               dp ? privacy::DpSamplingSeed(std::stoull(kSeed), 1, 0)
+                                  : server::SamplingSeed(std::stoull(kSeed), 1));
     const int victim =
         static_cast<int>(std::find(ids_.begin(), ids_.end(), sorted[round1[0]]) - ids_.begin());
     const std::string silent_at = secure ? "share" : "upload";
@@ -848,6 +853,14 @@ TEST_F(RoundEngineMatrixTest, CentralDp) {
   ExpectTheSimulatorReplaysTheCoordinator(
       {"--dp", "central", "--clip-norm", "1", "--noise-multiplier", "0.5"},
       {"--dp-population", "8", "--dp-noise-seed", kSeed}, {}, false, false);
+}
+
+// The server's discrete Gaussian on the unmasked integer sum (privacy/distributed_dp_encoding.h,
+// DecodeDistributedDpSumWithCentralNoise), which the simulator adds the same way.
+TEST_F(RoundEngineMatrixTest, CentralDpUnderSecAggPlus) {
+  ExpectTheSimulatorReplaysTheCoordinator(
+      {"--dp", "central", "--secagg", "secagg+", "--clip-norm", "1", "--noise-multiplier", "0.5"},
+      {"--dp-population", "8", "--dp-noise-seed", kSeed}, {}, true, false);
 }
 
 TEST_F(RoundEngineMatrixTest, SecAggPlus) {
