@@ -562,6 +562,16 @@ TEST(PrivacyLedgerCoordinatorTest, ResumingFromAnOlderCheckpointIsRefusedWithout
   ASSERT_TRUE(RunRound(*newest, kStart + absl::Seconds(2)));
   EXPECT_DOUBLE_EQ(*resumed.outcomes[0].epsilon, epsilon_three);
 
+  // A ledger begun after the checkpoints (empty, or behind them): the checkpoint's accountant
+  // already counts those rounds, and nothing is re-run.
+  LedgerRecorder late;
+  auto behind = Make(DpOptions(), late.Hooks());
+  ASSERT_TRUE(behind->Restore(first.checkpoints[1]).ok());
+  ASSERT_TRUE(behind->ResumePrivacyLedger({}, false).ok());
+  ASSERT_TRUE(RunRound(*behind, kStart + absl::Seconds(2)));
+  EXPECT_DOUBLE_EQ(*late.outcomes[0].epsilon, epsilon_three);
+  EXPECT_EQ(late.ledger[0].round, 3);
+
   // Without DP there is no ledger to resume.
   CoordinatorOptions plain = DpOptions();
   plain.dp.reset();

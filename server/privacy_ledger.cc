@@ -114,7 +114,6 @@ absl::StatusOr<ParsedPrivacyLedger> ParsePrivacyLedger(absl::string_view bytes) 
   ParsedPrivacyLedger parsed;
   const size_t whole = bytes.size() / kPrivacyLedgerRecordSize;
   parsed.torn_tail_bytes = static_cast<int64_t>(bytes.size() % kPrivacyLedgerRecordSize);
-  int64_t max_round = 0;
   for (size_t i = 0; i < whole; ++i) {
     const char* in = bytes.data() + i * kPrivacyLedgerRecordSize;
     auto corrupt = [&](absl::string_view why) {
@@ -135,10 +134,6 @@ absl::StatusOr<ParsedPrivacyLedger> ParsePrivacyLedger(absl::string_view bytes) 
     if (absl::Status valid = ValidatePrivacyLedgerRecord(record); !valid.ok()) {
       return corrupt(valid.message());
     }
-    if (record.round > max_round + 1) {
-      return corrupt(absl::StrCat("round ", record.round, " after round ", max_round));
-    }
-    max_round = std::max(max_round, record.round);
     parsed.records.push_back(record);
   }
   return parsed;
@@ -230,10 +225,6 @@ absl::Status PrivacyLedger::Append(const PrivacyLedgerRecord& record) {
         absl::StrCat("privacy ledger ", path_, ": an earlier append failed; reopen it"));
   }
   if (absl::Status valid = ValidatePrivacyLedgerRecord(record); !valid.ok()) return valid;
-  if (record.round > max_round_ + 1) {
-    return absl::InvalidArgumentError(absl::StrCat("privacy ledger ", path_, ": round ",
-                                                   record.round, " after round ", max_round_));
-  }
   const std::string bytes = EncodePrivacyLedgerRecord(record);
   if (int error = WriteFully(fd_, bytes.data(), bytes.size()); error != 0) {
     broken_ = true;

@@ -10,15 +10,16 @@
 //   0  "FKPL"        4  uint32 version (1)   8  int64 round
 //   16 double q      24 double z             32 double epsilon (at the run's delta)
 //   40 uint32 CRC-32 (zlib's) of bytes 0..39  44 uint32 zero
-// Rounds start at 1 and never jump ahead of the largest so far by more than one; they may repeat
-// (a round re-run after an explicit rollback override is released again, and recorded again).
+// Rounds are >= 1, in release order: they may repeat (a round re-run after an explicit rollback
+// override is released again, and recorded again) and may start above 1 (a ledger begun on a run
+// that already had checkpoints, whose accountant state covers the earlier rounds).
 //
 // Crashes: a record is written with one write() and then fsync'ed. A crash mid-append can leave a
 // torn tail, fewer than kPrivacyLedgerRecordSize bytes after the last whole record; that round was
 // never acknowledged (its checkpoint is written only after the fsync returned, and no device saw
 // its model), so Open drops the tail (truncates the file to its whole records, fsync'ed) and says
 // so through torn_tail_bytes(). A whole record that fails its checks (magic, version, checksum,
-// padding, values, round order) is corruption, never guessed around: DATA_LOSS naming the record.
+// padding, values) is corruption, never guessed around: DATA_LOSS naming the record.
 //
 // Thread safety: thread-compatible (the coordinator appends from one thread at a time:
 // FinishCommit runs the commit hooks of one round at a time). Not safe across processes: one
@@ -51,7 +52,7 @@ struct PrivacyLedgerRecord {
 // INVALID_ARGUMENT naming the value that is out of range (the checks above).
 absl::Status ValidatePrivacyLedgerRecord(const PrivacyLedgerRecord& record);
 
-// The record's bytes (kPrivacyLedgerRecordSize of them). The record must be valid.
+// The record's bytes (kPrivacyLedgerRecordSize of them), valid or not (ParsePrivacyLedger checks).
 std::string EncodePrivacyLedgerRecord(const PrivacyLedgerRecord& record);
 
 struct ParsedPrivacyLedger {
@@ -77,7 +78,7 @@ class PrivacyLedger {
   ~PrivacyLedger();
 
   // Appends `record` and fsyncs the file; returns once it is durable. INVALID_ARGUMENT for an
-  // invalid record or a round more than one beyond the largest recorded; INTERNAL (naming the path)
+  // invalid record; INTERNAL (naming the path)
   // when the write or fsync fails, after which every Append fails with FAILED_PRECONDITION (what
   // reached the disk is unknown: reopen to find out).
   absl::Status Append(const PrivacyLedgerRecord& record);

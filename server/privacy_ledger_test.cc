@@ -1,5 +1,6 @@
 #include "server/privacy_ledger.h"
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -61,15 +62,13 @@ TEST(PrivacyLedgerTest, AppendedRecordsAreDurableAndReadBackExactly) {
   EXPECT_EQ(ParsePrivacyLedger(ReadAll(path))->records.size(), 3u);
 }
 
-TEST(PrivacyLedgerTest, RoundsMayRepeatAfterARollbackButNeverJumpAhead) {
+TEST(PrivacyLedgerTest, RoundsMayRepeatAfterARollbackAndInvalidRecordsAreRefused) {
   auto ledger = PrivacyLedger::Open(FreshPath("order"));
   ASSERT_TRUE(ledger.ok());
-  ASSERT_TRUE(ledger->Append(Record(1, 0.1)).ok());
-  ASSERT_TRUE(ledger->Append(Record(2, 0.2)).ok());
-  ASSERT_TRUE(ledger->Append(Record(2, 0.3)).ok());  // round 2 re-run after an override
-  absl::Status jump = ledger->Append(Record(4, 0.4));
-  EXPECT_EQ(jump.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(jump.message(), HasSubstr("round 4 after round 2"));
+  ASSERT_TRUE(ledger->Append(Record(7, 0.1)).ok());  // a ledger begun after 6 checkpointed rounds
+  ASSERT_TRUE(ledger->Append(Record(8, 0.2)).ok());
+  ASSERT_TRUE(ledger->Append(Record(8, 0.3)).ok());  // round 8 re-run after an override
+  EXPECT_EQ(ledger->max_round(), 8);
   for (const PrivacyLedgerRecord& bad :
        {PrivacyLedgerRecord{0, 0.1, 1, 0}, PrivacyLedgerRecord{3, 0, 1, 0},
         PrivacyLedgerRecord{3, 1.5, 1, 0}, PrivacyLedgerRecord{3, 0.1, 0, 0},
@@ -117,10 +116,13 @@ TEST(PrivacyLedgerTest, CorruptWholeRecordsAreDataLossNamingTheRecord) {
     EXPECT_EQ(parsed.status().code(), absl::StatusCode::kDataLoss) << c.byte;
     EXPECT_THAT(parsed.status().message(), HasSubstr(c.message)) << c.byte;
   }
-  // A record whose values are out of range or whose round jumps ahead, with a valid checksum.
-  std::string jump =
-      EncodePrivacyLedgerRecord(Record(1, 0.1)) + EncodePrivacyLedgerRecord(Record(3, 0.2));
-  EXPECT_THAT(ParsePrivacyLedger(jump).status().message(), HasSubstr("round 3 after round 1"));
+  // A record whose values are out of range, with a valid checksum.
+  const std::string zero_round =
+      EncodePrivacyLedgerRecord(Record(1, 0.1)) + EncodePrivacyLedgerRecord(Record(0, 0.2));
+  EXPECT_THAT(ParsePrivacyLedger(zero_round).status().message(),
+              HasSubstr("record 1 (byte 48): round 0 is not >= 1"));
+  const std::string nan_epsilon = EncodePrivacyLedgerRecord(Record(1, std::nan("")));
+  EXPECT_EQ(ParsePrivacyLedger(nan_epsilon).status().code(), absl::StatusCode::kDataLoss);
   // Open names the file.
   const std::string path = FreshPath("corrupt");
   std::string bytes = good;
