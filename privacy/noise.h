@@ -20,8 +20,7 @@
 // problem; use it where the noisy values are exposed exactly. The coordinator's and the
 // simulator's central DP release does (privacy/central_discrete_noise.h, on the exact integer sum),
 // as does distributed DP under secure aggregation; CentralDpAverage below with noise_stddev 0 is
-// their division by the fixed denominator, and adaptive clipping's count noise is still this
-// Gaussian.
+// their division by the fixed denominator, and adaptive clipping's count noise is discrete too.
 #ifndef FEDKIT_PRIVACY_NOISE_H_
 #define FEDKIT_PRIVACY_NOISE_H_
 
