@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
+#include "privacy/central_discrete_noise.h"
 
 namespace fedkit::aggregation {
 namespace {
@@ -164,6 +165,33 @@ std::unique_ptr<Aggregator> WeightedFedAvgAggregator::CloneEmpty() const {
 // ---------------------------------------------------------------------------------------------
 // UnitWeightDpAggregator
 
+absl::StatusOr<std::vector<float>> CentralDpRelease(const ExactSum& sum, double clip_bound,
+                                                    double noise_stddev, double fixed_denominator,
+                                                    privacy::RandomSource& noise) {
+  if (!std::isfinite(clip_bound) || clip_bound <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the clip bound must be finite and positive, not ", clip_bound));
+  }
+  if (!(fixed_denominator > 0.0 && std::isfinite(fixed_denominator))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("fixed denominator must be finite and > 0, got ", fixed_denominator));
+  }
+  const double scale = sum.fixed_point().scale;
+  // One update moves the integer sum by its rounded terms: L2 norm <= clip_bound * scale plus half
+  // a unit per coordinate.
+  const double sensitivity =
+      clip_bound * scale + 0.5 * std::sqrt(static_cast<double>(sum.dimension()));
+  FEDKIT_ASSIGN_OR_RETURN(
+      privacy::CentralDiscreteNoise mechanism,
+      privacy::CentralDiscreteNoise::Create(noise_stddev * scale, sensitivity, sum.dimension()));
+  const std::vector<absl::int128> noised = mechanism.Noise(sum.fixed_point_sums(), noise);
+  std::vector<float> average(noised.size());
+  for (size_t i = 0; i < noised.size(); ++i) {
+    average[i] = static_cast<float>(static_cast<double>(noised[i]) / scale / fixed_denominator);
+  }
+  return average;
+}
+
 absl::StatusOr<std::unique_ptr<UnitWeightDpAggregator>> UnitWeightDpAggregator::Create(
     int64_t dimension, double clip_bound, double noise_stddev, double fixed_denominator,
     privacy::RandomSource* noise) {
@@ -237,8 +265,8 @@ absl::StatusOr<AggregateReport> UnitWeightDpAggregator::Report() {
   report.total_examples = total_examples_;
   privacy::SeededRandomSource no_noise(0);  // unused when the standard deviation is 0
   FEDKIT_ASSIGN_OR_RETURN(report.average,
-                          privacy::CentralDpAverage(sum_.Sum(), noise_stddev_, fixed_denominator_,
-                                                    noise_ != nullptr ? *noise_ : no_noise));
+                          CentralDpRelease(sum_, clip_bound_, noise_stddev_, fixed_denominator_,
+                                           noise_ != nullptr ? *noise_ : no_noise));
   reported_ = true;
   return report;
 }

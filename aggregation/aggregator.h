@@ -12,8 +12,9 @@
 //   WeightedFedAvgAggregator  sum_u w_u delta_u / sum_u w_u, w_u = the client's example count
 //                             (McMahan et al. 2017).
 //   UnitWeightDpAggregator    DP-FedAvg (McMahan et al. 2018): every update clipped to L2 norm S
-//                             weighs 1; Report adds N(0, stddev^2) to each coordinate of the sum
-//                             and divides by a fixed denominator.
+//                             weighs 1; Report adds discrete Gaussian noise of standard deviation
+//                             >= stddev to each coordinate of the exact integer sum
+//                             (CentralDpRelease) and divides by a fixed denominator.
 // (Secure aggregation accumulates masked vectors modulo 2^bits: privacy/secagg/server.h folds each
 // masked input into its running sum the same way, and unmasks at the end of the protocol.)
 //
@@ -123,8 +124,20 @@ class WeightedFedAvgAggregator final : public Aggregator {
   bool reported_ = false;
 };
 
-// DP-FedAvg's unit-weight sum with central Gaussian noise at Report. `noise` is borrowed: it must
-// outlive the aggregator, and only Report uses it (on the calling thread). Create:
+// DP-FedAvg's central release from the exact sum of unit-weight updates of L2 norm <= clip_bound:
+// (sum + noise) / fixed_denominator per coordinate, as floats, where the noise is the discrete
+// Gaussian on a fixed-point grid of the sum's integers (privacy/central_discrete_noise.h, with
+// sensitivity clip_bound plus the sum's per-term rounding, and standard deviation >= noise_stddev
+// in value units), so that no floating-point noise is ever released (Mironov 2012). The coordinator
+// and the simulator both release through here, so a seeded run is the same bit for bit.
+// INVALID_ARGUMENT if noise_stddev is negative or not finite, clip_bound or fixed_denominator is
+// not positive and finite. noise_stddev 0 draws nothing.
+absl::StatusOr<std::vector<float>> CentralDpRelease(const ExactSum& sum, double clip_bound,
+                                                    double noise_stddev, double fixed_denominator,
+                                                    privacy::RandomSource& noise);
+
+// DP-FedAvg's unit-weight sum with central noise at Report (CentralDpRelease). `noise` is borrowed:
+// it must outlive the aggregator, and only Report uses it (on the calling thread). Create:
 // INVALID_ARGUMENT unless dimension >= 1, clip_bound > 0, noise_stddev >= 0 and
 // fixed_denominator > 0 (all finite). Accumulate refuses an update whose L2 norm exceeds
 // clip_bound (the sensitivity the noise is calibrated to).

@@ -7,6 +7,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "privacy/central_discrete_noise.h"
 #include "privacy/noise.h"
 
 namespace fedkit::aggregation {
@@ -200,17 +201,32 @@ TEST(UnitWeightDpAggregatorTest, WithoutNoiseTheReleaseIsTheSumOverTheFixedDenom
   EXPECT_EQ(report.total_examples, 107);
 }
 
-TEST(UnitWeightDpAggregatorTest, NoiseIsTheCentralMechanismsOnTheExactSum) {
+TEST(UnitWeightDpAggregatorTest, NoiseIsDiscreteGaussianOnTheExactIntegerSum) {
   constexpr int kD = 40;
   const std::vector<Update> updates = RandomUpdates(30, kD, 1.0, 5);
   privacy::SeededRandomSource noise(42);
-  auto dp = *UnitWeightDpAggregator::Create(kD, UpdateValueBound(1.0), 1.3, 50.0, &noise);
+  const double bound = UpdateValueBound(1.0);
+  auto dp = *UnitWeightDpAggregator::Create(kD, bound, 1.3, 50.0, &noise);
   for (const Update& u : updates) ASSERT_TRUE(dp->Accumulate(u.delta, u.examples).ok());
-  const std::vector<double> exact_sum = dp->sum().Sum();
+  const ExactSum sum = dp->sum();
   const AggregateReport report = *dp->Report();
   privacy::SeededRandomSource same(42);
-  const std::vector<float> expected = *privacy::CentralDpAverage(exact_sum, 1.3, 50.0, same);
-  EXPECT_EQ(report.average, expected);
+  EXPECT_EQ(report.average, *CentralDpRelease(sum, bound, 1.3, 50.0, same));
+  // By hand: the discrete Gaussian on the grid of the integer sum (sensitivity: the bound plus the
+  // terms' rounding), whole grid steps, then the division.
+  const double scale = sum.fixed_point().scale;
+  auto mechanism = privacy::CentralDiscreteNoise::Create(
+      1.3 * scale, bound * scale + 0.5 * std::sqrt(static_cast<double>(kD)), kD);
+  ASSERT_TRUE(mechanism.ok()) << mechanism.status();
+  privacy::SeededRandomSource again(42);
+  const std::vector<absl::int128> exact = sum.fixed_point_sums();
+  const std::vector<absl::int128> noised = mechanism->Noise(exact, again);
+  const absl::int128 step = absl::int128(1) << mechanism->grid_bits();
+  const std::vector<double> exact_sum = sum.Sum();
+  for (int j = 0; j < kD; ++j) {
+    EXPECT_EQ(noised[j] % step, 0) << j;
+    EXPECT_EQ(report.average[j], static_cast<float>(static_cast<double>(noised[j]) / scale / 50.0));
+  }
   // And the noise is really there: the release differs from the noiseless one.
   std::vector<float> noiseless(kD);
   for (int j = 0; j < kD; ++j) noiseless[j] = static_cast<float>(exact_sum[j] / 50.0);

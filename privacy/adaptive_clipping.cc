@@ -4,7 +4,9 @@
 #include <cmath>
 #include <limits>
 
+#include "absl/numeric/int128.h"
 #include "absl/strings/str_cat.h"
+#include "privacy/central_discrete_noise.h"
 
 namespace fedkit::privacy {
 
@@ -64,7 +66,15 @@ absl::StatusOr<AdaptiveClippingStep> AdaptiveClipping::Update(double unclipped_c
   }
   double centered = unclipped_count - 0.5 * num_reports;
   if (options_.clipped_count_stddev > 0) {
-    centered += options_.clipped_count_stddev * StandardGaussian(random);
+    // The discrete Gaussian on a fine fixed-point grid of the centred count: one client moves it
+    // by 1/2, and the release is an integer (no floating-point noise; Mironov 2012).
+    constexpr int kCountFractionBits = 40;
+    const double scale = std::ldexp(1.0, kCountFractionBits);
+    absl::StatusOr<CentralDiscreteNoise> noise =
+        CentralDiscreteNoise::Create(options_.clipped_count_stddev * scale, 0.5 * scale, /*dim=*/1);
+    if (!noise.ok()) return noise.status();
+    const absl::int128 units(std::round(centered * scale));
+    centered = static_cast<double>(noise->Noise({units}, random)[0]) / scale;
   }
   return UpdateFromNoisedCenteredSum(centered);
 }

@@ -81,7 +81,9 @@ class AdaptiveClipping {
   }
 
   // Server step: unclipped_count = sum_i b_i over the num_reports updates received this round.
-  // Adds N(0, sigma_b^2) drawn from `random` to the centred count, then updates the clip. The new
+  // Adds noise of stddev >= sigma_b drawn from `random` to the centred count, then updates the
+  // clip. The noise is the discrete Gaussian on a 2^-40 grid of the count (sensitivity 1/2, the
+  // centred bit's; privacy/central_discrete_noise.h), not floating-point noise. The new
   // clip is kept within [DBL_MIN, DBL_MAX], so it never underflows to 0 (which ClipL2InPlace would
   // read as "do not clip") after a long run of zero updates, nor overflows to infinity.
   // INVALID_ARGUMENT unless 0 <= unclipped_count <= num_reports, both finite.

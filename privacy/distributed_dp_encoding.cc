@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
+#include "privacy/central_discrete_noise.h"
 #include "privacy/distributed_dp.h"
 
 namespace fedkit::privacy {
@@ -241,6 +242,36 @@ absl::StatusOr<DistributedDpSum> DecodeDistributedDpSum(const DistributedDpEncod
   if (encoding.with_count) {
     decoded.noised_centered_count =
         to_signed(sum.back()) / (2.0 * static_cast<double>(encoding.count_half_step));
+  }
+  return decoded;
+}
+
+absl::StatusOr<DistributedDpSum> DecodeDistributedDpSumWithCentralNoise(
+    const DistributedDpEncoding& encoding, absl::Span<const uint64_t> sum, double clip_norm,
+    double noise_multiplier, RandomSource& noise) {
+  // Decoded once without noise: the checks, and the exact count.
+  FEDKIT_ASSIGN_OR_RETURN(DistributedDpSum decoded,
+                          DecodeDistributedDpSum(encoding, sum, clip_norm));
+  if (!(noise_multiplier >= 0) || !std::isfinite(noise_multiplier)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("noise multiplier must be finite and >= 0, got ", noise_multiplier));
+  }
+  FEDKIT_ASSIGN_OR_RETURN(
+      CentralDiscreteNoise mechanism,
+      CentralDiscreteNoise::Create(noise_multiplier * encoding.value_sensitivity,
+                                   encoding.value_sensitivity, encoding.dim));
+  const int bits = encoding.modulus_bits;
+  const uint64_t mask = Mask(bits);
+  const uint64_t sign_bit = uint64_t{1} << (bits - 1);
+  std::vector<absl::int128> values(encoding.dim);
+  for (int64_t i = 0; i < encoding.dim; ++i) {
+    const uint64_t u = sum[i];
+    values[i] = static_cast<int64_t>((u & sign_bit) != 0 ? (u | ~mask) : u);
+  }
+  const std::vector<absl::int128> noised = mechanism.Noise(values, noise);
+  const double unscale = clip_norm / encoding.scaled_clip;
+  for (int64_t i = 0; i < encoding.dim; ++i) {
+    decoded.sum[i] = static_cast<double>(noised[i]) * unscale;
   }
   return decoded;
 }

@@ -123,6 +123,17 @@ absl::StatusOr<DistributedDpSum> DecodeDistributedDpSum(const DistributedDpEncod
                                                         absl::Span<const uint64_t> sum,
                                                         double clip_norm);
 
+// Central DP under secure aggregation: DecodeDistributedDpSum of the (noise-free, z = 0)
+// encoding's unmasked sum after adding the server's noise to its d value coordinates as integers:
+// the discrete Gaussian of privacy/central_discrete_noise.h with sensitivity value_sensitivity and
+// standard deviation noise_multiplier * value_sensitivity (grid units), so no floating-point noise
+// is released. The count coordinate is decoded exactly (the caller noises the count). The
+// coordinator and the simulator both call this. INVALID_ARGUMENT as DecodeDistributedDpSum, or for
+// a negative or non-finite noise_multiplier.
+absl::StatusOr<DistributedDpSum> DecodeDistributedDpSumWithCentralNoise(
+    const DistributedDpEncoding& encoding, absl::Span<const uint64_t> sum, double clip_norm,
+    double noise_multiplier, RandomSource& noise);
+
 // The smallest fraction f of n clients such that Binomial(n, dropout_rate) exceeds f n with
 // probability at most `tail`: a dropout_tolerance for clients that each drop independently with
 // dropout_rate, so that a round aborts for too few survivors at most that often. 0 if

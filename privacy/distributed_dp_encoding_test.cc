@@ -215,5 +215,44 @@ TEST(DropoutToleranceForRateTest, IsTheBinomialUpperTailQuantile) {
   EXPECT_LT(DropoutToleranceForRate(1000, 0.1), 0.135);  // concentrates with n
 }
 
+// Central DP under secure aggregation: the server's noise is whole encoding steps added to the
+// unmasked integer sum, with variance (z Delta_v)^2 in steps (five standard errors of the sample
+// variance, sqrt(2 / n) relative), and the count is decoded exactly.
+TEST(DistributedDpEncodingTest, CentralNoiseOnTheUnmaskedSumIsWholeStepsOfTheRightVariance) {
+  DistributedDpEncodingOptions options;
+  options.modulus_bits = 24;  // a scale whose noise fits the unit grid (no coarser rounding)
+  options.max_clients = 10;
+  options.dim = 100000;
+  options.with_count = true;
+  absl::StatusOr<DistributedDpEncoding> e = ChooseDistributedDpEncoding(options);  // z = 0
+  ASSERT_TRUE(e.ok()) << e.status();
+  std::vector<uint64_t> sum(e->length(), 0);
+  const uint64_t mask = (uint64_t{1} << 24) - 1;
+  sum.back() = static_cast<uint64_t>(3 * e->count_half_step) & mask;  // centred count 1.5
+  const double clip = 2.0;
+  const double z = 0.9;
+  SeededRandomSource noise(99);
+  auto noised = DecodeDistributedDpSumWithCentralNoise(*e, sum, clip, z, noise);
+  ASSERT_TRUE(noised.ok()) << noised.status();
+  ASSERT_TRUE(noised->noised_centered_count.has_value());
+  EXPECT_EQ(*noised->noised_centered_count, 1.5);
+  const double unscale = clip / e->scaled_clip;
+  const double sigma = z * e->value_sensitivity;
+  ASSERT_LT(sigma, 16777216.0);
+  double sum_squares = 0;
+  for (double v : noised->sum) {
+    const double steps = v / unscale;
+    ASSERT_NEAR(steps, std::round(steps), 1e-6) << "not a whole number of encoding steps";
+    sum_squares += steps * steps;
+  }
+  const double n = static_cast<double>(options.dim);
+  EXPECT_NEAR(sum_squares / n / (sigma * sigma), 1.0, 5 * std::sqrt(2.0 / n));
+  // Without noise it is DecodeDistributedDpSum.
+  auto exact = DecodeDistributedDpSumWithCentralNoise(*e, sum, clip, 0.0, noise);
+  ASSERT_TRUE(exact.ok());
+  EXPECT_EQ(exact->sum, DecodeDistributedDpSum(*e, sum, clip)->sum);
+  EXPECT_FALSE(DecodeDistributedDpSumWithCentralNoise(*e, sum, clip, -1, noise).ok());
+}
+
 }  // namespace
 }  // namespace fedkit::privacy

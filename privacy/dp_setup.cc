@@ -1,5 +1,6 @@
 #include "privacy/dp_setup.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/cord.h"
@@ -14,6 +15,7 @@ namespace {
 constexpr uint64_t kValueNoiseTag = 0x64702d76616c;   // "dp-val": central noise on the sum
 constexpr uint64_t kCountNoiseTag = 0x64702d636e74;   // "dp-cnt": central noise on the count
 constexpr uint64_t kClientNoiseTag = 0x64702d636c69;  // "dp-cli": a client's distributed share
+constexpr uint64_t kSamplingTag = 0x64702d736d70;     // "dp-smp": a round's sample
 
 // INVALID_ARGUMENT blaming `field`.
 absl::Status FieldError(absl::string_view field, absl::string_view message) {
@@ -168,7 +170,10 @@ absl::StatusOr<DpSetup> SetUpDp(const DpSettings& settings, const DpRoundShape& 
   const double m = static_cast<double>(shape.clients_per_round);
   const double z = settings.noise_multiplier;
   DpSetup setup;
-  setup.sampling_rate = m / static_cast<double>(shape.population);
+  const int64_t sampled =
+      std::min(shape.population,
+               shape.sampled_per_round > 0 ? shape.sampled_per_round : shape.clients_per_round);
+  setup.sampling_rate = static_cast<double>(sampled) / static_cast<double>(shape.population);
   const bool adaptive = settings.adaptive_clip_quantile.has_value();
   // Without noise there is no privacy to protect: the count is not noised either.
   setup.clipped_count_stddev = adaptive && z > 0 ? DefaultClippedCountStddev(m) : 0.0;
@@ -208,6 +213,11 @@ uint64_t CountNoiseSeed(uint64_t base, int64_t round) {
 uint64_t ClientNoiseSeed(uint64_t base, int64_t round, int64_t client_index) {
   return DeriveSeed(
       base, {static_cast<uint64_t>(round), static_cast<uint64_t>(client_index), kClientNoiseTag});
+}
+
+uint64_t DpSamplingSeed(uint64_t base, int64_t round, int64_t attempt) {
+  return DeriveSeed(base,
+                    {static_cast<uint64_t>(round), static_cast<uint64_t>(attempt), kSamplingTag});
 }
 
 }  // namespace fedkit::privacy

@@ -13,7 +13,8 @@
 // Adaptive clipping (Andrew et al. 2021, privacy/adaptive_clipping.h) moves S towards a quantile of
 // the update norms; the clients' unclipped bits are counted with noise sigma_b = m / 20 and the
 // update noise rises to z_delta so that the round costs what z alone would. The accountant
-// composes the Poisson-subsampled Gaussian at q = clients per round / population.
+// composes the Poisson-subsampled Gaussian at q = clients sampled per round (over-selection
+// included) / population.
 //
 // Thread safety: plain values and a pure function.
 #ifndef FEDKIT_PRIVACY_DP_SETUP_H_
@@ -55,9 +56,12 @@ struct DpSettings {
 // The run DP applies to.
 struct DpRoundShape {
   int64_t clients_per_round = 0;  // m, the fixed denominator and the encoding's headroom
-  int64_t population = 0;         // devices that may be sampled (q = m / population)
-  int64_t dim = 0;                // model parameters
-  double clip_norm = 0.0;         // S (the initial clip with adaptive clipping)
+  int64_t population = 0;         // devices that may be sampled (q = sampled / population)
+  // Clients sampled per round, over-selection included (any of them may be summed): the
+  // accountant's q is this over the population. 0 means clients_per_round.
+  int64_t sampled_per_round = 0;
+  int64_t dim = 0;         // model parameters
+  double clip_norm = 0.0;  // S (the initial clip with adaptive clipping)
   // Under secure aggregation: the modulus the unit-weight encoding must fit.
   std::optional<int> secure_aggregation_modulus_bits;
   double expected_dropout_rate = 0.0;  // sizes the default dropout tolerance (distributed)
@@ -78,7 +82,7 @@ std::optional<std::string> DpErrorField(const absl::Status& status);
 
 // What SetUpDp derives (for the round engine, logs and tests).
 struct DpSetup {
-  double sampling_rate = 0.0;                // q
+  double sampling_rate = 0.0;                // q = min(sampled per round, population) / population
   double accounting_noise_multiplier = 0.0;  // what the accountant composes (0: no accounting)
   // Noise stddev on the sum of clipped updates, in units of the clip norm (central: z_delta;
   // distributed: with min_surviving_clients survivors).
@@ -105,6 +109,9 @@ DistributedDpEncodingOptions EncodingOptions(const DpSettings& settings, const D
 uint64_t ValueNoiseSeed(uint64_t base, int64_t round);
 uint64_t CountNoiseSeed(uint64_t base, int64_t round);
 uint64_t ClientNoiseSeed(uint64_t base, int64_t round, int64_t client_index);
+// The seed of a DP round's sample (round, and restarts of it after abandonment) when a test fixes
+// the coordinator's randomness; a deployment draws it from SecureRandomSource.
+uint64_t DpSamplingSeed(uint64_t base, int64_t round, int64_t attempt);
 
 }  // namespace fedkit::privacy
 

@@ -17,8 +17,10 @@
 // but not a hardened implementation: there is no snapping mechanism, and rounding the release to
 // float32 blurs the effect without provably removing it. The discrete Gaussian of
 // privacy/discrete_gaussian.h, sampled exactly with integer arithmetic, does not have this
-// problem; use it where the noisy values are exposed exactly (distributed DP under secure
-// aggregation).
+// problem; use it where the noisy values are exposed exactly. The coordinator's and the
+// simulator's central DP release does (privacy/central_discrete_noise.h, on the exact integer sum),
+// as does distributed DP under secure aggregation; CentralDpAverage below with noise_stddev 0 is
+// their division by the fixed denominator, and adaptive clipping's count noise is discrete too.
 #ifndef FEDKIT_PRIVACY_NOISE_H_
 #define FEDKIT_PRIVACY_NOISE_H_
 

@@ -38,6 +38,7 @@
 #include "server/checkpoint.h"
 #include "server/client_sampler.h"
 #include "server/grpc_service.h"
+#include "server/privacy_ledger.h"
 #include "server/round_coordinator.h"
 
 namespace fedkit::server {
@@ -96,6 +97,7 @@ struct Flags {
   double adaptive_clip_lr = 0.2;
   double dp_dropout_tolerance = -1;  // < 0: derived from --secagg-design-dropout
   std::optional<uint64_t> dp_noise_seed;
+  bool allow_privacy_rollback = false;
   std::string secagg = "none";
   int secagg_modulus_bits = 32;
   double secagg_phase_timeout = 60;
@@ -251,14 +253,16 @@ int Run(int argc, char** argv) {
   app.add_flag("--insecure", f.insecure, "Serve plaintext (no TLS)");
   app.add_option("--dp", f.dp,
                  "Differential privacy (DP-FedAvg: clipped deltas of weight 1, fixed denominator; "
-                 "needs --clip-norm and --dp-population): none | central (Gaussian noise on the "
-                 "sum, added here) | distributed (the devices add discrete Gaussian shares before "
+                 "needs --clip-norm and --dp-population): none | central (discrete Gaussian noise "
+                 "on the exact sum, added here) | distributed (the devices add discrete Gaussian "
+                 "shares before "
                  "secure aggregation masks them; needs --secagg)");
   app.add_option("--noise-multiplier", f.noise_multiplier, "DP noise stddev / clip norm (z)")
       ->check(cli::Positive());
   app.add_option("--dp-population", f.dp_population,
-                 "DP: number of devices that may be sampled (sampling rate = clients per round / "
-                 "population)")
+                 "DP: a round samples only when at least this many devices are waiting; each "
+                 "round accounts q = devices assigned (over-selection included) / devices waiting "
+                 "<= ceil(clients per round x (1 + over-select)) / population")
       ->check(cli::NonNegative());
   app.add_option("--adaptive-clip-quantile", f.adaptive_clip_quantile,
                  "DP: move the clip norm towards this quantile of the update norms each round "
@@ -275,6 +279,10 @@ int Run(int argc, char** argv) {
                  "Draw the DP noise from streams seeded by this (to reproduce a fedkit-sim run "
                  "with --seed equal to it); TESTS ONLY: anyone who knows it can remove the noise. "
                  "Default: the system CSPRNG");
+  app.add_flag("--allow-privacy-rollback", f.allow_privacy_rollback,
+               "DP: resume even though the privacy ledger (--checkpoint-dir/privacy-ledger) "
+               "records rounds beyond the newest readable checkpoint; they are re-run and charged "
+               "again on top of the privacy the ledger says was spent");
   app.add_option("--delta", f.delta, "DP delta at which epsilon is reported")
       ->check(cli::BelowOne());
   app.add_option("--target-epsilon", f.target_epsilon,
@@ -441,16 +449,22 @@ int Run(int argc, char** argv) {
     shape.population = f.dp_population;
     shape.clip_norm = f.clip_norm;
     if (f.secagg != "none") shape.secure_aggregation_modulus_bits = f.secagg_modulus_bits;
-    if (absl::Status valid = privacy::ValidateDpSettings(dp, shape); !valid.ok()) {
-      const cli::FlagError error = cli::InFlags(valid, cli::DpFieldFlags("--dp-population"));
+    absl::Status valid = privacy::ValidateDpSettings(dp, shape);
+    if (valid.ok())
+      valid = ValidateDpPopulation(f.dp_population, f.clients_per_round, f.over_select);
+    if (!valid.ok()) {
+      cli::FieldFlags flags = cli::DpFieldFlags("--dp-population");
+      flags.push_back({"over_select", "--over-select"});
+      const cli::FlagError error = cli::InFlags(valid, flags);
       return UsageError(error.flag.empty() ? "--dp" : error.flag, error.message);
     }
     options.dp = dp;
     options.population = f.dp_population;
     options.dp_noise_seed = f.dp_noise_seed;
   } else {
-    for (const char* flag : {"--target-epsilon", "--adaptive-clip-quantile",
-                             "--dp-dropout-tolerance", "--dp-noise-seed"}) {
+    for (const char* flag :
+         {"--target-epsilon", "--adaptive-clip-quantile", "--dp-dropout-tolerance",
+          "--dp-noise-seed", "--allow-privacy-rollback"}) {
       if (app.count(flag) > 0) return UsageError(flag, "needs --dp central or distributed");
     }
   }
@@ -504,6 +518,25 @@ int Run(int argc, char** argv) {
     auto opened = CheckpointStore::Open(f.checkpoint_dir);
     if (!opened.ok()) return UsageError("--checkpoint-dir", opened.status().message());
     checkpoints = std::move(*opened);
+  } else if (f.allow_privacy_rollback) {
+    return UsageError("--allow-privacy-rollback", "needs --checkpoint-dir (the ledger is there)");
+  }
+  // DP with checkpoints: the privacy ledger beside them (server/privacy_ledger.h).
+  std::optional<PrivacyLedger> ledger;
+  if (checkpoints && options.dp.has_value()) {
+    const std::string path =
+        (std::filesystem::path(f.checkpoint_dir) / std::string(kPrivacyLedgerFileName)).string();
+    auto opened = PrivacyLedger::Open(path);
+    if (!opened.ok()) {
+      std::cerr << "fedkit-coordinator: " << opened.status().message() << "\n";
+      return 1;
+    }
+    ledger = std::move(*opened);
+    if (ledger->torn_tail_bytes() > 0) {
+      std::cerr << "fedkit-coordinator: " << path << ": dropped a torn last record ("
+                << ledger->torn_tail_bytes()
+                << " bytes; a crash mid-append, before that round was acknowledged)\n";
+    }
   }
   std::ofstream metrics;
   if (!f.metrics_out.empty()) {
@@ -532,6 +565,9 @@ int Run(int argc, char** argv) {
   }
   if (checkpoints) {
     hooks.save_checkpoint = [&](const v1::Checkpoint& c) { return checkpoints->Write(c); };
+  }
+  if (ledger) {
+    hooks.privacy_released = [&](const PrivacyLedgerRecord& r) { return ledger->Append(r); };
   }
   hooks.assignment_declined = [](const v1::DeclineRequest& d) {
     std::cerr << absl::StrFormat(
@@ -573,12 +609,15 @@ int Run(int argc, char** argv) {
     if (metrics.is_open()) metrics << line.dump() << "\n" << std::flush;
   };
 
+  cli::FieldFlags field_flags = cli::DpFieldFlags("--dp-population");
+  field_flags.push_back({"over_select", "--over-select"});
+  field_flags.push_back({"allow_privacy_rollback", "--allow-privacy-rollback"});
   auto coordinator = RoundCoordinator::Create(options, models::LayoutOf(**model),
                                               models::FlattenParameters(**model), hooks);
   if (!coordinator.ok()) {
-    std::cerr << "fedkit-coordinator: "
-              << cli::InFlags(coordinator.status(), cli::DpFieldFlags("--dp-population")).message
-              << "\n";
+    const cli::FlagError error = cli::InFlags(coordinator.status(), field_flags);
+    std::cerr << "fedkit-coordinator: " << (error.flag.empty() ? "" : error.flag + ": ")
+              << error.message << "\n";
     return 2;
   }
   // What one client can do to a round under these options (no clip norm, a large weight cap).
@@ -606,6 +645,16 @@ int Run(int argc, char** argv) {
       }
       std::cerr << "fedkit-coordinator: resumed after round " << (*newest)->rounds_completed()
                 << "\n";
+    }
+  }
+  if (ledger) {
+    // A checkpoint older than the ledger's last release (or none) would re-run released rounds.
+    absl::Status resumed =
+        (*coordinator)->ResumePrivacyLedger(ledger->records(), f.allow_privacy_rollback);
+    if (!resumed.ok()) {
+      std::cerr << "fedkit-coordinator: " << ledger->path() << ": "
+                << cli::InFlags(resumed, field_flags).message << "\n";
+      return 1;
     }
   }
 

@@ -1,9 +1,12 @@
 // RoundCoordinator with central DP: noised fixed-denominator average, epsilon per round from the
 // RDP accountant, the budget stop, and the accountant's state through a checkpoint.
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "privacy/adaptive_clipping.h"
@@ -12,6 +15,8 @@
 #include "privacy/noise.h"
 #include "privacy/rdp_accountant.h"
 #include "proto/secagg_conversion.h"
+#include "server/client_sampler.h"
+#include "server/privacy_ledger.h"
 #include "server/round_coordinator.h"
 
 namespace fedkit::server {
@@ -44,7 +49,7 @@ CoordinatorOptions DpOptions(std::optional<double> target_epsilon = std::nullopt
   dp.delta = 1e-5;
   dp.target_epsilon = target_epsilon;
   o.dp = dp;
-  o.population = 30;
+  o.population = 3;  // the whole fleet: a DP round waits for this many, so q = 3 / 3
   o.dp_noise_seed = 42;
   return o;
 }
@@ -108,18 +113,22 @@ TEST(CentralDpCoordinatorTest, CommitsTheNoisedFixedDenominatorAverageAndReports
   auto c = Make(DpOptions());
   ASSERT_TRUE(RunRound(*c, kStart));
   ASSERT_EQ(c->rounds_completed(), 1);
-  // The same noise stream, by hand: (sum of clipped deltas + N(0, (z S)^2)) / K, unit weights.
+  // The same noise stream, by hand: (sum of clipped deltas + discrete Gaussian noise of stddev
+  // >= z S on the exact sum's grid) / K, unit weights.
   privacy::SeededRandomSource noise(privacy::ValueNoiseSeed(42, 1));
-  const std::vector<double> sum = {0.9, -0.4};
-  auto expected = privacy::CentralDpAverage(sum, 0.8 * 1.0, 3.0, noise);
-  ASSERT_TRUE(expected.ok());
+  const double bound = aggregation::UpdateValueBound(1.0);
+  auto exact = aggregation::UnitWeightDpAggregator::Create(2, bound, 0.0, 1.0, nullptr);
+  ASSERT_TRUE(exact.ok());
+  for (const auto& delta : kDeltas) ASSERT_TRUE((*exact)->Accumulate(delta, 1).ok());
+  auto expected = aggregation::CentralDpRelease((*exact)->sum(), bound, 0.8 * 1.0, 3.0, noise);
+  ASSERT_TRUE(expected.ok()) << expected.status();
   const std::vector<float> global = c->global_parameters();  // server SGD, lr 1: 0 + average
   ASSERT_EQ(global.size(), 2u);
   for (int i = 0; i < 2; ++i) EXPECT_NEAR(global[i], (*expected)[i], 1e-6) << i;
   EXPECT_NE((*expected)[0], static_cast<float>(0.9 / 3));  // noise really was added
 
   privacy::RdpAccountant accountant;
-  ASSERT_TRUE(accountant.Compose(3.0 / 30.0, 0.8).ok());
+  ASSERT_TRUE(accountant.Compose(3.0 / 3.0, 0.8).ok());
   const double epsilon = accountant.Epsilon(1e-5)->epsilon;
   auto status = c->Status(kStart);
   ASSERT_EQ(status.history_size(), 1);
@@ -139,9 +148,9 @@ TEST(CentralDpCoordinatorTest, CommitsTheNoisedFixedDenominatorAverageAndReports
 TEST(CentralDpCoordinatorTest, StopsBeforeTheRoundThatWouldExceedTheBudget) {
   // Find the epsilon after 2 and 3 rounds and set the budget between them.
   privacy::RdpAccountant accountant;
-  ASSERT_TRUE(accountant.Compose(0.1, 0.8, 2).ok());
+  ASSERT_TRUE(accountant.Compose(1.0, 0.8, 2).ok());
   const double after_two = accountant.Epsilon(1e-5)->epsilon;
-  const double after_three = accountant.EpsilonAfter(0.1, 0.8, 1, 1e-5)->epsilon;
+  const double after_three = accountant.EpsilonAfter(1.0, 0.8, 1, 1e-5)->epsilon;
   auto c = Make(DpOptions((after_two + after_three) / 2));
   absl::Time now = kStart;
   int rounds = 0;
@@ -173,7 +182,7 @@ TEST(CentralDpCoordinatorTest, AccountantStateSurvivesACheckpoint) {
   ASSERT_TRUE(resumed->Restore(checkpoint).ok());
   ASSERT_TRUE(RunRound(*resumed, kStart + absl::Seconds(2)));
   privacy::RdpAccountant accountant;
-  ASSERT_TRUE(accountant.Compose(0.1, 0.8, 3).ok());
+  ASSERT_TRUE(accountant.Compose(1.0, 0.8, 3).ok());
   ASSERT_EQ(outcomes.size(), 1u);
   EXPECT_DOUBLE_EQ(*outcomes[0].epsilon, accountant.Epsilon(1e-5)->epsilon);
 
@@ -301,6 +310,7 @@ TEST(DistributedDpCoordinatorTest, OverSelectedRoundsTellDevicesHowManyInputsAre
   o.dp->noise_multiplier = 0.5;
   o.dp->dropout_tolerance = 0.34;
   o.over_select = 0.3;  // 4 assigned
+  o.population = 4;
   o.max_examples_per_client = 100;
   SecureAggregationSettings secure;
   secure.variant = secagg::Variant::kSecAggPlus;
@@ -331,6 +341,262 @@ TEST(DistributedDpCoordinatorTest, OverSelectedRoundsTellDevicesHowManyInputsAre
     EXPECT_THAT(refused.status().message(), HasSubstr("below the inputs the server sums (4)"));
   }
   EXPECT_EQ(assigned, 4);
+}
+
+// --- Sampling, accounting and the privacy ledger under DP ---
+
+// Uploads a small clipped delta for `id`'s current assignment; false if it has none.
+bool UploadIfAssigned(RoundCoordinator& c, const std::string& id, absl::Time now,
+                      v1::TrainingPlan* plan = nullptr) {
+  auto r = c.CheckIn(CheckInOf(id), now);
+  if (!r.ok() || !r->has_assignment()) return false;
+  if (plan != nullptr) *plan = r->assignment().plan();
+  v1::UpdateHeader h;
+  h.set_client_id(id);
+  h.set_assignment_id(r->assignment().assignment_id());
+  h.set_round(r->assignment().round());
+  h.set_num_examples(1);
+  h.set_total_size(2);
+  return c.SubmitUpdate(h, std::vector<float>{0.1f, 0.2f}, now).ok();
+}
+
+std::vector<std::string> Ids(const std::string& prefix, int n) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < n; ++i) ids.push_back(absl::StrFormat("%s%02d", prefix, i));
+  return ids;
+}
+
+TEST(DpSamplingTest, TheDevicesPlanRevealsNothingAboutTheSample) {
+  CoordinatorOptions o = DpOptions();
+  o.dp_noise_seed.reset();  // a deployment: the CSPRNG
+  o.population = 20;
+  const std::vector<std::string> fleet = Ids("d", 20);
+  // What a device could compute from its plan (run_seed 7) if the sample derived from it.
+  auto from_run_seed = SampleClients(20, 3, SamplingSeed(o.plan.run_seed(), 1, 0));
+  ASSERT_TRUE(from_run_seed.ok());
+  std::vector<std::string> run_seed_sample;
+  for (int64_t i : *from_run_seed) run_seed_sample.push_back(fleet[i]);
+  std::set<std::vector<std::string>> samples;
+  int equal_to_run_seed = 0;
+  std::string plan_bytes;
+  for (int trial = 0; trial < 6; ++trial) {
+    std::optional<RoundParticipation> record;
+    CoordinatorHooks hooks;
+    hooks.round_participation = [&](const RoundParticipation& p) { record = p; };
+    auto c = Make(o, std::move(hooks));
+    for (const std::string& id : fleet) ASSERT_TRUE(c->CheckIn(CheckInOf(id), kStart).ok());
+    std::vector<std::string> assigned;
+    for (const std::string& id : fleet) {
+      v1::TrainingPlan plan;
+      if (!UploadIfAssigned(*c, id, kStart, &plan)) continue;
+      assigned.push_back(id);
+      // Every coordinator hands every device the same plan, whoever it sampled.
+      if (plan_bytes.empty()) plan_bytes = plan.SerializeAsString();
+      EXPECT_EQ(plan.SerializeAsString(), plan_bytes);
+    }
+    ASSERT_EQ(assigned.size(), 3u);
+    ASSERT_EQ(c->rounds_completed(), 1);
+    samples.insert(assigned);
+    equal_to_run_seed += assigned == run_seed_sample ? 1 : 0;
+    // The operator's record holds the seed that reproduces the sample.
+    ASSERT_TRUE(record.has_value());
+    ASSERT_TRUE(record->sampling_seed.has_value());
+    auto again = SampleClients(20, 3, *record->sampling_seed);
+    ASSERT_TRUE(again.ok());
+    std::vector<std::string> resampled;
+    for (int64_t i : *again) resampled.push_back(record->pool[i]);
+    EXPECT_EQ(resampled, assigned);
+  }
+  // Six coordinators with the same plan drew different samples (all equal: probability 1140^-5),
+  // and not the one the run seed gives (twice or more by chance: below 2e-5).
+  EXPECT_GE(samples.size(), 2u);
+  EXPECT_LE(equal_to_run_seed, 1);
+}
+
+TEST(DpSamplingTest, QIsTheOverSelectedSampleOverThePoolReallySampledEachRound) {
+  CoordinatorOptions o = DpOptions();
+  o.over_select = 0.3;  // 4 assigned for K = 3: any of the 4 may be summed
+  o.population = 4;
+  o.min_available = 5;
+  std::vector<PrivacyLedgerRecord> ledger;
+  std::vector<RoundOutcome> outcomes;
+  CoordinatorHooks hooks;
+  hooks.privacy_released = [&](const PrivacyLedgerRecord& r) {
+    ledger.push_back(r);
+    return absl::OkStatus();
+  };
+  hooks.round_committed = [&](const RoundOutcome& r) { outcomes.push_back(r); };
+  auto c = Make(o, std::move(hooks));
+  const std::vector<std::string> first = Ids("a", 5);
+  for (const std::string& id : first) ASSERT_TRUE(c->CheckIn(CheckInOf(id), kStart).ok());
+  // Round 1 sampled 4 of 5. Six more devices wait meanwhile.
+  const std::vector<std::string> more = Ids("b", 6);
+  for (const std::string& id : more) ASSERT_TRUE(c->CheckIn(CheckInOf(id), kStart).ok());
+  int uploaded = 0;
+  for (const std::string& id : first) {
+    if (uploaded < 3 && UploadIfAssigned(*c, id, kStart)) ++uploaded;
+  }
+  ASSERT_EQ(c->rounds_completed(), 1);
+  // Round 2 samples 4 of the 7 waiting (the 6, and round 1's unsampled device).
+  ASSERT_TRUE(c->CheckIn(CheckInOf(more[0]), kStart).ok());
+  uploaded = 0;
+  for (const auto& ids : {first, more}) {
+    for (const std::string& id : ids) {
+      if (uploaded < 3 && UploadIfAssigned(*c, id, kStart)) ++uploaded;
+    }
+  }
+  ASSERT_EQ(c->rounds_completed(), 2);
+  ASSERT_EQ(outcomes.size(), 2u);
+  EXPECT_DOUBLE_EQ(*outcomes[0].sampling_rate, 4.0 / 5.0);
+  EXPECT_DOUBLE_EQ(*outcomes[1].sampling_rate, 4.0 / 7.0);
+  // The accountant composed the two different steps.
+  privacy::RdpAccountant accountant;
+  ASSERT_TRUE(accountant.Compose(4.0 / 5.0, 0.8).ok());
+  EXPECT_DOUBLE_EQ(*outcomes[0].epsilon, accountant.Epsilon(1e-5)->epsilon);
+  ASSERT_TRUE(accountant.Compose(4.0 / 7.0, 0.8).ok());
+  EXPECT_DOUBLE_EQ(*outcomes[1].epsilon, accountant.Epsilon(1e-5)->epsilon);
+  ASSERT_EQ(ledger.size(), 2u);
+  EXPECT_EQ(ledger[1], (PrivacyLedgerRecord{2, 4.0 / 7.0, 0.8, *outcomes[1].epsilon}));
+}
+
+TEST(DpSamplingTest, NoRoundStartsWithFewerDevicesThanThePopulation) {
+  CoordinatorOptions o = DpOptions();
+  o.population = 5;
+  o.retry_interval = absl::Seconds(60);  // nobody expires from the pool in this test
+  auto c = Make(o);
+  const std::vector<std::string> fleet = Ids("d", 5);
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(c->CheckIn(CheckInOf(fleet[i]), kStart).ok());
+  // Past the selection window with min_clients (3) waiting: a plain run would start; DP does not.
+  const absl::Time later = kStart + o.selection_timeout + absl::Seconds(5);
+  ASSERT_TRUE(c->Tick(later).ok());
+  EXPECT_EQ(c->Status(later).phase(), "waiting");
+  for (int i = 0; i < 4; ++i) {
+    auto r = c->CheckIn(CheckInOf(fleet[i]), later);
+    ASSERT_TRUE(r.ok());
+    EXPECT_FALSE(r->has_assignment());
+  }
+  ASSERT_TRUE(c->CheckIn(CheckInOf(fleet[4]), later).ok());
+  EXPECT_EQ(c->Status(later).phase(), "training");
+
+  // A population smaller than a round's over-selected sample is refused, naming the fields.
+  o.population = 3;
+  o.over_select = 0.3;
+  const absl::Status refused = RoundCoordinator::Create(o, TinyLayout(), {0, 0}, {}).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.message(), HasSubstr("`population` (3)"));
+  EXPECT_THAT(refused.message(), HasSubstr("`over_select`"));
+  EXPECT_THAT(refused.message(), HasSubstr("= 4"));
+  EXPECT_EQ(privacy::DpErrorField(refused), "population");
+}
+
+// Hooks that keep every checkpoint, ledger record and the order they were written in.
+struct LedgerRecorder {
+  std::vector<v1::Checkpoint> checkpoints;
+  std::vector<PrivacyLedgerRecord> ledger;
+  std::vector<RoundOutcome> outcomes;
+  std::vector<std::string> events;
+  absl::Status ledger_status = absl::OkStatus();
+  CoordinatorHooks Hooks() {
+    CoordinatorHooks hooks;
+    hooks.privacy_released = [this](const PrivacyLedgerRecord& r) {
+      events.push_back(absl::StrCat("ledger ", r.round));
+      if (!ledger_status.ok()) return ledger_status;
+      ledger.push_back(r);
+      return absl::OkStatus();
+    };
+    hooks.save_checkpoint = [this](const v1::Checkpoint& cp) {
+      events.push_back(absl::StrCat("checkpoint ", cp.rounds_completed()));
+      checkpoints.push_back(cp);
+      return absl::OkStatus();
+    };
+    hooks.round_committed = [this](const RoundOutcome& r) { outcomes.push_back(r); };
+    return hooks;
+  }
+};
+
+TEST(PrivacyLedgerCoordinatorTest, ResumingFromAnOlderCheckpointIsRefusedWithoutTheOverride) {
+  LedgerRecorder first;
+  auto c = Make(DpOptions(), first.Hooks());
+  ASSERT_TRUE(RunRound(*c, kStart));
+  ASSERT_TRUE(RunRound(*c, kStart + absl::Seconds(1)));
+  // Each release is on the ledger before its checkpoint.
+  EXPECT_EQ(first.events,
+            (std::vector<std::string>{"ledger 1", "checkpoint 1", "ledger 2", "checkpoint 2"}));
+  ASSERT_EQ(first.ledger.size(), 2u);
+  EXPECT_EQ(first.ledger[0].round, 1);
+  EXPECT_DOUBLE_EQ(first.ledger[0].sampling_rate, 1.0);
+  EXPECT_DOUBLE_EQ(first.ledger[0].noise_multiplier, 0.8);
+  EXPECT_DOUBLE_EQ(first.ledger[1].epsilon, *first.outcomes[1].epsilon);
+  privacy::RdpAccountant three;
+  ASSERT_TRUE(three.Compose(1.0, 0.8, 3).ok());
+  const double epsilon_three = three.Epsilon(1e-5)->epsilon;
+
+  // The newest checkpoint (round 2) was lost: resuming from round 1's is refused...
+  auto older = Make(DpOptions());
+  ASSERT_TRUE(older->Restore(first.checkpoints[0]).ok());
+  const absl::Status refused = older->ResumePrivacyLedger(first.ledger, false);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.message(), HasSubstr("records round 2 as released"));
+  EXPECT_THAT(refused.message(), HasSubstr("resumes after round 1"));
+  EXPECT_THAT(refused.message(), HasSubstr("`allow_privacy_rollback`"));
+  // ... as is starting afresh (every checkpoint deleted).
+  auto fresh = Make(DpOptions());
+  EXPECT_EQ(fresh->ResumePrivacyLedger(first.ledger, false).code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  // With the override, round 2 is re-run, charged on top of the two released rounds.
+  LedgerRecorder overridden;
+  auto rerun = Make(DpOptions(), overridden.Hooks());
+  ASSERT_TRUE(rerun->Restore(first.checkpoints[0]).ok());
+  ASSERT_TRUE(rerun->ResumePrivacyLedger(first.ledger, true).ok());
+  ASSERT_TRUE(RunRound(*rerun, kStart + absl::Seconds(2)));
+  ASSERT_EQ(overridden.outcomes.size(), 1u);
+  EXPECT_EQ(overridden.outcomes[0].round, 2);
+  EXPECT_DOUBLE_EQ(*overridden.outcomes[0].epsilon, epsilon_three);
+
+  // From the newest checkpoint the ledger agrees: no override needed, nothing charged twice.
+  LedgerRecorder resumed;
+  auto newest = Make(DpOptions(), resumed.Hooks());
+  ASSERT_TRUE(newest->Restore(first.checkpoints[1]).ok());
+  ASSERT_TRUE(newest->ResumePrivacyLedger(first.ledger, false).ok());
+  ASSERT_TRUE(RunRound(*newest, kStart + absl::Seconds(2)));
+  EXPECT_DOUBLE_EQ(*resumed.outcomes[0].epsilon, epsilon_three);
+
+  // A ledger begun after the checkpoints (empty, or behind them): the checkpoint's accountant
+  // already counts those rounds, and nothing is re-run.
+  LedgerRecorder late;
+  auto behind = Make(DpOptions(), late.Hooks());
+  ASSERT_TRUE(behind->Restore(first.checkpoints[1]).ok());
+  ASSERT_TRUE(behind->ResumePrivacyLedger({}, false).ok());
+  ASSERT_TRUE(RunRound(*behind, kStart + absl::Seconds(2)));
+  EXPECT_DOUBLE_EQ(*late.outcomes[0].epsilon, epsilon_three);
+  EXPECT_EQ(late.ledger[0].round, 3);
+
+  // Without DP there is no ledger to resume.
+  CoordinatorOptions plain = DpOptions();
+  plain.dp.reset();
+  EXPECT_EQ(Make(plain)->ResumePrivacyLedger({}, false).code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(PrivacyLedgerCoordinatorTest, ARoundTheLedgerCannotRecordIsNeitherCheckpointedNorFollowed) {
+  LedgerRecorder recorder;
+  recorder.ledger_status = absl::InternalError("disk full");
+  auto c = Make(DpOptions(), recorder.Hooks());
+  const std::vector<std::string> first = Ids("c", 3);
+  const std::vector<std::string> next = Ids("x", 3);
+  for (const std::string& id : first) ASSERT_TRUE(c->CheckIn(CheckInOf(id), kStart).ok());
+  // Enough devices for round 2 wait while round 1 runs.
+  for (const std::string& id : next) ASSERT_TRUE(c->CheckIn(CheckInOf(id), kStart).ok());
+  for (const std::string& id : first) EXPECT_TRUE(UploadIfAssigned(*c, id, kStart)) << id;
+  EXPECT_EQ(recorder.events, std::vector<std::string>{"ledger 1"});
+  EXPECT_TRUE(recorder.checkpoints.empty());
+  EXPECT_THAT(c->fatal_error().message(), HasSubstr("disk full"));
+  // No device gets round 1's model: no round starts, although enough devices wait.
+  const absl::Time later = kStart + absl::Seconds(1);
+  EXPECT_FALSE(c->Tick(later).ok());
+  EXPECT_EQ(c->Status(later).phase(), "waiting");
+  EXPECT_EQ(c->CheckIn(CheckInOf(next[0]), later).status().code(), absl::StatusCode::kUnavailable);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "absl/status/status.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
@@ -59,6 +60,10 @@ std::string ParticipationToJson(const RoundParticipation& participation) {
   line["pool"] = participation.pool;
   line["assigned"] = participation.assigned;
   line["aggregated"] = participation.aggregated;
+  // As a string: JSON readers commonly hold numbers as doubles, exact only up to 2^53.
+  if (participation.sampling_seed.has_value()) {
+    line["sampling_seed"] = absl::StrCat(*participation.sampling_seed);
+  }
   return line.dump();
 }
 
@@ -81,6 +86,15 @@ absl::StatusOr<std::vector<RoundParticipation>> ParseParticipation(absl::string_
         return absl::InvalidArgumentError(
             absl::StrCat(where, ": '", field, "' must be a non-negative integer"));
       }
+    }
+    if (line.contains("sampling_seed")) {
+      uint64_t seed = 0;
+      if (!line["sampling_seed"].is_string() ||
+          !absl::SimpleAtoi(line["sampling_seed"].get<std::string>(), &seed)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            where, ": 'sampling_seed' must be a string holding a decimal 64-bit unsigned integer"));
+      }
+      p.sampling_seed = seed;
     }
     p.round = line["round"].get<int64_t>();
     p.attempt = line["attempt"].get<int64_t>();

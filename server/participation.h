@@ -7,7 +7,10 @@
 //
 // The file format is JSON Lines, one round per line, in commit order:
 //   {"round":1,"attempt":0,"pool":["a","b",...],"assigned":[...],"aggregated":[...]}
-// every list sorted, aggregated a subset of assigned, assigned a subset of pool.
+// every list sorted, aggregated a subset of assigned, assigned a subset of pool. Under DP the
+// line also has "sampling_seed":"<decimal uint64>", the seed the round's sample was drawn with
+// (from the coordinator's CSPRNG: devices never learn it, so the record must stay with the
+// operator); without it the seed is server::SamplingSeed(run seed, round, attempt).
 //
 // Errors: ParseParticipation returns INVALID_ARGUMENT naming the source and line for malformed
 // JSON, a missing or mistyped field, an invalid client id, unsorted or duplicate ids, a subset
@@ -19,6 +22,7 @@
 #define FEDKIT_SERVER_PARTICIPATION_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +37,9 @@ struct RoundParticipation {
   std::vector<std::string> pool;        // waiting when the round was sampled, sorted
   std::vector<std::string> assigned;    // sorted
   std::vector<std::string> aggregated;  // sorted
+  // The seed SampleIndices(pool size, assigned count, seed) drew `assigned` with, when it was not
+  // SamplingSeed(run seed, round, attempt): under DP (server/round_coordinator.h).
+  std::optional<uint64_t> sampling_seed;
 };
 
 // One JSON line (without the newline).

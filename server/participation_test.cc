@@ -24,6 +24,22 @@ TEST(ParticipationTest, RoundTripsThroughJsonLines) {
   EXPECT_EQ((*parsed)[1].round, 2);
   EXPECT_EQ((*parsed)[1].attempt, 3);
   EXPECT_TRUE((*parsed)[1].aggregated.empty());
+  EXPECT_FALSE((*parsed)[0].sampling_seed.has_value());
+}
+
+TEST(ParticipationTest, TheSamplingSeedRoundTripsExactlyAndIsChecked) {
+  RoundParticipation round{1, 0, {"a", "b"}, {"a"}, {"a"}};
+  round.sampling_seed = ~uint64_t{0} - 6;  // above 2^53: kept as a string, exactly
+  auto parsed = ParseParticipation(ParticipationToJson(round), "p.jsonl");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  ASSERT_TRUE((*parsed)[0].sampling_seed.has_value());
+  EXPECT_EQ(*(*parsed)[0].sampling_seed, ~uint64_t{0} - 6);
+  const std::string ok = R"("round":1,"attempt":0,"pool":["a"],"assigned":["a"],"aggregated":[])";
+  for (const std::string seed : {"12", R"("x")", R"("-1")", R"("18446744073709551616")"}) {
+    auto bad = ParseParticipation("{" + ok + R"(,"sampling_seed":)" + seed + "}", "p.jsonl");
+    ASSERT_FALSE(bad.ok()) << seed;
+    EXPECT_THAT(bad.status().message(), HasSubstr("'sampling_seed' must be a string")) << seed;
+  }
 }
 
 TEST(ParticipationTest, MalformedLinesAreRefusedWithFileLineAndReason) {

@@ -92,6 +92,21 @@ absl::Status ValidateClientId(absl::string_view client_id) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateDpPopulation(int64_t population, int64_t clients_per_round,
+                                  double over_select) {
+  const int64_t target = OverSelectedTarget(clients_per_round, over_select);
+  if (population >= target) return absl::OkStatus();
+  // q = assigned / pool must stay <= 1 and at most what the accountant assumes: a DP round waits
+  // for `population` devices, of which it assigns the over-selected target.
+  absl::Status status = absl::InvalidArgumentError(absl::StrCat(
+      "`population` (", population,
+      ") must be at least the devices a DP round assigns, ceil(`clients_per_round` x (1 + "
+      "`over_select`)) = ",
+      target, ": a DP round samples them only from at least `population` waiting devices"));
+  status.SetPayload(privacy::kDpFieldPayload, absl::Cord("population"));
+  return status;
+}
+
 absl::StatusOr<std::unique_ptr<RoundCoordinator>> RoundCoordinator::Create(
     const CoordinatorOptions& options, ParameterLayout layout,
     std::vector<float> initial_parameters, CoordinatorHooks hooks) {
@@ -145,9 +160,12 @@ absl::StatusOr<std::unique_ptr<RoundCoordinator>> RoundCoordinator::Create(
       status.SetPayload(privacy::kDpFieldPayload, absl::Cord("noise_multiplier"));
       return status;
     }
+    FEDKIT_RETURN_IF_ERROR(
+        ValidateDpPopulation(options.population, options.clients_per_round, options.over_select));
     privacy::DpRoundShape shape;
     shape.clients_per_round = options.clients_per_round;
     shape.population = options.population;
+    shape.sampled_per_round = target;
     shape.dim = layout.size();
     shape.clip_norm = options.plan.clip_norm();
     if (options.secure_aggregation.has_value()) {
@@ -201,6 +219,7 @@ absl::StatusOr<std::unique_ptr<RoundCoordinator>> RoundCoordinator::Create(
     if (dp_setup.has_value() && !options.dp_noise_seed.has_value()) {
       FEDKIT_ASSIGN_OR_RETURN(coordinator->value_noise_, privacy::SecureRandomSource::Create());
       FEDKIT_ASSIGN_OR_RETURN(coordinator->count_noise_, privacy::SecureRandomSource::Create());
+      FEDKIT_ASSIGN_OR_RETURN(coordinator->sampling_random_, privacy::SecureRandomSource::Create());
     } else if (dp_setup.has_value()) {
       // Seeded: StartRoundLocked reseeds both per round; this one lets the check below build an
       // aggregate.
@@ -222,7 +241,8 @@ RoundCoordinator::RoundCoordinator(const CoordinatorOptions& options, ParameterL
       layout_(std::move(layout)),
       hooks_(std::move(hooks)),
       target_assignments_(OverSelectedTarget(options.clients_per_round, options.over_select)),
-      start_at_(std::max(target_assignments_, options.min_available)),
+      start_at_(std::max({target_assignments_, options.min_available,
+                          options.dp.has_value() ? options.population : int64_t{0}})),
       global_(std::make_shared<const std::vector<float>>(std::move(initial_parameters))),
       optimizer_(std::move(optimizer)) {}
 
@@ -269,6 +289,10 @@ absl::Status RoundCoordinator::Restore(const v1::Checkpoint& checkpoint) {
       outcome.accuracy = r.accuracy();
       outcome.loss = r.loss();
     }
+    if (r.dp_sampling_rate() > 0) {
+      outcome.sampling_rate = r.dp_sampling_rate();
+      outcome.sampling_seed = r.dp_sampling_seed();
+    }
     history_.push_back(outcome);
   }
   if (options_.dp.has_value()) {
@@ -300,11 +324,40 @@ absl::Status RoundCoordinator::Restore(const v1::Checkpoint& checkpoint) {
   return absl::OkStatus();
 }
 
+absl::Status RoundCoordinator::ResumePrivacyLedger(absl::Span<const PrivacyLedgerRecord> released,
+                                                   bool allow_privacy_rollback) {
+  absl::MutexLock lock(&mu_);
+  if (!options_.dp.has_value()) {
+    return absl::FailedPreconditionError("a privacy ledger needs DP");
+  }
+  int64_t max_round = 0;
+  for (const PrivacyLedgerRecord& record : released) max_round = std::max(max_round, record.round);
+  if (max_round > rounds_completed_ && !allow_privacy_rollback) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "the privacy ledger records round %d as released, but the checkpoint resumes after round "
+        "%d: re-running rounds %d-%d would release them again with their privacy unaccounted (the "
+        "newest checkpoint was lost or damaged?). Restore the newest checkpoint, or set "
+        "`allow_privacy_rollback` to re-run them, charging them again on top of the ledger's "
+        "spent privacy",
+        max_round, rounds_completed_, rounds_completed_ + 1, max_round));
+  }
+  privacy::RdpAccountant ledger;
+  for (const PrivacyLedgerRecord& record : released) {
+    FEDKIT_RETURN_IF_ERROR(ledger.Compose(record.sampling_rate, record.noise_multiplier));
+  }
+  std::vector<double> rdp = accountant_.rdp();
+  for (size_t i = 0; i < rdp.size(); ++i) rdp[i] = std::max(rdp[i], ledger.rdp()[i]);
+  FEDKIT_RETURN_IF_ERROR(accountant_.Restore(rdp));
+  if (phase_ == Phase::kWaiting) BudgetExhaustedLocked();
+  return absl::OkStatus();
+}
+
 bool RoundCoordinator::BudgetExhaustedLocked() {
   if (!options_.dp.has_value() || !options_.dp->target_epsilon.has_value()) {
     return false;
   }
   const privacy::DpSettings& dp = *options_.dp;
+  // The next round's rate is at most the over-selected target over the population.
   absl::StatusOr<privacy::EpsilonAtDelta> next = accountant_.EpsilonAfter(
       dp_setup_->sampling_rate, dp_setup_->accounting_noise_multiplier, 1, dp.delta);
   if (next.ok() && next->epsilon <= *dp.target_epsilon) return false;
@@ -337,15 +390,18 @@ absl::Status RoundCoordinator::UpdateClipLocked(int64_t unclipped, int64_t repor
 absl::StatusOr<std::vector<float>> RoundCoordinator::ReleaseDpSumLocked(
     absl::Span<const uint64_t> sum, int64_t inputs, RoundOutcome& outcome) {
   const privacy::DistributedDpEncoding& encoding = *dp_setup_->encoding;
-  FEDKIT_ASSIGN_OR_RETURN(privacy::DistributedDpSum decoded,
-                          privacy::DecodeDistributedDpSum(encoding, sum, round_clip_));
   const bool central = options_.dp->mode == privacy::DpMode::kCentral;
-  // Distributed: the devices already noised the sum (and the count).
+  // Central: the discrete Gaussian on the unmasked integer sum. Distributed: the devices already
+  // noised the sum (and the count).
+  FEDKIT_ASSIGN_OR_RETURN(
+      privacy::DistributedDpSum decoded,
+      central ? privacy::DecodeDistributedDpSumWithCentralNoise(
+                    encoding, sum, round_clip_, dp_setup_->value_noise_multiplier, *value_noise_)
+              : privacy::DecodeDistributedDpSum(encoding, sum, round_clip_));
   FEDKIT_ASSIGN_OR_RETURN(
       std::vector<float> average,
-      privacy::CentralDpAverage(decoded.sum,
-                                central ? dp_setup_->value_noise_multiplier * round_clip_ : 0.0,
-                                static_cast<double>(options_.clients_per_round), *value_noise_));
+      privacy::CentralDpAverage(decoded.sum, 0.0, static_cast<double>(options_.clients_per_round),
+                                *value_noise_));
   if (decoded.noised_centered_count.has_value()) {
     if (central) {
       // The count is exact (sum of b - 1/2 over the inputs): noised by UpdateClipLocked.
@@ -551,12 +607,18 @@ void RoundCoordinator::MaybeStartRoundLocked(absl::Time now) {
     return;
   }
   if (!enough_clients_since_) enough_clients_since_ = now;
-  if (waiting >= start_at_ || now - *enough_clients_since_ >= options_.selection_timeout) {
+  // Under DP only a full population starts a round: sampling from fewer would raise q above
+  // what the accountant assumes.
+  if (waiting >= start_at_ ||
+      (!options_.dp.has_value() && now - *enough_clients_since_ >= options_.selection_timeout)) {
     StartRoundLocked(now);
   }
 }
 
 void RoundCoordinator::StartRoundLocked(absl::Time now) {
+  // A stopped run (e.g. the privacy ledger or the checkpoint could not be written) hands out no
+  // model: the last one's release may not be on record.
+  if (!fatal_error_.ok()) return;
   if (BudgetExhaustedLocked()) return;
   const int64_t round = rounds_completed_ + 1;
   // Sorted ids (pool_ is ordered), so the sample depends only on who is waiting.
@@ -569,12 +631,19 @@ void RoundCoordinator::StartRoundLocked(absl::Time now) {
     identities.push_back(entry.identity);
   }
   const int64_t count = std::min<int64_t>(target_assignments_, waiting.size());
-  const uint64_t sampling_seed = SamplingSeed(options_.plan.run_seed(), round, attempt_);
-  std::vector<int64_t> chosen =
-      SampleIndices(static_cast<int64_t>(waiting.size()), count, sampling_seed);
+  uint64_t seed = SamplingSeed(options_.plan.run_seed(), round, attempt_);
+  if (dp_setup_.has_value()) {
+    // Not from run_seed, which every device holds: from the CSPRNG (see CoordinatorOptions::dp).
+    seed = options_.dp_noise_seed.has_value()
+               ? privacy::DpSamplingSeed(*options_.dp_noise_seed, round, attempt_)
+               : sampling_random_->NextUint64();
+    round_sampling_seed_ = seed;
+    round_sampling_rate_ = static_cast<double>(count) / static_cast<double>(waiting.size());
+  }
+  std::vector<int64_t> chosen = SampleIndices(static_cast<int64_t>(waiting.size()), count, seed);
   // An identity's fair share outside DP (under DP the accountant assumes uniform sampling over
   // devices, so the sample stays uniform; see the README on identities under DP).
-  if (!options_.dp.has_value()) chosen = CapPerIdentity(std::move(chosen), identities, sampling_seed);
+  if (!dp_setup_.has_value()) chosen = CapPerIdentity(std::move(chosen), identities, seed);
   assignments_.clear();
   assignment_of_client_.clear();
   received_.clear();
@@ -584,6 +653,7 @@ void RoundCoordinator::StartRoundLocked(absl::Time now) {
     participation_->round = round;
     participation_->attempt = attempt_;
     participation_->pool = waiting;
+    if (dp_setup_.has_value()) participation_->sampling_seed = seed;
     for (int64_t index : chosen) participation_->assigned.push_back(waiting[index]);
   }
   loss_sum_ = 0;
@@ -1199,7 +1269,7 @@ void RoundCoordinator::CommitAverageLocked(const std::vector<float>& average, Ro
   rounds_completed_ = outcome.round;
   if (options_.dp.has_value()) {
     absl::Status composed =
-        accountant_.Compose(dp_setup_->sampling_rate, dp_setup_->accounting_noise_multiplier);
+        accountant_.Compose(round_sampling_rate_, dp_setup_->accounting_noise_multiplier);
     absl::StatusOr<privacy::EpsilonAtDelta> spent =
         composed.ok() ? accountant_.Epsilon(options_.dp->delta)
                       : absl::StatusOr<privacy::EpsilonAtDelta>(composed);
@@ -1208,6 +1278,8 @@ void RoundCoordinator::CommitAverageLocked(const std::vector<float>& average, Ro
       return;
     }
     outcome.epsilon = spent->epsilon;
+    outcome.sampling_rate = round_sampling_rate_;
+    outcome.sampling_seed = round_sampling_seed_;
   }
   attempt_ = 0;
   outcome.seconds = absl::ToDoubleSeconds(now - round_started_);
@@ -1220,6 +1292,13 @@ void RoundCoordinator::CommitAverageLocked(const std::vector<float>& average, Ro
   pending.outcome = outcome;
   pending.model = global_;
   if (hooks_.save_checkpoint) pending.checkpoint = MakeCheckpointLocked();
+  if (options_.dp.has_value()) {
+    pending.privacy_record =
+        PrivacyLedgerRecord{.round = outcome.round,
+                            .sampling_rate = round_sampling_rate_,
+                            .noise_multiplier = dp_setup_->accounting_noise_multiplier,
+                            .epsilon = *outcome.epsilon};
+  }
   pending.participation = std::move(participation_);
   participation_.reset();
   pending_commit_ = std::move(pending);
@@ -1262,6 +1341,18 @@ void RoundCoordinator::FinishCommit() {
     commit = std::move(*pending_commit_);
   }
   RoundOutcome& outcome = commit.outcome;
+  // The release is on record (fsync'ed) before anything else learns of it.
+  absl::Status recorded;
+  if (commit.privacy_record.has_value() && hooks_.privacy_released) {
+    recorded = hooks_.privacy_released(*commit.privacy_record);
+  }
+  if (!recorded.ok()) {
+    absl::MutexLock lock(&mu_);
+    pending_commit_.reset();
+    commit_running_ = false;
+    fatal_error_ = recorded;
+    return;
+  }
   if (hooks_.evaluate) {
     absl::StatusOr<std::pair<double, double>> eval = hooks_.evaluate(*commit.model);
     if (eval.ok()) {
@@ -1323,6 +1414,8 @@ v1::Checkpoint RoundCoordinator::MakeCheckpointLocked() const {
     record->set_loss(r.loss.value_or(-1));
     record->set_seconds(r.seconds);
     record->set_epsilon(r.epsilon.value_or(0));
+    record->set_dp_sampling_rate(r.sampling_rate.value_or(0));
+    record->set_dp_sampling_seed(r.sampling_seed.value_or(0));
   }
   if (options_.dp.has_value()) {
     c.mutable_dp_rdp()->Add(accountant_.rdp().begin(), accountant_.rdp().end());

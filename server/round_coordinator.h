@@ -34,6 +34,7 @@
 #include "privacy/rdp_accountant.h"
 #include "privacy/secagg/encoding.h"
 #include "server/participation.h"
+#include "server/privacy_ledger.h"
 #include "server/secure_aggregation_round.h"
 
 namespace fedkit::server {
@@ -84,15 +85,27 @@ struct CoordinatorOptions {
   // abandoned before unmasking. Adaptive clipping: plan.clip_norm is the initial clip; devices
   // report whether their delta was unclipped (in the header, or as the encoded count under secure
   // aggregation) and the clip moves each round. Needs plan.clip_norm > 0 and noise_multiplier > 0.
-  // The accountant composes the Poisson-subsampled Gaussian with q = clients_per_round /
-  // population per committed round (the sampling here is uniform without replacement among the
-  // waiting devices; treating it as Poisson with that rate is the usual approximation, as in
-  // TensorFlow Federated's tutorials).
+  // Central noise is the discrete Gaussian on a fixed-point grid, added to the exact integer sum
+  // (privacy/central_discrete_noise.h): no floating-point noise is released.
+  //
+  // Sampling and accounting under DP. The sample is drawn with a seed from the CSPRNG (or, tests
+  // only, from dp_noise_seed), not from plan.run_seed, which every device receives: the plan
+  // reveals nothing about who was sampled. The seed goes to the operator's records only (the
+  // checkpoint's history and RoundParticipation::sampling_seed). A round samples only when at
+  // least `population` devices are waiting (not after the selection window with fewer; min_clients
+  // still bounds the commit), and the accountant composes the Poisson-subsampled Gaussian at the
+  // round's real rate q = (clients assigned, over-selection included: any of them may be summed) /
+  // (devices waiting when it was sampled) <= ceil(K (1 + over_select)) / population. The sampling
+  // is uniform without replacement among the waiting devices; treating it as Poisson with that
+  // rate is the usual approximation, as in TensorFlow Federated's tutorials. Create refuses a
+  // population below the over-selected clients per round (INVALID_ARGUMENT naming `population`,
+  // `clients_per_round` and `over_select`, payload privacy::kDpFieldPayload = "population").
   std::optional<privacy::DpSettings> dp;
-  int64_t population = 0;  // devices that may be sampled (DP's sampling rate)
+  int64_t population = 0;  // devices that may be sampled; a DP round waits for this many
   // Draw the DP noise from streams seeded per round by privacy::ValueNoiseSeed(dp_noise_seed,
-  // round) and CountNoiseSeed (the simulator's, with its --seed), to reproduce a simulation; unset:
-  // the CSPRNG. Anyone who knows the seed can subtract the noise: tests only.
+  // round) and CountNoiseSeed (the simulator's, with its --seed), and the DP sample by
+  // privacy::DpSamplingSeed, to reproduce a simulation; unset: the CSPRNG. Anyone who knows the
+  // seed can subtract the noise: tests only.
   std::optional<uint64_t> dp_noise_seed;
 };
 
@@ -106,20 +119,29 @@ struct RoundOutcome {
   std::optional<double> accuracy;
   std::optional<double> loss;
   std::optional<double> epsilon;  // DP: privacy spent so far (at the settings' delta)
+  // DP: the round's sampling rate q as accounted, and the CSPRNG seed its sample was drawn with
+  // (operator-side only: in the checkpoint, never in GetStatus or to devices).
+  std::optional<double> sampling_rate;
+  std::optional<uint64_t> sampling_seed;
   // Adaptive clipping: the clip the round's devices used, and the noised fraction of unclipped
   // updates that set the next one.
   std::optional<double> clip_norm;
   std::optional<double> unclipped_fraction;
 };
 
-// Hooks the binary plugs in; all optional. evaluate, save_checkpoint and round_committed run in
-// that order on the thread whose call committed the round, after the coordinator's lock is
-// released (RPCs meanwhile get prompt answers: devices are told to retry), one round at a time and
-// in round order. No later round starts, and the run is not finished(), until they have returned:
-// a round's checkpoint is durable before any device sees the next round's model.
+// Hooks the binary plugs in; all optional. privacy_released, evaluate, save_checkpoint and
+// round_committed run in that order on the thread whose call committed the round, after the
+// coordinator's lock is released (RPCs meanwhile get prompt answers: devices are told to retry),
+// one round at a time and in round order. No later round starts, and the run is not finished(),
+// until they have returned: a round's checkpoint is durable before any device sees the next round's
+// model.
 struct CoordinatorHooks {
   // Evaluates new global parameters: (accuracy, loss).
   std::function<absl::StatusOr<std::pair<double, double>>(absl::Span<const float>)> evaluate;
+  // DP: records the released round durably (PrivacyLedger::Append: write and fsync) before its
+  // checkpoint is saved and before any device sees the next model; an error stops the run, as
+  // save_checkpoint's does.
+  std::function<absl::Status(const PrivacyLedgerRecord&)> privacy_released;
   // Persists a checkpoint; an error stops the run (the round is not acknowledged as committed).
   std::function<absl::Status(const v1::Checkpoint&)> save_checkpoint;
   // Observes each committed round (metrics file, logs).
@@ -168,6 +190,16 @@ class RoundCoordinator {
   // Restores rounds completed, parameters, optimizer state and history from a checkpoint written by
   // a coordinator with the same model and optimizer. Call before any client event.
   absl::Status Restore(const v1::Checkpoint& checkpoint);
+
+  // DP with a privacy ledger (server/privacy_ledger.h): call with its records after Restore, or
+  // without Restore on a fresh start, and before any client event. FAILED_PRECONDITION when the
+  // ledger records a released round beyond rounds_completed() (resuming from an older checkpoint,
+  // or none, would re-run released rounds with their privacy unaccounted), naming the rounds and
+  // `allow_privacy_rollback`, unless allow_privacy_rollback is true. Then (and always) the
+  // accountant holds at least the ledger's spent privacy: order by order, the larger of its RDP
+  // and that of the ledger's records composed. FAILED_PRECONDITION without DP.
+  absl::Status ResumePrivacyLedger(absl::Span<const PrivacyLedgerRecord> released,
+                                   bool allow_privacy_rollback);
 
   // A device checks in: returns its assignment (again, if it already has one this round), or when
   // to come back, or that the run is over. INVALID_ARGUMENT for a malformed client id.
@@ -348,7 +380,7 @@ class RoundCoordinator {
   const ParameterLayout layout_;
   const CoordinatorHooks hooks_;
   const int64_t target_assignments_;
-  const int64_t start_at_;  // waiting devices that start a round at once
+  const int64_t start_at_;  // waiting devices that start a round at once (under DP, the only way)
 
   mutable absl::Mutex mu_;
   Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kWaiting;
@@ -404,6 +436,11 @@ class RoundCoordinator {
   // The current round's pool and assignments (when hooks_.round_participation is set).
   std::optional<RoundParticipation> participation_ ABSL_GUARDED_BY(mu_);
   privacy::RdpAccountant accountant_ ABSL_GUARDED_BY(mu_);
+  // DP: the sampling seeds' CSPRNG (unset with dp_noise_seed), and the current round's sampling
+  // rate and seed (see CoordinatorOptions::dp).
+  std::unique_ptr<privacy::RandomSource> sampling_random_ ABSL_GUARDED_BY(mu_);
+  double round_sampling_rate_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t round_sampling_seed_ ABSL_GUARDED_BY(mu_) = 0;
   // DP noise on the sum and on the clipped count (per round when seeded).
   std::unique_ptr<privacy::RandomSource> value_noise_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<privacy::RandomSource> count_noise_ ABSL_GUARDED_BY(mu_);
@@ -415,10 +452,17 @@ class RoundCoordinator {
     std::shared_ptr<const std::vector<float>> model;
     std::optional<v1::Checkpoint> checkpoint;
     std::optional<RoundParticipation> participation;
+    std::optional<PrivacyLedgerRecord> privacy_record;  // DP
   };
   std::optional<PendingCommit> pending_commit_ ABSL_GUARDED_BY(mu_);
   bool commit_running_ ABSL_GUARDED_BY(mu_) = false;
 };
+
+// DP's population against a round's over-selected sample (see CoordinatorOptions::dp): OK, or
+// INVALID_ARGUMENT naming `population`, `clients_per_round` and `over_select` with the payload
+// privacy::kDpFieldPayload = "population". Create runs it; a binary may run it first.
+absl::Status ValidateDpPopulation(int64_t population, int64_t clients_per_round,
+                                  double over_select);
 
 // Checks a client id: 1..128 characters of [A-Za-z0-9._-].
 absl::Status ValidateClientId(absl::string_view client_id);

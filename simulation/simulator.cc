@@ -34,6 +34,9 @@ privacy::DpRoundShape DpShape(const SimulationOptions& options, int64_t populati
   privacy::DpRoundShape shape;
   shape.clients_per_round = options.clients_per_round;
   shape.population = population;
+  // Over-selected clients may all be summed: the accountant's q counts them (as the coordinator's).
+  shape.sampled_per_round =
+      server::OverSelectedTarget(options.clients_per_round, options.system.over_select);
   shape.clip_norm = options.plan.clip_norm;
   shape.expected_dropout_rate = options.dropout.rate;
   if (options.secure_aggregation.has_value()) {
@@ -212,10 +215,10 @@ absl::StatusOr<std::vector<int64_t>> Simulator::ReplayRound(
     return absl::FailedPreconditionError(
         absl::StrFormat("replayed round %d: the pool is empty", round));
   }
-  FEDKIT_ASSIGN_OR_RETURN(
-      std::vector<int64_t> chosen,
-      server::SampleClients(pool, count,
-                            server::SamplingSeed(options_.seed, round, record.attempt)));
+  FEDKIT_ASSIGN_OR_RETURN(std::vector<int64_t> chosen,
+                          server::SampleClients(pool, count,
+                                                record.sampling_seed.value_or(server::SamplingSeed(
+                                                    options_.seed, round, record.attempt))));
   std::vector<std::string> sampled;
   for (int64_t i : chosen) sampled.push_back(record.pool[i]);
   if (sampled != record.assigned) {
@@ -506,7 +509,7 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
     if (contributors.empty()) {
       result.aborted = "every sampled client dropped out";
     } else if (dp) {
-      dp_sum.sum = aggregate->sum().Sum();  // the exact sum; noised and divided at the release
+      dp_sum.exact = aggregate->sum();  // the exact sum; noised and divided at the release
       FEDKIT_ASSIGN_OR_RETURN(average, ReleaseDpAverage(round, plan.clip_norm, dp_sum, result));
     } else {
       FEDKIT_ASSIGN_OR_RETURN(aggregation::AggregateReport report, aggregate->Report());
@@ -561,8 +564,14 @@ absl::StatusOr<std::vector<float>> Simulator::ReleaseDpAverage(int round, double
   const double stddev = options_.dp.mode == DpMode::kCentral
                             ? privacy_setup_->value_noise_multiplier * clip_norm
                             : 0.0;
-  FEDKIT_ASSIGN_OR_RETURN(std::vector<float> average,
-                          privacy::CentralDpAverage(dp_sum.sum, stddev, denominator, value_noise));
+  // The coordinator's releases: the discrete Gaussian on the exact sum's grid
+  // (aggregation::CentralDpRelease), or on the unmasked sum's (RunDpSecureAggregation noised it).
+  FEDKIT_ASSIGN_OR_RETURN(
+      std::vector<float> average,
+      dp_sum.exact.has_value()
+          ? aggregation::CentralDpRelease(*dp_sum.exact, aggregation::UpdateValueBound(clip_norm),
+                                          stddev, denominator, value_noise)
+          : privacy::CentralDpAverage(dp_sum.sum, 0.0, denominator, value_noise));
   if (adaptive_clipping_.has_value()) {
     privacy::AdaptiveClippingStep step;
     if (options_.dp.mode == DpMode::kDistributed) {
@@ -654,8 +663,15 @@ absl::StatusOr<std::optional<Simulator::DpSum>> Simulator::RunDpSecureAggregatio
                                   " the distributed noise is sized for (--dp-dropout-tolerance)");
     return std::optional<DpSum>();
   }
+  // Central: the server's discrete Gaussian on the unmasked integer sum, as the coordinator adds it
+  // (the same seeded stream ReleaseDpAverage would draw from).
+  privacy::SeededRandomSource value_noise(privacy::ValueNoiseSeed(options_.seed, round));
   FEDKIT_ASSIGN_OR_RETURN(privacy::DistributedDpSum decoded,
-                          privacy::DecodeDistributedDpSum(encoding, outcome.sum, clip_norm));
+                          options_.dp.mode == DpMode::kCentral
+                              ? privacy::DecodeDistributedDpSumWithCentralNoise(
+                                    encoding, outcome.sum, clip_norm,
+                                    privacy_setup_->value_noise_multiplier, value_noise)
+                              : privacy::DecodeDistributedDpSum(encoding, outcome.sum, clip_norm));
   DpSum dp_sum;
   dp_sum.sum = std::move(decoded.sum);
   dp_sum.reports = survivors;

@@ -92,11 +92,12 @@ struct SimulationOptions {
   // such as the default ones below a million clients, sample exactly as the indices do).
   std::vector<std::string> client_ids;
   // A coordinator run's participation to replay (server/participation.h), at least one record per
-  // round: round r samples from record r's pool with the coordinator's seed (the round and its
-  // attempt), stops with FAILED_PRECONDITION if that sample is not the record's assignments, and
-  // keeps the updates of the assigned devices the record aggregated; the others are silent at
-  // their upload. Replaces `dropout` and `system` (INVALID_ARGUMENT with either): which devices
-  // reported in time is what the record knows and no simulation can.
+  // round: round r samples from record r's pool with the coordinator's seed (the record's
+  // sampling_seed under DP, else derived from the round and its attempt), stops with
+  // FAILED_PRECONDITION if that sample is not the record's assignments, and keeps the updates of
+  // the assigned devices the record aggregated; the others are silent at their upload. Replaces
+  // `dropout` and `system` (INVALID_ARGUMENT with either): which devices reported in time is what
+  // the record knows and no simulation can.
   std::vector<server::RoundParticipation> replay;
 };
 
@@ -245,6 +246,11 @@ class Simulator {
   // The DP part of a round: the sum of the contributors' clipped deltas (noised by the clients in
   // distributed mode) and what adaptive clipping needs.
   struct DpSum {
+    // Plain rounds: the exact integer sum, which the release noises
+    // (aggregation::CentralDpRelease).
+    std::optional<aggregation::ExactSum> exact;
+    // Secure rounds: the decoded sum, already noised (by the clients, or central noise on the
+    // unmasked integers).
     std::vector<double> sum;
     int64_t reports = 0;                          // deltas in the sum
     int64_t unclipped = 0;                        // exact count of unclipped bits (central)

@@ -22,9 +22,11 @@
 #include "models/flat_params.h"
 #include "models/model.h"
 #include "models/torchscript_model.h"
+#include "privacy/dp_setup.h"
 #include "server/checkpoint.h"
 #include "server/client_sampler.h"
 #include "server/participation.h"
+#include "server/privacy_ledger.h"
 #include "tests/sim_runner.h"
 #include "tests/subprocess.h"
 
@@ -583,6 +585,13 @@ TEST_F(CoordinatorDpE2eTest, DpFlagErrorsNameTheFlag) {
       {{"--dp", "central", "--clip-norm", "1", "--dp-population", "100", "--noise-multiplier", "5",
         "--adaptive-clip-quantile", "0.5"},
        "--noise-multiplier"},
+      // A DP round samples only from --dp-population waiting devices: q <= 1 needs the
+      // over-selected sample to fit in it.
+      {{"--dp", "central", "--clip-norm", "1", "--dp-population", "3", "--clients-per-round", "3",
+        "--over-select", "0.3"},
+       "--dp-population: (3) must be at least the devices a DP round assigns, "
+       "ceil(--clients-per-round x (1 + --over-select)) = 4"},
+      {{"--allow-privacy-rollback"}, "--allow-privacy-rollback"},
   };
   int n = 0;
   for (const auto& [flags, expected] : cases) {
@@ -595,6 +604,66 @@ TEST_F(CoordinatorDpE2eTest, DpFlagErrorsNameTheFlag) {
     EXPECT_THAT(refused.Output(), ::testing::HasSubstr("fedkit-coordinator: " + expected))
         << refused.Output();
   }
+}
+
+// Issue 11: the privacy ledger beside the checkpoints. A DP run's newest checkpoint is lost; the
+// restart would resume from the one before and re-run a released round unaccounted, so it is
+// refused, naming the ledger and the override, and starts only with --allow-privacy-rollback.
+TEST_F(CoordinatorDpE2eTest, ALostCheckpointIsNotReRunWithoutThePrivacyRollbackOverride) {
+  const std::vector<std::string> dp = {"--dp",
+                                       "central",
+                                       "--clip-norm",
+                                       "1",
+                                       "--noise-multiplier",
+                                       "1",
+                                       "--dp-population",
+                                       std::to_string(kClients),
+                                       "--checkpoint-dir",
+                                       Path("ckpt")};
+  Subprocess first;
+  StartCoordinator(first, dp, "coordinator1.log");
+  std::vector<Subprocess> clients;
+  StartClients(clients);
+  EXPECT_EQ(first.Wait(), 0) << first.Output();
+  for (int code : WaitForAll(clients)) EXPECT_EQ(code, 0);
+  auto ledger = server::ParsePrivacyLedger(
+      *artifacts::ReadFileBytes(Path("ckpt/" + std::string(server::kPrivacyLedgerFileName))));
+  ASSERT_TRUE(ledger.ok()) << ledger.status();
+  ASSERT_EQ(ledger->records.size(), 5u);
+  EXPECT_EQ(ledger->records[4].round, 5);
+  EXPECT_EQ(ledger->records[4].sampling_rate, 1.0);  // 20 of the 20 waiting
+  ASSERT_TRUE(fs::remove(Path("ckpt/checkpoint-00000005.pb")));
+
+  std::vector<std::string> argv = {FEDKIT_COORDINATOR_BINARY,
+                                   "--listen",
+                                   "127.0.0.1:0",
+                                   "--tls-cert",
+                                   Path("certs/server.pem"),
+                                   "--tls-key",
+                                   Path("certs/server.key"),
+                                   "--rounds",
+                                   "5",
+                                   "--clients-per-round",
+                                   std::to_string(kClients),
+                                   "--seed",
+                                   kSeed};
+  argv.insert(argv.end(), kTraining.begin(), kTraining.end());
+  argv.insert(argv.end(), dp.begin(), dp.end());
+  Subprocess refused;
+  ASSERT_TRUE(refused.Start(argv, Path("coordinator2.log")));
+  EXPECT_EQ(refused.Wait(), 1) << refused.Output();
+  EXPECT_THAT(refused.Output(), ::testing::HasSubstr("privacy-ledger: the privacy ledger records "
+                                                     "round 5 as released, but the checkpoint "
+                                                     "resumes after round 4"));
+  EXPECT_THAT(refused.Output(), ::testing::HasSubstr("--allow-privacy-rollback"));
+
+  std::vector<std::string> with_override = dp;
+  with_override.push_back("--allow-privacy-rollback");
+  Subprocess overridden;
+  StartCoordinator(overridden, with_override, "coordinator3.log");
+  EXPECT_THAT(overridden.Output(), ::testing::HasSubstr("resumed after round 4"));
+  overridden.Signal(SIGKILL);
+  overridden.Wait();
 }
 
 // Issue 10's floor 1: one round engine. In each mode, eight fedkit-client processes whose ids do
@@ -647,11 +716,15 @@ class RoundEngineMatrixTest : public CoordinatorE2eTest {
     extra.insert(extra.end(), mode.begin(), mode.end());
     extra.insert(extra.end(), coordinator_only.begin(), coordinator_only.end());
     // The victim: the first device round 1 assigns (the coordinator samples the sorted ids of the
-    // whole fleet with the run's seed).
+    // whole fleet with the run's seed; under DP with the seed its --dp-noise-seed gives, as it
+    // would with its CSPRNG's).
     std::vector<std::string> sorted = ids_;
     std::sort(sorted.begin(), sorted.end());
+    const bool dp = std::find(mode.begin(), mode.end(), "--dp") != mode.end();
     const std::vector<int64_t> round1 =
-        *server::SampleClients(kDevices, 4, server::SamplingSeed(std::stoull(kSeed), 1));
+        *server::SampleClients(kDevices, 4,
+                               dp ? privacy::DpSamplingSeed(std::stoull(kSeed), 1, 0)
+                                  : server::SamplingSeed(std::stoull(kSeed), 1));
     const int victim =
         static_cast<int>(std::find(ids_.begin(), ids_.end(), sorted[round1[0]]) - ids_.begin());
     const std::string silent_at = secure ? "share" : "upload";
@@ -780,6 +853,14 @@ TEST_F(RoundEngineMatrixTest, CentralDp) {
   ExpectTheSimulatorReplaysTheCoordinator(
       {"--dp", "central", "--clip-norm", "1", "--noise-multiplier", "0.5"},
       {"--dp-population", "8", "--dp-noise-seed", kSeed}, {}, false, false);
+}
+
+// The server's discrete Gaussian on the unmasked integer sum (privacy/distributed_dp_encoding.h,
+// DecodeDistributedDpSumWithCentralNoise), which the simulator adds the same way.
+TEST_F(RoundEngineMatrixTest, CentralDpUnderSecAggPlus) {
+  ExpectTheSimulatorReplaysTheCoordinator(
+      {"--dp", "central", "--secagg", "secagg+", "--clip-norm", "1", "--noise-multiplier", "0.5"},
+      {"--dp-population", "8", "--dp-noise-seed", kSeed}, {}, true, false);
 }
 
 TEST_F(RoundEngineMatrixTest, SecAggPlus) {
