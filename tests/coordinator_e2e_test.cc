@@ -736,12 +736,25 @@ class RoundEngineMatrixTest : public CoordinatorE2eTest {
       if (device_noise) flags.insert(flags.end(), {"--dp-noise-seed", kSeed});
       return flags;
     };
-    std::vector<Subprocess> clients;
-    StartClients(clients, "seed", kDevices, [&](int i) {
-      std::vector<std::string> flags = flags_of(i);
-      if (i == victim) flags.insert(flags.end(), {"--go-silent", silent_at + "@1"});
-      return flags;
-    });
+    // The victim starts last, once the seven others wait: its own check-in then starts round 1
+    // and brings its assignment at once. (Started with the others, it could hear of the
+    // assignment at its next check-in only after three others had uploaded and closed a plain
+    // round of K = 3; a loaded machine lost that race.)
+    std::vector<Subprocess> clients(kDevices);
+    for (int i = 0; i < kDevices; ++i) {
+      if (i != victim) {
+        StartClient(clients[i], i, "seed", flags_of(i), "client" + std::to_string(i) + ".log");
+      }
+    }
+    ASSERT_TRUE(PollUntil([&] { return CoordinatorStatus().checked_in() == kDevices - 1; },
+                          std::chrono::minutes(2)))
+        << coordinator.Output();
+    {
+      std::vector<std::string> flags = flags_of(victim);
+      flags.insert(flags.end(), {"--go-silent", silent_at + "@1"});
+      StartClient(clients[victim], victim, "seed", flags,
+                  "client" + std::to_string(victim) + ".log");
+    }
     ASSERT_TRUE(PollUntil(
         [&] {
           return clients[victim].Output().find("round 1: fault injected") != std::string::npos ||
