@@ -16,7 +16,7 @@ namespace {
 
 // A fixed operator key (the fuzzer cannot forge signatures, it can only break files).
 const PrivateKey& OperatorKey() {
-  static const PrivateKey key(std::array<uint8_t, 32>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+  static const PrivateKey key(std::array<uint8_t, 32>{1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11,
                                                       12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22,
                                                       23, 24, 25, 26, 27, 28, 29, 30, 31, 32});
   return key;
@@ -47,8 +47,8 @@ void Run(fuzz::FuzzInput& in) {
       if (FormatSignatureFile(*parsed) != text) std::abort();  // strict: one text per file
       const absl::Status verified = VerifySignatureFile(artifact, *parsed, trusted);
       if (valid && !verified.ok()) std::abort();
-      if (verified.ok() && (parsed->sha256 != Sha256(artifact) ||
-                            parsed->key_fingerprint != Fingerprint(trusted))) {
+      if (verified.ok() &&
+          (parsed->sha256 != Sha256(artifact) || parsed->key_fingerprint != Fingerprint(trusted))) {
         std::abort();
       }
       break;

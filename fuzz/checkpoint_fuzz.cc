@@ -37,8 +37,7 @@ server::CoordinatorOptions Options(FuzzInput& in) {
   o.min_clients = 1;
   o.plan.set_clip_norm(1.0);
   o.plan.set_run_seed(7);
-  o.server_optimizer.kind =
-      static_cast<aggregation::ServerOptimizerOptions::Kind>(in.Int(0, 3));
+  o.server_optimizer.kind = static_cast<aggregation::ServerOptimizerOptions::Kind>(in.Int(0, 3));
   const int dp = static_cast<int>(in.Int(0, 2));
   if (dp > 0) {
     privacy::DpSettings settings;
@@ -82,9 +81,9 @@ std::string WrittenCheckpoint(const server::CoordinatorOptions& options) {
   check_in.set_api_version(1);
   absl::StatusOr<v1::CheckInResponse> response = coordinator->CheckIn(check_in, kStart);
   if (!response.ok() || !response->has_assignment()) {
-    std::fprintf(stderr, "checkpoint_fuzz: no assignment: %s\n",
-                 response.ok() ? response->DebugString().c_str()
-                               : response.status().ToString().c_str());
+    std::fprintf(
+        stderr, "checkpoint_fuzz: no assignment: %s\n",
+        response.ok() ? response->DebugString().c_str() : response.status().ToString().c_str());
     std::abort();
   }
   v1::UpdateHeader header;

@@ -5,10 +5,12 @@
 // aggregation (SecAgg or SecAgg+), with or without over-selection. Four devices know their
 // assignment ids, and under secure aggregation run the honest protocol (fuzz/secagg_device.h)
 // whose messages the fuzzer may send as they are, edited at the byte level, or replace by raw
-// bytes parsed as a SecAggRequest; ids may also be the fuzzer's own.
+// bytes parsed as a SecAggRequest; ids may also be the fuzzer's own. Plain rounds may run central
+// DP-FedAvg, with adaptive clipping (the upload header's unclipped bit).
 // Checked beyond the sanitizers: no call crashes or throws, and the global model stays finite.
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -56,6 +58,18 @@ std::unique_ptr<server::RoundCoordinator> MakeCoordinator(FuzzInput& in) {
     o.min_clients = std::max<int64_t>(o.min_clients, 2);
     o.clients_per_round = std::max<int64_t>(o.clients_per_round, 2);
     o.secure_aggregation = secure;
+  } else if (in.Bool()) {  // central DP-FedAvg, maybe with adaptive clipping
+    privacy::DpSettings dp;
+    dp.mode = privacy::DpMode::kCentral;
+    dp.noise_multiplier = 0.8;
+    if (in.Bool()) {
+      dp.adaptive_clip_quantile = 0.5;
+      dp.noise_multiplier = 0.05;  // below 2 sigma_b = clients per round / 10
+    }
+    o.plan.set_clip_norm(1.0);
+    o.dp = dp;
+    o.population = 30;
+    o.dp_noise_seed = 42;
   }
   ParameterLayout layout;
   layout.Append("w", {3});
@@ -99,7 +113,8 @@ void Run(FuzzInput& in) {
   for (int i = 0; i < kDevices; ++i) devices[i].id = "device-" + std::to_string(i);
   absl::Time now = kStart;
 
-  for (int step = 0; step < 400 && !in.empty(); ++step) {
+  int step = 0;
+  for (; step < 400 && !in.empty(); ++step) {
     const int op = static_cast<int>(in.Int(0, 9));
     Device& device = devices[in.Int(0, kDevices - 1)];
     switch (op) {
@@ -113,8 +128,7 @@ void Run(FuzzInput& in) {
           if (in.Bool()) request.mutable_capabilities()->add_model_names(in.Bytes(16));
         }
         absl::StatusOr<v1::CheckInResponse> response = coordinator->CheckIn(request, now);
-        if (response.ok() && response->has_assignment() &&
-            request.client_id() == device.id) {
+        if (response.ok() && response->has_assignment() && request.client_id() == device.id) {
           device.assignment = response->assignment();
           device.secure.reset();
           if (device.assignment.has_secure_aggregation() &&
@@ -200,6 +214,12 @@ void Run(FuzzInput& in) {
     }
   }
   CheckFinite(*coordinator);
+  static const bool verbose = std::getenv("FEDKIT_FUZZ_VERBOSE") != nullptr;
+  if (verbose) {  // to check what a seed reaches
+    std::fprintf(stderr, "round_coordinator: %d steps, %lld rounds committed, status: %s\n", step,
+                 static_cast<long long>(coordinator->rounds_completed()),
+                 coordinator->Status(now).ShortDebugString().c_str());
+  }
 }
 
 }  // namespace

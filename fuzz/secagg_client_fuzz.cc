@@ -62,11 +62,13 @@ void CheckUnmask(const secagg::UnmaskRequest& request, const secagg::UnmaskRespo
 
 void Run(FuzzInput& in) {
   const int n = static_cast<int>(in.Int(2, 5));
-  const secagg::Variant variant = in.Bool() ? secagg::Variant::kSecAgg : secagg::Variant::kSecAggPlus;
+  const secagg::Variant variant =
+      in.Bool() ? secagg::Variant::kSecAgg : secagg::Variant::kSecAggPlus;
   absl::StatusOr<secagg::ProtocolConfig> config =
       secagg::MakeProtocolConfig(variant, n, kLength, 32, 0.1, 0.05);
   if (!config.ok()) std::abort();
-  absl::StatusOr<std::unique_ptr<secagg::SecAggServer>> created = secagg::SecAggServer::Create(*config);
+  absl::StatusOr<std::unique_ptr<secagg::SecAggServer>> created =
+      secagg::SecAggServer::Create(*config);
   if (!created.ok()) std::abort();
   secagg::SecAggServer& server = **created;
 

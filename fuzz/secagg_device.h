@@ -51,7 +51,10 @@ class SecAggDevice {
   };
   SecAggDevice(SecAggAssignment params, std::unique_ptr<secagg::SecAggClient> client, float value,
                int64_t examples)
-      : params_(std::move(params)), client_(std::move(client)), value_(value), examples_(examples) {}
+      : params_(std::move(params)),
+        client_(std::move(client)),
+        value_(value),
+        examples_(examples) {}
 
   SecAggAssignment params_;
   std::unique_ptr<secagg::SecAggClient> client_;

@@ -8,6 +8,7 @@
 // unmasked sum has the round's length and every included device's input is exactly counted
 // (the sum of honest inputs when no message was edited).
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -110,6 +111,11 @@ void Run(FuzzInput& in) {
     if (round.Advance(now) == server::SecureAggregationRound::State::kReadyToFinish) break;
   }
   round.Advance(now);
+  static const bool verbose = std::getenv("FEDKIT_FUZZ_VERBOSE") != nullptr;
+  if (verbose) {  // to check what a seed reaches
+    std::fprintf(stderr, "secagg_server: phase %s, state %d\n",
+                 std::string(round.phase_name()).c_str(), static_cast<int>(round.state()));
+  }
   if (round.Finish() != server::SecureAggregationRound::State::kSucceeded) return;
   if (round.sum().size() != static_cast<size_t>(kModel + 1)) std::abort();
   if (edited) return;

@@ -26,7 +26,7 @@ TARGETS=("$@")
   yaml_config artifact)
 
 if ! command -v clang++-14 >/dev/null; then
-  echo "fuzz: needs clang-14 and libfuzzer-14-dev (scripts/install-deps.sh installs them)" >&2
+  echo "fuzz: needs clang-14 (apt-get install clang-14 libfuzzer-14-dev)" >&2
   exit 2
 fi
 if [ ! -f "$BUILD/build.ninja" ]; then
