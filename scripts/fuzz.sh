@@ -40,8 +40,16 @@ if [ ! -f "$BUILD/build.ninja" ]; then
 fi
 cmake --build "$BUILD" -j "${JOBS:-2}" --target "${TARGETS[@]/#/fedkit_fuzz_}"
 
-mkdir -p "$BUILD/logs" "$BUILD/tmp"
-export FEDKIT_FUZZ_TMPDIR="$BUILD/tmp"
+# The file targets (checkpoint, idx, yaml_config) write each input to a file: in memory if possible.
+if [ -z "${FEDKIT_FUZZ_TMPDIR:-}" ]; then
+  if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+    FEDKIT_FUZZ_TMPDIR="/dev/shm/fedkit-fuzz-$(id -u)"
+  else
+    FEDKIT_FUZZ_TMPDIR="$BUILD/tmp"
+  fi
+fi
+export FEDKIT_FUZZ_TMPDIR
+mkdir -p "$BUILD/logs" "$FEDKIT_FUZZ_TMPDIR"
 status=0
 for target in "${TARGETS[@]}"; do
   corpus="$BUILD/corpus/$target"
