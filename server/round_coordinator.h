@@ -140,6 +140,8 @@ class RoundCoordinator {
 
   // Restores rounds completed, parameters, optimizer state and history from a checkpoint written by
   // a coordinator with the same model and optimizer. Call before any client event.
+  // FAILED_PRECONDITION for a checkpoint of another run (model, layout, optimizer, seed, rounds);
+  // INVALID_ARGUMENT for values no run writes (a parameter or optimizer state that is not finite).
   absl::Status Restore(const v1::Checkpoint& checkpoint);
 
   // A device checks in: returns its assignment (again, if it already has one this round), or when
