@@ -38,6 +38,14 @@ std::vector<CLI::ConfigItem> YamlConfig::from_config(std::istream& input) const 
   if (!root.IsMap())
     throw CLI::ConversionError("config file must be a YAML mapping of flag: value");
   for (const auto& entry : root) {
+    // A key that is a list or a mapping ("? [a, b]: 1", "{[a]: 1}") has no string value: as<>
+    // would throw yaml-cpp's TypedBadConversion, which CLI11 does not catch (found by
+    // fuzz/yaml_config_fuzz.cc: it terminated the binary).
+    if (!entry.first.IsScalar()) {
+      throw CLI::ConversionError("config file key at line " +
+                                 std::to_string(entry.first.Mark().line + 1) +
+                                 " must be a flag name, not a list or a mapping");
+    }
     std::string key = entry.first.as<std::string>();
     std::replace(key.begin(), key.end(), '_', '-');
     CLI::ConfigItem item;

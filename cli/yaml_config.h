@@ -11,8 +11,9 @@ namespace fedkit::cli {
 
 // Reads a flat YAML mapping whose keys are long flag names without the dashes ("clients-per-round:
 // 100"; underscores are accepted for dashes) and whose values are scalars or lists of scalars.
-// Command-line flags override the file. Malformed YAML or nested mappings throw
-// CLI::ConversionError naming the key or the YAML error, which CLI11 reports like any bad flag.
+// Command-line flags override the file. Malformed YAML, nested mappings, or a key that is not a
+// scalar throw CLI::ConversionError naming the key (or its line) or the YAML error, which CLI11
+// reports like any bad flag; no other exception leaves from_config.
 class YamlConfig : public CLI::Config {
  public:
   std::string to_config(const CLI::App* app, bool default_also, bool write_description,

@@ -274,6 +274,15 @@ absl::Status RoundCoordinator::Restore(const v1::Checkpoint& checkpoint) {
   if (checkpoint.run_seed() != options_.plan.run_seed()) {
     return absl::FailedPreconditionError("checkpoint was written with another --seed");
   }
+  // The CRC only says the file is as written; a model that is not finite would be sent to every
+  // device and poison every later round (found by fuzz/checkpoint_fuzz.cc).
+  for (int i = 0; i < checkpoint.global_parameters_size(); ++i) {
+    if (!std::isfinite(checkpoint.global_parameters(i))) {
+      return absl::InvalidArgumentError(absl::StrCat("checkpoint's global parameter ", i,
+                                                     " is not finite (",
+                                                     checkpoint.global_parameters(i), ")"));
+    }
+  }
   const auto& state = checkpoint.server_optimizer_state();
   FEDKIT_RETURN_IF_ERROR(optimizer_->RestoreState(absl::MakeConstSpan(state.data(), state.size())));
   global_ = std::make_shared<const std::vector<float>>(checkpoint.global_parameters().begin(),

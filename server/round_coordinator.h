@@ -189,6 +189,8 @@ class RoundCoordinator {
 
   // Restores rounds completed, parameters, optimizer state and history from a checkpoint written by
   // a coordinator with the same model and optimizer. Call before any client event.
+  // FAILED_PRECONDITION for a checkpoint of another run (model, layout, optimizer, seed, rounds);
+  // INVALID_ARGUMENT for values no run writes (a parameter or optimizer state that is not finite).
   absl::Status Restore(const v1::Checkpoint& checkpoint);
 
   // DP with a privacy ledger (server/privacy_ledger.h): call with its records after Restore, or

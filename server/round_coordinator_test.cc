@@ -368,6 +368,39 @@ TEST(RoundCoordinatorTest, CheckpointRestoresStateAndTheRunContinuesIdentically)
   EXPECT_EQ(mismatched->Restore(saved[0]).code(), absl::StatusCode::kFailedPrecondition);
 }
 
+// Found by fuzz/checkpoint_fuzz.cc (reproducer fuzz/corpus/checkpoint/crash-nonfinite-parameter):
+// a checkpoint whose parameters are not finite was restored, and its model sent to devices.
+TEST(RoundCoordinatorTest, ACheckpointWithANonFiniteParameterIsRefusedAndChangesNothing) {
+  std::vector<v1::Checkpoint> saved;
+  CoordinatorHooks hooks;
+  hooks.save_checkpoint = [&](const v1::Checkpoint& ckpt) {
+    saved.push_back(ckpt);
+    return absl::OkStatus();
+  };
+  auto original = Make(Options(1, 3), hooks);
+  auto r = original->CheckIn(CheckInOf("a"), kStart);
+  ASSERT_TRUE(r->has_assignment());
+  ASSERT_TRUE(
+      original
+          ->SubmitUpdate(HeaderFor(r->assignment(), "a", 1), std::vector<float>{1, -1, 0}, kStart)
+          .ok());
+  ASSERT_EQ(saved.size(), 1u);
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                    -std::numeric_limits<float>::infinity()}) {
+    v1::Checkpoint checkpoint = saved[0];
+    checkpoint.set_global_parameters(1, bad);
+    auto restored = Make(Options(1, 3));
+    const std::vector<float> before = restored->global_parameters();
+    const absl::Status status = restored->Restore(checkpoint);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+    EXPECT_THAT(status.message(), HasSubstr("global parameter 1 is not finite"));
+    EXPECT_EQ(restored->global_parameters(), before);
+    EXPECT_EQ(restored->rounds_completed(), 0);
+  }
+  auto restored = Make(Options(1, 3));
+  EXPECT_TRUE(restored->Restore(saved[0]).ok());
+}
+
 TEST(RoundCoordinatorTest, CheckpointFailureStopsTheRun) {
   CoordinatorHooks hooks;
   hooks.save_checkpoint = [](const v1::Checkpoint&) { return absl::DataLossError("disk full"); };
