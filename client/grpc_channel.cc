@@ -36,7 +36,8 @@ absl::Status FromGrpc(const grpc::Status& status, absl::string_view rpc,
     int64_t ms = 0;
     // At most a day: a hint is advice, never a way for a server to park a device for good.
     if (absl::SimpleAtoi(absl::string_view(it->second.data(), it->second.size()), &ms) && ms > 0) {
-      result = WithRetryAfter(std::move(result), absl::Milliseconds(std::min<int64_t>(ms, 86400000)));
+      result =
+          WithRetryAfter(std::move(result), absl::Milliseconds(std::min<int64_t>(ms, 86400000)));
     }
   }
   return result;

@@ -25,7 +25,8 @@ inline constexpr char kRetryAfterMetadata[] = "fedkit-retry-after-ms";
 
 // `status` with a retry hint of `after` (rounded up to whole milliseconds, at least 1).
 inline absl::Status WithRetryAfter(absl::Status status, absl::Duration after) {
-  const int64_t ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(absl::Ceil(after, absl::Milliseconds(1))));
+  const int64_t ms =
+      std::max<int64_t>(1, absl::ToInt64Milliseconds(absl::Ceil(after, absl::Milliseconds(1))));
   status.SetPayload(kRetryAfterPayload, absl::Cord(absl::StrCat(ms)));
   return status;
 }
@@ -41,10 +42,10 @@ inline std::optional<absl::Duration> RetryAfterOf(const absl::Status& status) {
 
 // A RESOURCE_EXHAUSTED refusal whose message ends with the hint in words.
 inline absl::Status ResourceExhaustedRetryAfter(absl::string_view message, absl::Duration after) {
-  return WithRetryAfter(
-      absl::ResourceExhaustedError(absl::StrCat(
-          message, "; retry after ", absl::FormatDuration(absl::Ceil(after, absl::Milliseconds(1))))),
-      after);
+  return WithRetryAfter(absl::ResourceExhaustedError(absl::StrCat(
+                            message, "; retry after ",
+                            absl::FormatDuration(absl::Ceil(after, absl::Milliseconds(1))))),
+                        after);
 }
 
 }  // namespace fedkit

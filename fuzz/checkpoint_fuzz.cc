@@ -48,7 +48,7 @@ server::CoordinatorOptions Options(FuzzInput& in) {
       settings.noise_multiplier = 0.05;  // below sigma_b * 2 = 0.1 with one client per round
     }
     o.dp = settings;
-    o.population = 30;
+    o.population = 1;  // under DP a round starts only with the whole population waiting
     o.dp_noise_seed = 42;
   }
   return o;

@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import os
 import struct
+import zlib
 import subprocess
 import sys
 
@@ -192,7 +193,32 @@ def signature_file(artifact):
         digest.hex(), hashlib.sha256(public).digest()[:8].hex(), signature.hex())).encode()
 
 
+def ledger_record(round_, q, z, epsilon):
+    """One privacy ledger record (server/privacy_ledger.cc's layout)."""
+    body = b"FKPL" + struct.pack("<IQddd", 1, round_, q, z, epsilon)
+    return body + struct.pack("<I", zlib.crc32(body)) + bytes(4)
+
+
+def ledger_and_tokens():
+    three = b"".join(ledger_record(r, 0.1, 1.1, 0.5 * r) for r in (1, 2, 3))
+    write("privacy_ledger", "three-rounds", three)
+    write("privacy_ledger", "torn-tail", three + ledger_record(4, 0.1, 1.1, 2.0)[:20])
+    write("privacy_ledger", "resumed-at-7", ledger_record(7, 0.25, 0.8, 3.0))
+    # tokens: presented token, claimed id, certificate URI, common name (each a length byte and
+    # bytes), then the file.
+    def field(data):
+        return bytes([len(data)]) + data
+    text = b"# fleet\ns3cret phone-1\nfleet-token fleet-a-*,phone-9\nany *\n"
+    write("tokens", "phone", field(b"s3cret") + field(b"phone-1") +
+          field(b"urn:fedkit:client:alice") + field(b"alice") + text)
+    write("tokens", "fleet-other", field(b"fleet-token") + field(b"fleet-b-1") + field(b"") +
+          field(b"fedkit-client") + text)
+    write("tokens", "bare-token", field(b"x") + field(b"y") + field(b"") + field(b"") +
+          b"lonely-token\n")
+
+
 def main():
+    ledger_and_tokens()
     write("round_coordinator", "plain-2", plain_round(2))
     write("round_coordinator", "plain-3", plain_round(3))
     write("round_coordinator", "central-dp-3", plain_round(3, dp="central"))

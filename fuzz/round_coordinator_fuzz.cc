@@ -19,6 +19,7 @@
 #include "fuzz/fuzz_input.h"
 #include "fuzz/quiet_protobuf.h"
 #include "fuzz/secagg_device.h"
+#include "server/client_sampler.h"
 #include "server/round_coordinator.h"
 
 namespace fedkit::fuzz {
@@ -68,7 +69,8 @@ std::unique_ptr<server::RoundCoordinator> MakeCoordinator(FuzzInput& in) {
     }
     o.plan.set_clip_norm(1.0);
     o.dp = dp;
-    o.population = 30;
+    // A DP round starts only once the whole population waits: the round's own clients.
+    o.population = server::OverSelectedTarget(o.clients_per_round, o.over_select);
     o.dp_noise_seed = 42;
   }
   ParameterLayout layout;

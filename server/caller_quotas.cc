@@ -22,8 +22,8 @@ absl::Status CallerQuotas::AdmitCheckIn(const Caller& caller, const std::string&
   entry.last_seen = now;
   if (options_.check_ins_per_second > 0) {
     const double elapsed = std::max(0.0, absl::ToDoubleSeconds(now - entry.refilled));
-    entry.tokens = std::min(options_.check_in_burst,
-                            entry.tokens + elapsed * options_.check_ins_per_second);
+    entry.tokens =
+        std::min(options_.check_in_burst, entry.tokens + elapsed * options_.check_ins_per_second);
     entry.refilled = now;
     if (entry.tokens < 1) {
       if (reason != nullptr) *reason = "rate_limited";
@@ -62,8 +62,7 @@ absl::StatusOr<CallerQuotas::StreamSlot> CallerQuotas::OpenStream(const Caller& 
   if (identity == "anonymous") return StreamSlot();
   absl::MutexLock lock(&mu_);
   Entry& entry = entries_[identity];
-  if (options_.max_streams_per_identity > 0 &&
-      entry.streams >= options_.max_streams_per_identity) {
+  if (options_.max_streams_per_identity > 0 && entry.streams >= options_.max_streams_per_identity) {
     return ResourceExhaustedRetryAfter(absl::StrCat(identity, " already has ", entry.streams,
                                                     " transfers open (the most one identity may)"),
                                        absl::Seconds(5));

@@ -14,22 +14,24 @@ TEST(CallerQuotasTest, CheckInsBeyondTheRateAreRefusedWithAHint) {
   CallerQuotas quotas({.max_ids_per_identity = 0, .check_ins_per_second = 2, .check_in_burst = 3});
   const TokenAuthenticator::Token token = TokenAuthenticator::MakeToken("t", "phone-1");
   const Caller caller(std::nullopt, &token);
-  for (int i = 0; i < 3; ++i) EXPECT_TRUE(quotas.AdmitCheckIn(caller, "phone-1", kStart, nullptr).ok());
+  for (int i = 0; i < 3; ++i)
+    EXPECT_TRUE(quotas.AdmitCheckIn(caller, "phone-1", kStart, nullptr).ok());
   std::string reason;
   const absl::Status refused = quotas.AdmitCheckIn(caller, "phone-1", kStart, &reason);
   EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(reason, "rate_limited");
   ASSERT_TRUE(RetryAfterOf(refused).has_value());
   EXPECT_EQ(*RetryAfterOf(refused), absl::Milliseconds(500));  // one token at 2 per second
-  EXPECT_TRUE(quotas.AdmitCheckIn(caller, "phone-1", kStart + absl::Milliseconds(500), nullptr).ok());
+  EXPECT_TRUE(
+      quotas.AdmitCheckIn(caller, "phone-1", kStart + absl::Milliseconds(500), nullptr).ok());
   // Another identity has its own bucket.
   const Caller other("alice", nullptr);
   EXPECT_TRUE(quotas.AdmitCheckIn(other, "alice", kStart, nullptr).ok());
 }
 
 TEST(CallerQuotasTest, AnOpenEndedTokenUsesAtMostTheCapOfIdsUntilTheyExpire) {
-  CallerQuotas quotas({.max_ids_per_identity = 3, .check_ins_per_second = 0,
-                       .id_ttl = absl::Seconds(60)});
+  CallerQuotas quotas(
+      {.max_ids_per_identity = 3, .check_ins_per_second = 0, .id_ttl = absl::Seconds(60)});
   const TokenAuthenticator::Token fleet = TokenAuthenticator::MakeToken("f", "fleet-*");
   const Caller caller(std::nullopt, &fleet);
   for (int i = 0; i < 3; ++i) {
@@ -50,8 +52,8 @@ TEST(CallerQuotasTest, AnOpenEndedTokenUsesAtMostTheCapOfIdsUntilTheyExpire) {
   EXPECT_TRUE(quotas.AdmitCheckIn(Caller(std::nullopt, &one), "phone-1", kStart, nullptr).ok());
   for (int i = 0; i < 10; ++i) {
     EXPECT_TRUE(quotas
-                    .AdmitCheckIn(Caller(std::nullopt, nullptr), "any-" + std::to_string(i),
-                                  kStart, nullptr)
+                    .AdmitCheckIn(Caller(std::nullopt, nullptr), "any-" + std::to_string(i), kStart,
+                                  nullptr)
                     .ok());
   }
 }
@@ -75,9 +77,9 @@ TEST(CallerQuotasTest, IdleIdentitiesAreForgotten) {
     ASSERT_TRUE(quotas.AdmitCheckIn(Caller(id, nullptr), id, kStart, nullptr).ok());
   }
   EXPECT_EQ(quotas.tracked_identities(), 100);
-  ASSERT_TRUE(quotas.AdmitCheckIn(Caller("late", nullptr), "late", kStart + absl::Seconds(11),
-                                  nullptr)
-                  .ok());
+  ASSERT_TRUE(
+      quotas.AdmitCheckIn(Caller("late", nullptr), "late", kStart + absl::Seconds(11), nullptr)
+          .ok());
   EXPECT_EQ(quotas.tracked_identities(), 1);
 }
 

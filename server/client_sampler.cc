@@ -47,8 +47,8 @@ std::vector<int64_t> CapPerIdentity(std::vector<int64_t> sample,
   absl::flat_hash_map<std::string, int64_t> waiting;
   for (int64_t i = 0; i < static_cast<int64_t>(identities.size()); ++i) ++waiting[key(i)];
   const int64_t target = static_cast<int64_t>(sample.size());
-  int64_t share = (target + static_cast<int64_t>(waiting.size()) - 1) /
-                  static_cast<int64_t>(waiting.size());
+  int64_t share =
+      (target + static_cast<int64_t>(waiting.size()) - 1) / static_cast<int64_t>(waiting.size());
   absl::flat_hash_map<std::string, int64_t> taken;
   bool over = false;
   for (int64_t i : sample) over |= ++taken[key(i)] > share;

@@ -82,9 +82,9 @@ absl::StatusOr<Caller> CoordinatorService::Authenticate(const grpc::ServerContex
     certificate_id = CertificateClientId(uris, common_names);
     if (!certificate_id.has_value()) {
       coordinator_->CountRefusal("permission_denied");
-      return absl::PermissionDeniedError(absl::StrCat(
-          "the client certificate names no client id (a URI subjectAltName ", kClientIdUriPrefix,
-          "<id>, or a common name that is a valid client id)"));
+      return absl::PermissionDeniedError(
+          absl::StrCat("the client certificate names no client id (a URI subjectAltName ",
+                       kClientIdUriPrefix, "<id>, or a common name that is a valid client id)"));
     }
   }
   return Caller(std::move(certificate_id), *token);
@@ -158,9 +158,10 @@ grpc::Status CoordinatorService::GetModel(grpc::ServerContext* context,
   // Checked first (cheap), then a slot: at most max_concurrent_transfers model copies in flight.
   std::optional<TransferLimiter::Slot> slot = AcquireTransfer(*context);
   if (!slot.has_value()) {
-    return Refuse(*context,
-                  ResourceExhaustedRetryAfter("too many model transfers in flight", absl::Seconds(5)),
-                  "transfers_busy");
+    return Refuse(
+        *context,
+        ResourceExhaustedRetryAfter("too many model transfers in flight", absl::Seconds(5)),
+        "transfers_busy");
   }
   const std::vector<float>& params = *snapshot->parameters;
   const int64_t total = static_cast<int64_t>(params.size());

@@ -14,11 +14,11 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "fedkit/v1/coordinator.grpc.pb.h"
-#include "absl/container/flat_hash_set.h"
-#include "absl/synchronization/mutex.h"
 #include "server/artifact_store.h"
 #include "server/caller_quotas.h"
 #include "server/identity.h"
@@ -93,8 +93,7 @@ class CoordinatorService final : public v1::Coordinator::Service {
   // (a client certificate naming no client id), counted, otherwise.
   absl::StatusOr<Caller> Authenticate(const grpc::ServerContext& context);
   // The same, also allowed to claim `client_id` (PERMISSION_DENIED, counted, otherwise).
-  absl::StatusOr<Caller> Authorize(const grpc::ServerContext& context,
-                                   absl::string_view client_id);
+  absl::StatusOr<Caller> Authorize(const grpc::ServerContext& context, absl::string_view client_id);
   // What a stream holds while it runs: a caller's stream slot, a place among max_streams, and its
   // watchdog registration. Released when destroyed.
   class OpenStream;

@@ -8,20 +8,20 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <limits>
 #include <random>
+#include <sstream>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "absl/strings/str_cat.h"
 
 namespace fedkit::server {
 namespace {
 
 using ::testing::HasSubstr;
 
-constexpr char kToken[] = "s3cret-token";       // grants any client id
+constexpr char kToken[] = "s3cret-token";        // grants any client id
 constexpr char kPhoneToken[] = "phone-1-token";  // grants "phone-1" only
 
 ParameterLayout Layout(int64_t n) {
@@ -49,9 +49,9 @@ class GrpcServiceTest : public ::testing::Test {
     options.chunk_floats = 300;
     service_ = std::make_unique<CoordinatorService>(
         coordinator_.get(),
-        Authentication{.tokens = TokenAuthenticator({TokenAuthenticator::MakeToken(kToken, "*"),
-                                                     TokenAuthenticator::MakeToken(
-                                                         kPhoneToken, "phone-1")})},
+        Authentication{
+            .tokens = TokenAuthenticator({TokenAuthenticator::MakeToken(kToken, "*"),
+                                          TokenAuthenticator::MakeToken(kPhoneToken, "phone-1")})},
         options);
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
@@ -65,8 +65,7 @@ class GrpcServiceTest : public ::testing::Test {
 
   void TearDown() override { server_->Shutdown(); }
 
-  std::unique_ptr<grpc::ClientContext> Context(bool with_token = true,
-                                               const char* token = kToken) {
+  std::unique_ptr<grpc::ClientContext> Context(bool with_token = true, const char* token = kToken) {
     auto context = std::make_unique<grpc::ClientContext>();
     if (with_token) context->AddMetadata("authorization", std::string("Bearer ") + token);
     return context;
@@ -670,8 +669,8 @@ TEST(GrpcServiceMutualTlsTest, ADeviceCertificateActsOnlyAsItsOwnClientId) {
     client.pem_cert_chain = ReadText(dir + "/" + cert + ".pem");
     grpc::ChannelArguments args;
     args.SetSslTargetNameOverride("localhost");
-    return v1::Coordinator::NewStub(grpc::CreateCustomChannel(
-        "127.0.0.1:" + std::to_string(port), grpc::SslCredentials(client), args));
+    return v1::Coordinator::NewStub(grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port),
+                                                              grpc::SslCredentials(client), args));
   };
   const auto check_in = [](v1::Coordinator::Stub& stub, const std::string& id) {
     v1::CheckInRequest request;

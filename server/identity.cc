@@ -28,10 +28,10 @@ absl::StatusOr<ClientIdGrant> ClientIdGrant::Parse(absl::string_view patterns) {
     const bool prefix = absl::EndsWith(pattern, "*");
     const absl::string_view id = prefix ? pattern.substr(0, pattern.size() - 1) : pattern;
     if (absl::Status valid = ValidateClientId(id); !valid.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "client id pattern \"", absl::CEscape(pattern),
-          "\" is neither '*', a client id, nor a client id prefix followed by '*': ",
-          valid.message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("client id pattern \"", absl::CEscape(pattern),
+                       "\" is neither '*', a client id, nor a client id prefix followed by '*': ",
+                       valid.message()));
     }
     (prefix ? grant.prefixes_ : grant.ids_).emplace_back(id);
   }
@@ -87,7 +87,8 @@ absl::StatusOr<TokenAuthenticator> TokenAuthenticator::Parse(absl::string_view t
     std::string secret(line.substr(0, split));
     const absl::string_view patterns = absl::StripAsciiWhitespace(line.substr(split));
     absl::StatusOr<ClientIdGrant> grant = ClientIdGrant::Parse(patterns);
-    if (!grant.ok()) return absl::InvalidArgumentError(absl::StrCat(where(), grant.status().message()));
+    if (!grant.ok())
+      return absl::InvalidArgumentError(absl::StrCat(where(), grant.status().message()));
     if (!seen.insert(secret).second) {
       return absl::InvalidArgumentError(
           absl::StrCat(where(), "this token is listed twice (the token is not shown)"));
@@ -135,9 +136,9 @@ absl::StatusOr<const TokenAuthenticator::Token*> TokenAuthenticator::Authenticat
 
 absl::Status Caller::MayClaim(absl::string_view client_id) const {
   if (certificate_id_.has_value() && *certificate_id_ != client_id) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("this client certificate is for client id \"", *certificate_id_,
-                     "\"; it may not act as \"", absl::CEscape(client_id), "\""));
+    return absl::PermissionDeniedError(absl::StrCat("this client certificate is for client id \"",
+                                                    *certificate_id_, "\"; it may not act as \"",
+                                                    absl::CEscape(client_id), "\""));
   }
   if (token_ != nullptr && !token_->grant.Allows(client_id)) {
     return absl::PermissionDeniedError(absl::StrCat("the bearer token (", token_->name,

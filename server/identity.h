@@ -93,8 +93,8 @@ class Caller {
   Caller(std::optional<std::string> certificate_id, const TokenAuthenticator::Token* token)
       : certificate_id_(std::move(certificate_id)), token_(token) {}
 
-  // OK when the caller may claim `client_id`; PERMISSION_DENIED otherwise, naming the id claimed and
-  // (for a certificate) the one proven, never the token.
+  // OK when the caller may claim `client_id`; PERMISSION_DENIED otherwise, naming the id claimed
+  // and (for a certificate) the one proven, never the token.
   absl::Status MayClaim(absl::string_view client_id) const;
   // The key for per-caller quotas and logs: "cert:<id>", the token's name, or "anonymous".
   std::string identity() const;

@@ -42,7 +42,8 @@ TEST(TokenAuthenticatorTest, ParsesTokensWithTheirIds) {
 }
 
 TEST(TokenAuthenticatorTest, BadFilesNameTheFileAndLine) {
-  absl::StatusOr<TokenAuthenticator> bare = TokenAuthenticator::Parse("# x\nlonely-token\n", "t.txt");
+  absl::StatusOr<TokenAuthenticator> bare =
+      TokenAuthenticator::Parse("# x\nlonely-token\n", "t.txt");
   ASSERT_FALSE(bare.ok());
   EXPECT_THAT(bare.status().message(), HasSubstr("t.txt:2:"));
   EXPECT_THAT(bare.status().message(), Not(HasSubstr("lonely-token")));
@@ -59,10 +60,8 @@ TEST(TokenAuthenticatorTest, BadFilesNameTheFileAndLine) {
 TEST(TokenAuthenticatorTest, MissingMalformedOrUnknownTokensAreUnauthenticated) {
   TokenAuthenticator auth({TokenAuthenticator::MakeToken("secret", "*")});
   EXPECT_EQ(auth.Authenticate(std::nullopt).status().code(), absl::StatusCode::kUnauthenticated);
-  EXPECT_EQ(auth.Authenticate("Basic secret").status().code(),
-            absl::StatusCode::kUnauthenticated);
-  EXPECT_EQ(auth.Authenticate("Bearer secre").status().code(),
-            absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(auth.Authenticate("Basic secret").status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(auth.Authenticate("Bearer secre").status().code(), absl::StatusCode::kUnauthenticated);
   EXPECT_EQ(auth.Authenticate("Bearer secrets").status().code(),
             absl::StatusCode::kUnauthenticated);
   EXPECT_THAT(auth.Authenticate("Bearer guess").status().message(), Not(HasSubstr("guess")));

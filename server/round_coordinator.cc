@@ -1,16 +1,16 @@
 #include "server/round_coordinator.h"
 
+#include <openssl/rand.h>
+
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <utility>
 
-#include <openssl/rand.h>
-
 #include "absl/container/flat_hash_set.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/cord.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -586,11 +586,10 @@ absl::Status RoundCoordinator::JoinPoolLocked(const std::string& client_id, absl
     return absl::OkStatus();
   }
   if (options_.max_waiting > 0 && static_cast<int64_t>(pool_.size()) >= options_.max_waiting) {
-    return RefuseLocked(
-        ResourceExhaustedRetryAfter(absl::StrCat("the waiting pool is full (", pool_.size(),
-                                                 " devices)"),
-                                    3 * options_.retry_interval),
-        "pool_full");
+    return RefuseLocked(ResourceExhaustedRetryAfter(
+                            absl::StrCat("the waiting pool is full (", pool_.size(), " devices)"),
+                            3 * options_.retry_interval),
+                        "pool_full");
   }
   pool_.emplace(client_id, Waiting{now, std::string(identity)});
   pool_by_time_.emplace(now, client_id);

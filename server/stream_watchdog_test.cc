@@ -40,7 +40,9 @@ TEST(StreamWatchdogTest, AStreamThatKeepsTalkingIsCancelledOnlyAtItsMaximum) {
 TEST(StreamWatchdogTest, AFinishedStreamIsNeverCancelled) {
   StreamWatchdog dog(absl::Milliseconds(20), absl::Hours(1), absl::Milliseconds(5));
   std::atomic<int> calls{0};
-  { StreamWatchdog::Watch watch = dog.Start([&] { ++calls; }); }
+  {
+    StreamWatchdog::Watch watch = dog.Start([&] { ++calls; });
+  }
   absl::SleepFor(absl::Milliseconds(100));
   EXPECT_EQ(calls.load(), 0);
 }

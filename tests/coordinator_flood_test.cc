@@ -73,16 +73,37 @@ TEST(CoordinatorFloodTest, FloodOfFreshIdsAndIdleStreamsLeavesMemoryFlatAndTheHo
   std::filesystem::create_directories(dir);
   {
     std::ofstream tokens(dir + "/tokens");
-    tokens << kFloodToken << " flood-*\n" << kHonestToken << " honest-1\n"
+    tokens << kFloodToken << " flood-*\n"
+           << kHonestToken << " honest-1\n"
            << kProbeToken << " probe-1\n";
   }
 
-  std::vector<std::string> argv = {
-      FEDKIT_COORDINATOR_BINARY, "--listen", "127.0.0.1:0", "--insecure", "--auth-tokens",
-      dir + "/tokens", "--model", "logreg", "--rounds", "1", "--clients-per-round", "1",
-      "--over-select", "2", "--selection-timeout", "2", "--round-timeout", "20",
-      "--retry-interval", "1", "--linger", "30", "--eval-data",
-      "/usr/share/datasets/fashion-mnist", "--metrics-out", dir + "/metrics.jsonl"};
+  std::vector<std::string> argv = {FEDKIT_COORDINATOR_BINARY,
+                                   "--listen",
+                                   "127.0.0.1:0",
+                                   "--insecure",
+                                   "--auth-tokens",
+                                   dir + "/tokens",
+                                   "--model",
+                                   "logreg",
+                                   "--rounds",
+                                   "1",
+                                   "--clients-per-round",
+                                   "1",
+                                   "--over-select",
+                                   "2",
+                                   "--selection-timeout",
+                                   "2",
+                                   "--round-timeout",
+                                   "20",
+                                   "--retry-interval",
+                                   "1",
+                                   "--linger",
+                                   "30",
+                                   "--eval-data",
+                                   "/usr/share/datasets/fashion-mnist",
+                                   "--metrics-out",
+                                   dir + "/metrics.jsonl"};
   // Extra coordinator flags, e.g. FEDKIT_FLOOD_FLAGS="--max-ids-per-identity 0" to let every
   // fresh id into the pool (then only --max-waiting bounds it).
   const char* extra_flags = std::getenv("FEDKIT_FLOOD_FLAGS");
@@ -239,9 +260,10 @@ TEST(CoordinatorFloodTest, FloodOfFreshIdsAndIdleStreamsLeavesMemoryFlatAndTheHo
     std::lock_guard<std::mutex> lock(latencies_mu);
     latencies = latencies_ms;
   }
-  std::printf("flood: %lld fresh ids in %.1f s (%.0f check-ins/s) from one token;", 
+  std::printf("flood: %lld fresh ids in %.1f s (%.0f check-ins/s) from one token;",
               static_cast<long long>(flood_ids), flood_seconds, flood_ids / flood_seconds);
-  for (const auto& [code, n] : codes) std::printf(" status %d: %lld;", code, static_cast<long long>(n));
+  for (const auto& [code, n] : codes)
+    std::printf(" status %d: %lld;", code, static_cast<long long>(n));
   std::printf("\nflood: %lld header-only and %lld silent upload streams\n",
               static_cast<long long>(flood_streams), static_cast<long long>(flood_streams));
   std::printf("flood: coordinator RSS idle %.1f MiB, peak %.1f MiB (+%.1f MiB)\n", idle_rss,
