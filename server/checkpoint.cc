@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "core/status_macros.h"
+#include "server/record_codec.h"
 
 namespace fedkit::server {
 namespace {
@@ -83,30 +84,11 @@ absl::Status ErrnoError(int error_number, absl::string_view what) {
   return absl::ErrnoToStatus(error_number, what);
 }
 
-uint32_t Crc32(const char* data, size_t size) {
-  uLong crc = crc32_z(0L, Z_NULL, 0);
-  crc = crc32_z(crc, reinterpret_cast<const Bytef*>(data), size);
-  return static_cast<uint32_t>(crc);
-}
-
-void PutU32(uint32_t value, char* out) {
-  for (int i = 0; i < 4; ++i) out[i] = static_cast<char>((value >> (8 * i)) & 0xff);
-}
-void PutU64(uint64_t value, char* out) {
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((value >> (8 * i)) & 0xff);
-}
-uint32_t GetU32(const char* in) {
-  uint32_t value = 0;
-  for (int i = 0; i < 4; ++i)
-    value |= static_cast<uint32_t>(static_cast<unsigned char>(in[i])) << (8 * i);
-  return value;
-}
-uint64_t GetU64(const char* in) {
-  uint64_t value = 0;
-  for (int i = 0; i < 8; ++i)
-    value |= static_cast<uint64_t>(static_cast<unsigned char>(in[i])) << (8 * i);
-  return value;
-}
+using record_codec::Crc32;
+using record_codec::GetU32;
+using record_codec::GetU64;
+using record_codec::PutU32;
+using record_codec::PutU64;
 
 // Closes `fd` on destruction unless released.
 class FdCloser {

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/record_codec.h"
 
 namespace fedkit::server {
 namespace {
@@ -20,43 +21,13 @@ constexpr char kMagic[4] = {'F', 'K', 'P', 'L'};
 constexpr uint32_t kVersion = 1;
 constexpr size_t kChecksummed = 40;  // bytes 0..39
 
-uint32_t Crc32(const char* data, size_t size) {
-  uLong crc = crc32_z(0L, Z_NULL, 0);
-  crc = crc32_z(crc, reinterpret_cast<const Bytef*>(data), size);
-  return static_cast<uint32_t>(crc);
-}
-
-void PutU32(uint32_t value, char* out) {
-  for (int i = 0; i < 4; ++i) out[i] = static_cast<char>((value >> (8 * i)) & 0xff);
-}
-void PutU64(uint64_t value, char* out) {
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((value >> (8 * i)) & 0xff);
-}
-uint32_t GetU32(const char* in) {
-  uint32_t value = 0;
-  for (int i = 0; i < 4; ++i) {
-    value |= static_cast<uint32_t>(static_cast<unsigned char>(in[i])) << (8 * i);
-  }
-  return value;
-}
-uint64_t GetU64(const char* in) {
-  uint64_t value = 0;
-  for (int i = 0; i < 8; ++i) {
-    value |= static_cast<uint64_t>(static_cast<unsigned char>(in[i])) << (8 * i);
-  }
-  return value;
-}
-void PutDouble(double value, char* out) {
-  uint64_t bits = 0;
-  std::memcpy(&bits, &value, sizeof(bits));
-  PutU64(bits, out);
-}
-double GetDouble(const char* in) {
-  const uint64_t bits = GetU64(in);
-  double value = 0;
-  std::memcpy(&value, &bits, sizeof(value));
-  return value;
-}
+using record_codec::Crc32;
+using record_codec::GetDouble;
+using record_codec::GetU32;
+using record_codec::GetU64;
+using record_codec::PutDouble;
+using record_codec::PutU32;
+using record_codec::PutU64;
 
 int WriteFully(int fd, const char* data, size_t size) {
   while (size > 0) {
