@@ -119,6 +119,14 @@ absl::StatusOr<std::unique_ptr<CoordinatorService::OpenStream>> CoordinatorServi
   return std::make_unique<OpenStream>(this, *std::move(slot), std::move(watch));
 }
 
+std::optional<grpc::Status> CoordinatorService::CancelledByWatchdog(OpenStream& stream) {
+  const char* expired = stream.watch().expired();
+  if (*expired == '\0') return std::nullopt;
+  coordinator_->CountRefusal(absl::StrCat("stream_", expired));
+  return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                      absl::StrCat("upload stream cancelled: ", expired));
+}
+
 std::optional<TransferLimiter::Slot> CoordinatorService::AcquireTransfer(
     const grpc::ServerContext& context) {
   const absl::Time deadline =
@@ -240,10 +248,8 @@ grpc::Status CoordinatorService::UploadUpdate(grpc::ServerContext* context,
   std::unique_ptr<OpenStream> stream = *std::move(opened);
   v1::UpdateChunk chunk;
   if (!reader->Read(&chunk) || !chunk.has_header()) {
-    if (const char* expired = stream->watch().expired(); *expired != '\0') {
-      coordinator_->CountRefusal(absl::StrCat("stream_", expired));
-      return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
-                          absl::StrCat("upload stream cancelled: ", expired));
+    if (std::optional<grpc::Status> cancelled = CancelledByWatchdog(*stream); cancelled) {
+      return *cancelled;
     }
     coordinator_->CountRefusal("malformed_stream");
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -337,10 +343,8 @@ grpc::Status CoordinatorService::Upload(grpc::ServerContext& context,
     std::copy(values.values().begin(), values.values().end(), delta.begin() + received);
     received += values.values_size();
   }
-  if (const char* expired = stream.watch().expired(); *expired != '\0') {
-    coordinator_->CountRefusal(absl::StrCat("stream_", expired));
-    return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
-                        absl::StrCat("upload stream cancelled: ", expired));
+  if (std::optional<grpc::Status> cancelled = CancelledByWatchdog(stream); cancelled) {
+    return *cancelled;
   }
   if (received != model_size) {
     coordinator_->CountRefusal("wrong_shape");
@@ -382,10 +386,8 @@ grpc::Status CoordinatorService::UploadMasked(grpc::ServerReader<v1::UpdateChunk
     }
     packed += masked.packed();
   }
-  if (const char* expired = stream.watch().expired(); *expired != '\0') {
-    coordinator_->CountRefusal(absl::StrCat("stream_", expired));
-    return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
-                        absl::StrCat("upload stream cancelled: ", expired));
+  if (std::optional<grpc::Status> cancelled = CancelledByWatchdog(stream); cancelled) {
+    return *cancelled;
   }
   absl::StatusOr<v1::UploadResponse> result =
       coordinator_->SubmitMaskedUpdate(header, packed, clock_());

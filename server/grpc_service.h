@@ -99,6 +99,9 @@ class CoordinatorService final : public v1::Coordinator::Service {
   class OpenStream;
   absl::StatusOr<std::unique_ptr<OpenStream>> Open(grpc::ServerContext& context,
                                                    const Caller& caller);
+  // DEADLINE_EXCEEDED (counted as "stream_idle" / "stream_too long") when the watchdog cancelled
+  // `stream`; nullopt otherwise.
+  std::optional<grpc::Status> CancelledByWatchdog(OpenStream& stream);
   // A transfer slot, waiting up to transfer_wait (and the call's deadline).
   std::optional<TransferLimiter::Slot> AcquireTransfer(const grpc::ServerContext& context);
   grpc::Status Upload(grpc::ServerContext& context, grpc::ServerReader<v1::UpdateChunk>& reader,
