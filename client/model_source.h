@@ -37,8 +37,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "artifacts/signing.h"
 #include "client/artifact_cache.h"
+#include "client/artifact_policy.h"
 #include "data/examples.h"
 #include "fedkit/v1/coordinator.pb.h"
 #include "models/model.h"
@@ -76,15 +76,6 @@ class FixedModelSource final : public ModelSource {
   std::string model_name_;
 };
 
-// Which artifacts a device loads.
-struct ArtifactTrust {
-  // Artifacts signed by any of these keys are loaded (after their signature verifies).
-  std::vector<artifacts::PublicKey> trusted_keys;
-  // Also load unsigned artifacts (their SHA-256 is still checked). Off by default: loading
-  // TorchScript runs its code.
-  bool allow_unsigned = false;
-};
-
 struct AssignedModelOptions {
   // The device's data: registry models are built for it and artifacts are checked against it.
   data::DatasetInfo dataset;
@@ -99,8 +90,9 @@ struct AssignedModelOptions {
 };
 
 // Trains whatever the coordinator assigns: a registry model (models::CreateModel) by its name, or
-// a TorchScript artifact by its content hash. A registry name that looks like a path is refused (a
-// server must not make the device load a local file).
+// a TorchScript artifact by its content hash, accepted by client/artifact_policy.h's checks. A
+// registry name that looks like a path is refused (a server must not make the device load a local
+// file).
 class AssignedModelSource final : public ModelSource {
  public:
   explicit AssignedModelSource(AssignedModelOptions options);
@@ -111,10 +103,8 @@ class AssignedModelSource final : public ModelSource {
                                                          std::string bytes) override;
 
  private:
-  // The assignment's artifact is well-formed, named consistently, within the size limit, and
-  // signed by a trusted key (or unsigned and allowed): what can be checked before downloading.
-  absl::Status CheckArtifactBeforeDownload(const v1::RoundAssignment& assignment) const;
-  // Hash and signature of `bytes`, then the load; on success the current model.
+  // Hash and signature of `bytes` (client/artifact_policy.h), then the load; on success the
+  // current model.
   absl::StatusOr<std::shared_ptr<models::Model>> VerifyAndLoad(
       const v1::RoundAssignment& assignment, const std::string& bytes, bool from_cache);
   void Log(absl::string_view line) const;

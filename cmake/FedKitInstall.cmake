@@ -9,7 +9,7 @@ set(FEDKIT_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/FedKit)
 # fedkit::client and every FedKit library it links, PUBLIC or PRIVATE (static libraries carry their
 # private dependencies to the app's link line).
 set(FEDKIT_EXPORTED_LIBRARIES
-  fedkit_core fedkit_data fedkit_models fedkit_artifacts fedkit_privacy fedkit_secagg fedkit_proto
+  fedkit_core fedkit_data fedkit_models fedkit_artifacts fedkit_artifact_policy fedkit_privacy fedkit_secagg fedkit_proto
   fedkit_training fedkit_client)
 if(TARGET fedkit_tsan_absl_annotations)
   list(APPEND FEDKIT_EXPORTED_LIBRARIES fedkit_tsan_absl_annotations)
@@ -32,7 +32,7 @@ install(TARGETS fedkit-coordinator fedkit-client fedkit-sim RUNTIME DESTINATION 
 # models/torchscript_model.h (FedKit's own; absl, LibTorch and protobuf come from their packages).
 set(FEDKIT_PUBLIC_HEADERS
   artifacts/signing.h
-  client/artifact_cache.h client/coordinator_channel.h client/federated_client.h
+  client/artifact_cache.h client/artifact_policy.h client/coordinator_channel.h client/federated_client.h
   client/local_trainer.h client/model_source.h
   data/examples.h
   models/model.h models/tensor_examples.h models/torch_status.h models/torchscript_model.h)

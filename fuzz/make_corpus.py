@@ -276,6 +276,30 @@ def main():
                                                           .encode()).out)
     write("artifact", "verify", Decisions().int(0, 4, 4).bytes(artifact).bool(False)
           .raw(bytes(64)).out)
+
+    # assigned_artifact: the device's policy (trusted key?, unsigned allowed?, size limit), the
+    # artifact's bytes, how the assignment is made (2: honest, then Int(0, 3) wire edits) and its
+    # signer (0 operator, 1 another key, 2 unsigned).
+    def assigned(trusted, unsigned, how, signer):
+        return (Decisions().bool(trusted).bool(unsigned).int(0, 1024, 1024).bytes(artifact)
+                .int(0, 3, how).int(0, 2, signer))
+    write("assigned_artifact", "signed", assigned(True, False, 2, 0).int(0, 3, 0).out)
+    write("assigned_artifact", "unsigned-allowed", assigned(False, True, 2, 2).int(0, 3, 0).out)
+    write("assigned_artifact", "other-key", assigned(True, False, 2, 1).int(0, 3, 0).out)
+    # A field replaced: an empty value, then case 6 edits the downloaded bytes instead (one
+    # overwrite of byte 0).
+    # upload_stream: masked?, the declared total, then chunks (how: 1 = well-formed, then
+    # False = of the upload's own kind, then the values or bytes).
+    floats = lambda *v: b"".join(struct.pack("<f", x) for x in v)
+    write("upload_stream", "plain", Decisions().bool(False).int(0, 64, 3)
+          .int(0, 2, 1).bool(False).int(0, 16, 2).raw(floats(0.5, -1.0))
+          .int(0, 2, 1).bool(False).int(0, 16, 1).raw(floats(2.0)).out)
+    write("upload_stream", "masked", Decisions().bool(True).int(0, 64, 2)
+          .int(0, 2, 1).bool(False).bytes(bytes(range(10)))
+          .int(0, 2, 1).bool(False).bytes(bytes(range(6))).out)
+    write("assigned_artifact", "tampered-download",
+          assigned(True, False, 1, 0).bytes(b"").int(0, 6, 6).int(0, 3, 1)
+          .int(0, len(artifact) - 1, 0).int(0, 4, 0).int(0, 255, 0x41).out)
     return 0
 
 

@@ -10,6 +10,7 @@
 #include "absl/strings/string_view.h"
 #include "core/retry_after.h"
 #include "proto/layout_conversion.h"
+#include "server/upload_assembler.h"
 
 namespace fedkit::server {
 
@@ -317,42 +318,24 @@ grpc::Status CoordinatorService::Upload(grpc::ServerContext& context,
                   ResourceExhaustedRetryAfter("too many uploads in flight", absl::Seconds(5)),
                   "transfers_busy");
   }
-  std::vector<float> delta(static_cast<size_t>(model_size));
-  int64_t received = 0;
+  PlainUploadAssembler assembler(model_size);
   v1::UpdateChunk chunk;
   while (reader.Read(&chunk)) {
     stream.watch().Touch();
-    if (!chunk.has_values()) {
-      coordinator_->CountRefusal("malformed_stream");
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          "only value chunks may follow the header");
+    if (absl::Status added = assembler.Add(chunk); !added.ok()) {
+      coordinator_->CountRefusal(assembler.refusal());
+      return ToGrpcStatus(added);
     }
-    const v1::DeltaValues& values = chunk.values();
-    if (values.offset() != received) {
-      coordinator_->CountRefusal("malformed_stream");
-      return grpc::Status(
-          grpc::StatusCode::INVALID_ARGUMENT,
-          absl::StrCat("value chunk at offset ", values.offset(), ", expected ", received));
-    }
-    if (received + values.values_size() > model_size) {
-      coordinator_->CountRefusal("oversized");
-      return grpc::Status(
-          grpc::StatusCode::RESOURCE_EXHAUSTED,
-          absl::StrCat("update has more than the declared ", model_size, " values"));
-    }
-    std::copy(values.values().begin(), values.values().end(), delta.begin() + received);
-    received += values.values_size();
   }
   if (std::optional<grpc::Status> cancelled = CancelledByWatchdog(stream); cancelled) {
     return *cancelled;
   }
-  if (received != model_size) {
-    coordinator_->CountRefusal("wrong_shape");
-    return grpc::Status(
-        grpc::StatusCode::INVALID_ARGUMENT,
-        absl::StrCat("update ended after ", received, " of ", model_size, " values"));
+  if (absl::Status complete = assembler.Finish(); !complete.ok()) {
+    coordinator_->CountRefusal(assembler.refusal());
+    return ToGrpcStatus(complete);
   }
-  absl::StatusOr<v1::UploadResponse> result = coordinator_->SubmitUpdate(header, delta, clock_());
+  absl::StatusOr<v1::UploadResponse> result =
+      coordinator_->SubmitUpdate(header, assembler.values(), clock_());
   if (!result.ok()) return ToGrpcStatus(result.status());
   *response = *result;
   return grpc::Status::OK;
@@ -362,35 +345,20 @@ grpc::Status CoordinatorService::UploadMasked(grpc::ServerReader<v1::UpdateChunk
                                               const v1::UpdateHeader& header,
                                               v1::UploadResponse* response, OpenStream& stream) {
   // At most 8 bytes per value whatever the modulus; the coordinator checks the exact length.
-  const int64_t max_bytes = 8 * header.total_size();
-  std::string packed;
+  MaskedUploadAssembler assembler(header.total_size());
   v1::UpdateChunk chunk;
   while (reader.Read(&chunk)) {
     stream.watch().Touch();
-    if (!chunk.has_masked()) {
-      coordinator_->CountRefusal("malformed_stream");
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          "only masked chunks may follow a masked upload's header");
+    if (absl::Status added = assembler.Add(chunk); !added.ok()) {
+      coordinator_->CountRefusal(assembler.refusal());
+      return ToGrpcStatus(added);
     }
-    const v1::MaskedValues& masked = chunk.masked();
-    if (masked.byte_offset() != static_cast<int64_t>(packed.size())) {
-      coordinator_->CountRefusal("malformed_stream");
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          absl::StrCat("masked chunk at byte offset ", masked.byte_offset(),
-                                       ", expected ", packed.size()));
-    }
-    if (static_cast<int64_t>(packed.size() + masked.packed().size()) > max_bytes) {
-      coordinator_->CountRefusal("oversized");
-      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                          absl::StrCat("masked upload exceeds ", max_bytes, " bytes"));
-    }
-    packed += masked.packed();
   }
   if (std::optional<grpc::Status> cancelled = CancelledByWatchdog(stream); cancelled) {
     return *cancelled;
   }
   absl::StatusOr<v1::UploadResponse> result =
-      coordinator_->SubmitMaskedUpdate(header, packed, clock_());
+      coordinator_->SubmitMaskedUpdate(header, assembler.packed(), clock_());
   if (!result.ok()) return ToGrpcStatus(result.status());
   *response = *result;
   return grpc::Status::OK;

@@ -35,6 +35,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing_util::PollUntil;
+using testing_util::Scaled;
+using testing_util::ScaledSeconds;
 using testing_util::Subprocess;
 
 constexpr int kClients = 20;
@@ -176,7 +178,7 @@ class CoordinatorE2eTest : public ::testing::Test {
     auto stub = v1::Coordinator::NewStub(
         grpc::CreateChannel("127.0.0.1:" + std::to_string(port_), grpc::SslCredentials(ssl)));
     grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    context.set_deadline(std::chrono::system_clock::now() + Scaled(std::chrono::seconds(30)));
     v1::GetStatusResponse status;
     const grpc::Status rpc = stub->GetStatus(&context, v1::GetStatusRequest(), &status);
     EXPECT_TRUE(rpc.ok()) << rpc.error_message();
@@ -512,9 +514,9 @@ TEST_F(CoordinatorE2eTest, SecureAggregationWithKilledClientsCommitsTheSurvivors
                                     "--max-examples",
                                     "3000",
                                     "--round-timeout",
-                                    "20",
+                                    ScaledSeconds(20),
                                     "--secagg-phase-timeout",
-                                    "20",
+                                    ScaledSeconds(20),
                                     "--metrics-out",
                                     Path("metrics.jsonl"),
                                     "--model-out",
@@ -702,11 +704,11 @@ class RoundEngineMatrixTest : public CoordinatorE2eTest {
                                       "--min-available",
                                       std::to_string(kDevices),
                                       "--selection-timeout",
-                                      "120",
+                                      ScaledSeconds(120),
                                       "--round-timeout",
-                                      "120",
+                                      ScaledSeconds(120),
                                       "--secagg-phase-timeout",
-                                      "20",
+                                      ScaledSeconds(20),
                                       "--metrics-out",
                                       Path("metrics.jsonl"),
                                       "--participation-out",

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -104,11 +105,35 @@ class Subprocess {
   std::string output_path_;
 };
 
-// Polls `predicate` every 20 ms until it holds or `timeout` passes; returns whether it held. The
-// timeout only bounds a hung test; it is never the assertion itself.
+// How many times longer than usual a test may wait for its processes: the environment variable
+// FEDKIT_TEST_TIME_SCALE, a number >= 1 (1 when unset or not a number >= 1). scripts/sanitize.sh
+// sets it, since ASan and TSan make every process several times slower. Deadlines in tests only
+// bound a hung test (or are part of the scenario, like a round timeout the devices must beat), so
+// stretching them never turns a failure into a pass.
+inline double TestTimeScale() {
+  const char* value = std::getenv("FEDKIT_TEST_TIME_SCALE");
+  if (value == nullptr) return 1.0;
+  char* end = nullptr;
+  const double scale = std::strtod(value, &end);
+  return (end != value && *end == '\0' && scale >= 1.0) ? scale : 1.0;
+}
+
+// `duration` times TestTimeScale().
+inline std::chrono::milliseconds Scaled(std::chrono::milliseconds duration) {
+  return std::chrono::milliseconds(
+      static_cast<std::chrono::milliseconds::rep>(duration.count() * TestTimeScale()));
+}
+
+// `seconds` times TestTimeScale(), as a whole number for a command-line flag.
+inline std::string ScaledSeconds(int seconds) {
+  return std::to_string(static_cast<long>(seconds * TestTimeScale() + 0.5));
+}
+
+// Polls `predicate` every 20 ms until it holds or Scaled(timeout) passes; returns whether it held.
+// The timeout only bounds a hung test; it is never the assertion itself.
 template <typename Predicate>
 bool PollUntil(Predicate predicate, std::chrono::milliseconds timeout) {
-  const auto end = std::chrono::steady_clock::now() + timeout;
+  const auto end = std::chrono::steady_clock::now() + Scaled(timeout);
   while (std::chrono::steady_clock::now() < end) {
     if (predicate()) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
