@@ -14,6 +14,12 @@ set(FEDKIT_EXPORTED_LIBRARIES
 if(TARGET fedkit_tsan_absl_annotations)
   list(APPEND FEDKIT_EXPORTED_LIBRARIES fedkit_tsan_absl_annotations)
 endif()
+# A sanitizer build's libraries are instrumented: whatever links them needs the sanitizer's
+# runtime, so the installed package says so (inside the build, the top-level link options do).
+if(FEDKIT_SANITIZE)
+  target_link_options(fedkit_core INTERFACE
+    "$<INSTALL_INTERFACE:-fsanitize=${FEDKIT_SANITIZE}>")
+endif()
 foreach(target ${FEDKIT_EXPORTED_LIBRARIES})
   string(REGEX REPLACE "^fedkit_" "" export_name ${target})
   set_target_properties(${target} PROPERTIES EXPORT_NAME ${export_name})
