@@ -100,21 +100,27 @@ class FakeCoordinator final : public v1::Coordinator::Service {
   // `artifact_extra` bytes more than announced are appended.
   std::string artifact;
   int64_t artifact_chunk = 256;
-  int64_t artifact_fail_after = 0;
-  int64_t artifact_extra = 0;
+  int64_t artifact_fail_after = 0;  // under mu once the server runs
+  int64_t artifact_extra = 0;       // under mu once the server runs
 
   grpc::Status GetArtifact(grpc::ServerContext* context, const v1::GetArtifactRequest* request,
                            grpc::ServerWriter<v1::ArtifactChunk>* writer) override {
     Record(context);
+    // The test changes the failure and the extra bytes between calls: read (and reset) under mu.
+    int64_t extra = 0;
+    int64_t fail_after = 0;
     {
       absl::MutexLock lock(&mu);
       artifact_offsets.push_back(request->offset());
+      extra = artifact_extra;
+      fail_after = artifact_fail_after;
     }
-    const std::string sent = artifact + std::string(artifact_extra, 'x');
+    const std::string sent = artifact + std::string(extra, 'x');
     const int64_t total = static_cast<int64_t>(artifact.size());
     for (int64_t offset = request->offset(); offset < static_cast<int64_t>(sent.size());
          offset += artifact_chunk) {
-      if (artifact_fail_after > 0 && offset >= artifact_fail_after) {
+      if (fail_after > 0 && offset >= fail_after) {
+        absl::MutexLock lock(&mu);
         artifact_fail_after = 0;
         return grpc::Status(grpc::StatusCode::UNAVAILABLE, "link dropped");
       }
@@ -370,7 +376,10 @@ TEST(GrpcChannelTest, ArtifactOfAnotherSizeThanAssignedIsRefused) {
   EXPECT_THAT(status.message(), HasSubstr("1000 bytes but the assignment says 10"));
   EXPECT_TRUE(bytes.empty());
   // More bytes than the (correctly) announced size are refused too.
-  service.artifact_extra = 5;
+  {
+    absl::MutexLock lock(&service.mu);
+    service.artifact_extra = 5;
+  }
   bytes.clear();
   status = channel->GetArtifact(v1::GetArtifactRequest(), 1000, &bytes);
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;

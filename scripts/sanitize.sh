@@ -2,16 +2,17 @@
 # Builds and runs the test suite (all but the tests labelled "long") under sanitizers, each in a
 # build directory of its own (never build/):
 #   asan  build-asan/  AddressSanitizer + LeakSanitizer + UndefinedBehaviorSanitizer
-#   tsan  build-tsan/  ThreadSanitizer
+#   tsan  build-tsan/  ThreadSanitizer: the server, client and end-to-end tests only
 # Usage: scripts/sanitize.sh [asan] [tsan]   (no argument: both). Extra ctest arguments can be given
 # in CTEST_ARGS, e.g. CTEST_ARGS="-R Grpc" scripts/sanitize.sh tsan. Exits non-zero if any report
 # or test failure occurred.
 #
 # Suppressions: tests/sanitizers/tsan.supp, for libraries that are not built with TSan (gRPC,
 # Abseil, OpenSSL), and tests/sanitizers/lsan.supp, for leaks inside OpenSSL; each entry says why.
-# Under ASan, the MPI ranks mpirun starts run without leak detection (see lsan.supp). Reports from FedKit's own code are never
-# suppressed. TSan builds also link tests/sanitizers/absl_tsan_annotations.cc (see CMakeLists.txt),
-# which tells TSan how the system's uninstrumented absl::Mutex synchronizes.
+# Under ASan, the MPI ranks mpirun starts run without leak detection (see lsan.supp). Reports from
+# FedKit's own code are never suppressed. TSan builds also link
+# tests/sanitizers/absl_tsan_annotations.cc (see CMakeLists.txt), which tells TSan how the system's
+# uninstrumented absl::Mutex synchronizes.
 # Tests write temporary files under <build dir>/tmp (TEST_TMPDIR), so a run does not collide with
 # another build's tests in /tmp. Sanitizers make every process several times slower, so the tests'
 # waits for their child processes (and the round deadlines they give them) are stretched by
@@ -23,16 +24,25 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 JOBS="${JOBS:-2}"
 
-run() {  # run NAME SANITIZE TIME_SCALE ENV...
-  local name="$1" sanitize="$2" scale="${FEDKIT_TEST_TIME_SCALE:-$3}"
-  shift 3
+# The tsan configuration covers the server, client and end-to-end tests (ctest labels server,
+# client, e2e) and builds only their binaries.
+TSAN_TARGETS=(fedkit_server_test fedkit_coordinator_grpc_test fedkit_coordinator_in_process_test
+  fedkit_artifact_policy_test fedkit_training_test fedkit_federated_client_test
+  fedkit_grpc_channel_test fedkit_coordinator_e2e_test)
+
+run() {  # run NAME SANITIZE TIME_SCALE LABELS TARGETS ENV...  (LABELS, TARGETS: "" = all)
+  local name="$1" sanitize="$2" scale="${FEDKIT_TEST_TIME_SCALE:-$3}" labels="$4" targets="$5"
+  shift 5
   local dir="$ROOT/build-$name"
   cmake -S "$ROOT" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DFEDKIT_SANITIZE="$sanitize" -DFEDKIT_BUILD_BENCHMARKS=OFF >/dev/null
-  cmake --build "$dir" -j "$JOBS"
+  # shellcheck disable=SC2086
+  cmake --build "$dir" -j "$JOBS" ${targets:+--target $targets}
   mkdir -p "$dir/tmp"
+  # shellcheck disable=SC2086
   (cd "$dir" && env TEST_TMPDIR="$dir/tmp" FEDKIT_TEST_TIME_SCALE="$scale" "$@" \
-    ctest -j "$JOBS" -LE 'long|lint' --output-on-failure --timeout 3600 ${CTEST_ARGS:-})
+    ctest -j "$JOBS" -LE 'long|lint' ${labels:+-L "$labels"} --output-on-failure --timeout 3600 \
+    ${CTEST_ARGS:-})
 }
 
 configs=("$@")
@@ -40,14 +50,14 @@ configs=("$@")
 for config in "${configs[@]}"; do
   case "$config" in
     asan)
-      run asan address,undefined 3 \
+      run asan address,undefined 3 "" "" \
         ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
         LSAN_OPTIONS="suppressions=$ROOT/tests/sanitizers/lsan.supp" \
         OMPI_MCA_mca_base_env_list="ASAN_OPTIONS=detect_leaks=0:abort_on_error=0" \
         UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
       ;;
     tsan)
-      run tsan thread 8 \
+      run tsan thread 8 'server|client|e2e' "${TSAN_TARGETS[*]}" \
         TSAN_OPTIONS="halt_on_error=0:second_deadlock_stack=1:suppressions=$ROOT/tests/sanitizers/tsan.supp"
       ;;
     *)

@@ -130,6 +130,17 @@ class CoordinatorE2eTest : public ::testing::Test {
     if (!model.empty()) argv.insert(argv.end(), {"--model", model});
     argv.insert(argv.end(), extra.begin(), extra.end());
     ASSERT_TRUE(client.Start(argv, Path(log_name)));
+    // Under a sanitizer (a stretched time scale) a client's start-up peak, the whole dataset with
+    // its shadow memory, is over a GiB: twenty starting together exhaust the machine. There each
+    // client is started once the previous one has its shard and has freed the rest.
+    if (testing_util::TestTimeScale() > 1) {
+      PollUntil(
+          [&] {
+            return client.Output().find(" examples), ") != std::string::npos ||
+                   client.WaitFor({}).has_value();
+          },
+          std::chrono::minutes(1));
+    }
   }
 
   // The simulator's final model for the same setup, run in this test.
