@@ -45,6 +45,8 @@ run() {  # run NAME SANITIZE TIME_SCALE LABELS TARGETS ENV...  (LABELS, TARGETS:
     ${CTEST_ARGS:-})
 }
 
+bash "$ROOT/scripts/install-deps.sh"  # nothing to do when scripts/test.sh ran first
+
 configs=("$@")
 [ ${#configs[@]} -eq 0 ] && configs=(asan tsan)
 for config in "${configs[@]}"; do
