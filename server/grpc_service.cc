@@ -27,6 +27,28 @@ grpc::Status ToGrpcStatus(grpc::ServerContext& context, const absl::Status& stat
   return ToGrpcStatus(status);
 }
 
+namespace {
+
+// Reads the rest of an upload stream into `assembler` (server/upload_assembler.h), touching `watch`
+// at every chunk: nullopt once the stream has ended, or the refusal of the first chunk the
+// assembler refused, counted under its name.
+template <typename Assembler>
+std::optional<grpc::Status> ReadChunks(grpc::ServerReader<v1::UpdateChunk>& reader,
+                                       StreamWatchdog::Watch& watch, RoundCoordinator& coordinator,
+                                       Assembler& assembler) {
+  v1::UpdateChunk chunk;
+  while (reader.Read(&chunk)) {
+    watch.Touch();
+    if (absl::Status added = assembler.Add(chunk); !added.ok()) {
+      coordinator.CountRefusal(assembler.refusal());
+      return ToGrpcStatus(added);
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 class CoordinatorService::OpenStream {
  public:
   OpenStream(CoordinatorService* service, CallerQuotas::StreamSlot slot,
@@ -319,13 +341,9 @@ grpc::Status CoordinatorService::Upload(grpc::ServerContext& context,
                   "transfers_busy");
   }
   PlainUploadAssembler assembler(model_size);
-  v1::UpdateChunk chunk;
-  while (reader.Read(&chunk)) {
-    stream.watch().Touch();
-    if (absl::Status added = assembler.Add(chunk); !added.ok()) {
-      coordinator_->CountRefusal(assembler.refusal());
-      return ToGrpcStatus(added);
-    }
+  if (std::optional<grpc::Status> refused =
+          ReadChunks(reader, stream.watch(), *coordinator_, assembler)) {
+    return *refused;
   }
   if (std::optional<grpc::Status> cancelled = CancelledByWatchdog(stream); cancelled) {
     return *cancelled;
@@ -346,13 +364,9 @@ grpc::Status CoordinatorService::UploadMasked(grpc::ServerReader<v1::UpdateChunk
                                               v1::UploadResponse* response, OpenStream& stream) {
   // At most 8 bytes per value whatever the modulus; the coordinator checks the exact length.
   MaskedUploadAssembler assembler(header.total_size());
-  v1::UpdateChunk chunk;
-  while (reader.Read(&chunk)) {
-    stream.watch().Touch();
-    if (absl::Status added = assembler.Add(chunk); !added.ok()) {
-      coordinator_->CountRefusal(assembler.refusal());
-      return ToGrpcStatus(added);
-    }
+  if (std::optional<grpc::Status> refused =
+          ReadChunks(reader, stream.watch(), *coordinator_, assembler)) {
+    return *refused;
   }
   if (std::optional<grpc::Status> cancelled = CancelledByWatchdog(stream); cancelled) {
     return *cancelled;

@@ -61,9 +61,9 @@ class CoordinatorE2eTest : public ::testing::Test {
 
   std::string Path(const std::string& name) const { return (dir_ / name).string(); }
 
-  // Starts the coordinator on an ephemeral port and returns it once it is serving.
-  void StartCoordinator(Subprocess& coordinator, const std::vector<std::string>& extra,
-                        const std::string& log_name) {
+  // fedkit-coordinator's command line: TLS on port_ (0: an ephemeral one), the run's training
+  // setup, then `extra` (a repeated flag's last value wins).
+  std::vector<std::string> CoordinatorArgv(const std::vector<std::string>& extra) const {
     std::vector<std::string> argv = {FEDKIT_COORDINATOR_BINARY,
                                      "--listen",
                                      "127.0.0.1:" + std::to_string(port_),
@@ -85,6 +85,13 @@ class CoordinatorE2eTest : public ::testing::Test {
                                      "3"};
     argv.insert(argv.end(), kTraining.begin(), kTraining.end());
     argv.insert(argv.end(), extra.begin(), extra.end());
+    return argv;
+  }
+
+  // Starts the coordinator on an ephemeral port and returns it once it is serving.
+  void StartCoordinator(Subprocess& coordinator, const std::vector<std::string>& extra,
+                        const std::string& log_name) {
+    const std::vector<std::string> argv = CoordinatorArgv(extra);
     ASSERT_TRUE(coordinator.Start(argv, Path(log_name)));
     std::smatch match;
     const std::regex serving("serving on port (\\d+)");
@@ -647,23 +654,8 @@ TEST_F(CoordinatorDpE2eTest, ALostCheckpointIsNotReRunWithoutThePrivacyRollbackO
   EXPECT_EQ(ledger->records[4].sampling_rate, 1.0);  // 20 of the 20 waiting
   ASSERT_TRUE(fs::remove(Path("ckpt/checkpoint-00000005.pb")));
 
-  std::vector<std::string> argv = {FEDKIT_COORDINATOR_BINARY,
-                                   "--listen",
-                                   "127.0.0.1:0",
-                                   "--tls-cert",
-                                   Path("certs/server.pem"),
-                                   "--tls-key",
-                                   Path("certs/server.key"),
-                                   "--rounds",
-                                   "5",
-                                   "--clients-per-round",
-                                   std::to_string(kClients),
-                                   "--seed",
-                                   kSeed};
-  argv.insert(argv.end(), kTraining.begin(), kTraining.end());
-  argv.insert(argv.end(), dp.begin(), dp.end());
-  Subprocess refused;
-  ASSERT_TRUE(refused.Start(argv, Path("coordinator2.log")));
+  Subprocess refused;  // on the first one's port, which it has closed
+  ASSERT_TRUE(refused.Start(CoordinatorArgv(dp), Path("coordinator2.log")));
   EXPECT_EQ(refused.Wait(), 1) << refused.Output();
   EXPECT_THAT(refused.Output(), ::testing::HasSubstr("privacy-ledger: the privacy ledger records "
                                                      "round 5 as released, but the checkpoint "
