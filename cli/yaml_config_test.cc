@@ -15,10 +15,14 @@ namespace {
 using ::testing::HasSubstr;
 
 // Parses "--config FILE" with FILE holding `yaml`: "" when accepted, else the ParseError's
-// message. Any other exception fails the test (it would terminate the binary).
+// message. Any other exception fails the test (it would terminate the binary). The file is named
+// after the running test: ctest runs each test as its own process, side by side, and a shared
+// file let one test read another's YAML (CI saw it once).
 std::string ParseConfig(const std::string& yaml, int* rounds,
                         std::vector<std::string>* ids = nullptr) {
-  const std::string path = ::testing::TempDir() + "/yaml_config_test.yaml";
+  const std::string path = ::testing::TempDir() + "/yaml_config_test_" +
+                           ::testing::UnitTest::GetInstance()->current_test_info()->name() +
+                           ".yaml";
   std::ofstream(path, std::ios::trunc) << yaml;
   CLI::App app("test");
   AddYamlConfigOption(app);
