@@ -31,6 +31,11 @@
 #include "models/flat_params.h"
 #include "models/model.h"
 #include "models/torchscript_model.h"
+#include "monitoring/coordinator_metrics.h"
+#include "monitoring/metrics_endpoint.h"
+#include "monitoring/process_collector.h"
+#include "monitoring/rpc_interceptor.h"
+#include "monitoring/status_collector.h"
 #include "privacy/adaptive_clipping.h"
 #include "privacy/dp_setup.h"
 #include "privacy/secagg/encoding.h"
@@ -70,6 +75,7 @@ struct Flags {
   std::string eval_data;
   std::string checkpoint_dir;
   std::string metrics_out;
+  std::string metrics_listen;
   std::string participation_out;
   std::string model_out;
   uint64_t seed = 0;
@@ -86,8 +92,10 @@ struct Flags {
   double checkin_burst = CallerQuotaOptions().check_in_burst;
   int64_t max_streams = CoordinatorServiceOptions().max_streams;
   int64_t max_streams_per_identity = CallerQuotaOptions().max_streams_per_identity;
-  double stream_idle_timeout = absl::ToDoubleSeconds(CoordinatorServiceOptions().stream_idle_timeout);
-  double max_stream_seconds = absl::ToDoubleSeconds(CoordinatorServiceOptions().max_stream_duration);
+  double stream_idle_timeout =
+      absl::ToDoubleSeconds(CoordinatorServiceOptions().stream_idle_timeout);
+  double max_stream_seconds =
+      absl::ToDoubleSeconds(CoordinatorServiceOptions().max_stream_duration);
   std::string dp = "none";
   double noise_multiplier = 1.0;
   int64_t dp_population = 0;
@@ -239,6 +247,9 @@ int Run(int argc, char** argv) {
   app.add_option("--eval-data", f.eval_data, "Fashion-MNIST directory to evaluate on");
   app.add_option("--checkpoint-dir", f.checkpoint_dir, "Checkpoint directory (resume from it)");
   app.add_option("--metrics-out", f.metrics_out, "JSON Lines per committed round");
+  app.add_option("--metrics-listen", f.metrics_listen,
+                 "HOST:PORT to serve Prometheus metrics on (http://HOST:PORT/metrics; no TLS or "
+                 "auth: keep it on loopback or a private network)");
   app.add_option("--participation-out", f.participation_out,
                  "JSON Lines per committed round: the devices waiting, assigned and aggregated "
                  "(audit, or fedkit-sim --replay-participation)");
@@ -311,8 +322,9 @@ int Run(int argc, char** argv) {
                  "gRPC threads serving calls at once, further calls are told to retry (0 = no "
                  "cap; a cap trades memory for slower rounds as refused devices back off)")
       ->check(CLI::Range(int64_t{0}, int64_t{100000}));
-  app.add_option("--grpc-memory-mb", f.grpc_memory_mb,
-                 "gRPC's resource quota: MiB of transport buffers before it refuses work (0 = none)")
+  app.add_option(
+         "--grpc-memory-mb", f.grpc_memory_mb,
+         "gRPC's resource quota: MiB of transport buffers before it refuses work (0 = none)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   app.add_option("--max-waiting", f.max_waiting,
                  "Devices waiting for a round at once; new ones beyond it are told to retry (0 = "
@@ -563,8 +575,23 @@ int Run(int argc, char** argv) {
       return std::make_pair(sums.accuracy(), sums.mean_loss());
     };
   }
+  // Prometheus metrics (--metrics-listen): events feed these; the endpoint starts below.
+  std::unique_ptr<monitoring::CoordinatorMetrics> prometheus_metrics;
+  if (!f.metrics_listen.empty()) {
+    prometheus_metrics =
+        std::make_unique<monitoring::CoordinatorMetrics>(std::make_shared<prometheus::Registry>());
+    hooks.secagg_phase_closed = [&](int64_t, const SecAggPhaseStats& p) {
+      prometheus_metrics->SecAggPhaseClosed(p.phase, p.duration, p.clients_in, p.clients_out);
+    };
+  }
   if (checkpoints) {
-    hooks.save_checkpoint = [&](const v1::Checkpoint& c) { return checkpoints->Write(c); };
+    hooks.save_checkpoint = [&](const v1::Checkpoint& c) {
+      const absl::Time started = absl::Now();
+      absl::Status written = checkpoints->Write(c);
+      if (prometheus_metrics)
+        prometheus_metrics->CheckpointWritten(absl::Now() - started, written.ok());
+      return written;
+    };
   }
   if (ledger) {
     hooks.privacy_released = [&](const PrivacyLedgerRecord& r) { return ledger->Append(r); };
@@ -607,6 +634,14 @@ int Run(int argc, char** argv) {
                      r.accuracy ? absl::StrFormat("%.4f", *r.accuracy) : "-", r.seconds, privacy)
               << std::flush;
     if (metrics.is_open()) metrics << line.dump() << "\n" << std::flush;
+    if (prometheus_metrics) {
+      prometheus_metrics->RoundCommitted({.round = r.round,
+                                          .participants = r.participants,
+                                          .assigned = r.assigned,
+                                          .seconds = r.seconds,
+                                          .accuracy = r.accuracy,
+                                          .loss = r.loss});
+    }
   };
 
   cli::FieldFlags field_flags = cli::DpFieldFlags("--dp-population");
@@ -658,6 +693,20 @@ int Run(int argc, char** argv) {
     }
   }
 
+  std::unique_ptr<monitoring::MetricsEndpoint> metrics_endpoint;
+  if (prometheus_metrics) {
+    RoundCoordinator* const c = coordinator->get();
+    auto endpoint = monitoring::MetricsEndpoint::Create(
+        f.metrics_listen,
+        {prometheus_metrics->registry(),
+         std::make_shared<monitoring::StatusCollector>([c] { return c->Status(absl::Now()); }),
+         std::make_shared<monitoring::ProcessCollector>()});
+    if (!endpoint.ok()) return UsageError("--metrics-listen", endpoint.status().message());
+    metrics_endpoint = *std::move(endpoint);
+    std::cerr << "fedkit-coordinator: Prometheus metrics on port " << metrics_endpoint->port()
+              << " (/metrics)\n";
+  }
+
   std::shared_ptr<grpc::ServerCredentials> credentials;
   if (f.insecure) {
     credentials = grpc::InsecureServerCredentials();
@@ -686,6 +735,12 @@ int Run(int argc, char** argv) {
   service_options.caller.check_ins_per_second = f.checkin_rate;
   service_options.caller.check_in_burst = f.checkin_burst;
   service_options.caller.max_streams_per_identity = f.max_streams_per_identity;
+  if (prometheus_metrics) {
+    service_options.update_processed = [&](absl::string_view kind, absl::Duration took,
+                                           bool accepted) {
+      prometheus_metrics->UpdateProcessed(kind, took, accepted);
+    };
+  }
   CoordinatorService service(coordinator->get(), std::move(auth), service_options, artifact.get());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
@@ -710,6 +765,12 @@ int Run(int argc, char** argv) {
   // A waiting upload may push at most this much ahead of the transfer slot it waits for.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 16 * 1024);
   builder.SetMaxSendMessageSize(8 << 20);
+  if (prometheus_metrics) {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    creators.push_back(
+        std::make_unique<monitoring::RpcMetricsInterceptorFactory>(prometheus_metrics.get()));
+    builder.experimental().SetInterceptorCreators(std::move(creators));
+  }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) {
     return UsageError("--listen", "cannot listen on " + f.listen);

@@ -352,8 +352,12 @@ grpc::Status CoordinatorService::Upload(grpc::ServerContext& context,
     coordinator_->CountRefusal(assembler.refusal());
     return ToGrpcStatus(complete);
   }
+  const absl::Time started = absl::Now();
   absl::StatusOr<v1::UploadResponse> result =
       coordinator_->SubmitUpdate(header, assembler.values(), clock_());
+  if (options_.update_processed) {
+    options_.update_processed("plain", absl::Now() - started, result.ok());
+  }
   if (!result.ok()) return ToGrpcStatus(result.status());
   *response = *result;
   return grpc::Status::OK;
@@ -371,8 +375,12 @@ grpc::Status CoordinatorService::UploadMasked(grpc::ServerReader<v1::UpdateChunk
   if (std::optional<grpc::Status> cancelled = CancelledByWatchdog(stream); cancelled) {
     return *cancelled;
   }
+  const absl::Time started = absl::Now();
   absl::StatusOr<v1::UploadResponse> result =
       coordinator_->SubmitMaskedUpdate(header, assembler.packed(), clock_());
+  if (options_.update_processed) {
+    options_.update_processed("masked", absl::Now() - started, result.ok());
+  }
   if (!result.ok()) return ToGrpcStatus(result.status());
   *response = *result;
   return grpc::Status::OK;

@@ -52,6 +52,10 @@ struct CoordinatorServiceOptions {
   absl::Duration max_stream_duration = absl::Minutes(15);
   // Per-identity limits: check-in rate, client ids, streams (server/caller_quotas.h).
   CallerQuotaOptions caller;
+  // Observes how long the coordinator took to validate and aggregate each complete upload
+  // ("plain" or "masked") and whether it was accepted; optional. Runs on the upload's RPC thread
+  // with no lock held: it must be thread-safe (e.g. a Prometheus histogram).
+  std::function<void(absl::string_view kind, absl::Duration took, bool accepted)> update_processed;
 };
 
 class CoordinatorService final : public v1::Coordinator::Service {

@@ -293,6 +293,9 @@ absl::Status RoundCoordinator::Restore(const v1::Checkpoint& checkpoint) {
     RoundOutcome outcome;
     outcome.round = r.round();
     outcome.participants = r.participants();
+    outcome.assigned = r.assigned();
+    outcome.examples = r.examples();
+    outcome.train_loss = r.train_loss();
     outcome.seconds = r.seconds();
     if (r.accuracy() >= 0) {
       outcome.accuracy = r.accuracy();
@@ -606,7 +609,7 @@ void RoundCoordinator::LeavePoolLocked(const std::string& client_id) {
 void RoundCoordinator::MaybeStartRoundLocked(absl::Time now) {
   // The next round waits until the last one's checkpoint is written (FinishCommit): a crash then
   // loses no round whose model devices have seen.
-  if (phase_ != Phase::kWaiting || pending_commit_.has_value()) return;
+  if (phase_ != Phase::kWaiting || pending_commit_.has_value() || draining_) return;
   const int64_t waiting = static_cast<int64_t>(pool_.size());
   // With the full over-selected target a round starts at once; with at least min_clients it
   // starts when the selection window (from when min_clients were first waiting) ends.
@@ -722,6 +725,7 @@ void RoundCoordinator::StartRoundLocked(absl::Time now) {
       return;
     }
     secagg_round_ = *std::move(secure);
+    secagg_phases_queued_ = 0;
     // The protocol's phases (with their own deadlines) decide when the round ends.
     round_deadline_ = absl::InfiniteFuture();
   }
@@ -1061,12 +1065,18 @@ void RoundCoordinator::LogLocked(std::string line) { pending_log_.push_back(std:
 
 void RoundCoordinator::FlushLog() {
   std::vector<std::string> lines;
+  std::vector<std::pair<int64_t, SecAggPhaseStats>> phases;
   {
     absl::MutexLock lock(&mu_);
     lines.swap(pending_log_);
+    phases.swap(pending_phases_);
   }
-  if (!hooks_.log) return;
-  for (const std::string& line : lines) hooks_.log(line);
+  if (hooks_.log) {
+    for (const std::string& line : lines) hooks_.log(line);
+  }
+  if (hooks_.secagg_phase_closed) {
+    for (const auto& [round, stats] : phases) hooks_.secagg_phase_closed(round, stats);
+  }
 }
 
 void RoundCoordinator::RefuseRoundLocked(absl::string_view reason, std::string line) {
@@ -1096,6 +1106,10 @@ void RoundCoordinator::AdvanceSecureAggregationLocked(absl::Time now) {
   }
   const SecureAggregationRound::State state = secagg_round_->Advance(now);
   ReportCulpritsLocked();
+  const std::vector<SecAggPhaseStats>& closed = secagg_round_->closed_phases();
+  for (; secagg_phases_queued_ < closed.size(); ++secagg_phases_queued_) {
+    pending_phases_.emplace_back(rounds_completed_ + 1, closed[secagg_phases_queued_]);
+  }
   switch (state) {
     case SecureAggregationRound::State::kRunning:
       return;
@@ -1211,6 +1225,7 @@ void RoundCoordinator::CloseAssignmentsLocked() {
 
 void RoundCoordinator::AbandonRoundLocked() {
   ++attempt_;
+  ++rounds_abandoned_;
   CloseAssignmentsLocked();
   phase_ = Phase::kWaiting;
 }
@@ -1291,6 +1306,7 @@ void RoundCoordinator::CommitAverageLocked(const std::vector<float>& average, Ro
   }
   attempt_ = 0;
   outcome.seconds = absl::ToDoubleSeconds(now - round_started_);
+  outcome.assigned = static_cast<int64_t>(assignments_.size());
   CloseAssignmentsLocked();
   // Evaluation, the checkpoint and the hooks run in FinishCommit, outside the lock; until then no
   // round starts and the run is not finished.
@@ -1418,6 +1434,9 @@ v1::Checkpoint RoundCoordinator::MakeCheckpointLocked() const {
     auto* record = c.add_history();
     record->set_round(r.round);
     record->set_participants(r.participants);
+    record->set_assigned(r.assigned);
+    record->set_examples(r.examples);
+    record->set_train_loss(r.train_loss);
     record->set_accuracy(r.accuracy.value_or(-1));
     record->set_loss(r.loss.value_or(-1));
     record->set_seconds(r.seconds);
@@ -1456,10 +1475,64 @@ v1::GetStatusResponse RoundCoordinator::Status(absl::Time now) const {
     summary->set_accuracy(r.accuracy.value_or(-1));
     summary->set_loss(r.loss.value_or(-1));
     summary->set_seconds(r.seconds);
+    summary->set_assigned(r.assigned);
+    summary->set_examples(r.examples);
+    summary->set_train_loss(r.train_loss);
+    if (r.epsilon.has_value()) summary->set_epsilon(*r.epsilon);
+  }
+  s.set_rounds_abandoned(rounds_abandoned_);
+  if (options_.dp.has_value()) {
+    s.set_delta(options_.dp->delta);
+    s.set_epsilon(history_.empty() ? 0.0 : history_.back().epsilon.value_or(0.0));
+  }
+  // While unmasking, FinishUnmasking's thread owns the round.
+  if (phase_ == Phase::kTraining && secagg_round_ != nullptr && unmasking_ == Unmasking::kNone) {
+    for (const SecAggPhaseStats& p : secagg_round_->closed_phases()) {
+      v1::SecAggPhaseSummary* summary = s.add_secagg_phases();
+      summary->set_phase(p.phase);
+      summary->set_seconds(absl::ToDoubleSeconds(p.duration));
+      summary->set_clients_in(p.clients_in);
+      summary->set_clients_out(p.clients_out);
+    }
   }
   for (const auto& [reason, count] : refusals_) (*s.mutable_refusals())[reason] = count;
   for (const auto& [reason, count] : declines_) (*s.mutable_declines())[reason] = count;
   return s;
+}
+
+bool RoundCoordinator::NoCommitOrUnmaskingRunningLocked() const {
+  return !commit_running_ && unmasking_ != Unmasking::kRunning;
+}
+
+absl::StatusOr<int64_t> RoundCoordinator::Drain() {
+  {
+    absl::MutexLock lock(&mu_);
+    draining_ = true;
+  }
+  int64_t completed = 0;
+  std::optional<v1::Checkpoint> checkpoint;
+  for (bool drained = false; !drained;) {
+    // A secure round ready to unmask, or a committed round whose hooks no thread has run yet: run
+    // them here (each returns at once when another thread has them).
+    FinishUnmasking(absl::Now());
+    FinishCommit();
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(this, &RoundCoordinator::NoCommitOrUnmaskingRunningLocked));
+    // Another thread finished a phase meanwhile: take what it left.
+    if (pending_commit_.has_value() || unmasking_ == Unmasking::kReady) continue;
+    if (phase_ == Phase::kTraining) {
+      LogLocked(absl::StrCat("round ", rounds_completed_ + 1, " abandoned (shutting down) with ",
+                             received_.size(), " of ", assignments_.size(),
+                             " updates; rounds completed: ", rounds_completed_));
+      AbandonRoundLocked();
+    }
+    completed = rounds_completed_;
+    if (hooks_.save_checkpoint) checkpoint = MakeCheckpointLocked();
+    drained = true;
+  }
+  FlushLog();
+  if (checkpoint.has_value()) FEDKIT_RETURN_IF_ERROR(hooks_.save_checkpoint(*checkpoint));
+  return completed;
 }
 
 bool RoundCoordinator::finished() const {

@@ -113,6 +113,7 @@ struct CoordinatorOptions {
 struct RoundOutcome {
   int64_t round = 0;
   int64_t participants = 0;
+  int64_t assigned = 0;  // devices assigned the round, over-selection included
   int64_t examples = 0;
   double train_loss = 0.0;
   double seconds = 0.0;  // from round start to commit
@@ -156,6 +157,9 @@ struct CoordinatorHooks {
   // or why a round was abandoned (a forged weight, a non-finite model, the protocol's abort). Run
   // outside the lock, on the thread of the call that caused them (or of a later call).
   std::function<void(const std::string&)> log;
+  // Observes each closed phase of a secure aggregation round (its round number and stats), in
+  // order, outside the lock like `log`.
+  std::function<void(int64_t, const SecAggPhaseStats&)> secagg_phase_closed;
 };
 
 // What one client can do to a round under these options, in words naming the options' fields in
@@ -254,6 +258,17 @@ class RoundCoordinator {
   // Time passed: closes or abandons a round past its deadline, starts a round when a selection
   // window ends, drops silent waiting clients.
   absl::Status Tick(absl::Time now);
+
+  // Shutting down (the binary's SIGTERM): from now on no round starts. A round being committed
+  // (privacy record, evaluation, checkpoint, hooks) or a secure round being unmasked finishes
+  // first (on this thread if no other has taken it); then the round in progress, if any, is
+  // abandoned, logged through hooks.log (its devices' uploads are refused as late and they check in
+  // again with whoever serves next), and a checkpoint of the state left is saved through
+  // save_checkpoint when set (the same rounds as the last commit's: a restart resumes exactly
+  // there). Returns the rounds completed; the save_checkpoint hook's error if it fails. Blocks only
+  // for that commit or unmasking and the checkpoint; RPCs meanwhile get prompt answers. Idempotent;
+  // any thread.
+  absl::StatusOr<int64_t> Drain() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Counts a refusal that happened before the update reached SubmitUpdate (e.g. the transport
   // refused an oversized or malformed stream).
@@ -364,6 +379,8 @@ class RoundCoordinator {
   // Queues a line for hooks_.log; FlushLog runs the hook outside the lock.
   void LogLocked(std::string line) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FlushLog() ABSL_LOCKS_EXCLUDED(mu_);
+  // Drain's wait: no thread is running a commit's hooks or a secure round's unmasking.
+  bool NoCommitOrUnmaskingRunningLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends the current round's assignments, remembering their ids to call later uploads "late".
   void CloseAssignmentsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::RoundAssignment MakeAssignmentLocked(const std::string& assignment_id, absl::Time now) const
@@ -416,6 +433,12 @@ class RoundCoordinator {
   std::vector<RoundOutcome> history_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int64_t> refusals_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> pending_log_ ABSL_GUARDED_BY(mu_);
+  // Closed secure aggregation phases not yet passed to hooks_.secagg_phase_closed, and how many of
+  // the current round's phases were queued.
+  std::vector<std::pair<int64_t, SecAggPhaseStats>> pending_phases_ ABSL_GUARDED_BY(mu_);
+  size_t secagg_phases_queued_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t rounds_abandoned_ ABSL_GUARDED_BY(mu_) = 0;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;  // Drain: no round starts
   std::map<std::string, int64_t> declines_ ABSL_GUARDED_BY(mu_);
   // Declined assignment ids among assignments_ and recently_closed_ (for deduplication).
   absl::flat_hash_set<std::string> declined_ ABSL_GUARDED_BY(mu_);

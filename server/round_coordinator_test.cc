@@ -1,6 +1,7 @@
 #include "server/round_coordinator.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -188,6 +189,89 @@ TEST(RoundCoordinatorTest, HooksRunOutsideTheLockAndTheNextRoundWaitsForTheCheck
   EXPECT_DOUBLE_EQ(status.history(1).accuracy(), 0.5);
 }
 
+// SIGTERM's path: Drain abandons the round in progress (logged), keeps every committed round, and
+// no round starts afterwards.
+TEST(RoundCoordinatorTest, DrainAbandonsTheRoundInProgressAndStartsNoOther) {
+  std::vector<std::string> log;
+  std::vector<int64_t> saved_rounds;
+  CoordinatorHooks hooks;
+  hooks.log = [&](const std::string& line) { log.push_back(line); };
+  hooks.save_checkpoint = [&](const v1::Checkpoint& checkpoint) {
+    saved_rounds.push_back(checkpoint.rounds_completed());
+    return absl::OkStatus();
+  };
+  auto c = Make(Options(2, 5), hooks);
+  auto first = CheckInAll(*c, {"a", "b"}, kStart);
+  ASSERT_EQ(first.size(), 2u);
+  for (const auto& [id, a] : first) {
+    ASSERT_TRUE(c->SubmitUpdate(HeaderFor(a, id, 1), std::vector<float>{0, 0, 0}, kStart).ok());
+  }
+  ASSERT_EQ(c->rounds_completed(), 1);
+  auto second = CheckInAll(*c, {"a", "b"}, kStart);
+  ASSERT_EQ(second.size(), 2u);
+  ASSERT_TRUE(
+      c->SubmitUpdate(HeaderFor(second["a"], "a", 1), std::vector<float>{1, 1, 1}, kStart).ok());
+
+  EXPECT_EQ(c->Drain().value_or(-1), 1);
+  EXPECT_EQ(c->Drain().value_or(-1), 1);  // idempotent
+  // The commit's checkpoint, then one per Drain, each of round 1.
+  EXPECT_EQ(saved_rounds, (std::vector<int64_t>{1, 1, 1}));
+  const v1::GetStatusResponse status = c->Status(kStart);
+  EXPECT_EQ(status.phase(), "waiting");
+  EXPECT_EQ(status.rounds_abandoned(), 1);
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_THAT(log[0], HasSubstr("round 2 abandoned (shutting down) with 1 of 2 updates"));
+  // The abandoned round's upload is late, and no new round starts for anyone.
+  auto late = c->SubmitUpdate(HeaderFor(second["b"], "b", 1), std::vector<float>{1, 1, 1}, kStart);
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kFailedPrecondition);
+  auto again = CheckInAll(*c, {"a", "b", "c"}, kStart + absl::Seconds(120));
+  EXPECT_TRUE(again.empty());
+  ASSERT_TRUE(c->Tick(kStart + absl::Seconds(200)).ok());
+  EXPECT_EQ(c->Status(kStart).phase(), "waiting");
+  EXPECT_EQ(c->rounds_completed(), 1);
+  EXPECT_EQ(c->global_parameters(), (std::vector<float>{1, 2, 3}));
+}
+
+// A round whose checkpoint is being written when Drain is called is finished, not abandoned:
+// Drain returns only after the checkpoint hook did, and counts the round.
+TEST(RoundCoordinatorTest, DrainWaitsForTheCommitInProgress) {
+  absl::Notification saving, release;
+  std::atomic<bool> drained{false};
+  std::atomic<int> saves{0};
+  CoordinatorHooks hooks;
+  hooks.save_checkpoint = [&](const v1::Checkpoint& checkpoint) {
+    EXPECT_EQ(checkpoint.rounds_completed(), 1);
+    if (saves++ == 0) {  // the commit's; Drain's own comes after
+      saving.Notify();
+      release.WaitForNotification();
+    }
+    return absl::OkStatus();
+  };
+  auto c = Make(Options(1, 5), hooks);
+  auto r = c->CheckIn(CheckInOf("a"), kStart);
+  ASSERT_TRUE(r.ok() && r->has_assignment());
+  std::thread device([&] {
+    EXPECT_TRUE(
+        c->SubmitUpdate(HeaderFor(r->assignment(), "a", 1), std::vector<float>{0, 0, 0}, kStart)
+            .ok());
+  });
+  saving.WaitForNotification();
+  int64_t completed = -1;
+  std::thread drain([&] {
+    completed = c->Drain().value_or(-1);
+    drained = true;
+  });
+  // The checkpoint hook has not returned: Drain cannot have either.
+  EXPECT_FALSE(drained.load());
+  release.Notify();
+  drain.join();
+  device.join();
+  EXPECT_EQ(completed, 1);
+  EXPECT_EQ(saves.load(), 2);
+  EXPECT_EQ(c->Status(kStart).rounds_abandoned(), 0);
+  EXPECT_EQ(c->Status(kStart).phase(), "waiting");
+}
+
 TEST(RoundCoordinatorTest, SamplesUniformlyFromSortedWaitingClients) {
   auto o = Options(4, 3);
   o.selection_timeout = absl::Seconds(5);
@@ -226,6 +310,7 @@ TEST(RoundCoordinatorTest, DeadlineCommitsWithMinClientsOrAbandons) {
   EXPECT_EQ(c->rounds_completed(), 0);
   EXPECT_EQ(c->global_parameters(), (std::vector<float>{1, 2, 3}));
   EXPECT_EQ(c->Status(kStart).phase(), "waiting");
+  EXPECT_EQ(c->Status(kStart).rounds_abandoned(), 1);
   // The abandoned round's upload is now late.
   auto late = c->SubmitUpdate(HeaderFor(assigned["b"], "b", 2), std::vector<float>{0, 0, 0},
                               kStart + absl::Seconds(62));
@@ -245,6 +330,15 @@ TEST(RoundCoordinatorTest, DeadlineCommitsWithMinClientsOrAbandons) {
   ASSERT_TRUE(c->Tick(t2 + absl::Seconds(60)).ok());
   EXPECT_EQ(c->rounds_completed(), 1);
   EXPECT_EQ(c->global_parameters(), (std::vector<float>{3, 4, 5}));
+  // Three assigned, two aggregated: one dropout.
+  const v1::GetStatusResponse status = c->Status(t2);
+  ASSERT_EQ(status.history_size(), 1);
+  EXPECT_EQ(status.history(0).assigned(), 3);
+  EXPECT_EQ(status.history(0).participants(), 2);
+  EXPECT_EQ(status.history(0).examples(), 2);
+  EXPECT_FALSE(status.history(0).has_epsilon());
+  EXPECT_FALSE(status.has_epsilon());
+  EXPECT_EQ(status.rounds_abandoned(), 1);
 }
 
 TEST(RoundCoordinatorTest, BadUpdatesAreRefusedWithReasonsAndNeverCounted) {

@@ -60,7 +60,8 @@ SecureAggregationRound::SecureAggregationRound(const SecureAggregationSettings& 
       server_(std::move(server)),
       upload_timeout_(upload_timeout),
       limits_(limits),
-      deadline_(now + settings.phase_timeout) {
+      deadline_(now + settings.phase_timeout),
+      phase_opened_(now) {
   for (size_t i = 0; i < clients_.size(); ++i) index_of_[clients_[i]] = static_cast<int32_t>(i);
 }
 
@@ -324,6 +325,7 @@ SecureAggregationRound::State SecureAggregationRound::Advance(absl::Time now) {
     // Who must still speak in the current phase: the survivors of the previous one.
     std::vector<int32_t> expected;
     std::vector<int32_t> arrived;
+    size_t waited_for = 0;  // before max_inputs cuts the masked-input phase short
     switch (server_->phase()) {
       case SecAggServer::Phase::kAdvertiseKeys:
         expected.resize(config_.num_clients);
@@ -341,6 +343,7 @@ SecureAggregationRound::State SecureAggregationRound::Advance(absl::Time now) {
                                       [&](int32_t i) { return server_->excluded(i); }),
                        expected.end());
         arrived = server_->masked_input_senders();
+        waited_for = expected.size();
         if (limits_.max_inputs > 0 && static_cast<int64_t>(arrived.size()) >= limits_.max_inputs) {
           expected = arrived;  // enough: the rest are treated as dropped
         }
@@ -352,7 +355,13 @@ SecureAggregationRound::State SecureAggregationRound::Advance(absl::Time now) {
       default:
         return state_;
     }
+    if (server_->phase() != SecAggServer::Phase::kMaskedInput) waited_for = expected.size();
     if (arrived.size() < expected.size() && now < deadline_) return state_;
+    closed_phases_.push_back(SecAggPhaseStats{.phase = std::string(phase_name()),
+                                              .duration = now - phase_opened_,
+                                              .clients_in = static_cast<int64_t>(waited_for),
+                                              .clients_out = static_cast<int64_t>(arrived.size())});
+    phase_opened_ = now;
     deadline_ = now;  // the next phase's clock starts now
     CloseCurrentPhase();
   }

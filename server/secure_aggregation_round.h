@@ -47,6 +47,16 @@ struct SecAggRoundLimits {
 };
 
 // A client caught misbehaving (secagg::SecAggCulprit with client ids).
+// One closed phase of the protocol: how long it was open and who made it through. Phases are
+// named as phase_name() names them ("secagg-advertise", "secagg-share", "secagg-upload",
+// "secagg-unmask").
+struct SecAggPhaseStats {
+  std::string phase;
+  absl::Duration duration;
+  int64_t clients_in = 0;   // clients the phase waited for (the previous phase's survivors)
+  int64_t clients_out = 0;  // clients that completed it; the others dropped out here
+};
+
 struct SecAggRoundCulprit {
   std::string client_id;
   int32_t index = 0;  // protocol index
@@ -100,6 +110,9 @@ class SecureAggregationRound {
   State state() const { return state_; }
   absl::Time deadline() const { return deadline_; }
   absl::string_view phase_name() const;
+  // The phases Advance closed so far, in order (the unmask phase's entry is added when it closes,
+  // before Finish).
+  const std::vector<SecAggPhaseStats>& closed_phases() const { return closed_phases_; }
 
   // After kSucceeded: the unmasked sum of the included clients' encoded vectors (mod 2^bits).
   const std::vector<uint64_t>& sum() const { return sum_; }
@@ -134,6 +147,8 @@ class SecureAggregationRound {
   const absl::Duration upload_timeout_;
   const SecAggRoundLimits limits_;
   absl::Time deadline_;
+  absl::Time phase_opened_;
+  std::vector<SecAggPhaseStats> closed_phases_;
   State state_ = State::kRunning;
   absl::Status abort_status_;
   // Hash of each accepted message per (client, step), to tell a retry from a different message.

@@ -87,6 +87,9 @@ class SecureRoundTest : public ::testing::Test {
       participation_.push_back(p);
     };
     hooks.log = [this](const std::string& line) { log_.push_back(line); };
+    hooks.secagg_phase_closed = [this](int64_t round, const SecAggPhaseStats& stats) {
+      phases_.emplace_back(round, stats);
+    };
     auto c = RoundCoordinator::Create(options, TinyLayout(), {0, 0, 0}, hooks);
     ASSERT_TRUE(c.ok()) << c.status();
     coordinator_ = std::move(*c);
@@ -213,6 +216,7 @@ class SecureRoundTest : public ::testing::Test {
 
   absl::Time now_ = kStart;
   std::vector<std::string> log_;
+  std::vector<std::pair<int64_t, SecAggPhaseStats>> phases_;
   std::vector<RoundParticipation> participation_;
   std::unique_ptr<RoundCoordinator> coordinator_;
   std::vector<Device> devices_;
@@ -234,6 +238,19 @@ TEST_F(SecureRoundTest, RoundCommitsTheSurvivorsWeightedAverageAfterAnUploadDead
   now_ += absl::Seconds(61);  // the upload deadline (the round timeout) passes
   ASSERT_TRUE(coordinator_->Tick(now_).ok());
   EXPECT_EQ(coordinator_->Status(now_).phase(), "secagg-unmask");
+  // GetStatus lists the closed phases: device 5 dropped out in the upload phase, which ran until
+  // its deadline.
+  {
+    const auto status = coordinator_->Status(now_);
+    ASSERT_EQ(status.secagg_phases_size(), 3);
+    EXPECT_EQ(status.secagg_phases(0).phase(), "secagg-advertise");
+    EXPECT_EQ(status.secagg_phases(0).clients_in(), 6);
+    EXPECT_EQ(status.secagg_phases(0).clients_out(), 6);
+    EXPECT_EQ(status.secagg_phases(2).phase(), "secagg-upload");
+    EXPECT_EQ(status.secagg_phases(2).clients_in(), 6);
+    EXPECT_EQ(status.secagg_phases(2).clients_out(), 5);
+    EXPECT_DOUBLE_EQ(status.secagg_phases(2).seconds(), 61);
+  }
   for (int i = 0; i < 5; ++i) Unmask(devices_[i]);
   EXPECT_EQ(coordinator_->rounds_completed(), 1);
   const std::vector<float> global = coordinator_->global_parameters();
@@ -242,6 +259,16 @@ TEST_F(SecureRoundTest, RoundCommitsTheSurvivorsWeightedAverageAfterAnUploadDead
   auto status = coordinator_->Status(now_);
   ASSERT_EQ(status.history_size(), 1);
   EXPECT_EQ(status.history(0).participants(), 5);
+  EXPECT_EQ(status.history(0).assigned(), 6);
+  EXPECT_EQ(status.secagg_phases_size(), 0);  // the next round has not started
+  // The hook saw all four phases of round 1, in order.
+  ASSERT_EQ(phases_.size(), 4u);
+  EXPECT_EQ(phases_[0].first, 1);
+  EXPECT_EQ(phases_[1].second.phase, "secagg-share");
+  EXPECT_EQ(phases_[2].second.clients_out, 5);
+  EXPECT_EQ(phases_[3].second.phase, "secagg-unmask");
+  EXPECT_EQ(phases_[3].second.clients_in, 5);
+  EXPECT_EQ(phases_[3].second.clients_out, 5);
   // The participation record names the five whose masked input is in the sum.
   ASSERT_EQ(participation_.size(), 1u);
   EXPECT_EQ(participation_[0].assigned.size(), 6u);
