@@ -21,6 +21,9 @@ PACKAGES=(
   # Clang's -Wthread-safety analysis, a test of the suite (scripts/thread_safety.py): without clang
   # it would be skipped.
   clang-14
+  # fedkit-coordinator --metrics-listen (monitoring/); the real Prometheus server, promtool and curl
+  # for its test (PrometheusScrapesTheCoordinatorsMetrics) and the Grafana dashboard's check.
+  prometheus-cpp-dev prometheus curl
 )
 
 missing=()
