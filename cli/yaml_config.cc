@@ -12,18 +12,33 @@ namespace fedkit::cli {
 
 std::string YamlConfig::to_config(const CLI::App* app, bool default_also, bool write_description,
                                   std::string prefix) const {
-  YAML::Emitter out;
-  out << YAML::BeginMap;
+  // One YAML emitter per entry (it quotes what needs quoting), so that the unset options can be
+  // listed between them as comment lines.
+  std::string text;
   for (const CLI::Option* opt : app->get_options()) {
     if (opt->get_lnames().empty() || !opt->get_configurable()) continue;
-    const std::string name = opt->get_lnames().front();
-    std::string value = opt->as<std::string>();
-    if (value.empty() && default_also) value = opt->get_default_str();
-    if (value.empty()) continue;
-    out << YAML::Key << prefix + name << YAML::Value << value;
+    const std::string name = prefix + opt->get_lnames().front();
+    // What was given (command line or file) as given, else the default as captured: never
+    // converted back through the option's validators, which may reject a sentinel default.
+    const std::vector<std::string>& given = opt->results();
+    std::string value = given.empty() ? std::string() : given.front();
+    if (given.empty() && default_also) value = opt->get_default_str();
+    if (given.size() <= 1 && value.empty()) {
+      // Unset with no default (a file path, an optional seed): listed, commented out.
+      if (default_also) text += "# " + name + ": (unset)\n";
+      continue;
+    }
+    YAML::Emitter entry;
+    entry << YAML::BeginMap << YAML::Key << name << YAML::Value;
+    if (given.size() > 1) {
+      entry << YAML::Flow << given;
+    } else {
+      entry << value;
+    }
+    entry << YAML::EndMap;
+    text += std::string(entry.c_str()) + "\n";
   }
-  out << YAML::EndMap;
-  return std::string(out.c_str()) + "\n";
+  return text;
 }
 
 std::vector<CLI::ConfigItem> YamlConfig::from_config(std::istream& input) const {

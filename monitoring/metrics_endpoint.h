@@ -1,9 +1,11 @@
-// MetricsEndpoint: serves Prometheus' text format at http://HOST:PORT/metrics with
-// prometheus-cpp's Exposer (civetweb), for the collectables registered with it.
+// MetricsEndpoint: serves Prometheus' text exposition format (prometheus-cpp's TextSerializer) of
+// the collectables registered with it at http://HOST:PORT/metrics, over HttpEndpoint
+// (http_endpoint.h says why not prometheus-cpp's own civetweb Exposer).
 //
 // Ownership: the endpoint keeps the collectables alive (shared_ptr) for as long as it serves
 // them. Thread safety: Create and the destructor from one thread; scrapes are answered on the
-// Exposer's own threads, concurrently with everything else.
+// endpoint's own threads, concurrently with everything else (collectables must be thread-safe;
+// prometheus::Registry is).
 #ifndef FEDKIT_MONITORING_METRICS_ENDPOINT_H_
 #define FEDKIT_MONITORING_METRICS_ENDPOINT_H_
 
@@ -12,8 +14,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "monitoring/http_endpoint.h"
 #include "prometheus/collectable.h"
-#include "prometheus/exposer.h"
 
 namespace fedkit::monitoring {
 
@@ -25,14 +27,17 @@ class MetricsEndpoint {
       const std::string& listen,
       std::vector<std::shared_ptr<prometheus::Collectable>> collectables);
 
+  // The exposition of `collectables` now (what a scrape returns).
+  static std::string Exposition(
+      const std::vector<std::shared_ptr<prometheus::Collectable>>& collectables);
+
   // The port it listens on.
-  int port() const { return port_; }
+  int port() const { return http_->port(); }
 
  private:
   MetricsEndpoint() = default;
   std::vector<std::shared_ptr<prometheus::Collectable>> collectables_;
-  std::unique_ptr<prometheus::Exposer> exposer_;  // destroyed first: stops serving
-  int port_ = 0;
+  std::unique_ptr<HttpEndpoint> http_;  // destroyed first: stops serving
 };
 
 }  // namespace fedkit::monitoring

@@ -20,7 +20,7 @@ namespace {
 using ::testing::HasSubstr;
 
 // The whole HTTP/1.0 response to GET `path` on 127.0.0.1:`port` ("" when it cannot connect).
-std::string HttpGet(int port, const std::string& path) {
+std::string HttpRequest(int port, const std::string& method, const std::string& path) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -30,7 +30,8 @@ std::string HttpGet(int port, const std::string& path) {
     close(fd);
     return "";
   }
-  const std::string request = absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: localhost\r\n\r\n");
+  const std::string request =
+      absl::StrCat(method, " ", path, " HTTP/1.0\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n");
   (void)!write(fd, request.data(), request.size());
   std::string response;
   char buffer[4096];
@@ -38,6 +39,8 @@ std::string HttpGet(int port, const std::string& path) {
   close(fd);
   return response;
 }
+
+std::string HttpGet(int port, const std::string& path) { return HttpRequest(port, "GET", path); }
 
 TEST(MetricsEndpointTest, ServesTheRegisteredCollectablesOnAPickedPort) {
   auto registry = std::make_shared<prometheus::Registry>();
@@ -53,7 +56,12 @@ TEST(MetricsEndpointTest, ServesTheRegisteredCollectablesOnAPickedPort) {
   const std::string response = HttpGet((*endpoint)->port(), "/metrics");
   EXPECT_THAT(response, HasSubstr("200 OK"));
   EXPECT_THAT(response, HasSubstr("fedkit_test_total 3"));
+  EXPECT_THAT(response, HasSubstr("Content-Type: text/plain; version=0.0.4"));
   EXPECT_THAT(HttpGet((*endpoint)->port(), "/other"), HasSubstr("404"));
+  EXPECT_THAT(HttpRequest((*endpoint)->port(), "POST", "/metrics"), HasSubstr("405"));
+  // Scrapes read the registry as it is now.
+  prometheus::BuildCounter().Name("fedkit_later_total").Help("test").Register(*registry).Add({});
+  EXPECT_THAT(HttpGet((*endpoint)->port(), "/metrics"), HasSubstr("fedkit_later_total 0"));
 }
 
 TEST(MetricsEndpointTest, ABadOrTakenAddressIsAClearError) {

@@ -23,7 +23,7 @@ PACKAGES=(
   clang-14
   # fedkit-coordinator --metrics-listen (monitoring/); the real Prometheus server, promtool and curl
   # for its test (PrometheusScrapesTheCoordinatorsMetrics) and the Grafana dashboard's check.
-  prometheus-cpp-dev prometheus curl
+  prometheus-cpp-dev libcpp-httplib-dev prometheus curl
 )
 
 missing=()

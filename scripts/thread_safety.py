@@ -15,7 +15,8 @@ import shutil
 import subprocess
 import sys
 
-FOLDERS = ("core/", "aggregation/", "privacy/", "artifacts/", "server/", "client/")
+FOLDERS = ("core/", "aggregation/", "privacy/", "artifacts/", "server/", "client/", "monitoring/",
+           "cli/")
 
 
 def main():

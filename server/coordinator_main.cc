@@ -1,8 +1,10 @@
 // fedkit-coordinator: the federated learning coordinator service that devices connect out to.
+#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <malloc.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
@@ -23,6 +25,7 @@
 #include "artifacts/artifact_files.h"
 #include "artifacts/signing.h"
 #include "cli/flag_errors.h"
+#include "cli/logging.h"
 #include "cli/yaml_config.h"
 #include "core/status_macros.h"
 #include "data/idx.h"
@@ -103,7 +106,7 @@ struct Flags {
   double target_epsilon = 0;          // 0 = no budget
   double adaptive_clip_quantile = 0;  // 0 = a fixed clip
   double adaptive_clip_lr = 0.2;
-  double dp_dropout_tolerance = -1;  // < 0: derived from --secagg-design-dropout
+  std::optional<double> dp_dropout_tolerance;  // unset: derived from --secagg-design-dropout
   std::optional<uint64_t> dp_noise_seed;
   bool allow_privacy_rollback = false;
   std::string secagg = "none";
@@ -187,15 +190,31 @@ void TuneMallocForModelSizedBuffers() {
   mallopt(M_ARENA_MAX, 2);
 }
 
+// The write end of this pipe receives the number of each SIGINT/SIGTERM (OnStopSignal).
+int stop_signal_pipe[2] = {-1, -1};
+
+void OnStopSignal(int sig) {
+  const int saved = errno;
+  const char byte = static_cast<char>(sig);
+  (void)!write(stop_signal_pipe[1], &byte, 1);  // async-signal-safe
+  errno = saved;
+}
+
 int Run(int argc, char** argv) {
   TuneMallocForModelSizedBuffers();
-  // Block SIGINT/SIGTERM before any thread starts (gRPC's included), so only sigwait below sees
-  // them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // SIGINT/SIGTERM go to whichever thread does not block them, and OpenBLAS starts threads before
+  // main with nothing blocked: so a handler, not sigwait, takes them, and writes the signal's
+  // number to a pipe that the signal thread below reads.
+  if (pipe2(stop_signal_pipe, O_CLOEXEC) != 0) {
+    std::cerr << "fedkit-coordinator: pipe: " << std::strerror(errno) << "\n";
+    return 1;
+  }
+  struct sigaction on_stop = {};
+  on_stop.sa_handler = &OnStopSignal;
+  on_stop.sa_flags = SA_RESTART;
+  sigemptyset(&on_stop.sa_mask);
+  sigaction(SIGINT, &on_stop, nullptr);
+  sigaction(SIGTERM, &on_stop, nullptr);
 
   Flags f;
   CLI::App app("FedKit coordinator: runs federated rounds for devices that check in over gRPC",
@@ -354,8 +373,37 @@ int Run(int argc, char** argv) {
       ->check(cli::Positive());
   app.add_option("--linger", f.linger, "Seconds to keep answering 'finished' after the last round")
       ->check(cli::NonNegative());
+  std::string log_format = "text";
+  std::string log_level = "info";
+  app.add_option("--log-format", log_format,
+                 "Log lines on stderr as text or json (one JSON object per line: time, level, "
+                 "logger, message)");
+  app.add_option("--log-level", log_level,
+                 "Least severe log level shown: trace, debug, info, warning, error, off");
+  bool print_config = false;
+  app.add_flag("--print-config", print_config,
+               "Print the effective configuration (every flag, from the command line, --config "
+               "and the defaults) as a --config YAML file, and exit")
+      ->configurable(false);
   cli::AddYamlConfigOption(app);
   if (int code = cli::ParseCommandLine(app, argc, argv); code >= 0) return code;
+  if (print_config) {
+    std::cout << app.config_to_str(/*default_also=*/true, /*write_description=*/false);
+    return 0;
+  }
+  cli::LogOptions log_options;
+  if (auto format = cli::ParseLogFormat(log_format); format.ok()) {
+    log_options.format = *format;
+  } else {
+    return UsageError("--log-format", format.status().message());
+  }
+  if (auto level = cli::ParseLogLevel(log_level); level.ok()) {
+    log_options.level = *level;
+  } else {
+    return UsageError("--log-level", level.status().message());
+  }
+  // Usage errors (exit 2) stay plain lines on stderr; from here on, lines go through the logger.
+  cli::ConfigureLogging("fedkit-coordinator", log_options);
 
   auto optimizer_kind = aggregation::ParseServerOptimizerKind(f.server_optimizer);
   if (!optimizer_kind.ok())
@@ -386,8 +434,9 @@ int Run(int argc, char** argv) {
     auth.tokens = std::move(*loaded);
   }
   if (!auth.tokens.enabled() && !auth.client_certificates) {
-    std::cerr << "fedkit-coordinator: WARNING: neither --auth-tokens nor --tls-client-ca: any "
-                 "caller may check in as any client id; for tests and closed networks only\n";
+    spdlog::warn(
+        "neither --auth-tokens nor --tls-client-ca: any caller may check in as any client id; "
+        "for tests and closed networks only");
   }
 
   models::UseSingleThreadedCompute();
@@ -453,7 +502,7 @@ int Run(int argc, char** argv) {
     if (f.target_epsilon > 0) dp.target_epsilon = f.target_epsilon;
     if (f.adaptive_clip_quantile > 0) dp.adaptive_clip_quantile = f.adaptive_clip_quantile;
     dp.adaptive_clip_learning_rate = f.adaptive_clip_lr;
-    if (f.dp_dropout_tolerance >= 0) dp.dropout_tolerance = f.dp_dropout_tolerance;
+    if (f.dp_dropout_tolerance.has_value()) dp.dropout_tolerance = *f.dp_dropout_tolerance;
     // The one validation of DP settings (RoundCoordinator::Create runs it again), now, before
     // anything is loaded, in the flags' words.
     privacy::DpRoundShape shape;
@@ -540,14 +589,15 @@ int Run(int argc, char** argv) {
         (std::filesystem::path(f.checkpoint_dir) / std::string(kPrivacyLedgerFileName)).string();
     auto opened = PrivacyLedger::Open(path);
     if (!opened.ok()) {
-      std::cerr << "fedkit-coordinator: " << opened.status().message() << "\n";
+      spdlog::error("{}", std::string(opened.status().message()));
       return 1;
     }
     ledger = std::move(*opened);
     if (ledger->torn_tail_bytes() > 0) {
-      std::cerr << "fedkit-coordinator: " << path << ": dropped a torn last record ("
-                << ledger->torn_tail_bytes()
-                << " bytes; a crash mid-append, before that round was acknowledged)\n";
+      spdlog::warn(
+          "{}: dropped a torn last record ({} bytes; a crash mid-append, before that "
+          "round was acknowledged)",
+          path, ledger->torn_tail_bytes());
     }
   }
   std::ofstream metrics;
@@ -597,11 +647,10 @@ int Run(int argc, char** argv) {
     hooks.privacy_released = [&](const PrivacyLedgerRecord& r) { return ledger->Append(r); };
   }
   hooks.assignment_declined = [](const v1::DeclineRequest& d) {
-    std::cerr << absl::StrFormat(
-        "fedkit-coordinator: %s declined its round %d assignment (%s)\n", d.client_id(), d.round(),
-        absl::AsciiStrToLower(v1::DeclineRequest::Reason_Name(d.reason())));
+    spdlog::info("{} declined its round {} assignment ({})", d.client_id(), d.round(),
+                 absl::AsciiStrToLower(v1::DeclineRequest::Reason_Name(d.reason())));
   };
-  hooks.log = [](const std::string& line) { std::cerr << "fedkit-coordinator: " << line << "\n"; };
+  hooks.log = [](const std::string& line) { spdlog::warn("{}", line); };
   if (participation.is_open()) {
     hooks.round_participation = [&](const RoundParticipation& p) {
       participation << ParticipationToJson(p) << "\n" << std::flush;
@@ -659,27 +708,24 @@ int Run(int argc, char** argv) {
   const cli::FieldFlags influence_flags = {{"clip_norm", "--clip-norm"},
                                            {"max_examples_per_client", "--max-examples"}};
   for (const std::string& warning : SingleClientInfluenceWarnings(options)) {
-    std::cerr << "fedkit-coordinator: warning: "
-              << cli::InFlags(absl::UnknownError(warning), influence_flags).message << "\n";
+    spdlog::warn("{}", cli::InFlags(absl::UnknownError(warning), influence_flags).message);
   }
   if (checkpoints) {
     std::string skipped;
     auto newest = checkpoints->LoadNewest(&skipped);
-    if (!skipped.empty())
-      std::cerr << "fedkit-coordinator: skipped damaged checkpoints:\n" << skipped;
+    if (!skipped.empty()) spdlog::warn("skipped damaged checkpoints:\n{}", skipped);
     if (!newest.ok()) {
-      std::cerr << "fedkit-coordinator: " << newest.status().message() << "\n";
+      spdlog::error("{}", std::string(newest.status().message()));
       return 1;
     }
     if (newest->has_value()) {
       absl::Status restored = (*coordinator)->Restore(**newest);
       if (!restored.ok()) {
-        std::cerr << "fedkit-coordinator: cannot resume from " << f.checkpoint_dir << ": "
-                  << restored.message() << "\n";
+        spdlog::error("cannot resume from {}: {}", f.checkpoint_dir,
+                      std::string(restored.message()));
         return 1;
       }
-      std::cerr << "fedkit-coordinator: resumed after round " << (*newest)->rounds_completed()
-                << "\n";
+      spdlog::info("resumed after round {}", (*newest)->rounds_completed());
     }
   }
   if (ledger) {
@@ -687,8 +733,7 @@ int Run(int argc, char** argv) {
     absl::Status resumed =
         (*coordinator)->ResumePrivacyLedger(ledger->records(), f.allow_privacy_rollback);
     if (!resumed.ok()) {
-      std::cerr << "fedkit-coordinator: " << ledger->path() << ": "
-                << cli::InFlags(resumed, field_flags).message << "\n";
+      spdlog::error("{}: {}", ledger->path(), cli::InFlags(resumed, field_flags).message);
       return 1;
     }
   }
@@ -703,8 +748,7 @@ int Run(int argc, char** argv) {
          std::make_shared<monitoring::ProcessCollector>()});
     if (!endpoint.ok()) return UsageError("--metrics-listen", endpoint.status().message());
     metrics_endpoint = *std::move(endpoint);
-    std::cerr << "fedkit-coordinator: Prometheus metrics on port " << metrics_endpoint->port()
-              << " (/metrics)\n";
+    spdlog::info("Prometheus metrics on port {} (/metrics)", metrics_endpoint->port());
   }
 
   std::shared_ptr<grpc::ServerCredentials> credentials;
@@ -775,27 +819,36 @@ int Run(int argc, char** argv) {
   if (!server || port == 0) {
     return UsageError("--listen", "cannot listen on " + f.listen);
   }
-  std::cerr << absl::StrFormat(
-      "fedkit-coordinator: serving on port %d (%s%s), model %s (%d parameters), %d rounds of %d\n",
-      port, f.insecure ? "plaintext" : "TLS", f.tls_client_ca.empty() ? "" : ", mutual", f.model,
-      (*coordinator)->model_size(), f.rounds, f.clients_per_round);
+  spdlog::info(
+      "{}",
+      absl::StrFormat("serving on port %d (%s%s), model %s (%d parameters), %d rounds of %d", port,
+                      f.insecure ? "plaintext" : "TLS", f.tls_client_ca.empty() ? "" : ", mutual",
+                      f.model, (*coordinator)->model_size(), f.rounds, f.clients_per_round));
   if (artifact != nullptr) {
-    std::cerr << absl::StrFormat(
-        "fedkit-coordinator: serving the model artifact sha256:%s (%d bytes), %s\n",
-        artifact->artifact().sha256(), artifact->artifact().size_bytes(),
-        artifact->is_signed()
-            ? absl::StrCat("signed by key ", artifact->artifact().key_fingerprint())
-            : std::string("UNSIGNED: devices load it only if they allow unsigned artifacts"));
+    spdlog::info(
+        "{}",
+        absl::StrFormat(
+            "serving the model artifact sha256:%s (%d bytes), %s", artifact->artifact().sha256(),
+            artifact->artifact().size_bytes(),
+            artifact->is_signed()
+                ? absl::StrCat("signed by key ", artifact->artifact().key_fingerprint())
+                : std::string("UNSIGNED: devices load it only if they allow unsigned artifacts")));
   }
 
-  // Signals: stop serving; every committed round is already durable in its checkpoint.
+  // SIGTERM / SIGINT: a graceful stop. No round starts; a commit or unmasking in progress
+  // finishes; the round in progress is abandoned; a checkpoint of what is committed is written;
+  // exit 0. A second signal while draining does not interrupt it (SIGKILL does; every committed
+  // round is durable anyway).
   absl::Notification shutdown;
   std::atomic<int> exit_code{0};
+  std::atomic<int> stop_signal{0};
   std::thread signal_thread([&] {
-    int sig = 0;
-    sigwait(&signals, &sig);
-    if (!shutdown.HasBeenNotified()) {
-      exit_code = 128 + sig;
+    char byte = 0;
+    while (read(stop_signal_pipe[0], &byte, 1) < 0 && errno == EINTR) {
+    }
+    const int sig = static_cast<unsigned char>(byte);  // 0: woken by the ticker, no signal
+    if (sig != 0 && !shutdown.HasBeenNotified()) {
+      stop_signal = sig;
       shutdown.Notify();
     }
   });
@@ -808,7 +861,7 @@ int Run(int argc, char** argv) {
       const absl::Time now = absl::Now();
       absl::Status tick = (*coordinator)->Tick(now);
       if (!tick.ok()) {
-        std::cerr << "fedkit-coordinator: stopping: " << tick.message() << "\n";
+        spdlog::error("stopping: {}", std::string(tick.message()));
         exit_code = 1;
         break;
       }
@@ -816,7 +869,7 @@ int Run(int argc, char** argv) {
         waiting_logged = now;
         const std::string waiting = (*coordinator)->WaitingFor(now);
         if (absl::StartsWith(waiting, "clients:")) {
-          std::cerr << "fedkit-coordinator: waiting for " << waiting << "\n";
+          spdlog::info("waiting for {}", waiting);
         }
       }
       if ((*coordinator)->finished()) {
@@ -826,26 +879,40 @@ int Run(int argc, char** argv) {
     }
     if (!shutdown.HasBeenNotified()) shutdown.Notify();
     // Wake the signal thread so it can be joined.
-    pthread_kill(signal_thread.native_handle(), SIGTERM);
+    const char wake = 0;
+    (void)!write(stop_signal_pipe[1], &wake, 1);
   });
   ticker.join();
   signal_thread.join();
+  if (const int sig = stop_signal.load(); sig != 0) {
+    spdlog::info("{}: stopping after the commit in progress, if any", strsignal(sig));
+    absl::StatusOr<int64_t> drained = (*coordinator)->Drain();
+    if (drained.ok()) {
+      spdlog::info("stopped with {} rounds committed{}", *drained,
+                   checkpoints ? absl::StrCat(", checkpoint in ", f.checkpoint_dir)
+                               : std::string(" (no --checkpoint-dir: a restart begins anew)"));
+    } else {
+      spdlog::error("stopping: {}", std::string(drained.status().message()));
+      exit_code = 1;
+    }
+  }
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
 
   if (const std::string reason = (*coordinator)->stop_reason(); !reason.empty()) {
-    std::cerr << "fedkit-coordinator: " << reason << "\n";
+    spdlog::info("{}", reason);
   }
   if ((*coordinator)->finished() && !f.model_out.empty()) {
     std::vector<float> params = (*coordinator)->global_parameters();
     absl::Status saved = models::AssignParameters(params, **model);
     if (saved.ok()) saved = models::SaveModel(**model, f.model_out);
     if (!saved.ok()) {
-      std::cerr << "fedkit-coordinator: " << saved.message() << "\n";
+      spdlog::error("{}", std::string(saved.message()));
       return 1;
     }
-    std::cerr << "fedkit-coordinator: wrote final model to " << f.model_out << "\n";
+    spdlog::info("wrote final model to {}", f.model_out);
   }
-  if (exit_code == 0 && !(*coordinator)->finished()) exit_code = 1;
+  // Stopped by a signal and drained: a clean, resumable stop.
+  if (exit_code == 0 && !(*coordinator)->finished() && stop_signal.load() == 0) exit_code = 1;
   return exit_code;
 }
 

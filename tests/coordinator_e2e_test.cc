@@ -1,15 +1,23 @@
 // End-to-end runs of fedkit-coordinator with fedkit-client processes over TLS on loopback: training
 // works across processes, reproduces the simulator exactly, and survives a coordinator crash.
+#include <arpa/inet.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <regex>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -47,6 +55,7 @@ const std::vector<std::string> kTraining = {"--model",      "seed", "--local-epo
 
 class CoordinatorE2eTest : public ::testing::Test {
  protected:
+  void StopMidRunAndResume(int sig);
   void SetUp() override {
     dir_ = fs::path(::testing::TempDir()) /
            ("fedkit_e2e_" +
@@ -421,7 +430,11 @@ TEST_F(CoordinatorE2eTest, DeviceWithAnotherTorchScriptFileIsRefused) {
   coordinator.Signal(SIGKILL);
 }
 
-TEST_F(CoordinatorE2eTest, CoordinatorKilledMidRunResumesWithoutLosingOrRepeatingRounds) {
+// Stops the coordinator with `sig` once two rounds are committed (and so checkpointed) and the
+// third is under way, restarts it on the same checkpoints, and checks that the run completes with
+// each round committed exactly once and the simulator's final model. SIGKILL: a crash. SIGTERM:
+// a graceful stop, which abandons the round in progress, checkpoints and exits 0.
+void CoordinatorE2eTest::StopMidRunAndResume(int sig) {
   const std::vector<std::string> extra = {"--checkpoint-dir", Path("ckpt"),
                                           "--model-out",      Path("coordinator.pt"),
                                           "--metrics-out",    Path("metrics.jsonl")};
@@ -429,7 +442,6 @@ TEST_F(CoordinatorE2eTest, CoordinatorKilledMidRunResumesWithoutLosingOrRepeatin
   StartCoordinator(first, extra, "coordinator1.log");
   std::vector<Subprocess> clients;
   StartClients(clients);
-  // Kill it once two rounds are committed (and so checkpointed) and the third is under way.
   ASSERT_TRUE(PollUntil(
       [&] {
         auto store = server::CheckpointStore::Open(Path("ckpt"));
@@ -439,8 +451,12 @@ TEST_F(CoordinatorE2eTest, CoordinatorKilledMidRunResumesWithoutLosingOrRepeatin
       },
       std::chrono::minutes(5)))
       << first.Output();
-  first.Signal(SIGKILL);
-  EXPECT_EQ(first.Wait(), 128 + SIGKILL);
+  first.Signal(sig);
+  EXPECT_EQ(first.Wait(), sig == SIGKILL ? 128 + SIGKILL : 0) << first.Output();
+  if (sig == SIGTERM) {
+    EXPECT_THAT(first.Output(), ::testing::HasSubstr("Terminated: stopping after the commit"));
+    EXPECT_THAT(first.Output(), ::testing::HasSubstr("rounds committed, checkpoint in"));
+  }
   int64_t committed_before_kill = 0;
   {
     auto store = server::CheckpointStore::Open(Path("ckpt"));
@@ -449,7 +465,7 @@ TEST_F(CoordinatorE2eTest, CoordinatorKilledMidRunResumesWithoutLosingOrRepeatin
     ASSERT_TRUE(newest.ok() && newest->has_value());
     committed_before_kill = (*newest)->rounds_completed();
   }
-  // Rounds take far longer than the 20 ms poll, so the kill lands mid-run.
+  // Rounds take far longer than the 20 ms poll, so the signal lands mid-run.
   ASSERT_LT(committed_before_kill, 5);
 
   Subprocess second;
@@ -467,12 +483,224 @@ TEST_F(CoordinatorE2eTest, CoordinatorKilledMidRunResumesWithoutLosingOrRepeatin
   ASSERT_TRUE(last.ok() && last->has_value());
   ASSERT_EQ((*last)->history_size(), 5);
   for (int r = 0; r < 5; ++r) EXPECT_EQ((*last)->history(r).round(), r + 1);
+  // The metrics file, appended to by both processes: each round once, in order.
+  std::vector<int64_t> logged_rounds;
+  {
+    std::ifstream metrics(Path("metrics.jsonl"));
+    for (std::string line; std::getline(metrics, line);) {
+      logged_rounds.push_back(nlohmann::json::parse(line).at("round").get<int64_t>());
+    }
+  }
+  EXPECT_EQ(logged_rounds, (std::vector<int64_t>{1, 2, 3, 4, 5}));
 
   // Rounds are deterministic, so a lost or repeated round would change the final model.
   const std::vector<float> networked = LoadModel(Path("coordinator.pt"));
   const std::vector<float> simulated = SimulatedModel();
   ASSERT_EQ(networked.size(), simulated.size());
   for (size_t i = 0; i < networked.size(); ++i) ASSERT_NEAR(networked[i], simulated[i], 1e-6) << i;
+}
+
+TEST_F(CoordinatorE2eTest, CoordinatorKilledMidRunResumesWithoutLosingOrRepeatingRounds) {
+  StopMidRunAndResume(SIGKILL);
+}
+
+TEST_F(CoordinatorE2eTest, CoordinatorTerminatedMidRunStopsCleanlyAndResumesExactly) {
+  StopMidRunAndResume(SIGTERM);
+}
+
+// --print-config prints every flag's effective value as a --config file; reading it back gives
+// the same configuration.
+TEST_F(CoordinatorE2eTest, PrintConfigShowsEveryFlagAndReadsBackTheSame) {
+  Subprocess first;
+  ASSERT_TRUE(
+      first.Start({FEDKIT_COORDINATOR_BINARY, "--rounds", "7", "--insecure", "--print-config"},
+                  Path("config1.yaml")));
+  ASSERT_EQ(first.Wait(), 0) << first.Output();
+  const std::string config = first.Output();
+  EXPECT_THAT(config, ::testing::HasSubstr("rounds: 7\n"));
+  EXPECT_THAT(config, ::testing::HasSubstr("clients-per-round: 10\n"));  // a default
+  EXPECT_THAT(config, ::testing::HasSubstr("insecure: true\n"));
+  // Every long flag --help lists (but these three) is in the file.
+  Subprocess help;
+  ASSERT_TRUE(help.Start({FEDKIT_COORDINATOR_BINARY, "--help"}, Path("help.txt")));
+  ASSERT_EQ(help.Wait(), 0);
+  const std::string usage = help.Output();
+  const std::regex flag("\n\\s+--([a-z0-9-]+)");
+  int flags = 0;
+  for (auto it = std::sregex_iterator(usage.begin(), usage.end(), flag);
+       it != std::sregex_iterator(); ++it) {
+    const std::string name = (*it)[1];
+    if (name == "help" || name == "config" || name == "print-config") continue;
+    ++flags;
+    // Set ones as keys, unset ones (no default) as comments.
+    EXPECT_TRUE(config.find("\n" + name + ":") != std::string::npos ||
+                config.find("# " + name + ": (unset)") != std::string::npos)
+        << name;
+  }
+  EXPECT_GT(flags, 60);
+  Subprocess second;
+  ASSERT_TRUE(
+      second.Start({FEDKIT_COORDINATOR_BINARY, "--config", Path("config1.yaml"), "--print-config"},
+                   Path("config2.yaml")));
+  ASSERT_EQ(second.Wait(), 0) << second.Output();
+  EXPECT_EQ(second.Output(), config);
+}
+
+// --log-format json: every line the coordinator writes is one JSON object with a level; a bad
+// value is a usage error naming the flag.
+TEST_F(CoordinatorE2eTest, JsonLogsAreOneObjectPerLineWithLevels) {
+  Subprocess coordinator;
+  StartCoordinator(coordinator, {"--log-format", "json"}, "coordinator.log");
+  coordinator.Signal(SIGTERM);
+  EXPECT_EQ(coordinator.Wait(), 0) << coordinator.Output();
+  std::istringstream lines(coordinator.Output());
+  std::map<std::string, std::string> level_of;
+  for (std::string line; std::getline(lines, line);) {
+    const nlohmann::json object = nlohmann::json::parse(line, nullptr, false);
+    ASSERT_TRUE(object.is_object()) << line;
+    EXPECT_EQ(object.at("logger"), "fedkit-coordinator");
+    level_of[object.at("message").get<std::string>().substr(0, 15)] = object.at("level");
+  }
+  EXPECT_EQ(level_of["serving on port"], "info");
+  EXPECT_EQ(level_of["neither --auth-"], "warning");  // no tokens, no client certificates
+  EXPECT_EQ(level_of["Terminated: sto"], "info");
+
+  Subprocess refused;
+  ASSERT_TRUE(refused.Start({FEDKIT_COORDINATOR_BINARY, "--insecure", "--log-format", "xml"},
+                            Path("refused.log")));
+  EXPECT_EQ(refused.Wait(), 2);
+  EXPECT_THAT(refused.Output(), ::testing::HasSubstr("--log-format: 'xml' is not text or json"));
+}
+
+// A free TCP port on loopback (bound, read, released: another process could take it meanwhile,
+// which would fail the test loudly, not silently).
+int FreeLoopbackPort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(addr);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length) != 0) {
+    close(fd);
+    return 0;
+  }
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// Standard output of a shell command; its exit code in *code.
+std::string Shell(const std::string& command, int* code = nullptr) {
+  std::string out;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return out;
+  char buffer[4096];
+  for (size_t n; (n = fread(buffer, 1, sizeof(buffer), pipe)) > 0;) out.append(buffer, n);
+  const int status = pclose(pipe);
+  if (code != nullptr) *code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return out;
+}
+
+// The real Prometheus server (Debian's `prometheus`) scrapes a live coordinator's
+// --metrics-listen endpoint on loopback; its HTTP API then answers queries on what it scraped,
+// and `promtool check metrics` accepts the exposition.
+TEST_F(CoordinatorE2eTest, PrometheusScrapesTheCoordinatorsMetrics) {
+  if (!fs::exists("/usr/bin/prometheus") || !fs::exists("/usr/bin/promtool") ||
+      !fs::exists("/usr/bin/curl")) {
+    GTEST_SKIP() << "needs Debian's prometheus and curl (scripts/install-deps.sh installs them)";
+  }
+  constexpr int kDevices = 4;
+  const int metrics_port = FreeLoopbackPort();
+  const int prometheus_port = FreeLoopbackPort();
+  ASSERT_GT(metrics_port, 0);
+  ASSERT_GT(prometheus_port, 0);
+  Subprocess coordinator;
+  StartCoordinator(coordinator,
+                   {"--rounds", "3", "--clients-per-round", std::to_string(kDevices), "--linger",
+                    "600", "--metrics-listen", "127.0.0.1:" + std::to_string(metrics_port)},
+                   "coordinator.log");
+  ASSERT_THAT(coordinator.Output(),
+              ::testing::HasSubstr("Prometheus metrics on port " + std::to_string(metrics_port)));
+  {
+    std::ofstream config(Path("prometheus.yml"));
+    config << "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+           << "scrape_configs:\n  - job_name: fedkit\n    static_configs:\n"
+           << "      - targets: ['127.0.0.1:" << metrics_port << "']\n";
+  }
+  Subprocess prometheus;
+  ASSERT_TRUE(
+      prometheus.Start({"/usr/bin/prometheus", "--config.file=" + Path("prometheus.yml"),
+                        "--storage.tsdb.path=" + Path("tsdb"),
+                        "--web.listen-address=127.0.0.1:" + std::to_string(prometheus_port)},
+                       Path("prometheus.log")));
+  std::vector<Subprocess> clients;
+  StartClients(clients, "seed", kDevices, [&](int) {
+    return std::vector<std::string>{"--num-clients", std::to_string(kDevices)};
+  });
+
+  // One instant-vector query through Prometheus' HTTP API: the samples' values by their labels
+  // (label values joined with ','), or empty while it has none.
+  auto query = [&](const std::string& promql) {
+    std::map<std::string, double> values;
+    const std::string body =
+        Shell("curl -s --max-time 10 http://127.0.0.1:" + std::to_string(prometheus_port) +
+              "/api/v1/query --data-urlencode 'query=" + promql + "'");
+    const nlohmann::json reply = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+    if (!reply.is_object() || reply.value("status", "") != "success") return values;
+    for (const auto& sample : reply["data"]["result"]) {
+      std::string labels;
+      for (const auto& [name, value] : sample["metric"].items()) {
+        if (name == "__name__" || name == "instance" || name == "job") continue;
+        labels += (labels.empty() ? "" : ",") + value.get<std::string>();
+      }
+      values[labels] = std::stod(sample["value"][1].get<std::string>());
+    }
+    return values;
+  };
+  // All three rounds committed, as Prometheus scraped it.
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        const auto committed = query("fedkit_rounds_committed_total");
+        return committed.count("") > 0 && committed.at("") == 3;
+      },
+      std::chrono::minutes(5)))
+      << coordinator.Output() << prometheus.Output();
+  ASSERT_TRUE(PollUntil([&] { return query("fedkit_round_phase{phase=\"finished\"}")[""] == 1; },
+                        std::chrono::minutes(1)));
+  const v1::GetStatusResponse status = CoordinatorStatus();
+  ASSERT_EQ(status.history_size(), 3);
+  EXPECT_EQ(query("up")[""], 1);
+  EXPECT_EQ(query("fedkit_rounds_completed")[""], 3);
+  EXPECT_EQ(query("fedkit_rounds_planned")[""], 3);
+  EXPECT_EQ(query("fedkit_round_participants")[""], kDevices);
+  EXPECT_NEAR(query("fedkit_round_accuracy_ratio")[""], status.history(2).accuracy(), 1e-9);
+  EXPECT_EQ(query("fedkit_round_duration_seconds_count")[""], 3);
+  EXPECT_EQ(query("fedkit_updates_total")["plain,accepted"], 3 * kDevices);
+  EXPECT_EQ(query("fedkit_update_processing_seconds_count")["plain"], 3 * kDevices);
+  // Every device checked in, downloaded each round's model and uploaded its update.
+  EXPECT_GE(query("fedkit_rpc_duration_seconds_count{method=\"CheckIn\"}")["OK,CheckIn"],
+            3 * kDevices);
+  EXPECT_EQ(query("fedkit_rpc_duration_seconds_count{method=\"UploadUpdate\"}")["OK,UploadUpdate"],
+            3 * kDevices);
+  // The model is ~ 4 bytes a parameter, each round to each device.
+  EXPECT_GT(query("fedkit_rpc_sent_bytes_total")["GetModel"], 3 * kDevices * 4 * 1000);
+  EXPECT_GT(query("fedkit_rpc_received_bytes_total")["UploadUpdate"], 3 * kDevices * 4 * 1000);
+  EXPECT_GT(query("process_resident_memory_bytes")[""], 1 << 20);
+  EXPECT_GT(query("process_open_fds")[""], 0);
+
+  // promtool lints the exposition itself (names, units, help, types).
+  int lint = -1;
+  const std::string lint_output =
+      Shell("curl -s --max-time 10 http://127.0.0.1:" + std::to_string(metrics_port) +
+                "/metrics | promtool check metrics 2>&1",
+            &lint);
+  EXPECT_EQ(lint, 0) << lint_output;
+
+  coordinator.Signal(SIGTERM);
+  EXPECT_EQ(coordinator.Wait(), 0) << coordinator.Output();
+  EXPECT_EQ(WaitForAll(clients), std::vector<int>(kDevices, 0));
+  prometheus.Signal(SIGTERM);
+  prometheus.Wait();
 }
 
 // Secure aggregation over the network, with devices killed mid-round: two clients are SIGKILLed
