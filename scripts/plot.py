@@ -3,7 +3,7 @@
 
     fedkit-plot RUN.jsonl [MORE.jsonl ...] -o OUT.png|OUT.svg [--x round|time|virtual-time|epsilon]
                 [--y accuracy|loss|train_loss ...] [--label NAME ...] [--title T] [--dpi N]
-                [--size WIDTHxHEIGHT] [--log-x]
+                [--size WIDTHxHEIGHT] [--log-x] [--legend best|outside|none]
 
 Input: JSON Lines as written by `fedkit-sim --metrics-out` (one object per evaluated round) and
 `fedkit-coordinator --metrics-out` (one per committed round). One panel per --y (default accuracy
@@ -176,9 +176,12 @@ def epsilon_delta(paths):
     return deltas.pop() if len(deltas) == 1 else None
 
 
-def make_figure(panels, x, width_px, height_px, dpi, title=None, legend=False, log_x=False,
+def make_figure(panels, x, width_px, height_px, dpi, title=None, legend=None, log_x=False,
                 delta=None):
-    """A matplotlib Figure (Agg, not shown anywhere) with the panels side by side."""
+    """A matplotlib Figure (Agg, not shown anywhere) with the panels side by side.
+
+    legend: None for no legend, "best" inside the first panel where it hides the least, "outside"
+    to the right of the last panel."""
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
@@ -191,7 +194,7 @@ def make_figure(panels, x, width_px, height_px, dpi, title=None, legend=False, l
         xlabel = f"epsilon (delta = {delta:g})"
     for ax, panel in zip(axes, panels):
         for curve in panel.curves:
-            marker = "o" if len(curve.x) <= 60 else None
+            marker = "o" if len(curve.x) <= 30 else None
             ax.plot(curve.x, curve.y, marker=marker, markersize=3, linewidth=1.5,
                     label=curve.label)
         ax.set_xlabel(xlabel)
@@ -205,8 +208,13 @@ def make_figure(panels, x, width_px, height_px, dpi, title=None, legend=False, l
             ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
             ax.xaxis.set_minor_formatter(NullFormatter())
-    if legend:
+    if legend == "best":
         axes[0].legend(loc="best", fontsize="small")
+    elif legend == "outside":
+        axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+                        fontsize="small")
+    elif legend is not None:
+        raise ValueError(f"unknown legend placement {legend!r}")
     if title:
         fig.suptitle(title)
     return fig
@@ -256,6 +264,10 @@ def parse_args(argv):
     p.add_argument("--size", metavar="WIDTHxHEIGHT",
                    help="picture size in pixels (default 560 wide per panel x 420)")
     p.add_argument("--log-x", action="store_true", help="logarithmic x axis")
+    p.add_argument("--legend", choices=("best", "outside", "none"), default="best",
+                   help="where the legend goes when there is one: best (inside the first panel, "
+                        "where it hides the least; the default), outside (right of the last "
+                        "panel), none")
     p.add_argument("--check", action="store_true",
                    help="only check that matplotlib loads (fedkit-sim --plot runs this first)")
     args = p.parse_args(argv)
@@ -319,9 +331,9 @@ def main(argv):
         print(f"fedkit-plot: {e}", file=sys.stderr)
         return 1
     width, height = args.size
+    wants_legend = (len(args.files) > 1 or args.label is not None) and args.legend != "none"
     fig = make_figure(panels, args.x, width, height, args.dpi, title=args.title,
-                      legend=len(args.files) > 1 or args.label is not None, log_x=args.log_x,
-                      delta=delta)
+                      legend=args.legend if wants_legend else None, log_x=args.log_x, delta=delta)
     try:
         save_figure(fig, args.output, args.dpi)
     except (OSError, ValueError) as e:

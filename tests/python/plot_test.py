@@ -166,7 +166,7 @@ class SeriesTest(PlotTestCase):
         sim = self.write("sim.jsonl", SIM)
         dp = self.write("dp.jsonl", DP)
         panels = plot.plot_series([sim, dp], ["a", "b"], "round", ["accuracy", "loss"])
-        fig = plot.make_figure(panels, "round", 800, 300, 100, title="t", legend=True)
+        fig = plot.make_figure(panels, "round", 800, 300, 100, title="t", legend="best")
         axes = fig.get_axes()
         self.assertEqual(len(axes), 2)
         for ax, panel in zip(axes, panels):
@@ -179,6 +179,13 @@ class SeriesTest(PlotTestCase):
         self.assertIsNotNone(legend)
         self.assertEqual([t.get_text() for t in legend.get_texts()], ["a", "b"])
         self.assertIsNone(axes[1].get_legend())
+        # Outside: beside the last panel.
+        fig = plot.make_figure(panels, "round", 800, 300, 100, legend="outside")
+        self.assertIsNone(fig.get_axes()[0].get_legend())
+        self.assertEqual([t.get_text() for t in fig.get_axes()[1].get_legend().get_texts()],
+                         ["a", "b"])
+        fig = plot.make_figure(panels, "round", 800, 300, 100)
+        self.assertEqual([ax.get_legend() for ax in fig.get_axes()], [None, None])
 
     def test_epsilon_axis_names_the_common_delta(self):
         dp = self.write("dp.jsonl", DP)
@@ -228,6 +235,7 @@ class ProgramTest(PlotTestCase):
             ([sim, "-o", png, "--y", "accuracy,f1"], "--y 'f1'"),
             ([sim, "-o", png, "--x", "minutes"], "--x"),
             ([sim, "-o", png, "--size", "big"], "--size"),
+            ([sim, "-o", png, "--legend", "top"], "--legend"),
             ([sim], "-o OUT is required"),
             (["-o", png], "no metrics file"),
         ]
