@@ -22,7 +22,8 @@ X axes and the fields they read:
 
 Exit status: 0 written; 1 a metrics file is unreadable, is not JSON Lines, lacks a field the axes
 need, or matplotlib failed (the message names the file and line); 2 a usage error (unknown flag
-or value, an output extension other than .png or .svg, as many --label as files not given).
+or value, an output extension other than .png or .svg, a number of --label other than the
+number of files).
 
 Runs on Debian's /usr/bin/python3 with python3-matplotlib (Agg backend: no display needed). The
 functions read_metrics, plot_series and make_figure are what the tests (tests/python/
