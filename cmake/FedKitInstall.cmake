@@ -33,6 +33,8 @@ install(TARGETS ${FEDKIT_EXPORTED_LIBRARIES}
 # The binaries, if built (a build of only the libraries installs without them).
 install(TARGETS fedkit-coordinator fedkit-client fedkit-sim RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
   OPTIONAL)
+# fedkit-plot (scripts/plot.py), which fedkit-sim --plot looks for beside itself.
+install(PROGRAMS ${CMAKE_BINARY_DIR}/bin/fedkit-plot DESTINATION ${CMAKE_INSTALL_BINDIR} OPTIONAL)
 
 # The headers reachable from client/federated_client.h, models/tensor_examples.h and
 # models/torchscript_model.h (FedKit's own; absl, LibTorch and protobuf come from their packages).

@@ -16,6 +16,8 @@ PACKAGES=(
   dataset-fashion-mnist
   # TorchScript models are written and checked in Python; python3-torch 1.13 matches libtorch-dev 1.13.
   python3-torch
+  # fedkit-plot (scripts/plot.py): metrics files to PNG/SVG curves; fedkit-sim --plot runs it.
+  python3-matplotlib
   # fedkit-sim beyond one process: mpirun -np N fedkit-sim (Open MPI).
   libopenmpi-dev openmpi-bin
   # Clang's -Wthread-safety analysis, a test of the suite (scripts/thread_safety.py): without clang

@@ -30,6 +30,7 @@ absl::Status MetricsWriter::Append(const RoundResult& round) {
       {"mean_delta_norm", round.mean_delta_norm},
       {"seconds", round.seconds},
       {"eval_seconds", round.eval_seconds},
+      {"elapsed_seconds", round.elapsed_seconds},
   };
   if (round.epsilon.has_value()) {
     // JSON has no infinity: null means unbounded (DP with noise multiplier 0).
@@ -42,6 +43,9 @@ absl::Status MetricsWriter::Append(const RoundResult& round) {
   if (!round.aborted.empty()) line["aborted"] = round.aborted;
   if (round.virtual_seconds.has_value()) {
     line["virtual_seconds"] = *round.virtual_seconds;
+    if (round.virtual_elapsed_seconds.has_value()) {
+      line["virtual_elapsed_seconds"] = *round.virtual_elapsed_seconds;
+    }
     line["contributors"] = round.contributors;
     line["stragglers"] = round.stragglers;
     line["not_needed"] = round.not_needed;

@@ -19,10 +19,12 @@ class MetricsWriter {
   static absl::StatusOr<std::unique_ptr<MetricsWriter>> Open(const std::string& path);
 
   // Appends {"round", "accuracy", "loss", "participants", "examples", "train_loss",
-  // "mean_delta_norm", "seconds", "eval_seconds"}, plus "dropped", "aborted", "secagg"
-  // (survivors, degree, threshold, costs) and, with differential privacy, "epsilon" (null when
-  // unbounded), "delta", "clip_norm" and "unclipped_fraction" when they apply; the round must have
-  // been evaluated.
+  // "mean_delta_norm", "seconds", "eval_seconds", "elapsed_seconds"}, plus "dropped", "aborted",
+  // "secagg" (survivors, degree, threshold, costs), the system model's "virtual_seconds",
+  // "virtual_elapsed_seconds", "contributors", "stragglers", "not_needed" and, with differential
+  // privacy, "epsilon" (null when unbounded), "delta", "clip_norm" and "unclipped_fraction" when
+  // they apply; the round must have been evaluated (FAILED_PRECONDITION otherwise). DATA_LOSS when
+  // the write fails. Not thread-safe: one thread appends.
   absl::Status Append(const RoundResult& round);
 
  private:

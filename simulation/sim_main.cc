@@ -1,15 +1,20 @@
 // fedkit-sim: federated training of a population of virtual clients in one process.
 #include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <limits>
+#include <optional>
 #include <string>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -23,6 +28,8 @@
 #include "models/torchscript_model.h"
 #include "server/participation.h"
 #include "simulation/metrics_writer.h"
+#include "simulation/plot_runner.h"
+#include "simulation/progress_bar.h"
 #include "simulation/simulator.h"
 #ifdef FEDKIT_WITH_MPI
 #include "simulation/mpi_collective.h"
@@ -52,6 +59,8 @@ struct Flags {
   std::string replay_participation;
   std::string metrics_out;
   std::string model_out;
+  std::string plot;
+  std::string progress = "auto";
   SimulationOptions sim;
 };
 
@@ -188,6 +197,11 @@ int Run(int argc, char** argv, Collective* collective) {
       ->check(cli::Positive());
   app.add_option("--metrics-out", f.metrics_out, "JSON Lines file, one object per evaluated round");
   app.add_option("--model-out", f.model_out, "Write the final global model here (torch::save)");
+  app.add_option("--plot", f.plot,
+                 "At the end, plot accuracy and loss against round into this .png or .svg file "
+                 "(runs fedkit-plot, found beside fedkit-sim or on PATH)");
+  app.add_option("--progress", f.progress,
+                 "Progress bar on stderr: auto (when stderr is a terminal) | on | off");
   cli::AddYamlConfigOption(app);
   if (int code = cli::ParseCommandLine(app, argc, argv); code >= 0) return code;
 
@@ -281,6 +295,25 @@ int Run(int argc, char** argv, Collective* collective) {
       return UsageError("--model-out", "directory " + parent.string() + " does not exist");
     }
   }
+  absl::StatusOr<ProgressMode> progress_mode = ParseProgressMode(f.progress);
+  if (!progress_mode.ok()) return UsageError("--progress", progress_mode.status().message());
+  // --plot: before the run, everything that could stop the picture being drawn at its end.
+  std::string fedkit_plot;
+  if (!f.plot.empty()) {
+    if (absl::Status s = CheckPlotOutput(f.plot); !s.ok()) return UsageError("--plot", s.message());
+  }
+  if (!f.plot.empty() && lead) {
+    const char* path_env = std::getenv("PATH");
+    absl::StatusOr<std::string> found =
+        FindFedkitPlot(OwnExecutableDirectory(), path_env != nullptr ? path_env : "");
+    if (!found.ok()) return UsageError("--plot", found.status().message());
+    fedkit_plot = *found;
+    if (absl::Status s = RunProgram({fedkit_plot, "--check"}); !s.ok()) {
+      return UsageError("--plot", absl::StrCat(s.message(),
+                                               " (fedkit-plot needs /usr/bin/python3 with Debian's "
+                                               "python3-matplotlib)"));
+    }
+  }
 
   data_options.data_dir = f.data_dir;
   data_options.num_clients = all_file_clients ? 0 : f.clients;
@@ -289,9 +322,34 @@ int Run(int argc, char** argv, Collective* collective) {
   data_options.synthetic_eval_clients = f.synthetic_eval_clients;
 
   std::unique_ptr<MetricsWriter> metrics;
-  if (!f.metrics_out.empty() && lead) {
-    auto opened = MetricsWriter::Open(f.metrics_out);
-    if (!opened.ok()) return UsageError("--metrics-out", opened.status().message());
+  std::string metrics_path = f.metrics_out;
+  // --plot without --metrics-out: the metrics go to a temporary file, removed once plotted (or
+  // when the run fails; kept, and named, when only the plot fails).
+  bool keep_temporary_metrics = false;
+  std::string temporary_metrics;
+  absl::Cleanup remove_temporary_metrics = [&] {
+    if (!temporary_metrics.empty() && !keep_temporary_metrics) {
+      std::error_code ignored;
+      std::filesystem::remove(temporary_metrics, ignored);
+    }
+  };
+  if (metrics_path.empty() && !f.plot.empty() && lead) {
+    std::string name =
+        (std::filesystem::temp_directory_path() / "fedkit-sim-metrics-XXXXXX.jsonl").string();
+    const int fd = mkstemps(name.data(), 6);
+    if (fd < 0) {
+      return UsageError("--plot", absl::StrCat("cannot create a temporary metrics file ", name,
+                                               ": ", std::strerror(errno)));
+    }
+    close(fd);
+    temporary_metrics = metrics_path = name;
+  }
+  if (!metrics_path.empty() && lead) {
+    auto opened = MetricsWriter::Open(metrics_path);
+    if (!opened.ok()) {
+      return UsageError(f.metrics_out.empty() ? "--plot" : "--metrics-out",
+                        opened.status().message());
+    }
     metrics = std::move(*opened);
   }
 
@@ -348,11 +406,18 @@ int Run(int argc, char** argv, Collective* collective) {
     std::cerr << detail << "\n";
   }
 
-  const bool terminal = lead && isatty(STDERR_FILENO);
+  // The bar is on stderr and the round lines on stdout, often the same terminal: the bar is
+  // erased before any other line is printed and drawn again after it.
+  std::optional<ProgressBar> bar;
+  if (lead && ProgressEnabled(*progress_mode, isatty(STDERR_FILENO) == 1)) {
+    bar.emplace(std::cerr, STDERR_FILENO);
+  }
+  ProgressState progress{.rounds_total = f.sim.rounds};
+  if (bar) bar->Update(progress);
   for (int r = 0; r < f.sim.rounds; ++r) {
     absl::StatusOr<RoundResult> round = (*sim)->RunRound();
     if (!round.ok() && (*sim)->privacy_budget_exhausted()) {
-      if (terminal) std::cerr << "\r\033[K";
+      if (bar) bar->Clear();
       if (lead) {
         std::cout << "fedkit-sim: privacy budget: " << round.status().message() << "\n"
                   << std::flush;
@@ -360,20 +425,20 @@ int Run(int argc, char** argv, Collective* collective) {
       break;
     }
     if (!round.ok()) {
-      std::cerr << "\nfedkit-sim: round " << r + 1 << ": " << round.status() << "\n";
+      if (bar) bar->Clear();
+      std::cerr << "fedkit-sim: round " << r + 1 << ": " << round.status() << "\n";
       return 1;
     }
-    if (terminal) {
-      std::cerr << absl::StrFormat("\rround %d/%d  train loss %.4f  %.2fs ", round->round,
-                                   f.sim.rounds, round->train_loss, round->seconds)
-                << std::flush;
-    }
+    progress.rounds_done = round->round;
+    progress.elapsed_seconds = round->elapsed_seconds;
     if (!round->aborted.empty() && !round->eval) {
-      if (terminal) std::cerr << "\r\033[K";
+      if (bar) bar->Clear();
       std::cerr << "round " << round->round << " aborted: " << round->aborted << "\n";
     }
     if (round->eval) {
-      if (terminal) std::cerr << "\r\033[K";
+      if (bar) bar->Clear();
+      progress.last_accuracy = round->eval->accuracy();
+      progress.last_accuracy_round = round->round;
       std::string extra;
       if (round->dropped > 0) extra += absl::StrFormat("  dropped %d", round->dropped);
       if (round->virtual_seconds) {
@@ -401,12 +466,15 @@ int Run(int argc, char** argv, Collective* collective) {
                 << std::flush;
       if (metrics) {
         if (absl::Status s = metrics->Append(*round); !s.ok()) {
+          if (bar) bar->Clear();
           std::cerr << "fedkit-sim: " << s.message() << "\n";
           return 1;
         }
       }
     }
+    if (bar) bar->Update(progress);
   }
+  if (bar) bar->Finish(progress);
   if (!f.model_out.empty() && lead) {
     auto model = (*sim)->GlobalModel();
     absl::Status saved = model.ok() ? models::SaveModel(**model, f.model_out) : model.status();
@@ -415,6 +483,22 @@ int Run(int argc, char** argv, Collective* collective) {
       return 1;
     }
     std::cerr << "fedkit-sim: wrote final model to " << f.model_out << "\n";
+  }
+  if (!f.plot.empty() && lead) {
+    const std::string title =
+        absl::StrFormat("fedkit-sim: %s, %d clients (%s), %d per round, model %s", f.dataset,
+                        f.clients, f.partition, f.sim.clients_per_round, f.sim.model);
+    metrics.reset();  // every line is flushed already; closed before another process reads it
+    if (absl::Status s = RunProgram(PlotCommand(fedkit_plot, metrics_path, f.plot, title));
+        !s.ok()) {
+      keep_temporary_metrics = true;
+      std::cerr << "fedkit-sim: --plot: " << s.message()
+                << (temporary_metrics.empty() ? ""
+                                              : "; the run's metrics are in " + temporary_metrics)
+                << "\n";
+      return 1;
+    }
+    std::cerr << "fedkit-sim: wrote plot to " << f.plot << "\n";
   }
   return 0;
 }

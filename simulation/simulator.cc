@@ -381,6 +381,7 @@ void Simulator::ApplySystemSchedule(const std::vector<int64_t>& participants,
 
 absl::StatusOr<RoundResult> Simulator::RunRound() {
   const auto start = std::chrono::steady_clock::now();
+  if (!first_round_start_.has_value()) first_round_start_ = start;
   const int round = rounds_done_ + 1;
   const bool dp = privacy_setup_.has_value();
   if (dp && options_.dp.target_epsilon.has_value()) {
@@ -407,6 +408,10 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
   result.participants = static_cast<int64_t>(participants.size());
   for (const auto& d : drop_at) result.dropped += d.has_value() ? 1 : 0;
   if (options_.replay.empty()) ApplySystemSchedule(participants, drop_at, result);
+  if (result.virtual_seconds.has_value()) {
+    virtual_elapsed_seconds_ += *result.virtual_seconds;
+    result.virtual_elapsed_seconds = virtual_elapsed_seconds_;
+  }
   // With adaptive clipping the clients clip to this round's estimate.
   client::TrainingPlan plan = options_.plan;
   if (adaptive_clipping_.has_value()) plan.clip_norm = adaptive_clipping_->clip_norm();
@@ -549,6 +554,8 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
     result.eval_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - eval_start).count();
   }
+  result.elapsed_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - *first_round_start_).count();
   return result;
 }
 

@@ -2,6 +2,7 @@
 #ifndef FEDKIT_SIMULATION_SIMULATOR_H_
 #define FEDKIT_SIMULATION_SIMULATOR_H_
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -122,6 +123,9 @@ struct RoundResult {
   double seconds = 0.0;                  // wall time of training + aggregation (not evaluation)
   std::optional<models::EvalSums> eval;  // when the round was evaluated
   double eval_seconds = 0.0;
+  // Wall time from the start of this simulator's first round to the end of this one, evaluation
+  // included (a run's time axis even when only some rounds are evaluated).
+  double elapsed_seconds = 0.0;
   // Secure aggregation: cost, or why the round aborted (then the global model is unchanged).
   std::optional<SecureAggregationRoundStats> secure_aggregation;
   std::string aborted;  // empty unless the round aborted
@@ -129,6 +133,7 @@ struct RoundResult {
   // close it), the sampled clients that finished after the deadline, and those that finished in
   // time but were not needed (over-selection).
   std::optional<double> virtual_seconds;
+  std::optional<double> virtual_elapsed_seconds;  // virtual_seconds summed over rounds 1..round
   int64_t stragglers = 0;
   int64_t not_needed = 0;
   // Differential privacy (unset without): epsilon spent after this round at `delta` (+infinity
@@ -201,6 +206,8 @@ class Simulator {
   SingleProcess single_process_;
   Collective* collective_ = &single_process_;  // borrowed when given to Create
   bool budget_exhausted_ = false;
+  std::optional<std::chrono::steady_clock::time_point> first_round_start_;  // set by RunRound
+  double virtual_elapsed_seconds_ = 0.0;  // with SystemOptions: over the rounds run so far
   // With client_ids: the dataset's clients in sorted-id order. With replay: each id's client.
   std::vector<int64_t> clients_by_id_;
   std::map<std::string, int64_t> client_of_id_;

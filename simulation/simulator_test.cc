@@ -643,6 +643,39 @@ TEST(SimulatorSystemTest, SlowerDevicesDropMoreStragglersAndOverSelectionRecover
   EXPECT_LT(slow_contributors, 6 * 8);  // without over-selection the slow fleet falls short
 }
 
+// The run's time axes (fedkit-plot --x time / virtual-time): virtual time summed over every round,
+// also the rounds not evaluated; wall time since the first round, growing, at least each round's
+// own time.
+TEST(SimulatorSystemTest, ElapsedTimesAccumulateOverAllRounds) {
+  auto dataset = Synthetic(40);
+  auto options = SmallRun(2);
+  options.rounds = 5;
+  options.eval_every = 2;
+  options.system.device_speeds = "lognormal:0.01,0.5";
+  auto sim = Simulator::Create(options, dataset.get());
+  ASSERT_TRUE(sim.ok()) << sim.status();
+  const std::vector<RoundResult> rounds = RunAll(**sim, 5);
+  ASSERT_EQ(rounds.size(), 5u);
+  double virtual_sum = 0.0, previous_elapsed = 0.0;
+  for (const RoundResult& round : rounds) {
+    ASSERT_TRUE(round.virtual_seconds.has_value());
+    EXPECT_GT(*round.virtual_seconds, 0.0);
+    virtual_sum += *round.virtual_seconds;
+    ASSERT_TRUE(round.virtual_elapsed_seconds.has_value());
+    EXPECT_DOUBLE_EQ(*round.virtual_elapsed_seconds, virtual_sum) << round.round;
+    EXPECT_GE(round.elapsed_seconds, previous_elapsed + round.seconds + round.eval_seconds)
+        << round.round;
+    previous_elapsed = round.elapsed_seconds;
+  }
+  // Without a system model there is no virtual time.
+  auto plain = Simulator::Create(SmallRun(1), dataset.get());
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  const std::vector<RoundResult> plain_rounds = RunAll(**plain, 2);
+  ASSERT_EQ(plain_rounds.size(), 2u);
+  EXPECT_FALSE(plain_rounds[1].virtual_elapsed_seconds.has_value());
+  EXPECT_GT(plain_rounds[1].elapsed_seconds, plain_rounds[0].elapsed_seconds);
+}
+
 // Ids that do not sort like indices: client i is "d" + the letter (5 i mod 12).
 std::vector<std::string> ScrambledIds(int n) {
   std::vector<std::string> ids;
