@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 
-FOLDERS = ("core/", "aggregation/", "privacy/", "artifacts/", "server/", "client/")
+FOLDERS = ("core/", "aggregation/", "privacy/", "artifacts/", "server/", "client/", "dashboard/")
 
 
 def main():
