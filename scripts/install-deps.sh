@@ -20,6 +20,9 @@ PACKAGES=(
   python3-matplotlib
   # fedkit-sim beyond one process: mpirun -np N fedkit-sim (Open MPI).
   libopenmpi-dev openmpi-bin
+  # fedkit-coordinator --http: the dashboard's HTTP server (dashboard/), and the browser its test
+  # drives headless (tests/dashboard_chromium_test.cc; skipped without it).
+  libmicrohttpd-dev chromium
   # Clang's -Wthread-safety analysis, a test of the suite (scripts/thread_safety.py): without clang
   # it would be skipped.
   clang-14

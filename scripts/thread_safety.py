@@ -16,7 +16,7 @@ import subprocess
 import sys
 
 FOLDERS = ("core/", "aggregation/", "privacy/", "artifacts/", "server/", "client/", "monitoring/",
-           "cli/")
+           "cli/", "dashboard/")
 
 
 def main():

@@ -28,6 +28,7 @@
 #include "cli/logging.h"
 #include "cli/yaml_config.h"
 #include "core/status_macros.h"
+#include "dashboard/dashboard_server.h"
 #include "data/idx.h"
 #include "models/compute_threads.h"
 #include "models/evaluate.h"
@@ -54,6 +55,7 @@ namespace {
 
 struct Flags {
   std::string listen = "0.0.0.0:50051";
+  std::string http;  // the dashboard's HOST:PORT; empty: none
   std::string model = "mlp";
   std::string model_signature;
   std::string sign_key;
@@ -222,6 +224,9 @@ int Run(int argc, char** argv) {
   app.option_defaults()->always_capture_default()->multi_option_policy(
       CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--listen", f.listen, "HOST:PORT to serve on");
+  app.add_option("--http", f.http,
+                 "HOST:PORT to serve a live dashboard on (http://HOST:PORT/; read-only, no TLS or "
+                 "auth: keep it on loopback or behind a proxy; port 0 picks one)");
   app.add_option("--model", f.model,
                  "logreg | mlp | cnn | seed, or a TorchScript file PATH.pt (Fashion-MNIST shaped)");
   app.add_option("--model-signature", f.model_signature,
@@ -833,6 +838,17 @@ int Run(int argc, char** argv) {
             artifact->is_signed()
                 ? absl::StrCat("signed by key ", artifact->artifact().key_fingerprint())
                 : std::string("UNSIGNED: devices load it only if they allow unsigned artifacts")));
+  }
+
+  // --http: the live dashboard (dashboard/dashboard_server.h), serving GetStatus until Run returns.
+  std::unique_ptr<dashboard::DashboardServer> dashboard_server;
+  if (!f.http.empty()) {
+    RoundCoordinator* const c = coordinator->get();
+    auto started = dashboard::DashboardServer::Create({.listen = f.http},
+                                                      [c] { return c->Status(absl::Now()); });
+    if (!started.ok()) return UsageError("--http", started.status().message());
+    dashboard_server = *std::move(started);
+    spdlog::info("dashboard on {}", dashboard_server->url());
   }
 
   // SIGTERM / SIGINT: a graceful stop. No round starts; a commit or unmasking in progress

@@ -1,0 +1,378 @@
+// DashboardServer over real loopback sockets: the page, /api/status as JSON, errors (404, 405,
+// 431, 503), bad addresses and options, a port in use, port 0, a thread pool, and stopping in the
+// destructor.
+#include "dashboard/dashboard_server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <string>
+#include <thread>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "dashboard/embedded_assets.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace fedkit::dashboard {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+struct HttpResponse {
+  int status = 0;
+  std::map<std::string, std::string> headers;  // names in lower case
+  std::string body;
+};
+
+// Sends `request` (a raw HTTP/1.0 request) to 127.0.0.1:port and reads the answer to the end.
+// status 0 when the connection failed.
+HttpResponse RawRequest(int port, const std::string& request) {
+  HttpResponse response;
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return response;
+  // Bounds a hung server (the test then fails on the status); not a performance limit.
+  timeval timeout{60, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+    close(fd);
+    return response;
+  }
+  size_t sent = 0;
+  while (sent < request.size()) {
+    const ssize_t n = send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) break;
+    sent += static_cast<size_t>(n);
+  }
+  std::string raw;
+  char buffer[4096];
+  ssize_t n;
+  while ((n = recv(fd, buffer, sizeof(buffer), 0)) > 0) raw.append(buffer, static_cast<size_t>(n));
+  close(fd);
+  const size_t end = raw.find("\r\n\r\n");
+  if (end == std::string::npos) return response;
+  std::vector<std::string> lines = absl::StrSplit(raw.substr(0, end), "\r\n");
+  std::vector<std::string> status_line = absl::StrSplit(lines[0], ' ');
+  if (status_line.size() < 2 || !absl::SimpleAtoi(status_line[1], &response.status)) {
+    return response;
+  }
+  for (size_t i = 1; i < lines.size(); ++i) {
+    const size_t colon = lines[i].find(':');
+    if (colon == std::string::npos) continue;
+    response.headers[absl::AsciiStrToLower(lines[i].substr(0, colon))] =
+        std::string(absl::StripAsciiWhitespace(lines[i].substr(colon + 1)));
+  }
+  response.body = raw.substr(end + 4);
+  return response;
+}
+
+HttpResponse Get(int port, const std::string& path) {
+  return RawRequest(port, "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+}
+
+v1::GetStatusResponse SampleStatus() {
+  v1::GetStatusResponse s;
+  s.set_current_round(3);
+  s.set_phase("secagg-share");
+  s.set_checked_in(0);  // zero: must still be printed
+  s.set_assigned(5);
+  s.set_received(0);
+  s.set_rounds_total(10);
+  s.set_waiting_for("round 3: secure aggregation phase secagg-share");
+  for (int r = 1; r <= 2; ++r) {
+    v1::RoundSummary* h = s.add_history();
+    h->set_round(r);
+    h->set_participants(4);
+    h->set_assigned(5);
+    h->set_accuracy(0.5 + 0.1 * r);
+    h->set_loss(1.0 / r);
+    h->set_seconds(2.5);
+    h->set_examples(4000);
+    h->set_train_loss(0.9);
+    h->set_epsilon(0.25 * r);
+  }
+  s.set_rounds_abandoned(1);
+  s.set_epsilon(0.5);
+  s.set_delta(1e-5);
+  v1::SecAggPhaseSummary* p = s.add_secagg_phases();
+  p->set_phase("secagg-advertise");
+  p->set_seconds(0.75);
+  p->set_clients_in(5);
+  p->set_clients_out(4);
+  (*s.mutable_refusals())["late"] = 2;
+  (*s.mutable_declines())["ARTIFACT_UNTRUSTED"] = 1;
+  return s;
+}
+
+std::unique_ptr<DashboardServer> Start(StatusSource source) {
+  absl::StatusOr<std::unique_ptr<DashboardServer>> server =
+      DashboardServer::Create({.listen = "127.0.0.1:0"}, std::move(source));
+  EXPECT_TRUE(server.ok()) << server.status();
+  return server.ok() ? *std::move(server) : nullptr;
+}
+
+TEST(DashboardServerTest, PortZeroPicksAFreePortAndUrlNamesIt) {
+  auto server = Start([] { return v1::GetStatusResponse(); });
+  ASSERT_NE(server, nullptr);
+  EXPECT_GT(server->port(), 0);
+  EXPECT_EQ(server->url(), "http://127.0.0.1:" + std::to_string(server->port()) + "/");
+  // localhost is 127.0.0.1.
+  auto local =
+      DashboardServer::Create({.listen = "localhost:0"}, [] { return v1::GetStatusResponse(); });
+  ASSERT_TRUE(local.ok()) << local.status();
+  EXPECT_NE((*local)->port(), server->port());
+  EXPECT_THAT((*local)->url(), StartsWith("http://127.0.0.1:"));
+}
+
+TEST(DashboardServerTest, ServesStatusAsProtobufJsonWithZerosAndNoCaching) {
+  auto server = Start([] { return SampleStatus(); });
+  ASSERT_NE(server, nullptr);
+  const HttpResponse response = Get(server->port(), "/api/status");
+  ASSERT_EQ(response.status, 200) << response.body;
+  EXPECT_EQ(response.headers.at("content-type"), "application/json");
+  EXPECT_EQ(response.headers.at("cache-control"), "no-store");
+  EXPECT_EQ(response.headers.count("access-control-allow-origin"), 0u);
+
+  const nlohmann::json json = nlohmann::json::parse(response.body);
+  EXPECT_EQ(json["current_round"], "3");  // int64: a string in protobuf's JSON mapping
+  EXPECT_EQ(json["phase"], "secagg-share");
+  EXPECT_EQ(json["checked_in"], "0");  // zeros are printed
+  EXPECT_EQ(json["received"], "0");
+  EXPECT_EQ(json["rounds_total"], "10");
+  EXPECT_EQ(json["rounds_abandoned"], "1");
+  EXPECT_DOUBLE_EQ(json["epsilon"].get<double>(), 0.5);
+  EXPECT_DOUBLE_EQ(json["delta"].get<double>(), 1e-5);
+  ASSERT_EQ(json["history"].size(), 2u);
+  EXPECT_EQ(json["history"][1]["round"], "2");
+  EXPECT_EQ(json["history"][1]["assigned"], "5");
+  EXPECT_DOUBLE_EQ(json["history"][1]["accuracy"].get<double>(), 0.7);
+  EXPECT_DOUBLE_EQ(json["history"][1]["epsilon"].get<double>(), 0.5);
+  EXPECT_EQ(json["secagg_phases"][0]["phase"], "secagg-advertise");
+  EXPECT_EQ(json["secagg_phases"][0]["clients_out"], "4");
+  EXPECT_EQ(json["refusals"]["late"], "2");
+  EXPECT_EQ(json["declines"]["ARTIFACT_UNTRUSTED"], "1");
+
+  // The body is StatusToJson's, and protobuf reads it back to the same message.
+  EXPECT_EQ(response.body, *StatusToJson(SampleStatus()));
+  v1::GetStatusResponse parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(response.body, &parsed).ok());
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(parsed, SampleStatus()));
+}
+
+TEST(DashboardServerTest, OptionalFieldsAreLeftOutWhenUnsetAndEveryOtherFieldIsPrinted) {
+  v1::GetStatusResponse status;  // all defaults, no DP
+  status.add_history()->set_round(1);
+  const nlohmann::json json = nlohmann::json::parse(*StatusToJson(status));
+  EXPECT_FALSE(json.contains("epsilon"));
+  EXPECT_FALSE(json["history"][0].contains("epsilon"));
+  for (const char* field :
+       {"current_round", "phase", "checked_in", "assigned", "received", "rounds_total", "history",
+        "refusals", "declines", "waiting_for", "rounds_abandoned", "delta", "secagg_phases"}) {
+    EXPECT_TRUE(json.contains(field)) << field;
+  }
+  EXPECT_EQ(json["history"][0]["participants"], "0");
+}
+
+TEST(DashboardServerTest, CallsTheSourceOnEveryRequest) {
+  std::atomic<int> calls{0};
+  auto server = Start([&calls] {
+    v1::GetStatusResponse s;
+    s.set_current_round(++calls);
+    return s;
+  });
+  ASSERT_NE(server, nullptr);
+  EXPECT_EQ(nlohmann::json::parse(Get(server->port(), "/api/status").body)["current_round"], "1");
+  EXPECT_EQ(nlohmann::json::parse(Get(server->port(), "/api/status").body)["current_round"], "2");
+  // The query string does not change the route.
+  EXPECT_EQ(Get(server->port(), "/api/status?t=1").status, 200);
+  EXPECT_EQ(calls.load(), 3);
+}
+
+TEST(DashboardServerTest, SourceErrorIs503WithTheMessage) {
+  auto server = Start([]() -> absl::StatusOr<v1::GetStatusResponse> {
+    return absl::UnavailableError("coordinator \"stopping\"");
+  });
+  ASSERT_NE(server, nullptr);
+  const HttpResponse response = Get(server->port(), "/api/status");
+  EXPECT_EQ(response.status, 503);
+  EXPECT_EQ(response.headers.at("content-type"), "application/json");
+  EXPECT_EQ(nlohmann::json::parse(response.body)["error"], "coordinator \"stopping\"");
+}
+
+TEST(DashboardServerTest, ServesTheEmbeddedPageAndItsFilesOnly) {
+  auto server = Start([] { return v1::GetStatusResponse(); });
+  ASSERT_NE(server, nullptr);
+  const Asset* index = FindAsset("/index.html");
+  ASSERT_NE(index, nullptr);
+  for (const std::string path : {"/", "/index.html"}) {
+    const HttpResponse page = Get(server->port(), path);
+    ASSERT_EQ(page.status, 200) << path;
+    EXPECT_EQ(page.headers.at("content-type"), "text/html; charset=utf-8");
+    EXPECT_EQ(page.body, index->bytes);
+    EXPECT_THAT(page.headers.at("content-security-policy"), HasSubstr("default-src 'none'"));
+    EXPECT_EQ(page.headers.at("x-content-type-options"), "nosniff");
+  }
+  // The page names its script and style sheet by relative URLs, and both are served.
+  EXPECT_THAT(std::string(index->bytes), HasSubstr("src=\"dashboard.js\""));
+  EXPECT_THAT(std::string(index->bytes), HasSubstr("href=\"dashboard.css\""));
+  ASSERT_GE(EmbeddedAssets().size(), 3u);
+  for (const Asset& asset : EmbeddedAssets()) {
+    const HttpResponse response = Get(server->port(), std::string(asset.path));
+    EXPECT_EQ(response.status, 200) << asset.path;
+    EXPECT_EQ(response.body, asset.bytes) << asset.path;
+    EXPECT_EQ(response.headers.at("content-type"), asset.content_type) << asset.path;
+  }
+  EXPECT_EQ(FindAsset("/dashboard.js")->content_type, "text/javascript; charset=utf-8");
+  // Nothing else: no directory listing, no files from disk, no path tricks.
+  for (const std::string path :
+       {"/favicon.ico", "/api", "/api/status/", "/api/statusx", "/index.htm", "/../etc/passwd",
+        "/%2e%2e/etc/passwd", "/static/index.html"}) {
+    EXPECT_EQ(Get(server->port(), path).status, 404) << path;
+  }
+}
+
+TEST(DashboardServerTest, MethodsOtherThanGetAre405) {
+  auto server = Start([] { return SampleStatus(); });
+  ASSERT_NE(server, nullptr);
+  for (const std::string method : {"POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"}) {
+    const HttpResponse response =
+        RawRequest(server->port(), method +
+                                       " /api/status HTTP/1.0\r\nHost: 127.0.0.1\r\n"
+                                       "Content-Length: 2\r\n\r\n{}");
+    EXPECT_EQ(response.status, 405) << method;
+    if (response.status == 405) {
+      EXPECT_EQ(response.headers.at("allow"), "GET") << method;
+    }
+  }
+}
+
+TEST(DashboardServerTest, OversizedRequestIsRefused) {
+  std::atomic<int> calls{0};
+  auto server = Start([&calls] {
+    ++calls;
+    return v1::GetStatusResponse();
+  });
+  ASSERT_NE(server, nullptr);
+  const HttpResponse response = RawRequest(
+      server->port(), "GET /api/status HTTP/1.0\r\nX-Padding: " + std::string(20000, 'a') +
+                          "\r\nHost: 127.0.0.1\r\n\r\n");
+  EXPECT_EQ(response.status, 431);
+  EXPECT_EQ(calls.load(), 0);
+  // The server still answers afterwards.
+  EXPECT_EQ(Get(server->port(), "/api/status").status, 200);
+}
+
+TEST(DashboardServerTest, BadAddressesAreInvalidArgumentNamingThem) {
+  for (const std::string listen :
+       {"", "127.0.0.1", "127.0.0.1:", ":8080", "127.0.0.1:65536", "127.0.0.1:80x", "127.0.0.1:-1",
+        "example.com:80", "[::1]:80", "127.0.0.1:80,0.0.0.0:81", "127.0.0.1:80s", "1.2.3:80",
+        "127.0.0.1:123456"}) {
+    auto server =
+        DashboardServer::Create({.listen = listen}, [] { return v1::GetStatusResponse(); });
+    ASSERT_FALSE(server.ok()) << listen;
+    EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument) << listen;
+    EXPECT_THAT(server.status().message(), HasSubstr("\"" + listen + "\"")) << listen;
+  }
+}
+
+TEST(DashboardServerTest, OtherBadOptionsAreInvalidArgument) {
+  auto source = [] { return v1::GetStatusResponse(); };
+  auto code = [](const DashboardOptions& options, StatusSource source) {
+    return DashboardServer::Create(options, std::move(source)).status().code();
+  };
+  EXPECT_EQ(code({}, nullptr), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code({.threads = 0}, source), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code({.threads = 17}, source), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code({.max_connections = 0}, source), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code({.max_connections = 1025}, source), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code({.idle_timeout = absl::Milliseconds(999)}, source),
+            absl::StatusCode::kInvalidArgument);
+  // The limits themselves are accepted.
+  EXPECT_EQ(
+      code({.threads = 16, .max_connections = 1024, .idle_timeout = absl::Seconds(1)}, source),
+      absl::StatusCode::kOk);
+}
+
+TEST(DashboardServerTest, AddressInUseOrNotOursIsUnavailableNamingIt) {
+  auto first = Start([] { return v1::GetStatusResponse(); });
+  ASSERT_NE(first, nullptr);
+  const std::string taken = "127.0.0.1:" + std::to_string(first->port());
+  auto second = DashboardServer::Create({.listen = taken}, [] { return v1::GetStatusResponse(); });
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(second.status().message(), HasSubstr(taken));
+  // 192.0.2.1 (TEST-NET-1) is no address of this machine.
+  auto foreign =
+      DashboardServer::Create({.listen = "192.0.2.1:0"}, [] { return v1::GetStatusResponse(); });
+  ASSERT_FALSE(foreign.ok());
+  EXPECT_EQ(foreign.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(foreign.status().message(), HasSubstr("192.0.2.1:0"));
+}
+
+TEST(DashboardServerTest, ThreadPoolServesASecondRequestWhileTheFirstIsInTheSource) {
+  // The first call waits in the source until a second call has joined it (or a minute passes,
+  // which only bounds a broken pool: the assertion is on the peak). A connection stays with the
+  // thread that accepted it, so the second request is sent once the first is in the source: its
+  // thread is busy, and another one must accept it.
+  absl::Mutex mu;
+  int in_source = 0;
+  int peak = 0;
+  auto server = DashboardServer::Create({.listen = "127.0.0.1:0", .threads = 2}, [&] {
+    absl::MutexLock lock(&mu);
+    peak = std::max(peak, ++in_source);
+    mu.AwaitWithTimeout(absl::Condition(
+                            +[](int* p) { return *p >= 2; }, &peak),
+                        absl::Minutes(1));
+    --in_source;
+    return v1::GetStatusResponse();
+  });
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->port();
+  int first_status = 0;
+  std::thread first([&] { first_status = Get(port, "/api/status").status; });
+  {
+    absl::MutexLock lock(&mu);
+    mu.AwaitWithTimeout(absl::Condition(
+                            +[](int* n) { return *n >= 1; }, &in_source),
+                        absl::Minutes(1));
+  }
+  const int second_status = Get(port, "/api/status").status;
+  first.join();
+  EXPECT_EQ(first_status, 200);
+  EXPECT_EQ(second_status, 200);
+  absl::MutexLock lock(&mu);
+  EXPECT_EQ(peak, 2);
+}
+
+TEST(DashboardServerTest, StopsListeningWhenDestroyed) {
+  auto server = Start([] { return v1::GetStatusResponse(); });
+  ASSERT_NE(server, nullptr);
+  const int port = server->port();
+  ASSERT_EQ(Get(port, "/api/status").status, 200);
+  server.reset();
+  EXPECT_EQ(Get(port, "/api/status").status, 0);  // connection refused
+  // The port is free again.
+  auto again = DashboardServer::Create({.listen = "127.0.0.1:" + std::to_string(port)},
+                                       [] { return v1::GetStatusResponse(); });
+  EXPECT_TRUE(again.ok()) << again.status();
+}
+
+}  // namespace
+}  // namespace fedkit::dashboard
