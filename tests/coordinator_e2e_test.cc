@@ -517,6 +517,7 @@ TEST_F(CoordinatorE2eTest, PrintConfigShowsEveryFlagAndReadsBackTheSame) {
                   Path("config1.yaml")));
   ASSERT_EQ(first.Wait(), 0) << first.Output();
   const std::string config = first.Output();
+  const std::string lines = "\n" + config;  // every line starts after a newline
   EXPECT_THAT(config, ::testing::HasSubstr("rounds: 7\n"));
   EXPECT_THAT(config, ::testing::HasSubstr("clients-per-round: 10\n"));  // a default
   EXPECT_THAT(config, ::testing::HasSubstr("insecure: true\n"));
@@ -533,8 +534,8 @@ TEST_F(CoordinatorE2eTest, PrintConfigShowsEveryFlagAndReadsBackTheSame) {
     if (name == "help" || name == "config" || name == "print-config") continue;
     ++flags;
     // Set ones as keys, unset ones (no default) as comments.
-    EXPECT_TRUE(config.find("\n" + name + ":") != std::string::npos ||
-                config.find("# " + name + ": (unset)") != std::string::npos)
+    EXPECT_TRUE(lines.find("\n" + name + ":") != std::string::npos ||
+                lines.find("\n# " + name + ": (unset)") != std::string::npos)
         << name;
   }
   EXPECT_GT(flags, 60);
@@ -665,8 +666,9 @@ TEST_F(CoordinatorE2eTest, PrometheusScrapesTheCoordinatorsMetrics) {
       },
       std::chrono::minutes(5)))
       << coordinator.Output() << prometheus.Output();
-  ASSERT_TRUE(PollUntil([&] { return query("fedkit_round_phase{phase=\"finished\"}")[""] == 1; },
-                        std::chrono::minutes(1)));
+  ASSERT_TRUE(
+      PollUntil([&] { return query("fedkit_round_phase{phase=\"finished\"}")["finished"] == 1; },
+                std::chrono::minutes(1)));
   const v1::GetStatusResponse status = CoordinatorStatus();
   ASSERT_EQ(status.history_size(), 3);
   EXPECT_EQ(query("up")[""], 1);
