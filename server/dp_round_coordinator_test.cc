@@ -133,6 +133,12 @@ TEST(CentralDpCoordinatorTest, CommitsTheNoisedFixedDenominatorAverageAndReports
   auto status = c->Status(kStart);
   ASSERT_EQ(status.history_size(), 1);
   EXPECT_GT(epsilon, 0);
+  // GetStatus reports the privacy spent, per round and so far, at the run's delta.
+  ASSERT_TRUE(status.history(0).has_epsilon());
+  EXPECT_DOUBLE_EQ(status.history(0).epsilon(), epsilon);
+  ASSERT_TRUE(status.has_epsilon());
+  EXPECT_DOUBLE_EQ(status.epsilon(), epsilon);
+  EXPECT_DOUBLE_EQ(status.delta(), 1e-5);
   Recorder recorded;
   auto d = Make(DpOptions(), recorded.Hooks());
   const v1::Checkpoint& checkpoint = recorded.checkpoint;
