@@ -1,31 +1,28 @@
-// A live web dashboard of a running coordinator, over HTTP with Debian's GNU libmicrohttpd: one
-// page (dashboard/static/, embedded in the binary at build time: nothing is fetched from a CDN)
-// that polls the coordinator's GetStatusResponse as JSON every second and shows the run's state, a
-// chart of accuracy and loss per round, participants and dropouts, refusals, epsilon and the secure
-// aggregation phases of the current round.
+// A live web dashboard of a running coordinator, served over HTTP by monitoring::HttpEndpoint
+// (monitoring/http_endpoint.h: Debian's GNU libmicrohttpd): one page (dashboard/static/, embedded
+// in the binary at build time: nothing is fetched from a CDN) that polls the coordinator's
+// GetStatusResponse as JSON every second and shows the run's state, a chart of accuracy and loss
+// per round, participants and dropouts, refusals, epsilon and the secure aggregation phases of the
+// current round.
 //
 // Routes (GET only; any other method is 405 with "Allow: GET"; any other path is 404):
 //   /, /index.html   the page (and its /dashboard.js, /dashboard.css: see EmbeddedAssets())
 //   /api/status      the status source's GetStatusResponse as JSON (StatusToJson below), with
 //                    "Cache-Control: no-store"; 503 with {"error": MESSAGE} when the source fails
-// Every response carries a Content-Security-Policy that lets the page load nothing but this
-// server's own files, and no CORS header (other sites' pages cannot read the status).
+// Every response (but libmicrohttpd's own 431) carries a Content-Security-Policy that lets the
+// page load nothing but this server's own files, and no CORS header (other sites' pages cannot
+// read the status).
 //
 // Security: read-only, and GetStatus holds no secrets (no client ids, no keys, no DP sampling
 // seeds), but there is NO authentication and NO TLS: listen on loopback (127.0.0.1:PORT) and reach
 // it over an SSH tunnel, or put it behind the operator's reverse proxy, which authenticates. The
-// page uses relative URLs, so a proxy may serve it under any path prefix. Bounded: `threads`
-// threads serve every connection (polling, not a thread per connection), at most
+// page uses relative URLs, so a proxy may serve it under any path prefix. Bounded (HttpEndpoint):
+// `threads` threads serve every connection (polling, not a thread per connection), at most
 // `max_connections` at once, request headers up to 8 KiB (larger: 431), no request body is read,
-// and a connection idle for `idle_timeout` is closed.
+// and a connection idle for `idle_timeout` is closed. Not civetweb: http_endpoint.h says why.
 //
-// Why not civetweb: Debian's libcivetweb starts its threads with a fixed 100 KiB stack, and glibc
-// refuses such a thread (EINVAL) in a process whose static TLS does not fit in it, as in
-// fedkit-coordinator: 106 KiB, of which OpenBLAS (through LibTorch) holds 60 and glog 30.
-// libmicrohttpd's threads get the default stack.
-//
-// Ownership: the server owns its libmicrohttpd daemon (and through it the listening socket) and the
-// status source; it stops (waiting for the requests in progress) when destroyed.
+// Ownership: the server owns its HttpEndpoint (and through it the listening socket) and the status
+// source; it stops (waiting for the requests in progress) when destroyed.
 // Thread safety: Create, port(), url() and the destructor may be called from any thread (the
 // destructor not from the status source). The status source runs on the server's threads, up to
 // `threads` calls at once: it must be thread-safe (RoundCoordinator::Status is).
@@ -40,7 +37,9 @@
 #include "absl/time/time.h"
 #include "fedkit/v1/coordinator.pb.h"
 
-struct MHD_Daemon;
+namespace fedkit::monitoring {
+class HttpEndpoint;
+}
 
 namespace fedkit::dashboard {
 
@@ -82,20 +81,14 @@ class DashboardServer {
   ~DashboardServer();
 
   // The port bound (the one picked when options.listen asked for port 0).
-  int port() const { return port_; }
+  int port() const;
   // "http://HOST:PORT/" with the host as given (localhost as 127.0.0.1) and the bound port.
   std::string url() const;
 
  private:
-  friend struct DashboardRequestHandler;  // libmicrohttpd's callback (dashboard_server.cc)
+  explicit DashboardServer(std::unique_ptr<monitoring::HttpEndpoint> endpoint);
 
-  DashboardServer(std::string host, StatusSource source);
-
-  // Set by Create before the daemon starts, then constant.
-  const std::string host_;
-  const StatusSource source_;
-  int port_ = 0;
-  MHD_Daemon* daemon_ = nullptr;  // owned: MHD_stop_daemon, which also closes its socket
+  const std::unique_ptr<monitoring::HttpEndpoint> endpoint_;  // never null
 };
 
 }  // namespace fedkit::dashboard

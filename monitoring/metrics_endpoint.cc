@@ -23,11 +23,13 @@ absl::StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Create(
   endpoint->collectables_ = std::move(collectables);
   const MetricsEndpoint* self = endpoint.get();
   auto http = HttpEndpoint::Create(
-      listen, {{"/metrics", [self] {
-                  return HttpResponse{.status = 200,
-                                      .content_type = "text/plain; version=0.0.4; charset=utf-8",
-                                      .body = Exposition(self->collectables_)};
-                }}});
+      {.name = "metrics", .listen = listen},
+      {{.path = "/metrics", .handler = [self] {
+          return HttpResponse{.status = 200,
+                              .content_type = "text/plain; version=0.0.4; charset=utf-8",
+                              .body = Exposition(self->collectables_),
+                              .cache_control = "no-store"};
+        }}});
   if (!http.ok()) return http.status();
   endpoint->http_ = *std::move(http);
   return endpoint;

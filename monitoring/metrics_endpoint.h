@@ -1,6 +1,7 @@
 // MetricsEndpoint: serves Prometheus' text exposition format (prometheus-cpp's TextSerializer) of
-// the collectables registered with it at http://HOST:PORT/metrics, over HttpEndpoint
-// (http_endpoint.h says why not prometheus-cpp's own civetweb Exposer).
+// the collectables registered with it at http://HOST:PORT/metrics, over HttpEndpoint (GNU
+// libmicrohttpd; http_endpoint.h says why not prometheus-cpp's own civetweb Exposer). GET only
+// (others: 405), other paths 404, bounded as http_endpoint.h says (2 threads, 32 connections).
 //
 // Ownership: the endpoint keeps the collectables alive (shared_ptr) for as long as it serves
 // them. Thread safety: Create and the destructor from one thread; scrapes are answered on the
@@ -21,8 +22,9 @@ namespace fedkit::monitoring {
 
 class MetricsEndpoint {
  public:
-  // Listens on `listen` ("HOST:PORT"; port 0 picks a free one). INVALID_ARGUMENT when `listen` is
-  // not HOST:PORT, UNAVAILABLE (naming the address) when it cannot be bound.
+  // Listens on `listen` ("HOST:PORT", HOST an IPv4 address or localhost; port 0 picks a free one).
+  // INVALID_ARGUMENT (naming it) when `listen` is not such an address, UNAVAILABLE (naming the
+  // address and the system's reason) when it cannot be bound, e.g. a port in use.
   static absl::StatusOr<std::unique_ptr<MetricsEndpoint>> Create(
       const std::string& listen,
       std::vector<std::shared_ptr<prometheus::Collectable>> collectables);

@@ -20,15 +20,16 @@ PACKAGES=(
   python3-matplotlib
   # fedkit-sim beyond one process: mpirun -np N fedkit-sim (Open MPI).
   libopenmpi-dev openmpi-bin
-  # fedkit-coordinator --http: the dashboard's HTTP server (dashboard/), and the browser its test
-  # drives headless (tests/dashboard_chromium_test.cc; skipped without it).
+  # fedkit-coordinator --http and --metrics-listen: the HTTP server of the dashboard (dashboard/) and
+  # of /metrics (monitoring/http_endpoint.h), and the browser the dashboard's test drives headless
+  # (tests/dashboard_chromium_test.cc; skipped without it).
   libmicrohttpd-dev chromium
   # Clang's -Wthread-safety analysis, a test of the suite (scripts/thread_safety.py): without clang
   # it would be skipped.
   clang-14
   # fedkit-coordinator --metrics-listen (monitoring/); the real Prometheus server, promtool and curl
   # for its test (PrometheusScrapesTheCoordinatorsMetrics) and the Grafana dashboard's check.
-  prometheus-cpp-dev libcpp-httplib-dev prometheus curl
+  prometheus-cpp-dev prometheus curl
 )
 
 missing=()
