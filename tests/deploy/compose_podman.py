@@ -95,6 +95,8 @@ def main():
     ap.add_argument("--timeout", type=float, default=1800, help="whole run, seconds")
     ap.add_argument("--health-script", help="grpc_health_check.py: also call grpc.health.v1 "
                     "inside the coordinator's network namespace, over TLS and plaintext")
+    ap.add_argument("--k8s-statefulset", help="deploy/k8s/coordinator-statefulset.yaml: also run "
+                    "its readinessProbe command in the coordinator container")
     ap.add_argument("--summary-json")
     ap.add_argument("--keep", action="store_true", help="keep containers and volumes")
     a = ap.parse_args()
@@ -225,6 +227,8 @@ def main():
                             f"{[t[2] for t in tries]})")
                         if a.health_script:
                             summary["health"].update(grpc_health(a, dep))
+                        if a.k8s_statefulset:
+                            summary["health"].update(k8s_readiness(a, dep))
                 elif cond != "service_started":
                     raise ValueError(f"{name}: depends_on condition {cond} not handled")
             argv = argv_for(name, svc)
@@ -304,6 +308,29 @@ def grpc_health(a, name):
         raise RuntimeError(f"grpc.health.v1 over TLS: {out['grpc_health_tls']}")
     if out["grpc_health_plaintext"]["exit"] == 0:
         raise RuntimeError("grpc.health.v1 in plaintext answered on a TLS-only port")
+    return out
+
+
+def k8s_readiness(a, name):
+    """The Kubernetes StatefulSet's readinessProbe exec command, run in the compose coordinator
+    (the Secret's ca.crt is compose's ca.pem): it must pass with the demo CA and fail with a CA
+    that did not sign the server certificate (Debian's public CA bundle)."""
+    pm = Podman(a.podman)
+    with open(a.k8s_statefulset) as f:
+        sts = next(d for d in yaml.safe_load_all(f) if d and d.get("kind") == "StatefulSet")
+    container = sts["spec"]["template"]["spec"]["containers"][0]
+    command = container["readinessProbe"]["exec"]["command"]
+    out = {}
+    for label, ca, want_ok in (("demo_ca", "/etc/fedkit/tls/ca.pem", True),
+                               ("wrong_ca", "/etc/ssl/certs/ca-certificates.crt", False)):
+        cmd = [c.replace("/etc/fedkit/tls/ca.crt", ca) for c in command]
+        if cmd == command:
+            raise RuntimeError("readinessProbe command does not use /etc/fedkit/tls/ca.crt")
+        r = pm.run("exec", f"{a.prefix}-{name}", *cmd, check=False)
+        out[f"k8s_readiness_{label}"] = {"exit": r.returncode}
+        log(f"k8s readinessProbe ({label}): exit {r.returncode}")
+        if (r.returncode == 0) != want_ok:
+            raise RuntimeError(f"k8s readinessProbe with {ca}: exit {r.returncode}")
     return out
 
 

@@ -20,8 +20,9 @@
 # 3. deploy/docker-compose.yml run by compose_podman.py (the file's services, commands, volumes
 #    and healthcheck with `podman run`; see that script for what differs from Compose), with
 #    FEDKIT_CONTAINER_ROUNDS rounds (default 3) instead of 20: certs, TLS coordinator with the
-#    demo token, four clients; checks exits, the healthcheck, grpc.health.v1 over TLS, metrics and
-#    the final accuracy (>= FEDKIT_CONTAINER_MIN_ACCURACY, default 0.70).
+#    demo token, four clients; checks exits, the healthcheck, grpc.health.v1 over TLS (and that
+#    plaintext, as the kubelet's grpc probe speaks, fails), deploy/k8s's readiness command, metrics
+#    and the final accuracy (>= FEDKIT_CONTAINER_MIN_ACCURACY, default 0.70).
 #
 # WORK_DIR keeps podman's storage (several GB with vfs) so that a second run reuses the base image
 # and the build cache; delete it to start afresh. Containers and volumes of a run are removed.
@@ -111,7 +112,9 @@ t0=$(now)
 if [ "${FEDKIT_CONTAINER_FULL_BUILD:-0}" = 1 ]; then
   mode="full build: podman build -f deploy/Dockerfile of git HEAD ($(git -C "$src" rev-parse --short HEAD))"
   git -C "$src" archive HEAD | tar -x -C "$ctx"
-  $P build --network host -f "$ctx/deploy/Dockerfile" -t localhost/fedkit:test "$ctx" \
+  # --layers=false: with vfs every committed layer is a full copy of the build stage's root file
+  # system (~3 GB after install-deps.sh), and the build stage has a dozen COPY steps.
+  $P build --layers=false --network host -f "$ctx/deploy/Dockerfile" -t localhost/fedkit:test "$ctx" \
     > "$work/build.log" 2>&1 || { tail -40 "$work/build.log"; echo "FAIL: podman build"; exit 1; }
 else
   mode="runtime stage of deploy/Dockerfile over prebuilt binaries from $bin"
@@ -150,5 +153,6 @@ done
 "$py" "$here/compose_podman.py" --compose "$src/deploy/docker-compose.yml" \
   --image localhost/fedkit:test --podman "$P" --prefix "fedkit-ct-$$" --workdir "$work/demo" \
   --rounds "$rounds" --min-accuracy "$min_acc" --summary-json "$work/demo/summary.json" \
+  --k8s-statefulset "$src/deploy/k8s/coordinator-statefulset.yaml" \
   "${health_args[@]}"
 echo "container_demo: OK (image $size bytes, built in $build_s s; summary in $work/demo/summary.json)"
