@@ -6,16 +6,20 @@ podman-compose 1.0.3 / docker-compose 1.29 would put the services on a bridge ne
 reads the compose file itself, so the images, entrypoints, commands, volumes, environment,
 healthcheck and depends_on conditions run are the file's own; what differs, by design:
 
-  * network: every service shares the coordinator's network namespace (loopback only, nothing
-    leaves the machine) and a hosts file maps the service name "coordinator" to 127.0.0.1;
-    `ports:` are not published;
+  * network: the services share one network namespace (loopback only, nothing leaves the
+    machine), held by a `sleep infinity` container as a Kubernetes pod's is by its pause container,
+    so that a restarted coordinator rejoins it; a hosts file maps the service name "coordinator"
+    to 127.0.0.1; `ports:` are not published;
   * `--rounds=` of the coordinator is replaced by --rounds (fewer rounds, same flags otherwise);
   * `restart:` policies are not emulated: a container that fails fails the run;
   * the healthcheck runs by `podman healthcheck run` polled here (podman's own timers need systemd).
 
 Exit 0 when certs exits 0, the coordinator turns healthy, every client exits 0, the coordinator
 exits 0 after the last round, metrics.jsonl has one line per round and the last accuracy is at
-least --min-accuracy. Prints a summary; with --summary-json writes it too.
+least --min-accuracy. With --sigterm-after-round K, the coordinator is also stopped with SIGTERM
+(`podman stop` with the file's stop_grace_period) once K rounds are committed, must exit by itself
+within that time (not SIGKILLed), and is started again: it must resume after round K and the run
+still complete. Prints a summary; with --summary-json writes it too.
 """
 import argparse
 import json
@@ -97,6 +101,7 @@ def main():
                     "inside the coordinator's network namespace, over TLS and plaintext")
     ap.add_argument("--k8s-statefulset", help="deploy/k8s/coordinator-statefulset.yaml: also run "
                     "its readinessProbe command in the coordinator container")
+    ap.add_argument("--sigterm-after-round", type=int, default=0)
     ap.add_argument("--summary-json")
     ap.add_argument("--keep", action="store_true", help="keep containers and volumes")
     a = ap.parse_args()
@@ -112,10 +117,11 @@ def main():
     with open(hosts, "w") as f:
         f.write("127.0.0.1 localhost coordinator\n::1 localhost ip6-localhost\n")
 
-    # The one network namespace: owned by the first service that others depend on and that no
-    # one-shot job is (the coordinator); the one-shot certs job runs in its own empty one.
+    # The one network namespace, for the coordinator and the services that depend on it; the
+    # one-shot certs job runs in its own empty one.
     netns_owner = "coordinator"
     assert netns_owner in services, "compose file has no coordinator service"
+    netns_holder = f"{a.prefix}-net"
 
     summary = {"rounds": a.rounds, "services": {}, "health": {}}
     created_volumes, created_containers = [], []
@@ -128,10 +134,10 @@ def main():
         if image != "${FEDKIT_IMAGE:-fedkit:latest}":
             raise ValueError(f"{name}: unexpected image {image!r}")
         args = ["run", "-d", "--name", cname(name), "-v", f"{hosts}:/etc/hosts:ro"]
-        if name == netns_owner or name not in depends_on_coordinator:
-            args += ["--network", "none"]
+        if name == netns_owner or name in depends_on_coordinator:
+            args += ["--network", f"container:{netns_holder}"]
         else:
-            args += ["--network", f"container:{cname(netns_owner)}"]
+            args += ["--network", "none"]
         if "entrypoint" in svc:
             ep = svc["entrypoint"]
             args += ["--entrypoint", json.dumps(ep if isinstance(ep, list) else shlex.split(ep))]
@@ -205,6 +211,9 @@ def main():
         for vol in (doc.get("volumes") or {}):
             pm.run("volume", "create", f"{a.prefix}-{vol}")
             created_volumes.append(f"{a.prefix}-{vol}")
+        pm.run("run", "-d", "--name", netns_holder, "--network", "none", "-v",
+               f"{hosts}:/etc/hosts:ro", a.image, "sleep", "infinity")
+        created_containers.append(netns_holder)
         started = time.monotonic()
         for name in dependency_order(services):
             svc = services[name]
@@ -237,6 +246,11 @@ def main():
             created_containers.append(cname(name))
             summary["services"].setdefault(name, {})
 
+        state = pm.run("volume", "inspect", "--format", "{{.Mountpoint}}",
+                       f"{a.prefix}-state").stdout.strip()
+        if a.sigterm_after_round:
+            summary["sigterm"] = sigterm_check(a, pm, services["coordinator"], cname("coordinator"),
+                                               state, lambda: wait_healthy("coordinator"), deadline)
         for name in services:
             if "exit" not in summary["services"][name]:
                 summary["services"][name]["exit"] = wait_exit(name)
@@ -246,8 +260,6 @@ def main():
         if bad:
             raise RuntimeError(f"non-zero exits: {bad}")
 
-        state = pm.run("volume", "inspect", "--format", "{{.Mountpoint}}",
-                       f"{a.prefix}-state").stdout.strip()
         with open(os.path.join(state, "metrics.jsonl")) as f:
             rows = [json.loads(line) for line in f if line.strip()]
         summary["accuracy_per_round"] = [r.get("accuracy") for r in rows]
@@ -264,6 +276,12 @@ def main():
             raise RuntimeError(f"final accuracy {final} < {a.min_accuracy}")
         if not summary["checkpoints"]:
             raise RuntimeError("no checkpoint written")
+        if a.sigterm_after_round:
+            log_text = pm.run("logs", cname("coordinator"), check=False)
+            want = f"resumed after round {summary['sigterm']['after_round']}"
+            if want not in log_text.stdout + log_text.stderr:
+                raise RuntimeError(f"coordinator log lacks '{want}'")
+            summary["sigterm"]["resumed"] = want
         ok = True
     except Exception as e:  # noqa: BLE001 - report and fail
         log(f"FAILED: {e}")
@@ -309,6 +327,34 @@ def grpc_health(a, name):
     if out["grpc_health_plaintext"]["exit"] == 0:
         raise RuntimeError("grpc.health.v1 in plaintext answered on a TLS-only port")
     return out
+
+
+def sigterm_check(a, pm, svc, container, state, wait_healthy, deadline):
+    """SIGTERM once --sigterm-after-round rounds are committed, as `docker compose stop`, a
+    Kubernetes pod deletion or a node drain sends it; then start again and see it resume."""
+    metrics = os.path.join(state, "metrics.jsonl")
+    while True:
+        rows = 0
+        if os.path.exists(metrics):
+            with open(metrics) as f:
+                rows = sum(1 for line in f if line.strip())
+        if rows >= a.sigterm_after_round:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError("timed out waiting for rounds before SIGTERM")
+        time.sleep(1)
+    grace = seconds(svc.get("stop_grace_period", "10s"))
+    t0 = time.monotonic()
+    pm.run("stop", "-t", str(int(grace)), container, check=False)
+    took = round(time.monotonic() - t0, 1)
+    code = int(pm.run("inspect", "--format", "{{.State.ExitCode}}", container).stdout.strip())
+    log(f"SIGTERM after round {rows}: exited {code} in {took} s (grace {grace:.0f} s)")
+    if code == 137 or took >= grace:
+        raise RuntimeError(f"coordinator ignored SIGTERM: SIGKILLed after {took} s (exit {code})")
+    pm.run("start", container)
+    tries = wait_healthy()
+    log(f"coordinator restarted, healthy after {tries[-1][0]} s")
+    return {"after_round": rows, "exit": code, "stop_seconds": took, "grace_seconds": grace}
 
 
 def k8s_readiness(a, name):

@@ -21,8 +21,10 @@
 #    and healthcheck with `podman run`; see that script for what differs from Compose), with
 #    FEDKIT_CONTAINER_ROUNDS rounds (default 3) instead of 20: certs, TLS coordinator with the
 #    demo token, four clients; checks exits, the healthcheck, grpc.health.v1 over TLS (and that
-#    plaintext, as the kubelet's grpc probe speaks, fails), deploy/k8s's readiness command, metrics
-#    and the final accuracy (>= FEDKIT_CONTAINER_MIN_ACCURACY, default 0.70).
+#    plaintext, as the kubelet's grpc probe speaks, fails), deploy/k8s's readiness command, a
+#    SIGTERM to the coordinator after round 1 (it must stop within stop_grace_period and resume
+#    when started again), metrics and the final accuracy (>= FEDKIT_CONTAINER_MIN_ACCURACY,
+#    default 0.70).
 #
 # WORK_DIR keeps podman's storage (several GB with vfs) so that a second run reuses the base image
 # and the build cache; delete it to start afresh. Containers and volumes of a run are removed.
@@ -153,6 +155,6 @@ done
 "$py" "$here/compose_podman.py" --compose "$src/deploy/docker-compose.yml" \
   --image localhost/fedkit:test --podman "$P" --prefix "fedkit-ct-$$" --workdir "$work/demo" \
   --rounds "$rounds" --min-accuracy "$min_acc" --summary-json "$work/demo/summary.json" \
-  --k8s-statefulset "$src/deploy/k8s/coordinator-statefulset.yaml" \
+  --k8s-statefulset "$src/deploy/k8s/coordinator-statefulset.yaml" --sigterm-after-round 1 \
   "${health_args[@]}"
 echo "container_demo: OK (image $size bytes, built in $build_s s; summary in $work/demo/summary.json)"
