@@ -8,7 +8,9 @@ label lint; seconds, no engine needed).
    include()s from, except tests/ and bench/ when the stage turns them off. (Missed before:
    artifacts/, fuzz/ and monitoring/ came to CMakeLists.txt after the Dockerfile was written, and
    `podman build` failed at configure.)
-2. deploy/Dockerfile.dockerignore allows every path the Dockerfile COPYs from the context.
+2. Every file the copied folders' CMake code names by ${PROJECT_SOURCE_DIR}/PATH outside those
+   folders is COPYed too (simulation/ configure_file()s scripts/plot.py).
+3. deploy/Dockerfile.dockerignore allows every path the Dockerfile COPYs from the context.
 Then the same checks on broken copies (a COPY line removed, an allow-list line removed), which
 must be refused. Prints "N passed, M failed"; exit 0 only when all pass.
 """
@@ -73,6 +75,27 @@ def cmake_folders(cmake_text):
     return folders
 
 
+SOURCE_REF = re.compile(r"\$\{(?:PROJECT_SOURCE_DIR|CMAKE_SOURCE_DIR)\}/([A-Za-z0-9_./-]+)")
+
+
+def source_refs(src, folders):
+    """(file, PATH) for each ${PROJECT_SOURCE_DIR}/PATH in the CMake code of `folders`."""
+    refs = []
+    for folder in sorted(folders):
+        for root, _, files in os.walk(os.path.join(src, folder)):
+            for name in files:
+                if name == "CMakeLists.txt" or name.endswith(".cmake"):
+                    path = os.path.join(root, name)
+                    with open(path) as f:
+                        for m in SOURCE_REF.finditer(f.read()):
+                            refs.append((os.path.relpath(path, src), m.group(1)))
+    return refs
+
+
+def covered(path, copies):
+    return any(path == c.rstrip("/") or path.startswith(c.rstrip("/") + "/") for c in copies)
+
+
 def allowed(path, ignore_text):
     """Docker's .dockerignore semantics, enough for an allow-list: the last matching pattern
     wins; '!' re-includes; a pattern matches a path or any parent folder of it."""
@@ -91,7 +114,7 @@ def allowed(path, ignore_text):
     return ok
 
 
-def check(dockerfile, ignore, cmake):
+def check(dockerfile, ignore, cmake, src=None):
     problems = []
     st = stages(dockerfile)
     if len(st) < 2:
@@ -108,10 +131,15 @@ def check(dockerfile, ignore, cmake):
         if folder not in off and folder not in copied:
             problems.append(f"CMakeLists.txt reads {folder}/ ({line}) but the build stage does "
                             f"not COPY it")
+    if src is not None:
+        copies = context_copies(build)
+        for where, ref in source_refs(src, copied):
+            if not covered(ref, copies):
+                problems.append(f"{where} reads {ref}, which the build stage does not COPY")
     for stage in st:
-        for src in context_copies(stage):
-            if not allowed(src, ignore):
-                problems.append(f"COPY {src}: excluded by Dockerfile.dockerignore")
+        for path in context_copies(stage):
+            if not allowed(path, ignore):
+                problems.append(f"COPY {path}: excluded by Dockerfile.dockerignore")
     return problems
 
 
@@ -131,7 +159,7 @@ def main():
         print(("ok" if good else "FAILED") + f": {name}: {problems or 'no problems'}")
         passed, failed = passed + good, failed + (not good)
 
-    expect("deploy/Dockerfile as committed", check(dockerfile, ignore, cmake), None)
+    expect("deploy/Dockerfile as committed", check(dockerfile, ignore, cmake, src), None)
     copies = [l for l in dockerfile.splitlines() if re.match(r"COPY (?!--from)\S+/ ", l)]
     if not copies:
         print("FAILED: no COPY FOLDER/ lines to remove")
@@ -140,6 +168,10 @@ def main():
         folder = line.split()[1].rstrip("/")
         expect(f"without '{line}'", check(dockerfile.replace(line + "\n", ""), ignore, cmake),
                f"reads {folder}/")
+    plot = "COPY scripts/plot.py scripts/plot.py"
+    if plot in dockerfile:
+        expect(f"without '{plot}'", check(dockerfile.replace(plot + "\n", ""), ignore, cmake, src),
+               "reads scripts/plot.py")
     allow = [l for l in ignore.splitlines() if l.startswith("!")]
     for line in allow:
         expect(f"dockerignore without '{line}'",
