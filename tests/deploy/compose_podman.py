@@ -102,6 +102,8 @@ def main():
     ap.add_argument("--k8s-statefulset", help="deploy/k8s/coordinator-statefulset.yaml: also run "
                     "its readinessProbe command in the coordinator container")
     ap.add_argument("--sigterm-after-round", type=int, default=0)
+    ap.add_argument("--read-only", action="store_true", help="run the coordinator and clients "
+                    "with a read-only root file system and a tmpfs /tmp, as deploy/k8s does")
     ap.add_argument("--summary-json")
     ap.add_argument("--keep", action="store_true", help="keep containers and volumes")
     a = ap.parse_args()
@@ -166,6 +168,8 @@ def main():
                     args += [flag, hc[key]]
             if "retries" in hc:
                 args += ["--health-retries", str(hc["retries"])]
+        if a.read_only and name in depends_on_coordinator | {netns_owner}:
+            args += ["--read-only", "--tmpfs", "/tmp"]
         args.append(a.image)
         cmd = list(svc.get("command", []) or [])
         if name == "coordinator":
