@@ -296,8 +296,11 @@ def main():
             with open(os.path.join(a.workdir, "coordinator.log"), "w") as f:
                 f.write(coord_log.stdout + coord_log.stderr)
         if not a.keep:
-            for c in created_containers:
-                pm.run("rm", "-f", "-t", "0", c, check=False)
+            # Newest first: the network namespace's holder cannot go while others use it.
+            for c in reversed(created_containers):
+                r = pm.run("rm", "-f", "-t", "0", c, check=False)
+                if r.returncode != 0:
+                    log(f"could not remove {c}: {r.stderr.strip()}")
             for v in created_volumes:
                 pm.run("volume", "rm", "-f", v, check=False)
         summary["ok"] = ok
