@@ -121,7 +121,7 @@ broken no-headless-service coordinator-service.yaml 's/clusterIP: None/clusterIP
 broken bad-name coordinator-pdb.yaml '0,/name: fedkit-coordinator/s//name: Fedkit_Coordinator/' \
   'is not a DNS subdomain'
 broken yaml-syntax coordinator-service.yaml 's/^  type: ClusterIP/  type: [ClusterIP/' \
-  'rror'
+  'format error\|YAML:'
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
