@@ -397,7 +397,12 @@ TEST_F(GrpcServiceTest, OneUploadInFlightPerAssignmentAndTheRefusalCarriesARetry
     second->Write(header);
     second->WritesDone();
     const grpc::Status status = second->Finish();
-    if (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT) continue;
+    if (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
+      // Not yet: let the server's threads read the first stream's header (a loop without a pause
+      // starved them under ASan on a loaded machine: it spun for over ten minutes).
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      continue;
+    }
     EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
     EXPECT_THAT(status.error_message(), HasSubstr("already in progress"));
     const auto& trailers = context->GetServerTrailingMetadata();
