@@ -4,24 +4,16 @@
 // the thread pool) is tested in monitoring/http_endpoint_test.cc.
 #include "dashboard/dashboard_server.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <map>
 #include <string>
 
-#include "absl/strings/ascii.h"
-#include "absl/strings/numbers.h"
-#include "absl/strings/str_split.h"
 #include "dashboard/embedded_assets.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
+#include "monitoring/http_test_client.h"
 #include "nlohmann/json.hpp"
 
 namespace fedkit::dashboard {
@@ -30,59 +22,13 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-struct HttpResponse {
-  int status = 0;
-  std::map<std::string, std::string> headers;  // names in lower case
-  std::string body;
-};
+using HttpResponse = monitoring::testing::HttpReply;
 
-// Sends `request` (a raw HTTP/1.0 request) to 127.0.0.1:port and reads the answer to the end.
-// status 0 when the connection failed.
 HttpResponse RawRequest(int port, const std::string& request) {
-  HttpResponse response;
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return response;
-  // Bounds a hung server (the test then fails on the status); not a performance limit.
-  timeval timeout{60, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
-    close(fd);
-    return response;
-  }
-  size_t sent = 0;
-  while (sent < request.size()) {
-    const ssize_t n = send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) break;
-    sent += static_cast<size_t>(n);
-  }
-  std::string raw;
-  char buffer[4096];
-  ssize_t n;
-  while ((n = recv(fd, buffer, sizeof(buffer), 0)) > 0) raw.append(buffer, static_cast<size_t>(n));
-  close(fd);
-  const size_t end = raw.find("\r\n\r\n");
-  if (end == std::string::npos) return response;
-  std::vector<std::string> lines = absl::StrSplit(raw.substr(0, end), "\r\n");
-  std::vector<std::string> status_line = absl::StrSplit(lines[0], ' ');
-  if (status_line.size() < 2 || !absl::SimpleAtoi(status_line[1], &response.status)) {
-    return response;
-  }
-  for (size_t i = 1; i < lines.size(); ++i) {
-    const size_t colon = lines[i].find(':');
-    if (colon == std::string::npos) continue;
-    response.headers[absl::AsciiStrToLower(lines[i].substr(0, colon))] =
-        std::string(absl::StripAsciiWhitespace(lines[i].substr(colon + 1)));
-  }
-  response.body = raw.substr(end + 4);
-  return response;
+  return monitoring::testing::RawHttpRequest(port, request);
 }
-
 HttpResponse Get(int port, const std::string& path) {
-  return RawRequest(port, "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+  return monitoring::testing::HttpRequest(port, path);
 }
 
 v1::GetStatusResponse SampleStatus() {

@@ -24,64 +24,18 @@
 #include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "monitoring/http_test_client.h"
 
 namespace fedkit::monitoring {
 namespace {
 
 using ::testing::HasSubstr;
 
-struct Reply {
-  int status = 0;
-  std::map<std::string, std::string> headers;  // names in lower case
-  std::string body;
-};
+using Reply = testing::HttpReply;
+using testing::RawHttpRequest;
 
-// Sends `request` (a raw HTTP/1.0 request) to 127.0.0.1:port and reads the answer to the end.
-// status 0 when the connection failed.
-Reply RawRequest(int port, const std::string& request) {
-  Reply reply;
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return reply;
-  // Bounds a hung server (the test then fails on the status); not a performance limit.
-  timeval timeout{60, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
-    close(fd);
-    return reply;
-  }
-  size_t sent = 0;
-  while (sent < request.size()) {
-    const ssize_t n = send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) break;
-    sent += static_cast<size_t>(n);
-  }
-  std::string raw;
-  char buffer[4096];
-  ssize_t n;
-  while ((n = recv(fd, buffer, sizeof(buffer), 0)) > 0) raw.append(buffer, static_cast<size_t>(n));
-  close(fd);
-  const size_t end = raw.find("\r\n\r\n");
-  if (end == std::string::npos) return reply;
-  std::vector<std::string> lines = absl::StrSplit(raw.substr(0, end), "\r\n");
-  std::vector<std::string> status_line = absl::StrSplit(lines[0], ' ');
-  if (status_line.size() < 2 || !absl::SimpleAtoi(status_line[1], &reply.status)) return reply;
-  for (size_t i = 1; i < lines.size(); ++i) {
-    const size_t colon = lines[i].find(':');
-    if (colon == std::string::npos) continue;
-    reply.headers[absl::AsciiStrToLower(lines[i].substr(0, colon))] =
-        std::string(absl::StripAsciiWhitespace(lines[i].substr(colon + 1)));
-  }
-  reply.body = raw.substr(end + 4);
-  return reply;
-}
-
-Reply Get(int port, const std::string& path) {
-  return RawRequest(port, "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-}
+Reply RawRequest(int port, const std::string& request) { return RawHttpRequest(port, request); }
+Reply Get(int port, const std::string& path) { return testing::HttpRequest(port, path); }
 
 std::vector<HttpRoute> HelloRoute() {
   return {{.path = "/hello", .handler = [] { return HttpResponse{.body = "hello\n"}; }}};
