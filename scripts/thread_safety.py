@@ -15,8 +15,8 @@ import shutil
 import subprocess
 import sys
 
-FOLDERS = ("core/", "aggregation/", "privacy/", "artifacts/", "server/", "client/", "monitoring/",
-           "cli/", "dashboard/")
+FOLDERS = ("core/", "aggregation/", "compression/", "privacy/", "artifacts/", "server/", "client/",
+           "monitoring/", "cli/", "dashboard/")
 
 
 def main():
