@@ -19,6 +19,7 @@ namespace {
 using internal::ByteReader;
 
 constexpr int64_t kBaseHeaderBytes = 12;
+constexpr float kMaxRotatedMagnitude = 0x1.0p100f;
 
 bool HasSeed(CompressionMethod m) {
   return m == CompressionMethod::kQuantizeRotate || m == CompressionMethod::kRandK;
@@ -155,9 +156,12 @@ absl::StatusOr<std::string> UpdateEncoder::Encode(absl::Span<const float> delta,
     case CompressionMethod::kQuantizeRotate: {
       if (spec_.method == CompressionMethod::kQuantizeRotate) {
         RotateInPlace(absl::MakeSpan(clipped), seed);
+        // Bounded so that the decoder's inverse rotation of the dequantized values (each within
+        // its block's [min, max], combined over at most 2^16 of them) stays finite in float.
         for (float v : clipped) {
-          if (!std::isfinite(v)) {
-            return absl::InvalidArgumentError("the rotated delta overflows float; clip it");
+          if (!(std::fabs(v) <= kMaxRotatedMagnitude)) {
+            return absl::InvalidArgumentError(
+                "the rotated delta has values beyond 2^100 (or overflows float); clip it");
           }
         }
       }

@@ -73,8 +73,9 @@ class UpdateEncoder {
   // residual); 0: no clipping. `seed` drives everything random (rotation signs, random-k indices,
   // stochastic rounding) and goes into the bytes where the decoder needs it. Afterwards, for
   // topk/randk, residual = delta + old residual - DecodeUpdate(result). INVALID_ARGUMENT for a
-  // wrong length, a non-finite value, a negative or non-finite clip_norm, or a vector that
-  // overflows float once the residual is added or it is rotated; then the residual is unchanged.
+  // wrong length, a non-finite value, a negative or non-finite clip_norm, a vector that overflows
+  // float once the residual is added, or (quantize-rotate) a rotated value beyond 2^100 in
+  // magnitude, so that the decoder's rotation back cannot overflow; then the residual is unchanged.
   // Quantized output is unbiased but may exceed clip_norm by the rounding (sparsified output
   // cannot, beyond float rounding).
   absl::StatusOr<std::string> Encode(absl::Span<const float> delta, double clip_norm,

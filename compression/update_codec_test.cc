@@ -278,12 +278,15 @@ TEST(UpdateCodecTest, EncodeRefusesBadInputAndKeepsTheResidual) {
   EXPECT_FALSE(encoder->Encode(Gaussian(100, 3), -1.0, 1).ok());
   EXPECT_FALSE(encoder->Encode(Gaussian(100, 3), std::nan(""), 1).ok());
   EXPECT_EQ(encoder->residual(), residual);
-  // Values near FLT_MAX overflow float once rotated (the coordinates of H D x are sums).
+  // Values near FLT_MAX overflow float once rotated (the coordinates of H D x are sums), and huge
+  // rotated values could overflow the decoder's rotation back of their quantized levels.
   absl::StatusOr<UpdateEncoder> rotating = UpdateEncoder::Create(Spec("quantize-rotate:8"), 1024);
   ASSERT_TRUE(rotating.ok());
   EXPECT_THAT(
       std::string(rotating->Encode(std::vector<float>(1024, 3e38f), 0.0, 1).status().message()),
-      HasSubstr("overflows"));
+      HasSubstr("2^100"));
+  EXPECT_FALSE(rotating->Encode(std::vector<float>(1024, 1e31f), 0.0, 1).ok());
+  EXPECT_TRUE(rotating->Encode(std::vector<float>(1024, 1e20f), 0.0, 1).ok());
 }
 
 TEST(UpdateCodecTest, CreateRefusesBadSpecsAndDimensions) {

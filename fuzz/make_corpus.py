@@ -217,8 +217,40 @@ def ledger_and_tokens():
           b"lonely-token\n")
 
 
+def compression_seeds():
+    """compression: mode Int(0, 3), spec Int(0, 11) (the target's kSpecs), dimension Int(1, 2048),
+    then per mode (see fuzz/compression_fuzz.cc). Valid encodings, unedited, of small vectors."""
+    specs = ["none", "quantize:1", "quantize:3", "quantize:8", "quantize:16", "quantize-rotate:2",
+             "quantize-rotate:8", "topk:0.01", "topk:0.3", "topk:1", "randk:0.1", "randk:1"]
+    values = [0.5, -1.25, 3.0, 0.0, -0.001, 2.5e-8, 7.0, -7.5, 1e3, -0.3]
+    floats = b"".join(struct.pack("<f", v) for v in values)
+    for index, spec in enumerate(specs):
+        # Mode 1: seed 42, no clip (clip 1.0 for the quantizers), the ten values, no edits.
+        clip = 1 if spec.startswith("quantize") else 0
+        write("compression", "update-" + spec.replace(":", "-"),
+              Decisions().int(0, 3, 1).int(0, 11, index).int(1, 2048, len(values))
+              .raw((42).to_bytes(8, "little")).int(0, 2, clip).raw(floats).int(0, 3, 0).out)
+    # 1030 values: two quantization blocks, a bitmap for topk:0.3.
+    many = b"".join(struct.pack("<f", ((i * 37) % 101 - 50) / 25.0) for i in range(1030))
+    for index in (3, 6, 8):
+        write("compression", "update-1030-" + specs[index].replace(":", "-"),
+              Decisions().int(0, 3, 1).int(0, 11, index).int(1, 2048, 1030)
+              .raw((7).to_bytes(8, "little")).int(0, 2, 0).raw(many).int(0, 3, 0).out)
+    for encoding, name in enumerate(["float32", "float16", "quantize8"]):
+        write("compression", "download-" + name,
+              Decisions().int(0, 3, 3).int(0, 11, 0).int(1, 2048, len(values))
+              .int(0, 2, encoding).raw(floats).int(0, 3, 0).out)
+    # Raw bytes: a kNone header for 2 values and the values.
+    header = bytes([0xC1, 0, 0, 0]) + (2).to_bytes(8, "little")
+    write("compression", "raw-none", Decisions().int(0, 3, 0).int(0, 11, 0).int(1, 2048, 2)
+          .raw(header + struct.pack("<ff", 1.0, -2.0)).out)
+    write("compression", "raw-download-float16", Decisions().int(0, 3, 2).int(0, 11, 0)
+          .int(1, 2048, 2).int(0, 2, 1).raw(bytes([0x00, 0x3c, 0x00, 0xc0])).out)
+
+
 def main():
     ledger_and_tokens()
+    compression_seeds()
     write("round_coordinator", "plain-2", plain_round(2))
     write("round_coordinator", "plain-3", plain_round(3))
     write("round_coordinator", "central-dp-3", plain_round(3, dp="central"))

@@ -24,7 +24,7 @@ done
 shift $((OPTIND - 1))
 TARGETS=("$@")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=(round_coordinator secagg_server secagg_client checkpoint idx
-  yaml_config artifact privacy_ledger tokens assigned_artifact upload_stream)
+  yaml_config artifact privacy_ledger tokens assigned_artifact upload_stream compression)
 
 if ! command -v clang++-14 >/dev/null; then
   echo "fuzz: needs clang-14 (apt-get install clang-14 libfuzzer-14-dev)" >&2
