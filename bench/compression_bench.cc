@@ -1,9 +1,11 @@
 // Encode and decode cost of compression/'s codecs for an mlp-sized update (199,210 values of
 // N(0, 0.01^2)), per method, against the cost of copying the float32 vector (memcpy), and the bytes
 // each method sends (counter "bytes"). Encoding includes the error-feedback bookkeeping (top-k,
-// random-k) and the rotation (quantize-rotate). Run: build/bin/fedkit_compression_bench.
+// random-k) and the rotation (quantize-rotate); the decode benchmarks also report the relative L2
+// error of one decoded upload (counter "rel_error"). Run: build/bin/fedkit_compression_bench.
 #include <benchmark/benchmark.h>
 
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <string>
@@ -65,6 +67,14 @@ void BM_Decode(benchmark::State& state, const char* text) {
   }
   state.SetItemsProcessed(state.iterations() * kDim);
   state.counters["bytes"] = static_cast<double>(encoded.size());
+  // ||decoded - values|| / ||values|| of one upload (no error feedback yet: its first round).
+  const std::vector<float> decoded = *DecodeUpdate(spec, encoded, kDim);
+  double error = 0.0, norm = 0.0;
+  for (int64_t i = 0; i < kDim; ++i) {
+    error += std::pow(static_cast<double>(decoded[i]) - values[i], 2);
+    norm += std::pow(static_cast<double>(values[i]), 2);
+  }
+  state.counters["rel_error"] = std::sqrt(error / norm);
 }
 
 #define FEDKIT_CODEC_BENCH(name, text)      \

@@ -122,7 +122,7 @@ absl::StatusOr<std::string> EncodeDownload(DownloadEncoding encoding,
   out.reserve(static_cast<size_t>(size));
   switch (encoding) {
     case DownloadEncoding::kFloat32:
-      for (float v : values) internal::PutF32(&out, v);
+      internal::PutF32s(&out, values.data(), values.size());
       break;
     case DownloadEncoding::kFloat16:
       for (float v : values) {
@@ -155,7 +155,7 @@ absl::StatusOr<std::vector<float>> DecodeDownload(DownloadEncoding encoding,
   internal::ByteReader in(bytes);
   switch (encoding) {
     case DownloadEncoding::kFloat32:
-      for (float& v : out) in.F32(&v);
+      in.F32s(out.data(), out.size());
       break;
     case DownloadEncoding::kFloat16:
       for (float& v : out) {

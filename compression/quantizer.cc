@@ -36,17 +36,20 @@ void AppendQuantized(absl::Span<const float> values, int bits, Xoshiro256* rng, 
     const auto block = values.subspan(start, kQuantizationBlock);
     const auto [lo_it, hi_it] = std::minmax_element(block.begin(), block.end());
     const double lo = *lo_it;
-    const double step = (static_cast<double>(*hi_it) - lo) / max_level;
+    const double range = static_cast<double>(*hi_it) - lo;
+    const double levels_per_unit = range > 0.0 ? max_level / range : 0.0;
     for (float value : block) {
       double level = 0.0;
-      if (step > 0.0) {
-        const double t = std::clamp((static_cast<double>(value) - lo) / step, 0.0, max_level);
+      if (range > 0.0) {
+        const double t =
+            std::clamp((static_cast<double>(value) - lo) * levels_per_unit, 0.0, max_level);
         if (rng == nullptr) {
           level = std::floor(t + 0.5);
         } else {
+          // One draw per value, added without a branch (the comparison is a coin flip the branch
+          // predictor cannot learn).
           level = std::floor(t);
-          const double fraction = t - level;
-          if (fraction > 0.0 && rng->UniformUnit() < fraction) level += 1.0;
+          level += static_cast<double>(rng->UniformUnit() < t - level);
         }
         level = std::min(level, max_level);
       }

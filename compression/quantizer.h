@@ -25,7 +25,7 @@ int64_t QuantizedBytes(int64_t count, int bits);
 
 // Appends the quantized `values` (finite, checked by the caller) to *out. With `rng`, each value is
 // rounded stochastically and without bias (floor of its level plus a Bernoulli of the fraction,
-// one rng.UniformUnit() per value whose level is not an integer); without, to the nearest level.
+// one rng.UniformUnit() per value, in order); without, to the nearest level.
 void AppendQuantized(absl::Span<const float> values, int bits, Xoshiro256* rng, std::string* out);
 
 // Decodes exactly QuantizedBytes(out.size(), bits) bytes into `out`. INVALID_ARGUMENT for another

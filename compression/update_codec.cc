@@ -150,7 +150,7 @@ absl::StatusOr<std::string> UpdateEncoder::Encode(absl::Span<const float> delta,
   PutHeader(spec_, dimension_, seed, &out);
   switch (spec_.method) {
     case CompressionMethod::kNone:
-      for (float v : clipped) internal::PutF32(&out, v);
+      internal::PutF32s(&out, clipped.data(), clipped.size());
       return out;
     case CompressionMethod::kQuantize:
     case CompressionMethod::kQuantizeRotate: {
@@ -270,7 +270,7 @@ absl::StatusOr<std::vector<float>> DecodeUpdate(const CompressionSpec& spec,
   std::vector<float> out(static_cast<size_t>(dimension), 0.0f);
   switch (spec.method) {
     case CompressionMethod::kNone:
-      for (float& v : out) in.F32(&v);
+      in.F32s(out.data(), out.size());
       break;
     case CompressionMethod::kQuantize:
     case CompressionMethod::kQuantizeRotate:

@@ -5,6 +5,7 @@
 #ifndef FEDKIT_COMPRESSION_WIRE_H_
 #define FEDKIT_COMPRESSION_WIRE_H_
 
+#include <bit>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -24,6 +25,17 @@ inline void PutF32(std::string* out, float f) {
   uint32_t v;
   std::memcpy(&v, &f, 4);
   PutU32(out, v);
+}
+
+// Appends `values` as little-endian float32: one memcpy on a little-endian host.
+inline void PutF32s(std::string* out, const float* values, size_t count) {
+  if constexpr (std::endian::native == std::endian::little) {
+    const size_t at = out->size();
+    out->resize(at + 4 * count);
+    std::memcpy(out->data() + at, values, 4 * count);
+  } else {
+    for (size_t i = 0; i < count; ++i) PutF32(out, values[i]);
+  }
 }
 
 class ByteReader {
@@ -52,6 +64,17 @@ class ByteReader {
     uint32_t v;
     if (!U32(&v)) return false;
     std::memcpy(f, &v, 4);
+    return true;
+  }
+  // `count` little-endian float32 values into `values`: one memcpy on a little-endian host.
+  bool F32s(float* values, size_t count) {
+    if (remaining() < 4 * count) return Fail();
+    if constexpr (std::endian::native == std::endian::little) {
+      std::memcpy(values, bytes_.data() + pos_, 4 * count);
+      pos_ += 4 * count;
+    } else {
+      for (size_t i = 0; i < count; ++i) F32(&values[i]);
+    }
     return true;
   }
   // The next n bytes (n <= remaining()).
