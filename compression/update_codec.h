@@ -36,7 +36,9 @@
 //
 // Randomness: everything random comes from Encode's `seed` through compression/random.h (the same
 // numbers on every platform): the rotation signs from `seed`, the random-k positions from `seed`,
-// the stochastic rounding from DeriveSeed(seed, {kRoundingStream}) (core/seeds.h).
+// the stochastic rounding from DeriveSeed(seed, {kRoundingStream}) (core/seeds.h). Give each upload
+// its own seed, e.g. DeriveSeed(run_seed, {round, client_index}): with one seed for every round,
+// randk would keep the same coordinates each time and the rest would wait in the residual forever.
 #ifndef FEDKIT_COMPRESSION_UPDATE_CODEC_H_
 #define FEDKIT_COMPRESSION_UPDATE_CODEC_H_
 
