@@ -52,6 +52,14 @@ class CoordinatorChannel {
   virtual absl::StatusOr<v1::UploadResponse> UploadUpdate(const v1::UpdateHeader& header,
                                                           absl::Span<const float> delta) = 0;
 
+  // A compressed upload (plan.compression, compression/update_codec.h): uploads header then
+  // `encoded` in CompressedValues chunks. header.compressed_size must equal encoded.size() and
+  // header.total_size the number of floats it decodes to.
+  virtual absl::StatusOr<v1::UploadResponse> UploadCompressedUpdate(const v1::UpdateHeader& header,
+                                                                    const std::string& encoded) {
+    return absl::UnimplementedError("this channel does not support compressed uploads");
+  }
+
   // Secure aggregation: one step or poll (see fedkit.v1.SecAggRequest).
   virtual absl::StatusOr<v1::SecAggResponse> SecureAggregation(const v1::SecAggRequest& request) {
     return absl::UnimplementedError("this channel does not support secure aggregation");

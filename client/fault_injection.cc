@@ -77,6 +77,12 @@ absl::StatusOr<v1::UploadResponse> FaultInjectionChannel::UploadUpdate(
   return inner_->UploadUpdate(header, delta);
 }
 
+absl::StatusOr<v1::UploadResponse> FaultInjectionChannel::UploadCompressedUpdate(
+    const v1::UpdateHeader& header, const std::string& encoded) {
+  if (Crosses(header.round(), secagg::ClientPhase::kMaskedInput)) return StaySilent();
+  return inner_->UploadCompressedUpdate(header, encoded);
+}
+
 absl::StatusOr<v1::SecAggResponse> FaultInjectionChannel::SecureAggregation(
     const v1::SecAggRequest& request) {
   // Steps carry the phase; polls cross nothing.

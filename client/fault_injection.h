@@ -7,8 +7,8 @@
 // (simulation::DropoutOptions), with the same phases:
 //   advertise  the secure aggregation key advertisement
 //   share      the key shares
-//   upload     the update (UploadUpdate) or masked input (UploadMaskedInput)
-//   unmask     the unmasking response
+//   upload     the update (UploadUpdate, UploadCompressedUpdate) or masked input
+//   (UploadMaskedInput) unmask     the unmasking response
 // (a plain round has only "upload").
 //
 // Ownership: owns the wrapped channel. Thread safety: as CoordinatorChannel (calls from one
@@ -54,6 +54,8 @@ class FaultInjectionChannel : public CoordinatorChannel {
   absl::StatusOr<v1::UploadResponse> UploadUpdate(const v1::UpdateHeader& header,
                                                   absl::Span<const float> delta) override;
   absl::StatusOr<v1::SecAggResponse> SecureAggregation(const v1::SecAggRequest& request) override;
+  absl::StatusOr<v1::UploadResponse> UploadCompressedUpdate(const v1::UpdateHeader& header,
+                                                            const std::string& encoded) override;
   absl::StatusOr<v1::UploadResponse> UploadMaskedInput(const v1::UpdateHeader& header,
                                                        const std::string& packed) override;
   void Cancel() override;

@@ -5,10 +5,14 @@
 #include <utility>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "client/local_trainer.h"
+#include "compression/secagg_compression.h"
+#include "compression/secagg_quantization.h"
+#include "compression/seeds.h"
 #include "core/parameter_layout.h"
 #include "core/retry_after.h"
 #include "core/status_macros.h"
@@ -19,6 +23,7 @@
 #include "privacy/noise.h"
 #include "privacy/secagg/client.h"
 #include "privacy/secagg/encoding.h"
+#include "proto/compression_conversion.h"
 #include "proto/layout_conversion.h"
 #include "proto/secagg_conversion.h"
 
@@ -65,6 +70,8 @@ TrainingPlan FromProto(const v1::TrainingPlan& plan) {
   out.momentum = plan.momentum();
   out.prox_mu = plan.prox_mu();
   out.clip_norm = plan.clip_norm();
+  // An invalid spec is refused where the upload is encoded (FederatedClient::EncodeUpdate).
+  out.compression = proto::CompressionFromProto(plan.compression()).value_or(out.compression);
   return out;
 }
 
@@ -309,9 +316,23 @@ absl::Status FederatedClient::DoRound(const v1::RoundAssignment& assignment, Bac
     header.set_unclipped(privacy::AdaptiveClipping::UnclippedBit(
                              update->delta_norm, assignment.plan().clip_norm()) == 1);
   }
+  // A compressed upload is encoded once: a retry sends the same bytes (and the error feedback of
+  // top-k / random-k counts them once).
+  std::optional<std::string> encoded;
+  // Error feedback counts only what the coordinator accepted: a refused upload (e.g. after its
+  // round closed) gives the encoder back its residual from before.
+  std::optional<compression::UpdateEncoder> encoder_before = encoder_;
+  if (assignment.plan().compression().method() != v1::CompressionParams::NONE) {
+    absl::StatusOr<std::string> bytes = EncodeUpdate(assignment, update->delta);
+    if (!bytes.ok()) return Refuse(assignment, bytes.status());
+    encoded = *std::move(bytes);
+    header.set_compressed_size(static_cast<int64_t>(encoded->size()));
+  }
   while (true) {
     if (cancelled_.HasBeenNotified()) return absl::CancelledError("cancelled");
-    absl::StatusOr<v1::UploadResponse> response = channel_->UploadUpdate(header, update->delta);
+    absl::StatusOr<v1::UploadResponse> response =
+        encoded.has_value() ? channel_->UploadCompressedUpdate(header, *encoded)
+                            : channel_->UploadUpdate(header, update->delta);
     if (response.ok()) {
       backoff.Succeeded();
       if (round != last_counted_round_) {
@@ -325,6 +346,7 @@ absl::Status FederatedClient::DoRound(const v1::RoundAssignment& assignment, Bac
     }
     const absl::Status& error = response.status();
     if (!cancelled_.HasBeenNotified() && EndsRound(error.code())) {
+      encoder_ = std::move(encoder_before);
       Log(absl::StrCat(round_name, ": upload refused (", error.ToString(), "); checking in again"));
       return Wait(backoff.NextDelay()) ? absl::OkStatus() : absl::CancelledError("cancelled");
     }
@@ -332,6 +354,57 @@ absl::Status FederatedClient::DoRound(const v1::RoundAssignment& assignment, Bac
     if (!status.ok()) return status;
   }
 }
+
+namespace {
+
+// Under secure aggregation with plan.compression (compression/secagg_compression.h): the
+// masked-vector values, quantized with the round's shared rotation and scale, or random-k's shared
+// coordinates (through the device's `encoder` and its error feedback). INVALID_ARGUMENT when the
+// protocol's parameters do not fit the spec.
+absl::StatusOr<std::vector<uint64_t>> EncodeSecureCompressedUpdate(
+    const v1::RoundAssignment& assignment, const SecAggAssignment& params,
+    absl::Span<const float> delta, int64_t weight, uint64_t rounding_seed,
+    std::optional<compression::UpdateEncoder>& encoder_) {
+  absl::StatusOr<compression::CompressionSpec> spec =
+      proto::CompressionFromProto(assignment.plan().compression());
+  if (!spec.ok()) return spec.status();
+  FEDKIT_RETURN_IF_ERROR(compression::CheckSecAggCompression(*spec, /*with_dp=*/false));
+  const int64_t dim = static_cast<int64_t>(delta.size());
+  if (compression::SecAggVectorLength(*spec, dim) != params.config.vector_length) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the protocol's vector length ", params.config.vector_length, " is not ",
+                     compression::FormatCompressionSpec(*spec), "'s ",
+                     compression::SecAggVectorLength(*spec, dim), " for ", dim, " parameters"));
+  }
+  // The round's devices share the rotation / kept coordinates.
+  const uint64_t shared_seed =
+      compression::SharedCompressionSeed(assignment.plan().run_seed(), assignment.round());
+  if (spec->method == compression::CompressionMethod::kRandK) {
+    if (!encoder_.has_value() || encoder_->spec() != *spec || encoder_->dimension() != dim) {
+      FEDKIT_ASSIGN_OR_RETURN(compression::UpdateEncoder encoder,
+                              compression::UpdateEncoder::Create(*spec, dim));
+      encoder_.emplace(std::move(encoder));
+    }
+    const std::vector<int64_t> kept =
+        compression::RandomKIndices(shared_seed, dim, compression::KeptCoordinates(*spec, dim));
+    FEDKIT_ASSIGN_OR_RETURN(std::vector<float> values,
+                            compression::RandomKValuesForSecureAggregation(
+                                *encoder_, delta, params.encoding.clip_norm, shared_seed, kept));
+    return secagg::EncodeWeightedUpdate(params.encoding, values, weight, rounding_seed);
+  }
+  FEDKIT_ASSIGN_OR_RETURN(const compression::SecAggQuantization q,
+                          compression::ChooseSecAggQuantization(
+                              *spec, dim, params.encoding.clip_norm, params.encoding.max_weight,
+                              params.encoding.max_clients, shared_seed));
+  if (q.modulus_bits != params.config.modulus_bits) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the protocol's modulus of ", params.config.modulus_bits, " bits is not the ",
+        q.modulus_bits, " bits ", compression::FormatCompressionSpec(*spec), " needs"));
+  }
+  return compression::EncodeForSecAgg(q, delta, weight, rounding_seed);
+}
+
+}  // namespace
 
 namespace {
 
@@ -401,6 +474,36 @@ absl::StatusOr<std::shared_ptr<models::Model>> FederatedClient::ResolveModel(
   }
   if (!model.ok()) return Refuse(assignment, model.status());
   return model;
+}
+
+absl::StatusOr<std::string> FederatedClient::EncodeUpdate(const v1::RoundAssignment& assignment,
+                                                          absl::Span<const float> delta) {
+  absl::StatusOr<compression::CompressionSpec> spec =
+      proto::CompressionFromProto(assignment.plan().compression());
+  if (!spec.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the plan's compression: ", spec.status().message()));
+  }
+  const int64_t dimension = static_cast<int64_t>(delta.size());
+  if (!encoder_.has_value() || encoder_->spec() != *spec || encoder_->dimension() != dimension) {
+    // A new spec or model starts a fresh error-feedback residual.
+    absl::StatusOr<compression::UpdateEncoder> encoder =
+        compression::UpdateEncoder::Create(*spec, dimension);
+    if (!encoder.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the plan's compression: ", encoder.status().message()));
+    }
+    encoder_.emplace(*std::move(encoder));
+  }
+  const uint64_t seed = compression::UpdateCompressionSeed(
+      assignment.plan().run_seed(), assignment.round(), options_.client_index);
+  absl::StatusOr<std::string> encoded =
+      encoder_->Encode(delta, assignment.plan().clip_norm(), seed);
+  if (!encoded.ok()) {
+    return absl::Status(encoded.status().code(),
+                        absl::StrCat("compressing the update: ", encoded.status().message()));
+  }
+  return encoded;
 }
 
 absl::StatusOr<ClientUpdate> FederatedClient::TrainForRound(const v1::RoundAssignment& assignment,
@@ -474,9 +577,18 @@ absl::Status FederatedClient::DoSecureRound(const v1::RoundAssignment& assignmen
           absl::StrCat("the DP encoding is for ", params->dp_encoding->dim,
                        " values, the model has ", global.size())));
     }
-  } else if (params->config.vector_length != static_cast<int64_t>(global.size()) + 1) {
-    return skip(absl::InvalidArgumentError(absl::StrCat(
-        "vector length ", params->config.vector_length, " is not the model size + 1")));
+  } else {
+    // The model and its weight; under random-k the round's shared coordinates and the weight.
+    const compression::CompressionSpec spec =
+        proto::CompressionFromProto(assignment.plan().compression())
+            .value_or(compression::CompressionSpec{});
+    const int64_t expected =
+        compression::SecAggVectorLength(spec, static_cast<int64_t>(global.size()));
+    if (params->config.vector_length != expected) {
+      return skip(absl::InvalidArgumentError(absl::StrCat(
+          "vector length ", params->config.vector_length, " is not ", expected, " (",
+          compression::FormatCompressionSpec(spec), " of ", global.size(), " parameters)")));
+    }
   }
   absl::StatusOr<std::unique_ptr<secagg::SecAggClient>> protocol =
       secagg::SecAggClient::Create(params->config, params->client_index);
@@ -535,6 +647,11 @@ absl::Status FederatedClient::DoSecureRound(const v1::RoundAssignment& assignmen
   const uint64_t rounding_seed =
       secagg::StochasticRoundingSeed(assignment.plan().run_seed(), round, options_.client_index);
   absl::StatusOr<std::vector<uint64_t>> encoded;
+  // Random-k's error feedback counts only an accepted masked input: until then the encoder's
+  // residual from before is restored on every way out.
+  absl::Cleanup restore_encoder = [this, before = encoder_]() mutable {
+    encoder_ = std::move(before);
+  };
   if (params->dp_encoding.has_value()) {
     const double clip = params->encoding.clip_norm;
     std::optional<bool> unclipped;
@@ -554,6 +671,10 @@ absl::Status FederatedClient::DoSecureRound(const v1::RoundAssignment& assignmen
     }
     encoded = privacy::EncodeDistributedDpUpdate(*params->dp_encoding, update->delta, clip,
                                                  unclipped, rounding, *noise);
+  } else if (assignment.plan().compression().method() != v1::CompressionParams::NONE) {
+    const int64_t weight = std::min(update->num_examples, params->encoding.max_weight);
+    encoded = EncodeSecureCompressedUpdate(assignment, *params, update->delta, weight,
+                                           rounding_seed, encoder_);
   } else {
     const int64_t weight = std::min(update->num_examples, params->encoding.max_weight);
     encoded = secagg::EncodeWeightedUpdate(params->encoding, update->delta, weight, rounding_seed);
@@ -594,6 +715,7 @@ absl::Status FederatedClient::DoSecureRound(const v1::RoundAssignment& assignmen
         RetryAfter(response.status(), absl::StrCat(round_name, ": masked upload"), backoff));
   }
   backoff.Succeeded();
+  std::move(restore_encoder).Cancel();
   Log(absl::StrFormat(
       "%s: trained on %d examples, loss %.4f, delta norm %.4f, masked input uploaded", round_name,
       update->num_examples, update->train_loss, update->delta_norm));

@@ -19,6 +19,7 @@
 #include "client/coordinator_channel.h"
 #include "client/local_trainer.h"
 #include "client/model_source.h"
+#include "compression/update_codec.h"
 #include "data/examples.h"
 #include "models/model.h"
 
@@ -117,6 +118,11 @@ class FederatedClient {
   absl::StatusOr<ClientUpdate> TrainForRound(const v1::RoundAssignment& assignment,
                                              std::shared_ptr<models::Model> model,
                                              const std::vector<float>& global);
+  // The delta encoded under the plan's compression (compression/update_codec.h), through this
+  // device's encoder (which keeps top-k / random-k's error feedback across rounds).
+  // FAILED_PRECONDITION for a spec the device cannot use.
+  absl::StatusOr<std::string> EncodeUpdate(const v1::RoundAssignment& assignment,
+                                           absl::Span<const float> delta);
   // The rest of a round with secure aggregation, after the download: key exchange, training,
   // masked upload, unmasking. OK to go on checking in (also when the round's protocol aborted).
   absl::Status DoSecureRound(const v1::RoundAssignment& assignment,
@@ -142,7 +148,8 @@ class FederatedClient {
   absl::Notification cancelled_;
   std::atomic<int64_t> rounds_contributed_{0};
   std::atomic<bool> cancel_requested_{false};
-  int64_t last_counted_round_ = -1;  // used by Run() only
+  int64_t last_counted_round_ = -1;                    // used by Run() only
+  std::optional<compression::UpdateEncoder> encoder_;  // used by Run() only
 };
 
 }  // namespace fedkit::client

@@ -16,14 +16,16 @@
 #include "client/federated_client.h"
 #include "core/retry_after.h"
 #include "fedkit/v1/coordinator.grpc.pb.h"
+#include "proto/wire_sizes.h"
 
 namespace fedkit::client {
 namespace {
 
 constexpr int kMaxMessageBytes = 64 << 20;
 constexpr int64_t kMaxModelFloats = int64_t{1} << 31;
-constexpr int64_t kMaxArtifactBytes = int64_t{1} << 32;   // a ModelSource sets the real limit
-constexpr size_t kUploadChunkFloats = size_t{256} << 10;  // 1 MiB of floats per message
+constexpr int64_t kMaxArtifactBytes = int64_t{1} << 32;  // a ModelSource sets the real limit
+// Uploads are cut as proto/wire_sizes.h says, so their reported sizes match.
+constexpr size_t kUploadChunkFloats = static_cast<size_t>(proto::kUploadChunkFloats);
 
 // The call's status, with the coordinator's retry hint (core/retry_after.h) when it sent one.
 absl::Status FromGrpc(const grpc::Status& status, absl::string_view rpc,
@@ -241,29 +243,17 @@ class GrpcCoordinatorChannel final : public CoordinatorChannel {
 
   absl::StatusOr<v1::UploadResponse> UploadMaskedInput(const v1::UpdateHeader& header,
                                                        const std::string& packed) override {
-    constexpr absl::string_view kRpc = "UploadUpdate (masked)";
-    grpc::ClientContext context;
-    Prepare(context);
-    ActiveCall call(this, &context);
-    if (!call.started()) return Cancelled(kRpc);
-    v1::UploadResponse response;
-    std::unique_ptr<grpc::ClientWriter<v1::UpdateChunk>> writer =
-        stub_->UploadUpdate(&context, &response);
-    v1::UpdateChunk chunk;
-    *chunk.mutable_header() = header;
-    bool open = writer->Write(chunk);
-    const size_t chunk_bytes = 4 * kUploadChunkFloats;
-    for (size_t offset = 0; open && offset < packed.size(); offset += chunk_bytes) {
-      v1::MaskedValues* masked = chunk.mutable_masked();  // clears the header
-      masked->set_byte_offset(static_cast<int64_t>(offset));
-      masked->set_packed(packed.substr(offset, chunk_bytes));
-      open = writer->Write(chunk);
+    return UploadBytes(header, packed, /*compressed=*/false);
+  }
+
+  absl::StatusOr<v1::UploadResponse> UploadCompressedUpdate(const v1::UpdateHeader& header,
+                                                            const std::string& encoded) override {
+    if (header.compressed_size() != static_cast<int64_t>(encoded.size())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "UploadUpdate (compressed): header.compressed_size is ", header.compressed_size(),
+          " but the encoding has ", encoded.size(), " bytes"));
     }
-    if (open) writer->WritesDone();
-    const grpc::Status status = writer->Finish();
-    if (IsCancelled()) return Cancelled(kRpc);
-    if (!status.ok()) return FromGrpc(status, kRpc, context);
-    return response;
+    return UploadBytes(header, encoded, /*compressed=*/true);
   }
 
   void Cancel() override {
@@ -273,6 +263,42 @@ class GrpcCoordinatorChannel final : public CoordinatorChannel {
   }
 
  private:
+  // The header, then `bytes` in MaskedValues or CompressedValues chunks of
+  // proto::kUploadChunkBytes.
+  absl::StatusOr<v1::UploadResponse> UploadBytes(const v1::UpdateHeader& header,
+                                                 const std::string& bytes, bool compressed) {
+    const absl::string_view rpc =
+        compressed ? "UploadUpdate (compressed)" : "UploadUpdate (masked)";
+    grpc::ClientContext context;
+    Prepare(context);
+    ActiveCall call(this, &context);
+    if (!call.started()) return Cancelled(rpc);
+    v1::UploadResponse response;
+    std::unique_ptr<grpc::ClientWriter<v1::UpdateChunk>> writer =
+        stub_->UploadUpdate(&context, &response);
+    v1::UpdateChunk chunk;
+    *chunk.mutable_header() = header;
+    bool open = writer->Write(chunk);
+    const size_t chunk_bytes = static_cast<size_t>(proto::kUploadChunkBytes);
+    for (size_t offset = 0; open && offset < bytes.size(); offset += chunk_bytes) {
+      if (compressed) {
+        v1::CompressedValues* values = chunk.mutable_compressed();  // clears the header
+        values->set_byte_offset(static_cast<int64_t>(offset));
+        values->set_data(bytes.substr(offset, chunk_bytes));
+      } else {
+        v1::MaskedValues* masked = chunk.mutable_masked();  // clears the header
+        masked->set_byte_offset(static_cast<int64_t>(offset));
+        masked->set_packed(bytes.substr(offset, chunk_bytes));
+      }
+      open = writer->Write(chunk);
+    }
+    if (open) writer->WritesDone();
+    const grpc::Status status = writer->Finish();
+    if (IsCancelled()) return Cancelled(rpc);
+    if (!status.ok()) return FromGrpc(status, rpc, context);
+    return response;
+  }
+
   // Registers the call's context so Cancel() can reach it; unregisters before the context dies.
   class ActiveCall {
    public:

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "compression/spec.h"
 #include "data/examples.h"
 #include "models/model.h"
 
@@ -24,6 +25,9 @@ struct TrainingPlan {
   double prox_mu = 0.0;
   // L2 bound on the returned delta; 0 = no clipping.
   double clip_norm = 0.0;
+  // How the delta is compressed for upload (compression/update_codec.h); LocalTrainer does not use
+  // it: the device library and the simulator encode the delta it returns.
+  compression::CompressionSpec compression;
 };
 
 struct ClientUpdate {

@@ -27,6 +27,8 @@
 #include "cli/flag_errors.h"
 #include "cli/logging.h"
 #include "cli/yaml_config.h"
+#include "compression/secagg_compression.h"
+#include "compression/spec.h"
 #include "core/status_macros.h"
 #include "dashboard/dashboard_server.h"
 #include "data/idx.h"
@@ -43,6 +45,7 @@
 #include "privacy/adaptive_clipping.h"
 #include "privacy/dp_setup.h"
 #include "privacy/secagg/encoding.h"
+#include "proto/compression_conversion.h"
 #include "server/artifact_store.h"
 #include "server/checkpoint.h"
 #include "server/client_sampler.h"
@@ -112,6 +115,7 @@ struct Flags {
   std::optional<uint64_t> dp_noise_seed;
   bool allow_privacy_rollback = false;
   std::string secagg = "none";
+  std::string compression = "none";
   int secagg_modulus_bits = 32;
   double secagg_phase_timeout = 60;
   double secagg_design_dropout = 0.1;
@@ -323,6 +327,11 @@ int Run(int argc, char** argv) {
   app.add_option("--target-epsilon", f.target_epsilon,
                  "DP budget: stop before a round after which epsilon would exceed it (0 = none)")
       ->check(cli::NonNegative());
+  app.add_option(
+      "--compression", f.compression,
+      "Update compression, sent in the plan: none | quantize:BITS | quantize-rotate:BITS (uniform "
+      "stochastic quantization, after a randomized Hadamard rotation) | topk:FRACTION | "
+      "randk:FRACTION (sparsification with error feedback on the device)");
   app.add_option("--secagg", f.secagg,
                  "Secure aggregation of every round: none | secagg | secagg+ (needs --clip-norm)");
   app.add_option("--secagg-modulus-bits", f.secagg_modulus_bits,
@@ -493,6 +502,18 @@ int Run(int argc, char** argv) {
   options.plan.set_prox_mu(f.prox_mu);
   options.plan.set_clip_norm(f.clip_norm);
   options.plan.set_run_seed(f.seed);
+  {
+    absl::StatusOr<compression::CompressionSpec> spec =
+        compression::ParseCompressionSpec(f.compression);
+    if (!spec.ok()) return UsageError("--compression", spec.status().message());
+    if (f.secagg != "none") {
+      if (absl::Status fits = compression::CheckSecAggCompression(*spec, f.dp != "none");
+          !fits.ok()) {
+        return UsageError("--compression", fits.message());
+      }
+    }
+    *options.plan.mutable_compression() = proto::CompressionToProto(*spec);
+  }
   options.server_optimizer.kind = *optimizer_kind;
   options.server_optimizer.learning_rate = f.server_lr;
   options.server_optimizer.momentum = f.server_momentum;
@@ -666,7 +687,9 @@ int Run(int argc, char** argv) {
                            {"participants", r.participants},
                            {"examples", r.examples},
                            {"train_loss", r.train_loss},
-                           {"seconds", r.seconds}};
+                           {"seconds", r.seconds},
+                           {"upload_bytes", r.upload_bytes},
+                           {"download_bytes", r.download_bytes}};
     if (r.accuracy) {
       line["accuracy"] = *r.accuracy;
       line["loss"] = *r.loss;

@@ -325,6 +325,19 @@ grpc::Status CoordinatorService::Upload(grpc::ServerContext& context,
     }
     return UploadMasked(reader, header, response, stream);
   }
+  if (header.compressed_size() != 0) {
+    // Checked against the plan's largest encoding before anything is buffered.
+    if (absl::Status checked = coordinator_->CheckCompressedUploadHeader(header); !checked.ok()) {
+      return ToGrpcStatus(checked);  // counted by the coordinator
+    }
+    std::optional<TransferLimiter::Slot> slot = AcquireTransfer(context);
+    if (!slot.has_value()) {
+      return Refuse(context,
+                    ResourceExhaustedRetryAfter("too many uploads in flight", absl::Seconds(5)),
+                    "transfers_busy");
+    }
+    return UploadCompressed(reader, header, response, stream);
+  }
   if (header.total_size() != model_size) {
     // Refused before allocating anything sized by the client.
     coordinator_->CountRefusal(header.total_size() > model_size ? "oversized" : "wrong_shape");
@@ -357,6 +370,33 @@ grpc::Status CoordinatorService::Upload(grpc::ServerContext& context,
       coordinator_->SubmitUpdate(header, assembler.values(), clock_());
   if (options_.update_processed) {
     options_.update_processed("plain", absl::Now() - started, result.ok());
+  }
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = *result;
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::UploadCompressed(grpc::ServerReader<v1::UpdateChunk>& reader,
+                                                  const v1::UpdateHeader& header,
+                                                  v1::UploadResponse* response,
+                                                  OpenStream& stream) {
+  CompressedUploadAssembler assembler(header.compressed_size());
+  if (std::optional<grpc::Status> refused =
+          ReadChunks(reader, stream.watch(), *coordinator_, assembler)) {
+    return *refused;
+  }
+  if (std::optional<grpc::Status> cancelled = CancelledByWatchdog(stream); cancelled) {
+    return *cancelled;
+  }
+  if (absl::Status complete = assembler.Finish(); !complete.ok()) {
+    coordinator_->CountRefusal(assembler.refusal());
+    return ToGrpcStatus(complete);
+  }
+  const absl::Time started = absl::Now();
+  absl::StatusOr<v1::UploadResponse> result =
+      coordinator_->SubmitCompressedUpdate(header, assembler.bytes(), clock_());
+  if (options_.update_processed) {
+    options_.update_processed("compressed", absl::Now() - started, result.ok());
   }
   if (!result.ok()) return ToGrpcStatus(result.status());
   *response = *result;

@@ -111,6 +111,10 @@ class CoordinatorService final : public v1::Coordinator::Service {
   grpc::Status Upload(grpc::ServerContext& context, grpc::ServerReader<v1::UpdateChunk>& reader,
                       const v1::UpdateHeader& header, v1::UploadResponse* response,
                       OpenStream& stream);
+  // The rest of an upload whose header announced a compressed update (plan.compression).
+  grpc::Status UploadCompressed(grpc::ServerReader<v1::UpdateChunk>& reader,
+                                const v1::UpdateHeader& header, v1::UploadResponse* response,
+                                OpenStream& stream);
   // The rest of an upload whose header announced a masked vector (secure aggregation).
   grpc::Status UploadMasked(grpc::ServerReader<v1::UpdateChunk>& reader,
                             const v1::UpdateHeader& header, v1::UploadResponse* response,

@@ -58,6 +58,20 @@ absl::StatusOr<v1::UploadResponse> InProcessChannel::UploadUpdate(const v1::Upda
   return coordinator_->SubmitUpdate(header, delta, clock_());
 }
 
+absl::StatusOr<v1::UploadResponse> InProcessChannel::UploadCompressedUpdate(
+    const v1::UpdateHeader& header, const std::string& encoded) {
+  if (absl::Status s = CheckNotCancelled(); !s.ok()) return s;
+  if (header.compressed_size() != static_cast<int64_t>(encoded.size())) {
+    coordinator_->CountRefusal("wrong_shape");
+    return absl::InvalidArgumentError(absl::StrCat("compressed upload of ", encoded.size(),
+                                                   " bytes declares ", header.compressed_size()));
+  }
+  if (absl::Status checked = coordinator_->CheckCompressedUploadHeader(header); !checked.ok()) {
+    return checked;
+  }
+  return coordinator_->SubmitCompressedUpdate(header, encoded, clock_());
+}
+
 absl::StatusOr<v1::SecAggResponse> InProcessChannel::SecureAggregation(
     const v1::SecAggRequest& request) {
   if (absl::Status s = CheckNotCancelled(); !s.ok()) return s;

@@ -46,6 +46,8 @@ class InProcessChannel final : public client::CoordinatorChannel {
   absl::StatusOr<v1::UploadResponse> UploadUpdate(const v1::UpdateHeader& header,
                                                   absl::Span<const float> delta) override;
   absl::StatusOr<v1::SecAggResponse> SecureAggregation(const v1::SecAggRequest& request) override;
+  absl::StatusOr<v1::UploadResponse> UploadCompressedUpdate(const v1::UpdateHeader& header,
+                                                            const std::string& encoded) override;
   absl::StatusOr<v1::UploadResponse> UploadMaskedInput(const v1::UpdateHeader& header,
                                                        const std::string& packed) override;
   void Cancel() override;

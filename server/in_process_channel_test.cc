@@ -19,11 +19,13 @@
 #include "aggregation/server_optimizer.h"
 #include "client/federated_client.h"
 #include "client/testing/argmax_examples.h"
+#include "compression/update_codec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "models/compute_threads.h"
 #include "models/flat_params.h"
 #include "models/model.h"
+#include "proto/compression_conversion.h"
 
 namespace fedkit::server {
 namespace {
@@ -38,6 +40,7 @@ struct AcceptedUpdates {
   std::map<int64_t, std::vector<std::pair<int64_t, std::vector<float>>>> by_round
       ABSL_GUARDED_BY(mu);
   std::map<int64_t, std::set<std::string>> assigned ABSL_GUARDED_BY(mu);  // client ids by round
+  int64_t compressed_bytes ABSL_GUARDED_BY(mu) = 0;
 };
 
 // A wrapper around a channel, the shape faults and dropouts take: this one records what was
@@ -68,9 +71,27 @@ class RecordingChannel final : public client::CoordinatorChannel {
     }
     return response;
   }
+  // Compressed uploads are recorded as the coordinator decodes them (before its clip: these
+  // tests run without a clip norm).
+  absl::StatusOr<v1::UploadResponse> UploadCompressedUpdate(const v1::UpdateHeader& header,
+                                                            const std::string& encoded) override {
+    absl::StatusOr<v1::UploadResponse> response = inner_->UploadCompressedUpdate(header, encoded);
+    if (response.ok() && !response->duplicate()) {
+      absl::StatusOr<std::vector<float>> delta =
+          compression::DecodeUpdate(spec_, encoded, header.total_size());
+      EXPECT_TRUE(delta.ok()) << delta.status();
+      absl::MutexLock lock(&accepted_->mu);
+      accepted_->by_round[header.round()].emplace_back(header.num_examples(),
+                                                       delta.value_or(std::vector<float>()));
+      accepted_->compressed_bytes += static_cast<int64_t>(encoded.size());
+    }
+    return response;
+  }
   void Cancel() override { inner_->Cancel(); }
+  void set_spec(const compression::CompressionSpec& spec) { spec_ = spec; }
 
  private:
+  compression::CompressionSpec spec_;
   std::unique_ptr<client::CoordinatorChannel> inner_;
   AcceptedUpdates* accepted_;
 };
@@ -93,9 +114,11 @@ CoordinatorOptions Options() {
   return o;
 }
 
-TEST(InProcessChannelTest, DevicesRunTheEnginesRoundsAndTheModelIsTheFedAvgOfWhatWasAccepted) {
+// Runs 7 devices through 3 rounds and checks the committed model against the accepted updates.
+void RunDevicesAndCheckTheModel(const compression::CompressionSpec& spec) {
   models::UseSingleThreadedCompute();
-  const CoordinatorOptions options = Options();
+  CoordinatorOptions options = Options();
+  *options.plan.mutable_compression() = proto::CompressionToProto(spec);
   std::shared_ptr<models::Model> reference = *models::CreateModel("logreg", kInfo, 1);
   const std::vector<float> initial = models::FlattenParameters(*reference);
   auto coordinator =
@@ -117,6 +140,7 @@ TEST(InProcessChannelTest, DevicesRunTheEnginesRoundsAndTheModelIsTheFedAvgOfWha
     auto channel = std::make_unique<RecordingChannel>(
         std::make_unique<InProcessChannel>(coordinator->get(), [] { return absl::Now(); }),
         &accepted);
+    channel->set_spec(spec);
     devices.push_back(std::make_unique<client::FederatedClient>(
         o, std::move(channel), *models::CreateModel("logreg", kInfo, 100 + i),
         MakeExamples(20 + 7 * static_cast<int>(i), 10 + i)));
@@ -173,6 +197,20 @@ TEST(InProcessChannelTest, DevicesRunTheEnginesRoundsAndTheModelIsTheFedAvgOfWha
   }
   EXPECT_EQ((*coordinator)->global_parameters(), expected);
   EXPECT_NE(expected, initial);
+  if (spec.method != compression::CompressionMethod::kNone) {
+    EXPECT_GT(accepted.compressed_bytes, 0);
+    for (const auto& round : status.history()) EXPECT_GT(round.upload_bytes(), 0.0);
+  }
+}
+
+TEST(InProcessChannelTest, DevicesRunTheEnginesRoundsAndTheModelIsTheFedAvgOfWhatWasAccepted) {
+  RunDevicesAndCheckTheModel(compression::CompressionSpec{});
+}
+
+// With plan.compression the devices upload encodings; the model is the FedAvg of their decodings.
+TEST(InProcessChannelTest, CompressedUploadsAreTheEncodingsTheCoordinatorDecodes) {
+  RunDevicesAndCheckTheModel(*compression::ParseCompressionSpec("quantize-rotate:4"));
+  RunDevicesAndCheckTheModel(*compression::ParseCompressionSpec("topk:0.2"));
 }
 
 TEST(InProcessChannelTest, RefusesMisdeclaredSizesAndIsCancellable) {

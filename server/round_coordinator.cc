@@ -15,11 +15,17 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "aggregation/aggregator.h"
+#include "compression/secagg_compression.h"
+#include "compression/secagg_quantization.h"
+#include "compression/seeds.h"
+#include "compression/update_codec.h"
 #include "core/retry_after.h"
 #include "core/sampling.h"
 #include "core/status_macros.h"
 #include "privacy/clipping.h"
+#include "proto/compression_conversion.h"
 #include "proto/layout_conversion.h"
+#include "proto/wire_sizes.h"
 #include "server/client_sampler.h"
 
 namespace fedkit::server {
@@ -128,6 +134,16 @@ absl::StatusOr<std::unique_ptr<RoundCoordinator>> RoundCoordinator::Create(
   if (options.round_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("round timeout must be positive");
   }
+  absl::StatusOr<compression::CompressionSpec> compression =
+      proto::CompressionFromProto(options.plan.compression());
+  if (!compression.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("plan compression: ", compression.status().message()));
+  }
+  if (options.secure_aggregation.has_value()) {
+    FEDKIT_RETURN_IF_ERROR(
+        compression::CheckSecAggCompression(*compression, options.dp.has_value()));
+  }
   if (options.max_examples_per_client < 1 ||
       options.max_examples_per_client > aggregation::kMaxWeightLimit) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -207,6 +223,16 @@ absl::StatusOr<std::unique_ptr<RoundCoordinator>> RoundCoordinator::Create(
       new RoundCoordinator(options, std::move(layout), std::move(initial_parameters),
                            std::move(hooks), std::move(optimizer)));
   coordinator->secagg_encoding_ = encoding;
+  coordinator->compression_ = *compression;
+  if (encoding.has_value() &&
+      (compression->method == compression::CompressionMethod::kQuantize ||
+       compression->method == compression::CompressionMethod::kQuantizeRotate)) {
+    // The round's rotation seed is set when it starts (SharedCompressionSeed).
+    FEDKIT_ASSIGN_OR_RETURN(coordinator->secagg_quantization_,
+                            compression::ChooseSecAggQuantization(
+                                *compression, coordinator->layout_.size(), encoding->clip_norm,
+                                encoding->max_weight, encoding->max_clients, /*rotation_seed=*/0));
+  }
   coordinator->dp_setup_ = dp_setup;
   coordinator->dp_encoding_options_ = dp_encoding_options;
   {
@@ -239,6 +265,7 @@ RoundCoordinator::RoundCoordinator(const CoordinatorOptions& options, ParameterL
                                    std::unique_ptr<aggregation::ServerOptimizer> optimizer)
     : options_(options),
       layout_(std::move(layout)),
+      layout_proto_(LayoutToProto(layout_)),
       hooks_(std::move(hooks)),
       target_assignments_(OverSelectedTarget(options.clients_per_round, options.over_select)),
       start_at_(std::max({target_assignments_, options.min_available,
@@ -296,6 +323,8 @@ absl::Status RoundCoordinator::Restore(const v1::Checkpoint& checkpoint) {
     outcome.assigned = r.assigned();
     outcome.examples = r.examples();
     outcome.train_loss = r.train_loss();
+    outcome.upload_bytes = r.upload_bytes();
+    outcome.download_bytes = r.download_bytes();
     outcome.seconds = r.seconds();
     if (r.accuracy() >= 0) {
       outcome.accuracy = r.accuracy();
@@ -562,7 +591,8 @@ std::string RoundCoordinator::WaitingForLocked(absl::Time now) const {
 
 int64_t RoundCoordinator::masked_input_length() const {
   if (!options_.secure_aggregation.has_value()) return 0;
-  return dp_setup_.has_value() ? dp_setup_->encoding->length() : model_size() + 1;
+  return dp_setup_.has_value() ? dp_setup_->encoding->length()
+                               : compression::SecAggVectorLength(compression_, model_size());
 }
 
 std::string RoundCoordinator::WaitingFor(absl::Time now) const {
@@ -668,6 +698,7 @@ void RoundCoordinator::StartRoundLocked(absl::Time now) {
     for (int64_t index : chosen) participation_->assigned.push_back(waiting[index]);
   }
   loss_sum_ = 0;
+  traffic_ = Traffic();
   unclipped_ = 0;
   round_clip_ =
       adaptive_clipping_.has_value() ? adaptive_clipping_->clip_norm() : options_.plan.clip_norm();
@@ -717,9 +748,14 @@ void RoundCoordinator::StartRoundLocked(absl::Time now) {
     } else {
       encoding.fixed_point = *secagg_encoding_;
     }
-    absl::StatusOr<std::unique_ptr<SecureAggregationRound>> secure =
-        SecureAggregationRound::Start(*options_.secure_aggregation, encoding, vector_length,
-                                      std::move(clients), now, options_.round_timeout, limits);
+    SecureAggregationSettings settings = *options_.secure_aggregation;
+    if (secagg_quantization_.has_value()) {
+      // Quantized inputs need only bits + ceil(log2 n) bits.
+      settings.modulus_bits = secagg_quantization_->modulus_bits;
+      encoding.fixed_point.modulus_bits = secagg_quantization_->modulus_bits;
+    }
+    absl::StatusOr<std::unique_ptr<SecureAggregationRound>> secure = SecureAggregationRound::Start(
+        settings, encoding, vector_length, std::move(clients), now, options_.round_timeout, limits);
     if (!secure.ok()) {
       fatal_error_ = secure.status();
       return;
@@ -773,6 +809,9 @@ absl::StatusOr<RoundCoordinator::ModelSnapshot> RoundCoordinator::GetModel(
     return absl::FailedPreconditionError(
         absl::StrCat("round ", request.round(), " is not the current round ", it->second.round));
   }
+  traffic_.received += proto::ModelStreamBytes(it->second.round, layout_.size(),
+                                               proto::kDefaultModelChunkFloats, layout_proto_);
+  ++traffic_.downloads;
   return ModelSnapshot{it->second.round, global_};
 }
 
@@ -849,6 +888,50 @@ absl::Status RoundCoordinator::CheckUploadHeader(const v1::UpdateHeader& header)
   return CheckUpdateAssignmentLocked(header);
 }
 
+absl::Status RoundCoordinator::CheckCompressedUploadHeader(const v1::UpdateHeader& header) {
+  FEDKIT_RETURN_IF_ERROR(CheckUploadHeader(header));
+  absl::MutexLock lock(&mu_);
+  if (compression_.method == compression::CompressionMethod::kNone) {
+    return RefuseLocked(absl::FailedPreconditionError(
+                            "this run's plan does not compress updates: upload float values"),
+                        "not_compressed");
+  }
+  if (header.total_size() != layout_.size() || header.compressed_size() <= 0) {
+    return RefuseLocked(
+        absl::InvalidArgumentError(absl::StrCat(
+            "compressed update declares ", header.total_size(), " values in ",
+            header.compressed_size(), " bytes; the model has ", layout_.size(), " values")),
+        "wrong_shape");
+  }
+  const int64_t max_bytes = compression::MaxEncodedSize(compression_, layout_.size());
+  if (header.compressed_size() > max_bytes) {
+    return RefuseLocked(absl::ResourceExhaustedError(absl::StrCat(
+                            "compressed update declares ", header.compressed_size(), " bytes; ",
+                            compression::FormatCompressionSpec(compression_),
+                            " of this model takes at most ", max_bytes)),
+                        "oversized");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::UploadResponse> RoundCoordinator::SubmitCompressedUpdate(
+    const v1::UpdateHeader& header, const std::string& encoded, absl::Time now) {
+  absl::StatusOr<std::vector<float>> delta =
+      compression::DecodeUpdate(compression_, encoded, layout_.size());  // no lock
+  if (!delta.ok()) {
+    CountRefusal("malformed_compression");
+    return absl::InvalidArgumentError(
+        absl::StrCat("compressed update does not decode: ", delta.status().message()));
+  }
+  double clip = 0.0;
+  {
+    absl::MutexLock lock(&mu_);
+    clip = round_clip_;
+  }
+  if (clip > 0) privacy::ClipL2InPlace(absl::MakeSpan(*delta), clip);
+  return SubmitUpdate(header, *delta, now);
+}
+
 absl::StatusOr<v1::UploadResponse> RoundCoordinator::HandleUpdate(const v1::UpdateHeader& header,
                                                                   absl::Span<const float> delta,
                                                                   absl::Time now) {
@@ -911,6 +994,12 @@ absl::StatusOr<v1::UploadResponse> RoundCoordinator::HandleUpdate(const v1::Upda
     return RefuseClientLocked(header.client_id(), folded, "out_of_range");
   }
   received_[header.client_id()] = digest;
+  traffic_.sent +=
+      header.compressed_size() > 0
+          ? proto::UploadStreamBytes(header, proto::UploadPayload::kCompressedBytes,
+                                     header.compressed_size())
+          : proto::UploadStreamBytes(header, proto::UploadPayload::kFloats, header.total_size());
+  ++traffic_.uploads;
   if (header.unclipped()) ++unclipped_;
   loss_sum_ += header.train_loss() *
                (options_.dp.has_value() ? 1.0 : static_cast<double>(header.num_examples()));
@@ -1029,6 +1118,8 @@ absl::StatusOr<v1::SecAggResponse> RoundCoordinator::HandleSecureAggregationStep
   }
   absl::StatusOr<v1::SecAggResponse> response =
       secagg_round_->Handle(request.client_id(), request, now);
+  traffic_.sent += static_cast<int64_t>(request.ByteSizeLong());
+  if (response.ok()) traffic_.received += static_cast<int64_t>(response->ByteSizeLong());
   if (!response.ok()) {
     ++refusals_[absl::StrCat("secagg_", absl::StatusCodeToString(response.status().code()))];
   }
@@ -1054,6 +1145,11 @@ absl::StatusOr<v1::UploadResponse> RoundCoordinator::HandleMaskedUpdate(
           ? absl::FailedPreconditionError("the masked input phase is over")
           : secagg_round_->HandleMaskedInput(header.client_id(), packed, header.train_loss(),
                                              header.secagg_bad_share_senders());
+  if (response.ok() && !response->duplicate()) {
+    traffic_.sent += proto::UploadStreamBytes(header, proto::UploadPayload::kMaskedBytes,
+                                              static_cast<int64_t>(packed.size()));
+    ++traffic_.uploads;
+  }
   if (!response.ok()) {
     ++refusals_[absl::StrCat("secagg_", absl::StatusCodeToString(response.status().code()))];
   }
@@ -1135,6 +1231,11 @@ void RoundCoordinator::AdvanceSecureAggregationLocked(absl::Time now) {
           return;
         }
         average = *std::move(released);
+      } else if (secagg_quantization_.has_value()) {
+        absl::StatusOr<std::vector<float>> quantized =
+            DecodeQuantizedSumLocked(secagg_round_->sum(), outcome);
+        if (!quantized.ok()) return;  // refused: the round was abandoned
+        average = *std::move(quantized);
       } else {
         absl::StatusOr<secagg::DecodedSum> decoded =
             secagg::DecodeSum(*secagg_encoding_, secagg_round_->sum());
@@ -1177,11 +1278,63 @@ void RoundCoordinator::AdvanceSecureAggregationLocked(absl::Time now) {
         }
         outcome.examples = decoded->total_weight;
         average = decoded->Average();
+        if (compression_.method == compression::CompressionMethod::kRandK) {
+          // The round's devices sent the values of the shared coordinates only.
+          std::vector<float> full(layout_.size(), 0.0f);
+          const std::vector<int64_t> kept = compression::RandomKIndices(
+              compression::SharedCompressionSeed(options_.plan.run_seed(), rounds_completed_ + 1),
+              layout_.size(), compression::KeptCoordinates(compression_, layout_.size()));
+          for (size_t j = 0; j < kept.size(); ++j) full[kept[j]] = average[j];
+          average = std::move(full);
+        }
       }
       CommitAverageLocked(average, outcome, now);
       return;
     }
   }
+}
+
+absl::StatusOr<std::vector<float>> RoundCoordinator::DecodeQuantizedSumLocked(
+    absl::Span<const uint64_t> sum, RoundOutcome& outcome) {
+  compression::SecAggQuantization q = *secagg_quantization_;
+  q.rotation_seed =
+      compression::SharedCompressionSeed(options_.plan.run_seed(), rounds_completed_ + 1);
+  absl::StatusOr<compression::SecAggQuantizedSum> decoded = compression::DecodeSecAggSum(q, sum);
+  if (!decoded.ok()) {
+    RefuseRoundLocked(
+        "secagg_forged_weight",
+        absl::StrCat("the unmasked quantized sum does not decode: ", decoded.status().message()));
+    return decoded.status();
+  }
+  // Each client's weight is stochastically rounded to a level of max_weight / (2^(bits-1) - 1):
+  // the decoded total is at most included x (max_weight + one level); and the sum's norm at most
+  // that times the clip norm plus every client's rounding (under one level per coordinate).
+  const int64_t included = secagg_round_->included();
+  const double level = static_cast<double>(q.max_weight) /
+                       static_cast<double>((int64_t{1} << (q.spec.bits - 1)) - 1);
+  const double max_total =
+      static_cast<double>(included) * (static_cast<double>(q.max_weight) + level);
+  if (!(decoded->total_weight > 0) || decoded->total_weight > max_total) {
+    RefuseRoundLocked("secagg_forged_weight",
+                      absl::StrFormat("the decoded total weight %g of %d clients is outside (0, "
+                                      "%g]: some client encoded a weight beyond %d",
+                                      decoded->total_weight, included, max_total, q.max_weight));
+    return absl::InvalidArgumentError("forged weight");
+  }
+  double norm_squared = 0;
+  for (double v : decoded->weighted_sum) norm_squared += v * v;
+  const double norm_bound = max_total * q.clip_norm * (1 + options_.clip_tolerance) +
+                            static_cast<double>(included) * level * q.clip_norm *
+                                std::sqrt(static_cast<double>(decoded->weighted_sum.size()));
+  if (!(std::sqrt(norm_squared) <= norm_bound)) {
+    RefuseRoundLocked("secagg_sum_out_of_range",
+                      absl::StrFormat("the decoded quantized sum has norm %g, more than %g: some "
+                                      "client's delta was not clipped (the sum does not say which)",
+                                      std::sqrt(norm_squared), norm_bound));
+    return absl::InvalidArgumentError("sum out of range");
+  }
+  outcome.examples = static_cast<int64_t>(std::llround(decoded->total_weight));
+  return decoded->Average();
 }
 
 absl::Status RoundCoordinator::Tick(absl::Time now) {
@@ -1307,6 +1460,14 @@ void RoundCoordinator::CommitAverageLocked(const std::vector<float>& average, Ro
   attempt_ = 0;
   outcome.seconds = absl::ToDoubleSeconds(now - round_started_);
   outcome.assigned = static_cast<int64_t>(assignments_.size());
+  if (traffic_.uploads > 0) {
+    outcome.upload_bytes =
+        static_cast<double>(traffic_.sent) / static_cast<double>(traffic_.uploads);
+  }
+  if (traffic_.downloads > 0) {
+    outcome.download_bytes =
+        static_cast<double>(traffic_.received) / static_cast<double>(traffic_.downloads);
+  }
   CloseAssignmentsLocked();
   // Evaluation, the checkpoint and the hooks run in FinishCommit, outside the lock; until then no
   // round starts and the run is not finished.
@@ -1437,6 +1598,8 @@ v1::Checkpoint RoundCoordinator::MakeCheckpointLocked() const {
     record->set_assigned(r.assigned);
     record->set_examples(r.examples);
     record->set_train_loss(r.train_loss);
+    record->set_upload_bytes(r.upload_bytes);
+    record->set_download_bytes(r.download_bytes);
     record->set_accuracy(r.accuracy.value_or(-1));
     record->set_loss(r.loss.value_or(-1));
     record->set_seconds(r.seconds);
@@ -1478,6 +1641,8 @@ v1::GetStatusResponse RoundCoordinator::Status(absl::Time now) const {
     summary->set_assigned(r.assigned);
     summary->set_examples(r.examples);
     summary->set_train_loss(r.train_loss);
+    summary->set_upload_bytes(r.upload_bytes);
+    summary->set_download_bytes(r.download_bytes);
     if (r.epsilon.has_value()) summary->set_epsilon(*r.epsilon);
   }
   s.set_rounds_abandoned(rounds_abandoned_);

@@ -25,6 +25,8 @@
 #include "aggregation/aggregator.h"
 #include "aggregation/server_optimizer.h"
 #include "artifacts/signing.h"
+#include "compression/secagg_quantization.h"
+#include "compression/spec.h"
 #include "core/parameter_layout.h"
 #include "fedkit/v1/checkpoint.pb.h"
 #include "fedkit/v1/coordinator.pb.h"
@@ -128,6 +130,12 @@ struct RoundOutcome {
   // updates that set the next one.
   std::optional<double> clip_norm;
   std::optional<double> unclipped_fraction;
+  // Mean bytes per device of the round's messages (proto/wire_sizes.h): sent (update streams,
+  // secure aggregation requests) over the devices whose upload was accepted, and received (model
+  // streams at the default chunk size, secure aggregation responses) over the devices that
+  // downloaded the model.
+  double upload_bytes = 0.0;
+  double download_bytes = 0.0;
 };
 
 // Hooks the binary plugs in; all optional. privacy_released, evaluate, save_checkpoint and
@@ -239,6 +247,22 @@ class RoundCoordinator {
   // otherwise the FAILED_PRECONDITION SubmitUpdate / SubmitMaskedUpdate would give, counted.
   absl::Status CheckUploadHeader(const v1::UpdateHeader& header);
 
+  // A compressed upload's header (plan.compression): as CheckUploadHeader, and then
+  // FAILED_PRECONDITION ("not_compressed") when the run's plan does not compress,
+  // INVALID_ARGUMENT ("wrong_shape") unless total_size is the model's size and compressed_size is
+  // positive, RESOURCE_EXHAUSTED ("oversized") for a compressed_size beyond
+  // compression::MaxEncodedSize of the plan's spec; counted. A transport calls it before buffering
+  // compressed_size bytes.
+  absl::Status CheckCompressedUploadHeader(const v1::UpdateHeader& header);
+  // A compressed upload: decodes `encoded` under the plan's spec (compression/update_codec.h;
+  // INVALID_ARGUMENT, counted "malformed_compression", for bytes that do not decode), clips the
+  // decoded delta to the round's clip norm when there is one (stochastic rounding may push a
+  // clipped delta's norm a little over it; the clip keeps every update's L2 sensitivity the clip
+  // norm), then as SubmitUpdate. Decoding and clipping run before the lock is taken.
+  absl::StatusOr<v1::UploadResponse> SubmitCompressedUpdate(const v1::UpdateHeader& header,
+                                                            const std::string& encoded,
+                                                            absl::Time now);
+
   // Secure aggregation steps and polls from an assigned client (see SecureAggregationRound).
   // FAILED_PRECONDITION when the assignment is not current or the round has no secure aggregation.
   absl::StatusOr<v1::SecAggResponse> SecureAggregationStep(const v1::SecAggRequest& request,
@@ -288,6 +312,8 @@ class RoundCoordinator {
   // clipping). 0 without secure aggregation.
   int64_t masked_input_length() const;
   const ParameterLayout& layout() const { return layout_; }
+  // The plan's update compression (fixed at Create).
+  const compression::CompressionSpec& compression() const { return compression_; }
   std::vector<float> global_parameters() const;
   // An error from a hook (e.g. the checkpoint could not be written), which stops the run.
   absl::Status fatal_error() const;
@@ -371,6 +397,13 @@ class RoundCoordinator {
                               absl::string_view identity) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LeavePoolLocked(const std::string& client_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AbandonRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Under quantized secure aggregation: the unmasked sum decoded
+  // (compression/secagg_quantization.h) and checked like DecodeSum's (total weight, norm); sets
+  // outcome.examples. On a failed check the round is refused (RefuseRoundLocked) and the error
+  // returned.
+  absl::StatusOr<std::vector<float>> DecodeQuantizedSumLocked(absl::Span<const uint64_t> sum,
+                                                              RoundOutcome& outcome)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Counts `reason`, logs `line` and abandons the round (it starts again).
   void RefuseRoundLocked(absl::string_view reason, std::string line)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -396,7 +429,11 @@ class RoundCoordinator {
   std::string WaitingForLocked(absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const CoordinatorOptions options_;
+  compression::CompressionSpec compression_;  // from options_.plan, set by Create
+  // Quantization under secure aggregation (set by Create; each round sets its rotation seed).
+  std::optional<compression::SecAggQuantization> secagg_quantization_;
   const ParameterLayout layout_;
+  const v1::ParameterLayout layout_proto_;  // layout_ as sent in a model stream
   const CoordinatorHooks hooks_;
   const int64_t target_assignments_;
   const int64_t start_at_;  // waiting devices that start a round at once (under DP, the only way)
@@ -425,6 +462,14 @@ class RoundCoordinator {
   // them (plain rounds; a secure aggregation round sums inside secagg_round_).
   absl::flat_hash_map<std::string, artifacts::Sha256Digest> received_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<aggregation::Aggregator> aggregate_ ABSL_GUARDED_BY(mu_);
+  // The current round's traffic (RoundOutcome::upload_bytes / download_bytes).
+  struct Traffic {
+    int64_t sent = 0;       // bytes devices sent
+    int64_t uploads = 0;    // accepted uploads
+    int64_t received = 0;   // bytes devices received
+    int64_t downloads = 0;  // model downloads served
+  };
+  Traffic traffic_ ABSL_GUARDED_BY(mu_);
   double loss_sum_ ABSL_GUARDED_BY(mu_) = 0;  // of train_loss x weight (1 under central DP)
   // The previous round's assignment ids, with the client each belonged to.
   absl::flat_hash_map<std::string, std::string> recently_closed_ ABSL_GUARDED_BY(mu_);

@@ -79,3 +79,47 @@ absl::Status MaskedUploadAssembler::Add(const v1::UpdateChunk& chunk) {
 }
 
 }  // namespace fedkit::server
+
+namespace fedkit::server {
+
+CompressedUploadAssembler::CompressedUploadAssembler(int64_t total_bytes)
+    : total_bytes_(std::max<int64_t>(total_bytes, 0)) {}
+
+absl::Status CompressedUploadAssembler::Refuse(absl::Status status, absl::string_view counter) {
+  refusal_ = counter;
+  return status;
+}
+
+absl::Status CompressedUploadAssembler::Add(const v1::UpdateChunk& chunk) {
+  if (!chunk.has_compressed()) {
+    return Refuse(absl::InvalidArgumentError(
+                      "only compressed chunks may follow a compressed upload's header"),
+                  "malformed_stream");
+  }
+  const v1::CompressedValues& values = chunk.compressed();
+  if (values.byte_offset() != static_cast<int64_t>(bytes_.size())) {
+    return Refuse(absl::InvalidArgumentError(absl::StrCat("compressed chunk at byte offset ",
+                                                          values.byte_offset(), ", expected ",
+                                                          bytes_.size())),
+                  "malformed_stream");
+  }
+  if (static_cast<int64_t>(values.data().size()) >
+      total_bytes_ - static_cast<int64_t>(bytes_.size())) {
+    return Refuse(absl::ResourceExhaustedError(absl::StrCat(
+                      "compressed upload exceeds its declared ", total_bytes_, " bytes")),
+                  "oversized");
+  }
+  bytes_ += values.data();
+  return absl::OkStatus();
+}
+
+absl::Status CompressedUploadAssembler::Finish() {
+  if (static_cast<int64_t>(bytes_.size()) != total_bytes_) {
+    return Refuse(absl::InvalidArgumentError(absl::StrCat("compressed upload has ", bytes_.size(),
+                                                          " bytes of the declared ", total_bytes_)),
+                  "wrong_shape");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace fedkit::server

@@ -1,7 +1,8 @@
 // Reassembling an upload stream: the fedkit.v1.UpdateChunk messages that follow an upload's
 // UpdateHeader, put back together into what the round coordinator takes
 // (server/round_coordinator.h): the float delta of a plain round (SubmitUpdate) or the packed
-// masked vector of a secure one (SubmitMaskedUpdate). The gRPC service (server/grpc_service.cc)
+// masked vector of a secure one (SubmitMaskedUpdate), or the encoding of a compressed one
+// (SubmitCompressedUpdate). The gRPC service (server/grpc_service.cc)
 // feeds it every chunk it reads; fuzz/upload_stream_fuzz.cc feeds it the fuzzer's.
 //
 // The header must already have been checked (RoundCoordinator::CheckUploadHeader, and its
@@ -70,6 +71,28 @@ class MaskedUploadAssembler {
 
   int64_t max_bytes_;
   std::string packed_;
+  absl::string_view refusal_;
+};
+
+// A compressed upload (UpdateHeader.compressed_size > 0): CompressedValues chunks of bytes, in
+// order, exactly total_bytes of them (checked against compression::MaxEncodedSize by the
+// coordinator before the assembler is made). "malformed_stream" as above; "oversized" for more
+// bytes than declared; Finish: "wrong_shape" for fewer.
+class CompressedUploadAssembler {
+ public:
+  explicit CompressedUploadAssembler(int64_t total_bytes);
+
+  absl::Status Add(const v1::UpdateChunk& chunk);
+  absl::Status Finish();
+  absl::string_view refusal() const { return refusal_; }
+  // The encoding (all of it only after Finish() is OK).
+  std::string& bytes() { return bytes_; }
+
+ private:
+  absl::Status Refuse(absl::Status status, absl::string_view counter);
+
+  int64_t total_bytes_;
+  std::string bytes_;
   absl::string_view refusal_;
 };
 

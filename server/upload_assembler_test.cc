@@ -92,5 +92,43 @@ TEST(MaskedUploadAssemblerTest, AHugeDeclaredLengthDoesNotOverflow) {
   EXPECT_TRUE(assembler.Add(Masked(0, "abc")).ok());
 }
 
+v1::UpdateChunk Compressed(int64_t byte_offset, std::string data) {
+  v1::UpdateChunk chunk;
+  chunk.mutable_compressed()->set_byte_offset(byte_offset);
+  chunk.mutable_compressed()->set_data(std::move(data));
+  return chunk;
+}
+
+TEST(CompressedUploadAssemblerTest, ExactlyTheDeclaredBytesInOrder) {
+  CompressedUploadAssembler assembler(5);
+  ASSERT_TRUE(assembler.Add(Compressed(0, "ab")).ok());
+  EXPECT_EQ(assembler.Finish().code(), absl::StatusCode::kInvalidArgument);  // 2 of 5
+  EXPECT_EQ(assembler.refusal(), "wrong_shape");
+  CompressedUploadAssembler complete(5);
+  ASSERT_TRUE(complete.Add(Compressed(0, "ab")).ok());
+  ASSERT_TRUE(complete.Add(Compressed(2, "cde")).ok());
+  ASSERT_TRUE(complete.Finish().ok());
+  EXPECT_EQ(complete.bytes(), "abcde");
+}
+
+TEST(CompressedUploadAssemblerTest, EachBadChunkIsRefusedUnderItsCounter) {
+  {
+    CompressedUploadAssembler assembler(4);
+    EXPECT_EQ(assembler.Add(Masked(0, "ab")).code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(assembler.refusal(), "malformed_stream");
+  }
+  {
+    CompressedUploadAssembler assembler(4);
+    ASSERT_TRUE(assembler.Add(Compressed(0, "ab")).ok());
+    EXPECT_EQ(assembler.Add(Compressed(1, "cd")).code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(assembler.refusal(), "malformed_stream");
+  }
+  {
+    CompressedUploadAssembler assembler(4);
+    EXPECT_EQ(assembler.Add(Compressed(0, "abcde")).code(), absl::StatusCode::kResourceExhausted);
+    EXPECT_EQ(assembler.refusal(), "oversized");
+  }
+}
+
 }  // namespace
 }  // namespace fedkit::server

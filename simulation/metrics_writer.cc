@@ -31,6 +31,8 @@ absl::Status MetricsWriter::Append(const RoundResult& round) {
       {"seconds", round.seconds},
       {"eval_seconds", round.eval_seconds},
       {"elapsed_seconds", round.elapsed_seconds},
+      {"upload_bytes", round.upload_bytes},
+      {"download_bytes", round.download_bytes},
   };
   if (round.epsilon.has_value()) {
     // JSON has no infinity: null means unbounded (DP with noise multiplier 0).

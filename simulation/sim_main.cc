@@ -48,6 +48,7 @@ struct Flags {
   secagg::SecureAggregationSettings secure_aggregation;  // used with --secagg other than none
   double max_client_weight = 0;
   std::string secagg = "none";
+  std::string compression = "none";
   std::string dp = "none";
   double adaptive_clip_quantile = 0;  // the three are unset unless given
   double target_epsilon = 0;
@@ -124,6 +125,11 @@ int Run(int argc, char** argv, Collective* collective) {
                  "Cap on a client's FedAvg weight (its example count), rounded up to an integer; "
                  "0 = none (a client reporting over 2^20 examples is refused)")
       ->check(cli::NonNegative());
+  app.add_option(
+      "--compression", f.compression,
+      "Update compression, sent in the plan: none | quantize:BITS | quantize-rotate:BITS (uniform "
+      "stochastic quantization, after a randomized Hadamard rotation) | topk:FRACTION | "
+      "randk:FRACTION (sparsification with error feedback on the device)");
   app.add_option("--secagg", f.secagg,
                  "Secure aggregation: none | secagg (Bonawitz et al.) | secagg+ (Bell et al.)");
   app.add_option("--secagg-modulus-bits", f.secure_aggregation.modulus_bits,
@@ -226,6 +232,12 @@ int Run(int argc, char** argv, Collective* collective) {
   f.sim.server_optimizer.kind = *optimizer;
   if (f.max_client_weight > 0) f.sim.max_client_weight = f.max_client_weight;
   if (f.round_deadline > 0) f.sim.system.deadline_seconds = f.round_deadline;
+  {
+    absl::StatusOr<compression::CompressionSpec> spec =
+        compression::ParseCompressionSpec(f.compression);
+    if (!spec.ok()) return UsageError("--compression", spec.status().message());
+    f.sim.plan.compression = *spec;
+  }
   if (f.secagg != "none") {
     absl::StatusOr<secagg::Variant> variant = secagg::ParseVariant(f.secagg);
     if (!variant.ok()) return UsageError("--secagg", variant.status().message());
@@ -456,6 +468,9 @@ int Run(int argc, char** argv, Collective* collective) {
       }
       if (round->clip_norm && f.sim.dp.adaptive_clip_quantile) {
         extra += absl::StrFormat("  clip %.4g", *round->clip_norm);
+      }
+      if (f.sim.plan.compression.method != compression::CompressionMethod::kNone) {
+        extra += absl::StrFormat("  upload %.1f KB", round->upload_bytes / 1024.0);
       }
       if (!round->aborted.empty()) extra += "  ABORTED: " + round->aborted;
       std::cout << absl::StrFormat(

@@ -13,13 +13,19 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "aggregation/aggregator.h"
+#include "compression/secagg_compression.h"
+#include "compression/secagg_quantization.h"
+#include "compression/seeds.h"
 #include "core/seeds.h"
 #include "core/status_macros.h"
 #include "models/compute_threads.h"
 #include "models/flat_params.h"
+#include "privacy/clipping.h"
 #include "privacy/noise.h"
 #include "privacy/secagg/encoding.h"
 #include "privacy/secagg/in_memory_round.h"
+#include "proto/layout_conversion.h"
+#include "proto/wire_sizes.h"
 #include "server/client_sampler.h"
 #include "server/round_coordinator.h"
 
@@ -123,10 +129,14 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const SimulationOpt
   if (options.secure_aggregation.has_value() && options.dp.mode == DpMode::kNone) {
     FEDKIT_ASSIGN_OR_RETURN(sim->encoding_, sim->ChooseSecureAggregationEncoding());
   }
+  FEDKIT_RETURN_IF_ERROR(CheckCompressionUnderSecureAggregation(options));
   const uint64_t init_seed = server::InitialModelSeed(options.seed);
   FEDKIT_ASSIGN_OR_RETURN(auto global_model,
                           models::CreateModel(options.model, dataset->info(), init_seed));
   sim->global_ = models::FlattenParameters(*global_model);
+  sim->download_bytes_ = proto::ModelStreamBytes(
+      /*round=*/1, static_cast<int64_t>(sim->global_.size()), proto::kDefaultModelChunkFloats,
+      LayoutToProto(models::LayoutOf(*global_model)));
   if (options.dp.mode != DpMode::kNone) FEDKIT_RETURN_IF_ERROR(sim->SetUpPrivacy());
   FEDKIT_ASSIGN_OR_RETURN(sim->server_optimizer_,
                           aggregation::MakeServerOptimizer(
@@ -296,6 +306,15 @@ absl::StatusOr<secagg::ProtocolConfig> Simulator::RoundProtocolConfig(int round,
   return config;
 }
 
+absl::Status Simulator::CheckCompressionUnderSecureAggregation(const SimulationOptions& options) {
+  FEDKIT_RETURN_IF_ERROR(compression::ValidateCompressionSpec(options.plan.compression));
+  if (!options.secure_aggregation.has_value()) return absl::OkStatus();
+  absl::Status status = compression::CheckSecAggCompression(options.plan.compression,
+                                                            options.dp.mode != DpMode::kNone);
+  if (status.ok()) return status;
+  return absl::InvalidArgumentError(absl::StrCat("`plan.compression`: ", status.message()));
+}
+
 absl::StatusOr<secagg::FixedPointEncoding> Simulator::ChooseSecureAggregationEncoding() const {
   const secagg::SecureAggregationSettings& secure = *options_.secure_aggregation;
   if (!(options_.plan.clip_norm > 0)) {
@@ -420,6 +439,7 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
     result.delta = options_.dp.delta;
   }
   std::optional<std::vector<float>> average;
+  double upload_bytes = 0.0;  // summed over the clients that uploaded (plain rounds)
   int64_t trained = 0;
   double weighted_loss = 0.0;
   double norm_sum = 0.0;
@@ -493,6 +513,10 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
                 privacy::AdaptiveClipping::UnclippedBit(update.delta_norm, plan.clip_norm);
           }
           const int64_t weight = std::min(update.num_examples, weight_cap);
+          const int64_t client = participants[mine[k]];
+          FEDKIT_ASSIGN_OR_RETURN(const int64_t sent,
+                                  CompressAsUploaded(round, client, plan, weight, update));
+          upload_bytes += static_cast<double>(sent);
           if (absl::Status folded = aggregate->Accumulate(update.delta, weight); !folded.ok()) {
             return absl::Status(
                 folded.code(),
@@ -542,6 +566,16 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
 
   result.train_loss =
       result.examples > 0 ? weighted_loss / static_cast<double>(result.examples) : 0.0;
+  // Every participant downloads the model; uploads are averaged over participants too, as the
+  // coordinator does (a client that dropped out sent nothing).
+  if (result.participants > 0) {
+    const double participants = static_cast<double>(result.participants);
+    result.download_bytes = static_cast<double>(download_bytes_);
+    result.upload_bytes =
+        result.secure_aggregation.has_value()
+            ? result.secure_aggregation->client_bytes_sent_mean  // over clients that sent
+            : upload_bytes / participants;
+  }
   result.mean_delta_norm = trained > 0 ? norm_sum / static_cast<double>(trained) : 0.0;
   result.contributors = trained;
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -557,6 +591,42 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
   result.elapsed_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - *first_round_start_).count();
   return result;
+}
+
+absl::StatusOr<int64_t> Simulator::CompressAsUploaded(int round, int64_t client,
+                                                      const client::TrainingPlan& plan,
+                                                      int64_t weight,
+                                                      client::ClientUpdate& update) {
+  v1::UpdateHeader header;  // as a device fills it (ids as fedkit-client's defaults)
+  header.set_client_id(absl::StrFormat("client-%06d", client));
+  header.set_assignment_id(std::string(32, 'a'));
+  header.set_round(round);
+  header.set_num_examples(weight);
+  header.set_total_size(static_cast<int64_t>(update.delta.size()));
+  header.set_train_loss(update.train_loss);
+  if (plan.compression.method == compression::CompressionMethod::kNone) {
+    return proto::UploadStreamBytes(header, proto::UploadPayload::kFloats,
+                                    static_cast<int64_t>(update.delta.size()));
+  }
+  // The device's encoder (with its error feedback), then the coordinator's decoding and clip.
+  auto it = encoders_.find(client);
+  if (it == encoders_.end()) {
+    FEDKIT_ASSIGN_OR_RETURN(compression::UpdateEncoder encoder,
+                            compression::UpdateEncoder::Create(
+                                plan.compression, static_cast<int64_t>(update.delta.size())));
+    it = encoders_.emplace(client, std::move(encoder)).first;
+  }
+  FEDKIT_ASSIGN_OR_RETURN(
+      const std::string encoded,
+      it->second.Encode(update.delta, plan.clip_norm,
+                        compression::UpdateCompressionSeed(options_.seed, round, client)));
+  FEDKIT_ASSIGN_OR_RETURN(update.delta,
+                          compression::DecodeUpdate(plan.compression, encoded,
+                                                    static_cast<int64_t>(update.delta.size())));
+  if (plan.clip_norm > 0) privacy::ClipL2InPlace(absl::MakeSpan(update.delta), plan.clip_norm);
+  header.set_compressed_size(static_cast<int64_t>(encoded.size()));
+  return proto::UploadStreamBytes(header, proto::UploadPayload::kCompressedBytes,
+                                  static_cast<int64_t>(encoded.size()));
 }
 
 absl::StatusOr<std::vector<float>> Simulator::ReleaseDpAverage(int round, double clip_norm,
@@ -698,6 +768,11 @@ absl::StatusOr<std::optional<std::vector<float>>> Simulator::RunSecureAggregatio
     int round, const std::vector<int64_t>& participants,
     const std::vector<std::optional<secagg::ClientPhase>>& drop_at, const TrainFunction& train,
     RoundResult& result, int64_t& trained, double& weighted_loss, double& norm_sum) {
+  const compression::CompressionSpec& spec = options_.plan.compression;
+  if (spec.method != compression::CompressionMethod::kNone) {
+    return RunCompressedSecureAggregation(round, participants, drop_at, train, result, trained,
+                                          weighted_loss, norm_sum);
+  }
   FEDKIT_ASSIGN_OR_RETURN(secagg::ProtocolConfig config,
                           RoundProtocolConfig(round, static_cast<int64_t>(participants.size()),
                                               static_cast<int64_t>(global_.size()) + 1));
@@ -714,6 +789,85 @@ absl::StatusOr<std::optional<std::vector<float>>> Simulator::RunSecureAggregatio
   if (!outcome.status.ok()) return std::optional<std::vector<float>>();
   FEDKIT_ASSIGN_OR_RETURN(secagg::DecodedSum decoded, secagg::DecodeSum(*encoding_, outcome.sum));
   if (decoded.total_weight <= 0) {
+    result.aborted = "secure aggregation summed zero weight";
+    return std::optional<std::vector<float>>();
+  }
+  return std::optional<std::vector<float>>(decoded.Average());
+}
+
+absl::StatusOr<std::optional<std::vector<float>>> Simulator::RunCompressedSecureAggregation(
+    int round, const std::vector<int64_t>& participants,
+    const std::vector<std::optional<secagg::ClientPhase>>& drop_at, const TrainFunction& train,
+    RoundResult& result, int64_t& trained, double& weighted_loss, double& norm_sum) {
+  const compression::CompressionSpec& spec = options_.plan.compression;
+  const int64_t dim = static_cast<int64_t>(global_.size());
+  const uint64_t shared_seed = compression::SharedCompressionSeed(options_.seed, round);
+  const int64_t max_weight = encoding_->max_weight;
+  auto weight_of = [&](const client::ClientUpdate& update) {
+    return std::min(update.num_examples, max_weight);
+  };
+  if (spec.method == compression::CompressionMethod::kRandK) {
+    // The round's clients keep the same k coordinates; each sends their values (after its error
+    // feedback) in the usual fixed point, so the masked vector has k + 1 entries.
+    const int64_t k = compression::KeptCoordinates(spec, dim);
+    const std::vector<int64_t> kept = compression::RandomKIndices(shared_seed, dim, k);
+    for (int64_t client : participants) {  // made here: the pool's workers only look them up
+      if (!encoders_.contains(client)) {
+        FEDKIT_ASSIGN_OR_RETURN(compression::UpdateEncoder encoder,
+                                compression::UpdateEncoder::Create(spec, dim));
+        encoders_.emplace(client, std::move(encoder));
+      }
+    }
+    FEDKIT_ASSIGN_OR_RETURN(
+        secagg::ProtocolConfig config,
+        RoundProtocolConfig(round, static_cast<int64_t>(participants.size()), k + 1));
+    auto encode = [&](const client::ClientUpdate& update,
+                      int32_t i) -> absl::StatusOr<std::vector<uint64_t>> {
+      FEDKIT_ASSIGN_OR_RETURN(std::vector<float> values,
+                              compression::RandomKValuesForSecureAggregation(
+                                  encoders_.at(participants[i]), update.delta,
+                                  options_.plan.clip_norm, shared_seed, kept));
+      return secagg::EncodeWeightedUpdate(
+          *encoding_, values, weight_of(update),
+          secagg::StochasticRoundingSeed(options_.seed, round, participants[i]));
+    };
+    FEDKIT_ASSIGN_OR_RETURN(secagg::InMemoryRoundResult outcome,
+                            RunSecureRoundOnPool(config, drop_at, train, encode, result, trained,
+                                                 weighted_loss, norm_sum));
+    if (!outcome.status.ok()) return std::optional<std::vector<float>>();
+    FEDKIT_ASSIGN_OR_RETURN(secagg::DecodedSum decoded, secagg::DecodeSum(*encoding_, outcome.sum));
+    if (decoded.total_weight <= 0) {
+      result.aborted = "secure aggregation summed zero weight";
+      return std::optional<std::vector<float>>();
+    }
+    std::vector<float> average(dim, 0.0f);
+    const std::vector<float> kept_average = decoded.Average();
+    for (int64_t j = 0; j < k; ++j) average[kept[j]] = kept_average[j];
+    return std::optional<std::vector<float>>(std::move(average));
+  }
+  // quantize / quantize-rotate: the shared rotation and scale of compression/secagg_quantization.h,
+  // with a modulus of bits + ceil(log2(clients)) bits.
+  FEDKIT_ASSIGN_OR_RETURN(
+      const compression::SecAggQuantization q,
+      compression::ChooseSecAggQuantization(spec, dim, options_.plan.clip_norm, max_weight,
+                                            encoding_->max_clients, shared_seed));
+  FEDKIT_ASSIGN_OR_RETURN(
+      secagg::ProtocolConfig config,
+      RoundProtocolConfig(round, static_cast<int64_t>(participants.size()), dim + 1));
+  config.modulus_bits = q.modulus_bits;
+  auto encode = [&](const client::ClientUpdate& update,
+                    int32_t i) -> absl::StatusOr<std::vector<uint64_t>> {
+    return compression::EncodeForSecAgg(
+        q, update.delta, weight_of(update),
+        secagg::StochasticRoundingSeed(options_.seed, round, participants[i]));
+  };
+  FEDKIT_ASSIGN_OR_RETURN(secagg::InMemoryRoundResult outcome,
+                          RunSecureRoundOnPool(config, drop_at, train, encode, result, trained,
+                                               weighted_loss, norm_sum));
+  if (!outcome.status.ok()) return std::optional<std::vector<float>>();
+  FEDKIT_ASSIGN_OR_RETURN(compression::SecAggQuantizedSum decoded,
+                          compression::DecodeSecAggSum(q, outcome.sum));
+  if (!(decoded.total_weight > 0)) {
     result.aborted = "secure aggregation summed zero weight";
     return std::optional<std::vector<float>>();
   }

@@ -11,11 +11,13 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "aggregation/aggregator.h"
 #include "aggregation/server_optimizer.h"
 #include "client/local_trainer.h"
+#include "compression/update_codec.h"
 #include "data/federated_dataset.h"
 #include "models/evaluate.h"
 #include "models/model.h"
@@ -129,6 +131,11 @@ struct RoundResult {
   // Secure aggregation: cost, or why the round aborted (then the global model is unchanged).
   std::optional<SecureAggregationRoundStats> secure_aggregation;
   std::string aborted;  // empty unless the round aborted
+  // Mean per participating client of the bytes it sent and received this round, as the
+  // coordinator's GetStatus reports them (proto/wire_sizes.h: the upload stream, plain, compressed
+  // or masked, and with secure aggregation the protocol's messages; the model download).
+  double upload_bytes = 0.0;
+  double download_bytes = 0.0;
   // With SystemOptions: the round's virtual duration (open to close, as the coordinator would
   // close it), the sampled clients that finished after the deadline, and those that finished in
   // time but were not needed (over-selection).
@@ -194,6 +201,11 @@ class Simulator {
   SimulationOptions options_;
   const data::FederatedDataset* dataset_;
   std::vector<float> global_;
+  // ModelChunk bytes of one model download (the layout travels in the first chunk).
+  int64_t download_bytes_ = 0;
+  // Update compression: each virtual client's encoder (its error-feedback residual for top-k and
+  // random-k), made when it first trains; used by RunRound's ordered consumer only.
+  absl::flat_hash_map<int64_t, compression::UpdateEncoder> encoders_;
   std::unique_ptr<aggregation::ServerOptimizer> server_optimizer_;
   std::vector<std::unique_ptr<client::LocalTrainer>> trainers_;  // one per worker
   std::unique_ptr<WorkerPool> pool_;
@@ -245,6 +257,16 @@ class Simulator {
                            RoundResult& result) const;
   // Trains and aggregates the round's clients under secure aggregation. Returns the survivors'
   // weighted average, or nullopt (with result.aborted set) when the protocol aborted.
+  // RunSecureAggregation under plan.compression: random-k keeps the round's shared coordinates
+  // (the masked vector has k + 1 entries); quantize / quantize-rotate use the shared rotation and
+  // scale of compression/secagg_quantization.h with a modulus of bits + ceil(log2 n) bits.
+  absl::StatusOr<std::optional<std::vector<float>>> RunCompressedSecureAggregation(
+      int round, const std::vector<int64_t>& participants,
+      const std::vector<std::optional<secagg::ClientPhase>>& drop_at, const TrainFunction& train,
+      RoundResult& result, int64_t& trained, double& weighted_loss, double& norm_sum);
+  // INVALID_ARGUMENT for a compression spec secure aggregation cannot carry: top-k (each client
+  // keeps other coordinates), 1-bit quantization, anything with DP under secure aggregation.
+  static absl::Status CheckCompressionUnderSecureAggregation(const SimulationOptions& options);
   absl::StatusOr<std::optional<std::vector<float>>> RunSecureAggregation(
       int round, const std::vector<int64_t>& participants,
       const std::vector<std::optional<secagg::ClientPhase>>& drop_at, const TrainFunction& train,
@@ -283,6 +305,12 @@ class Simulator {
                                     DpSum& dp_sum, int64_t& examples, int64_t& trained,
                                     double& weighted_loss, double& norm_sum);
   // Releases the round's average from the sum (adding central noise) and updates the clip.
+  // A plain round's upload of `client`: with plan.compression, encodes update.delta through the
+  // client's encoder and replaces it with what the coordinator decodes and clips
+  // (RoundCoordinator::SubmitCompressedUpdate). Returns the upload stream's bytes.
+  absl::StatusOr<int64_t> CompressAsUploaded(int round, int64_t client,
+                                             const client::TrainingPlan& plan, int64_t weight,
+                                             client::ClientUpdate& update);
   absl::StatusOr<std::vector<float>> ReleaseDpAverage(int round, double clip_norm,
                                                       const DpSum& dp_sum, RoundResult& result);
 };

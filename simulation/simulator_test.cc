@@ -4,7 +4,11 @@
 #include <cmath>
 #include <fstream>
 #include <limits>
+#include <map>
 
+#include "absl/strings/str_cat.h"
+#include "compression/random.h"
+#include "compression/seeds.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "privacy/adaptive_clipping.h"
@@ -147,6 +151,150 @@ TEST(SimulatorTest, InvalidOptionsAreClearErrors) {
   options = SmallRun(1);
   options.plan.learning_rate = -1;
   EXPECT_FALSE(Simulator::Create(options, dataset.get()).ok());
+}
+
+// Update compression: each client's delta goes through its encoder (with error feedback for
+// top-k / random-k) and the coordinator's decoding and clip; uploads shrink by the codec's ratio.
+TEST(SimulatorCompressionTest, UploadsShrinkAndTheModelStillLearns) {
+  auto dataset = Synthetic(40);
+  std::map<std::string, std::vector<RoundResult>> runs;
+  std::map<std::string, std::vector<float>> models;
+  for (const char* text : {"none", "quantize-rotate:8", "topk:0.1", "randk:0.1"}) {
+    auto options = SmallRun(2);
+    options.model = "mlp";
+    options.plan.clip_norm = 2.0;
+    options.plan.compression = *compression::ParseCompressionSpec(text);
+    auto sim = Simulator::Create(options, dataset.get());
+    ASSERT_TRUE(sim.ok()) << sim.status();
+    runs[text] = RunAll(**sim, 4);
+    ASSERT_EQ(runs[text].size(), 4u) << text;
+    models[text] = (*sim)->global_parameters();
+  }
+  const double dim = static_cast<double>(models["none"].size());
+  for (int r = 0; r < 4; ++r) {
+    const double plain = runs["none"][r].upload_bytes;
+    EXPECT_GT(plain, 4 * dim);
+    EXPECT_LT(plain, 4 * dim + 200);
+    EXPECT_GE(plain / runs["quantize-rotate:8"][r].upload_bytes, 3.9);
+    EXPECT_GE(plain / runs["topk:0.1"][r].upload_bytes, 5.0);  // positions and float32 values
+    EXPECT_GE(plain / runs["randk:0.1"][r].upload_bytes,
+              9.0);  // values only: positions from a seed
+    for (const char* text : {"quantize-rotate:8", "topk:0.1", "randk:0.1"}) {
+      EXPECT_EQ(runs[text][r].download_bytes, runs["none"][r].download_bytes);
+    }
+  }
+  const double accuracy = runs["none"].back().eval->accuracy();
+  EXPECT_NEAR(runs["quantize-rotate:8"].back().eval->accuracy(), accuracy, 0.05);
+  EXPECT_GT(runs["topk:0.1"].back().eval->accuracy(), 0.3);
+  EXPECT_NE(models["quantize-rotate:8"], models["none"]);  // the codec is really in the path
+}
+
+TEST(SimulatorCompressionTest, ErrorFeedbackDoesNotDependOnTheNumberOfThreads) {
+  auto dataset = Synthetic(20);
+  auto one = SmallRun(1);
+  one.clients_per_round = 10;
+  one.plan.compression = *compression::ParseCompressionSpec("topk:0.2");
+  auto three = one;
+  three.threads = 3;
+  auto a = *Simulator::Create(one, dataset.get());
+  auto b = *Simulator::Create(three, dataset.get());
+  RunAll(*a, 4);
+  RunAll(*b, 4);
+  EXPECT_EQ(a->global_parameters(), b->global_parameters());
+}
+
+// Under secure aggregation quantization shares the round's rotation and scale: the masked values
+// have bits + ceil(log2 n) bits instead of 32, and the model stays close to plain FedAvg's.
+TEST(SimulatorCompressionTest, QuantizationUnderSecureAggregationIsCloseToPlainFedAvg) {
+  auto dataset = Synthetic(40);
+  SimulationOptions plain = SmallRun(2);
+  plain.model = "mlp";
+  plain.clients_per_round = 12;
+  plain.plan.clip_norm = 0.5;
+  SimulationOptions full = plain;
+  full.secure_aggregation.emplace().variant = secagg::Variant::kSecAggPlus;
+  auto fresh = *Simulator::Create(plain, dataset.get());
+  const std::vector<float> start = fresh->global_parameters();
+  auto a = *Simulator::Create(plain, dataset.get());
+  auto b = *Simulator::Create(full, dataset.get());
+  const auto ra = RunAll(*a, 3);
+  const auto rb = RunAll(*b, 3);
+  // ||model - plain model|| / ||plain model - start||, for 8 and 12 bits.
+  std::map<int, double> relative_error;
+  for (int bits : {8, 12}) {
+    SimulationOptions quantized = full;
+    quantized.plan.compression =
+        *compression::ParseCompressionSpec(absl::StrCat("quantize-rotate:", bits));
+    auto c = Simulator::Create(quantized, dataset.get());
+    ASSERT_TRUE(c.ok()) << c.status();
+    const auto rc = RunAll(**c, 3);
+    ASSERT_EQ(rc.size(), 3u);
+    for (int r = 0; r < 3; ++r) {
+      EXPECT_TRUE(rc[r].aborted.empty()) << rc[r].aborted;
+      ASSERT_TRUE(rc[r].secure_aggregation.has_value());
+      EXPECT_EQ(rc[r].secure_aggregation->survivors, 12);
+      // bits + ceil(log2 12) <= 16 bits travel in 2 bytes instead of 4, protocol included.
+      EXPECT_LT(rc[r].upload_bytes, 0.6 * rb[r].upload_bytes);
+    }
+    const auto& pa = a->global_parameters();
+    const auto& pc = (*c)->global_parameters();
+    EXPECT_NE(pa, pc);
+    double diff = 0, step = 0;
+    for (size_t i = 0; i < pa.size(); ++i) {
+      diff += (pa[i] - pc[i]) * (pa[i] - pc[i]);
+      step += (pa[i] - start[i]) * (pa[i] - start[i]);
+    }
+    relative_error[bits] = std::sqrt(diff / step);
+  }
+  // A light client's weighted value uses few of the levels (the scale is set by max_weight), so the
+  // error at 8 bits is noticeable on 12 clients; it is unbiased and shrinks with more clients.
+  EXPECT_LT(relative_error[8], 0.5) << relative_error[8];
+  // Finer levels, smaller error: the difference is the quantization, nothing else.
+  EXPECT_LT(relative_error[12], relative_error[8] / 4) << relative_error[12];
+}
+
+// Random-k under secure aggregation: the round's clients keep the same coordinates (the shared
+// seed's), so only those move in a round.
+TEST(SimulatorCompressionTest, RandomKUnderSecureAggregationMovesOnlyTheSharedCoordinates) {
+  auto dataset = Synthetic(40);
+  SimulationOptions options = SmallRun(2);
+  options.clients_per_round = 10;
+  options.plan.clip_norm = 0.5;
+  options.plan.compression = *compression::ParseCompressionSpec("randk:0.3");
+  options.secure_aggregation.emplace().variant = secagg::Variant::kSecAggPlus;
+  auto sim = Simulator::Create(options, dataset.get());
+  ASSERT_TRUE(sim.ok()) << sim.status();
+  const std::vector<float> start = (*sim)->global_parameters();
+  const auto results = RunAll(**sim, 1);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_TRUE(results[0].aborted.empty()) << results[0].aborted;
+  const int64_t dim = static_cast<int64_t>(start.size());
+  const std::vector<int64_t> kept =
+      compression::RandomKIndices(compression::SharedCompressionSeed(options.seed, 1), dim,
+                                  compression::KeptCoordinates(options.plan.compression, dim));
+  std::vector<bool> is_kept(dim, false);
+  for (int64_t p : kept) is_kept[p] = true;
+  int64_t moved = 0;
+  for (int64_t i = 0; i < dim; ++i) {
+    if ((*sim)->global_parameters()[i] != start[i]) {
+      EXPECT_TRUE(is_kept[i]) << i;
+      ++moved;
+    }
+  }
+  EXPECT_GT(moved, static_cast<int64_t>(kept.size()) / 2);
+}
+
+TEST(SimulatorCompressionTest, RefusesWhatSecureAggregationCannotCarry) {
+  auto dataset = Synthetic(20);
+  for (const char* text : {"topk:0.1", "quantize:1"}) {
+    auto options = SmallRun(1);
+    options.plan.clip_norm = 1.0;
+    options.plan.compression = *compression::ParseCompressionSpec(text);
+    options.secure_aggregation.emplace();
+    auto refused = Simulator::Create(options, dataset.get());
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << text;
+    EXPECT_THAT(refused.status().message(), testing::HasSubstr(text));
+  }
 }
 
 // Secure aggregation changes only how the sum is formed: the model must match plain FedAvg over

@@ -1124,6 +1124,40 @@ TEST_F(RoundEngineMatrixTest, DistributedDpUnderSecAggPlus) {
       {"--dp-population", "8", "--dp-noise-seed", kSeed}, {}, true, true);
 }
 
+// Update compression (--compression): the devices encode their deltas, the coordinator decodes
+// and clips them; the simulator runs the same encoder and decoder with the same seeds, so the
+// models agree bit for bit. Top-k keeps its error feedback on each device across rounds.
+TEST_F(RoundEngineMatrixTest, QuantizeRotateCompression) {
+  ExpectTheSimulatorReplaysTheCoordinator(
+      {"--compression", "quantize-rotate:4", "--clip-norm", "5"}, {}, {}, false, false);
+}
+
+TEST_F(RoundEngineMatrixTest, TopKCompressionWithErrorFeedback) {
+  ExpectTheSimulatorReplaysTheCoordinator({"--compression", "topk:0.05"}, {}, {}, false, false);
+}
+
+TEST_F(RoundEngineMatrixTest, RandKCompressionUnderCentralDp) {
+  ExpectTheSimulatorReplaysTheCoordinator({"--compression", "randk:0.25", "--dp", "central",
+                                           "--clip-norm", "1", "--noise-multiplier", "0.5"},
+                                          {"--dp-population", "8", "--dp-noise-seed", kSeed}, {},
+                                          false, false);
+}
+
+// Under secure aggregation the round's devices share the compression's randomness: quantization
+// with the shared rotation and scale (a 8 + ceil(log2 n)-bit modulus), random-k with the shared
+// coordinates (k + 1 masked values); the unmasked sums, and so the models, are the simulator's.
+TEST_F(RoundEngineMatrixTest, QuantizeRotateUnderSecAggPlus) {
+  ExpectTheSimulatorReplaysTheCoordinator(
+      {"--secagg", "secagg+", "--clip-norm", "5", "--compression", "quantize-rotate:8"},
+      {"--max-examples", "8000"}, {"--max-client-weight", "8000"}, true, false);
+}
+
+TEST_F(RoundEngineMatrixTest, RandKUnderSecAggPlus) {
+  ExpectTheSimulatorReplaysTheCoordinator(
+      {"--secagg", "secagg+", "--clip-norm", "5", "--compression", "randk:0.25"},
+      {"--max-examples", "8000"}, {"--max-client-weight", "8000"}, true, false);
+}
+
 TEST_F(RoundEngineMatrixTest, AdaptiveClipping) {
   ExpectTheSimulatorReplaysTheCoordinator(
       // z < 2 sigma_b = 2 (3 / 20): the most noise adaptive clipping allows at 3 per round.
