@@ -32,7 +32,8 @@ Outputs (any of them; at least one, or --report):
                         file bytes, gzip -9 bytes, test accuracy and mean cross-entropy loss on the
                         10,000 test examples, and latency per example at batch 1 and batch 64
                         (median over --latency-runs runs after --latency-warmup runs,
-                        torch.set_num_threads(--threads), default 1)
+                        torch.set_num_threads(--threads), default 1, and OPENBLAS_NUM_THREADS the
+                        same unless set: OpenBLAS keeps its own thread pool)
   --expected-out FILE.json  the logits and predicted classes of every form written on the first
                         --expected-count test examples (what the C++ device-path test compares with)
 
@@ -495,7 +496,7 @@ def markdown_report(report):
         "",
         f"Model: {report['model']}. Test set: Fashion-MNIST t10k ({report['test_examples']:,} examples, "
         f"{report['data_dir']}). torch {report['torch']}, quantized engine {report['engine']}, "
-        f"torch.set_num_threads({report['threads']}). Latency: median over {report['latency_runs']} "
+        f"torch.set_num_threads({report['threads']}), OPENBLAS_NUM_THREADS={report['openblas_threads']}. Latency: median over {report['latency_runs']} "
         f"runs after {report['latency_warmup']} warm-up runs, per example (in brackets the fastest run).",
         "",
         "| form | file | bytes | gzip -9 bytes | accuracy | change (points) | loss | latency batch 1, us: median (fastest) "
@@ -526,6 +527,10 @@ def write_text(flag, path, text):
 
 def run(args, log=print):
     """Does what `args` (parse_args) asks; returns the report as a dict."""
+    # Debian's torch does float matrix products in OpenBLAS (the pthread build), whose own thread
+    # pool torch.set_num_threads does not size: without this, "1 thread" would be 1 for torch's
+    # kernels and nproc for OpenBLAS's. Read once, when torch first loads OpenBLAS.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
     import torch
     torch.set_num_threads(args.threads)
     engine = pick_engine(args.engine)
@@ -579,7 +584,8 @@ def run(args, log=print):
 
     report = {
         "input": args.input, "model": description, "torch": torch.__version__, "engine": engine,
-        "threads": torch.get_num_threads(), "data_dir": args.data_dir, "test_examples": len(test_y),
+        "threads": torch.get_num_threads(), "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+        "data_dir": args.data_dir, "test_examples": len(test_y),
         "calibration_examples": None if calibration is None else len(calibration),
         "latency_runs": args.latency_runs, "latency_warmup": args.latency_warmup, "forms": [],
     }
