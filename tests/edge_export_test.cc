@@ -1,17 +1,22 @@
 // The device path of fedkit-export's files: the frozen, 8-bit and pruned exports (models/python/
 // export.py) loaded by LibTorch C++ as a device app would, with torch::jit::load and forward(), on
 // the first Fashion-MNIST test examples read by FedKit's own reader; their logits and predicted
-// classes must match what the exporter computed in Python (its --expected-out file).
+// classes must match what the exporter computed in Python (its --expected-out file). The models
+// (a small 2NN and a small CNN) are trained here for a few seeded SGD steps first, so that they
+// predict different classes for different examples.
 //
 // FedKit's TorchScriptModel (models/torchscript_model.h) is the training path: it refuses a module
 // without parameters, and a frozen or quantized module has none (its weights are graph constants or
 // packed parameters), so inference on a device goes through torch::jit::load + forward; the last
 // test pins that refusal so the README's advice stays true.
+#include <torch/nn/functional/loss.h>
+#include <torch/optim/sgd.h>
 #include <torch/script.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -76,6 +81,32 @@ nlohmann::json Export(const std::string& model, const std::string& prefix) {
   return nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
 }
 
+// `steps` SGD steps (batch 32, lr 0.05) of the TorchScript model at `in` on consecutive training
+// examples, written to `out`.
+void TrainBriefly(const std::string& in, const std::string& out, const data::Examples& train,
+                  int steps) {
+  torch::manual_seed(3);
+  torch::jit::Module module = torch::jit::load(in);
+  module.train();
+  std::vector<torch::Tensor> parameters;
+  for (const auto& p : module.parameters()) parameters.push_back(p);
+  torch::optim::SGD optimizer(parameters, torch::optim::SGDOptions(0.05));
+  constexpr int64_t kBatch = 32;
+  for (int step = 0; step < steps; ++step) {
+    const int64_t first = (step * kBatch) % (train.size() - kBatch);
+    const torch::Tensor x =
+        torch::from_blob(const_cast<float*>(train.features.data()) + first * train.feature_dim,
+                         {kBatch, 1, 28, 28}, torch::kFloat32);
+    const torch::Tensor y = torch::from_blob(const_cast<int64_t*>(train.labels.data()) + first,
+                                             {kBatch}, torch::kInt64);
+    optimizer.zero_grad();
+    torch::nn::functional::cross_entropy(module.forward({x}).toTensor(), y).backward();
+    optimizer.step();
+  }
+  module.eval();
+  module.save(out);
+}
+
 class EdgeExportTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -83,12 +114,22 @@ class EdgeExportTest : public ::testing::Test {
     ASSERT_TRUE(test.ok()) << test.status();
     features_ = new torch::Tensor(
         torch::from_blob(test->features.data(), {kExamples, 1, 28, 28}, torch::kFloat32).clone());
+    auto train = data::LoadFashionMnist(data::kDefaultFashionMnistDir, data::Split::kTrain);
+    ASSERT_TRUE(train.ok()) << train.status();
     const std::string cnn = WorkDir() + "/small_cnn.pt";
     RunOrFail({FEDKIT_TORCH_PYTHON, FEDKIT_MAKE_MODEL_PY, "small-cnn", cnn, "--seed", "7"},
               "make_model.log");
-    mlp_ = new nlohmann::json(
-        Export(std::string(FEDKIT_TORCHSCRIPT_FIXTURES) + "/fmnist_small_2nn.pt", "2nn"));
-    cnn_ = new nlohmann::json(Export(cnn, "cnn"));
+    const std::string trained_mlp = WorkDir() + "/small_2nn_trained.pt";
+    const std::string trained_cnn = WorkDir() + "/small_cnn_trained.pt";
+    try {
+      TrainBriefly(std::string(FEDKIT_TORCHSCRIPT_FIXTURES) + "/fmnist_small_2nn.pt", trained_mlp,
+                   *train, 100);
+      TrainBriefly(cnn, trained_cnn, *train, 100);
+    } catch (const c10::Error& e) {
+      FAIL() << "training the test models: " << e.what_without_backtrace();
+    }
+    mlp_ = new nlohmann::json(Export(trained_mlp, "2nn"));
+    cnn_ = new nlohmann::json(Export(trained_cnn, "cnn"));
   }
   static void TearDownTestSuite() {
     delete features_;
@@ -118,6 +159,8 @@ class EdgeExportTest : public ::testing::Test {
     const std::vector<int64_t> predictions(classes.data_ptr<int64_t>(),
                                            classes.data_ptr<int64_t>() + kExamples);
     EXPECT_EQ(predictions, f["predictions"].get<std::vector<int64_t>>());
+    // The trained model tells examples apart: a constant prediction would match trivially.
+    EXPECT_GT(std::set<int64_t>(predictions.begin(), predictions.end()).size(), 2u);
     const auto rows = f["logits"].get<std::vector<std::vector<float>>>();
     ASSERT_EQ(rows.size(), static_cast<size_t>(kExamples));
     for (int i = 0; i < kExamples; ++i) {

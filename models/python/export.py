@@ -636,6 +636,10 @@ def main(argv=None):
     except ExportError as e:
         print(f"fedkit-export: {e}", file=sys.stderr)
         return 1
+    except (RuntimeError, ValueError, OSError) as e:  # from torch, past the checks above
+        print(f"fedkit-export: failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+              file=sys.stderr)
+        return 1
     return 0
 
 
