@@ -191,7 +191,10 @@ def parse_args(argv):
 
 
 def read_idx(path):
-    """An IDX file (gzip or plain) as a numpy array. Raises ExportError naming the file."""
+    """An IDX file (gzip or plain) as a numpy array. Raises ExportError naming the file.
+
+    Written by hand (numpy and gzip, as tests/python/torchscript_model_out_test.py does): the IDX
+    header is four bytes and the dimensions, and torchvision's reader is not installed here."""
     import numpy as np
     try:
         opener = gzip.open if path.endswith(".gz") else open
@@ -420,7 +423,11 @@ def evaluate(module, x, y, batch=500):
 
 def latency_per_example(module, x, batch, runs, warmup):
     """(median, fastest) seconds per example of module(x[:batch]) over `runs` calls after `warmup`
-    calls. (The fastest run is the one least disturbed by other processes on a shared machine.)"""
+    calls. (The fastest run is the one least disturbed by other processes on a shared machine.)
+
+    A plain perf_counter loop rather than torch.utils.benchmark.Timer, whose blocked_autorange
+    chooses how many calls to time per form: here every form gets the same number of single calls,
+    and both their median and their minimum are kept."""
     import torch
     inputs = x[:batch].contiguous()
     times = []
