@@ -36,6 +36,11 @@ install(TARGETS fedkit-coordinator fedkit-client fedkit-sim RUNTIME DESTINATION 
   OPTIONAL)
 # fedkit-plot (scripts/plot.py), which fedkit-sim --plot looks for beside itself.
 install(PROGRAMS ${CMAKE_BINARY_DIR}/bin/fedkit-plot DESTINATION ${CMAKE_INSTALL_BINDIR} OPTIONAL)
+# fedkit-export (models/python/export.py) and the make_model.py it imports, which it looks for in
+# ../share/fedkit/ relative to itself.
+install(PROGRAMS ${CMAKE_BINARY_DIR}/bin/fedkit-export DESTINATION ${CMAKE_INSTALL_BINDIR} OPTIONAL)
+install(FILES ${CMAKE_BINARY_DIR}/share/fedkit/make_model.py DESTINATION ${CMAKE_INSTALL_DATADIR}/fedkit
+  OPTIONAL)
 
 # The headers reachable from client/federated_client.h, models/tensor_examples.h and
 # models/torchscript_model.h (FedKit's own; absl, LibTorch and protobuf come from their packages).
