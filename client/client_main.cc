@@ -51,6 +51,7 @@ struct Flags {
   std::string tls_server_name;
   std::string token;
   bool insecure = false;
+  bool no_telemetry = false;
   std::optional<uint64_t> dp_noise_seed;
   std::string go_silent;
 };
@@ -169,6 +170,9 @@ int Run(int argc, char** argv) {
                  "Name checked against the server certificate instead of the host");
   app.add_option("--token", f.token, "Bearer token sent with every call");
   app.add_flag("--insecure", f.insecure, "Plaintext connection (no TLS); for local testing only");
+  app.add_flag("--no-telemetry", f.no_telemetry,
+               "Do not send this device's round measurements (training time, throughput, peak "
+               "memory, model load time, bytes, CPU time, energy) with its uploads");
   app.add_option(
       "--dp-noise-seed", f.dp_noise_seed,
       "Distributed DP: draw this device's noise share from a stream seeded by this (to "
@@ -298,6 +302,7 @@ int Run(int argc, char** argv) {
   options.client_id = f.client_id;
   options.client_index = f.client_index;
   options.dp_noise_seed = f.dp_noise_seed;
+  options.send_telemetry = !f.no_telemetry;
   options.log = log;
   std::cerr << absl::StrFormat("fedkit-client: %s (shard %d of %d, %d examples), %s, %s %s\n",
                                f.client_id, f.client_index, f.num_clients, examples.size(),

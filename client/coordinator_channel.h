@@ -3,7 +3,9 @@
 #ifndef FEDKIT_CLIENT_COORDINATOR_CHANNEL_H_
 #define FEDKIT_CLIENT_COORDINATOR_CHANNEL_H_
 
+#include <atomic>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,6 +15,32 @@
 #include "fedkit/v1/coordinator.pb.h"
 
 namespace fedkit::client {
+
+// What a channel has sent and received since it was created: the serialized sizes (ByteSizeLong)
+// of the protobuf messages of every call, failed calls included. gRPC's message framing, HTTP/2
+// and TLS are not in them, so the bytes on the wire are somewhat more.
+struct ChannelTraffic {
+  int64_t bytes_sent = 0;
+  int64_t bytes_received = 0;
+};
+
+// The counters a channel implementation keeps for traffic(). Any thread.
+class TrafficCounter {
+ public:
+  void Sent(size_t bytes) {
+    sent_.fetch_add(static_cast<int64_t>(bytes), std::memory_order_relaxed);
+  }
+  void Received(size_t bytes) {
+    received_.fetch_add(static_cast<int64_t>(bytes), std::memory_order_relaxed);
+  }
+  ChannelTraffic Get() const {
+    return {sent_.load(std::memory_order_relaxed), received_.load(std::memory_order_relaxed)};
+  }
+
+ private:
+  std::atomic<int64_t> sent_{0};
+  std::atomic<int64_t> received_{0};
+};
 
 // One logical connection to a coordinator. Calls may be made from one thread at a time; Cancel()
 // may be called from any thread and makes in-flight and later calls return CANCELLED promptly.
@@ -71,6 +99,11 @@ class CoordinatorChannel {
   }
 
   virtual void Cancel() = 0;
+
+  // The bytes this channel has moved so far (see ChannelTraffic), for the device's telemetry;
+  // nullopt when the channel does not count them (then the telemetry has no byte counts). Any
+  // thread.
+  virtual std::optional<ChannelTraffic> traffic() const { return std::nullopt; }
 };
 
 }  // namespace fedkit::client

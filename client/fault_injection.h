@@ -59,6 +59,8 @@ class FaultInjectionChannel : public CoordinatorChannel {
   absl::StatusOr<v1::UploadResponse> UploadMaskedInput(const v1::UpdateHeader& header,
                                                        const std::string& packed) override;
   void Cancel() override;
+  // The inner channel's.
+  std::optional<ChannelTraffic> traffic() const override { return inner_->traffic(); }
 
   // Whether the device has gone silent.
   bool silent() const { return silent_; }

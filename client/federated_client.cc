@@ -151,6 +151,9 @@ FederatedClient::FederatedClient(FederatedClientOptions options,
     : options_(std::move(options)),
       channel_(std::move(channel)),
       models_(std::move(models)),
+      probe_(options_.telemetry_probe != nullptr
+                 ? options_.telemetry_probe
+                 : std::shared_ptr<DeviceProbe>(std::make_shared<LinuxDeviceProbe>())),
       examples_(std::move(examples)) {}
 
 FederatedClient::~FederatedClient() = default;
@@ -203,6 +206,7 @@ absl::Status FederatedClient::Run() {
 
   while (true) {
     if (cancelled_.HasBeenNotified()) return absl::CancelledError("cancelled");
+    const std::optional<ChannelTraffic> traffic_before = channel_->traffic();
     absl::StatusOr<v1::CheckInResponse> response = channel_->CheckIn(request);
     if (!response.ok()) {
       const absl::Status status = RetryAfter(response.status(), "check-in", backoff);
@@ -224,7 +228,7 @@ absl::Status FederatedClient::Run() {
         break;
       }
       case v1::CheckInResponse::kAssignment: {
-        const absl::Status status = DoRound(response->assignment(), backoff);
+        const absl::Status status = DoRound(response->assignment(), backoff, traffic_before);
         if (!status.ok()) return status;
         break;
       }
@@ -236,9 +240,11 @@ absl::Status FederatedClient::Run() {
   }
 }
 
-absl::Status FederatedClient::DoRound(const v1::RoundAssignment& assignment, Backoff& backoff) {
+absl::Status FederatedClient::DoRound(const v1::RoundAssignment& assignment, Backoff& backoff,
+                                      std::optional<ChannelTraffic> traffic_at_check_in) {
   const int64_t round = assignment.round();
   const std::string round_name = absl::StrCat("round ", round);
+  RoundTelemetry telemetry(probe_.get(), traffic_at_check_in);
   bool check_in_again = false;
   absl::StatusOr<std::shared_ptr<models::Model>> model =
       ResolveModel(assignment, backoff, &check_in_again);
@@ -292,12 +298,13 @@ absl::Status FederatedClient::DoRound(const v1::RoundAssignment& assignment, Bac
     }
   }
 
+  telemetry.ModelReady();
   Log(absl::StrFormat("%s: model downloaded (%d parameters)", round_name, global.size()));
   if (!assignment.secure_aggregation().protocol().empty()) {
-    return DoSecureRound(assignment, *model, global, backoff);
+    return DoSecureRound(assignment, *model, global, backoff, telemetry);
   }
 
-  absl::StatusOr<ClientUpdate> update = TrainForRound(assignment, *model, global);
+  absl::StatusOr<ClientUpdate> update = TrainForRound(assignment, *model, global, telemetry);
   if (!update.ok()) return update.status();
 
   // Upload; after a transport error the same bytes again (the coordinator deduplicates).
@@ -328,6 +335,10 @@ absl::Status FederatedClient::DoRound(const v1::RoundAssignment& assignment, Bac
     encoded = *std::move(bytes);
     header.set_compressed_size(static_cast<int64_t>(encoded->size()));
   }
+  AddTelemetry(telemetry,
+               encoded.has_value() ? static_cast<int64_t>(encoded->size())
+                                   : 4 * static_cast<int64_t>(update->delta.size()),
+               header);
   while (true) {
     if (cancelled_.HasBeenNotified()) return absl::CancelledError("cancelled");
     absl::StatusOr<v1::UploadResponse> response =
@@ -508,19 +519,35 @@ absl::StatusOr<std::string> FederatedClient::EncodeUpdate(const v1::RoundAssignm
 
 absl::StatusOr<ClientUpdate> FederatedClient::TrainForRound(const v1::RoundAssignment& assignment,
                                                             std::shared_ptr<models::Model> model,
-                                                            const std::vector<float>& global) {
+                                                            const std::vector<float>& global,
+                                                            RoundTelemetry& telemetry) {
   LocalTrainer trainer(std::move(model));
   // The seed depends on (run seed, round, device index) only, exactly as a simulated client's.
   const uint64_t seed =
       LocalTrainingSeed(assignment.plan().run_seed(), assignment.round(), options_.client_index);
+  telemetry.TrainingStarted();
   absl::StatusOr<ClientUpdate> update =
       trainer.Train(global, examples_, FromProto(assignment.plan()), seed);
+  if (update.ok()) {
+    telemetry.TrainingFinished(update->num_examples *
+                               std::max<int64_t>(assignment.plan().local_epochs(), 0));
+  }
   if (!update.ok()) {
     return absl::Status(update.status().code(),
                         absl::StrCat("round ", assignment.round(),
                                      ": local training: ", update.status().message()));
   }
   return update;
+}
+
+void FederatedClient::AddTelemetry(const RoundTelemetry& telemetry, int64_t upload_payload_bytes,
+                                   v1::UpdateHeader& header) const {
+  if (!options_.send_telemetry) return;
+  v1::UpdateChunk header_chunk;  // the upload's first message, without the telemetry
+  *header_chunk.mutable_header() = header;
+  const int64_t upload_bytes =
+      static_cast<int64_t>(header_chunk.ByteSizeLong()) + upload_payload_bytes;
+  *header.mutable_telemetry() = telemetry.Report(channel_->traffic(), upload_bytes);
 }
 
 absl::StatusOr<v1::SecAggResponse> FederatedClient::SecureAggregationCall(
@@ -559,7 +586,8 @@ absl::StatusOr<v1::SecAggResponse> FederatedClient::SecureAggregationCall(
 
 absl::Status FederatedClient::DoSecureRound(const v1::RoundAssignment& assignment,
                                             std::shared_ptr<models::Model> model,
-                                            const std::vector<float>& global, Backoff& backoff) {
+                                            const std::vector<float>& global, Backoff& backoff,
+                                            RoundTelemetry& telemetry) {
   const int64_t round = assignment.round();
   const std::string round_name = absl::StrCat("round ", round);
   // A client that cannot take part (bad parameters) skips the round: the protocol treats it as a
@@ -642,7 +670,8 @@ absl::Status FederatedClient::DoSecureRound(const v1::RoundAssignment& assignmen
   Log(absl::StrCat(round_name, ": secure aggregation keys shared"));
 
   // Train and encode.
-  absl::StatusOr<ClientUpdate> update = TrainForRound(assignment, std::move(model), global);
+  absl::StatusOr<ClientUpdate> update =
+      TrainForRound(assignment, std::move(model), global, telemetry);
   if (!update.ok()) return update.status();
   const uint64_t rounding_seed =
       secagg::StochasticRoundingSeed(assignment.plan().run_seed(), round, options_.client_index);
@@ -702,6 +731,7 @@ absl::Status FederatedClient::DoSecureRound(const v1::RoundAssignment& assignmen
   header.set_train_loss(update->train_loss);
   header.mutable_secagg_bad_share_senders()->Add(bad_share_senders.begin(),
                                                  bad_share_senders.end());
+  AddTelemetry(telemetry, static_cast<int64_t>(packed.size()), header);
   while (true) {
     if (cancelled_.HasBeenNotified()) return absl::CancelledError("cancelled");
     absl::StatusOr<v1::UploadResponse> response = channel_->UploadMaskedInput(header, packed);

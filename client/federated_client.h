@@ -19,6 +19,7 @@
 #include "client/coordinator_channel.h"
 #include "client/local_trainer.h"
 #include "client/model_source.h"
+#include "client/round_telemetry.h"
 #include "compression/update_codec.h"
 #include "data/examples.h"
 #include "models/model.h"
@@ -63,6 +64,12 @@ struct FederatedClientOptions {
   std::optional<uint64_t> dp_noise_seed;
   // Receives one line per round and per notable event (waits, retries); empty = silent.
   std::function<void(absl::string_view)> log;
+  // Send this device's measurements of each round (client/round_telemetry.h: training time,
+  // throughput, peak memory, model load time, bytes, CPU time, energy) in the upload header, plain
+  // and masked. They carry no training data; the coordinator keeps only their distribution.
+  bool send_telemetry = true;
+  // Where the measurements come from; null: LinuxDeviceProbe (/proc/self, RAPL). Tests inject.
+  std::shared_ptr<DeviceProbe> telemetry_probe;
 };
 
 // Runs the loop: check in; if told to retry, wait (as told); if assigned, download the model, train
@@ -103,7 +110,9 @@ class FederatedClient {
   // ... implementation detail: chosen by the implementer.
   class Backoff;
   // One assignment: download, train, upload. OK to go on checking in; an error ends Run().
-  absl::Status DoRound(const v1::RoundAssignment& assignment, Backoff& backoff);
+  // `traffic_at_check_in`: the channel's traffic before the check-in that brought it.
+  absl::Status DoRound(const v1::RoundAssignment& assignment, Backoff& backoff,
+                       std::optional<ChannelTraffic> traffic_at_check_in);
   // The model for the assignment from the source, downloading its artifact first if needed.
   // A refusal is declined to the coordinator and returned; *check_in_again (with OK) when the
   // coordinator refused the download (the round is over for this device).
@@ -114,10 +123,15 @@ class FederatedClient {
   // round.
   absl::Status Refuse(const v1::RoundAssignment& assignment, const absl::Status& why);
   // Local training of `model` from the downloaded parameters with the assignment's plan and this
-  // device's seed.
+  // device's seed, measured by `telemetry`.
   absl::StatusOr<ClientUpdate> TrainForRound(const v1::RoundAssignment& assignment,
                                              std::shared_ptr<models::Model> model,
-                                             const std::vector<float>& global);
+                                             const std::vector<float>& global,
+                                             RoundTelemetry& telemetry);
+  // The header's telemetry (when options_.send_telemetry), the upload itself counted as
+  // `upload_payload_bytes` plus the header's serialized size.
+  void AddTelemetry(const RoundTelemetry& telemetry, int64_t upload_payload_bytes,
+                    v1::UpdateHeader& header) const;
   // The delta encoded under the plan's compression (compression/update_codec.h), through this
   // device's encoder (which keeps top-k / random-k's error feedback across rounds).
   // FAILED_PRECONDITION for a spec the device cannot use.
@@ -127,7 +141,7 @@ class FederatedClient {
   // masked upload, unmasking. OK to go on checking in (also when the round's protocol aborted).
   absl::Status DoSecureRound(const v1::RoundAssignment& assignment,
                              std::shared_ptr<models::Model> model, const std::vector<float>& global,
-                             Backoff& backoff);
+                             Backoff& backoff, RoundTelemetry& telemetry);
   // One secure aggregation step or poll: retried after transport errors, and (polls) after each
   // retry_later until the phase's answer arrives. Sets *ended_round (and returns an empty
   // response) when the coordinator no longer wants this client in the round: a refusal, or the
@@ -144,6 +158,7 @@ class FederatedClient {
   FederatedClientOptions options_;
   std::unique_ptr<CoordinatorChannel> channel_;
   std::unique_ptr<ModelSource> models_;
+  std::shared_ptr<DeviceProbe> probe_;  // options_.telemetry_probe, or a LinuxDeviceProbe
   data::Examples examples_;
   absl::Notification cancelled_;
   std::atomic<int64_t> rounds_contributed_{0};

@@ -389,6 +389,49 @@ TEST_F(FederatedClientTest, ReportedExampleCountIsCappedByTheAssignment) {
   EXPECT_EQ(fake->uploads[0].header.num_examples(), 25);
 }
 
+// A probe whose clock advances one second per reading, with fixed CPU, memory and no RAPL.
+class SteppingProbe final : public DeviceProbe {
+ public:
+  double MonotonicSeconds() override { return seconds_++; }
+  std::optional<double> ProcessCpuSeconds() override { return cpu_ += 0.75; }
+  std::optional<int64_t> PeakResidentBytes() override { return int64_t{64} << 20; }
+  std::optional<EnergyReading> Energy() override { return std::nullopt; }
+
+ private:
+  double seconds_ = 0;
+  double cpu_ = 0;
+};
+
+TEST_F(FederatedClientTest, TheUploadCarriesTheRoundsTelemetry) {
+  FederatedClientOptions options = Options();
+  options.telemetry_probe = std::make_shared<SteppingProbe>();
+  auto client = MakeClient(options);
+  fake->check_ins.push_back(AssignmentResponse(1, *reference_));
+  ASSERT_TRUE(client->Run().ok());
+  ASSERT_EQ(fake->uploads.size(), 1u);
+  ASSERT_TRUE(fake->uploads[0].header.has_telemetry());
+  const v1::DeviceTelemetry& t = fake->uploads[0].header.telemetry();
+  // Clock readings: assigned 0, model ready 1, training 2 to 3.
+  EXPECT_DOUBLE_EQ(t.model_load_seconds(), 1);
+  EXPECT_DOUBLE_EQ(t.training_seconds(), 1);
+  EXPECT_DOUBLE_EQ(t.examples_per_second(), 40 * 2);  // 40 examples, 2 epochs
+  EXPECT_DOUBLE_EQ(t.cpu_seconds(), 0.75);
+  EXPECT_EQ(t.peak_memory_bytes(), int64_t{64} << 20);
+  EXPECT_FALSE(t.has_energy_joules());
+  EXPECT_FALSE(t.has_upload_bytes());  // the fake channel does not count bytes
+}
+
+TEST_F(FederatedClientTest, TelemetryCanBeSwitchedOff) {
+  FederatedClientOptions options = Options();
+  options.send_telemetry = false;
+  auto client = MakeClient(options);
+  fake->check_ins.push_back(AssignmentResponse(1, *reference_));
+  ASSERT_TRUE(client->Run().ok());
+  ASSERT_EQ(fake->uploads.size(), 1u);
+  EXPECT_FALSE(fake->uploads[0].header.has_telemetry());
+  EXPECT_EQ(fake->uploads[0].delta, Expected(1).delta);
+}
+
 // ---- A device without a model of its own: the coordinator's artifact ----
 
 class ArtifactClientTest : public FederatedClientTest {

@@ -74,9 +74,11 @@ class GrpcCoordinatorChannel final : public CoordinatorChannel {
     ActiveCall call(this, &context);
     if (!call.started()) return Cancelled(kRpc);
     v1::CheckInResponse response;
+    traffic_.Sent(request.ByteSizeLong());
     const grpc::Status status = stub_->CheckIn(&context, request, &response);
     if (IsCancelled()) return Cancelled(kRpc);
     if (!status.ok()) return FromGrpc(status, kRpc, context);
+    traffic_.Received(response.ByteSizeLong());
     return response;
   }
 
@@ -89,11 +91,13 @@ class GrpcCoordinatorChannel final : public CoordinatorChannel {
     Prepare(context);
     ActiveCall call(this, &context);
     if (!call.started()) return Cancelled(kRpc);
+    traffic_.Sent(request.ByteSizeLong());
     std::unique_ptr<grpc::ClientReader<v1::ModelChunk>> reader = stub_->GetModel(&context, request);
     v1::ModelChunk chunk;
     int64_t total_size = -1;  // from the first chunk
     absl::Status stream_error;
     while (reader->Read(&chunk)) {
+      traffic_.Received(chunk.ByteSizeLong());
       if (total_size < 0 && chunk.total_size() != expected_size) {
         stream_error = absl::FailedPreconditionError(
             absl::StrCat("GetModel: the server sends a model of ", chunk.total_size(),
@@ -145,12 +149,14 @@ class GrpcCoordinatorChannel final : public CoordinatorChannel {
     Prepare(context);
     ActiveCall call(this, &context);
     if (!call.started()) return Cancelled(kRpc);
+    traffic_.Sent(request.ByteSizeLong());
     std::unique_ptr<grpc::ClientReader<v1::ArtifactChunk>> reader =
         stub_->GetArtifact(&context, request);
     bytes->reserve(static_cast<size_t>(expected_size));
     v1::ArtifactChunk chunk;
     absl::Status stream_error;
     while (reader->Read(&chunk)) {
+      traffic_.Received(chunk.ByteSizeLong());
       const int64_t held = static_cast<int64_t>(bytes->size());
       if (chunk.total_size() != expected_size) {
         stream_error = absl::FailedPreconditionError(
@@ -189,9 +195,11 @@ class GrpcCoordinatorChannel final : public CoordinatorChannel {
     ActiveCall call(this, &context);
     if (!call.started()) return Cancelled(kRpc);
     v1::DeclineResponse response;
+    traffic_.Sent(request.ByteSizeLong());
     const grpc::Status status = stub_->Decline(&context, request, &response);
     if (IsCancelled()) return Cancelled(kRpc);
     if (!status.ok()) return FromGrpc(status, kRpc, context);
+    traffic_.Received(response.ByteSizeLong());
     return response;
   }
 
@@ -213,18 +221,21 @@ class GrpcCoordinatorChannel final : public CoordinatorChannel {
     v1::UpdateChunk chunk;
     *chunk.mutable_header() = header;
     // A failed Write means the stream is broken; Finish reports why.
+    traffic_.Sent(chunk.ByteSizeLong());
     bool open = writer->Write(chunk);
     for (size_t offset = 0; open && offset < delta.size(); offset += kUploadChunkFloats) {
       const size_t n = std::min(kUploadChunkFloats, delta.size() - offset);
       v1::DeltaValues* values = chunk.mutable_values();  // clears the header
       values->set_offset(static_cast<int64_t>(offset));
       values->mutable_values()->Assign(delta.begin() + offset, delta.begin() + offset + n);
+      traffic_.Sent(chunk.ByteSizeLong());
       open = writer->Write(chunk);
     }
     if (open) writer->WritesDone();
     const grpc::Status status = writer->Finish();
     if (IsCancelled()) return Cancelled(kRpc);
     if (!status.ok()) return FromGrpc(status, kRpc, context);
+    traffic_.Received(response.ByteSizeLong());
     return response;
   }
 
@@ -235,9 +246,11 @@ class GrpcCoordinatorChannel final : public CoordinatorChannel {
     ActiveCall call(this, &context);
     if (!call.started()) return Cancelled(kRpc);
     v1::SecAggResponse response;
+    traffic_.Sent(request.ByteSizeLong());
     const grpc::Status status = stub_->SecureAggregation(&context, request, &response);
     if (IsCancelled()) return Cancelled(kRpc);
     if (!status.ok()) return FromGrpc(status, kRpc, context);
+    traffic_.Received(response.ByteSizeLong());
     return response;
   }
 
@@ -262,6 +275,10 @@ class GrpcCoordinatorChannel final : public CoordinatorChannel {
     if (active_ != nullptr) active_->TryCancel();
   }
 
+  // Counted as each message is handed to or taken from gRPC (a written chunk that a broken stream
+  // never delivered included).
+  std::optional<ChannelTraffic> traffic() const override { return traffic_.Get(); }
+
  private:
   // The header, then `bytes` in MaskedValues or CompressedValues chunks of
   // proto::kUploadChunkBytes.
@@ -278,6 +295,7 @@ class GrpcCoordinatorChannel final : public CoordinatorChannel {
         stub_->UploadUpdate(&context, &response);
     v1::UpdateChunk chunk;
     *chunk.mutable_header() = header;
+    traffic_.Sent(chunk.ByteSizeLong());
     bool open = writer->Write(chunk);
     const size_t chunk_bytes = static_cast<size_t>(proto::kUploadChunkBytes);
     for (size_t offset = 0; open && offset < bytes.size(); offset += chunk_bytes) {
@@ -290,12 +308,14 @@ class GrpcCoordinatorChannel final : public CoordinatorChannel {
         masked->set_byte_offset(static_cast<int64_t>(offset));
         masked->set_packed(bytes.substr(offset, chunk_bytes));
       }
+      traffic_.Sent(chunk.ByteSizeLong());
       open = writer->Write(chunk);
     }
     if (open) writer->WritesDone();
     const grpc::Status status = writer->Finish();
     if (IsCancelled()) return Cancelled(rpc);
     if (!status.ok()) return FromGrpc(status, rpc, context);
+    traffic_.Received(response.ByteSizeLong());
     return response;
   }
 
@@ -365,6 +385,7 @@ class GrpcCoordinatorChannel final : public CoordinatorChannel {
 
   std::unique_ptr<v1::Coordinator::Stub> stub_;
   const ConnectionOptions options_;
+  TrafficCounter traffic_;
   absl::Mutex mu_;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ClientContext* active_ ABSL_GUARDED_BY(mu_) = nullptr;

@@ -1,8 +1,9 @@
 // StatusCollector: a prometheus::Collectable that reads the coordinator's GetStatus at each scrape
 // and reports what is true now: the round and its phase, devices checked in / assigned / uploaded,
-// rounds abandoned, refusals and declines by reason, and the privacy spent. Reading the status
-// when Prometheus asks (instead of mirroring it in gauges) keeps one source of truth: the values
-// are exactly what GetStatus and the dashboard show.
+// rounds abandoned, refusals and declines by reason, the privacy spent, and the last committed
+// round's device telemetry (p50 and p90 of each field, RoundSummary.device_telemetry). Reading the
+// status when Prometheus asks (instead of mirroring it in gauges) keeps one source of truth: the
+// values are exactly what GetStatus and the dashboard show.
 //
 // Thread safety: Collect may run on any thread (the HTTP endpoint's); it only calls `status`,
 // which must be thread-safe (RoundCoordinator::Status is). Owns a copy of `status`.

@@ -56,5 +56,36 @@ TEST(StatusCollectorTest, DpRunsReportEpsilonAtTheirDelta) {
   EXPECT_THAT(text, HasSubstr("fedkit_dp_delta 1e-05\n"));
 }
 
+TEST(StatusCollectorTest, TheLastRoundsDeviceTelemetryIsReportedAsPercentiles) {
+  v1::GetStatusResponse status;
+  status.set_device_telemetry_invalid(3);
+  const std::string before =
+      prometheus::TextSerializer().Serialize(StatusCollector::FamiliesOf(status));
+  EXPECT_THAT(before, HasSubstr("fedkit_device_telemetry_invalid_total 3\n"));
+  EXPECT_THAT(before, Not(HasSubstr("fedkit_device_training_seconds")));  // no round yet
+
+  v1::RoundSummary* first = status.add_history();
+  first->set_round(1);
+  first->mutable_device_telemetry()->set_reports(99);
+  v1::RoundSummary* last = status.add_history();
+  last->set_round(2);
+  v1::DeviceTelemetrySummary* t = last->mutable_device_telemetry();
+  t->set_reports(20);
+  t->mutable_training_seconds()->set_count(20);
+  t->mutable_training_seconds()->set_p50(1.5);
+  t->mutable_training_seconds()->set_p90(4.25);
+  t->mutable_upload_bytes()->set_count(20);
+  t->mutable_upload_bytes()->set_p50(1000);
+  t->mutable_upload_bytes()->set_p90(2000);
+  const std::string text =
+      prometheus::TextSerializer().Serialize(StatusCollector::FamiliesOf(status));
+  EXPECT_THAT(text, HasSubstr("fedkit_device_telemetry_reports 20\n"));  // the last round's
+  EXPECT_THAT(text, HasSubstr("fedkit_device_training_seconds{percentile=\"50\"} 1.5\n"));
+  EXPECT_THAT(text, HasSubstr("fedkit_device_training_seconds{percentile=\"90\"} 4.25\n"));
+  EXPECT_THAT(text, HasSubstr("fedkit_device_upload_bytes{percentile=\"90\"} 2000\n"));
+  EXPECT_THAT(text, HasSubstr("# TYPE fedkit_device_training_seconds gauge"));
+  EXPECT_THAT(text, Not(HasSubstr("fedkit_device_energy_joules")));  // no device measured it
+}
+
 }  // namespace
 }  // namespace fedkit::monitoring

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "proto/layout_conversion.h"
+#include "proto/wire_sizes.h"
 
 namespace fedkit::server {
 
@@ -19,13 +20,17 @@ absl::Status InProcessChannel::CheckNotCancelled() const {
 
 absl::StatusOr<v1::CheckInResponse> InProcessChannel::CheckIn(const v1::CheckInRequest& request) {
   if (absl::Status s = CheckNotCancelled(); !s.ok()) return s;
-  return coordinator_->CheckIn(request, clock_());
+  traffic_.Sent(request.ByteSizeLong());
+  absl::StatusOr<v1::CheckInResponse> response = coordinator_->CheckIn(request, clock_());
+  if (response.ok()) traffic_.Received(response->ByteSizeLong());
+  return response;
 }
 
 absl::Status InProcessChannel::GetModel(const v1::GetModelRequest& request, int64_t expected_size,
                                         std::vector<float>* parameters,
                                         v1::ParameterLayout* layout) {
   if (absl::Status s = CheckNotCancelled(); !s.ok()) return s;
+  traffic_.Sent(request.ByteSizeLong());
   absl::StatusOr<RoundCoordinator::ModelSnapshot> snapshot =
       coordinator_->GetModel(request, clock_());
   if (!snapshot.ok()) return snapshot.status();
@@ -37,12 +42,20 @@ absl::Status InProcessChannel::GetModel(const v1::GetModelRequest& request, int6
   }
   *parameters = values;
   *layout = LayoutToProto(coordinator_->layout());
+  // As if in one ModelChunk: its layout and total size, and 4 bytes per float (packed).
+  v1::ModelChunk chunk_without_values;
+  *chunk_without_values.mutable_layout() = *layout;
+  chunk_without_values.set_total_size(static_cast<int64_t>(values.size()));
+  traffic_.Received(chunk_without_values.ByteSizeLong() + 4 * values.size());
   return absl::OkStatus();
 }
 
 absl::StatusOr<v1::DeclineResponse> InProcessChannel::Decline(const v1::DeclineRequest& request) {
   if (absl::Status s = CheckNotCancelled(); !s.ok()) return s;
-  return coordinator_->Decline(request, clock_());
+  traffic_.Sent(request.ByteSizeLong());
+  absl::StatusOr<v1::DeclineResponse> response = coordinator_->Decline(request, clock_());
+  if (response.ok()) traffic_.Received(response->ByteSizeLong());
+  return response;
 }
 
 absl::StatusOr<v1::UploadResponse> InProcessChannel::UploadUpdate(const v1::UpdateHeader& header,
@@ -55,7 +68,10 @@ absl::StatusOr<v1::UploadResponse> InProcessChannel::UploadUpdate(const v1::Upda
                                                    header.total_size(), "; the model has ",
                                                    coordinator_->model_size()));
   }
-  return coordinator_->SubmitUpdate(header, delta, clock_());
+  traffic_.Sent(header.ByteSizeLong() + 4 * delta.size());  // as if the header and packed floats
+  absl::StatusOr<v1::UploadResponse> response = coordinator_->SubmitUpdate(header, delta, clock_());
+  if (response.ok()) traffic_.Received(response->ByteSizeLong());
+  return response;
 }
 
 absl::StatusOr<v1::UploadResponse> InProcessChannel::UploadCompressedUpdate(
@@ -69,13 +85,23 @@ absl::StatusOr<v1::UploadResponse> InProcessChannel::UploadCompressedUpdate(
   if (absl::Status checked = coordinator_->CheckCompressedUploadHeader(header); !checked.ok()) {
     return checked;
   }
-  return coordinator_->SubmitCompressedUpdate(header, encoded, clock_());
+  // The messages the gRPC channel would send (proto/wire_sizes.h).
+  traffic_.Sent(proto::UploadStreamBytes(header, proto::UploadPayload::kCompressedBytes,
+                                         static_cast<int64_t>(encoded.size())));
+  absl::StatusOr<v1::UploadResponse> response =
+      coordinator_->SubmitCompressedUpdate(header, encoded, clock_());
+  if (response.ok()) traffic_.Received(response->ByteSizeLong());
+  return response;
 }
 
 absl::StatusOr<v1::SecAggResponse> InProcessChannel::SecureAggregation(
     const v1::SecAggRequest& request) {
   if (absl::Status s = CheckNotCancelled(); !s.ok()) return s;
-  return coordinator_->SecureAggregationStep(request, clock_());
+  traffic_.Sent(request.ByteSizeLong());
+  absl::StatusOr<v1::SecAggResponse> response =
+      coordinator_->SecureAggregationStep(request, clock_());
+  if (response.ok()) traffic_.Received(response->ByteSizeLong());
+  return response;
 }
 
 absl::StatusOr<v1::UploadResponse> InProcessChannel::UploadMaskedInput(
@@ -87,7 +113,11 @@ absl::StatusOr<v1::UploadResponse> InProcessChannel::UploadMaskedInput(
                                                    " values; expected ",
                                                    coordinator_->masked_input_length()));
   }
-  return coordinator_->SubmitMaskedUpdate(header, packed, clock_());
+  traffic_.Sent(header.ByteSizeLong() + packed.size());
+  absl::StatusOr<v1::UploadResponse> response =
+      coordinator_->SubmitMaskedUpdate(header, packed, clock_());
+  if (response.ok()) traffic_.Received(response->ByteSizeLong());
+  return response;
 }
 
 void InProcessChannel::Cancel() { cancelled_.store(true, std::memory_order_release); }

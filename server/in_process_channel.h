@@ -51,6 +51,9 @@ class InProcessChannel final : public client::CoordinatorChannel {
   absl::StatusOr<v1::UploadResponse> UploadMaskedInput(const v1::UpdateHeader& header,
                                                        const std::string& packed) override;
   void Cancel() override;
+  // The messages as the gRPC channel would send them: a download as one ModelChunk, an upload
+  // as its header plus 4 bytes per float (or the packed masked bytes); no bytes really move.
+  std::optional<client::ChannelTraffic> traffic() const override { return traffic_.Get(); }
 
  private:
   absl::Status CheckNotCancelled() const;
@@ -58,6 +61,7 @@ class InProcessChannel final : public client::CoordinatorChannel {
   RoundCoordinator* const coordinator_;
   const std::function<absl::Time()> clock_;
   std::atomic<bool> cancelled_{false};
+  client::TrafficCounter traffic_;
 };
 
 }  // namespace fedkit::server

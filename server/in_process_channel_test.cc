@@ -89,6 +89,7 @@ class RecordingChannel final : public client::CoordinatorChannel {
   }
   void Cancel() override { inner_->Cancel(); }
   void set_spec(const compression::CompressionSpec& spec) { spec_ = spec; }
+  std::optional<client::ChannelTraffic> traffic() const override { return inner_->traffic(); }
 
  private:
   compression::CompressionSpec spec_;
@@ -168,7 +169,19 @@ void RunDevicesAndCheckTheModel(const compression::CompressionSpec& spec) {
   ASSERT_EQ((*coordinator)->rounds_completed(), 3);
   const v1::GetStatusResponse status = (*coordinator)->Status(absl::Now());
   ASSERT_EQ(status.history_size(), 3);
-  for (const auto& round : status.history()) EXPECT_EQ(round.participants(), 3);
+  for (const auto& round : status.history()) {
+    EXPECT_EQ(round.participants(), 3);
+    // Each accepted upload's telemetry, with the bytes the in-process channel counted: at least
+    // the model down and the delta up, 4 bytes a parameter.
+    const v1::DeviceTelemetrySummary& t = round.device_telemetry();
+    EXPECT_EQ(t.reports(), 3);
+    EXPECT_EQ(t.invalid_reports(), 0);
+    EXPECT_EQ(t.training_seconds().count(), 3);
+    EXPECT_EQ(t.download_bytes().count(), 3);
+    EXPECT_GE(t.download_bytes().p50(), 4.0 * static_cast<double>(initial.size()));
+    EXPECT_GE(t.upload_bytes().p50(), 4.0 * static_cast<double>(initial.size()));
+    EXPECT_GT(t.peak_memory_bytes().p50(), 0);
+  }
 
   // The committed model, by hand: weighted FedAvg of the accepted updates, server SGD (lr 1).
   std::vector<float> expected = initial;

@@ -334,6 +334,7 @@ absl::Status RoundCoordinator::Restore(const v1::Checkpoint& checkpoint) {
       outcome.sampling_rate = r.dp_sampling_rate();
       outcome.sampling_seed = r.dp_sampling_seed();
     }
+    if (r.has_device_telemetry()) outcome.device_telemetry = r.device_telemetry();
     history_.push_back(outcome);
   }
   if (options_.dp.has_value()) {
@@ -700,6 +701,7 @@ void RoundCoordinator::StartRoundLocked(absl::Time now) {
   loss_sum_ = 0;
   traffic_ = Traffic();
   unclipped_ = 0;
+  telemetry_.Clear();
   round_clip_ =
       adaptive_clipping_.has_value() ? adaptive_clipping_->clip_norm() : options_.plan.clip_norm();
   if (dp_setup_.has_value() && options_.dp_noise_seed.has_value()) {
@@ -1001,6 +1003,7 @@ absl::StatusOr<v1::UploadResponse> RoundCoordinator::HandleUpdate(const v1::Upda
           : proto::UploadStreamBytes(header, proto::UploadPayload::kFloats, header.total_size());
   ++traffic_.uploads;
   if (header.unclipped()) ++unclipped_;
+  if (header.has_telemetry() && !telemetry_.Add(header.telemetry())) ++telemetry_invalid_;
   loss_sum_ += header.train_loss() *
                (options_.dp.has_value() ? 1.0 : static_cast<double>(header.num_examples()));
   // K updates close the round; so does every assigned client's, in a round that started with
@@ -1152,6 +1155,9 @@ absl::StatusOr<v1::UploadResponse> RoundCoordinator::HandleMaskedUpdate(
   }
   if (!response.ok()) {
     ++refusals_[absl::StrCat("secagg_", absl::StatusCodeToString(response.status().code()))];
+  } else if (!response->duplicate() && header.has_telemetry() &&
+             !telemetry_.Add(header.telemetry())) {
+    ++telemetry_invalid_;
   }
   AdvanceSecureAggregationLocked(now);
   return response;
@@ -1468,6 +1474,8 @@ void RoundCoordinator::CommitAverageLocked(const std::vector<float>& average, Ro
     outcome.download_bytes =
         static_cast<double>(traffic_.received) / static_cast<double>(traffic_.downloads);
   }
+  if (!telemetry_.empty()) outcome.device_telemetry = telemetry_.Summary();
+  telemetry_.Clear();
   CloseAssignmentsLocked();
   // Evaluation, the checkpoint and the hooks run in FinishCommit, outside the lock; until then no
   // round starts and the run is not finished.
@@ -1606,6 +1614,7 @@ v1::Checkpoint RoundCoordinator::MakeCheckpointLocked() const {
     record->set_epsilon(r.epsilon.value_or(0));
     record->set_dp_sampling_rate(r.sampling_rate.value_or(0));
     record->set_dp_sampling_seed(r.sampling_seed.value_or(0));
+    if (r.device_telemetry.has_value()) *record->mutable_device_telemetry() = *r.device_telemetry;
   }
   if (options_.dp.has_value()) {
     c.mutable_dp_rdp()->Add(accountant_.rdp().begin(), accountant_.rdp().end());
@@ -1644,8 +1653,10 @@ v1::GetStatusResponse RoundCoordinator::Status(absl::Time now) const {
     summary->set_upload_bytes(r.upload_bytes);
     summary->set_download_bytes(r.download_bytes);
     if (r.epsilon.has_value()) summary->set_epsilon(*r.epsilon);
+    if (r.device_telemetry.has_value()) *summary->mutable_device_telemetry() = *r.device_telemetry;
   }
   s.set_rounds_abandoned(rounds_abandoned_);
+  s.set_device_telemetry_invalid(telemetry_invalid_);
   if (options_.dp.has_value()) {
     s.set_delta(options_.dp->delta);
     s.set_epsilon(history_.empty() ? 0.0 : history_.back().epsilon.value_or(0.0));

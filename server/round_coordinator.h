@@ -35,6 +35,7 @@
 #include "privacy/noise.h"
 #include "privacy/rdp_accountant.h"
 #include "privacy/secagg/encoding.h"
+#include "server/device_telemetry.h"
 #include "server/participation.h"
 #include "server/privacy_ledger.h"
 #include "server/secure_aggregation_round.h"
@@ -136,6 +137,9 @@ struct RoundOutcome {
   // downloaded the model.
   double upload_bytes = 0.0;
   double download_bytes = 0.0;
+  // The device telemetry of the round's accepted uploads, as distributions (no client ids;
+  // server/device_telemetry.h). Unset when no upload carried any.
+  std::optional<v1::DeviceTelemetrySummary> device_telemetry;
 };
 
 // Hooks the binary plugs in; all optional. privacy_released, evaluate, save_checkpoint and
@@ -238,7 +242,9 @@ class RoundCoordinator {
   // its SHA-256 digest, computed before the lock is taken); otherwise a status naming the reason
   // (FAILED_PRECONDITION for late/unassigned/wrong-round, ALREADY_EXISTS for a different second
   // update, INVALID_ARGUMENT for shape/NaN/norm/range/example-count problems). Refusals are
-  // counted by reason.
+  // counted by reason. The header's device telemetry, if any, joins the round's distribution
+  // when the update is counted; invalid telemetry (negative, NaN, absurd) is ignored and counted
+  // (GetStatus' device_telemetry_invalid), never a reason to refuse the update.
   absl::StatusOr<v1::UploadResponse> SubmitUpdate(const v1::UpdateHeader& header,
                                                   absl::Span<const float> delta, absl::Time now);
 
@@ -267,7 +273,8 @@ class RoundCoordinator {
   // FAILED_PRECONDITION when the assignment is not current or the round has no secure aggregation.
   absl::StatusOr<v1::SecAggResponse> SecureAggregationStep(const v1::SecAggRequest& request,
                                                            absl::Time now);
-  // The masked upload of a secure aggregation round: the packed masked vector.
+  // The masked upload of a secure aggregation round: the packed masked vector. Device telemetry
+  // as for SubmitUpdate, when the masked input is accepted.
   absl::StatusOr<v1::UploadResponse> SubmitMaskedUpdate(const v1::UpdateHeader& header,
                                                         const std::string& packed, absl::Time now);
 
@@ -471,6 +478,10 @@ class RoundCoordinator {
   };
   Traffic traffic_ ABSL_GUARDED_BY(mu_);
   double loss_sum_ ABSL_GUARDED_BY(mu_) = 0;  // of train_loss x weight (1 under central DP)
+  // The current round's device telemetry (distributions only), and the updates whose telemetry
+  // was ignored as invalid over the whole run of this process.
+  DeviceTelemetryDistribution telemetry_ ABSL_GUARDED_BY(mu_);
+  int64_t telemetry_invalid_ ABSL_GUARDED_BY(mu_) = 0;
   // The previous round's assignment ids, with the client each belonged to.
   absl::flat_hash_map<std::string, std::string> recently_closed_ ABSL_GUARDED_BY(mu_);
   absl::Time round_started_ ABSL_GUARDED_BY(mu_);

@@ -462,6 +462,72 @@ TEST(RoundCoordinatorTest, CheckpointRestoresStateAndTheRunContinuesIdentically)
   EXPECT_EQ(mismatched->Restore(saved[0]).code(), absl::StatusCode::kFailedPrecondition);
 }
 
+// Device telemetry: the round's distribution in GetStatus and the checkpoint, no client ids in
+// either, and invalid telemetry ignored and counted without refusing the update.
+TEST(RoundCoordinatorTest, DeviceTelemetryIsSummarisedPerRoundWithoutClientIds) {
+  std::vector<v1::Checkpoint> saved;
+  CoordinatorHooks hooks;
+  hooks.save_checkpoint = [&](const v1::Checkpoint& ckpt) {
+    saved.push_back(ckpt);
+    return absl::OkStatus();
+  };
+  std::vector<RoundOutcome> committed;
+  hooks.round_committed = [&](const RoundOutcome& outcome) { committed.push_back(outcome); };
+  auto c = Make(Options(4, 2), hooks);
+  const std::vector<std::string> ids = {"device-a", "device-b", "device-c", "device-d"};
+  auto assigned = CheckInAll(*c, ids, kStart);
+  ASSERT_EQ(assigned.size(), 4u);
+  for (int i = 0; i < 4; ++i) {
+    v1::UpdateHeader h = HeaderFor(assigned[ids[i]], ids[i], 10);
+    v1::DeviceTelemetry* t = h.mutable_telemetry();
+    t->set_training_seconds(i + 1);  // 1, 2, 3, and the last device's is NaN
+    t->set_upload_bytes(1000 * (i + 1));
+    if (i == 3) t->set_training_seconds(std::numeric_limits<double>::quiet_NaN());
+    auto r = c->SubmitUpdate(h, std::vector<float>{0.1f, 0, 0}, kStart);
+    ASSERT_TRUE(r.ok()) << r.status();  // the NaN telemetry does not refuse the update
+    // A retry of the same upload is not counted twice.
+    if (i == 0) {
+      ASSERT_TRUE(c->SubmitUpdate(h, std::vector<float>{0.1f, 0, 0}, kStart)->duplicate());
+    }
+  }
+  ASSERT_EQ(c->rounds_completed(), 1);
+  // Round 2 without telemetry.
+  assigned = CheckInAll(*c, ids, kStart);
+  for (const auto& [id, a] : assigned) {
+    ASSERT_TRUE(c->SubmitUpdate(HeaderFor(a, id, 10), std::vector<float>{0, 0, 0}, kStart).ok());
+  }
+  ASSERT_EQ(c->rounds_completed(), 2);
+
+  const v1::GetStatusResponse status = c->Status(kStart);
+  ASSERT_EQ(status.history_size(), 2);
+  ASSERT_TRUE(status.history(0).has_device_telemetry());
+  const v1::DeviceTelemetrySummary& t = status.history(0).device_telemetry();
+  EXPECT_EQ(t.reports(), 3);
+  EXPECT_EQ(t.invalid_reports(), 1);
+  EXPECT_EQ(t.training_seconds().count(), 3);
+  EXPECT_EQ(t.training_seconds().p50(), 2);
+  EXPECT_EQ(t.training_seconds().p90(), 3);
+  EXPECT_EQ(t.upload_bytes().p90(), 3000);
+  EXPECT_FALSE(status.history(1).has_device_telemetry());
+  EXPECT_EQ(status.device_telemetry_invalid(), 1);
+  ASSERT_EQ(committed.size(), 2u);
+  ASSERT_TRUE(committed[0].device_telemetry.has_value());
+  EXPECT_EQ(committed[0].device_telemetry->reports(), 3);
+
+  // The checkpoint keeps the summary and a restore brings it back; no client id is in either.
+  ASSERT_EQ(saved.size(), 2u);
+  const v1::RoundRecord& record = saved.back().history(0);
+  EXPECT_EQ(record.device_telemetry().SerializeAsString(), t.SerializeAsString());
+  for (const std::string& id : ids) {
+    EXPECT_THAT(t.SerializeAsString(), ::testing::Not(HasSubstr(id)));
+    EXPECT_THAT(record.SerializeAsString(), ::testing::Not(HasSubstr(id)));
+  }
+  auto restored = Make(Options(4, 2));
+  ASSERT_TRUE(restored->Restore(saved.back()).ok());
+  EXPECT_EQ(restored->Status(kStart).history(0).device_telemetry().SerializeAsString(),
+            t.SerializeAsString());
+}
+
 // Found by fuzz/checkpoint_fuzz.cc (reproducer fuzz/corpus/checkpoint/crash-nonfinite-parameter):
 // a checkpoint whose parameters are not finite was restored, and its model sent to devices.
 TEST(RoundCoordinatorTest, ACheckpointWithANonFiniteParameterIsRefusedAndChangesNothing) {

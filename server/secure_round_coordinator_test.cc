@@ -167,6 +167,7 @@ class SecureRoundTest : public ::testing::Test {
     h.set_round(d.assignment.round());
     h.set_total_size(4);
     for (int32_t sender : reported) h.add_secagg_bad_share_senders(sender);
+    h.mutable_telemetry()->set_training_seconds(2.5);  // masked uploads carry telemetry too
     return coordinator_->SubmitMaskedUpdate(h, packed, now_);
   }
   void Unmask(Device& d, const std::function<void(secagg::UnmaskResponse&)>& tamper = {}) {
@@ -260,6 +261,8 @@ TEST_F(SecureRoundTest, RoundCommitsTheSurvivorsWeightedAverageAfterAnUploadDead
   ASSERT_EQ(status.history_size(), 1);
   EXPECT_EQ(status.history(0).participants(), 5);
   EXPECT_EQ(status.history(0).assigned(), 6);
+  EXPECT_EQ(status.history(0).device_telemetry().reports(), 5);
+  EXPECT_EQ(status.history(0).device_telemetry().training_seconds().p90(), 2.5);
   EXPECT_EQ(status.secagg_phases_size(), 0);  // the next round has not started
   // The hook saw all four phases of round 1, in order.
   ASSERT_EQ(phases_.size(), 4u);

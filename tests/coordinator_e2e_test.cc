@@ -635,8 +635,11 @@ TEST_F(CoordinatorE2eTest, PrometheusScrapesTheCoordinatorsMetrics) {
                         "--web.listen-address=127.0.0.1:" + std::to_string(prometheus_port)},
                        Path("prometheus.log")));
   std::vector<Subprocess> clients;
-  StartClients(clients, "seed", kDevices, [&](int) {
-    return std::vector<std::string>{"--num-clients", std::to_string(kDevices)};
+  // Device 0 sends no telemetry (--no-telemetry); the others do, with their uploads over gRPC.
+  StartClients(clients, "seed", kDevices, [&](int i) {
+    std::vector<std::string> flags = {"--num-clients", std::to_string(kDevices)};
+    if (i == 0) flags.push_back("--no-telemetry");
+    return flags;
   });
 
   // One instant-vector query through Prometheus' HTTP API: the samples' values by their labels
@@ -689,6 +692,27 @@ TEST_F(CoordinatorE2eTest, PrometheusScrapesTheCoordinatorsMetrics) {
   EXPECT_GT(query("fedkit_rpc_received_bytes_total")["UploadUpdate"], 3 * kDevices * 4 * 1000);
   EXPECT_GT(query("process_resident_memory_bytes")[""], 1 << 20);
   EXPECT_GT(query("process_open_fds")[""], 0);
+  // Device telemetry: per round the distribution over the three devices that sent it, in
+  // GetStatus and as Prometheus gauges of the last round's percentiles.
+  EXPECT_EQ(status.device_telemetry_invalid(), 0);
+  for (const v1::RoundSummary& round : status.history()) {
+    const v1::DeviceTelemetrySummary& t = round.device_telemetry();
+    EXPECT_EQ(t.reports(), kDevices - 1) << round.ShortDebugString();
+    EXPECT_EQ(t.training_seconds().count(), kDevices - 1);
+    EXPECT_GT(t.training_seconds().p50(), 0);
+    EXPECT_LE(t.training_seconds().p50(), t.training_seconds().p90());
+    EXPECT_GT(t.examples_per_second().p50(), 0);
+    EXPECT_GT(t.cpu_seconds().p50(), 0);
+    EXPECT_GT(t.peak_memory_bytes().p50(), 1 << 20);
+    EXPECT_GE(t.model_load_seconds().p50(), 0);
+    EXPECT_GT(t.upload_bytes().p50(), 4 * 1000);    // the delta, 4 bytes a parameter
+    EXPECT_GT(t.download_bytes().p50(), 4 * 1000);  // the model
+  }
+  EXPECT_EQ(query("fedkit_device_telemetry_reports")[""], kDevices - 1);
+  EXPECT_NEAR(query("fedkit_device_training_seconds")["50"],
+              status.history(2).device_telemetry().training_seconds().p50(), 1e-9);
+  EXPECT_NEAR(query("fedkit_device_upload_bytes")["90"],
+              status.history(2).device_telemetry().upload_bytes().p90(), 1e-9);
 
   // promtool lints the exposition itself (names, units, help, types).
   int lint = -1;

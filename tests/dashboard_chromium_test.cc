@@ -185,6 +185,12 @@ v1::GetStatusResponse FullStatus() {
     h->set_seconds(2.0 + r);
     h->set_examples(1000 * r);
     h->set_epsilon(0.4 * r);
+    if (r >= 2) {  // round 1 without device telemetry
+      v1::TelemetryQuantiles* training = h->mutable_device_telemetry()->mutable_training_seconds();
+      training->set_count(5);
+      training->set_p50(1.25 * r);
+      training->set_p90(3.5 * r);
+    }
   }
   s.set_rounds_abandoned(2);
   s.set_epsilon(1.2);
@@ -256,6 +262,14 @@ TEST_F(DashboardChromiumTest, PageShowsEveryFieldOfTheStatus) {
     EXPECT_NEAR(Number(row.at("train_loss")), r.train_loss(), 5e-5);
     EXPECT_NEAR(Number(row.at("epsilon")), r.epsilon(), 5e-4);
     EXPECT_NEAR(Number(row.at("seconds")), r.seconds(), 5e-3);
+    // The devices' training time, p50 / p90, or a dash without telemetry.
+    char expected[64] = "–";
+    if (r.has_device_telemetry()) {
+      std::snprintf(expected, sizeof(expected), "%.2f / %.2f",
+                    r.device_telemetry().training_seconds().p50(),
+                    r.device_telemetry().training_seconds().p90());
+    }
+    EXPECT_EQ(row.at("device_training"), expected);
   }
   const Rows phases = TableRows(*dom, "secagg-phases", "data-phase");
   ASSERT_EQ(phases.size(), 2u) << *dom;

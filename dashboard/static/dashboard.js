@@ -153,6 +153,11 @@
       trainLoss: num(r.train_loss),
       epsilon: num(r.epsilon),
       seconds: num(r.seconds),
+      // Device telemetry: the devices' training time, p50 and p90 (absent: no device sent it).
+      deviceTraining: r.device_telemetry && r.device_telemetry.training_seconds
+        ? [num(r.device_telemetry.training_seconds.p50),
+           num(r.device_telemetry.training_seconds.p90)]
+        : null,
     }));
     const phase = status.phase || '';
     setField('phase', phase || '–');
@@ -204,6 +209,9 @@
       cell(row, 'train_loss', fixed(r.trainLoss, 4));
       cell(row, 'epsilon', fixed(r.epsilon, 3));
       cell(row, 'seconds', fixed(r.seconds, 2));
+      cell(row, 'device_training',
+           r.deviceTraining ? `${fixed(r.deviceTraining[0], 2)} / ${fixed(r.deviceTraining[1], 2)}`
+                            : '–');
       return row;
     });
     fillTable('history', 'history-empty', rows);
