@@ -314,6 +314,10 @@ absl::Status FederatedClient::Run() {
         // NaN and negatives mean "now"; a day caps an absurd value.
         const absl::Duration wait =
             seconds > 0 ? std::min(absl::Seconds(seconds), absl::Hours(24)) : absl::ZeroDuration();
+        if (wait >= absl::Minutes(1)) {  // e.g. the model is too large for this device
+          Log(absl::StrCat("the coordinator says to come back in ", absl::FormatDuration(wait),
+                           ": ", response->retry_later().reason()));
+        }
         if (!Wait(wait)) return absl::CancelledError("cancelled");
         break;
       }
