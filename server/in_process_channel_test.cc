@@ -24,7 +24,9 @@
 #include "models/compute_threads.h"
 #include "models/flat_params.h"
 #include "models/model.h"
+#include "privacy/secagg/protocol.h"
 #include "server/participation.h"
+#include "server/secure_aggregation_round.h"
 
 namespace fedkit::server {
 namespace {
@@ -198,6 +200,13 @@ class DeclineWatchingChannel final : public client::CoordinatorChannel {
                                                   absl::Span<const float> delta) override {
     return inner_->UploadUpdate(header, delta);
   }
+  absl::StatusOr<v1::SecAggResponse> SecureAggregation(const v1::SecAggRequest& request) override {
+    return inner_->SecureAggregation(request);
+  }
+  absl::StatusOr<v1::UploadResponse> UploadMaskedInput(const v1::UpdateHeader& header,
+                                                       const std::string& packed) override {
+    return inner_->UploadMaskedInput(header, packed);
+  }
   void Cancel() override { inner_->Cancel(); }
 
  private:
@@ -206,12 +215,12 @@ class DeclineWatchingChannel final : public client::CoordinatorChannel {
   std::vector<std::pair<v1::DeclineRequest, int64_t>>* declines_;
 };
 
-// Device conditions, end to end: one of four devices becomes ineligible after its k-th minibatch
-// of round 1. It stops training within a minibatch and declines; the coordinator does not wait for
-// it (the round's deadline is an hour away and the coordinator's clock never moves: the round
-// can only commit because nobody else is awaited), commits with the other three, and the device
-// checks in again once eligible and takes part in round 2.
-TEST(InProcessChannelTest, ADeviceThatBecomesIneligibleDropsOutAndTheRoundDoesNotWaitForIt) {
+// Device conditions, end to end (the two tests below): one of four devices becomes ineligible
+// after its k-th minibatch of round 1. It stops training within a minibatch and declines; the
+// coordinator does not wait for it (the round's deadline is an hour away and the coordinator's
+// clock never moves: the round can only commit because nobody else is awaited), commits with the
+// other three, and the device checks in again once eligible and takes part in round 2.
+void RunWithADeviceThatBecomesIneligible(bool secure_aggregation) {
   models::UseSingleThreadedCompute();
   constexpr int64_t kStepsBeforeIneligible = 2;  // k; a round is 5 minibatches (40 examples / 8)
   CoordinatorOptions options = Options();
@@ -221,6 +230,14 @@ TEST(InProcessChannelTest, ADeviceThatBecomesIneligibleDropsOutAndTheRoundDoesNo
   options.over_select = 0;
   options.round_timeout = absl::Hours(1);
   options.selection_timeout = absl::Hours(1);
+  if (secure_aggregation) {
+    options.plan.set_clip_norm(10.0);
+    options.max_examples_per_client = 100;  // the fixed-point encoding's weight range
+    SecureAggregationSettings secure;
+    secure.variant = secagg::Variant::kSecAgg;
+    secure.phase_timeout = absl::Hours(1);  // never reached: the clock does not move
+    options.secure_aggregation = secure;
+  }
   const absl::Time frozen = absl::FromUnixSeconds(2'000'000);  // the coordinator's clock
   std::shared_ptr<models::Model> reference = *models::CreateModel("logreg", kInfo, 1);
   std::vector<RoundParticipation> participation;
@@ -299,6 +316,16 @@ TEST(InProcessChannelTest, ADeviceThatBecomesIneligibleDropsOutAndTheRoundDoesNo
   // Back once eligible: it contributed to round 2 and trained a whole round then.
   EXPECT_EQ(devices[kUnplugged]->rounds_contributed(), 1);
   EXPECT_EQ(devices[kUnplugged]->minibatches_trained(), declines[0].second + 5);
+}
+
+TEST(InProcessChannelTest, ADeviceThatBecomesIneligibleDropsOutAndTheRoundDoesNotWaitForIt) {
+  RunWithADeviceThatBecomesIneligible(/*secure_aggregation=*/false);
+}
+
+// The same under secure aggregation: the device declines after the key exchange, the coordinator
+// withdraws it from the protocol (a dropout) and the masked-input phase closes without it.
+TEST(InProcessChannelTest, UnderSecureAggregationTheIneligibleDeviceIsADropoutNotWaitedFor) {
+  RunWithADeviceThatBecomesIneligible(/*secure_aggregation=*/true);
 }
 
 TEST(InProcessChannelTest, RefusesMisdeclaredSizesAndIsCancellable) {
