@@ -26,6 +26,9 @@ namespace {
 constexpr absl::string_view kHeader = "fedkit-device-global-model-v1\n";
 constexpr size_t kHexLength = 64;
 
+// The atomic replace (temporary file, fsync, rename, directory fsync) is written by hand, as in
+// client/artifact_cache.cc and server/checkpoint.cc: none of the libraries FedKit links offers it.
+// This copy of the directory fsync could move to a shared helper with theirs.
 absl::Status FsyncDirectory(const std::string& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return absl::InternalError(absl::StrCat(dir, ": ", std::strerror(errno)));
