@@ -39,6 +39,16 @@ uint64_t LocalTrainingSeed(uint64_t run_seed, int64_t round, int64_t client_inde
                                static_cast<uint64_t>(client_index)});
 }
 
+int64_t ExamplePasses(int64_t examples, const TrainingPlan& plan) {
+  const int64_t all = examples * plan.local_epochs;
+  if (plan.max_steps <= 0 || examples <= 0 || plan.batch_size <= 0) return all;
+  const int64_t steps_per_epoch = (examples + plan.batch_size - 1) / plan.batch_size;
+  const int64_t full_epochs = plan.max_steps / steps_per_epoch;
+  if (full_epochs >= plan.local_epochs) return all;
+  const int64_t rest = plan.max_steps % steps_per_epoch;
+  return full_epochs * examples + std::min(examples, rest * plan.batch_size);
+}
+
 LocalTrainer::LocalTrainer(std::shared_ptr<models::Model> model) : model_(std::move(model)) {}
 
 absl::StatusOr<ClientUpdate> LocalTrainer::Train(absl::Span<const float> global_parameters,

@@ -79,6 +79,12 @@ class LocalTrainer {
 // same index train identically.
 uint64_t LocalTrainingSeed(uint64_t run_seed, int64_t round, int64_t client_index);
 
+// The example passes (minibatch rows, summed over the steps) local training makes over `examples`
+// examples under `plan`: examples x local_epochs, or fewer when plan.max_steps stops it first
+// (plan.max_seconds depends on the machine and is not counted). The simulator's virtual time
+// (--device-speeds) uses it.
+int64_t ExamplePasses(int64_t examples, const TrainingPlan& plan);
+
 // Validates a plan's numbers (epochs >= 1, batch >= 1, lr > 0, momentum in [0, 1), mu >= 0,
 // clip >= 0, max_steps >= 0, max_seconds finite and >= 0); the message names the field.
 absl::Status ValidateTrainingPlan(const TrainingPlan& plan);

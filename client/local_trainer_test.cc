@@ -186,6 +186,28 @@ TEST(LocalTrainerTest, StepBudgetStopsAfterMaxStepsAndCountsTheExamplesUsed) {
   EXPECT_EQ(trainer.Train(global, ex, plan, 5)->delta, full.delta);
 }
 
+// ExamplePasses counts the rows the trainer's steps actually use, with and without a budget.
+TEST(LocalTrainerTest, ExamplePassesMatchWhatTrainingRuns) {
+  const auto ex = MakeExamples(23, 9);
+  const auto global = GlobalParams("logreg", 2);
+  auto trainer = MakeTrainer("logreg");
+  for (int64_t max_steps : {0, 1, 2, 3, 4, 5, 7, 9, 10, 50}) {
+    TrainingPlan plan{.local_epochs = 3, .batch_size = 8, .learning_rate = 0.1};
+    plan.max_steps = max_steps;
+    int64_t rows = 0;
+    const int64_t per_epoch = 3;  // 8 + 8 + 7
+    auto update = trainer.Train(global, ex, plan, 1, [&](int64_t steps) {
+      rows += (steps - 1) % per_epoch == per_epoch - 1 ? 7 : 8;
+      return absl::OkStatus();
+    });
+    ASSERT_TRUE(update.ok()) << update.status();
+    EXPECT_EQ(ExamplePasses(23, plan), rows) << "max_steps " << max_steps;
+  }
+  TrainingPlan plan{.local_epochs = 2, .batch_size = 10};
+  EXPECT_EQ(ExamplePasses(0, plan), 0);
+  EXPECT_EQ(ExamplePasses(40, plan), 80);
+}
+
 // The time budget is checked after each step: a budget shorter than any step runs exactly one.
 TEST(LocalTrainerTest, TimeBudgetStopsAfterTheStepThatExceededIt) {
   const auto ex = MakeExamples(40, 8);

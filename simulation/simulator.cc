@@ -26,18 +26,6 @@
 namespace fedkit::simulation {
 namespace {
 
-// Example passes a client's local training makes: examples x epochs, or fewer when the plan's
-// step budget (max_steps) stops it first (max_seconds is wall-clock time, not modelled here).
-int64_t ExamplesTrained(int64_t examples, const client::TrainingPlan& plan) {
-  const int64_t all = examples * plan.local_epochs;
-  if (plan.max_steps <= 0 || examples <= 0 || plan.batch_size <= 0) return all;
-  const int64_t steps_per_epoch = (examples + plan.batch_size - 1) / plan.batch_size;
-  const int64_t full_epochs = plan.max_steps / steps_per_epoch;
-  if (full_epochs >= plan.local_epochs) return all;
-  const int64_t rest = plan.max_steps % steps_per_epoch;
-  return full_epochs * examples + std::min(examples, rest * plan.batch_size);
-}
-
 // Evaluation is cut into chunks of this many examples, spread over the workers.
 constexpr int64_t kEvalChunk = 1000;
 
@@ -379,7 +367,8 @@ void Simulator::ApplySystemSchedule(const std::vector<int64_t>& participants,
         device_speeds_.has_value()
             ? device_speeds_->RoundSeconds(
                   participants[i],
-                  ExamplesTrained(dataset_->NumTrainExamples(participants[i]), options_.plan), 1)
+                  client::ExamplePasses(dataset_->NumTrainExamples(participants[i]), options_.plan),
+                  1)
             : 0.0;
   }
   const RoundSchedule schedule =
