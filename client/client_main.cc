@@ -20,6 +20,7 @@
 #include "artifacts/artifact_files.h"
 #include "artifacts/signing.h"
 #include "cli/yaml_config.h"
+#include "client/device_flags.h"
 #include "client/fault_injection.h"
 #include "client/federated_client.h"
 #include "client/model_source.h"
@@ -54,6 +55,8 @@ struct Flags {
   bool no_telemetry = false;
   std::optional<uint64_t> dp_noise_seed;
   std::string go_silent;
+  DeviceLimitFlags limits;
+  std::string model_dir;
 };
 
 int UsageError(absl::string_view flag, absl::string_view message) {
@@ -161,6 +164,17 @@ int Run(int argc, char** argv) {
                  "~/.cache/fedkit/models; 'none' keeps them in memory only)");
   app.add_option("--max-model-bytes", f.max_model_bytes, "Refuse model artifacts larger than this")
       ->check(cli::Positive());
+  app.add_option("--max-model-mb", f.limits.max_model_mb,
+                 "The largest model this device holds, in MB (2^20 bytes; 4 bytes per parameter, "
+                 "or the artifact's size): advertised, so the coordinator does not assign larger "
+                 "ones, and enforced (0 = no limit). Guideline: high-end phone 100, mid-range 30, "
+                 "IoT 5, microcontroller 0.5");
+  app.add_option("--memory-mb", f.limits.memory_mb,
+                 "The device's memory for training, in MB, advertised to the coordinator (0 = "
+                 "unknown)");
+  app.add_option("--model-dir", f.model_dir,
+                 "Keep the last good global model here (atomic writes, SHA-256 checked on load); "
+                 "empty = in memory only");
   app.add_option("--client-id", f.client_id,
                  "Stable device id ([A-Za-z0-9._-], 1..128 chars); default client-NNNNNN");
   app.add_option("--tls-ca", f.tls_ca, "PEM file of the CA that signed the server certificate");
@@ -207,6 +221,12 @@ int Run(int argc, char** argv) {
       f.client_id.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
                                     "0123456789._-") != std::string::npos) {
     return UsageError("--client-id", "use 1..128 characters from [A-Za-z0-9._-]");
+  }
+  FederatedClientOptions options;
+  if (absl::Status limits = ApplyDeviceLimitFlags(f.limits, &options); !limits.ok()) {
+    // The message starts with the flag.
+    std::cerr << "fedkit-client: " << limits.message() << "\n";
+    return 2;
   }
   std::optional<Fault> fault;
   if (!f.go_silent.empty()) {
@@ -282,6 +302,9 @@ int Run(int argc, char** argv) {
                          : f.model_cache == "none" ? std::string()
                                                    : f.model_cache;
     assigned.max_artifact_bytes = f.max_model_bytes;
+    if (options.max_model_bytes > 0) {
+      assigned.max_artifact_bytes = std::min(assigned.max_artifact_bytes, options.max_model_bytes);
+    }
     assigned.log = log;
     std::vector<std::string> fingerprints;
     for (const auto& key : assigned.trust.trusted_keys) {
@@ -298,7 +321,7 @@ int Run(int argc, char** argv) {
   data::Examples examples = (*dataset)->TrainExamples(f.client_index);
   dataset->reset();  // the rest of the population is not this device's business
 
-  FederatedClientOptions options;
+  options.model_dir = f.model_dir;
   options.client_id = f.client_id;
   options.client_index = f.client_index;
   options.dp_noise_seed = f.dp_noise_seed;

@@ -1,6 +1,8 @@
 #include "client/federated_client.h"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <random>
 #include <utility>
 #include <vector>
@@ -72,6 +74,8 @@ TrainingPlan FromProto(const v1::TrainingPlan& plan) {
   out.clip_norm = plan.clip_norm();
   // An invalid spec is refused where the upload is encoded (FederatedClient::EncodeUpdate).
   out.compression = proto::CompressionFromProto(plan.compression()).value_or(out.compression);
+  out.max_steps = plan.max_steps();
+  out.max_seconds = plan.max_seconds();
   return out;
 }
 
@@ -154,7 +158,100 @@ FederatedClient::FederatedClient(FederatedClientOptions options,
       probe_(options_.telemetry_probe != nullptr
                  ? options_.telemetry_probe
                  : std::shared_ptr<DeviceProbe>(std::make_shared<LinuxDeviceProbe>())),
-      examples_(std::move(examples)) {}
+      examples_(std::move(examples)) {
+  if (options_.model_dir.empty()) return;
+  store_ = std::make_unique<GlobalModelStore>(options_.model_dir);
+  absl::StatusOr<GlobalModelSnapshot> stored = store_->Load();
+  if (stored.ok()) {
+    Log(absl::StrFormat("last good global model: %s of round %d from %s", stored->model_name,
+                        stored->round, store_->path()));
+    absl::MutexLock lock(&latest_mu_);
+    latest_ = *std::move(stored);
+  } else if (stored.status().code() != absl::StatusCode::kNotFound) {
+    Log(absl::StrCat("ignoring the stored global model: ", stored.status().message()));
+  }
+}
+
+int64_t ModelBytes(int64_t model_size, int64_t artifact_bytes) {
+  const int64_t parameter_bytes = model_size > std::numeric_limits<int64_t>::max() / 4
+                                      ? std::numeric_limits<int64_t>::max()
+                                      : 4 * std::max<int64_t>(model_size, 0);
+  return std::max(parameter_bytes, artifact_bytes);
+}
+
+absl::Status LoadGlobalModel(const GlobalModelSnapshot& snapshot, models::Model& model) {
+  FEDKIT_RETURN_IF_ERROR(ValidateGlobalModelSnapshot(snapshot));
+  const ParameterLayout local = models::LayoutOf(model);
+  if (std::string why = LayoutMismatch(snapshot.layout, local); !why.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the global model does not fit this model: ", why));
+  }
+  return models::AssignParameters(*snapshot.parameters, model);
+}
+
+absl::StatusOr<GlobalModelSnapshot> FederatedClient::LatestModel() const {
+  absl::MutexLock lock(&latest_mu_);
+  if (!latest_.has_value()) return absl::NotFoundError("no global model yet");
+  return *latest_;
+}
+
+bool FederatedClient::Eligible() const { return !options_.eligibility || options_.eligibility(); }
+
+absl::Status FederatedClient::WaitUntilEligible(Backoff& backoff) {
+  if (Eligible()) return absl::OkStatus();
+  Log("device not eligible (its conditions do not hold); waiting");
+  absl::Duration wait = std::max(options_.initial_backoff, absl::Milliseconds(1));
+  const absl::Duration cap = std::max(options_.max_backoff, wait);
+  while (!Eligible()) {
+    if (!Wait(wait)) return absl::CancelledError("cancelled");
+    wait = std::min(wait * 2, cap);
+  }
+  // The give-up clock measures calls that fail, not the time a device was kept ineligible.
+  backoff.Succeeded();
+  Log("device eligible again");
+  return absl::OkStatus();
+}
+
+absl::Status FederatedClient::DropOut(const v1::RoundAssignment& assignment) {
+  v1::DeclineRequest decline;
+  decline.set_client_id(options_.client_id);
+  decline.set_assignment_id(assignment.assignment_id());
+  decline.set_round(assignment.round());
+  decline.set_reason(v1::DeclineRequest::DEVICE_NOT_ELIGIBLE);
+  absl::StatusOr<v1::DeclineResponse> told = channel_->Decline(decline);
+  Log(absl::StrCat(
+      "round ", assignment.round(), ": device no longer eligible; dropped out",
+      told.ok()
+          ? " (the coordinator was told)"
+          : absl::StrCat(" (telling the coordinator failed: ", told.status().ToString(), ")")));
+  return cancelled_.HasBeenNotified() ? absl::CancelledError("cancelled") : absl::OkStatus();
+}
+
+void FederatedClient::KeepGlobalModel(const v1::RoundAssignment& assignment,
+                                      const ParameterLayout& layout,
+                                      const std::vector<float>& global) {
+  GlobalModelSnapshot snapshot;
+  snapshot.model_name = assignment.model_name();
+  snapshot.round = assignment.round();
+  snapshot.layout = layout;
+  snapshot.parameters = std::make_shared<const std::vector<float>>(global);
+  if (absl::Status valid = ValidateGlobalModelSnapshot(snapshot); !valid.ok()) {
+    Log(absl::StrCat("round ", assignment.round(),
+                     ": downloaded model not kept as the last good one: ", valid.message()));
+    return;
+  }
+  {
+    absl::MutexLock lock(&latest_mu_);
+    latest_ = snapshot;
+  }
+  // Hashing and fsync outside the lock: LatestModel() callers never wait for the disk.
+  if (store_ != nullptr) {
+    if (absl::Status saved = store_->Save(snapshot); !saved.ok()) {
+      Log(absl::StrCat("round ", assignment.round(),
+                       ": could not store the global model: ", saved.message()));
+    }
+  }
+}
 
 FederatedClient::~FederatedClient() = default;
 
@@ -200,12 +297,16 @@ absl::Status FederatedClient::Run() {
   request.set_client_id(options_.client_id);
   request.set_api_version(1);
   request.mutable_capabilities()->set_num_examples(examples_.size());
+  request.mutable_capabilities()->set_max_model_bytes(
+      std::max<int64_t>(options_.max_model_bytes, 0));
+  request.mutable_capabilities()->set_memory_bytes(std::max<int64_t>(options_.memory_bytes, 0));
   for (const std::string& name : models_->advertised_models()) {
     request.mutable_capabilities()->add_model_names(name);
   }
 
   while (true) {
     if (cancelled_.HasBeenNotified()) return absl::CancelledError("cancelled");
+    FEDKIT_RETURN_IF_ERROR(WaitUntilEligible(backoff));
     const std::optional<ChannelTraffic> traffic_before = channel_->traffic();
     absl::StatusOr<v1::CheckInResponse> response = channel_->CheckIn(request);
     if (!response.ok()) {
@@ -224,6 +325,10 @@ absl::Status FederatedClient::Run() {
         // NaN and negatives mean "now"; a day caps an absurd value.
         const absl::Duration wait =
             seconds > 0 ? std::min(absl::Seconds(seconds), absl::Hours(24)) : absl::ZeroDuration();
+        if (wait >= absl::Minutes(1)) {  // e.g. the model is too large for this device
+          Log(absl::StrCat("the coordinator says to come back in ", absl::FormatDuration(wait),
+                           ": ", response->retry_later().reason()));
+        }
         if (!Wait(wait)) return absl::CancelledError("cancelled");
         break;
       }
@@ -245,6 +350,14 @@ absl::Status FederatedClient::DoRound(const v1::RoundAssignment& assignment, Bac
   const int64_t round = assignment.round();
   const std::string round_name = absl::StrCat("round ", round);
   RoundTelemetry telemetry(probe_.get(), traffic_at_check_in);
+  if (const int64_t needed =
+          ModelBytes(assignment.model_size(), assignment.artifact().size_bytes());
+      options_.max_model_bytes > 0 && needed > options_.max_model_bytes) {
+    return Refuse(assignment,
+                  absl::ResourceExhaustedError(absl::StrCat(
+                      "the model needs ", needed, " bytes, over this device's limit of ",
+                      options_.max_model_bytes, " (max_model_bytes)")));
+  }
   bool check_in_again = false;
   absl::StatusOr<std::shared_ptr<models::Model>> model =
       ResolveModel(assignment, backoff, &check_in_again);
@@ -300,11 +413,16 @@ absl::Status FederatedClient::DoRound(const v1::RoundAssignment& assignment, Bac
 
   telemetry.ModelReady();
   Log(absl::StrFormat("%s: model downloaded (%d parameters)", round_name, global.size()));
+  KeepGlobalModel(assignment, local_layout, global);
+  if (!Eligible()) return DropOut(assignment);
   if (!assignment.secure_aggregation().protocol().empty()) {
     return DoSecureRound(assignment, *model, global, backoff, telemetry);
   }
 
-  absl::StatusOr<ClientUpdate> update = TrainForRound(assignment, *model, global, telemetry);
+  bool ineligible = false;
+  absl::StatusOr<ClientUpdate> update =
+      TrainForRound(assignment, *model, global, telemetry, &ineligible);
+  if (ineligible) return DropOut(assignment);
   if (!update.ok()) return update.status();
 
   // Upload; after a transport error the same bytes again (the coordinator deduplicates).
@@ -350,9 +468,11 @@ absl::Status FederatedClient::DoRound(const v1::RoundAssignment& assignment, Bac
         last_counted_round_ = round;
         rounds_contributed_.fetch_add(1);
       }
-      Log(absl::StrFormat("%s: trained on %d examples, loss %.4f, delta norm %.4f, uploaded%s",
-                          round_name, update->num_examples, update->train_loss, update->delta_norm,
-                          response->duplicate() ? " (duplicate)" : ""));
+      Log(absl::StrFormat(
+          "%s: trained on %d examples (%d steps%s), loss %.4f, delta norm %.4f, uploaded%s",
+          round_name, update->num_examples, update->steps,
+          update->budget_exhausted ? ", the plan's budget" : "", update->train_loss,
+          update->delta_norm, response->duplicate() ? " (duplicate)" : ""));
       return absl::OkStatus();
     }
     const absl::Status& error = response.status();
@@ -520,19 +640,32 @@ absl::StatusOr<std::string> FederatedClient::EncodeUpdate(const v1::RoundAssignm
 absl::StatusOr<ClientUpdate> FederatedClient::TrainForRound(const v1::RoundAssignment& assignment,
                                                             std::shared_ptr<models::Model> model,
                                                             const std::vector<float>& global,
-                                                            RoundTelemetry& telemetry) {
+                                                            RoundTelemetry& telemetry,
+                                                            bool* ineligible) {
+  *ineligible = false;
   LocalTrainer trainer(std::move(model));
   // The seed depends on (run seed, round, device index) only, exactly as a simulated client's.
   const uint64_t seed =
       LocalTrainingSeed(assignment.plan().run_seed(), assignment.round(), options_.client_index);
+  // Between minibatches: Cancel() and the device's conditions stop training after the current one.
+  const StopCheck should_stop = [&](int64_t) -> absl::Status {
+    minibatches_trained_.fetch_add(1);
+    if (cancelled_.HasBeenNotified()) return absl::CancelledError("cancelled");
+    if (!Eligible()) {
+      *ineligible = true;
+      return absl::AbortedError("stopped: device no longer eligible");
+    }
+    return absl::OkStatus();
+  };
   telemetry.TrainingStarted();
   absl::StatusOr<ClientUpdate> update =
-      trainer.Train(global, examples_, FromProto(assignment.plan()), seed);
+      trainer.Train(global, examples_, FromProto(assignment.plan()), seed, should_stop);
   if (update.ok()) {
     telemetry.TrainingFinished(update->num_examples *
                                std::max<int64_t>(assignment.plan().local_epochs(), 0));
   }
   if (!update.ok()) {
+    if (update.status().code() == absl::StatusCode::kCancelled) return update.status();
     return absl::Status(update.status().code(),
                         absl::StrCat("round ", assignment.round(),
                                      ": local training: ", update.status().message()));
@@ -669,9 +802,12 @@ absl::Status FederatedClient::DoSecureRound(const v1::RoundAssignment& assignmen
   }
   Log(absl::StrCat(round_name, ": secure aggregation keys shared"));
 
-  // Train and encode.
+  // Train and encode. A device that becomes ineligible drops out: the protocol goes on without it
+  // (it never sends a masked input), as with any dropout.
+  bool ineligible = false;
   absl::StatusOr<ClientUpdate> update =
-      TrainForRound(assignment, std::move(model), global, telemetry);
+      TrainForRound(assignment, std::move(model), global, telemetry, &ineligible);
+  if (ineligible) return DropOut(assignment);
   if (!update.ok()) return update.status();
   const uint64_t rounding_seed =
       secagg::StochasticRoundingSeed(assignment.plan().run_seed(), round, options_.client_index);

@@ -1,7 +1,9 @@
 #include "client/federated_client.h"
 
+#include <atomic>
 #include <deque>
 #include <filesystem>
+#include <limits>
 #include <random>
 #include <string>
 #include <thread>
@@ -21,6 +23,7 @@
 #include "models/flat_params.h"
 #include "models/torchscript_model.h"
 #include "proto/layout_conversion.h"
+#include "torch/torch.h"
 
 namespace fedkit::client {
 namespace {
@@ -102,13 +105,26 @@ class FakeChannel : public CoordinatorChannel {
     return r;
   }
 
+  // When not empty, successful downloads serve these in order (then the constructor's).
+  std::deque<std::vector<float>> globals;
+
   absl::Status GetModel(const v1::GetModelRequest& request, int64_t expected_size,
                         std::vector<float>* parameters, v1::ParameterLayout* layout) override {
     get_model_requests.push_back(request);
     if (!get_model_results.empty()) {
       absl::Status s = get_model_results.front();
       get_model_results.pop_front();
-      if (!s.ok()) return s;
+      if (!s.ok()) {
+        // A stream broken mid-way leaves what had arrived, garbage as far as the device knows.
+        parameters->assign(global_.size() / 2, 1e6f);
+        return s;
+      }
+    }
+    if (!globals.empty()) {
+      *parameters = globals.front();
+      globals.pop_front();
+      *layout = download_layout;
+      return absl::OkStatus();
     }
     *parameters = global_;
     *layout = download_layout;
@@ -434,6 +450,223 @@ TEST_F(FederatedClientTest, TelemetryCanBeSwitchedOff) {
 
 // ---- A device without a model of its own: the coordinator's artifact ----
 
+// The model's outputs on a fixed batch with `snapshot`'s parameters loaded into a fresh instance of
+// the architecture: what an app's inference would give.
+std::vector<float> Predictions(const GlobalModelSnapshot& snapshot, models::Model& model,
+                               const data::Examples& batch) {
+  EXPECT_TRUE(LoadGlobalModel(snapshot, model).ok());
+  torch::NoGradGuard no_grad;
+  model.eval();
+  const torch::Tensor x = torch::from_blob(const_cast<float*>(batch.features.data()),
+                                           {batch.size(), batch.feature_dim}, torch::kFloat32);
+  const torch::Tensor out = model.forward(x).contiguous();
+  return std::vector<float>(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
+}
+
+// Predictions from LatestModel() (empty when there is none yet).
+std::vector<float> LatestPredictions(const FederatedClient& client, models::Model& model,
+                                     const data::Examples& batch) {
+  absl::StatusOr<GlobalModelSnapshot> latest = client.LatestModel();
+  if (!latest.ok()) {
+    EXPECT_EQ(latest.status().code(), absl::StatusCode::kNotFound);
+    return {};
+  }
+  return Predictions(*latest, model, batch);
+}
+
+// The app's conditions go false in the middle of a round's training: the client stops after the
+// current minibatch, declines DEVICE_NOT_ELIGIBLE, uploads nothing for that round, and checks in
+// again once eligible. Before each check-in it asks first and does not call the coordinator while
+// the device is not eligible.
+TEST_F(FederatedClientTest, IneligibleMidTrainingStopsWithinAMinibatchAndDropsOut) {
+  constexpr int64_t kRoundOneSteps = 10;  // 40 examples, batch 8, 2 epochs
+  constexpr int64_t kStepsBeforeIneligible = 3;
+  FederatedClient* self = nullptr;
+  FederatedClientOptions options = Options();
+  // Unplugged after round 2's third minibatch, until the coordinator was told.
+  options.eligibility = [&] {
+    return self->minibatches_trained() < kRoundOneSteps + kStepsBeforeIneligible ||
+           !fake->declines.empty();
+  };
+  auto client = MakeClient(options);
+  self = client.get();
+  fake->check_ins.push_back(AssignmentResponse(1, *reference_));
+  fake->check_ins.push_back(AssignmentResponse(2, *reference_));
+  fake->check_ins.push_back(RetryLaterResponse(0));
+  fake->check_ins.push_back(FinishedResponse());
+  ASSERT_TRUE(client->Run().ok());
+
+  // Stopped right after the minibatch during which it became ineligible.
+  EXPECT_EQ(client->minibatches_trained(), kRoundOneSteps + kStepsBeforeIneligible);
+  ASSERT_EQ(fake->uploads.size(), 1u);
+  EXPECT_EQ(fake->uploads[0].header.round(), 1);
+  ASSERT_EQ(fake->declines.size(), 1u);
+  EXPECT_EQ(fake->declines[0].reason(), v1::DeclineRequest::DEVICE_NOT_ELIGIBLE);
+  EXPECT_EQ(fake->declines[0].assignment_id(), "a2");
+  EXPECT_EQ(fake->declines[0].round(), 2);
+  EXPECT_EQ(fake->check_in_requests.size(), 4u);  // it went on after dropping out
+  EXPECT_EQ(client->rounds_contributed(), 1);
+}
+
+TEST_F(FederatedClientTest, NotEligibleBeforeCheckInDoesNotCallTheCoordinator) {
+  int polls = 0;
+  FederatedClientOptions options = Options();
+  options.eligibility = [&] {
+    ++polls;
+    EXPECT_TRUE(fake->check_in_requests.empty() || polls > 5);
+    return polls > 5;
+  };
+  auto client = MakeClient(options);
+  fake->check_ins.push_back(FinishedResponse());
+  ASSERT_TRUE(client->Run().ok());
+  EXPECT_EQ(polls, 6);
+  EXPECT_EQ(fake->check_in_requests.size(), 1u);
+}
+
+TEST_F(FederatedClientTest, CancelInterruptsTheWaitForEligibility) {
+  FederatedClientOptions options = Options();
+  options.initial_backoff = absl::Hours(1);
+  options.max_backoff = absl::Hours(1);
+  absl::Notification polled;
+  options.eligibility = [&] {
+    if (!polled.HasBeenNotified()) polled.Notify();
+    return false;
+  };
+  auto client = MakeClient(options);
+  std::thread canceller([&] {
+    polled.WaitForNotification();
+    client->Cancel();
+  });
+  EXPECT_EQ(client->Run().code(), absl::StatusCode::kCancelled);
+  canceller.join();
+  EXPECT_TRUE(fake->check_in_requests.empty());
+}
+
+// The plan's budget reaches LocalTrainer: the upload is the update of the steps done, weighted by
+// the examples they used.
+TEST_F(FederatedClientTest, ThePlansStepBudgetIsHonoured) {
+  auto client = MakeClient(Options());
+  v1::CheckInResponse assignment = AssignmentResponse(1, *reference_);
+  assignment.mutable_assignment()->mutable_plan()->set_max_steps(3);
+  fake->check_ins.push_back(assignment);
+  ASSERT_TRUE(client->Run().ok());
+  EXPECT_EQ(client->minibatches_trained(), 3);
+  ASSERT_EQ(fake->uploads.size(), 1u);
+  EXPECT_EQ(fake->uploads[0].header.num_examples(), 24);
+  LocalTrainer trainer(MakeModel("logreg", 5));
+  TrainingPlan plan{.local_epochs = 2, .batch_size = 8, .learning_rate = 0.3, .max_steps = 3};
+  auto expected =
+      trainer.Train(global_, examples_, plan, LocalTrainingSeed(kRunSeed, 1, kClientIndex));
+  ASSERT_TRUE(expected.ok());
+  EXPECT_EQ(fake->uploads[0].delta, expected->delta);
+}
+
+// Limits are advertised, and an assignment over max_model_bytes is refused before any download.
+TEST_F(FederatedClientTest, AModelOverTheDevicesLimitIsRefusedAndDeclined) {
+  FederatedClientOptions options = Options();
+  const int64_t model_bytes = 4 * models::LayoutOf(*reference_).size();
+  options.max_model_bytes = model_bytes - 1;
+  options.memory_bytes = 1 << 20;
+  auto client = MakeClient(options);
+  fake->check_ins.push_back(AssignmentResponse(1, *reference_));
+  const absl::Status status = client->Run();
+  EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted) << status;
+  EXPECT_THAT(std::string(status.message()), ::testing::StartsWith("round 1: "));
+  EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr("max_model_bytes"));
+  ASSERT_EQ(fake->check_in_requests.size(), 1u);
+  EXPECT_EQ(fake->check_in_requests[0].capabilities().max_model_bytes(), model_bytes - 1);
+  EXPECT_EQ(fake->check_in_requests[0].capabilities().memory_bytes(), 1 << 20);
+  ASSERT_EQ(fake->declines.size(), 1u);
+  EXPECT_EQ(fake->declines[0].reason(), v1::DeclineRequest::ARTIFACT_TOO_LARGE);
+  EXPECT_TRUE(fake->get_model_requests.empty());
+  EXPECT_TRUE(fake->uploads.empty());
+
+  // At the limit it fits.
+  options.max_model_bytes = model_bytes;
+  auto fits = MakeClient(options);
+  fake->check_ins.push_back(AssignmentResponse(1, *reference_));
+  EXPECT_TRUE(fits->Run().ok());
+  EXPECT_EQ(fake->uploads.size(), 1u);
+}
+
+TEST(ModelBytesTest, FourBytesPerParameterOrTheArtifactIfLarger) {
+  EXPECT_EQ(ModelBytes(1000, 0), 4000);
+  EXPECT_EQ(ModelBytes(1000, 5000), 5000);
+  EXPECT_EQ(ModelBytes(int64_t{1} << 62, 0), std::numeric_limits<int64_t>::max());
+}
+
+// LatestModel() is the last verified download, whatever happens after it: a download corrupted
+// mid-stream and an interrupted round (the device unplugged mid-training, then Cancel()) leave the
+// predictions an app gets from it exactly as they were; the half-trained model is never exposed.
+TEST_F(FederatedClientTest, LatestModelSurvivesACorruptDownloadAndAnInterruptedRound) {
+  const data::Examples batch = MakeExamples(6, 77);
+  auto inference = MakeModel("logreg", 1234);
+  std::vector<float> g1 = global_;
+  std::vector<float> g3 = global_;
+  for (float& v : g3) v = v * 0.5f + 0.01f;
+  GlobalModelSnapshot s1{"logreg", 1, models::LayoutOf(*reference_),
+                         std::make_shared<const std::vector<float>>(g1)};
+  GlobalModelSnapshot s3 = s1;
+  s3.round = 3;
+  s3.parameters = std::make_shared<const std::vector<float>>(g3);
+  const std::vector<float> p1 = Predictions(s1, *inference, batch);
+  const std::vector<float> p3 = Predictions(s3, *inference, batch);
+  ASSERT_NE(p1, p3);
+
+  FederatedClient* self = nullptr;
+  std::shared_ptr<models::Model> trained = MakeModel("logreg", 99);
+  // What the app saw, keyed by the check-ins made so far and the minibatches trained.
+  std::vector<std::pair<size_t, std::vector<float>>> before_check_in;
+  std::vector<float> during_round_3;
+  FederatedClientOptions options = Options();
+  options.eligibility = [&] {
+    const int64_t steps = self->minibatches_trained();
+    if (steps == 0 || fake->get_model_requests.size() != 4) {
+      // Not training round 3: record what a check-in would see.
+      before_check_in.emplace_back(fake->check_in_requests.size(),
+                                   LatestPredictions(*self, *inference, batch));
+      return true;
+    }
+    // Round 3's training: one minibatch, then the device is unplugged and the app quits.
+    if (steps >= 11) {
+      during_round_3 = LatestPredictions(*self, *inference, batch);
+      self->Cancel();
+    }
+    return true;
+  };
+  auto client = MakeClient(options, trained);
+  self = client.get();
+  fake->download_layout = LayoutToProto(models::LayoutOf(*reference_));
+  fake->check_ins.push_back(AssignmentResponse(1, *reference_));
+  fake->check_ins.push_back(AssignmentResponse(2, *reference_));
+  fake->check_ins.push_back(AssignmentResponse(3, *reference_));
+  fake->get_model_results = {absl::OkStatus(), absl::DataLossError("stream broken"),
+                             absl::FailedPreconditionError("round closed"), absl::OkStatus()};
+  fake->globals = {g1, g3};
+  EXPECT_EQ(client->Run().code(), absl::StatusCode::kCancelled);
+
+  // Before the first download: none. After round 1: g1. After round 2's corrupt download (and its
+  // refused retry): still g1.
+  ASSERT_GE(before_check_in.size(), 3u);
+  EXPECT_EQ(before_check_in[0].first, 0u);
+  EXPECT_TRUE(before_check_in[0].second.empty());
+  bool saw_after_corrupt = false;
+  for (const auto& [check_ins, predictions] : before_check_in) {
+    if (check_ins == 0) continue;
+    EXPECT_EQ(predictions, p1) << "after " << check_ins << " check-ins";
+    saw_after_corrupt |= check_ins == 2 && fake->get_model_requests.size() >= 3;
+  }
+  EXPECT_TRUE(saw_after_corrupt);
+  ASSERT_EQ(fake->get_model_requests.size(), 4u);
+  // Round 3 downloaded g3, then training was interrupted: before and after, g3's predictions.
+  EXPECT_EQ(during_round_3, p3);
+  EXPECT_EQ(LatestPredictions(*client, *inference, batch), p3);
+  EXPECT_EQ(client->LatestModel()->round, 3);
+  // The trained instance moved away from g3; the app never gets those parameters.
+  EXPECT_NE(models::FlattenParameters(*trained), g3);
+  EXPECT_EQ(fake->uploads.size(), 1u);  // round 1 only
+}
+
 class ArtifactClientTest : public FederatedClientTest {
  protected:
   void SetUp() override {
@@ -564,6 +797,89 @@ TEST_F(ArtifactClientTest, AnotherOperatorsKeyIsDeclinedWithoutDownloading) {
   ASSERT_EQ(fake->declines.size(), 1u);
   EXPECT_EQ(fake->declines[0].reason(), v1::DeclineRequest::ARTIFACT_NOT_APPROVED);
   EXPECT_TRUE(fake->uploads.empty());
+}
+
+// A refused artifact (signed by a key the device does not trust) leaves LatestModel() as it was,
+// and the app gets a clear status. The model is kept in model_dir: the app restarted offline has
+// it at construction; a corrupted file is ignored (with a log line), never trusted.
+TEST_F(ArtifactClientTest, RefusedArtifactKeepsTheLastGoodModelWhichSurvivesARestart) {
+  const std::string model_dir = cache_dir_ + "_models";
+  std::filesystem::remove_all(model_dir);
+  const data::Examples batch = MakeExamples(5, 78);
+  auto inference = [&] {
+    return *models::TorchScriptModel::Load(
+        std::string(FEDKIT_TORCHSCRIPT_FIXTURES) + "/tiny_2nn.pt", kInfo);
+  };
+  auto model = inference();
+  FederatedClient* self = nullptr;
+  std::vector<std::vector<float>> at_check_in;
+  auto make = [&](std::function<void(absl::string_view)> log) {
+    auto channel = std::make_unique<FakeChannel>(artifact_global_);
+    fake = channel.get();
+    fake->artifact = bytes_;
+    AssignedModelOptions o;
+    o.dataset = kInfo;
+    o.trust.trusted_keys = {key_.public_key};
+    o.cache_dir = cache_dir_;
+    FederatedClientOptions options = Options();
+    options.model_dir = model_dir;
+    options.log = std::move(log);
+    options.eligibility = [&] {
+      if (self != nullptr) at_check_in.push_back(LatestPredictions(*self, *model, batch));
+      return true;
+    };
+    return std::make_unique<FederatedClient>(options, std::move(channel),
+                                             std::make_unique<AssignedModelSource>(o), examples_);
+  };
+  auto client = make(nullptr);
+  self = client.get();
+  EXPECT_EQ(client->LatestModel().status().code(), absl::StatusCode::kNotFound);
+  fake->check_ins.push_back(ArtifactAssignmentResponse(bytes_, &key_));
+  const artifacts::KeyPair stranger = *artifacts::GenerateKeyPair();
+  // Another model (the same bytes would be the artifact a trusted key already approved).
+  std::string other_bytes = bytes_;
+  other_bytes[10] ^= 0x01;
+  v1::CheckInResponse refused = ArtifactAssignmentResponse(other_bytes, &stranger);
+  refused.mutable_assignment()->set_round(2);
+  refused.mutable_assignment()->set_assignment_id("a2");
+  fake->check_ins.push_back(refused);
+  const absl::Status status = client->Run();
+  EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied) << status;
+  EXPECT_THAT(std::string(status.message()), ::testing::StartsWith("round 2: "));
+  ASSERT_EQ(fake->uploads.size(), 1u);
+
+  GlobalModelSnapshot downloaded{"torchscript:sha256:" + artifacts::Sha256Hex(bytes_), 1,
+                                 models::LayoutOf(*model),
+                                 std::make_shared<const std::vector<float>>(artifact_global_)};
+  const std::vector<float> expected = Predictions(downloaded, *model, batch);
+  // Asked before each check-in and during training: none before the first download, then the
+  // downloaded model's predictions, also before the refused assignment and after it.
+  ASSERT_GE(at_check_in.size(), 3u);
+  EXPECT_TRUE(at_check_in[0].empty());
+  for (size_t i = 1; i < at_check_in.size(); ++i) EXPECT_EQ(at_check_in[i], expected) << i;
+  EXPECT_EQ(LatestPredictions(*client, *model, batch), expected);
+  EXPECT_EQ(client->LatestModel()->model_name, downloaded.model_name);
+  client.reset();
+  self = nullptr;
+
+  // Restarted without a network: the stored model, before any call.
+  auto restarted = make(nullptr);
+  absl::StatusOr<GlobalModelSnapshot> stored = restarted->LatestModel();
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_EQ(stored->round, 1);
+  EXPECT_EQ(stored->model_name, downloaded.model_name);
+  EXPECT_EQ(Predictions(*stored, *inference(), batch), expected);
+  restarted.reset();
+
+  // A flipped byte: refused at load, logged, not trusted.
+  const std::string path = GlobalModelStore(model_dir).path();
+  std::string contents = *artifacts::ReadFileBytes(path);
+  contents[contents.size() - 7] ^= 0x04;
+  ASSERT_TRUE(artifacts::WriteFileBytes(path, contents, 0600, true).ok());
+  std::vector<std::string> lines;
+  auto corrupt = make([&](absl::string_view line) { lines.emplace_back(line); });
+  EXPECT_EQ(corrupt->LatestModel().status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(lines, ::testing::Contains(::testing::HasSubstr("ignoring the stored global model")));
 }
 
 TEST_F(ArtifactClientTest, ARegistryModelIsBuiltFromTheAssignment) {

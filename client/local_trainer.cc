@@ -4,6 +4,8 @@
 #include <torch/optim/sgd.h>
 #include <torch/torch.h>
 
+#include <chrono>
+#include <cmath>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -24,6 +26,10 @@ absl::Status ValidateTrainingPlan(const TrainingPlan& plan) {
   }
   if (!(plan.prox_mu >= 0)) return absl::InvalidArgumentError("prox_mu must be >= 0");
   if (!(plan.clip_norm >= 0)) return absl::InvalidArgumentError("clip_norm must be >= 0");
+  if (plan.max_steps < 0) return absl::InvalidArgumentError("max_steps must be >= 0");
+  if (!(plan.max_seconds >= 0) || std::isinf(plan.max_seconds)) {
+    return absl::InvalidArgumentError("max_seconds must be finite and >= 0");
+  }
   return absl::OkStatus();
 }
 
@@ -33,11 +39,22 @@ uint64_t LocalTrainingSeed(uint64_t run_seed, int64_t round, int64_t client_inde
                                static_cast<uint64_t>(client_index)});
 }
 
+int64_t ExamplePasses(int64_t examples, const TrainingPlan& plan) {
+  const int64_t all = examples * plan.local_epochs;
+  if (plan.max_steps <= 0 || examples <= 0 || plan.batch_size <= 0) return all;
+  const int64_t steps_per_epoch = (examples + plan.batch_size - 1) / plan.batch_size;
+  const int64_t full_epochs = plan.max_steps / steps_per_epoch;
+  if (full_epochs >= plan.local_epochs) return all;
+  const int64_t rest = plan.max_steps % steps_per_epoch;
+  return full_epochs * examples + std::min(examples, rest * plan.batch_size);
+}
+
 LocalTrainer::LocalTrainer(std::shared_ptr<models::Model> model) : model_(std::move(model)) {}
 
 absl::StatusOr<ClientUpdate> LocalTrainer::Train(absl::Span<const float> global_parameters,
                                                  const data::Examples& examples,
-                                                 const TrainingPlan& plan, uint64_t seed) {
+                                                 const TrainingPlan& plan, uint64_t seed,
+                                                 const StopCheck& should_stop) {
   FEDKIT_RETURN_IF_ERROR(ValidateTrainingPlan(plan));
   const int64_t n = examples.size();
   if (n == 0) return absl::InvalidArgumentError("client has no training examples");
@@ -75,7 +92,16 @@ absl::StatusOr<ClientUpdate> LocalTrainer::Train(absl::Span<const float> global_
     // Summed as a tensor and read once at the end: a per-step item() is a synchronising read.
     torch::Tensor loss_sum = torch::zeros({}, torch::kFloat64);
     int64_t steps = 0;
-    for (int epoch = 0; epoch < plan.local_epochs; ++epoch) {
+    int64_t examples_used = 0;  // minibatch rows, summed: distinct examples up to one epoch
+    bool budget_exhausted = false;
+    // The budget's clock: monotonic, read once per step.
+    const auto started = std::chrono::steady_clock::now();
+    const auto over_time = [&] {
+      if (plan.max_seconds <= 0) return false;
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() >=
+             plan.max_seconds;
+    };
+    for (int epoch = 0; epoch < plan.local_epochs && !budget_exhausted; ++epoch) {
       const torch::Tensor order = torch::randperm(n, generator, torch::kInt64);
       for (int64_t start = 0; start < n; start += plan.batch_size) {
         const int64_t end = std::min(n, start + plan.batch_size);
@@ -96,6 +122,15 @@ absl::StatusOr<ClientUpdate> LocalTrainer::Train(absl::Span<const float> global_
         optimizer.step();
         loss_sum += loss.detach();
         ++steps;
+        examples_used += end - start;
+        if (should_stop) {
+          if (absl::Status stop = should_stop(steps); !stop.ok()) return stop;
+        }
+        const bool last_step = epoch + 1 == plan.local_epochs && end == n;
+        if (!last_step && ((plan.max_steps > 0 && steps >= plan.max_steps) || over_time())) {
+          budget_exhausted = true;
+          break;
+        }
       }
     }
 
@@ -103,8 +138,10 @@ absl::StatusOr<ClientUpdate> LocalTrainer::Train(absl::Span<const float> global_
     update.delta = models::FlattenParameters(*model_);
     for (size_t i = 0; i < update.delta.size(); ++i) update.delta[i] -= global_parameters[i];
     update.delta_norm = privacy::ClipL2InPlace(absl::MakeSpan(update.delta), plan.clip_norm);
-    update.num_examples = n;
+    update.num_examples = std::min(n, examples_used);
     update.train_loss = loss_sum.item<double>() / static_cast<double>(steps);
+    update.steps = steps;
+    update.budget_exhausted = budget_exhausted;
     return update;
   });
 }

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
+#include <limits>
 #include <random>
 
 #include "client/testing/argmax_examples.h"
@@ -143,6 +145,97 @@ TEST(LocalTrainerTest, BadInputsAreClearErrors) {
   auto bad_plan = trainer.Train(global, ex, plan, 1);
   EXPECT_EQ(bad_plan.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(bad_plan.status().message(), testing::HasSubstr("batch_size"));
+}
+
+// The plan's step budget stops training after max_steps minibatches, and the update counts only the
+// examples those steps used.
+TEST(LocalTrainerTest, StepBudgetStopsAfterMaxStepsAndCountsTheExamplesUsed) {
+  const auto ex = MakeExamples(40, 7);
+  const auto global = GlobalParams("logreg", 3);
+  TrainingPlan plan{.local_epochs = 2, .batch_size = 5, .learning_rate = 0.1};
+  auto trainer = MakeTrainer("logreg");
+  const ClientUpdate full = *trainer.Train(global, ex, plan, 5);
+  EXPECT_EQ(full.steps, 16);
+  EXPECT_EQ(full.num_examples, 40);
+  EXPECT_FALSE(full.budget_exhausted);
+
+  plan.max_steps = 3;
+  const ClientUpdate cut = *trainer.Train(global, ex, plan, 5);
+  EXPECT_EQ(cut.steps, 3);
+  EXPECT_EQ(cut.num_examples, 15);
+  EXPECT_TRUE(cut.budget_exhausted);
+  EXPECT_NE(cut.delta, full.delta);
+  // should_stop runs after each step with the steps done; its status is returned as it is.
+  std::vector<int64_t> seen;
+  plan.max_steps = 0;
+  auto stopped = trainer.Train(global, ex, plan, 5, [&](int64_t steps) {
+    seen.push_back(steps);
+    return steps >= 3 ? absl::AbortedError("stopped: test") : absl::OkStatus();
+  });
+  EXPECT_EQ(stopped.status().code(), absl::StatusCode::kAborted);
+  EXPECT_THAT(seen, testing::ElementsAre(1, 2, 3));
+
+  // Over a whole epoch every example counts once.
+  plan.max_steps = 10;
+  const ClientUpdate more = *trainer.Train(global, ex, plan, 5);
+  EXPECT_EQ(more.steps, 10);
+  EXPECT_EQ(more.num_examples, 40);
+  // A budget equal to the whole run is not "exhausted".
+  plan.max_steps = 16;
+  EXPECT_FALSE(trainer.Train(global, ex, plan, 5)->budget_exhausted);
+  EXPECT_EQ(trainer.Train(global, ex, plan, 5)->delta, full.delta);
+}
+
+// ExamplePasses counts the rows the trainer's steps actually use, with and without a budget.
+TEST(LocalTrainerTest, ExamplePassesMatchWhatTrainingRuns) {
+  const auto ex = MakeExamples(23, 9);
+  const auto global = GlobalParams("logreg", 2);
+  auto trainer = MakeTrainer("logreg");
+  for (int64_t max_steps : {0, 1, 2, 3, 4, 5, 7, 9, 10, 50}) {
+    TrainingPlan plan{.local_epochs = 3, .batch_size = 8, .learning_rate = 0.1};
+    plan.max_steps = max_steps;
+    int64_t rows = 0;
+    const int64_t per_epoch = 3;  // 8 + 8 + 7
+    auto update = trainer.Train(global, ex, plan, 1, [&](int64_t steps) {
+      rows += (steps - 1) % per_epoch == per_epoch - 1 ? 7 : 8;
+      return absl::OkStatus();
+    });
+    ASSERT_TRUE(update.ok()) << update.status();
+    EXPECT_EQ(ExamplePasses(23, plan), rows) << "max_steps " << max_steps;
+  }
+  TrainingPlan plan{.local_epochs = 2, .batch_size = 10};
+  EXPECT_EQ(ExamplePasses(0, plan), 0);
+  EXPECT_EQ(ExamplePasses(40, plan), 80);
+}
+
+// The time budget is checked after each step: a budget shorter than any step runs exactly one.
+TEST(LocalTrainerTest, TimeBudgetStopsAfterTheStepThatExceededIt) {
+  const auto ex = MakeExamples(40, 8);
+  const auto global = GlobalParams("logreg", 4);
+  TrainingPlan plan{.local_epochs = 3, .batch_size = 4, .learning_rate = 0.1};
+  plan.max_seconds = 1e-12;
+  auto trainer = MakeTrainer("logreg");
+  const ClientUpdate update = *trainer.Train(global, ex, plan, 2);
+  EXPECT_EQ(update.steps, 1);
+  EXPECT_EQ(update.num_examples, 4);
+  EXPECT_TRUE(update.budget_exhausted);
+}
+
+TEST(LocalTrainerTest, BadBudgetsAreInvalidArgumentNamingTheField) {
+  auto trainer = MakeTrainer("logreg");
+  const auto global = GlobalParams("logreg", 1);
+  const auto ex = MakeExamples(10, 6);
+  TrainingPlan plan;
+  plan.max_steps = -1;
+  EXPECT_THAT(trainer.Train(global, ex, plan, 1).status().message(),
+              testing::HasSubstr("max_steps"));
+  plan.max_steps = 0;
+  for (double bad : {-1.0, std::nan(""), std::numeric_limits<double>::infinity()}) {
+    plan.max_seconds = bad;
+    auto status = trainer.Train(global, ex, plan, 1).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(status.message(), testing::HasSubstr("max_seconds"));
+  }
 }
 
 std::string Fixture(const std::string& name) {

@@ -79,6 +79,8 @@ struct Flags {
   double client_lr = 0.1;
   double client_momentum = 0.0;
   double prox_mu = 0.0;
+  int64_t max_steps = 0;
+  double max_seconds = 0.0;
   int64_t max_examples = 1 << 20;
   std::string eval_data;
   std::string checkpoint_dir;
@@ -270,6 +272,14 @@ int Run(int argc, char** argv) {
   app.add_option("--client-momentum", f.client_momentum, "Client SGD momentum")
       ->check(cli::BelowOne());
   app.add_option("--prox-mu", f.prox_mu, "FedProx mu")->check(cli::NonNegative());
+  app.add_option("--max-steps", f.max_steps,
+                 "Compute budget per round on a device: local training stops after this many "
+                 "minibatch steps and uploads what it has (0 = no limit)")
+      ->check(cli::NonNegative());
+  app.add_option("--max-seconds", f.max_seconds,
+                 "Compute budget per round on a device: local training stops after this many "
+                 "seconds and uploads what it has (0 = no limit)")
+      ->check(cli::NonNegative());
   app.add_option("--max-examples", f.max_examples, "Largest example count a client may report")
       ->check(cli::Positive());
   app.add_option("--eval-data", f.eval_data, "Fashion-MNIST directory to evaluate on");
@@ -500,6 +510,8 @@ int Run(int argc, char** argv) {
   options.plan.set_learning_rate(f.client_lr);
   options.plan.set_momentum(f.client_momentum);
   options.plan.set_prox_mu(f.prox_mu);
+  options.plan.set_max_steps(f.max_steps);
+  options.plan.set_max_seconds(f.max_seconds);
   options.plan.set_clip_norm(f.clip_norm);
   options.plan.set_run_seed(f.seed);
   {

@@ -25,7 +25,10 @@
 #include "models/compute_threads.h"
 #include "models/flat_params.h"
 #include "models/model.h"
+#include "privacy/secagg/protocol.h"
 #include "proto/compression_conversion.h"
+#include "server/participation.h"
+#include "server/secure_aggregation_round.h"
 
 namespace fedkit::server {
 namespace {
@@ -224,6 +227,156 @@ TEST(InProcessChannelTest, DevicesRunTheEnginesRoundsAndTheModelIsTheFedAvgOfWha
 TEST(InProcessChannelTest, CompressedUploadsAreTheEncodingsTheCoordinatorDecodes) {
   RunDevicesAndCheckTheModel(*compression::ParseCompressionSpec("quantize-rotate:4"));
   RunDevicesAndCheckTheModel(*compression::ParseCompressionSpec("topk:0.2"));
+}
+
+// Records, when its device declines, how many minibatches the device had trained.
+class DeclineWatchingChannel final : public client::CoordinatorChannel {
+ public:
+  DeclineWatchingChannel(std::unique_ptr<client::CoordinatorChannel> inner,
+                         const client::FederatedClient* const* device,
+                         std::vector<std::pair<v1::DeclineRequest, int64_t>>* declines)
+      : inner_(std::move(inner)), device_(device), declines_(declines) {}
+  absl::StatusOr<v1::CheckInResponse> CheckIn(const v1::CheckInRequest& request) override {
+    return inner_->CheckIn(request);
+  }
+  absl::Status GetModel(const v1::GetModelRequest& request, int64_t expected_size,
+                        std::vector<float>* parameters, v1::ParameterLayout* layout) override {
+    return inner_->GetModel(request, expected_size, parameters, layout);
+  }
+  absl::StatusOr<v1::DeclineResponse> Decline(const v1::DeclineRequest& request) override {
+    declines_->emplace_back(request, (*device_)->minibatches_trained());
+    return inner_->Decline(request);
+  }
+  absl::StatusOr<v1::UploadResponse> UploadUpdate(const v1::UpdateHeader& header,
+                                                  absl::Span<const float> delta) override {
+    return inner_->UploadUpdate(header, delta);
+  }
+  absl::StatusOr<v1::SecAggResponse> SecureAggregation(const v1::SecAggRequest& request) override {
+    return inner_->SecureAggregation(request);
+  }
+  absl::StatusOr<v1::UploadResponse> UploadMaskedInput(const v1::UpdateHeader& header,
+                                                       const std::string& packed) override {
+    return inner_->UploadMaskedInput(header, packed);
+  }
+  void Cancel() override { inner_->Cancel(); }
+
+ private:
+  std::unique_ptr<client::CoordinatorChannel> inner_;
+  const client::FederatedClient* const* device_;
+  std::vector<std::pair<v1::DeclineRequest, int64_t>>* declines_;
+};
+
+// Device conditions, end to end (the two tests below): one of four devices becomes ineligible
+// after its k-th minibatch of round 1. It stops training within a minibatch and declines; the
+// coordinator does not wait for it (the round's deadline is an hour away and the coordinator's
+// clock never moves: the round can only commit because nobody else is awaited), commits with the
+// other three, and the device checks in again once eligible and takes part in round 2.
+void RunWithADeviceThatBecomesIneligible(bool secure_aggregation) {
+  models::UseSingleThreadedCompute();
+  constexpr int64_t kStepsBeforeIneligible = 2;  // k; a round is 5 minibatches (40 examples / 8)
+  CoordinatorOptions options = Options();
+  options.rounds = 2;
+  options.clients_per_round = 4;
+  options.min_clients = 3;
+  options.over_select = 0;
+  options.round_timeout = absl::Hours(1);
+  options.selection_timeout = absl::Hours(1);
+  if (secure_aggregation) {
+    options.plan.set_clip_norm(10.0);
+    options.max_examples_per_client = 100;  // the fixed-point encoding's weight range
+    SecureAggregationSettings secure;
+    secure.variant = secagg::Variant::kSecAgg;
+    secure.phase_timeout = absl::Hours(1);  // never reached: the clock does not move
+    options.secure_aggregation = secure;
+  }
+  const absl::Time frozen = absl::FromUnixSeconds(2'000'000);  // the coordinator's clock
+  std::shared_ptr<models::Model> reference = *models::CreateModel("logreg", kInfo, 1);
+  std::vector<RoundParticipation> participation;
+  absl::Mutex participation_mu;
+  CoordinatorHooks hooks;
+  hooks.round_participation = [&](const RoundParticipation& p) {
+    absl::MutexLock lock(&participation_mu);
+    participation.push_back(p);
+  };
+  auto coordinator = RoundCoordinator::Create(options, models::LayoutOf(*reference),
+                                              models::FlattenParameters(*reference), hooks);
+  ASSERT_TRUE(coordinator.ok()) << coordinator.status();
+  RoundCoordinator* engine = coordinator->get();
+
+  const std::vector<std::string> ids = {"phone-a", "phone-b", "phone-c", "phone-d"};
+  constexpr size_t kUnplugged = 3;
+  std::vector<std::unique_ptr<client::FederatedClient>> devices(ids.size());
+  const client::FederatedClient* unplugged = nullptr;
+  std::vector<std::pair<v1::DeclineRequest, int64_t>> declines;  // its Run() thread only
+  for (size_t i = 0; i < ids.size(); ++i) {
+    client::FederatedClientOptions o;
+    o.client_id = ids[i];
+    o.client_index = static_cast<int64_t>(i);
+    o.initial_backoff = absl::Milliseconds(1);
+    o.max_backoff = absl::Milliseconds(5);
+    o.give_up_after = absl::Seconds(600);
+    o.jitter_seed = i;
+    std::unique_ptr<client::CoordinatorChannel> channel =
+        std::make_unique<InProcessChannel>(engine, [frozen] { return frozen; });
+    if (i == kUnplugged) {
+      // Eligible until its k-th minibatch, then not until round 1 committed.
+      o.eligibility = [&unplugged, engine] {
+        return unplugged->minibatches_trained() < kStepsBeforeIneligible ||
+               engine->rounds_completed() >= 1;
+      };
+      channel = std::make_unique<DeclineWatchingChannel>(std::move(channel), &unplugged, &declines);
+    }
+    devices[i] = std::make_unique<client::FederatedClient>(
+        o, std::move(channel), *models::CreateModel("logreg", kInfo, 100 + i),
+        MakeExamples(40, 20 + static_cast<uint32_t>(i)));
+  }
+  unplugged = devices[kUnplugged].get();
+
+  std::vector<absl::Status> results(devices.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < devices.size(); ++i) {
+    threads.emplace_back([&, i] {
+      models::UseSingleThreadedCompute();
+      results[i] = devices[i]->Run();
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (size_t i = 0; i < devices.size(); ++i) EXPECT_TRUE(results[i].ok()) << ids[i] << results[i];
+
+  // It stopped within one minibatch of becoming ineligible, and said so.
+  ASSERT_EQ(declines.size(), 1u);
+  EXPECT_EQ(declines[0].first.reason(), v1::DeclineRequest::DEVICE_NOT_ELIGIBLE);
+  EXPECT_EQ(declines[0].first.round(), 1);
+  EXPECT_LE(declines[0].second, kStepsBeforeIneligible + 1);
+  EXPECT_GE(declines[0].second, kStepsBeforeIneligible);
+
+  ASSERT_TRUE(engine->finished());
+  const v1::GetStatusResponse status = engine->Status(frozen);
+  EXPECT_EQ(status.declines().at("device_not_eligible"), 1);
+  EXPECT_EQ(status.rounds_abandoned(), 0);
+  ASSERT_EQ(status.history_size(), 2);
+  EXPECT_EQ(status.history(0).participants(), 3);
+  EXPECT_EQ(status.history(0).assigned(), 4);
+  EXPECT_EQ(status.history(0).seconds(), 0);  // the clock never reached the deadline
+  EXPECT_EQ(status.history(1).participants(), 4);
+  absl::MutexLock lock(&participation_mu);
+  ASSERT_EQ(participation.size(), 2u);
+  EXPECT_THAT(participation[0].aggregated, ::testing::ElementsAre("phone-a", "phone-b", "phone-c"));
+  EXPECT_THAT(participation[1].aggregated,
+              ::testing::ElementsAre("phone-a", "phone-b", "phone-c", "phone-d"));
+  // Back once eligible: it contributed to round 2 and trained a whole round then.
+  EXPECT_EQ(devices[kUnplugged]->rounds_contributed(), 1);
+  EXPECT_EQ(devices[kUnplugged]->minibatches_trained(), declines[0].second + 5);
+}
+
+TEST(InProcessChannelTest, ADeviceThatBecomesIneligibleDropsOutAndTheRoundDoesNotWaitForIt) {
+  RunWithADeviceThatBecomesIneligible(/*secure_aggregation=*/false);
+}
+
+// The same under secure aggregation: the device declines after the key exchange, the coordinator
+// withdraws it from the protocol (a dropout) and the masked-input phase closes without it.
+TEST(InProcessChannelTest, UnderSecureAggregationTheIneligibleDeviceIsADropoutNotWaitedFor) {
+  RunWithADeviceThatBecomesIneligible(/*secure_aggregation=*/true);
 }
 
 TEST(InProcessChannelTest, RefusesMisdeclaredSizesAndIsCancellable) {

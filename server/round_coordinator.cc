@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <limits>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
@@ -98,6 +99,31 @@ absl::Status ValidateClientId(absl::string_view client_id) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// How long a device that cannot hold the model is told to wait: the model does not shrink.
+constexpr absl::Duration kModelTooLargeRetry = absl::Minutes(10);
+
+// The most model bytes a device says it holds: the smaller of its positive limits; 0 = no limit.
+int64_t DeviceModelLimit(const v1::ClientCapabilities& capabilities) {
+  int64_t limit = 0;
+  for (int64_t l : {capabilities.max_model_bytes(), capabilities.memory_bytes()}) {
+    if (l > 0) limit = limit == 0 ? l : std::min(limit, l);
+  }
+  return limit;
+}
+
+// What a device must hold: 4 bytes per parameter, or the artifact's size if larger (the device
+// library's client::ModelBytes is the same rule).
+int64_t ModelBytesOf(int64_t model_size, const std::optional<v1::ModelArtifact>& artifact) {
+  const int64_t parameter_bytes = model_size > std::numeric_limits<int64_t>::max() / 4
+                                      ? std::numeric_limits<int64_t>::max()
+                                      : 4 * model_size;
+  return std::max(parameter_bytes, artifact.has_value() ? artifact->size_bytes() : int64_t{0});
+}
+
+}  // namespace
+
 absl::Status ValidateDpPopulation(int64_t population, int64_t clients_per_round,
                                   double over_select) {
   const int64_t target = OverSelectedTarget(clients_per_round, over_select);
@@ -127,6 +153,12 @@ absl::StatusOr<std::unique_ptr<RoundCoordinator>> RoundCoordinator::Create(
   }
   if (options.min_available < 0) {
     return absl::InvalidArgumentError("min available must be >= 0");
+  }
+  if (options.plan.max_steps() < 0) {
+    return absl::InvalidArgumentError("the plan's max_steps must be >= 0");
+  }
+  if (!(options.plan.max_seconds() >= 0) || std::isinf(options.plan.max_seconds())) {
+    return absl::InvalidArgumentError("the plan's max_seconds must be finite and >= 0");
   }
   if (!(options.over_select >= 0) || options.over_select > 10) {
     return absl::InvalidArgumentError("over-select must be a fraction in [0, 10]");
@@ -270,6 +302,7 @@ RoundCoordinator::RoundCoordinator(const CoordinatorOptions& options, ParameterL
       target_assignments_(OverSelectedTarget(options.clients_per_round, options.over_select)),
       start_at_(std::max({target_assignments_, options.min_available,
                           options.dp.has_value() ? options.population : int64_t{0}})),
+      model_bytes_(ModelBytesOf(static_cast<int64_t>(layout_.size()), options.artifact)),
       global_(std::make_shared<const std::vector<float>>(std::move(initial_parameters))),
       optimizer_(std::move(optimizer)) {}
 
@@ -507,11 +540,27 @@ absl::StatusOr<v1::CheckInResponse> RoundCoordinator::HandleCheckIn(
     return response;
   }
   const std::string& id = request.client_id();
+  // A device that cannot hold the model is never assigned it (nor waits in the pool).
+  if (const int64_t limit = DeviceModelLimit(request.capabilities());
+      limit > 0 && model_bytes_ > limit) {
+    ++refusals_["model_too_large"];
+    return RetryLocked(
+        std::max(options_.retry_interval, kModelTooLargeRetry),
+        absl::StrCat("the model needs ", model_bytes_, " bytes; this device holds at most ", limit,
+                     " (its max_model_bytes / memory_bytes): not assigned"));
+  }
   if (phase_ == Phase::kTraining) {
     auto it = assignment_of_client_.find(id);
     if (it != assignment_of_client_.end()) {
       if (received_.contains(id)) {
         return RetryLocked(options_.retry_interval, "update received; round in progress");
+      }
+      if (declined_.contains(it->second)) {
+        // It dropped out of this round (e.g. no longer eligible): it waits for the next one.
+        ExpirePoolLocked(now);
+        FEDKIT_RETURN_IF_ERROR(JoinPoolLocked(id, now, identity));
+        return RetryLocked(options_.retry_interval,
+                           "declined this round's assignment; waiting for the next round");
       }
       if (secagg_round_ != nullptr) {
         if (unmasking_ != Unmasking::kNone) {
@@ -558,10 +607,12 @@ std::string RoundCoordinator::WaitingForLocked(absl::Time now) const {
                                SecureAggregationPhaseLocked());
       }
       return absl::StrFormat(
-          "round %d: updates (%d of %d received from %d assigned; the round closes at %d, or at "
-          "its deadline in %.0f s with at least %d)",
+          "round %d: updates (%d of %d received from %d assigned, %d declined; the round closes "
+          "at %d, or at its deadline in %.0f s with at least %d)",
           rounds_completed_ + 1, received_.size(), options_.clients_per_round, assignments_.size(),
-          std::min<int64_t>(options_.clients_per_round, assignments_.size()),
+          declined_this_round_,
+          std::min<int64_t>(options_.clients_per_round,
+                            static_cast<int64_t>(assignments_.size()) - declined_this_round_),
           std::max(0.0, absl::ToDoubleSeconds(round_deadline_ - now)), options_.min_clients);
     case Phase::kWaiting:
       break;
@@ -689,6 +740,7 @@ void RoundCoordinator::StartRoundLocked(absl::Time now) {
   assignments_.clear();
   assignment_of_client_.clear();
   received_.clear();
+  declined_this_round_ = 0;
   participation_.reset();
   if (hooks_.round_participation) {
     participation_.emplace();
@@ -879,6 +931,11 @@ absl::Status RoundCoordinator::CheckUpdateAssignmentLocked(const v1::UpdateHeade
                             "this round uses secure aggregation: upload the masked input"),
                         "not_masked");
   }
+  if (declined_.contains(header.assignment_id()) && !received_.contains(header.client_id())) {
+    return RefuseLocked(absl::FailedPreconditionError(
+                            "this assignment was declined; the round does not wait for it"),
+                        "declined");
+  }
   return absl::OkStatus();
 }
 
@@ -1006,13 +1063,10 @@ absl::StatusOr<v1::UploadResponse> RoundCoordinator::HandleUpdate(const v1::Upda
   if (header.has_telemetry() && !telemetry_.Add(header.telemetry())) ++telemetry_invalid_;
   loss_sum_ += header.train_loss() *
                (options_.dp.has_value() ? 1.0 : static_cast<double>(header.num_examples()));
-  // K updates close the round; so does every assigned client's, in a round that started with
-  // fewer than K (the selection window ended with fewer waiting).
-  const int64_t received = static_cast<int64_t>(received_.size());
-  if (received >= options_.clients_per_round ||
-      received >= static_cast<int64_t>(assignments_.size())) {
-    CommitRoundLocked(now);
-  }
+  // K updates close the round; so does every assigned client's that did not decline, in a round
+  // that started with fewer than K (the selection window ended with fewer waiting) or whose
+  // devices dropped out.
+  CloseRoundIfCompleteLocked(now);
   return v1::UploadResponse();
 }
 
@@ -1062,7 +1116,9 @@ absl::StatusOr<v1::DeclineResponse> RoundCoordinator::Decline(const v1::DeclineR
     return absl::InvalidArgumentError(
         absl::StrCat("unknown decline reason ", static_cast<int>(request.reason())));
   }
-  absl::StatusOr<v1::DeclineResponse> response = CountDecline(request);
+  absl::StatusOr<v1::DeclineResponse> response = CountDecline(request, now);
+  FinishUnmasking(now);
+  FinishCommit();
   if (response.ok() && !response->duplicate() && hooks_.assignment_declined) {
     hooks_.assignment_declined(request);
   }
@@ -1070,7 +1126,7 @@ absl::StatusOr<v1::DeclineResponse> RoundCoordinator::Decline(const v1::DeclineR
 }
 
 absl::StatusOr<v1::DeclineResponse> RoundCoordinator::CountDecline(
-    const v1::DeclineRequest& request) {
+    const v1::DeclineRequest& request, absl::Time now) {
   absl::MutexLock lock(&mu_);
   const std::string& id = request.assignment_id();
   std::string owner;
@@ -1096,7 +1152,39 @@ absl::StatusOr<v1::DeclineResponse> RoundCoordinator::CountDecline(
     return response;
   }
   ++declines_[absl::AsciiStrToLower(v1::DeclineRequest::Reason_Name(request.reason()))];
+  // A current assignment that declined is no longer waited for (unless its update is already in).
+  if (phase_ == Phase::kTraining && assignments_.contains(id) && !received_.contains(owner)) {
+    ++declined_this_round_;
+    if (secagg_round_ != nullptr) {
+      if (unmasking_ == Unmasking::kNone) {
+        secagg_round_->Withdraw(owner);
+        AdvanceSecureAggregationLocked(now);
+      }
+    } else {
+      CloseRoundIfCompleteLocked(now);
+    }
+  }
   return response;
+}
+
+void RoundCoordinator::CloseRoundIfCompleteLocked(absl::Time now) {
+  if (phase_ != Phase::kTraining || secagg_round_ != nullptr) return;
+  const int64_t received = static_cast<int64_t>(received_.size());
+  if (received >= options_.clients_per_round) {
+    CommitRoundLocked(now);
+    return;
+  }
+  // Every assigned device has uploaded or declined (a round that started with fewer than K, or
+  // devices that dropped out): nothing more can come.
+  if (received + declined_this_round_ < static_cast<int64_t>(assignments_.size())) return;
+  if (received >= options_.min_clients) {
+    CommitRoundLocked(now);
+    return;
+  }
+  LogLocked(absl::StrCat("round ", rounds_completed_ + 1, ": abandoned: ", received,
+                         " updates (fewer than min clients ", options_.min_clients,
+                         ") and every other assigned device declined"));
+  AbandonRoundLocked();
 }
 
 absl::StatusOr<v1::SecAggResponse> RoundCoordinator::SecureAggregationStep(
@@ -1378,6 +1466,7 @@ void RoundCoordinator::CloseAssignmentsLocked() {
   assignments_.clear();
   assignment_of_client_.clear();
   received_.clear();
+  declined_this_round_ = 0;
   aggregate_.reset();
   secagg_round_.reset();
 }

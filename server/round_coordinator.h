@@ -224,7 +224,10 @@ class RoundCoordinator {
   // `identity` is who the transport authenticated (server/identity.h; empty: the client itself):
   // outside DP, an identity holding many waiting ids gets at most its fair share of a round's
   // sample (CapPerIdentity in server/client_sampler.h). RESOURCE_EXHAUSTED (with a retry hint)
-  // when the waiting pool is full.
+  // when the waiting pool is full. A device whose capabilities say it cannot hold the model
+  // (max_model_bytes or memory_bytes positive and below model_bytes()) is told to retry later (10
+  // minutes, or retry_interval if longer) with a reason saying so, counted as refusal
+  // `model_too_large`, and neither assigned nor put in the pool.
   absl::StatusOr<v1::CheckInResponse> CheckIn(const v1::CheckInRequest& request, absl::Time now,
                                               absl::string_view identity = "");
 
@@ -278,12 +281,20 @@ class RoundCoordinator {
   absl::StatusOr<v1::UploadResponse> SubmitMaskedUpdate(const v1::UpdateHeader& header,
                                                         const std::string& packed, absl::Time now);
 
-  // A device will not train its assignment (it refused the artifact, or the model does not fit).
-  // Counted once per assignment under the reason's name (GetStatus' `declines`); a repeat is OK
-  // with duplicate = true. The assignment stays open: the round closes at K uploads or its
-  // deadline as usual. Accepted for the current round's and the previous round's assignments (a
-  // slow download may outlive its round); FAILED_PRECONDITION for an assignment that is not this
-  // client's or unknown, INVALID_ARGUMENT for a malformed client id or an unknown reason.
+  // A device will not train its assignment, or stopped training it (it refused the artifact, the
+  // model does not fit, or DEVICE_NOT_ELIGIBLE: its conditions no longer hold). Counted once per
+  // assignment under the reason's name (GetStatus' `declines`); a repeat is OK with duplicate =
+  // true. The round no longer waits for a current assignment that declined before its update
+  // was in: a plain round commits as soon as K updates are in or every other assigned device has
+  // uploaded (with at least min_clients updates; with fewer, nothing more can come and the round
+  // is abandoned and starts again), not at its deadline; in a secure aggregation round the client
+  // is withdrawn from the protocol (a dropout), so the phase it would have held up closes without
+  // it. The declined assignment's uploads are then refused (FAILED_PRECONDITION, reason
+  // `declined`) and its device, checking in again, waits for the next round. Accepted for the
+  // current round's and the previous round's assignments (a slow download may outlive its round);
+  // FAILED_PRECONDITION for an assignment that is not this client's or unknown, INVALID_ARGUMENT
+  // for a malformed client id or an unknown reason. May commit the round (its hooks then run on
+  // this thread, outside the lock).
   absl::StatusOr<v1::DeclineResponse> Decline(const v1::DeclineRequest& request, absl::Time now);
 
   // Time passed: closes or abandons a round past its deadline, starts a round when a selection
@@ -312,6 +323,8 @@ class RoundCoordinator {
   bool finished() const;
   int64_t rounds_completed() const;
   int64_t model_size() const { return static_cast<int64_t>(layout_.size()); }
+  // The bytes a device needs for the model: max(4 x model_size(), the artifact's size_bytes).
+  int64_t model_bytes() const { return model_bytes_; }
   // Whether rounds run secure aggregation (fixed at Create).
   bool uses_secure_aggregation() const { return options_.secure_aggregation.has_value(); }
   // With secure aggregation, the values every masked upload carries: the model and its weight, or
@@ -364,9 +377,12 @@ class RoundCoordinator {
   // The secure round's phase for status and logs ("secagg-unmasking" while FinishUnmasking runs).
   std::string SecureAggregationPhaseLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  // Decline's bookkeeping under the lock (the hook then runs without it).
-  absl::StatusOr<v1::DeclineResponse> CountDecline(const v1::DeclineRequest& request)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  // Decline's bookkeeping under the lock (the hook then runs without it); may close the round.
+  absl::StatusOr<v1::DeclineResponse> CountDecline(const v1::DeclineRequest& request,
+                                                   absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
+  // A plain round: commits once K updates are in, or once every assigned device has uploaded or
+  // declined (abandons it then with fewer than min_clients updates).
+  void CloseRoundIfCompleteLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ExpirePoolLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybeStartRoundLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartRoundLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -444,6 +460,7 @@ class RoundCoordinator {
   const CoordinatorHooks hooks_;
   const int64_t target_assignments_;
   const int64_t start_at_;  // waiting devices that start a round at once (under DP, the only way)
+  const int64_t model_bytes_;  // see model_bytes()
 
   mutable absl::Mutex mu_;
   Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kWaiting;
@@ -498,6 +515,9 @@ class RoundCoordinator {
   std::map<std::string, int64_t> declines_ ABSL_GUARDED_BY(mu_);
   // Declined assignment ids among assignments_ and recently_closed_ (for deduplication).
   absl::flat_hash_set<std::string> declined_ ABSL_GUARDED_BY(mu_);
+  // Current assignments that declined before their update was in (the round does not wait for
+  // them).
+  int64_t declined_this_round_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status fatal_error_ ABSL_GUARDED_BY(mu_);
   // Set at Create, then constant: weighted FedAvg's encoding under secure aggregation (without DP),
   // and what SetUpDp derived (with DP).

@@ -626,7 +626,8 @@ TEST(RoundCoordinatorTest, DeclinesAreCountedEvenAfterTheRoundClosed) {
   auto first = c->Decline(DeclineOf(a, id, v1::DeclineRequest::ARTIFACT_HASH_MISMATCH), kStart);
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_FALSE(first->duplicate());
-  // The round closes at its deadline without updates (abandoned) and starts again.
+  // Its only device declined: the round is abandoned at once (nothing more can come) and starts
+  // again.
   ASSERT_TRUE(c->Tick(kStart + absl::Seconds(61)).ok());
   auto again = c->Decline(DeclineOf(a, id, v1::DeclineRequest::ARTIFACT_HASH_MISMATCH),
                           kStart + absl::Seconds(62));
@@ -640,6 +641,131 @@ TEST(RoundCoordinatorTest, DeclinesAreCountedEvenAfterTheRoundClosed) {
       absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(c->Status(kStart).declines_size(), 1);
   EXPECT_THAT(observed, ::testing::ElementsAre(id));  // once: the duplicate is not observed
+}
+
+// A device that drops out (DEVICE_NOT_ELIGIBLE) is not waited for: the round commits as soon as
+// every other assigned device uploaded, at the time of the last of those events, not at the
+// deadline; the declined assignment's upload is refused and its device waits for the next round.
+TEST(RoundCoordinatorTest, ADeclinedAssignmentIsNotWaitedFor) {
+  CoordinatorOptions o = Options(3, 2);
+  o.min_clients = 2;
+  o.round_timeout = absl::Hours(1);
+  std::vector<RoundParticipation> participation;
+  CoordinatorHooks hooks;
+  hooks.round_participation = [&](const RoundParticipation& p) { participation.push_back(p); };
+  auto c = Make(o, hooks);
+  auto assigned = CheckInAll(*c, {"a", "b", "c"}, kStart);
+  ASSERT_EQ(assigned.size(), 3u);
+  ASSERT_TRUE(c->SubmitUpdate(HeaderFor(assigned["a"], "a", 5), {0.1f, 0.2f, 0.3f}, kStart).ok());
+  ASSERT_TRUE(c->SubmitUpdate(HeaderFor(assigned["b"], "b", 5), {0.1f, 0.2f, 0.3f}, kStart).ok());
+  EXPECT_EQ(c->rounds_completed(), 0);  // still waiting for c
+  EXPECT_THAT(c->WaitingFor(kStart), HasSubstr("0 declined"));
+  const absl::Time dropped = kStart + absl::Seconds(5);
+  auto declined =
+      c->Decline(DeclineOf(assigned["c"], "c", v1::DeclineRequest::DEVICE_NOT_ELIGIBLE), dropped);
+  ASSERT_TRUE(declined.ok()) << declined.status();
+  EXPECT_EQ(c->rounds_completed(), 1);  // committed by the decline, an hour before the deadline
+  const v1::GetStatusResponse status = c->Status(dropped);
+  EXPECT_EQ(status.declines().at("device_not_eligible"), 1);
+  ASSERT_EQ(status.history_size(), 1);
+  EXPECT_EQ(status.history(0).participants(), 2);
+  EXPECT_EQ(status.history(0).assigned(), 3);
+  EXPECT_DOUBLE_EQ(status.history(0).seconds(), 5.0);
+  ASSERT_EQ(participation.size(), 1u);
+  EXPECT_THAT(participation[0].aggregated, ::testing::ElementsAre("a", "b"));
+  EXPECT_THAT(participation[0].assigned, ::testing::ElementsAre("a", "b", "c"));
+}
+
+TEST(RoundCoordinatorTest, AfterADeclineTheRoundClosesAtTheRemainingUploads) {
+  CoordinatorOptions o = Options(3, 2);
+  o.min_clients = 1;
+  o.round_timeout = absl::Hours(1);
+  auto c = Make(o);
+  auto assigned = CheckInAll(*c, {"a", "b", "c"}, kStart);
+  ASSERT_EQ(assigned.size(), 3u);
+  ASSERT_TRUE(
+      c->Decline(DeclineOf(assigned["c"], "c", v1::DeclineRequest::DEVICE_NOT_ELIGIBLE), kStart)
+          .ok());
+  EXPECT_THAT(c->WaitingFor(kStart), HasSubstr("1 declined; the round closes at 2"));
+  // The declined device checking in again is told to wait for the next round, not re-assigned.
+  auto again = c->CheckIn(CheckInOf("c"), kStart);
+  ASSERT_TRUE(again.ok());
+  ASSERT_TRUE(again->has_retry_later());
+  EXPECT_THAT(again->retry_later().reason(), HasSubstr("declined"));
+  // Its upload is refused, counted.
+  auto late = c->SubmitUpdate(HeaderFor(assigned["c"], "c", 5), {0.1f, 0.2f, 0.3f}, kStart);
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(c->Status(kStart).refusals().at("declined"), 1);
+  ASSERT_TRUE(c->SubmitUpdate(HeaderFor(assigned["a"], "a", 5), {0.1f, 0.2f, 0.3f}, kStart).ok());
+  EXPECT_EQ(c->rounds_completed(), 0);
+  ASSERT_TRUE(c->SubmitUpdate(HeaderFor(assigned["b"], "b", 5), {0.1f, 0.2f, 0.3f}, kStart).ok());
+  EXPECT_EQ(c->rounds_completed(), 1);
+  // It waits in the pool and takes part in the next round.
+  auto next = CheckInAll(*c, {"a", "b", "c"}, kStart + absl::Seconds(1));
+  EXPECT_EQ(next.size(), 3u);
+  EXPECT_EQ(next["c"].round(), 2);
+}
+
+// With fewer than min_clients updates possible, the round is abandoned at once and starts again.
+TEST(RoundCoordinatorTest, WhenEveryoneElseDeclinedTheRoundIsAbandonedAtOnce) {
+  CoordinatorOptions o = Options(2, 1);
+  o.round_timeout = absl::Hours(1);
+  auto c = Make(o);
+  auto assigned = CheckInAll(*c, {"a", "b"}, kStart);
+  ASSERT_EQ(assigned.size(), 2u);
+  ASSERT_TRUE(c->SubmitUpdate(HeaderFor(assigned["a"], "a", 5), {0.1f, 0.2f, 0.3f}, kStart).ok());
+  ASSERT_TRUE(
+      c->Decline(DeclineOf(assigned["b"], "b", v1::DeclineRequest::DEVICE_NOT_ELIGIBLE), kStart)
+          .ok());
+  const v1::GetStatusResponse status = c->Status(kStart);
+  EXPECT_EQ(status.rounds_abandoned(), 1);
+  EXPECT_EQ(status.phase(), "waiting");
+  EXPECT_EQ(c->rounds_completed(), 0);
+}
+
+// A device that cannot hold the model is never assigned it, and is told why.
+TEST(RoundCoordinatorTest, ADeviceThatCannotHoldTheModelIsToldToRetryLaterAndNotAssigned) {
+  CoordinatorOptions o = Options(1, 1);
+  o.artifact.emplace();
+  o.artifact->set_sha256(std::string(64, 'c'));
+  o.artifact->set_size_bytes(100);  // larger than 4 x 3 parameters
+  auto c = Make(o);
+  EXPECT_EQ(c->model_bytes(), 100);
+  v1::CheckInRequest small = CheckInOf("watch");
+  small.mutable_capabilities()->set_max_model_bytes(99);
+  auto response = c->CheckIn(small, kStart);
+  ASSERT_TRUE(response.ok()) << response.status();
+  ASSERT_TRUE(response->has_retry_later());
+  EXPECT_THAT(response->retry_later().reason(), HasSubstr("needs 100 bytes"));
+  EXPECT_GE(response->retry_later().retry_after_seconds(), 600);
+  v1::CheckInRequest little_memory = CheckInOf("sensor");
+  little_memory.mutable_capabilities()->set_max_model_bytes(1000);
+  little_memory.mutable_capabilities()->set_memory_bytes(50);
+  ASSERT_TRUE(c->CheckIn(little_memory, kStart)->has_retry_later());
+  v1::GetStatusResponse status = c->Status(kStart);
+  EXPECT_EQ(status.refusals().at("model_too_large"), 2);
+  EXPECT_EQ(status.checked_in(), 0);  // neither waits in the pool
+  // A device at the limit (or that says nothing) is assigned.
+  v1::CheckInRequest fits = CheckInOf("phone");
+  fits.mutable_capabilities()->set_max_model_bytes(100);
+  EXPECT_TRUE(c->CheckIn(fits, kStart)->has_assignment());
+}
+
+TEST(RoundCoordinatorTest, ABadComputeBudgetIsInvalidArgument) {
+  CoordinatorOptions o = Options(1, 1);
+  o.plan.set_max_steps(-1);
+  EXPECT_EQ(RoundCoordinator::Create(o, TinyLayout(), {1, 2, 3}, {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  o.plan.set_max_steps(5);
+  o.plan.set_max_seconds(std::numeric_limits<double>::infinity());
+  EXPECT_EQ(RoundCoordinator::Create(o, TinyLayout(), {1, 2, 3}, {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  o.plan.set_max_seconds(2.5);
+  auto c = Make(o);
+  auto assigned = c->CheckIn(CheckInOf("a"), kStart);
+  ASSERT_TRUE(assigned->has_assignment());
+  EXPECT_EQ(assigned->assignment().plan().max_steps(), 5);
+  EXPECT_DOUBLE_EQ(assigned->assignment().plan().max_seconds(), 2.5);
 }
 
 // Updates are folded into an exact aggregate on arrival: the committed model is the same bit for

@@ -320,6 +320,10 @@ SecureAggregationRound::State SecureAggregationRound::Finish() {
   return state_;
 }
 
+void SecureAggregationRound::Withdraw(const std::string& client_id) {
+  if (auto it = index_of_.find(client_id); it != index_of_.end()) withdrawn_.insert(it->second);
+}
+
 SecureAggregationRound::State SecureAggregationRound::Advance(absl::Time now) {
   while (state_ == State::kRunning) {
     // Who must still speak in the current phase: the survivors of the previous one.
@@ -356,7 +360,11 @@ SecureAggregationRound::State SecureAggregationRound::Advance(absl::Time now) {
         return state_;
     }
     if (server_->phase() != SecAggServer::Phase::kMaskedInput) waited_for = expected.size();
-    if (arrived.size() < expected.size() && now < deadline_) return state_;
+    // Withdrawn clients are not waited for.
+    const auto present = [&](int32_t i) { return !withdrawn_.contains(i); };
+    const auto expected_left = std::count_if(expected.begin(), expected.end(), present);
+    const auto arrived_left = std::count_if(arrived.begin(), arrived.end(), present);
+    if (arrived_left < expected_left && now < deadline_) return state_;
     closed_phases_.push_back(SecAggPhaseStats{.phase = std::string(phase_name()),
                                               .duration = now - phase_opened_,
                                               .clients_in = static_cast<int64_t>(waited_for),

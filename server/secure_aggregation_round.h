@@ -99,8 +99,13 @@ class SecureAggregationRound {
       const std::string& client_id, const std::string& packed, double train_loss,
       absl::Span<const int32_t> bad_share_senders = {});
 
-  // Closes every phase whose messages are all in or whose deadline has passed, up to
-  // kReadyToFinish.
+  // The client left the round (it declined its assignment, e.g. no longer eligible): no phase
+  // waits for its messages from now on; the protocol treats it as a dropout. Unknown ids are
+  // ignored. Not during Finish.
+  void Withdraw(const std::string& client_id);
+
+  // Closes every phase whose messages are all in (withdrawn clients' aside) or whose deadline has
+  // passed, up to kReadyToFinish.
   State Advance(absl::Time now);
   // In kReadyToFinish: reconstructs the sum (which the caller decodes: it knows the encoding's
   // meaning); kSucceeded, or kAborted when too few unmask responses came. In any other state it
@@ -155,6 +160,7 @@ class SecureAggregationRound {
   absl::flat_hash_map<int64_t, size_t> accepted_digests_;
   std::vector<double> train_losses_;
   std::set<std::pair<int32_t, secagg::SecAggCulprit::Reason>> reported_culprits_;
+  std::set<int32_t> withdrawn_;  // protocol indices of clients that left the round (Withdraw)
   std::vector<uint64_t> sum_;
   int64_t included_ = 0;
 };

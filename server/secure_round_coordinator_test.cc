@@ -279,6 +279,37 @@ TEST_F(SecureRoundTest, RoundCommitsTheSurvivorsWeightedAverageAfterAnUploadDead
             (std::vector<std::string>{"dev-0", "dev-1", "dev-2", "dev-3", "dev-4"}));
 }
 
+// The same dropout, but device 5 says so (Decline DEVICE_NOT_ELIGIBLE: unplugged mid-training):
+// the upload phase closes at once, without waiting for its deadline, and the round commits the
+// other five's average with no time passing.
+TEST_F(SecureRoundTest, ADeviceThatDeclinesIsWithdrawnAndNotWaitedFor) {
+  Start(6, secagg::Variant::kSecAgg);
+  for (auto& d : devices_) Advertise(d);
+  for (auto& d : devices_) Share(d);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(Upload(devices_[i], Packed(devices_[i])).ok());
+  EXPECT_EQ(coordinator_->Status(now_).phase(), "secagg-upload");
+  v1::DeclineRequest decline;
+  decline.set_client_id(devices_[5].id);
+  decline.set_assignment_id(devices_[5].assignment.assignment_id());
+  decline.set_round(devices_[5].assignment.round());
+  decline.set_reason(v1::DeclineRequest::DEVICE_NOT_ELIGIBLE);
+  ASSERT_TRUE(coordinator_->Decline(decline, now_).ok());
+  EXPECT_EQ(coordinator_->Status(now_).phase(), "secagg-unmask");
+  for (int i = 0; i < 5; ++i) Unmask(devices_[i]);
+  EXPECT_EQ(coordinator_->rounds_completed(), 1);
+  const std::vector<float> global = coordinator_->global_parameters();
+  const std::vector<float> expected = ExpectedAverage({0, 1, 2, 3, 4});
+  for (int j = 0; j < 3; ++j) EXPECT_NEAR(global[j], expected[j], 1e-5) << j;
+  const auto status = coordinator_->Status(now_);
+  EXPECT_EQ(status.declines().at("device_not_eligible"), 1);
+  ASSERT_EQ(status.history_size(), 1);
+  EXPECT_EQ(status.history(0).participants(), 5);
+  EXPECT_DOUBLE_EQ(status.history(0).seconds(), 0);  // no deadline passed
+  ASSERT_EQ(phases_.size(), 4u);
+  EXPECT_EQ(phases_[2].second.clients_out, 5);
+  EXPECT_EQ(absl::ToDoubleSeconds(phases_[2].second.duration), 0);
+}
+
 TEST_F(SecureRoundTest, RetriesAreAcknowledgedAndDifferentRepeatsRefused) {
   Start(4, secagg::Variant::kSecAggPlus);
   v1::SecAggRequest advert = devices_[0].Request();

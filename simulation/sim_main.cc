@@ -104,6 +104,10 @@ int Run(int argc, char** argv, Collective* collective) {
       ->check(cli::BelowOne());
   app.add_option("--prox-mu", f.sim.plan.prox_mu, "FedProx proximal weight (0 = FedAvg)")
       ->check(cli::NonNegative());
+  app.add_option("--max-steps", f.sim.plan.max_steps,
+                 "Compute budget per round: local training stops after this many minibatch steps "
+                 "(0 = no limit); --device-speeds' virtual time counts the steps run")
+      ->check(cli::NonNegative());
   app.add_option("--server-optimizer", f.server_optimizer, "sgd | adam | yogi | adagrad");
   app.add_option("--server-lr", f.sim.server_optimizer.learning_rate, "Server learning rate")
       ->check(cli::Positive());

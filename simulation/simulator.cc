@@ -382,11 +382,13 @@ void Simulator::ApplySystemSchedule(const std::vector<int64_t>& participants,
   for (size_t i = 0; i < participants.size(); ++i) {
     // A device silent before its upload never reports; one dropping at unmask already did.
     if (drop_at[i].has_value() && *drop_at[i] != secagg::ClientPhase::kUnmask) continue;
-    finish[i] = device_speeds_.has_value()
-                    ? device_speeds_->RoundSeconds(participants[i],
-                                                   dataset_->NumTrainExamples(participants[i]),
-                                                   options_.plan.local_epochs)
-                    : 0.0;
+    finish[i] =
+        device_speeds_.has_value()
+            ? device_speeds_->RoundSeconds(
+                  participants[i],
+                  client::ExamplePasses(dataset_->NumTrainExamples(participants[i]), options_.plan),
+                  1)
+            : 0.0;
   }
   const RoundSchedule schedule =
       ScheduleRound(finish, options_.clients_per_round, system.deadline_seconds);
