@@ -47,7 +47,7 @@ install(FILES ${CMAKE_BINARY_DIR}/share/fedkit/make_model.py DESTINATION ${CMAKE
 set(FEDKIT_PUBLIC_HEADERS
   artifacts/signing.h
   client/artifact_cache.h client/artifact_policy.h client/coordinator_channel.h client/federated_client.h
-  client/global_model_store.h client/local_trainer.h client/model_source.h
+  client/global_model_store.h client/local_trainer.h client/model_source.h client/round_telemetry.h
   compression/spec.h compression/update_codec.h
   core/parameter_layout.h
   data/examples.h
