@@ -323,7 +323,12 @@ grpc::Status CoordinatorService::Upload(grpc::ServerContext& context,
                     ResourceExhaustedRetryAfter("too many uploads in flight", absl::Seconds(5)),
                     "transfers_busy");
     }
-    return UploadMasked(reader, header, response, stream);
+    // At most 8 bytes per value whatever the modulus; the coordinator checks the exact length.
+    MaskedUploadAssembler assembler(header.total_size());
+    return ReceiveUpload(
+        reader, stream, assembler, "masked",
+        [&] { return coordinator_->SubmitMaskedUpdate(header, assembler.packed(), clock_()); },
+        response);
   }
   if (header.compressed_size() != 0) {
     // Checked against the plan's largest encoding before anything is buffered.
@@ -336,7 +341,11 @@ grpc::Status CoordinatorService::Upload(grpc::ServerContext& context,
                     ResourceExhaustedRetryAfter("too many uploads in flight", absl::Seconds(5)),
                     "transfers_busy");
     }
-    return UploadCompressed(reader, header, response, stream);
+    CompressedUploadAssembler assembler(header.compressed_size());
+    return ReceiveUpload(
+        reader, stream, assembler, "compressed",
+        [&] { return coordinator_->SubmitCompressedUpdate(header, assembler.bytes(), clock_()); },
+        response);
   }
   if (header.total_size() != model_size) {
     // Refused before allocating anything sized by the client.
@@ -354,6 +363,16 @@ grpc::Status CoordinatorService::Upload(grpc::ServerContext& context,
                   "transfers_busy");
   }
   PlainUploadAssembler assembler(model_size);
+  return ReceiveUpload(
+      reader, stream, assembler, "plain",
+      [&] { return coordinator_->SubmitUpdate(header, assembler.values(), clock_()); }, response);
+}
+
+template <typename Assembler, typename Submit>
+grpc::Status CoordinatorService::ReceiveUpload(grpc::ServerReader<v1::UpdateChunk>& reader,
+                                               OpenStream& stream, Assembler& assembler,
+                                               absl::string_view kind, Submit submit,
+                                               v1::UploadResponse* response) {
   if (std::optional<grpc::Status> refused =
           ReadChunks(reader, stream.watch(), *coordinator_, assembler)) {
     return *refused;
@@ -366,60 +385,9 @@ grpc::Status CoordinatorService::Upload(grpc::ServerContext& context,
     return ToGrpcStatus(complete);
   }
   const absl::Time started = absl::Now();
-  absl::StatusOr<v1::UploadResponse> result =
-      coordinator_->SubmitUpdate(header, assembler.values(), clock_());
+  absl::StatusOr<v1::UploadResponse> result = submit();
   if (options_.update_processed) {
-    options_.update_processed("plain", absl::Now() - started, result.ok());
-  }
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *response = *result;
-  return grpc::Status::OK;
-}
-
-grpc::Status CoordinatorService::UploadCompressed(grpc::ServerReader<v1::UpdateChunk>& reader,
-                                                  const v1::UpdateHeader& header,
-                                                  v1::UploadResponse* response,
-                                                  OpenStream& stream) {
-  CompressedUploadAssembler assembler(header.compressed_size());
-  if (std::optional<grpc::Status> refused =
-          ReadChunks(reader, stream.watch(), *coordinator_, assembler)) {
-    return *refused;
-  }
-  if (std::optional<grpc::Status> cancelled = CancelledByWatchdog(stream); cancelled) {
-    return *cancelled;
-  }
-  if (absl::Status complete = assembler.Finish(); !complete.ok()) {
-    coordinator_->CountRefusal(assembler.refusal());
-    return ToGrpcStatus(complete);
-  }
-  const absl::Time started = absl::Now();
-  absl::StatusOr<v1::UploadResponse> result =
-      coordinator_->SubmitCompressedUpdate(header, assembler.bytes(), clock_());
-  if (options_.update_processed) {
-    options_.update_processed("compressed", absl::Now() - started, result.ok());
-  }
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *response = *result;
-  return grpc::Status::OK;
-}
-
-grpc::Status CoordinatorService::UploadMasked(grpc::ServerReader<v1::UpdateChunk>& reader,
-                                              const v1::UpdateHeader& header,
-                                              v1::UploadResponse* response, OpenStream& stream) {
-  // At most 8 bytes per value whatever the modulus; the coordinator checks the exact length.
-  MaskedUploadAssembler assembler(header.total_size());
-  if (std::optional<grpc::Status> refused =
-          ReadChunks(reader, stream.watch(), *coordinator_, assembler)) {
-    return *refused;
-  }
-  if (std::optional<grpc::Status> cancelled = CancelledByWatchdog(stream); cancelled) {
-    return *cancelled;
-  }
-  const absl::Time started = absl::Now();
-  absl::StatusOr<v1::UploadResponse> result =
-      coordinator_->SubmitMaskedUpdate(header, assembler.packed(), clock_());
-  if (options_.update_processed) {
-    options_.update_processed("masked", absl::Now() - started, result.ok());
+    options_.update_processed(kind, absl::Now() - started, result.ok());
   }
   if (!result.ok()) return ToGrpcStatus(result.status());
   *response = *result;

@@ -111,14 +111,12 @@ class CoordinatorService final : public v1::Coordinator::Service {
   grpc::Status Upload(grpc::ServerContext& context, grpc::ServerReader<v1::UpdateChunk>& reader,
                       const v1::UpdateHeader& header, v1::UploadResponse* response,
                       OpenStream& stream);
-  // The rest of an upload whose header announced a compressed update (plan.compression).
-  grpc::Status UploadCompressed(grpc::ServerReader<v1::UpdateChunk>& reader,
-                                const v1::UpdateHeader& header, v1::UploadResponse* response,
-                                OpenStream& stream);
-  // The rest of an upload whose header announced a masked vector (secure aggregation).
-  grpc::Status UploadMasked(grpc::ServerReader<v1::UpdateChunk>& reader,
-                            const v1::UpdateHeader& header, v1::UploadResponse* response,
-                            OpenStream& stream);
+  // The rest of an upload stream into `assembler` (server/upload_assembler.h: plain, compressed or
+  // masked), then `submit` of what it assembled, timed for options_.update_processed under `kind`.
+  template <typename Assembler, typename Submit>
+  grpc::Status ReceiveUpload(grpc::ServerReader<v1::UpdateChunk>& reader, OpenStream& stream,
+                             Assembler& assembler, absl::string_view kind, Submit submit,
+                             v1::UploadResponse* response);
   // A refusal counted under `reason`, as a gRPC status (with its retry hint, if any).
   grpc::Status Refuse(grpc::ServerContext& context, const absl::Status& status,
                       absl::string_view reason);
