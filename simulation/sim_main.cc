@@ -20,6 +20,7 @@
 #include "absl/strings/str_format.h"
 #include "cli/flag_errors.h"
 #include "cli/yaml_config.h"
+#include "compression/secagg_compression.h"
 #include "data/federated_dataset.h"
 #include "data/idx.h"
 #include "models/compute_threads.h"
@@ -240,6 +241,12 @@ int Run(int argc, char** argv, Collective* collective) {
     absl::StatusOr<compression::CompressionSpec> spec =
         compression::ParseCompressionSpec(f.compression);
     if (!spec.ok()) return UsageError("--compression", spec.status().message());
+    if (f.secagg != "none") {
+      if (absl::Status fits = compression::CheckSecAggCompression(*spec, f.dp != "none");
+          !fits.ok()) {
+        return UsageError("--compression", fits.message());
+      }
+    }
     f.sim.plan.compression = *spec;
   }
   if (f.secagg != "none") {
