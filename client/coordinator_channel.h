@@ -55,8 +55,11 @@ class CoordinatorChannel {
   // against the model it trains): a stream announcing any other total_size is refused with
   // FAILED_PRECONDITION on its first chunk, before anything is allocated, so a hostile or broken
   // server cannot make the device allocate what it chooses. On success `parameters` has exactly
-  // expected_size values and `layout` the first chunk's layout. DATA_LOSS for a corrupt stream
-  // (gaps, overlaps, short); transport errors as their gRPC codes.
+  // expected_size values and `layout` the first chunk's layout. A download the coordinator
+  // encoded (float16, 8-bit: ModelChunk.encoding) is decoded: `parameters` are then the values
+  // the encoding stands for, within its bound of the coordinator's (compression/download_codec.h).
+  // DATA_LOSS for a corrupt stream (gaps, overlaps, short, undecodable; client/model_stream.h);
+  // transport errors as their gRPC codes.
   virtual absl::Status GetModel(const v1::GetModelRequest& request, int64_t expected_size,
                                 std::vector<float>* parameters, v1::ParameterLayout* layout) = 0;
 

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "client/federated_client.h"
+#include "client/model_stream.h"
 #include "core/retry_after.h"
 #include "fedkit/v1/coordinator.grpc.pb.h"
 #include "proto/wire_sizes.h"
@@ -22,7 +23,6 @@ namespace fedkit::client {
 namespace {
 
 constexpr int kMaxMessageBytes = 64 << 20;
-constexpr int64_t kMaxModelFloats = int64_t{1} << 31;
 constexpr int64_t kMaxArtifactBytes = int64_t{1} << 32;  // a ModelSource sets the real limit
 // Uploads are cut as proto/wire_sizes.h says, so their reported sizes match.
 constexpr size_t kUploadChunkFloats = static_cast<size_t>(proto::kUploadChunkFloats);
@@ -94,43 +94,19 @@ class GrpcCoordinatorChannel final : public CoordinatorChannel {
     traffic_.Sent(request.ByteSizeLong());
     std::unique_ptr<grpc::ClientReader<v1::ModelChunk>> reader = stub_->GetModel(&context, request);
     v1::ModelChunk chunk;
-    int64_t total_size = -1;  // from the first chunk
+    ModelStreamAssembler assembler(expected_size);
     absl::Status stream_error;
     while (reader->Read(&chunk)) {
       traffic_.Received(chunk.ByteSizeLong());
-      if (total_size < 0 && chunk.total_size() != expected_size) {
-        stream_error = absl::FailedPreconditionError(
-            absl::StrCat("GetModel: the server sends a model of ", chunk.total_size(),
-                         " values but the assignment's has ", expected_size));
-        break;
-      }
-      stream_error = CheckChunk(chunk, total_size, static_cast<int64_t>(parameters->size()));
+      stream_error = assembler.Add(chunk);
       if (!stream_error.ok()) break;
-      if (total_size < 0) {
-        total_size = chunk.total_size();
-        *layout = std::move(*chunk.mutable_layout());
-        parameters->reserve(static_cast<size_t>(total_size));
-      }
-      parameters->insert(parameters->end(), chunk.values().begin(), chunk.values().end());
     }
     if (!stream_error.ok()) context.TryCancel();  // stop the stream; Finish then returns at once
     const grpc::Status status = reader->Finish();
     if (IsCancelled()) return Cancelled(kRpc);
-    if (!stream_error.ok()) {
-      parameters->clear();
-      layout->Clear();
-      return stream_error;
-    }
+    if (!stream_error.ok()) return stream_error;
     if (!status.ok()) return FromGrpc(status, kRpc, context);
-    if (total_size < 0) return absl::DataLossError("GetModel: the stream carried no chunk");
-    if (static_cast<int64_t>(parameters->size()) != total_size) {
-      const size_t received = parameters->size();
-      parameters->clear();
-      layout->Clear();
-      return absl::DataLossError(
-          absl::StrCat("GetModel: stream ended after ", received, " of ", total_size, " values"));
-    }
-    return absl::OkStatus();
+    return assembler.Finish(parameters, layout);
   }
 
   absl::Status GetArtifact(const v1::GetArtifactRequest& request, int64_t expected_size,
@@ -354,33 +330,6 @@ class GrpcCoordinatorChannel final : public CoordinatorChannel {
 
   static absl::Status Cancelled(absl::string_view rpc) {
     return absl::CancelledError(absl::StrCat(rpc, ": cancelled"));
-  }
-
-  // Checks one chunk against what came before (`total_size` < 0 before the first chunk).
-  static absl::Status CheckChunk(const v1::ModelChunk& chunk, int64_t total_size,
-                                 int64_t received) {
-    if (total_size < 0) {
-      if (chunk.total_size() < 0 || chunk.total_size() > kMaxModelFloats) {
-        return absl::InvalidArgumentError(absl::StrCat("GetModel: total_size ", chunk.total_size(),
-                                                       " is out of [0, ", kMaxModelFloats, "]"));
-      }
-      total_size = chunk.total_size();
-    } else if (chunk.total_size() != total_size && chunk.total_size() != 0) {
-      // Later chunks may leave total_size unset (0); a different value is a corrupt stream.
-      return absl::DataLossError(absl::StrCat("GetModel: chunk says total_size ",
-                                              chunk.total_size(), " after ", total_size));
-    }
-    if (chunk.offset() != received) {
-      return absl::DataLossError(absl::StrCat("GetModel: chunk at offset ", chunk.offset(), " but ",
-                                              received, " values received so far (",
-                                              chunk.offset() > received ? "gap" : "overlap", ")"));
-    }
-    if (chunk.values_size() > total_size - received) {
-      return absl::DataLossError(absl::StrCat("GetModel: chunk at offset ", chunk.offset(),
-                                              " with ", chunk.values_size(),
-                                              " values overruns total_size ", total_size));
-    }
-    return absl::OkStatus();
   }
 
   std::unique_ptr<v1::Coordinator::Stub> stub_;

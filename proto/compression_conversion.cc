@@ -64,4 +64,30 @@ absl::StatusOr<CompressionSpec> CompressionFromProto(const v1::CompressionParams
   return spec;
 }
 
+v1::ModelEncoding DownloadEncodingToProto(compression::DownloadEncoding encoding) {
+  switch (encoding) {
+    case compression::DownloadEncoding::kFloat32:
+      return v1::MODEL_ENCODING_FLOAT32;
+    case compression::DownloadEncoding::kFloat16:
+      return v1::MODEL_ENCODING_FLOAT16;
+    case compression::DownloadEncoding::kQuantize8:
+      return v1::MODEL_ENCODING_QUANTIZE8;
+  }
+  return v1::MODEL_ENCODING_FLOAT32;
+}
+
+absl::StatusOr<compression::DownloadEncoding> DownloadEncodingFromProto(int encoding) {
+  switch (encoding) {
+    case v1::MODEL_ENCODING_FLOAT32:
+      return compression::DownloadEncoding::kFloat32;
+    case v1::MODEL_ENCODING_FLOAT16:
+      return compression::DownloadEncoding::kFloat16;
+    case v1::MODEL_ENCODING_QUANTIZE8:
+      return compression::DownloadEncoding::kQuantize8;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("model encoding ", encoding, " is unknown to this version of FedKit"));
+  }
+}
+
 }  // namespace fedkit::proto

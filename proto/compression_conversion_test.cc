@@ -35,5 +35,21 @@ TEST(CompressionConversionTest, RefusesOutOfRangeParameters) {
   EXPECT_EQ(CompressionFromProto(params).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(CompressionConversionTest, DownloadEncodingsRoundTrip) {
+  for (compression::DownloadEncoding encoding :
+       {compression::DownloadEncoding::kFloat32, compression::DownloadEncoding::kFloat16,
+        compression::DownloadEncoding::kQuantize8}) {
+    absl::StatusOr<compression::DownloadEncoding> back =
+        DownloadEncodingFromProto(DownloadEncodingToProto(encoding));
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ(*back, encoding);
+  }
+  EXPECT_EQ(DownloadEncodingToProto(compression::DownloadEncoding::kFloat32),
+            v1::MODEL_ENCODING_FLOAT32);  // unset on the wire: what older coordinators send
+  absl::StatusOr<compression::DownloadEncoding> unknown = DownloadEncodingFromProto(9);
+  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(unknown.status().message().find("9"), absl::string_view::npos);
+}
+
 }  // namespace
 }  // namespace fedkit::proto

@@ -52,4 +52,20 @@ int64_t ModelStreamBytes(int64_t round, int64_t total, int64_t chunk_floats,
   return bytes;
 }
 
+int64_t EncodedModelStreamBytes(int64_t round, int64_t total, v1::ModelEncoding encoding,
+                                int64_t encoded_size, int64_t chunk_bytes,
+                                const v1::ParameterLayout& layout) {
+  chunk_bytes = std::max<int64_t>(1, chunk_bytes);
+  int64_t bytes = 0;
+  for (int64_t offset = 0; offset < encoded_size; offset += chunk_bytes) {
+    const int64_t n = std::min(chunk_bytes, encoded_size - offset);
+    // ModelChunk{round = 1, total_size = 2, offset = 3, layout = 5, encoding = 6, encoded = 7,
+    // encoded_size = 8}.
+    bytes += VarintField(round) + VarintField(total) + VarintField(offset) +
+             (offset == 0 ? NonEmptyField(static_cast<int64_t>(layout.ByteSizeLong())) : 0) +
+             VarintField(encoding) + NonEmptyField(n) + VarintField(encoded_size);
+  }
+  return bytes;
+}
+
 }  // namespace fedkit::proto

@@ -19,8 +19,10 @@ namespace fedkit::proto {
 inline constexpr int64_t kUploadChunkFloats = int64_t{256} << 10;
 // Bytes per MaskedValues / CompressedValues message.
 inline constexpr int64_t kUploadChunkBytes = 4 * kUploadChunkFloats;
-// Floats per ModelChunk the coordinator sends by default.
+// Floats per ModelChunk the coordinator sends by default, and bytes per ModelChunk of an encoded
+// model (ModelChunk.encoded): the same 1 MiB.
 inline constexpr int64_t kDefaultModelChunkFloats = int64_t{256} << 10;
+inline constexpr int64_t kDefaultModelChunkBytes = 4 * kDefaultModelChunkFloats;
 
 enum class UploadPayload { kFloats, kMaskedBytes, kCompressedBytes };
 
@@ -33,6 +35,13 @@ int64_t UploadStreamBytes(const v1::UpdateHeader& header, UploadPayload payload,
 // (>= 1), the first carrying `layout`.
 int64_t ModelStreamBytes(int64_t round, int64_t total, int64_t chunk_floats,
                          const v1::ParameterLayout& layout);
+
+// Bytes of the ModelChunk messages of an encoded download (encoding other than FLOAT32) of `total`
+// floats whose encoding has `encoded_size` bytes, in chunks of `chunk_bytes` (>= 1) bytes, the
+// first carrying `layout`.
+int64_t EncodedModelStreamBytes(int64_t round, int64_t total, v1::ModelEncoding encoding,
+                                int64_t encoded_size, int64_t chunk_bytes,
+                                const v1::ParameterLayout& layout);
 
 }  // namespace fedkit::proto
 

@@ -94,5 +94,35 @@ TEST(WireSizesTest, ModelStreamBytesEqualsTheMessagesSerializedSizes) {
   }
 }
 
+TEST(WireSizesTest, EncodedModelStreamBytesEqualsTheMessagesSerializedSizes) {
+  v1::ParameterLayout layout;
+  auto* entry = layout.add_entries();
+  entry->set_name("fc1.weight");
+  entry->add_shape(200);
+  entry->add_shape(784);
+  for (int64_t encoded_size : {int64_t{2}, int64_t{10000}, int64_t{398420}, int64_t{2000000}}) {
+    for (int64_t chunk_bytes : {int64_t{1000}, int64_t{65536}, kDefaultModelChunkBytes}) {
+      SCOPED_TRACE(encoded_size);
+      SCOPED_TRACE(chunk_bytes);
+      const int64_t total = encoded_size / 2;
+      int64_t expected = 0;
+      for (int64_t offset = 0; offset < encoded_size; offset += chunk_bytes) {
+        v1::ModelChunk chunk;
+        chunk.set_round(130);
+        chunk.set_total_size(total);
+        chunk.set_offset(offset);
+        chunk.set_encoding(v1::MODEL_ENCODING_FLOAT16);
+        chunk.set_encoded_size(encoded_size);
+        chunk.set_encoded(std::string(std::min(chunk_bytes, encoded_size - offset), 'x'));
+        if (offset == 0) *chunk.mutable_layout() = layout;
+        expected += static_cast<int64_t>(chunk.ByteSizeLong());
+      }
+      EXPECT_EQ(EncodedModelStreamBytes(130, total, v1::MODEL_ENCODING_FLOAT16, encoded_size,
+                                        chunk_bytes, layout),
+                expected);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace fedkit::proto

@@ -27,6 +27,7 @@
 #include "cli/flag_errors.h"
 #include "cli/logging.h"
 #include "cli/yaml_config.h"
+#include "compression/download_codec.h"
 #include "compression/secagg_compression.h"
 #include "compression/spec.h"
 #include "core/status_macros.h"
@@ -118,6 +119,7 @@ struct Flags {
   bool allow_privacy_rollback = false;
   std::string secagg = "none";
   std::string compression = "none";
+  std::string download_compression = "float32";
   int secagg_modulus_bits = 32;
   double secagg_phase_timeout = 60;
   double secagg_design_dropout = 0.1;
@@ -342,6 +344,11 @@ int Run(int argc, char** argv) {
       "Update compression, sent in the plan: none | quantize:BITS | quantize-rotate:BITS (uniform "
       "stochastic quantization, after a randomized Hadamard rotation) | topk:FRACTION | "
       "randk:FRACTION (sparsification with error feedback on the device)");
+  app.add_option(
+      "--download-compression", f.download_compression,
+      "Model download encoding: float32 (exact) | float16 | quantize:8 (8 bits per value, "
+      "min and max per block of 1024); devices train from the decoded model, the "
+      "global model stays float32");
   app.add_option("--secagg", f.secagg,
                  "Secure aggregation of every round: none | secagg | secagg+ (needs --clip-norm)");
   app.add_option("--secagg-modulus-bits", f.secagg_modulus_bits,
@@ -525,6 +532,12 @@ int Run(int argc, char** argv) {
       }
     }
     *options.plan.mutable_compression() = proto::CompressionToProto(*spec);
+  }
+  {
+    absl::StatusOr<compression::DownloadEncoding> encoding =
+        compression::ParseDownloadEncoding(f.download_compression);
+    if (!encoding.ok()) return UsageError("--download-compression", encoding.status().message());
+    options.download_encoding = *encoding;
   }
   options.server_optimizer.kind = *optimizer_kind;
   options.server_optimizer.learning_rate = f.server_lr;

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "core/retry_after.h"
+#include "proto/compression_conversion.h"
 #include "proto/layout_conversion.h"
 #include "server/upload_assembler.h"
 
@@ -197,15 +198,25 @@ grpc::Status CoordinatorService::GetModel(grpc::ServerContext* context,
   const std::vector<float>& params = *snapshot->parameters;
   const int64_t total = static_cast<int64_t>(params.size());
   const int64_t chunk_floats = std::max<int64_t>(1, options_.chunk_floats);
-  for (int64_t offset = 0; offset < total; offset += chunk_floats) {
+  // An encoded model travels as bytes, in chunks of as many bytes as a float chunk has.
+  const std::string* encoded = snapshot->encoded.get();
+  const int64_t size = encoded != nullptr ? static_cast<int64_t>(encoded->size()) : total;
+  const int64_t step = encoded != nullptr ? 4 * chunk_floats : chunk_floats;
+  for (int64_t offset = 0; offset < size; offset += step) {
     if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
     (*stream)->watch().Touch();
     v1::ModelChunk chunk;
     chunk.set_round(snapshot->round);
     chunk.set_total_size(total);
     chunk.set_offset(offset);
-    const int64_t end = std::min(total, offset + chunk_floats);
-    chunk.mutable_values()->Add(params.begin() + offset, params.begin() + end);
+    const int64_t end = std::min(size, offset + step);
+    if (encoded != nullptr) {
+      chunk.set_encoding(proto::DownloadEncodingToProto(snapshot->encoding));
+      chunk.set_encoded_size(size);
+      chunk.set_encoded(encoded->data() + offset, static_cast<size_t>(end - offset));
+    } else {
+      chunk.mutable_values()->Add(params.begin() + offset, params.begin() + end);
+    }
     if (offset == 0) *chunk.mutable_layout() = LayoutToProto(coordinator_->layout());
     if (!writer->Write(chunk)) {
       return grpc::Status(grpc::StatusCode::UNAVAILABLE, "client went away during download");

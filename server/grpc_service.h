@@ -37,7 +37,8 @@ struct Authentication {
 // Limits on what callers may hold at once; each refusal is RESOURCE_EXHAUSTED with a retry hint
 // and a counted reason (GetStatus' refusals).
 struct CoordinatorServiceOptions {
-  // Floats per model chunk sent to clients (1 MiB of values by default).
+  // Floats per model chunk sent to clients (1 MiB of values by default); an encoded model
+  // (CoordinatorOptions::download_encoding) goes in chunks of 4 x chunk_floats bytes.
   int64_t chunk_floats = 256 * 1024;
   // Model downloads and update uploads served at once (each holds about a model of buffers), and
   // how long a transfer waits for a slot (reason "transfers_busy").

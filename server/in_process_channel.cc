@@ -3,6 +3,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "compression/download_codec.h"
+#include "proto/compression_conversion.h"
 #include "proto/layout_conversion.h"
 #include "proto/wire_sizes.h"
 
@@ -40,13 +42,29 @@ absl::Status InProcessChannel::GetModel(const v1::GetModelRequest& request, int6
                                                       " values; this device's has ",
                                                       expected_size));
   }
-  *parameters = values;
   *layout = LayoutToProto(coordinator_->layout());
-  // As if in one ModelChunk: its layout and total size, and 4 bytes per float (packed).
+  // As if in one ModelChunk: its layout and total size, and the values (4 bytes per float, packed)
+  // or the encoded bytes.
   v1::ModelChunk chunk_without_values;
   *chunk_without_values.mutable_layout() = *layout;
   chunk_without_values.set_total_size(static_cast<int64_t>(values.size()));
-  traffic_.Received(chunk_without_values.ByteSizeLong() + 4 * values.size());
+  if (snapshot->encoded == nullptr) {
+    *parameters = values;
+    traffic_.Received(chunk_without_values.ByteSizeLong() + 4 * values.size());
+    return absl::OkStatus();
+  }
+  // The device trains from what it decodes, as over gRPC (client/model_stream.h).
+  absl::StatusOr<std::vector<float>> decoded =
+      compression::DecodeDownload(snapshot->encoding, *snapshot->encoded, expected_size);
+  if (!decoded.ok()) {
+    layout->Clear();
+    return absl::DataLossError(
+        absl::StrCat("GetModel: the model does not decode: ", decoded.status().message()));
+  }
+  *parameters = *std::move(decoded);
+  chunk_without_values.set_encoding(proto::DownloadEncodingToProto(snapshot->encoding));
+  chunk_without_values.set_encoded_size(static_cast<int64_t>(snapshot->encoded->size()));
+  traffic_.Received(chunk_without_values.ByteSizeLong() + snapshot->encoded->size());
   return absl::OkStatus();
 }
 

@@ -304,7 +304,8 @@ RoundCoordinator::RoundCoordinator(const CoordinatorOptions& options, ParameterL
                           options.dp.has_value() ? options.population : int64_t{0}})),
       model_bytes_(ModelBytesOf(static_cast<int64_t>(layout_.size()), options.artifact)),
       global_(std::make_shared<const std::vector<float>>(std::move(initial_parameters))),
-      optimizer_(std::move(optimizer)) {}
+      optimizer_(std::move(optimizer)),
+      encoded_models_(options.download_encoding) {}
 
 absl::Status RoundCoordinator::Restore(const v1::Checkpoint& checkpoint) {
   absl::MutexLock lock(&mu_);
@@ -848,9 +849,7 @@ v1::RoundAssignment RoundCoordinator::MakeAssignmentLocked(const std::string& as
   return a;
 }
 
-absl::StatusOr<RoundCoordinator::ModelSnapshot> RoundCoordinator::GetModel(
-    const v1::GetModelRequest& request, absl::Time now) {
-  absl::MutexLock lock(&mu_);
+absl::Status RoundCoordinator::CheckModelRequestLocked(const v1::GetModelRequest& request) const {
   auto it = assignments_.find(request.assignment_id());
   if (phase_ != Phase::kTraining || it == assignments_.end()) {
     return absl::FailedPreconditionError(
@@ -863,10 +862,48 @@ absl::StatusOr<RoundCoordinator::ModelSnapshot> RoundCoordinator::GetModel(
     return absl::FailedPreconditionError(
         absl::StrCat("round ", request.round(), " is not the current round ", it->second.round));
   }
-  traffic_.received += proto::ModelStreamBytes(it->second.round, layout_.size(),
-                                               proto::kDefaultModelChunkFloats, layout_proto_);
-  ++traffic_.downloads;
-  return ModelSnapshot{it->second.round, global_};
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RoundCoordinator::ModelSnapshot> RoundCoordinator::GetModel(
+    const v1::GetModelRequest& request, absl::Time now) {
+  ModelSnapshot snapshot;
+  {
+    absl::MutexLock lock(&mu_);
+    FEDKIT_RETURN_IF_ERROR(CheckModelRequestLocked(request));
+    snapshot.round = assignments_.find(request.assignment_id())->second.round;
+    snapshot.parameters = global_;
+    if (encoded_models_.encoding() == compression::DownloadEncoding::kFloat32) {
+      traffic_.received += proto::ModelStreamBytes(snapshot.round, layout_.size(),
+                                                   proto::kDefaultModelChunkFloats, layout_proto_);
+      ++traffic_.downloads;
+      return snapshot;
+    }
+  }
+  // Outside the lock: the round's first download encodes the model (one pass over it), the
+  // others share its bytes.
+  EncodedModelCache::Entry encoded = encoded_models_.Get(snapshot.parameters);
+  snapshot.encoding = encoded.encoding;
+  snapshot.encoded = encoded.bytes;
+  absl::MutexLock lock(&mu_);
+  if (encoded.first && !encoded.fallback.ok()) {
+    LogLocked(absl::StrCat("round ", snapshot.round, ": the model is sent in float32, not ",
+                           compression::FormatDownloadEncoding(encoded_models_.encoding()), ": ",
+                           encoded.fallback.message()));
+  }
+  // Counted in the round it was asked for (a round that ended meanwhile does not count it).
+  if (CheckModelRequestLocked(request).ok()) {
+    traffic_.received +=
+        snapshot.encoded == nullptr
+            ? proto::ModelStreamBytes(snapshot.round, layout_.size(),
+                                      proto::kDefaultModelChunkFloats, layout_proto_)
+            : proto::EncodedModelStreamBytes(snapshot.round, layout_.size(),
+                                             proto::DownloadEncodingToProto(snapshot.encoding),
+                                             static_cast<int64_t>(snapshot.encoded->size()),
+                                             proto::kDefaultModelChunkBytes, layout_proto_);
+    ++traffic_.downloads;
+  }
+  return snapshot;
 }
 
 absl::Status RoundCoordinator::RefuseLocked(absl::Status status, absl::string_view reason) {

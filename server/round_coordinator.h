@@ -25,6 +25,7 @@
 #include "aggregation/aggregator.h"
 #include "aggregation/server_optimizer.h"
 #include "artifacts/signing.h"
+#include "compression/download_codec.h"
 #include "compression/secagg_quantization.h"
 #include "compression/spec.h"
 #include "core/parameter_layout.h"
@@ -36,6 +37,7 @@
 #include "privacy/rdp_accountant.h"
 #include "privacy/secagg/encoding.h"
 #include "server/device_telemetry.h"
+#include "server/encoded_model_cache.h"
 #include "server/participation.h"
 #include "server/privacy_ledger.h"
 #include "server/secure_aggregation_round.h"
@@ -110,6 +112,11 @@ struct CoordinatorOptions {
   // privacy::DpSamplingSeed, to reproduce a simulation; unset: the CSPRNG. Anyone who knows the
   // seed can subtract the noise: tests only.
   std::optional<uint64_t> dp_noise_seed;
+  // How model downloads are encoded (compression/download_codec.h; ModelChunk.encoding): float32
+  // is exact; float16 and quantize:8 halve and quarter the bytes, and every device trains from
+  // the decoded model (within the encoding's bound of the global model) while the coordinator
+  // keeps and updates the exact one. A model float16 cannot hold is served in float32, logged.
+  compression::DownloadEncoding download_encoding = compression::DownloadEncoding::kFloat32;
 };
 
 // Round history entry, also what GetStatus and the metrics report.
@@ -231,11 +238,16 @@ class RoundCoordinator {
   absl::StatusOr<v1::CheckInResponse> CheckIn(const v1::CheckInRequest& request, absl::Time now,
                                               absl::string_view identity = "");
 
-  // The current round's global model for an assigned client. FAILED_PRECONDITION if the assignment
-  // is not current or not this client's.
+  // The current round's global model for an assigned client, and its encoding for the download
+  // (options.download_encoding; the first download of a model encodes it, outside the lock).
+  // FAILED_PRECONDITION if the assignment is not current or not this client's. Counts the
+  // download's bytes (proto/wire_sizes.h, in chunks of the default size) in the round's traffic.
   struct ModelSnapshot {
     int64_t round = 0;
     std::shared_ptr<const std::vector<float>> parameters;
+    // kFloat32: send `parameters`. Otherwise send `encoded` (never null then).
+    compression::DownloadEncoding encoding = compression::DownloadEncoding::kFloat32;
+    std::shared_ptr<const std::string> encoded;
   };
   absl::StatusOr<ModelSnapshot> GetModel(const v1::GetModelRequest& request, absl::Time now);
 
@@ -434,6 +446,9 @@ class RoundCoordinator {
   void ReportCulpritsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues a line for hooks_.log; FlushLog runs the hook outside the lock.
   void LogLocked(std::string line) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // GetModel's checks: the assignment is current and the caller's.
+  absl::Status CheckModelRequestLocked(const v1::GetModelRequest& request) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FlushLog() ABSL_LOCKS_EXCLUDED(mu_);
   // Drain's wait: no thread is running a commit's hooks or a secure round's unmasking.
   bool NoCommitOrUnmaskingRunningLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -494,6 +509,7 @@ class RoundCoordinator {
     int64_t downloads = 0;  // model downloads served
   };
   Traffic traffic_ ABSL_GUARDED_BY(mu_);
+  EncodedModelCache encoded_models_;          // thread-safe on its own; used outside mu_
   double loss_sum_ ABSL_GUARDED_BY(mu_) = 0;  // of train_loss x weight (1 under central DP)
   // The current round's device telemetry (distributions only), and the updates whose telemetry
   // was ignored as invalid over the whole run of this process.

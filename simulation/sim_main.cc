@@ -20,6 +20,7 @@
 #include "absl/strings/str_format.h"
 #include "cli/flag_errors.h"
 #include "cli/yaml_config.h"
+#include "compression/download_codec.h"
 #include "compression/secagg_compression.h"
 #include "data/federated_dataset.h"
 #include "data/idx.h"
@@ -50,6 +51,7 @@ struct Flags {
   double max_client_weight = 0;
   std::string secagg = "none";
   std::string compression = "none";
+  std::string download_compression = "float32";
   std::string dp = "none";
   double adaptive_clip_quantile = 0;  // the three are unset unless given
   double target_epsilon = 0;
@@ -135,6 +137,11 @@ int Run(int argc, char** argv, Collective* collective) {
       "Update compression, sent in the plan: none | quantize:BITS | quantize-rotate:BITS (uniform "
       "stochastic quantization, after a randomized Hadamard rotation) | topk:FRACTION | "
       "randk:FRACTION (sparsification with error feedback on the device)");
+  app.add_option(
+      "--download-compression", f.download_compression,
+      "Model download encoding: float32 (exact) | float16 | quantize:8 (8 bits per value, "
+      "min and max per block of 1024); devices train from the decoded model, the "
+      "global model stays float32");
   app.add_option("--secagg", f.secagg,
                  "Secure aggregation: none | secagg (Bonawitz et al.) | secagg+ (Bell et al.)");
   app.add_option("--secagg-modulus-bits", f.secure_aggregation.modulus_bits,
@@ -248,6 +255,12 @@ int Run(int argc, char** argv, Collective* collective) {
       }
     }
     f.sim.plan.compression = *spec;
+  }
+  {
+    absl::StatusOr<compression::DownloadEncoding> encoding =
+        compression::ParseDownloadEncoding(f.download_compression);
+    if (!encoding.ok()) return UsageError("--download-compression", encoding.status().message());
+    f.sim.download_encoding = *encoding;
   }
   if (f.secagg != "none") {
     absl::StatusOr<secagg::Variant> variant = secagg::ParseVariant(f.secagg);

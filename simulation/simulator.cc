@@ -13,6 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "aggregation/aggregator.h"
+#include "compression/download_codec.h"
 #include "compression/secagg_compression.h"
 #include "compression/secagg_quantization.h"
 #include "compression/seeds.h"
@@ -24,6 +25,7 @@
 #include "privacy/noise.h"
 #include "privacy/secagg/encoding.h"
 #include "privacy/secagg/in_memory_round.h"
+#include "proto/compression_conversion.h"
 #include "proto/layout_conversion.h"
 #include "proto/wire_sizes.h"
 #include "server/client_sampler.h"
@@ -134,9 +136,10 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const SimulationOpt
   FEDKIT_ASSIGN_OR_RETURN(auto global_model,
                           models::CreateModel(options.model, dataset->info(), init_seed));
   sim->global_ = models::FlattenParameters(*global_model);
-  sim->download_bytes_ = proto::ModelStreamBytes(
-      /*round=*/1, static_cast<int64_t>(sim->global_.size()), proto::kDefaultModelChunkFloats,
-      LayoutToProto(models::LayoutOf(*global_model)));
+  sim->layout_proto_ = LayoutToProto(models::LayoutOf(*global_model));
+  sim->download_bytes_ =
+      proto::ModelStreamBytes(/*round=*/1, static_cast<int64_t>(sim->global_.size()),
+                              proto::kDefaultModelChunkFloats, sim->layout_proto_);
   if (options.dp.mode != DpMode::kNone) FEDKIT_RETURN_IF_ERROR(sim->SetUpPrivacy());
   FEDKIT_ASSIGN_OR_RETURN(sim->server_optimizer_,
                           aggregation::MakeServerOptimizer(
@@ -400,6 +403,24 @@ void Simulator::ApplySystemSchedule(const std::vector<int64_t>& participants,
   result.not_needed = schedule.not_needed;
 }
 
+absl::StatusOr<Simulator::DownloadedModel> Simulator::Download() const {
+  DownloadedModel downloaded;
+  downloaded.bytes = download_bytes_;
+  const compression::DownloadEncoding encoding = options_.download_encoding;
+  if (encoding == compression::DownloadEncoding::kFloat32) return downloaded;
+  absl::StatusOr<std::string> encoded = compression::EncodeDownload(encoding, global_);
+  // A model the encoding cannot hold goes in float32, as the coordinator sends it
+  // (server/encoded_model_cache.h).
+  if (!encoded.ok()) return downloaded;
+  const int64_t size = static_cast<int64_t>(global_.size());
+  FEDKIT_ASSIGN_OR_RETURN(downloaded.decoded,
+                          compression::DecodeDownload(encoding, *encoded, size));
+  downloaded.bytes = proto::EncodedModelStreamBytes(
+      /*round=*/1, size, proto::DownloadEncodingToProto(encoding),
+      static_cast<int64_t>(encoded->size()), proto::kDefaultModelChunkBytes, layout_proto_);
+  return downloaded;
+}
+
 absl::StatusOr<RoundResult> Simulator::RunRound() {
   const auto start = std::chrono::steady_clock::now();
   if (!first_round_start_.has_value()) first_round_start_ = start;
@@ -440,6 +461,10 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
     result.clip_norm = plan.clip_norm;
     result.delta = options_.dp.delta;
   }
+  // The model the clients download and train from: with an encoded download
+  // (options_.download_encoding) what a device decodes, as the coordinator serves it.
+  FEDKIT_ASSIGN_OR_RETURN(const DownloadedModel downloaded, Download());
+  const std::vector<float>& from = downloaded.decoded.empty() ? global_ : downloaded.decoded;
   std::optional<std::vector<float>> average;
   double upload_bytes = 0.0;  // summed over the clients that uploaded (plain rounds)
   int64_t trained = 0;
@@ -449,7 +474,7 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
     const int64_t client = participants[i];
     const data::Examples examples = dataset_->TrainExamples(client);
     absl::StatusOr<client::ClientUpdate> update = trainers_[worker]->Train(
-        global_, examples, plan, ClientTrainingSeed(options_.seed, round, client));
+        from, examples, plan, ClientTrainingSeed(options_.seed, round, client));
     if (!update.ok()) {
       return absl::Status(update.status().code(),
                           absl::StrCat("client ", client, ": ", update.status().message()));
@@ -572,7 +597,7 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
   // coordinator does (a client that dropped out sent nothing).
   if (result.participants > 0) {
     const double participants = static_cast<double>(result.participants);
-    result.download_bytes = static_cast<double>(download_bytes_);
+    result.download_bytes = static_cast<double>(downloaded.bytes);
     result.upload_bytes =
         result.secure_aggregation.has_value()
             ? result.secure_aggregation->client_bytes_sent_mean  // over clients that sent

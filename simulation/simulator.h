@@ -17,8 +17,10 @@
 #include "aggregation/aggregator.h"
 #include "aggregation/server_optimizer.h"
 #include "client/local_trainer.h"
+#include "compression/download_codec.h"
 #include "compression/update_codec.h"
 #include "data/federated_dataset.h"
+#include "fedkit/v1/coordinator.pb.h"
 #include "models/evaluate.h"
 #include "models/model.h"
 #include "privacy/adaptive_clipping.h"
@@ -102,6 +104,9 @@ struct SimulationOptions {
   // `dropout` and `system` (INVALID_ARGUMENT with either): which devices reported in time is what
   // the record knows and no simulation can.
   std::vector<server::RoundParticipation> replay;
+  // How the coordinator encodes model downloads (server::CoordinatorOptions::download_encoding):
+  // the clients train from the decoded model, the global model stays exact.
+  compression::DownloadEncoding download_encoding = compression::DownloadEncoding::kFloat32;
 };
 
 // What secure aggregation cost in a round.
@@ -201,8 +206,16 @@ class Simulator {
   SimulationOptions options_;
   const data::FederatedDataset* dataset_;
   std::vector<float> global_;
-  // ModelChunk bytes of one model download (the layout travels in the first chunk).
+  v1::ParameterLayout layout_proto_;  // the model's layout, as a download carries it
+  // ModelChunk bytes of one float32 model download (the layout travels in the first chunk).
   int64_t download_bytes_ = 0;
+  // What the round's clients download: the global model's decoded download (empty when it is the
+  // global model itself: float32, or a model the encoding cannot hold) and its ModelChunk bytes.
+  struct DownloadedModel {
+    std::vector<float> decoded;
+    int64_t bytes = 0;
+  };
+  absl::StatusOr<DownloadedModel> Download() const;
   // Update compression: each virtual client's encoder (its error-feedback residual for top-k and
   // random-k), made when it first trains; used by RunRound's ordered consumer only.
   absl::flat_hash_map<int64_t, compression::UpdateEncoder> encoders_;
