@@ -43,6 +43,7 @@ class GrpcServiceTest : public ::testing::Test {
     o.plan.set_clip_norm(5.0);
     o.plan.set_run_seed(1);
     o.max_examples_per_client = 1000;
+    o.download_encoding = download_encoding_;
     coordinator_ =
         *RoundCoordinator::Create(o, Layout(kModelSize), std::vector<float>(kModelSize, 0.5f), {});
     CoordinatorServiceOptions options = service_options_;
@@ -115,6 +116,7 @@ class GrpcServiceTest : public ::testing::Test {
   }
 
   int64_t clients_per_round_ = 1;
+  compression::DownloadEncoding download_encoding_ = compression::DownloadEncoding::kFloat32;
   CoordinatorServiceOptions service_options_;
   std::unique_ptr<RoundCoordinator> coordinator_;
   std::unique_ptr<CoordinatorService> service_;
@@ -147,6 +149,47 @@ TEST_F(GrpcServiceTest, ModelDownloadsInChunksWithLayout) {
   ASSERT_TRUE(reader->Finish().ok());
   EXPECT_EQ(chunks, 4);  // 1000 values in chunks of 300
   EXPECT_EQ(values, std::vector<float>(kModelSize, 0.5f));
+}
+
+class EncodedDownloadTest : public GrpcServiceTest {
+ protected:
+  EncodedDownloadTest() { download_encoding_ = compression::DownloadEncoding::kFloat16; }
+};
+
+TEST_F(EncodedDownloadTest, TheModelTravelsEncodedInByteChunksAndTheRoundCountsThem) {
+  const auto a = Assign("dev-1");
+  v1::GetModelRequest request;
+  request.set_client_id("dev-1");
+  request.set_assignment_id(a.assignment_id());
+  request.set_round(a.round());
+  auto context = Context();
+  auto reader = stub_->GetModel(context.get(), request);
+  v1::ModelChunk chunk;
+  std::string bytes;
+  int64_t wire = 0;
+  int chunks = 0;
+  while (reader->Read(&chunk)) {
+    wire += static_cast<int64_t>(chunk.ByteSizeLong());
+    EXPECT_EQ(chunk.encoding(), v1::MODEL_ENCODING_FLOAT16);
+    EXPECT_EQ(chunk.encoded_size(), 2 * kModelSize);
+    EXPECT_EQ(chunk.total_size(), kModelSize);
+    EXPECT_EQ(chunk.offset(), static_cast<int64_t>(bytes.size()));
+    EXPECT_EQ(chunk.values_size(), 0);
+    EXPECT_EQ(chunk.has_layout(), chunks == 0);
+    bytes += chunk.encoded();
+    ++chunks;
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(chunks, 2);  // 2000 bytes in chunks of 4 x 300
+  EXPECT_EQ(
+      *compression::DecodeDownload(compression::DownloadEncoding::kFloat16, bytes, kModelSize),
+      std::vector<float>(kModelSize, 0.5f));
+  // The round reports the stream at the default chunk size (one chunk here) as its download.
+  ASSERT_TRUE(Upload(a, "dev-1", std::vector<float>(kModelSize, 0.01f), nullptr).ok());
+  const v1::GetStatusResponse status = Status();
+  ASSERT_EQ(status.history_size(), 1);
+  EXPECT_GT(status.history(0).download_bytes(), 2.0 * kModelSize);
+  EXPECT_LT(status.history(0).download_bytes(), static_cast<double>(wire));  // one chunk, not two
 }
 
 TEST_F(GrpcServiceTest, BadUploadsGetTheRightStatusAndTheRunGoesOn) {

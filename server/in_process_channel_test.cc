@@ -19,6 +19,7 @@
 #include "aggregation/server_optimizer.h"
 #include "client/federated_client.h"
 #include "client/testing/argmax_examples.h"
+#include "compression/download_codec.h"
 #include "compression/update_codec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -27,6 +28,8 @@
 #include "models/model.h"
 #include "privacy/secagg/protocol.h"
 #include "proto/compression_conversion.h"
+#include "proto/layout_conversion.h"
+#include "proto/wire_sizes.h"
 #include "server/participation.h"
 #include "server/secure_aggregation_round.h"
 
@@ -44,6 +47,8 @@ struct AcceptedUpdates {
       ABSL_GUARDED_BY(mu);
   std::map<int64_t, std::set<std::string>> assigned ABSL_GUARDED_BY(mu);  // client ids by round
   int64_t compressed_bytes ABSL_GUARDED_BY(mu) = 0;
+  // The models devices downloaded (as they decoded them), by round.
+  std::map<int64_t, std::vector<std::vector<float>>> downloads ABSL_GUARDED_BY(mu);
 };
 
 // A wrapper around a channel, the shape faults and dropouts take: this one records what was
@@ -62,7 +67,12 @@ class RecordingChannel final : public client::CoordinatorChannel {
   }
   absl::Status GetModel(const v1::GetModelRequest& request, int64_t expected_size,
                         std::vector<float>* parameters, v1::ParameterLayout* layout) override {
-    return inner_->GetModel(request, expected_size, parameters, layout);
+    absl::Status status = inner_->GetModel(request, expected_size, parameters, layout);
+    if (status.ok()) {
+      absl::MutexLock lock(&accepted_->mu);
+      accepted_->downloads[request.round()].push_back(*parameters);
+    }
+    return status;
   }
   absl::StatusOr<v1::UploadResponse> UploadUpdate(const v1::UpdateHeader& header,
                                                   absl::Span<const float> delta) override {
@@ -118,11 +128,15 @@ CoordinatorOptions Options() {
   return o;
 }
 
-// Runs 7 devices through 3 rounds and checks the committed model against the accepted updates.
-void RunDevicesAndCheckTheModel(const compression::CompressionSpec& spec) {
+// Runs 7 devices through 3 rounds and checks the committed model against the accepted updates,
+// and what the devices downloaded against the global model of each round.
+void RunDevicesAndCheckTheModel(
+    const compression::CompressionSpec& spec,
+    compression::DownloadEncoding download = compression::DownloadEncoding::kFloat32) {
   models::UseSingleThreadedCompute();
   CoordinatorOptions options = Options();
   *options.plan.mutable_compression() = proto::CompressionToProto(spec);
+  options.download_encoding = download;
   std::shared_ptr<models::Model> reference = *models::CreateModel("logreg", kInfo, 1);
   const std::vector<float> initial = models::FlattenParameters(*reference);
   auto coordinator =
@@ -181,7 +195,18 @@ void RunDevicesAndCheckTheModel(const compression::CompressionSpec& spec) {
     EXPECT_EQ(t.invalid_reports(), 0);
     EXPECT_EQ(t.training_seconds().count(), 3);
     EXPECT_EQ(t.download_bytes().count(), 3);
-    EXPECT_GE(t.download_bytes().p50(), 4.0 * static_cast<double>(initial.size()));
+    const auto n = static_cast<int64_t>(initial.size());
+    EXPECT_GE(t.download_bytes().p50(),
+              static_cast<double>(compression::DownloadBytes(download, n)));
+    // The coordinator counts the encoded stream.
+    EXPECT_EQ(round.download_bytes(),
+              download == compression::DownloadEncoding::kFloat32
+                  ? proto::ModelStreamBytes(round.round(), n, proto::kDefaultModelChunkFloats,
+                                            LayoutToProto(models::LayoutOf(*reference)))
+                  : proto::EncodedModelStreamBytes(
+                        round.round(), n, proto::DownloadEncodingToProto(download),
+                        compression::DownloadBytes(download, n), proto::kDefaultModelChunkBytes,
+                        LayoutToProto(models::LayoutOf(*reference))));
     EXPECT_GE(t.upload_bytes().p50(), 4.0 * static_cast<double>(initial.size()));
     EXPECT_GT(t.peak_memory_bytes().p50(), 0);
   }
@@ -207,6 +232,20 @@ void RunDevicesAndCheckTheModel(const compression::CompressionSpec& spec) {
     for (const auto& [examples, delta] : updates) {
       ASSERT_TRUE((*fedavg)->Accumulate(delta, examples).ok());
     }
+    // Every device of the round trained from the global model as the download encodes it.
+    const std::vector<float> downloaded =
+        download == compression::DownloadEncoding::kFloat32
+            ? expected
+            : *compression::DecodeDownload(download,
+                                           *compression::EncodeDownload(download, expected),
+                                           static_cast<int64_t>(expected.size()));
+    EXPECT_GE(accepted.downloads[round].size(), 3u) << round;
+    for (const std::vector<float>& d : accepted.downloads[round]) {
+      EXPECT_TRUE(d == downloaded) << "round " << round;
+    }
+    if (download != compression::DownloadEncoding::kFloat32) {
+      EXPECT_NE(downloaded, expected);
+    }
     auto report = (*fedavg)->Report();
     ASSERT_TRUE(report.ok());
     ASSERT_TRUE((*optimizer)->Apply(report->average, absl::MakeSpan(expected)).ok());
@@ -227,6 +266,15 @@ TEST(InProcessChannelTest, DevicesRunTheEnginesRoundsAndTheModelIsTheFedAvgOfWha
 TEST(InProcessChannelTest, CompressedUploadsAreTheEncodingsTheCoordinatorDecodes) {
   RunDevicesAndCheckTheModel(*compression::ParseCompressionSpec("quantize-rotate:4"));
   RunDevicesAndCheckTheModel(*compression::ParseCompressionSpec("topk:0.2"));
+}
+
+// With --download-compression the devices download (and train from) the encoded model; the
+// coordinator keeps the exact one and applies the FedAvg of the deltas to it.
+TEST(InProcessChannelTest, EncodedDownloadsAreWhatDevicesTrainFrom) {
+  RunDevicesAndCheckTheModel(compression::CompressionSpec{},
+                             compression::DownloadEncoding::kQuantize8);
+  RunDevicesAndCheckTheModel(*compression::ParseCompressionSpec("quantize-rotate:8"),
+                             compression::DownloadEncoding::kFloat16);
 }
 
 // Records, when its device declines, how many minibatches the device had trained.

@@ -7,6 +7,7 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "compression/download_codec.h"
 #include "compression/random.h"
 #include "compression/seeds.h"
 #include "gmock/gmock.h"
@@ -187,6 +188,46 @@ TEST(SimulatorCompressionTest, UploadsShrinkAndTheModelStillLearns) {
   EXPECT_NEAR(runs["quantize-rotate:8"].back().eval->accuracy(), accuracy, 0.05);
   EXPECT_GT(runs["topk:0.1"].back().eval->accuracy(), 0.3);
   EXPECT_NE(models["quantize-rotate:8"], models["none"]);  // the codec is really in the path
+}
+
+// Compressed downloads: the clients train from the decoded model, the global model stays exact;
+// downloads shrink by the encoding's ratio and the model still learns.
+TEST(SimulatorCompressionTest, EncodedDownloadsShrinkAndTheModelStillLearns) {
+  auto dataset = Synthetic(40);
+  std::map<compression::DownloadEncoding, std::vector<RoundResult>> runs;
+  std::map<compression::DownloadEncoding, std::vector<float>> models;
+  for (compression::DownloadEncoding encoding :
+       {compression::DownloadEncoding::kFloat32, compression::DownloadEncoding::kFloat16,
+        compression::DownloadEncoding::kQuantize8}) {
+    auto options = SmallRun(2);
+    options.model = "mlp";
+    options.download_encoding = encoding;
+    auto sim = Simulator::Create(options, dataset.get());
+    ASSERT_TRUE(sim.ok()) << sim.status();
+    runs[encoding] = RunAll(**sim, 4);
+    ASSERT_EQ(runs[encoding].size(), 4u);
+    models[encoding] = (*sim)->global_parameters();
+  }
+  using compression::DownloadEncoding;
+  const int64_t dim = static_cast<int64_t>(models[DownloadEncoding::kFloat32].size());
+  for (int r = 0; r < 4; ++r) {
+    const double plain = runs[DownloadEncoding::kFloat32][r].download_bytes;
+    EXPECT_GT(plain, 4.0 * static_cast<double>(dim));
+    const double half = runs[DownloadEncoding::kFloat16][r].download_bytes;
+    const double eight = runs[DownloadEncoding::kQuantize8][r].download_bytes;
+    EXPECT_GT(half,
+              static_cast<double>(compression::DownloadBytes(DownloadEncoding::kFloat16, dim)));
+    EXPECT_GE(plain / half, 1.99);
+    EXPECT_GE(plain / eight, 3.9);
+    EXPECT_EQ(runs[DownloadEncoding::kFloat32][r].upload_bytes,
+              runs[DownloadEncoding::kQuantize8][r].upload_bytes);
+  }
+  const double accuracy = runs[DownloadEncoding::kFloat32].back().eval->accuracy();
+  EXPECT_NEAR(runs[DownloadEncoding::kFloat16].back().eval->accuracy(), accuracy, 0.05);
+  EXPECT_NEAR(runs[DownloadEncoding::kQuantize8].back().eval->accuracy(), accuracy, 0.05);
+  // The encoding is really in the path: the clients trained from other starting points.
+  EXPECT_NE(models[DownloadEncoding::kQuantize8], models[DownloadEncoding::kFloat32]);
+  EXPECT_NE(models[DownloadEncoding::kFloat16], models[DownloadEncoding::kFloat32]);
 }
 
 TEST(SimulatorCompressionTest, ErrorFeedbackDoesNotDependOnTheNumberOfThreads) {

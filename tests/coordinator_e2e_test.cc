@@ -1167,6 +1167,21 @@ TEST_F(RoundEngineMatrixTest, RandKCompressionUnderCentralDp) {
                                           false, false);
 }
 
+// Compressed model downloads (--download-compression): the devices train from the decoded model
+// the coordinator streams, the simulator from the same decoding; the global model stays exact. The
+// coordinator's download_bytes are those of the encoded stream.
+TEST_F(RoundEngineMatrixTest, Quantize8Downloads) {
+  ExpectTheSimulatorReplaysTheCoordinator({"--download-compression", "quantize:8"}, {}, {}, false,
+                                          false);
+  const auto metrics = ReadJsonLines(Path("metrics.jsonl"));
+  ASSERT_EQ(metrics.size(), 3u);
+  const double model_floats = static_cast<double>(LoadModel(Path("coordinator.pt")).size());
+  for (const auto& m : metrics) {
+    EXPECT_GT(m["download_bytes"].get<double>(), model_floats);
+    EXPECT_LT(m["download_bytes"].get<double>(), 4.0 * model_floats / 3.9);
+  }
+}
+
 // Under secure aggregation the round's devices share the compression's randomness: quantization
 // with the shared rotation and scale (a 8 + ceil(log2 n)-bit modulus), random-k with the shared
 // coordinates (k + 1 masked values); the unmasked sums, and so the models, are the simulator's.
