@@ -11,7 +11,7 @@ set(FEDKIT_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/FedKit)
 # use of it (update compression on the device), so that linking it needs no change here.
 set(FEDKIT_EXPORTED_LIBRARIES
   fedkit_core fedkit_data fedkit_models fedkit_artifacts fedkit_artifact_policy fedkit_privacy fedkit_secagg fedkit_proto
-  fedkit_compression fedkit_training fedkit_client)
+  fedkit_compression fedkit_model_stream fedkit_training fedkit_client)
 if(TARGET fedkit_tsan_absl_annotations)
   list(APPEND FEDKIT_EXPORTED_LIBRARIES fedkit_tsan_absl_annotations)
 endif()

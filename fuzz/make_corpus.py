@@ -329,6 +329,13 @@ def main():
     write("upload_stream", "masked", Decisions().bool(True).int(0, 64, 2)
           .int(0, 2, 1).bool(False).bytes(bytes(range(10)))
           .int(0, 2, 1).bool(False).bytes(bytes(range(6))).out)
+    # model_stream: the encoding (0 float32, 1 float16, 2 quantize:8), the device's size, the
+    # model's scale, then chunks (how: 1 = well-formed, then its size).
+    for encoding, name in ((0, "float32"), (1, "float16"), (2, "quantize8")):
+        d = Decisions().int(0, 2, encoding).int(0, 3000, 2100).int(0, 255, 40)
+        for piece in (1500, 1500, 4096):
+            d.int(0, 2, 1).int(0, 4096, piece)
+        write("model_stream", name, d.out)
     write("assigned_artifact", "tampered-download",
           assigned(True, False, 1, 0).bytes(b"").int(0, 6, 6).int(0, 3, 1)
           .int(0, len(artifact) - 1, 0).int(0, 4, 0).int(0, 255, 0x41).out)

@@ -7,7 +7,7 @@
 # build-fuzz/crashes/TARGET/ and the run stops there with status 1. Logs: build-fuzz/logs/.
 # Usage: scripts/fuzz.sh [-n RUNS] [-t SECONDS] [TARGET...]   (defaults: 1000000 runs, 1800 s)
 # Targets: round_coordinator secagg_server secagg_client checkpoint idx yaml_config artifact
-# privacy_ledger tokens assigned_artifact upload_stream.
+# privacy_ledger tokens assigned_artifact upload_stream compression model_stream.
 # A crash input replays with: build-fuzz/fuzz/fedkit_fuzz_TARGET FILE (see results/fuzzing.md).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,7 +24,7 @@ done
 shift $((OPTIND - 1))
 TARGETS=("$@")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=(round_coordinator secagg_server secagg_client checkpoint idx
-  yaml_config artifact privacy_ledger tokens assigned_artifact upload_stream compression)
+  yaml_config artifact privacy_ledger tokens assigned_artifact upload_stream compression model_stream)
 
 if ! command -v clang++-14 >/dev/null; then
   echo "fuzz: needs clang-14 (apt-get install clang-14 libfuzzer-14-dev)" >&2

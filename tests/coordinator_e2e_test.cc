@@ -880,6 +880,29 @@ TEST_F(CoordinatorDpE2eTest, DpFlagErrorsNameTheFlag) {
   }
 }
 
+// A compression spec the coordinator cannot use exits with 2, naming the flag.
+TEST_F(CoordinatorE2eTest, CompressionFlagErrorsNameTheFlag) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--compression", "quantize:0"}, "--compression"},
+      {{"--compression", "zip"}, "--compression"},
+      {{"--secagg", "secagg+", "--clip-norm", "1", "--compression", "topk:0.1"}, "--compression"},
+      {{"--download-compression", "float8"},
+       "--download-compression: download encoding \"float8\" is not one of: float32, float16, "
+       "quantize:8"},
+  };
+  int n = 0;
+  for (const auto& [flags, expected] : cases) {
+    std::vector<std::string> argv = {FEDKIT_COORDINATOR_BINARY, "--listen", "127.0.0.1:0",
+                                     "--insecure"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    Subprocess refused;
+    ASSERT_TRUE(refused.Start(argv, Path("refused" + std::to_string(n++) + ".log")));
+    EXPECT_EQ(refused.Wait(), 2) << expected << ": " << refused.Output();
+    EXPECT_THAT(refused.Output(), ::testing::HasSubstr("fedkit-coordinator: " + expected))
+        << refused.Output();
+  }
+}
+
 // Issue 11: the privacy ledger beside the checkpoints. A DP run's newest checkpoint is lost; the
 // restart would resume from the one before and re-run a released round unaccounted, so it is
 // refused, naming the ledger and the override, and starts only with --allow-privacy-rollback.

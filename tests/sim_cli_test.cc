@@ -45,6 +45,8 @@ TEST(SimCliTest, WrongFlagsAndValuesExitWithStatus2NamingTheFlag) {
       {"--model-out /no/such/dir/model.pt", "--model-out"},
       {"--metrics-out /no/such/dir/m.jsonl", "--metrics-out"},
       {"--config /no/such/config.yaml", "/no/such/config.yaml"},
+      {"--compression quantize:0", "--compression"},
+      {"--download-compression float8", "--download-compression"},
   };
   for (const Case& c : cases) {
     Result r = RunSim(c.args);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The runs behind results/compression/README.md (issue 13, "What it must show" 1). Each run writes
 # NAME.jsonl (fedkit-sim --metrics-out: upload_bytes and download_bytes per round), NAME.log
-# (stdout) and NAME.err. Usage: bash results/compression/run.sh [headline|secagg|dp|all]
+# (stdout) and NAME.err. Usage: bash results/compression/run.sh [headline|secagg|dp|download|all]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 source scripts/common.sh
@@ -45,4 +45,14 @@ if [ "$what" = dp ] || [ "$what" = all ]; then
   for c in none quantize-rotate:8 randk:0.1; do
     run "dp_central_${c//:/_}" $DP --dp central --compression "$c"
   done
+fi
+# Compressed model downloads (--download-compression) on the headline run: float32 (a rerun of
+# headline_none, which it must equal), float16, 8-bit, and 8-bit downloads with 8-bit rotated
+# uploads.
+if [ "$what" = download ] || [ "$what" = all ]; then
+  for d in float32 float16 quantize:8; do
+    run "download_${d//:/_}" $HEAD --download-compression "$d"
+  done
+  run "download_quantize_8_upload_quantize-rotate_8" $HEAD --download-compression quantize:8 \
+    --compression quantize-rotate:8
 fi
