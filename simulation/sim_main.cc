@@ -496,6 +496,9 @@ int Run(int argc, char** argv, Collective* collective) {
       if (f.sim.plan.compression.method != compression::CompressionMethod::kNone) {
         extra += absl::StrFormat("  upload %.1f KB", round->upload_bytes / 1024.0);
       }
+      if (f.sim.download_encoding != compression::DownloadEncoding::kFloat32) {
+        extra += absl::StrFormat("  download %.1f KB", round->download_bytes / 1024.0);
+      }
       if (!round->aborted.empty()) extra += "  ABORTED: " + round->aborted;
       std::cout << absl::StrFormat(
                        "round %4d  accuracy %.4f  loss %.4f  participants %d  train_loss %.4f  "
