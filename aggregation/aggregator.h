@@ -17,6 +17,9 @@
 //                             (CentralDpRelease) and divides by a fixed denominator.
 // (Secure aggregation accumulates masked vectors modulo 2^bits: privacy/secagg/server.h folds each
 // masked input into its running sum the same way, and unmasks at the end of the protocol.)
+// Byzantine-robust aggregators (coordinate-wise median, trimmed mean, Krum / Multi-Krum, norm
+// bounding) and the --aggregator spec that picks one are in aggregation/robust.h; those that
+// need every update keep them until Report, and are as order-independent as the above.
 //
 // Limits (refused, never wrapped): each coordinate of an update is bounded (the clip norm, or a
 // value bound without clipping), each weight by max_weight <= kMaxWeightLimit, and an aggregate
