@@ -873,15 +873,9 @@ absl::StatusOr<RoundCoordinator::ModelSnapshot> RoundCoordinator::GetModel(
     FEDKIT_RETURN_IF_ERROR(CheckModelRequestLocked(request));
     snapshot.round = assignments_.find(request.assignment_id())->second.round;
     snapshot.parameters = global_;
-    if (encoded_models_.encoding() == compression::DownloadEncoding::kFloat32) {
-      traffic_.received += proto::ModelStreamBytes(snapshot.round, layout_.size(),
-                                                   proto::kDefaultModelChunkFloats, layout_proto_);
-      ++traffic_.downloads;
-      return snapshot;
-    }
   }
   // Outside the lock: the round's first download encodes the model (one pass over it), the
-  // others share its bytes.
+  // others share its bytes (float32: nothing to do).
   EncodedModelCache::Entry encoded = encoded_models_.Get(snapshot.parameters);
   snapshot.encoding = encoded.encoding;
   snapshot.encoded = encoded.bytes;
