@@ -513,7 +513,7 @@ int Run(int argc, char** argv, Collective* collective) {
     }
     progress.rounds_done = round->round;
     progress.elapsed_seconds = round->elapsed_seconds;
-    if (!round->aborted.empty() && !round->eval) {
+    if (lead && !round->aborted.empty() && !round->eval) {
       if (bar) bar->Clear();
       std::cerr << "round " << round->round << " aborted: " << round->aborted << "\n";
     }
