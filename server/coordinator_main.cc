@@ -22,6 +22,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
+#include "aggregation/robust.h"
 #include "artifacts/artifact_files.h"
 #include "artifacts/signing.h"
 #include "cli/flag_errors.h"
@@ -120,6 +121,7 @@ struct Flags {
   std::string secagg = "none";
   std::string compression = "none";
   std::string download_compression = "float32";
+  std::string aggregator = "mean";
   int secagg_modulus_bits = 32;
   double secagg_phase_timeout = 60;
   double secagg_design_dropout = 0.1;
@@ -349,6 +351,10 @@ int Run(int argc, char** argv) {
       "Model download encoding: float32 (exact) | float16 | quantize:8 (8 bits per value, "
       "min and max per block of 1024); devices train from the decoded model, the "
       "global model stays float32");
+  app.add_option("--aggregator", f.aggregator,
+                 "How plain rounds aggregate (not with --secagg or --dp): mean (weighted FedAvg) | "
+                 "median | trimmed-mean:BETA | krum:F | multi-krum:F,M | norm-bound:C; all but "
+                 "mean keep the round's updates in memory");
   app.add_option("--secagg", f.secagg,
                  "Secure aggregation of every round: none | secagg | secagg+ (needs --clip-norm)");
   app.add_option("--secagg-modulus-bits", f.secagg_modulus_bits,
@@ -580,6 +586,19 @@ int Run(int argc, char** argv) {
       if (app.count(flag) > 0) return UsageError(flag, "needs --dp central or distributed");
     }
   }
+  {
+    absl::StatusOr<aggregation::AggregatorSpec> aggregator =
+        aggregation::ParseAggregatorSpec(f.aggregator);
+    if (!aggregator.ok()) return UsageError("--aggregator", aggregator.status().message());
+    if (aggregator->kind != aggregation::AggregatorKind::kMean &&
+        (f.secagg != "none" || *dp_mode != privacy::DpMode::kNone)) {
+      return UsageError("--aggregator",
+                        absl::StrCat(f.aggregator,
+                                     " needs every update in the clear: not with --secagg or --dp "
+                                     "(their rounds aggregate by mean)"));
+    }
+    options.aggregator = *aggregator;
+  }
   if (f.secagg != "none") {
     absl::StatusOr<secagg::Variant> variant = secagg::ParseVariant(f.secagg);
     if (!variant.ok()) return UsageError("--secagg", variant.status().message());
@@ -749,6 +768,7 @@ int Run(int argc, char** argv) {
   cli::FieldFlags field_flags = cli::DpFieldFlags("--dp-population");
   field_flags.push_back({"over_select", "--over-select"});
   field_flags.push_back({"allow_privacy_rollback", "--allow-privacy-rollback"});
+  field_flags.push_back({"aggregator", "--aggregator"});
   auto coordinator = RoundCoordinator::Create(options, models::LayoutOf(**model),
                                               models::FlattenParameters(**model), hooks);
   if (!coordinator.ok()) {

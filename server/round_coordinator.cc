@@ -16,6 +16,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "aggregation/aggregator.h"
+#include "aggregation/robust.h"
 #include "compression/secagg_compression.h"
 #include "compression/secagg_quantization.h"
 #include "compression/seeds.h"
@@ -175,6 +176,24 @@ absl::StatusOr<std::unique_ptr<RoundCoordinator>> RoundCoordinator::Create(
   if (options.secure_aggregation.has_value()) {
     FEDKIT_RETURN_IF_ERROR(
         compression::CheckSecAggCompression(*compression, options.dp.has_value()));
+  }
+  if (options.aggregator.kind != aggregation::AggregatorKind::kMean) {
+    const std::string name = aggregation::FormatAggregatorSpec(options.aggregator);
+    if (options.secure_aggregation.has_value() || options.dp.has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "`aggregator` ", name,
+          " needs every update in the clear: it cannot run with secure aggregation or DP (their "
+          "rounds aggregate by mean)"));
+    }
+    // A round commits with at most clients_per_round updates.
+    const int64_t needed = 2 * options.aggregator.attackers + 3;
+    if ((options.aggregator.kind == aggregation::AggregatorKind::kKrum ||
+         options.aggregator.kind == aggregation::AggregatorKind::kMultiKrum) &&
+        options.clients_per_round < needed) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("`aggregator` ", name, " needs at least 2F + 3 = ", needed,
+                       " updates per round: `clients_per_round` is ", options.clients_per_round));
+    }
   }
   if (options.max_examples_per_client < 1 ||
       options.max_examples_per_client > aggregation::kMaxWeightLimit) {
@@ -501,10 +520,9 @@ absl::StatusOr<std::unique_ptr<aggregation::Aggregator>> RoundCoordinator::NewAg
                             static_cast<double>(options_.clients_per_round), value_noise_.get()));
     return std::unique_ptr<aggregation::Aggregator>(std::move(aggregate));
   }
-  FEDKIT_ASSIGN_OR_RETURN(auto aggregate,
-                          aggregation::WeightedFedAvgAggregator::Create(
-                              layout_.size(), bound, options_.max_examples_per_client));
-  return std::unique_ptr<aggregation::Aggregator>(std::move(aggregate));
+  // mean is WeightedFedAvgAggregator; the robust ones buffer the round's updates.
+  return aggregation::MakeAggregator(options_.aggregator, layout_.size(), bound,
+                                     options_.max_examples_per_client);
 }
 
 v1::CheckInResponse RoundCoordinator::RetryLocked(absl::Duration after,
@@ -1510,10 +1528,19 @@ void RoundCoordinator::AbandonRoundLocked() {
 }
 
 void RoundCoordinator::CommitRoundLocked(absl::Time now) {
-  // Central DP: the noised sum over the fixed denominator; else the weighted mean. Either way
-  // exact, so the same whatever order the updates arrived in.
+  // Central DP: the noised sum over the fixed denominator; else the weighted mean or the robust
+  // aggregate. Either way the same whatever order the updates arrived in.
+  if (!aggregate_->CanReport()) {
+    // The round closes with >= min_clients >= 1 updates, but Krum needs 2F + 3 of them: the round
+    // did not reach enough clients for its aggregator, and starts again.
+    const absl::Status why = aggregate_->Report().status();
+    RefuseRoundLocked(
+        "aggregator_too_few_updates",
+        absl::StrCat(aggregation::FormatAggregatorSpec(options_.aggregator), ": ", why.message()));
+    return;
+  }
   absl::StatusOr<aggregation::AggregateReport> report = aggregate_->Report();
-  if (!report.ok()) {  // the round closes with >= min_clients >= 1 updates: cannot happen
+  if (!report.ok()) {  // CanReport() said it could
     fatal_error_ = report.status();
     return;
   }
@@ -1521,7 +1548,12 @@ void RoundCoordinator::CommitRoundLocked(absl::Time now) {
   outcome.round = rounds_completed_ + 1;
   outcome.participants = static_cast<int64_t>(received_.size());
   outcome.examples = report->total_examples;
-  outcome.train_loss = loss_sum_ / static_cast<double>(report->total_weight);
+  // loss_sum_ weighs each loss by its example count (by 1 under DP, whose total_weight counts the
+  // updates); a robust aggregator's total_weight counts only the updates behind its release.
+  const int64_t loss_weight = options_.aggregator.kind == aggregation::AggregatorKind::kMean
+                                  ? report->total_weight
+                                  : report->total_examples;
+  outcome.train_loss = loss_sum_ / static_cast<double>(loss_weight);
   if (absl::Status moved =
           UpdateClipLocked(unclipped_, outcome.participants, std::nullopt, outcome);
       !moved.ok()) {

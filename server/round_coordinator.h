@@ -23,6 +23,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "aggregation/aggregator.h"
+#include "aggregation/robust.h"
 #include "aggregation/server_optimizer.h"
 #include "artifacts/signing.h"
 #include "compression/download_codec.h"
@@ -117,6 +118,15 @@ struct CoordinatorOptions {
   // the decoded model (within the encoding's bound of the global model) while the coordinator
   // keeps and updates the exact one. A model float16 cannot hold is served in float32, logged.
   compression::DownloadEncoding download_encoding = compression::DownloadEncoding::kFloat32;
+  // How a plain round aggregates its updates (aggregation/robust.h, with the value bound and
+  // max_examples_per_client as the weight cap): mean (weighted FedAvg) or a Byzantine-robust
+  // aggregator, which keeps every update of the round in memory until it commits (clients per
+  // round x the model's floats). Anything but mean needs every update in the clear:
+  // INVALID_ARGUMENT (naming `aggregator`) with secure_aggregation or dp, and for krum:F or
+  // multi-krum:F,M unless clients_per_round >= 2F + 3. A round that closes with fewer updates than
+  // its aggregator needs (Krum's 2F + 3, e.g. at the deadline with min_clients below it) is
+  // abandoned and started again (refusal reason "aggregator_too_few_updates"), not fatal.
+  aggregation::AggregatorSpec aggregator;
 };
 
 // Round history entry, also what GetStatus and the metrics report.
@@ -197,7 +207,9 @@ std::vector<std::string> SingleClientInfluenceWarnings(const CoordinatorOptions&
 // weight it may not claim; the sum does not say which), `secagg_sum_out_of_range` (the decoded
 // weighted sum's norm beyond total weight x clip norm: some client's delta was not clipped) and
 // `non_finite_model` (plain or secure rounds: the average or the new global model has a NaN or an
-// infinity; the model and the optimizer's state are left as they were).
+// infinity; the model and the optimizer's state are left as they were), and
+// `aggregator_too_few_updates` (a plain round closed with fewer updates than a Krum aggregator
+// needs; logged, and the round starts again).
 //
 // Thread safety: thread-safe. Every public call may come from any thread (the gRPC service calls
 // it from its RPC threads, the binary's ticker calls Tick); one mutex guards the round state and is
@@ -251,8 +263,9 @@ class RoundCoordinator {
   };
   absl::StatusOr<ModelSnapshot> GetModel(const v1::GetModelRequest& request, absl::Time now);
 
-  // Validates an update and folds it into the round's aggregate at once (the delta is not kept:
-  // memory per round is one aggregate, whatever the number of clients). OK (duplicate=false) when
+  // Validates an update and folds it into the round's aggregate at once (with the mean aggregator
+  // the delta is not kept: memory per round is one aggregate, whatever the number of clients; a
+  // robust aggregator keeps a copy until the round ends). OK (duplicate=false) when
   // counted; OK (duplicate=true) when the identical update was already counted (recognised by
   // its SHA-256 digest, computed before the lock is taken); otherwise a status naming the reason
   // (FAILED_PRECONDITION for late/unassigned/wrong-round, ALREADY_EXISTS for a different second

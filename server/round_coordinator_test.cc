@@ -981,3 +981,140 @@ TEST(RoundCoordinatorPoolTest, TheWaitingPoolIsCappedAndExpiresDuringRounds) {
 
 }  // namespace
 }  // namespace fedkit::server
+
+namespace fedkit::server {
+namespace {
+
+// --- Robust aggregation (CoordinatorOptions::aggregator) ---
+
+// Commits one round of `updates` (client id -> delta; each with 2 examples and train loss 0.5)
+// and returns the coordinator.
+std::unique_ptr<RoundCoordinator> CommitOneRound(
+    const std::string& aggregator, const std::map<std::string, std::vector<float>>& updates) {
+  CoordinatorOptions o = Options(static_cast<int64_t>(updates.size()), /*rounds=*/2);
+  o.aggregator = *aggregation::ParseAggregatorSpec(aggregator);
+  auto c = Make(o);
+  std::vector<std::string> ids;
+  for (const auto& [id, delta] : updates) ids.push_back(id);
+  auto assigned = CheckInAll(*c, ids, kStart);
+  EXPECT_EQ(assigned.size(), updates.size());
+  for (const auto& [id, delta] : updates) {
+    v1::UpdateHeader header = HeaderFor(assigned[id], id, 2);
+    header.set_train_loss(0.5);
+    EXPECT_TRUE(c->SubmitUpdate(header, delta, kStart).ok()) << id;
+  }
+  EXPECT_EQ(c->rounds_completed(), 1) << aggregator;
+  return c;
+}
+
+// Four honest clients near {1, 1, 1} and one that scales its update by 100 (model replacement):
+// under mean it drags the model far away, under the coordinate-wise median it has no influence.
+TEST(RobustRoundCoordinatorTest, MedianRejectsAScaledMaliciousUpdate) {
+  const std::map<std::string, std::vector<float>> updates = {
+      {"honest-1", {1.0f, 1.0f, 1.0f}},       {"honest-2", {1.1f, 0.9f, 1.0f}},
+      {"honest-3", {0.9f, 1.1f, 1.0f}},       {"honest-4", {1.0f, 1.0f, 1.2f}},
+      {"mallory", {100.0f, -100.0f, 100.0f}},
+  };
+  auto mean = CommitOneRound("mean", updates);
+  auto median = CommitOneRound("median", updates);
+  // Start {1, 2, 3}; server SGD with learning rate 1 adds the aggregate.
+  const std::vector<float> dragged = mean->global_parameters();
+  EXPECT_GT(dragged[0], 20.0f);
+  EXPECT_LT(dragged[1], -17.0f);
+  EXPECT_EQ(median->global_parameters(), (std::vector<float>{2.0f, 3.0f, 4.0f}));
+  // The round's training loss is example-weighted under either: (5 x 2 x 0.5) / 10 examples
+  // (the median's total_weight is 1, the one value behind each coordinate).
+  for (RoundCoordinator* c : {mean.get(), median.get()}) {
+    const v1::GetStatusResponse status = c->Status(kStart);
+    ASSERT_EQ(status.history_size(), 1);
+    EXPECT_DOUBLE_EQ(status.history(0).train_loss(), 0.5);
+    EXPECT_EQ(status.history(0).examples(), 10);
+    EXPECT_EQ(status.history(0).participants(), 5);
+  }
+  // Trimmed mean (one value trimmed from each end) and Krum ignore it too.
+  auto trimmed = CommitOneRound("trimmed-mean:0.2", updates);
+  for (float v : trimmed->global_parameters()) EXPECT_LT(v, 5.0f);
+  auto krum = CommitOneRound("krum:1", updates);
+  EXPECT_EQ(krum->global_parameters(), (std::vector<float>{2.0f, 3.0f, 4.0f}));  // honest-1
+}
+
+// Krum with F = 1 needs 5 updates. A round that reaches its deadline with 3 (min_clients 1) is
+// abandoned like a round without enough clients, counted and logged: the coordinator carries on,
+// and the next attempt with 5 updates commits.
+TEST(RobustRoundCoordinatorTest, KrumWithTooFewUpdatesAbandonsTheRoundAndCarriesOn) {
+  CoordinatorOptions o = Options(5, 1);
+  o.min_clients = 1;
+  o.aggregator = *aggregation::ParseAggregatorSpec("krum:1");
+  std::vector<std::string> log;
+  CoordinatorHooks hooks;
+  hooks.log = [&](const std::string& line) { log.push_back(line); };
+  auto c = Make(o, hooks);
+  const std::vector<std::string> ids = {"a", "b", "c", "d", "e"};
+  auto assigned = CheckInAll(*c, ids, kStart);
+  ASSERT_EQ(assigned.size(), 5u);
+  for (const char* id : {"a", "b", "c"}) {
+    ASSERT_TRUE(
+        c->SubmitUpdate(HeaderFor(assigned[id], id, 2), std::vector<float>{1, 1, 1}, kStart).ok());
+  }
+  EXPECT_TRUE(c->Tick(kStart + absl::Seconds(61)).ok());  // not fatal
+  EXPECT_TRUE(c->fatal_error().ok());
+  EXPECT_EQ(c->rounds_completed(), 0);
+  EXPECT_EQ(c->global_parameters(), (std::vector<float>{1, 2, 3}));
+  v1::GetStatusResponse status = c->Status(kStart + absl::Seconds(61));
+  EXPECT_EQ(status.phase(), "waiting");
+  EXPECT_EQ(status.rounds_abandoned(), 1);
+  EXPECT_EQ(status.refusals().at("aggregator_too_few_updates"), 1);
+  ASSERT_FALSE(log.empty());
+  EXPECT_THAT(log.back(), HasSubstr("krum:1"));
+  EXPECT_THAT(log.back(), HasSubstr("aggregator_too_few_updates"));
+  // The abandoned round's uploads are late now.
+  EXPECT_EQ(c->SubmitUpdate(HeaderFor(assigned["d"], "d", 2), std::vector<float>{1, 1, 1},
+                            kStart + absl::Seconds(62))
+                .status()
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  // The next attempt: five updates, one far off; Krum releases one of the identical honest ones.
+  const absl::Time t2 = kStart + absl::Seconds(100);
+  assigned = CheckInAll(*c, ids, t2);
+  ASSERT_EQ(assigned.size(), 5u);
+  const std::map<std::string, std::vector<float>> updates = {{"a", {1.0f, 1.0f, 1.0f}},
+                                                             {"b", {1.0f, 1.0f, 1.0f}},
+                                                             {"c", {1.0f, 1.0f, 1.1f}},
+                                                             {"d", {1.0f, 1.0f, 0.9f}},
+                                                             {"e", {50.0f, 50.0f, 50.0f}}};
+  for (const auto& [id, delta] : updates) {
+    ASSERT_TRUE(c->SubmitUpdate(HeaderFor(assigned[id], id, 2), delta, t2).ok()) << id;
+  }
+  EXPECT_EQ(c->rounds_completed(), 1);
+  EXPECT_EQ(c->global_parameters(), (std::vector<float>{2.0f, 3.0f, 4.0f}));
+  EXPECT_TRUE(c->finished());
+}
+
+TEST(RobustRoundCoordinatorTest, RobustAggregatorsNeedPlainRoundsAndEnoughClients) {
+  auto create = [](const CoordinatorOptions& o) {
+    return RoundCoordinator::Create(o, TinyLayout(), {1, 2, 3}, {}).status();
+  };
+  CoordinatorOptions o = Options(5, 1);
+  o.aggregator = *aggregation::ParseAggregatorSpec("median");
+  EXPECT_TRUE(create(o).ok());
+  CoordinatorOptions secure = o;
+  secure.plan.set_clip_norm(1);
+  secure.secure_aggregation.emplace();
+  EXPECT_EQ(create(secure).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(create(secure).message(), HasSubstr("`aggregator` median"));
+  CoordinatorOptions dp = o;
+  dp.plan.set_clip_norm(1);
+  dp.dp.emplace();
+  dp.dp->mode = privacy::DpMode::kCentral;
+  dp.population = 100;
+  EXPECT_THAT(create(dp).message(), HasSubstr("`aggregator` median"));
+  CoordinatorOptions krum = o;
+  krum.aggregator = *aggregation::ParseAggregatorSpec("multi-krum:2,3");
+  EXPECT_THAT(create(krum).message(), HasSubstr("2F + 3 = 7"));
+  krum.aggregator = *aggregation::ParseAggregatorSpec("krum:1");
+  EXPECT_TRUE(create(krum).ok());
+}
+
+}  // namespace
+}  // namespace fedkit::server

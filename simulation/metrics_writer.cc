@@ -52,6 +52,10 @@ absl::Status MetricsWriter::Append(const RoundResult& round) {
     line["stragglers"] = round.stragglers;
     line["not_needed"] = round.not_needed;
   }
+  if (round.attackers.has_value()) {
+    line["attackers"] = *round.attackers;
+    line["refused"] = round.refused;
+  }
   if (round.secure_aggregation) {
     const SecureAggregationRoundStats& s = *round.secure_aggregation;
     line["secagg"] = {

@@ -21,10 +21,11 @@ class MetricsWriter {
   // Appends {"round", "accuracy", "loss", "participants", "examples", "train_loss",
   // "mean_delta_norm", "seconds", "eval_seconds", "elapsed_seconds"}, plus "dropped", "aborted",
   // "secagg" (survivors, degree, threshold, costs), the system model's "virtual_seconds",
-  // "virtual_elapsed_seconds", "contributors", "stragglers", "not_needed" and, with differential
-  // privacy, "epsilon" (null when unbounded), "delta", "clip_norm" and "unclipped_fraction" when
-  // they apply; the round must have been evaluated (FAILED_PRECONDITION otherwise). DATA_LOSS when
-  // the write fails. Not thread-safe: one thread appends.
+  // "virtual_elapsed_seconds", "contributors", "stragglers", "not_needed", with an attack
+  // "attackers" and "refused", and, with differential privacy, "epsilon" (null when unbounded),
+  // "delta", "clip_norm" and "unclipped_fraction" when they apply; the round must have been
+  // evaluated (FAILED_PRECONDITION otherwise). DATA_LOSS when the write fails. Not thread-safe: one
+  // thread appends.
   absl::Status Append(const RoundResult& round);
 
  private:

@@ -18,6 +18,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "aggregation/robust.h"
 #include "cli/flag_errors.h"
 #include "cli/yaml_config.h"
 #include "compression/download_codec.h"
@@ -29,6 +30,7 @@
 #include "models/tensor_file.h"
 #include "models/torchscript_model.h"
 #include "server/participation.h"
+#include "simulation/attack.h"
 #include "simulation/metrics_writer.h"
 #include "simulation/plot_runner.h"
 #include "simulation/progress_bar.h"
@@ -52,6 +54,8 @@ struct Flags {
   std::string secagg = "none";
   std::string compression = "none";
   std::string download_compression = "float32";
+  std::string aggregator = "mean";
+  std::string attack = "none";
   std::string dp = "none";
   double adaptive_clip_quantile = 0;  // the three are unset unless given
   double target_epsilon = 0;
@@ -142,6 +146,15 @@ int Run(int argc, char** argv, Collective* collective) {
       "Model download encoding: float32 (exact) | float16 | quantize:8 (8 bits per value, "
       "min and max per block of 1024); devices train from the decoded model, the "
       "global model stays float32");
+  app.add_option("--aggregator", f.aggregator,
+                 "How plain rounds aggregate (not with --secagg or --dp): mean (weighted FedAvg) | "
+                 "median | trimmed-mean:BETA | krum:F | multi-krum:F,M | norm-bound:C");
+  app.add_option("--attack", f.attack,
+                 "Attackers' uploads: none | sign-flip | scale:S | label-flip | noise:SIGMA "
+                 "(plain rounds only)");
+  app.add_option("--attack-fraction", f.sim.attack_fraction,
+                 "Fraction of the population that attacks (a fixed subset drawn from --seed)")
+      ->check(cli::BelowOne());
   app.add_option("--secagg", f.secagg,
                  "Secure aggregation: none | secagg (Bonawitz et al.) | secagg+ (Bell et al.)");
   app.add_option("--secagg-modulus-bits", f.secure_aggregation.modulus_bits,
@@ -261,6 +274,29 @@ int Run(int argc, char** argv, Collective* collective) {
         compression::ParseDownloadEncoding(f.download_compression);
     if (!encoding.ok()) return UsageError("--download-compression", encoding.status().message());
     f.sim.download_encoding = *encoding;
+  }
+  {
+    // Robust aggregators and attackers need every update in the clear: plain rounds only.
+    const bool plain = f.secagg == "none" && f.dp == "none";
+    absl::StatusOr<aggregation::AggregatorSpec> aggregator =
+        aggregation::ParseAggregatorSpec(f.aggregator);
+    if (!aggregator.ok()) return UsageError("--aggregator", aggregator.status().message());
+    if (aggregator->kind != aggregation::AggregatorKind::kMean && !plain) {
+      return UsageError("--aggregator",
+                        absl::StrCat(f.aggregator,
+                                     " needs every update in the clear: not with --secagg or --dp "
+                                     "(their rounds aggregate by mean)"));
+    }
+    f.sim.aggregator = *aggregator;
+    absl::StatusOr<AttackSpec> attack = ParseAttackSpec(f.attack);
+    if (!attack.ok()) return UsageError("--attack", attack.status().message());
+    if (attack->kind != AttackKind::kNone && !plain) {
+      return UsageError("--attack", "attackers are simulated without --secagg and --dp only");
+    }
+    if (attack->kind == AttackKind::kNone && f.sim.attack_fraction > 0) {
+      return UsageError("--attack-fraction", "needs --attack (what the attackers do)");
+    }
+    f.sim.attack = *attack;
   }
   if (f.secagg != "none") {
     absl::StatusOr<secagg::Variant> variant = secagg::ParseVariant(f.secagg);
@@ -404,6 +440,9 @@ int Run(int argc, char** argv, Collective* collective) {
     flags.emplace_back("max_client_weight", "--max-client-weight");
     flags.emplace_back("client_ids", "--client-ids");
     flags.emplace_back("replay", "--replay-participation");
+    flags.emplace_back("aggregator", "--aggregator");
+    flags.emplace_back("attack", "--attack");
+    flags.emplace_back("attack_fraction", "--attack-fraction");
     const cli::FlagError error = cli::InFlags(sim.status(), flags);
     if (!error.flag.empty()) return UsageError(error.flag, error.message);
     std::cerr << "fedkit-sim: " << error.message << "\n";
@@ -417,6 +456,13 @@ int Run(int argc, char** argv, Collective* collective) {
         (*sim)->global_parameters().size(), f.sim.threads,
         collective != nullptr ? absl::StrFormat(" x %d MPI processes", collective->size()) : "",
         models::BlasDescription());
+    if (f.sim.aggregator.kind != aggregation::AggregatorKind::kMean ||
+        f.sim.attack.kind != AttackKind::kNone) {
+      std::cerr << absl::StrFormat("fedkit-sim: aggregator %s, attack %s by %d of %d clients\n",
+                                   aggregation::FormatAggregatorSpec(f.sim.aggregator),
+                                   FormatAttackSpec(f.sim.attack), (*sim)->attackers().size(),
+                                   f.clients);
+    }
   }
   if (const std::optional<PrivacySetup>& dp = (*sim)->privacy_setup(); dp.has_value() && lead) {
     std::string detail = absl::StrFormat(
@@ -467,7 +513,7 @@ int Run(int argc, char** argv, Collective* collective) {
     }
     progress.rounds_done = round->round;
     progress.elapsed_seconds = round->elapsed_seconds;
-    if (!round->aborted.empty() && !round->eval) {
+    if (lead && !round->aborted.empty() && !round->eval) {
       if (bar) bar->Clear();
       std::cerr << "round " << round->round << " aborted: " << round->aborted << "\n";
     }
@@ -498,6 +544,10 @@ int Run(int argc, char** argv, Collective* collective) {
       }
       if (f.sim.download_encoding != compression::DownloadEncoding::kFloat32) {
         extra += absl::StrFormat("  download %.1f KB", round->download_bytes / 1024.0);
+      }
+      if (round->attackers) {
+        extra += absl::StrFormat("  attackers %d", *round->attackers);
+        if (round->refused > 0) extra += absl::StrFormat("  refused %d", round->refused);
       }
       if (!round->aborted.empty()) extra += "  ABORTED: " + round->aborted;
       std::cout << absl::StrFormat(

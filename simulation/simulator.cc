@@ -13,6 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "aggregation/aggregator.h"
+#include "aggregation/robust.h"
 #include "compression/download_codec.h"
 #include "compression/secagg_compression.h"
 #include "compression/secagg_quantization.h"
@@ -64,6 +65,55 @@ absl::Status ValidateDpOptions(const SimulationOptions& options, int64_t populat
   return absl::OkStatus();
 }
 
+// The aggregator and the attack: both need plain rounds (every update in the clear, no DP).
+absl::Status ValidateAggregatorAndAttack(const SimulationOptions& options,
+                                         const data::DatasetInfo& info) {
+  const bool plain = !options.secure_aggregation.has_value() && options.dp.mode == DpMode::kNone;
+  const aggregation::AggregatorSpec& spec = options.aggregator;
+  const std::string name = aggregation::FormatAggregatorSpec(spec);
+  // MakeAggregator's checks of the spec (the dimension and bounds here are placeholders).
+  if (absl::Status valid = aggregation::MakeAggregator(spec, 1, 1.0, 1).status(); !valid.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("`aggregator`: ", valid.message()));
+  }
+  if (spec.kind != aggregation::AggregatorKind::kMean && !plain) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "`aggregator` ", name,
+        " needs every update in the clear: it cannot run with secure aggregation or DP (their "
+        "rounds aggregate by mean)"));
+  }
+  if ((spec.kind == aggregation::AggregatorKind::kKrum ||
+       spec.kind == aggregation::AggregatorKind::kMultiKrum) &&
+      options.clients_per_round < 2 * spec.attackers + 3) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("`aggregator` ", name, " needs at least 2F + 3 = ", 2 * spec.attackers + 3,
+                     " updates per round: `clients_per_round` is ", options.clients_per_round));
+  }
+  if (absl::Status valid = ValidateAttackSpec(options.attack); !valid.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("`attack`: ", valid.message()));
+  }
+  if (!(options.attack_fraction >= 0.0 && options.attack_fraction < 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("`attack_fraction` must be in [0, 1), got ", options.attack_fraction));
+  }
+  if (options.attack.kind == AttackKind::kNone) {
+    if (options.attack_fraction > 0) {
+      return absl::InvalidArgumentError(
+          "`attack_fraction` is set but `attack` is none: say what the attackers do");
+    }
+    return absl::OkStatus();
+  }
+  if (!plain) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("`attack` ", FormatAttackSpec(options.attack),
+                     " is simulated in plain rounds only: not with secure aggregation or DP"));
+  }
+  if (options.attack.kind == AttackKind::kLabelFlip && info.num_classes < 2) {
+    return absl::InvalidArgumentError(
+        "`attack` label-flip needs a classification dataset (this one has no classes)");
+  }
+  return absl::OkStatus();
+}
+
 SecureAggregationRoundStats MakeRoundStats(const secagg::ProtocolConfig& config,
                                            const secagg::InMemoryRoundResult& outcome, int n) {
   SecureAggregationRoundStats stats;
@@ -106,6 +156,7 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const SimulationOpt
   }
 
   FEDKIT_RETURN_IF_ERROR(ValidateDpOptions(options, dataset->num_clients()));
+  FEDKIT_RETURN_IF_ERROR(ValidateAggregatorAndAttack(options, dataset->info()));
   if (!(options.system.over_select >= 0 && options.system.over_select <= 10)) {
     return absl::InvalidArgumentError(
         absl::StrCat("--over-select must be in [0, 10], got ", options.system.over_select));
@@ -119,6 +170,11 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const SimulationOpt
   std::unique_ptr<Simulator> sim(new Simulator(options, dataset));
   if (collective != nullptr) sim->collective_ = collective;
   FEDKIT_RETURN_IF_ERROR(sim->IndexClientIds());
+  if (options.attack.kind != AttackKind::kNone) {
+    FEDKIT_ASSIGN_OR_RETURN(
+        sim->attackers_,
+        ChooseAttackers(dataset->num_clients(), options.attack_fraction, options.seed));
+  }
   if (!options.system.device_speeds.empty()) {
     absl::StatusOr<DeviceSpeeds> speeds =
         DeviceSpeeds::Create(options.system.device_speeds, options.seed);
@@ -472,9 +528,11 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
   double norm_sum = 0.0;
   auto train = [&](int worker, int64_t i) -> absl::StatusOr<client::ClientUpdate> {
     const int64_t client = participants[i];
-    const data::Examples examples = dataset_->TrainExamples(client);
-    absl::StatusOr<client::ClientUpdate> update = trainers_[worker]->Train(
-        from, examples, plan, ClientTrainingSeed(options_.seed, round, client));
+    absl::StatusOr<client::ClientUpdate> update =
+        IsAttacker(client)
+            ? AttackerUpdate(*trainers_[worker], from, plan, round, client)
+            : trainers_[worker]->Train(from, dataset_->TrainExamples(client), plan,
+                                       ClientTrainingSeed(options_.seed, round, client));
     if (!update.ok()) {
       return absl::Status(update.status().code(),
                           absl::StrCat("client ", client, ": ", update.status().message()));
@@ -515,11 +573,14 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
                               aggregation::UnitWeightDpAggregator::Create(
                                   static_cast<int64_t>(global_.size()), bound, 0.0, 1.0, nullptr));
     } else {
-      FEDKIT_ASSIGN_OR_RETURN(aggregate,
-                              aggregation::WeightedFedAvgAggregator::Create(
-                                  static_cast<int64_t>(global_.size()), bound, weight_cap));
+      // mean is WeightedFedAvgAggregator; the robust ones buffer the round's updates.
+      FEDKIT_ASSIGN_OR_RETURN(
+          aggregate,
+          aggregation::MakeAggregator(options_.aggregator, static_cast<int64_t>(global_.size()),
+                                      bound, weight_cap));
     }
     DpSum dp_sum;
+    int64_t attackers = 0;  // attackers among the contributors
     // Over several processes, this one trains every size()-th contributor.
     std::vector<int64_t> mine;
     for (int64_t k = collective_->rank(); k < static_cast<int64_t>(contributors.size());
@@ -541,16 +602,31 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
           }
           const int64_t weight = std::min(update.num_examples, weight_cap);
           const int64_t client = participants[mine[k]];
-          FEDKIT_ASSIGN_OR_RETURN(const int64_t sent,
-                                  CompressAsUploaded(round, client, plan, weight, update));
-          upload_bytes += static_cast<double>(sent);
-          if (absl::Status folded = aggregate->Accumulate(update.delta, weight); !folded.ok()) {
-            return absl::Status(
-                folded.code(),
-                absl::StrCat("client ", participants[mine[k]], ": ", folded.message(),
-                             weight_cap == aggregation::kDefaultMaxWeight && !dp
-                                 ? " (--max-client-weight caps example counts)"
-                                 : ""));
+          if (IsAttacker(client)) {
+            // The coordinator checks an attacker's upload as anyone's (honest clients clip, so
+            // theirs always pass): one it refuses, or that its device could not even encode,
+            // does not count.
+            absl::StatusOr<int64_t> sent = CompressAsUploaded(round, client, plan, weight,
+                                                              /*clip_on_device=*/false, update);
+            if (!sent.ok() || !PassesUploadChecks(update.delta, plan.clip_norm) ||
+                !aggregate->Accumulate(update.delta, weight).ok()) {
+              ++result.refused;
+              return absl::OkStatus();
+            }
+            ++attackers;
+            upload_bytes += static_cast<double>(*sent);
+          } else {
+            FEDKIT_ASSIGN_OR_RETURN(const int64_t sent,
+                                    CompressAsUploaded(round, client, plan, weight,
+                                                       /*clip_on_device=*/true, update));
+            upload_bytes += static_cast<double>(sent);
+            if (absl::Status folded = aggregate->Accumulate(update.delta, weight); !folded.ok()) {
+              return absl::Status(folded.code(),
+                                  absl::StrCat("client ", client, ": ", folded.message(),
+                                               weight_cap == aggregation::kDefaultMaxWeight && !dp
+                                                   ? " (--max-client-weight caps example counts)"
+                                                   : ""));
+            }
           }
           result.examples += update.num_examples;
           weighted_loss += update.train_loss * static_cast<double>(update.num_examples);
@@ -560,13 +636,24 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
         }));
     if (collective_->size() > 1) {
       FEDKIT_RETURN_IF_ERROR(MergeAcrossProcesses(aggregate, dp_sum, result.examples, trained,
-                                                  weighted_loss, norm_sum));
+                                                  weighted_loss, norm_sum, attackers,
+                                                  result.refused));
     }
+    if (options_.attack.kind != AttackKind::kNone) result.attackers = attackers;
     if (contributors.empty()) {
       result.aborted = "every sampled client dropped out";
     } else if (dp) {
       dp_sum.exact = aggregate->sum();  // the exact sum; noised and divided at the release
       FEDKIT_ASSIGN_OR_RETURN(average, ReleaseDpAverage(round, plan.clip_norm, dp_sum, result));
+    } else if (aggregate->num_inputs() == 0) {
+      result.aborted = "the coordinator refused every upload";  // attackers' only
+    } else if (!aggregate->CanReport()) {
+      // Krum with fewer than 2F + 3 updates: the round fails as one without enough clients would
+      // (Report's error says how many there were and how many it needs).
+      absl::Status why = aggregate->Report().status();
+      result.aborted =
+          absl::StrCat("aggregator ", aggregation::FormatAggregatorSpec(options_.aggregator), ": ",
+                       why.message());
     } else {
       FEDKIT_ASSIGN_OR_RETURN(aggregation::AggregateReport report, aggregate->Report());
       average = std::move(report.average);
@@ -620,9 +707,48 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
   return result;
 }
 
+bool Simulator::IsAttacker(int64_t client) const {
+  return std::binary_search(attackers_.begin(), attackers_.end(), client);
+}
+
+absl::StatusOr<client::ClientUpdate> Simulator::AttackerUpdate(client::LocalTrainer& trainer,
+                                                               absl::Span<const float> from,
+                                                               const client::TrainingPlan& plan,
+                                                               int round, int64_t client) const {
+  const AttackSpec& attack = options_.attack;
+  client::ClientUpdate update;
+  if (AttackTrains(attack)) {
+    data::Examples examples = dataset_->TrainExamples(client);
+    if (attack.kind == AttackKind::kLabelFlip) {
+      FEDKIT_RETURN_IF_ERROR(FlipLabels(dataset_->info().num_classes, examples));
+    }
+    client::TrainingPlan unclipped = plan;
+    unclipped.clip_norm = 0;  // an attacker does not clip on its device
+    FEDKIT_ASSIGN_OR_RETURN(
+        update,
+        trainer.Train(from, examples, unclipped, ClientTrainingSeed(options_.seed, round, client)));
+  } else {
+    // Noise instead of training, with the real example count (and no training loss).
+    update.delta.assign(from.size(), 0.0f);
+    update.num_examples = dataset_->NumTrainExamples(client);
+  }
+  FEDKIT_RETURN_IF_ERROR(
+      ApplyAttack(attack, AttackNoiseSeed(options_.seed, round, client), update.delta));
+  update.delta_norm = privacy::L2Norm(update.delta);  // of what it uploads
+  return update;
+}
+
+bool Simulator::PassesUploadChecks(absl::Span<const float> delta, double clip_norm) {
+  for (float v : delta) {
+    if (!std::isfinite(v)) return false;
+  }
+  return !(clip_norm > 0) ||
+         privacy::L2Norm(delta) <= clip_norm * (1.0 + aggregation::kDefaultClipTolerance);
+}
+
 absl::StatusOr<int64_t> Simulator::CompressAsUploaded(int round, int64_t client,
                                                       const client::TrainingPlan& plan,
-                                                      int64_t weight,
+                                                      int64_t weight, bool clip_on_device,
                                                       client::ClientUpdate& update) {
   v1::UpdateHeader header;  // as a device fills it (ids as fedkit-client's defaults)
   header.set_client_id(absl::StrFormat("client-%06d", client));
@@ -645,7 +771,7 @@ absl::StatusOr<int64_t> Simulator::CompressAsUploaded(int round, int64_t client,
   }
   FEDKIT_ASSIGN_OR_RETURN(
       const std::string encoded,
-      it->second.Encode(update.delta, plan.clip_norm,
+      it->second.Encode(update.delta, clip_on_device ? plan.clip_norm : 0.0,
                         compression::UpdateCompressionSeed(options_.seed, round, client)));
   FEDKIT_ASSIGN_OR_RETURN(update.delta,
                           compression::DecodeUpdate(plan.compression, encoded,
@@ -913,6 +1039,8 @@ struct PartialTotals {
   int64_t trained = 0;
   int64_t reports = 0;
   int64_t unclipped = 0;
+  int64_t attackers = 0;
+  int64_t refused = 0;
   double weighted_loss = 0;
   double norm_sum = 0;
 };
@@ -921,9 +1049,10 @@ struct PartialTotals {
 
 absl::Status Simulator::MergeAcrossProcesses(std::unique_ptr<aggregation::Aggregator>& aggregate,
                                              DpSum& dp_sum, int64_t& examples, int64_t& trained,
-                                             double& weighted_loss, double& norm_sum) {
-  const PartialTotals mine{examples,         trained,       dp_sum.reports,
-                           dp_sum.unclipped, weighted_loss, norm_sum};
+                                             double& weighted_loss, double& norm_sum,
+                                             int64_t& attackers, int64_t& refused) {
+  const PartialTotals mine{examples,  trained, dp_sum.reports, dp_sum.unclipped,
+                           attackers, refused, weighted_loss,  norm_sum};
   std::string bytes(sizeof(mine), '\0');
   std::memcpy(bytes.data(), &mine, sizeof(mine));
   bytes += aggregate->Serialize();
@@ -942,6 +1071,8 @@ absl::Status Simulator::MergeAcrossProcesses(std::unique_ptr<aggregation::Aggreg
     sum.trained += t.trained;
     sum.reports += t.reports;
     sum.unclipped += t.unclipped;
+    sum.attackers += t.attackers;
+    sum.refused += t.refused;
     sum.weighted_loss += t.weighted_loss;
     sum.norm_sum += t.norm_sum;
   }
@@ -950,6 +1081,8 @@ absl::Status Simulator::MergeAcrossProcesses(std::unique_ptr<aggregation::Aggreg
   trained = sum.trained;
   dp_sum.reports = sum.reports;
   dp_sum.unclipped = sum.unclipped;
+  attackers = sum.attackers;
+  refused = sum.refused;
   weighted_loss = sum.weighted_loss;
   norm_sum = sum.norm_sum;
   return absl::OkStatus();

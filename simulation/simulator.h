@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "aggregation/aggregator.h"
+#include "aggregation/robust.h"
 #include "aggregation/server_optimizer.h"
 #include "client/local_trainer.h"
 #include "compression/download_codec.h"
@@ -31,6 +32,7 @@
 #include "privacy/secagg/in_memory_round.h"
 #include "privacy/secagg/protocol.h"
 #include "server/participation.h"
+#include "simulation/attack.h"
 #include "simulation/collective.h"
 #include "simulation/system_model.h"
 #include "simulation/worker_pool.h"
@@ -107,6 +109,20 @@ struct SimulationOptions {
   // How the coordinator encodes model downloads (server::CoordinatorOptions::download_encoding):
   // the clients train from the decoded model, the global model stays exact.
   compression::DownloadEncoding download_encoding = compression::DownloadEncoding::kFloat32;
+  // How a plain round (without secure aggregation and without DP) aggregates its updates
+  // (aggregation/robust.h, with the coordinator's value bound and weight cap). Anything but mean
+  // needs every update in the clear: INVALID_ARGUMENT with secure_aggregation or DP, and (Krum,
+  // Multi-Krum) unless clients_per_round >= 2F + 3. A round in which the aggregator cannot report
+  // (Krum with fewer than 2F + 3 contributors, after dropouts) is aborted: the model is unchanged.
+  aggregation::AggregatorSpec aggregator;
+  // Simulated attackers (simulation/attack.h): the fixed subset ChooseAttackers(population,
+  // attack_fraction, seed) of the dataset's clients uploads `attack`'s update whenever sampled.
+  // Plain rounds only (INVALID_ARGUMENT with secure_aggregation or DP); attack_fraction in [0, 1),
+  // and > 0 only with an attack; label-flip needs a classification dataset. An attacker's upload
+  // is unclipped and goes through the coordinator's checks (the clip norm, the value bound, finite
+  // values; under compression the coordinator's clip instead): a refused upload does not count.
+  AttackSpec attack;
+  double attack_fraction = 0.0;
 };
 
 // What secure aggregation cost in a round.
@@ -148,6 +164,11 @@ struct RoundResult {
   std::optional<double> virtual_elapsed_seconds;  // virtual_seconds summed over rounds 1..round
   int64_t stragglers = 0;
   int64_t not_needed = 0;
+  // With an attack configured (SimulationOptions::attack, even at fraction 0): how many of the
+  // contributors were attackers; and how many uploads the coordinator's checks refused (only an
+  // attacker's can be: honest clients clip on the device), which are not contributors.
+  std::optional<int64_t> attackers;
+  int64_t refused = 0;
   // Differential privacy (unset without): epsilon spent after this round at `delta` (+infinity
   // with noise multiplier 0), the clip norm the clients used, and adaptive clipping's noised
   // estimate of the fraction of unclipped updates (which set the next round's clip).
@@ -158,7 +179,9 @@ struct RoundResult {
 };
 
 // Runs rounds of: sample clients uniformly (server::SampleClients), train each with a LocalTrainer
-// on a worker, average the deltas by weighted FedAvg in sampled order, apply the server optimizer.
+// on a worker, aggregate the deltas in sampled order (weighted FedAvg, or the robust aggregator of
+// SimulationOptions::aggregator; attackers' uploads per SimulationOptions::attack), apply the
+// server optimizer.
 // With secure aggregation, each client's clipped delta is encoded in fixed point (weight times
 // delta, plus the weight) and the round runs the SecAgg/SecAgg+ protocol in memory; the server
 // optimizer gets the decoded weighted average of the survivors. With differential privacy
@@ -191,6 +214,8 @@ class Simulator {
   static uint64_t ClientTrainingSeed(uint64_t run_seed, int round, int64_t client);
 
   int rounds_done() const { return rounds_done_; }
+  // The attacking clients (dataset indices, ascending; empty without an attack).
+  const std::vector<int64_t>& attackers() const { return attackers_; }
   // Set iff dp.mode is not kNone.
   const std::optional<PrivacySetup>& privacy_setup() const { return privacy_setup_; }
   // Epsilon spent so far at dp.delta: 0 before any round, +infinity with z = 0, nullopt without DP.
@@ -236,6 +261,18 @@ class Simulator {
   // With client_ids: the dataset's clients in sorted-id order. With replay: each id's client.
   std::vector<int64_t> clients_by_id_;
   std::map<std::string, int64_t> client_of_id_;
+  std::vector<int64_t> attackers_;  // ascending dataset indices
+
+  bool IsAttacker(int64_t client) const;
+  // An attacker's upload in a round (SimulationOptions::attack): trained without device-side
+  // clipping on its data (labels flipped for label-flip) and transformed, or noise.
+  absl::StatusOr<client::ClientUpdate> AttackerUpdate(client::LocalTrainer& trainer,
+                                                      absl::Span<const float> from,
+                                                      const client::TrainingPlan& plan, int round,
+                                                      int64_t client) const;
+  // Whether the coordinator accepts a plain upload (RoundCoordinator::SubmitUpdate's checks of
+  // its values: finite, within the clip norm with its tolerance when clip_norm > 0).
+  static bool PassesUploadChecks(absl::Span<const float> delta, double clip_norm);
 
   // A round's sampled clients (dataset indices, in the order the coordinator assigns them) and,
   // when replaying, which of them go silent at their upload.
@@ -316,14 +353,16 @@ class Simulator {
   // Several processes: replaces each process's partial aggregate and totals by the sum over all.
   absl::Status MergeAcrossProcesses(std::unique_ptr<aggregation::Aggregator>& aggregate,
                                     DpSum& dp_sum, int64_t& examples, int64_t& trained,
-                                    double& weighted_loss, double& norm_sum);
+                                    double& weighted_loss, double& norm_sum, int64_t& attackers,
+                                    int64_t& refused);
   // Releases the round's average from the sum (adding central noise) and updates the clip.
   // A plain round's upload of `client`: with plan.compression, encodes update.delta through the
   // client's encoder and replaces it with what the coordinator decodes and clips
   // (RoundCoordinator::SubmitCompressedUpdate). Returns the upload stream's bytes.
+  // An attacker's encoder does not clip (clip_on_device false); the coordinator's clip applies.
   absl::StatusOr<int64_t> CompressAsUploaded(int round, int64_t client,
                                              const client::TrainingPlan& plan, int64_t weight,
-                                             client::ClientUpdate& update);
+                                             bool clip_on_device, client::ClientUpdate& update);
   absl::StatusOr<std::vector<float>> ReleaseDpAverage(int round, double clip_norm,
                                                       const DpSum& dp_sum, RoundResult& result);
 };

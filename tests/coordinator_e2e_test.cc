@@ -903,6 +903,27 @@ TEST_F(CoordinatorE2eTest, CompressionFlagErrorsNameTheFlag) {
   }
 }
 
+TEST_F(CoordinatorE2eTest, AggregatorFlagErrorsNameTheFlag) {
+  const std::vector<std::vector<std::string>> cases = {
+      {"--aggregator", "krum"},
+      {"--aggregator", "trimmed-mean:0.5"},
+      {"--aggregator", "median", "--secagg", "secagg+", "--clip-norm", "1"},
+      {"--aggregator", "multi-krum:1,3", "--dp", "central", "--clip-norm", "1", "--dp-population",
+       "100"},
+  };
+  int n = 0;
+  for (const auto& flags : cases) {
+    std::vector<std::string> argv = {FEDKIT_COORDINATOR_BINARY, "--listen", "127.0.0.1:0",
+                                     "--insecure"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    Subprocess refused;
+    ASSERT_TRUE(refused.Start(argv, Path("aggregator" + std::to_string(n++) + ".log")));
+    EXPECT_EQ(refused.Wait(), 2) << flags[1] << ": " << refused.Output();
+    EXPECT_THAT(refused.Output(), ::testing::HasSubstr("fedkit-coordinator: --aggregator"))
+        << refused.Output();
+  }
+}
+
 // Issue 11: the privacy ledger beside the checkpoints. A DP run's newest checkpoint is lost; the
 // restart would resume from the one before and re-run a released round unaccounted, so it is
 // refused, naming the ledger and the override, and starts only with --allow-privacy-rollback.
@@ -1142,6 +1163,12 @@ const std::vector<std::string> kSecAggPlus = {"--secagg", "secagg+"};
 
 TEST_F(RoundEngineMatrixTest, PlainFedAvg) {
   ExpectTheSimulatorReplaysTheCoordinator({}, {}, {}, /*secure=*/false, /*device_noise=*/false);
+}
+
+// Robust aggregation (--aggregator): the coordinate-wise median of each round's three updates,
+// the same bits in the simulator's replay.
+TEST_F(RoundEngineMatrixTest, MedianAggregator) {
+  ExpectTheSimulatorReplaysTheCoordinator({"--aggregator", "median"}, {}, {}, false, false);
 }
 
 TEST_F(RoundEngineMatrixTest, CentralDp) {

@@ -47,6 +47,16 @@ TEST(SimCliTest, WrongFlagsAndValuesExitWithStatus2NamingTheFlag) {
       {"--config /no/such/config.yaml", "/no/such/config.yaml"},
       {"--compression quantize:0", "--compression"},
       {"--download-compression float8", "--download-compression"},
+      {"--aggregator krum", "--aggregator"},
+      {"--aggregator trimmed-mean:0.5", "--aggregator"},
+      {"--aggregator median --secagg secagg+ --clip-norm 1", "--aggregator"},
+      {"--aggregator norm-bound:1 --dp central --clip-norm 1", "--aggregator"},
+      {kSmallSynthetic + " --aggregator krum:2", "--aggregator krum:2 needs at least 2F + 3 = 7"},
+      {"--attack scale:x", "--attack"},
+      {"--attack flip", "--attack"},
+      {"--attack sign-flip --attack-fraction 0.2 --secagg secagg --clip-norm 1", "--attack"},
+      {"--attack-fraction 1.5", "--attack-fraction"},
+      {"--attack-fraction 0.2", "--attack-fraction"},
   };
   for (const Case& c : cases) {
     Result r = RunSim(c.args);
@@ -171,6 +181,33 @@ TEST(SimCliTest, MetricsFileHasOneObjectPerEvaluatedRound) {
     EXPECT_LE(lines[i]["accuracy"].get<double>(), 1.0);
   }
   EXPECT_THAT(r.output, HasSubstr("accuracy"));
+}
+
+// Robust aggregation against attackers: each metrics line counts the round's attackers (only
+// when an attack is configured), and the run prints them.
+TEST(SimCliTest, AttackedRunCountsAttackersInTheMetrics) {
+  const std::string attacked = TempPath("attacked.jsonl");
+  Result r = RunSim(kSmallSynthetic +
+                    " --aggregator median --attack scale:10 --attack-fraction 0.3 --metrics-out " +
+                    attacked);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("aggregator median, attack scale:10 by 15 of 50 clients"));
+  EXPECT_THAT(r.output, HasSubstr("attackers "));
+  const auto lines = ReadJsonLines(attacked);
+  ASSERT_EQ(lines.size(), 3u);
+  int64_t attackers = 0;
+  for (const auto& line : lines) {
+    ASSERT_TRUE(line.contains("attackers")) << line;
+    EXPECT_EQ(line["refused"], 0) << line;  // no clip norm: nothing to refuse them for
+    attackers += line["attackers"].get<int64_t>();
+    EXPECT_LE(line["attackers"].get<int64_t>(), 5);
+  }
+  EXPECT_GT(attackers, 0);
+
+  const std::string plain = TempPath("not_attacked.jsonl");
+  Result p = RunSim(kSmallSynthetic + " --metrics-out " + plain);
+  ASSERT_EQ(p.exit_code, 0) << p.output;
+  for (const auto& line : ReadJsonLines(plain)) EXPECT_FALSE(line.contains("attackers")) << line;
 }
 
 TEST(SimCliTest, ThreadCountDoesNotChangeMetricsOrModel) {

@@ -52,15 +52,23 @@ TEST_P(SimMpiTest, TwoRanksGiveTheOneProcessModelBitForBit) {
   EXPECT_TRUE(a == b) << "the 2-rank model differs from the 1-process model";
 }
 
+std::string ModeName(const ::testing::TestParamInfo<std::string>& info) {
+  static const char* const kNames[] = {"FedAvg", "CentralDp", "AdaptiveClipping",
+                                       "MedianUnderNoiseAttack", "MultiKrumUnderScaleAttack"};
+  return kNames[info.index];
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, SimMpiTest,
                          ::testing::Values("", "--dp central --clip-norm 1 --noise-multiplier 0.5",
                                            "--dp central --clip-norm 1 --noise-multiplier 0.5 "
-                                           "--adaptive-clip-quantile 0.5"),
-                         [](const auto& info) {
-                           return std::string(info.index == 0   ? "FedAvg"
-                                              : info.index == 1 ? "CentralDp"
-                                                                : "AdaptiveClipping");
-                         });
+                                           "--adaptive-clip-quantile 0.5",
+                                           // Buffering aggregators merged across ranks
+                                           // (Serialize / MergeSerialized), attackers included.
+                                           "--aggregator median --attack noise:0.5 "
+                                           "--attack-fraction 0.2",
+                                           "--aggregator multi-krum:2,5 --attack scale:10 "
+                                           "--attack-fraction 0.2"),
+                         ModeName);
 
 }  // namespace
 }  // namespace fedkit
