@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "core/decimal.h"
 #include "core/status_macros.h"
 
 namespace fedkit::aggregation {
@@ -125,28 +126,8 @@ absl::string_view AcceptedAggregatorSpecs() {
 
 namespace {
 
-// digits [. digits] [(e|E) [+|-] digits], with at least one digit before the exponent.
-bool IsDecimal(absl::string_view s) {
-  size_t i = 0;
-  size_t digits = 0;
-  auto is_digit = [&](size_t k) { return k < s.size() && s[k] >= '0' && s[k] <= '9'; };
-  while (is_digit(i)) ++i, ++digits;
-  if (i < s.size() && s[i] == '.') {
-    ++i;
-    while (is_digit(i)) ++i, ++digits;
-  }
-  if (digits == 0) return false;
-  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
-    ++i;
-    if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
-    if (!is_digit(i)) return false;
-    while (is_digit(i)) ++i;
-  }
-  return i == s.size();
-}
-
 bool ParseDecimal(absl::string_view s, double* value) {
-  return IsDecimal(s) && absl::SimpleAtod(s, value);
+  return ParsePlainDecimal(s, /*allow_sign=*/false, value);
 }
 
 bool ParseCount(absl::string_view s, int64_t* value) {
@@ -155,16 +136,6 @@ bool ParseCount(absl::string_view s, int64_t* value) {
     if (c < '0' || c > '9') return false;
   }
   return absl::SimpleAtoi(s, value);
-}
-
-// The shortest %g form that reads back as `value`.
-std::string ShortestDouble(double value) {
-  for (int precision = 1; precision < 17; ++precision) {
-    std::string text = absl::StrFormat("%.*g", precision, value);
-    double back = 0;
-    if (absl::SimpleAtod(text, &back) && back == value) return text;
-  }
-  return absl::StrFormat("%.17g", value);
 }
 
 }  // namespace
@@ -233,13 +204,13 @@ std::string FormatAggregatorSpec(const AggregatorSpec& spec) {
     case AggregatorKind::kMedian:
       return std::string(name);
     case AggregatorKind::kTrimmedMean:
-      return absl::StrCat(name, ":", ShortestDouble(spec.beta));
+      return absl::StrCat(name, ":", ShortestDecimal(spec.beta));
     case AggregatorKind::kKrum:
       return absl::StrCat(name, ":", spec.attackers);
     case AggregatorKind::kMultiKrum:
       return absl::StrCat(name, ":", spec.attackers, ",", spec.selected);
     case AggregatorKind::kNormBound:
-      return absl::StrCat(name, ":", ShortestDouble(spec.norm_bound));
+      return absl::StrCat(name, ":", ShortestDecimal(spec.norm_bound));
   }
   return std::string(name);
 }

@@ -4,56 +4,14 @@
 #include <utility>
 
 #include "absl/strings/escaping.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/types/span.h"
+#include "core/decimal.h"
 #include "core/seeds.h"
 #include "privacy/noise.h"
 #include "server/client_sampler.h"
 
 namespace fedkit::simulation {
-namespace {
-
-// An optional sign, digits with at most one '.', an optional exponent: no "inf", "nan", hex or
-// spaces, which absl::SimpleAtod would take.
-bool IsDecimal(absl::string_view s, bool allow_sign) {
-  size_t i = 0;
-  if (allow_sign && i < s.size() && (s[i] == '-' || s[i] == '+')) ++i;
-  size_t digits = 0;
-  auto is_digit = [&](size_t k) { return k < s.size() && s[k] >= '0' && s[k] <= '9'; };
-  while (is_digit(i)) ++i, ++digits;
-  if (i < s.size() && s[i] == '.') {
-    ++i;
-    while (is_digit(i)) ++i, ++digits;
-  }
-  if (digits == 0) return false;
-  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
-    ++i;
-    if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
-    if (!is_digit(i)) return false;
-    while (is_digit(i)) ++i;
-  }
-  return i == s.size();
-}
-
-bool ParseDecimal(absl::string_view s, bool allow_sign, double* value) {
-  return IsDecimal(s, allow_sign) && absl::SimpleAtod(s, value) && std::isfinite(*value);
-}
-
-// The shortest form that reads back as `value`: an integer as one ("10", not "1e+01"), else the
-// shortest %g.
-std::string ShortestDouble(double value) {
-  if (std::trunc(value) == value && std::abs(value) < 1e15) return absl::StrFormat("%.0f", value);
-  for (int precision = 1; precision < 17; ++precision) {
-    std::string text = absl::StrFormat("%.*g", precision, value);
-    double back = 0;
-    if (absl::SimpleAtod(text, &back) && back == value) return text;
-  }
-  return absl::StrFormat("%.17g", value);
-}
-
-}  // namespace
 
 absl::Status ValidateAttackSpec(const AttackSpec& spec) {
   const bool uses_scale = spec.kind == AttackKind::kScale;
@@ -96,7 +54,7 @@ absl::StatusOr<AttackSpec> ParseAttackSpec(absl::string_view text) {
   if (name == "scale") {
     if (!has_argument)
       return invalid("scale needs :S, the factor an attacker's delta is scaled by");
-    if (!ParseDecimal(argument, /*allow_sign=*/true, &spec.scale)) {
+    if (!ParsePlainDecimal(argument, /*allow_sign=*/true, &spec.scale)) {
       return invalid("S must be a finite decimal number");
     }
     spec.kind = AttackKind::kScale;
@@ -104,7 +62,7 @@ absl::StatusOr<AttackSpec> ParseAttackSpec(absl::string_view text) {
   }
   if (name == "noise") {
     if (!has_argument) return invalid("noise needs :SIGMA, the standard deviation per coordinate");
-    if (!ParseDecimal(argument, /*allow_sign=*/false, &spec.sigma) || !(spec.sigma > 0)) {
+    if (!ParsePlainDecimal(argument, /*allow_sign=*/false, &spec.sigma) || !(spec.sigma > 0)) {
       return invalid("SIGMA must be a finite decimal number > 0");
     }
     spec.kind = AttackKind::kNoise;
@@ -120,11 +78,11 @@ std::string FormatAttackSpec(const AttackSpec& spec) {
     case AttackKind::kSignFlip:
       return "sign-flip";
     case AttackKind::kScale:
-      return absl::StrCat("scale:", ShortestDouble(spec.scale));
+      return absl::StrCat("scale:", ShortestDecimal(spec.scale));
     case AttackKind::kLabelFlip:
       return "label-flip";
     case AttackKind::kNoise:
-      return absl::StrCat("noise:", ShortestDouble(spec.sigma));
+      return absl::StrCat("noise:", ShortestDecimal(spec.sigma));
   }
   return "none";
 }
