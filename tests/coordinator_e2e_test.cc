@@ -70,6 +70,23 @@ class CoordinatorE2eTest : public ::testing::Test {
 
   std::string Path(const std::string& name) const { return (dir_ / name).string(); }
 
+  // Each case's flags (after --listen 127.0.0.1:0 --insecure) make fedkit-coordinator exit with 2
+  // and a line starting "fedkit-coordinator: " + the expected text (the flag to change).
+  void ExpectUsageErrors(
+      const std::vector<std::pair<std::vector<std::string>, std::string>>& cases) {
+    int n = 0;
+    for (const auto& [flags, expected] : cases) {
+      std::vector<std::string> argv = {FEDKIT_COORDINATOR_BINARY, "--listen", "127.0.0.1:0",
+                                       "--insecure"};
+      argv.insert(argv.end(), flags.begin(), flags.end());
+      Subprocess refused;
+      ASSERT_TRUE(refused.Start(argv, Path("refused" + std::to_string(n++) + ".log")));
+      EXPECT_EQ(refused.Wait(), 2) << expected << ": " << refused.Output();
+      EXPECT_THAT(refused.Output(), ::testing::HasSubstr("fedkit-coordinator: " + expected))
+          << refused.Output();
+    }
+  }
+
   // fedkit-coordinator's command line: TLS on port_ (0: an ephemeral one), the run's training
   // setup, then `extra` (a repeated flag's last value wins).
   std::vector<std::string> CoordinatorArgv(const std::vector<std::string>& extra) const {
@@ -867,17 +884,7 @@ TEST_F(CoordinatorDpE2eTest, DpFlagErrorsNameTheFlag) {
        "ceil(--clients-per-round x (1 + --over-select)) = 4"},
       {{"--allow-privacy-rollback"}, "--allow-privacy-rollback"},
   };
-  int n = 0;
-  for (const auto& [flags, expected] : cases) {
-    std::vector<std::string> argv = {FEDKIT_COORDINATOR_BINARY, "--listen", "127.0.0.1:0",
-                                     "--insecure"};
-    argv.insert(argv.end(), flags.begin(), flags.end());
-    Subprocess refused;
-    ASSERT_TRUE(refused.Start(argv, Path("refused" + std::to_string(n++) + ".log")));
-    EXPECT_EQ(refused.Wait(), 2) << expected << ": " << refused.Output();
-    EXPECT_THAT(refused.Output(), ::testing::HasSubstr("fedkit-coordinator: " + expected))
-        << refused.Output();
-  }
+  ExpectUsageErrors(cases);
 }
 
 // A compression spec the coordinator cannot use exits with 2, naming the flag.
@@ -890,17 +897,7 @@ TEST_F(CoordinatorE2eTest, CompressionFlagErrorsNameTheFlag) {
        "--download-compression: download encoding \"float8\" is not one of: float32, float16, "
        "quantize:8"},
   };
-  int n = 0;
-  for (const auto& [flags, expected] : cases) {
-    std::vector<std::string> argv = {FEDKIT_COORDINATOR_BINARY, "--listen", "127.0.0.1:0",
-                                     "--insecure"};
-    argv.insert(argv.end(), flags.begin(), flags.end());
-    Subprocess refused;
-    ASSERT_TRUE(refused.Start(argv, Path("refused" + std::to_string(n++) + ".log")));
-    EXPECT_EQ(refused.Wait(), 2) << expected << ": " << refused.Output();
-    EXPECT_THAT(refused.Output(), ::testing::HasSubstr("fedkit-coordinator: " + expected))
-        << refused.Output();
-  }
+  ExpectUsageErrors(cases);
 }
 
 TEST_F(CoordinatorE2eTest, AggregatorFlagErrorsNameTheFlag) {
@@ -911,17 +908,9 @@ TEST_F(CoordinatorE2eTest, AggregatorFlagErrorsNameTheFlag) {
       {"--aggregator", "multi-krum:1,3", "--dp", "central", "--clip-norm", "1", "--dp-population",
        "100"},
   };
-  int n = 0;
-  for (const auto& flags : cases) {
-    std::vector<std::string> argv = {FEDKIT_COORDINATOR_BINARY, "--listen", "127.0.0.1:0",
-                                     "--insecure"};
-    argv.insert(argv.end(), flags.begin(), flags.end());
-    Subprocess refused;
-    ASSERT_TRUE(refused.Start(argv, Path("aggregator" + std::to_string(n++) + ".log")));
-    EXPECT_EQ(refused.Wait(), 2) << flags[1] << ": " << refused.Output();
-    EXPECT_THAT(refused.Output(), ::testing::HasSubstr("fedkit-coordinator: --aggregator"))
-        << refused.Output();
-  }
+  std::vector<std::pair<std::vector<std::string>, std::string>> named;
+  for (const auto& flags : cases) named.emplace_back(flags, "--aggregator");
+  ExpectUsageErrors(named);
 }
 
 // Issue 11: the privacy ledger beside the checkpoints. A DP run's newest checkpoint is lost; the
