@@ -52,6 +52,10 @@ absl::Status MetricsWriter::Append(const RoundResult& round) {
     line["stragglers"] = round.stragglers;
     line["not_needed"] = round.not_needed;
   }
+  if (round.staleness_mean.has_value()) {
+    line["staleness_mean"] = *round.staleness_mean;
+    line["staleness_max"] = round.staleness_max;
+  }
   if (round.attackers.has_value()) {
     line["attackers"] = *round.attackers;
     line["refused"] = round.refused;

@@ -31,6 +31,7 @@
 #include "models/torchscript_model.h"
 #include "server/participation.h"
 #include "simulation/attack.h"
+#include "simulation/fedbuff_simulator.h"
 #include "simulation/metrics_writer.h"
 #include "simulation/plot_runner.h"
 #include "simulation/progress_bar.h"
@@ -69,7 +70,10 @@ struct Flags {
   std::string model_out;
   std::string plot;
   std::string progress = "auto";
+  std::string algorithm = "fedavg";
+  std::string staleness = "sqrt";
   SimulationOptions sim;
+  FedBuffOptions fedbuff;
 };
 
 // Prints "fedkit-sim: --flag: message" and returns the CLI's usage exit status.
@@ -98,8 +102,24 @@ int Run(int argc, char** argv, Collective* collective) {
       app.add_option("--clients", f.clients,
                      "Population size (leaf, tensors: the first N clients; unset = all)")
           ->check(cli::Positive());
-  app.add_option("--clients-per-round", f.sim.clients_per_round, "Clients sampled per round")
-      ->check(cli::Positive());
+  CLI::Option* clients_per_round =
+      app.add_option("--clients-per-round", f.sim.clients_per_round, "Clients sampled per round")
+          ->check(cli::Positive());
+  app.add_option("--algorithm", f.algorithm,
+                 "fedavg (synchronous rounds; FedProx with --prox-mu) | fedbuff (buffered "
+                 "asynchronous aggregation, Nguyen et al. 2022: --concurrency clients train at "
+                 "once, the server commits every --buffer-size uploads; a round is a commit)");
+  CLI::Option* buffer_size =
+      app.add_option("--buffer-size", f.fedbuff.buffer_size, "FedBuff: uploads per commit (K)")
+          ->check(cli::Positive());
+  CLI::Option* concurrency =
+      app.add_option("--concurrency", f.fedbuff.concurrency,
+                     "FedBuff: clients training at once (C), at most --clients")
+          ->check(cli::Positive());
+  CLI::Option* staleness =
+      app.add_option("--staleness", f.staleness,
+                     "FedBuff: weight of an update s versions stale: sqrt (1/sqrt(1+s)) | constant "
+                     "| poly:A ((1+s)^-A)");
   app.add_option("--rounds", f.sim.rounds, "Number of rounds")->check(cli::Positive());
   app.add_option("--local-epochs", f.sim.plan.local_epochs, "Local epochs per round")
       ->check(cli::Positive());
@@ -174,10 +194,12 @@ int Run(int argc, char** argv, Collective* collective) {
   app.add_option("--drop-clients", f.drop_clients,
                  "Fault injection: CLIENT@PHASE,... clients that always go silent in that phase")
       ->delimiter(',');
-  app.add_option("--device-speeds", f.sim.system.device_speeds,
-                 "System heterogeneity in virtual time: lognormal:MEDIAN,SIGMA (seconds per "
-                 "example) | trace:FILE (CSV seconds_per_example,fixed_seconds; client i takes "
-                 "line i mod lines)");
+  app.add_option(
+      "--device-speeds", f.sim.system.device_speeds,
+      "System heterogeneity in virtual time: lognormal:MEDIAN,SIGMA (seconds per "
+      "example) | two-speed:SECONDS,FRACTION,SLOWDOWN (a fraction of the devices "
+      "SLOWDOWN times slower) | trace:FILE (CSV seconds_per_example,fixed_seconds; client i takes "
+      "line i mod lines)");
   app.add_option("--round-deadline", f.round_deadline,
                  "Virtual seconds a round waits; later clients are stragglers (0 = none)")
       ->check(cli::NonNegative());
@@ -255,6 +277,29 @@ int Run(int argc, char** argv, Collective* collective) {
       aggregation::ParseServerOptimizerKind(f.server_optimizer);
   if (!optimizer.ok()) return UsageError("--server-optimizer", optimizer.status().message());
   f.sim.server_optimizer.kind = *optimizer;
+  if (f.algorithm == "fedbuff") {
+    if (clients_per_round->count() > 0) {
+      return UsageError("--clients-per-round",
+                        "not with --algorithm fedbuff: --concurrency clients train at once and "
+                        "--buffer-size uploads make a commit");
+    }
+    if (collective != nullptr && collective->size() > 1) {
+      return UsageError("--algorithm", "fedbuff runs in one process, not under mpirun yet");
+    }
+    absl::StatusOr<aggregation::StalenessWeighting> weighting =
+        aggregation::ParseStalenessWeighting(f.staleness);
+    if (!weighting.ok()) return UsageError("--staleness", weighting.status().message());
+    f.fedbuff.staleness = *weighting;
+  } else if (f.algorithm == "fedavg") {
+    for (CLI::Option* option : {buffer_size, concurrency, staleness}) {
+      if (option->count() > 0) {
+        return UsageError(option->get_name(), "needs --algorithm fedbuff");
+      }
+    }
+  } else {
+    return UsageError("--algorithm",
+                      absl::StrCat("'", f.algorithm, "': expected fedavg or fedbuff"));
+  }
   if (f.max_client_weight > 0) f.sim.max_client_weight = f.max_client_weight;
   if (f.round_deadline > 0) f.sim.system.deadline_seconds = f.round_deadline;
   {
@@ -357,7 +402,11 @@ int Run(int argc, char** argv, Collective* collective) {
     if (!replay.ok()) return UsageError("--replay-participation", replay.status().message());
     f.sim.replay = *std::move(replay);
   }
-  if (f.sim.clients_per_round > f.clients) {
+  if (f.algorithm == "fedbuff" && f.fedbuff.concurrency > f.clients) {
+    return UsageError("--concurrency", absl::StrFormat("%d is more than --clients %d",
+                                                       f.fedbuff.concurrency, f.clients));
+  }
+  if (f.algorithm != "fedbuff" && f.sim.clients_per_round > f.clients) {
     return UsageError("--clients-per-round", absl::StrFormat("%d is more than --clients %d",
                                                              f.sim.clients_per_round, f.clients));
   }
@@ -433,59 +482,80 @@ int Run(int argc, char** argv, Collective* collective) {
     return 1;
   }
   f.clients = (*federated)->num_clients();
-  absl::StatusOr<std::unique_ptr<Simulator>> sim =
-      Simulator::Create(f.sim, federated->get(), collective);
-  if (!sim.ok()) {
-    cli::FieldFlags flags = cli::DpFieldFlags("--clients");
-    flags.emplace_back("max_client_weight", "--max-client-weight");
-    flags.emplace_back("client_ids", "--client-ids");
-    flags.emplace_back("replay", "--replay-participation");
-    flags.emplace_back("aggregator", "--aggregator");
-    flags.emplace_back("attack", "--attack");
-    flags.emplace_back("attack_fraction", "--attack-fraction");
-    const cli::FlagError error = cli::InFlags(sim.status(), flags);
-    if (!error.flag.empty()) return UsageError(error.flag, error.message);
-    std::cerr << "fedkit-sim: " << error.message << "\n";
-    return 2;
-  }
-  if (lead) {
-    std::cerr << absl::StrFormat(
-        "fedkit-sim: %s, %d clients (%s), %d per round, model %s (%d parameters), %d threads%s, "
-        "BLAS %s\n",
-        f.dataset, f.clients, f.partition, f.sim.clients_per_round, f.sim.model,
-        (*sim)->global_parameters().size(), f.sim.threads,
-        collective != nullptr ? absl::StrFormat(" x %d MPI processes", collective->size()) : "",
-        models::BlasDescription());
-    if (f.sim.aggregator.kind != aggregation::AggregatorKind::kMean ||
-        f.sim.attack.kind != AttackKind::kNone) {
-      std::cerr << absl::StrFormat("fedkit-sim: aggregator %s, attack %s by %d of %d clients\n",
-                                   aggregation::FormatAggregatorSpec(f.sim.aggregator),
-                                   FormatAttackSpec(f.sim.attack), (*sim)->attackers().size(),
-                                   f.clients);
+  std::unique_ptr<RoundRunner> runner;
+  if (f.algorithm == "fedbuff") {
+    absl::StatusOr<std::unique_ptr<FedBuffSimulator>> fedbuff =
+        FedBuffSimulator::Create(f.sim, f.fedbuff, federated->get());
+    if (!fedbuff.ok()) {
+      // The message names the flag (e.g. "--secagg is not supported with --algorithm fedbuff").
+      std::cerr << "fedkit-sim: " << fedbuff.status().message() << "\n";
+      return 2;
     }
-  }
-  if (const std::optional<PrivacySetup>& dp = (*sim)->privacy_setup(); dp.has_value() && lead) {
-    std::string detail = absl::StrFormat(
-        "fedkit-sim: DP %s: noise multiplier %g (accounted %.6g), update noise %.6g x clip, "
-        "q %g, delta %g, clip %s %g",
-        f.dp, f.sim.dp.noise_multiplier, dp->accounting_noise_multiplier,
-        dp->value_noise_multiplier, dp->sampling_rate, f.sim.dp.delta,
-        f.sim.dp.adaptive_clip_quantile ? "adaptive from" : "fixed", f.sim.plan.clip_norm);
-    if (f.sim.dp.adaptive_clip_quantile) {
-      detail += absl::StrFormat(" to quantile %g (count noise %.4g)",
-                                *f.sim.dp.adaptive_clip_quantile, dp->clipped_count_stddev);
+    if (lead) {
+      std::cerr << absl::StrFormat(
+          "fedkit-sim: %s, %d clients (%s), FedBuff: %d training at once, commit every %d "
+          "uploads, staleness weight %s, model %s (%d parameters), %d threads, BLAS %s\n",
+          f.dataset, f.clients, f.partition, f.fedbuff.concurrency, f.fedbuff.buffer_size,
+          aggregation::FormatStalenessWeighting(f.fedbuff.staleness), f.sim.model,
+          (*fedbuff)->global_parameters().size(), f.sim.threads, models::BlasDescription());
     }
-    if (dp->encoding.has_value() && f.sim.dp.mode == DpMode::kDistributed) {
-      detail += absl::StrFormat(
-          "; per-client discrete Gaussian variance %.6g (scaled clip %.6g), sized for >= %d "
-          "survivors of %d",
-          dp->encoding->local_variance.ToDouble(), dp->encoding->scaled_clip,
-          dp->encoding->min_surviving_clients, f.sim.clients_per_round);
-      if (dp->encoding->with_count) {
-        detail += absl::StrFormat(", count noise %.4g", dp->encoding->count_noise_stddev);
+    runner = *std::move(fedbuff);
+  } else {
+    absl::StatusOr<std::unique_ptr<Simulator>> sim =
+        Simulator::Create(f.sim, federated->get(), collective);
+    if (!sim.ok()) {
+      cli::FieldFlags flags = cli::DpFieldFlags("--clients");
+      flags.emplace_back("max_client_weight", "--max-client-weight");
+      flags.emplace_back("client_ids", "--client-ids");
+      flags.emplace_back("replay", "--replay-participation");
+      flags.emplace_back("aggregator", "--aggregator");
+      flags.emplace_back("attack", "--attack");
+      flags.emplace_back("attack_fraction", "--attack-fraction");
+      const cli::FlagError error = cli::InFlags(sim.status(), flags);
+      if (!error.flag.empty()) return UsageError(error.flag, error.message);
+      std::cerr << "fedkit-sim: " << error.message << "\n";
+      return 2;
+    }
+    if (lead) {
+      std::cerr << absl::StrFormat(
+          "fedkit-sim: %s, %d clients (%s), %d per round, model %s (%d parameters), %d threads%s, "
+          "BLAS %s\n",
+          f.dataset, f.clients, f.partition, f.sim.clients_per_round, f.sim.model,
+          (*sim)->global_parameters().size(), f.sim.threads,
+          collective != nullptr ? absl::StrFormat(" x %d MPI processes", collective->size()) : "",
+          models::BlasDescription());
+      if (f.sim.aggregator.kind != aggregation::AggregatorKind::kMean ||
+          f.sim.attack.kind != AttackKind::kNone) {
+        std::cerr << absl::StrFormat("fedkit-sim: aggregator %s, attack %s by %d of %d clients\n",
+                                     aggregation::FormatAggregatorSpec(f.sim.aggregator),
+                                     FormatAttackSpec(f.sim.attack), (*sim)->attackers().size(),
+                                     f.clients);
       }
     }
-    std::cerr << detail << "\n";
+    if (const std::optional<PrivacySetup>& dp = (*sim)->privacy_setup(); dp.has_value() && lead) {
+      std::string detail = absl::StrFormat(
+          "fedkit-sim: DP %s: noise multiplier %g (accounted %.6g), update noise %.6g x clip, "
+          "q %g, delta %g, clip %s %g",
+          f.dp, f.sim.dp.noise_multiplier, dp->accounting_noise_multiplier,
+          dp->value_noise_multiplier, dp->sampling_rate, f.sim.dp.delta,
+          f.sim.dp.adaptive_clip_quantile ? "adaptive from" : "fixed", f.sim.plan.clip_norm);
+      if (f.sim.dp.adaptive_clip_quantile) {
+        detail += absl::StrFormat(" to quantile %g (count noise %.4g)",
+                                  *f.sim.dp.adaptive_clip_quantile, dp->clipped_count_stddev);
+      }
+      if (dp->encoding.has_value() && f.sim.dp.mode == DpMode::kDistributed) {
+        detail += absl::StrFormat(
+            "; per-client discrete Gaussian variance %.6g (scaled clip %.6g), sized for >= %d "
+            "survivors of %d",
+            dp->encoding->local_variance.ToDouble(), dp->encoding->scaled_clip,
+            dp->encoding->min_surviving_clients, f.sim.clients_per_round);
+        if (dp->encoding->with_count) {
+          detail += absl::StrFormat(", count noise %.4g", dp->encoding->count_noise_stddev);
+        }
+      }
+      std::cerr << detail << "\n";
+    }
+    runner = *std::move(sim);
   }
 
   // The bar is on stderr and the round lines on stdout, often the same terminal: the bar is
@@ -497,8 +567,8 @@ int Run(int argc, char** argv, Collective* collective) {
   ProgressState progress{.rounds_total = f.sim.rounds};
   if (bar) bar->Update(progress);
   for (int r = 0; r < f.sim.rounds; ++r) {
-    absl::StatusOr<RoundResult> round = (*sim)->RunRound();
-    if (!round.ok() && (*sim)->privacy_budget_exhausted()) {
+    absl::StatusOr<RoundResult> round = runner->RunRound();
+    if (!round.ok() && runner->privacy_budget_exhausted()) {
       if (bar) bar->Clear();
       if (lead) {
         std::cout << "fedkit-sim: privacy budget: " << round.status().message() << "\n"
@@ -523,7 +593,11 @@ int Run(int argc, char** argv, Collective* collective) {
       progress.last_accuracy_round = round->round;
       std::string extra;
       if (round->dropped > 0) extra += absl::StrFormat("  dropped %d", round->dropped);
-      if (round->virtual_seconds) {
+      if (round->staleness_mean) {
+        extra +=
+            absl::StrFormat("  staleness %.2f (max %d)  virtual %.1fs", *round->staleness_mean,
+                            round->staleness_max, round->virtual_elapsed_seconds.value_or(0.0));
+      } else if (round->virtual_seconds) {
         extra += absl::StrFormat("  contributors %d  stragglers %d  virtual %.1fs",
                                  round->contributors, round->stragglers, *round->virtual_seconds);
       }
@@ -568,7 +642,7 @@ int Run(int argc, char** argv, Collective* collective) {
   }
   if (bar) bar->Finish(progress);
   if (!f.model_out.empty() && lead) {
-    auto model = (*sim)->GlobalModel();
+    auto model = runner->GlobalModel();
     absl::Status saved = model.ok() ? models::SaveModel(**model, f.model_out) : model.status();
     if (!saved.ok()) {
       std::cerr << "fedkit-sim: " << saved.message() << "\n";
@@ -577,9 +651,12 @@ int Run(int argc, char** argv, Collective* collective) {
     std::cerr << "fedkit-sim: wrote final model to " << f.model_out << "\n";
   }
   if (!f.plot.empty() && lead) {
-    const std::string title =
-        absl::StrFormat("fedkit-sim: %s, %d clients (%s), %d per round, model %s", f.dataset,
-                        f.clients, f.partition, f.sim.clients_per_round, f.sim.model);
+    const std::string title = absl::StrFormat(
+        "fedkit-sim: %s, %d clients (%s), %s, model %s", f.dataset, f.clients, f.partition,
+        f.algorithm == "fedbuff"
+            ? absl::StrFormat("FedBuff C=%d K=%d", f.fedbuff.concurrency, f.fedbuff.buffer_size)
+            : absl::StrFormat("%d per round", f.sim.clients_per_round),
+        f.sim.model);
     metrics.reset();  // every line is flushed already; closed before another process reads it
     if (absl::Status s = RunProgram(PlotCommand(fedkit_plot, metrics_path, f.plot, title));
         !s.ok()) {

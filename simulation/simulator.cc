@@ -31,12 +31,10 @@
 #include "proto/wire_sizes.h"
 #include "server/client_sampler.h"
 #include "server/round_coordinator.h"
+#include "simulation/pool_evaluation.h"
 
 namespace fedkit::simulation {
 namespace {
-
-// Evaluation is cut into chunks of this many examples, spread over the workers.
-constexpr int64_t kEvalChunk = 1000;
 
 // The run DP applies to (privacy::DpRoundShape), as far as it is known before the model is built.
 privacy::DpRoundShape DpShape(const SimulationOptions& options, int64_t population) {
@@ -1089,22 +1087,7 @@ absl::Status Simulator::MergeAcrossProcesses(std::unique_ptr<aggregation::Aggreg
 }
 
 absl::StatusOr<models::EvalSums> Simulator::Evaluate() {
-  const data::Examples& eval = dataset_->EvalExamples();
-  const int64_t chunks = (eval.size() + kEvalChunk - 1) / kEvalChunk;
-  models::EvalSums total;
-  FEDKIT_RETURN_IF_ERROR(RunOrdered<models::EvalSums>(
-      *pool_, chunks, chunks,
-      [&](int worker, int64_t chunk) -> absl::StatusOr<models::EvalSums> {
-        models::Model& model = trainers_[worker]->model();
-        FEDKIT_RETURN_IF_ERROR(models::AssignParameters(global_, model));
-        return models::EvaluateRange(model, eval, chunk * kEvalChunk,
-                                     std::min(eval.size(), (chunk + 1) * kEvalChunk));
-      },
-      [&](int64_t, models::EvalSums sums) -> absl::Status {
-        total.Add(sums);
-        return absl::OkStatus();
-      }));
-  return total;
+  return EvaluateOnPool(*pool_, trainers_, global_, dataset_->EvalExamples());
 }
 
 absl::StatusOr<std::shared_ptr<models::Model>> Simulator::GlobalModel() const {

@@ -169,6 +169,10 @@ struct RoundResult {
   // attacker's can be: honest clients clip on the device), which are not contributors.
   std::optional<int64_t> attackers;
   int64_t refused = 0;
+  // FedBuff (simulation/fedbuff_simulator.h): the mean and largest staleness of the commit's
+  // updates (versions committed between a client's download and this commit).
+  std::optional<double> staleness_mean;
+  int64_t staleness_max = 0;
   // Differential privacy (unset without): epsilon spent after this round at `delta` (+infinity
   // with noise multiplier 0), the clip norm the clients used, and adaptive clipping's noised
   // estimate of the fraction of unclipped updates (which set the next round's clip).
@@ -176,6 +180,22 @@ struct RoundResult {
   double delta = 0.0;
   std::optional<double> clip_norm;
   std::optional<double> unclipped_fraction;
+};
+
+// What fedkit-sim drives: a source of rounds (server model updates) and the global model they
+// make. Synchronous rounds (Simulator below) and FedBuff's buffered asynchronous commits
+// (simulation/fedbuff_simulator.h) both are one. Used by one thread at a time.
+class RoundRunner {
+ public:
+  virtual ~RoundRunner() = default;
+
+  // Runs the next round (or commit) and, when due, evaluates the global model.
+  virtual absl::StatusOr<RoundResult> RunRound() = 0;
+  // True once RunRound refused to run a round because it would exceed the privacy budget.
+  virtual bool privacy_budget_exhausted() const { return false; }
+  virtual const std::vector<float>& global_parameters() const = 0;
+  // A module holding the current global parameters (e.g. to save with models::SaveModule).
+  virtual absl::StatusOr<std::shared_ptr<models::Model>> GlobalModel() const = 0;
 };
 
 // Runs rounds of: sample clients uniformly (server::SampleClients), train each with a LocalTrainer
@@ -189,7 +209,7 @@ struct RoundResult {
 // A virtual client is only its index into the dataset; memory grows with --threads, not with the
 // population. Results are identical for any number of threads and processes: client seeds
 // derive from (seed, round, client) and deltas are summed exactly (aggregation/aggregator.h).
-class Simulator {
+class Simulator final : public RoundRunner {
  public:
   // Validates options against the dataset (e.g. clients_per_round <= population). The dataset must
   // outlive the simulator.
@@ -205,7 +225,7 @@ class Simulator {
   // is the last one within the privacy budget. RESOURCE_EXHAUSTED, without running anything, if
   // the round would take epsilon above dp.target_epsilon (privacy_budget_exhausted() then
   // returns true and the message says which round was the last within budget).
-  absl::StatusOr<RoundResult> RunRound();
+  absl::StatusOr<RoundResult> RunRound() override;
 
   // Evaluates the current global model on the dataset's eval set, split across the workers.
   absl::StatusOr<models::EvalSums> Evaluate();
@@ -220,10 +240,9 @@ class Simulator {
   const std::optional<PrivacySetup>& privacy_setup() const { return privacy_setup_; }
   // Epsilon spent so far at dp.delta: 0 before any round, +infinity with z = 0, nullopt without DP.
   std::optional<double> epsilon() const;
-  bool privacy_budget_exhausted() const { return budget_exhausted_; }
-  const std::vector<float>& global_parameters() const { return global_; }
-  // A module holding the current global parameters (e.g. to save with models::SaveModule).
-  absl::StatusOr<std::shared_ptr<models::Model>> GlobalModel() const;
+  bool privacy_budget_exhausted() const override { return budget_exhausted_; }
+  const std::vector<float>& global_parameters() const override { return global_; }
+  absl::StatusOr<std::shared_ptr<models::Model>> GlobalModel() const override;
 
  private:
   Simulator(const SimulationOptions& options, const data::FederatedDataset* dataset);

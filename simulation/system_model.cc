@@ -16,6 +16,7 @@ namespace fedkit::simulation {
 namespace {
 
 constexpr uint64_t kSpeedTag = 0x7370656564;  // "speed"
+constexpr uint64_t kWeylTag = 0x7765796c;     // "weyl"
 
 bool ParsePositive(absl::string_view text, double& out) {
   return absl::SimpleAtod(absl::StripAsciiWhitespace(text), &out) && std::isfinite(out) && out > 0;
@@ -83,12 +84,34 @@ absl::StatusOr<DeviceSpeeds> DeviceSpeeds::Create(absl::string_view spec, uint64
         "lognormal:MEDIAN,SIGMA needs MEDIAN > 0 (seconds per example) and SIGMA >= 0, got '", spec,
         "'"));
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("device speeds are lognormal:MEDIAN,SIGMA or trace:FILE, not '", spec, "'"));
+  if (absl::ConsumePrefix(&spec, "two-speed:")) {
+    const std::vector<absl::string_view> parts = absl::StrSplit(spec, ',');
+    if (parts.size() == 3 && ParsePositive(parts[0], speeds.median_) &&
+        ParseNonNegative(parts[1], speeds.slow_fraction_) && speeds.slow_fraction_ <= 1 &&
+        ParsePositive(parts[2], speeds.slowdown_) && speeds.slowdown_ >= 1) {
+      privacy::SeededRandomSource random(DeriveSeed(seed, {kSpeedTag, kWeylTag}));
+      speeds.weyl_offset_ = privacy::UniformDouble(random);
+      return speeds;
+    }
+    return absl::InvalidArgumentError(absl::StrCat(
+        "two-speed:SECONDS,FRACTION,SLOWDOWN needs SECONDS > 0 (seconds per example), FRACTION "
+        "in [0, 1] and SLOWDOWN >= 1, got '",
+        spec, "'"));
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "device speeds are lognormal:MEDIAN,SIGMA, two-speed:SECONDS,FRACTION,SLOWDOWN or "
+      "trace:FILE, not '",
+      spec, "'"));
 }
 
 DeviceSpeed DeviceSpeeds::Of(int64_t client) const {
   if (!trace_.empty()) return trace_[static_cast<size_t>(client) % trace_.size()];
+  if (slowdown_ > 0) {
+    // The golden-ratio Weyl sequence: evenly spread for every prefix and window of clients.
+    const double golden = (std::sqrt(5.0) - 1.0) / 2.0;
+    const double position = std::fmod(weyl_offset_ + static_cast<double>(client) * golden, 1.0);
+    return DeviceSpeed{median_ * (position < slow_fraction_ ? slowdown_ : 1.0), 0.0};
+  }
   privacy::SeededRandomSource random(DeriveSeed(seed_, {kSpeedTag, static_cast<uint64_t>(client)}));
   return DeviceSpeed{median_ * std::exp(sigma_ * privacy::StandardGaussian(random)), 0.0};
 }

@@ -7,6 +7,12 @@
 // (fixed_seconds stands for download, upload and start-up). Speeds come from
 //   - a distribution: "lognormal:MEDIAN,SIGMA", seconds_per_example = MEDIAN * exp(SIGMA * N(0,1)),
 //     drawn per client from the run seed (fixed_seconds 0); or
+//   - two speeds: "two-speed:SECONDS,FRACTION,SLOWDOWN", every device takes SECONDS per example
+//     except a fraction FRACTION in [0, 1] of them, SLOWDOWN (>= 1) times slower (fixed_seconds
+//     0). The slow devices are the clients i with frac(u + i * (sqrt(5) - 1) / 2) < FRACTION, u
+//     drawn from the run seed: a Weyl sequence, so every run of n consecutive clients holds
+//     FRACTION * n slow ones up to O(log n), not just in expectation (20 of clients 0..99 at 0.2,
+//     whatever the seed); or
 //   - a trace file: "trace:PATH", CSV with the header "seconds_per_example,fixed_seconds" and one
 //     device per line. Client i takes line i mod (number of lines), as FedScale maps its device
 //     traces onto a dataset's clients, so a trace of a few hundred devices serves any population.
@@ -48,8 +54,9 @@ class DeviceSpeeds {
 
  private:
   DeviceSpeeds() = default;
-  // Distribution (trace_ empty) or trace.
+  // Distribution (trace_ empty, slowdown_ 0), two speeds (slowdown_ >= 1) or trace.
   double median_ = 0.0, sigma_ = 0.0;
+  double slow_fraction_ = 0.0, slowdown_ = 0.0, weyl_offset_ = 0.0;
   uint64_t seed_ = 0;
   std::vector<DeviceSpeed> trace_;
 };

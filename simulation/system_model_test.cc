@@ -47,6 +47,42 @@ TEST(ScheduleRoundTest, FewerThanKInTimeCloseAtTheDeadline) {
   EXPECT_THAT(ScheduleRound({0.0, 0.0, 0.0}, 2, std::nullopt).kept, ElementsAre(true, true, false));
 }
 
+TEST(DeviceSpeedsTest, TwoSpeedSlowsDownAnEvenlySpreadFraction) {
+  for (uint64_t seed : {1u, 2u, 99u}) {
+    absl::StatusOr<DeviceSpeeds> speeds = DeviceSpeeds::Create("two-speed:0.001,0.2,10", seed);
+    ASSERT_TRUE(speeds.ok()) << speeds.status();
+    int slow_in_first_100 = 0, slow_in_1000 = 0;
+    for (int64_t client = 0; client < 1000; ++client) {
+      const double spe = speeds->Of(client).seconds_per_example;
+      ASSERT_TRUE(spe == 0.001 || spe == 0.001 * 10) << spe;
+      EXPECT_EQ(speeds->Of(client).fixed_seconds, 0.0);
+      if (spe > 0.001) {
+        ++slow_in_1000;
+        if (client < 100) ++slow_in_first_100;
+      }
+    }
+    // A Weyl sequence: the fraction holds in every prefix up to a count of about one.
+    EXPECT_NEAR(slow_in_first_100, 20, 1) << "seed " << seed;
+    EXPECT_NEAR(slow_in_1000, 200, 2) << "seed " << seed;
+    EXPECT_DOUBLE_EQ(speeds->RoundSeconds(0, 50, 2), speeds->Of(0).seconds_per_example * 100);
+  }
+  // The seed moves which devices are slow.
+  absl::StatusOr<DeviceSpeeds> a = DeviceSpeeds::Create("two-speed:1,0.5,2", 1);
+  absl::StatusOr<DeviceSpeeds> b = DeviceSpeeds::Create("two-speed:1,0.5,2", 2);
+  ASSERT_TRUE(a.ok() && b.ok());
+  int differ = 0;
+  for (int64_t client = 0; client < 100; ++client) {
+    differ += a->Of(client).seconds_per_example != b->Of(client).seconds_per_example;
+  }
+  EXPECT_GT(differ, 0);
+  for (const char* bad : {"two-speed:0,0.2,10", "two-speed:1,1.5,10", "two-speed:1,0.2,0.5",
+                          "two-speed:1,0.2", "two-speed:1,-0.1,10", "two-speed:x,0.2,10"}) {
+    absl::StatusOr<DeviceSpeeds> s = DeviceSpeeds::Create(bad, 1);
+    EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(s.status().message(), HasSubstr("two-speed:SECONDS,FRACTION,SLOWDOWN")) << bad;
+  }
+}
+
 TEST(DeviceSpeedsTest, TraceLinesAreMappedOntoClientsCyclically) {
   const std::string path =
       WriteFile("trace_ok.csv",

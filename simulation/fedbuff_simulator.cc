@@ -1,0 +1,208 @@
+#include "simulation/fedbuff_simulator.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "aggregation/aggregator.h"
+#include "core/status_macros.h"
+#include "models/compute_threads.h"
+#include "models/flat_params.h"
+#include "server/client_sampler.h"
+#include "simulation/pool_evaluation.h"
+
+namespace fedkit::simulation {
+namespace {
+
+// What FedBuff does not combine with yet: the first option set, as the flag a user gives.
+absl::Status CheckSupported(const SimulationOptions& options) {
+  const char* flag = nullptr;
+  if (options.secure_aggregation.has_value()) {
+    flag = "--secagg";
+  } else if (options.dp.mode != privacy::DpMode::kNone) {
+    flag = "--dp";
+  } else if (options.plan.compression.method != compression::CompressionMethod::kNone) {
+    flag = "--compression";
+  } else if (options.download_encoding != compression::DownloadEncoding::kFloat32) {
+    flag = "--download-compression";
+  } else if (options.aggregator.kind != aggregation::AggregatorKind::kMean) {
+    flag = "--aggregator";
+  } else if (options.attack.kind != AttackKind::kNone) {
+    flag = "--attack";
+  } else if (options.dropout.rate > 0 || options.dropout.phase.has_value() ||
+             !options.dropout.forced.empty()) {
+    flag = "--dropout";
+  } else if (!options.replay.empty()) {
+    flag = "--replay-participation";
+  } else if (!options.client_ids.empty()) {
+    flag = "--client-ids";
+  } else if (options.system.deadline_seconds.has_value()) {
+    flag = "--round-deadline";
+  } else if (options.system.over_select > 0) {
+    flag = "--over-select";
+  }
+  if (flag == nullptr) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(flag, " is not supported with --algorithm fedbuff (plain updates only)"));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<FedBuffSimulator>> FedBuffSimulator::Create(
+    const SimulationOptions& options, const FedBuffOptions& fedbuff,
+    const data::FederatedDataset* dataset) {
+  if (dataset == nullptr) return absl::InvalidArgumentError("no dataset");
+  FEDKIT_RETURN_IF_ERROR(CheckSupported(options));
+  if (options.rounds < 1) return absl::InvalidArgumentError("rounds must be >= 1");
+  if (options.threads < 1) return absl::InvalidArgumentError("threads must be >= 1");
+  if (options.eval_every < 0) return absl::InvalidArgumentError("eval_every must be >= 0");
+  if (options.max_client_weight && !(*options.max_client_weight > 0)) {
+    return absl::InvalidArgumentError("max client weight must be > 0");
+  }
+  if (!(fedbuff.staleness.exponent >= 0 && std::isfinite(fedbuff.staleness.exponent))) {
+    return absl::InvalidArgumentError("the staleness exponent must be finite and >= 0");
+  }
+  FEDKIT_RETURN_IF_ERROR(client::ValidateTrainingPlan(options.plan));
+
+  std::optional<DeviceSpeeds> speeds;
+  if (!options.system.device_speeds.empty()) {
+    absl::StatusOr<DeviceSpeeds> made =
+        DeviceSpeeds::Create(options.system.device_speeds, options.seed);
+    if (!made.ok()) {
+      return absl::Status(made.status().code(),
+                          absl::StrCat("--device-speeds: ", made.status().message()));
+    }
+    speeds = *std::move(made);
+  }
+  const int epochs = options.plan.local_epochs;
+  AsyncSchedule::Duration duration = [speeds, dataset, epochs](int64_t client) {
+    return speeds.has_value()
+               ? speeds->RoundSeconds(client, dataset->NumTrainExamples(client), epochs)
+               : 0.0;
+  };
+  FEDKIT_ASSIGN_OR_RETURN(AsyncSchedule schedule,
+                          AsyncSchedule::Create({.population = dataset->num_clients(),
+                                                 .concurrency = fedbuff.concurrency,
+                                                 .buffer_size = fedbuff.buffer_size,
+                                                 .seed = options.seed},
+                                                std::move(duration)));
+
+  std::unique_ptr<FedBuffSimulator> sim(
+      new FedBuffSimulator(options, fedbuff, dataset, std::move(schedule)));
+  // The same initial model as a synchronous run (and the coordinator) with this seed.
+  const uint64_t init_seed = server::InitialModelSeed(options.seed);
+  FEDKIT_ASSIGN_OR_RETURN(auto global_model,
+                          models::CreateModel(options.model, dataset->info(), init_seed));
+  sim->global_ = models::FlattenParameters(*global_model);
+  sim->versions_[0] = sim->global_;
+  FEDKIT_ASSIGN_OR_RETURN(sim->server_optimizer_,
+                          aggregation::MakeServerOptimizer(
+                              options.server_optimizer, static_cast<int64_t>(sim->global_.size())));
+  for (int w = 0; w < options.threads; ++w) {
+    FEDKIT_ASSIGN_OR_RETURN(auto model,
+                            models::CreateModel(options.model, dataset->info(), init_seed));
+    sim->trainers_.push_back(std::make_unique<client::LocalTrainer>(std::move(model)));
+  }
+  sim->pool_ = std::make_unique<WorkerPool>(options.threads,
+                                            [](int) { models::UseSingleThreadedCompute(); });
+  return sim;
+}
+
+FedBuffSimulator::FedBuffSimulator(const SimulationOptions& options, const FedBuffOptions& fedbuff,
+                                   const data::FederatedDataset* dataset, AsyncSchedule schedule)
+    : options_(options), fedbuff_(fedbuff), dataset_(dataset), schedule_(std::move(schedule)) {}
+
+absl::StatusOr<RoundResult> FedBuffSimulator::RunRound() {
+  const auto start = std::chrono::steady_clock::now();
+  if (!first_commit_start_.has_value()) first_commit_start_ = start;
+  FEDKIT_ASSIGN_OR_RETURN(const BufferCommit commit, schedule_.Next());
+  const int64_t k = static_cast<int64_t>(commit.arrivals.size());
+
+  RoundResult result;
+  result.round = static_cast<int>(commit.version);
+  result.participants = k;
+  result.virtual_seconds = commit.seconds - last_commit_seconds_;
+  result.virtual_elapsed_seconds = commit.seconds;
+  last_commit_seconds_ = commit.seconds;
+
+  const client::TrainingPlan& plan = options_.plan;
+  const int64_t weight_cap = options_.max_client_weight.has_value()
+                                 ? static_cast<int64_t>(std::ceil(*options_.max_client_weight))
+                                 : aggregation::kDefaultMaxWeight;
+  FEDKIT_ASSIGN_OR_RETURN(std::unique_ptr<aggregation::WeightedFedAvgAggregator> aggregate,
+                          aggregation::WeightedFedAvgAggregator::Create(
+                              static_cast<int64_t>(global_.size()),
+                              aggregation::UpdateValueBound(plan.clip_norm), weight_cap));
+  double weighted_loss = 0.0, norm_sum = 0.0, staleness_sum = 0.0;
+  FEDKIT_RETURN_IF_ERROR(RunOrdered<client::ClientUpdate>(
+      *pool_, k, 4 * static_cast<int64_t>(options_.threads),
+      [&](int worker, int64_t i) -> absl::StatusOr<client::ClientUpdate> {
+        const AsyncArrival& a = commit.arrivals[i];
+        // Each dispatch has a seed of its own: a client sampled again trains on a new shuffle.
+        absl::StatusOr<client::ClientUpdate> update = trainers_[worker]->Train(
+            versions_.at(a.start_version), dataset_->TrainExamples(a.client), plan,
+            Simulator::ClientTrainingSeed(options_.seed, static_cast<int>(a.dispatch + 1),
+                                          a.client));
+        if (!update.ok()) {
+          return absl::Status(update.status().code(),
+                              absl::StrCat("client ", a.client, ": ", update.status().message()));
+        }
+        return update;
+      },
+      [&](int64_t i, client::ClientUpdate update) -> absl::Status {
+        const AsyncArrival& a = commit.arrivals[i];
+        const float w = static_cast<float>(fedbuff_.staleness.Weight(a.staleness));
+        if (w != 1.0f) {
+          for (float& v : update.delta) v *= w;
+        }
+        const int64_t weight = std::min(update.num_examples, weight_cap);
+        if (absl::Status folded = aggregate->Accumulate(update.delta, weight); !folded.ok()) {
+          return absl::Status(folded.code(),
+                              absl::StrCat("client ", a.client, ": ", folded.message(),
+                                           weight_cap == aggregation::kDefaultMaxWeight
+                                               ? " (--max-client-weight caps example counts)"
+                                               : ""));
+        }
+        result.examples += update.num_examples;
+        weighted_loss += update.train_loss * static_cast<double>(update.num_examples);
+        norm_sum += update.delta_norm;
+        staleness_sum += static_cast<double>(a.staleness);
+        result.staleness_max = std::max(result.staleness_max, a.staleness);
+        return absl::OkStatus();
+      }));
+  FEDKIT_ASSIGN_OR_RETURN(aggregation::AggregateReport report, aggregate->Report());
+  FEDKIT_RETURN_IF_ERROR(server_optimizer_->Apply(report.average, absl::MakeSpan(global_)));
+
+  // Keep the new version for the clients that download it; forget the ones nobody trains from.
+  versions_[commit.version] = global_;
+  versions_.erase(versions_.begin(), versions_.lower_bound(schedule_.OldestVersionInFlight()));
+
+  result.contributors = k;
+  result.train_loss =
+      result.examples > 0 ? weighted_loss / static_cast<double>(result.examples) : 0.0;
+  result.mean_delta_norm = norm_sum / static_cast<double>(k);
+  result.staleness_mean = staleness_sum / static_cast<double>(k);
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const bool last = result.round == options_.rounds;
+  if (last || (options_.eval_every > 0 && result.round % options_.eval_every == 0)) {
+    const auto eval_start = std::chrono::steady_clock::now();
+    FEDKIT_ASSIGN_OR_RETURN(result.eval,
+                            EvaluateOnPool(*pool_, trainers_, global_, dataset_->EvalExamples()));
+    result.eval_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - eval_start).count();
+  }
+  result.elapsed_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - *first_commit_start_)
+          .count();
+  return result;
+}
+
+absl::StatusOr<std::shared_ptr<models::Model>> FedBuffSimulator::GlobalModel() const {
+  FEDKIT_ASSIGN_OR_RETURN(auto model, models::CreateModel(options_.model, dataset_->info(), 0));
+  FEDKIT_RETURN_IF_ERROR(models::AssignParameters(global_, *model));
+  return model;
+}
+
+}  // namespace fedkit::simulation
