@@ -506,6 +506,19 @@ int Run(int argc, char** argv, Collective* collective) {
                                    f.clients);
     }
   }
+  if (const auto& c = f.sim.client_evaluation; c.has_value() && lead) {
+    std::cerr << absl::StrFormat(
+        "fedkit-sim: per-client evaluation of %s on %s%s\n",
+        c->local_eval_clients > 0 ? absl::StrFormat("%d sampled clients", c->local_eval_clients)
+                                  : absl::StrFormat("all %d clients", f.clients),
+        (*federated)->has_client_test_examples()
+            ? std::string("each client's own test examples")
+            : absl::StrFormat("a held-out %g of each client's examples (trained on the rest)",
+                              c->local_eval_fraction),
+        c->finetune_steps > 0
+            ? absl::StrFormat(", also after %d local fine-tuning steps", c->finetune_steps)
+            : "");
+  }
   if (const std::optional<PrivacySetup>& dp = (*sim)->privacy_setup(); dp.has_value() && lead) {
     std::string detail = absl::StrFormat(
         "fedkit-sim: DP %s: noise multiplier %g (accounted %.6g), update noise %.6g x clip, "
