@@ -5,8 +5,8 @@
 // has_client_test_examples: Synthetic, LEAF, tensor files) those are the client's held-out split
 // and its training examples are unchanged. Otherwise (Fashion-MNIST partitions) each client's
 // training examples are split, by a seeded draw per client, into a held-out part of
-// LocalHeldOutCount(n, fraction) rows and a training part of the rest, as Flower's and FedLab's
-// examples split every client's data locally; the client then trains on the training part only.
+// LocalHeldOutCount(n, fraction) rows and a training part of the rest, as Flower's examples split
+// every partition locally; the client then trains on the training part only.
 #ifndef FEDKIT_DATA_LOCAL_EVAL_SPLIT_H_
 #define FEDKIT_DATA_LOCAL_EVAL_SPLIT_H_
 
