@@ -513,8 +513,8 @@ int Run(int argc, char** argv, Collective* collective) {
                                   : absl::StrFormat("all %d clients", f.clients),
         (*federated)->has_client_test_examples()
             ? std::string("each client's own test examples")
-            : absl::StrFormat("a held-out %g of each client's examples (trained on the rest)",
-                              c->local_eval_fraction),
+            : absl::StrFormat("a held-out %g%% of each client's examples (trained on the rest)",
+                              100 * c->local_eval_fraction),
         c->finetune_steps > 0
             ? absl::StrFormat(", also after %d local fine-tuning steps", c->finetune_steps)
             : "");
