@@ -232,8 +232,8 @@ int Run(int argc, char** argv, Collective* collective) {
                "Per-client evaluation at every evaluated round: the global model's accuracy on "
                "each client's own held-out examples (mean, p10/p50/p90, worst decile in the "
                "metrics). Fashion-MNIST clients hold out --local-eval-fraction of their examples "
-               "and then train on the rest only; synthetic, leaf and tensors clients use their "
-               "own test examples");
+               "and then train on the rest only; data with per-client test examples (synthetic, "
+               "leaf, tensors without test_x) uses those instead");
   CLI::Option* local_eval_fraction =
       app.add_option("--local-eval-fraction", f.client_evaluation.local_eval_fraction,
                      "With --eval-clients-local: the share of each client's examples held out "
@@ -251,9 +251,11 @@ int Run(int argc, char** argv, Collective* collective) {
           ->check(cli::NonNegative());
   app.add_option("--metrics-out", f.metrics_out, "JSON Lines file, one object per evaluated round");
   app.add_option("--model-out", f.model_out, "Write the final global model here (torch::save)");
-  app.add_option("--plot", f.plot,
-                 "At the end, plot accuracy and loss against round into this .png or .svg file "
-                 "(runs fedkit-plot, found beside fedkit-sim or on PATH)");
+  app.add_option(
+      "--plot", f.plot,
+      "At the end, plot accuracy and loss against round (and with --eval-clients-local a "
+      "histogram of the clients' accuracies) into this .png or .svg file "
+      "(runs fedkit-plot, found beside fedkit-sim or on PATH)");
   app.add_option("--progress", f.progress,
                  "Progress bar on stderr: auto (when stderr is a terminal) | on | off");
   cli::AddYamlConfigOption(app);
