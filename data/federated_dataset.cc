@@ -83,6 +83,11 @@ class SyntheticDataset : public FederatedDataset {
   int64_t NumTrainExamples(int64_t client) const override { return data_.NumTrainExamples(client); }
   Examples TrainExamples(int64_t client) const override { return data_.TrainExamples(client); }
   const Examples& EvalExamples() const override { return eval_; }
+  bool has_client_test_examples() const override { return true; }
+  Examples ClientTestExamples(int64_t client) const override {
+    if (client < 0 || client >= num_clients()) return FederatedDataset::ClientTestExamples(client);
+    return data_.TestExamples(client);
+  }
 
  private:
   SyntheticData data_;
@@ -152,6 +157,13 @@ absl::StatusOr<std::unique_ptr<FederatedDataset>> MakeFashionMnist(
 }
 
 }  // namespace
+
+Examples FederatedDataset::ClientTestExamples(int64_t /*client*/) const {
+  Examples none;
+  none.feature_dim = info().feature_dim();
+  none.target_dim = info().target_dim;
+  return none;
+}
 
 absl::StatusOr<DatasetSpec> ParseDatasetSpec(std::string_view text_in) {
   // This absl build has its own string_view type, distinct from std::string_view.

@@ -25,6 +25,14 @@ class FederatedDataset {
   virtual Examples TrainExamples(int64_t client) const = 0;
   // The held-out set the global model is evaluated on.
   virtual const Examples& EvalExamples() const = 0;
+
+  // Whether the data brings each client's own test examples (Synthetic's per-device test split,
+  // LEAF's per-user test data, the natural datasets' held-out rows), which per-client evaluation
+  // (data/local_eval_split.h) then uses instead of splitting the training examples. Default: no.
+  virtual bool has_client_test_examples() const { return false; }
+  // A copy of the client's own test examples: empty when has_client_test_examples() is false, for
+  // a client without any, and for an index out of range.
+  virtual Examples ClientTestExamples(int64_t client) const;
 };
 
 // Which dataset to build and how to split it.

@@ -38,6 +38,7 @@ struct Accumulator {
 struct Rows {
   Examples examples;
   std::vector<std::vector<int64_t>> client_rows;
+  std::vector<std::string> client_users;         // the user of each client_rows entry
   std::map<std::string, std::string> user_file;  // user -> the file it came from
 };
 
@@ -196,6 +197,7 @@ absl::Status ReadFile(const std::string& file, bool duplicate_users_allowed, Acc
       rows->examples.labels.push_back(value);
     }
     rows->client_rows.push_back(std::move(client));
+    rows->client_users.push_back(name);
   }
   return absl::OkStatus();
 }
@@ -248,6 +250,17 @@ absl::StatusOr<NaturalDatasetParts> ReadLeaf(const std::string& path) {
       FEDKIT_RETURN_IF_ERROR(ReadFile(file, /*duplicate_users_allowed=*/true, &acc, &test));
     }
     parts.test = std::move(test.examples);
+    // Each training user's own test rows (a user may appear in several test files).
+    std::map<std::string, std::vector<int64_t>> test_rows_of;
+    for (size_t c = 0; c < test.client_rows.size(); ++c) {
+      std::vector<int64_t>& rows = test_rows_of[test.client_users[c]];
+      rows.insert(rows.end(), test.client_rows[c].begin(), test.client_rows[c].end());
+    }
+    for (const std::string& user : train.client_users) {
+      auto it = test_rows_of.find(user);
+      parts.test_client_rows.push_back(it == test_rows_of.end() ? std::vector<int64_t>{}
+                                                                : std::move(it->second));
+    }
   }
   if (!acc.shape.has_value()) {
     return absl::InvalidArgumentError(absl::StrCat("LEAF data ", path, " has no examples"));

@@ -14,7 +14,8 @@ namespace fedkit::data {
 // [...]}}}. `path` is a .json file, a directory of .json files (read in file name order), or a
 // directory with train/ and test/ subdirectories of them (LEAF's split). One client per user, in
 // the order of "users" (files in name order); with train/ and test/ the clients come from train/
-// and the eval set is every user's test data; otherwise `test` is unset (MakeNaturalDataset holds
+// and the eval set is every user's test data (test_client_rows: each training user's own test rows,
+// empty for a user without any); otherwise `test` is unset (MakeNaturalDataset holds
 // out the last 10% of each user's examples). Rows of x may be numbers or nested lists (a 28x28
 // image gives feature_shape {28, 28}); every row must have the same shape. y must be integer class
 // labels; num_classes is the largest label + 1. INVALID_ARGUMENT naming the file (and user) for

@@ -149,6 +149,14 @@ TEST_F(LeafTest, TrainAndTestDirectories) {
   EXPECT_EQ(eval.features[12], 70.0f);
   EXPECT_EQ(eval.features[18], 71.0f);
   EXPECT_EQ(ds.info().num_classes, 3);
+  // Each user's own test data, for per-client evaluation.
+  ASSERT_TRUE(ds.has_client_test_examples());
+  EXPECT_THAT(ds.ClientTestExamples(0).labels, ElementsAre(60 % 3));
+  EXPECT_EQ(ds.ClientTestExamples(0).features[0], 60.0f);
+  EXPECT_EQ(ds.ClientTestExamples(1).features[0], 50.0f);
+  ASSERT_EQ(ds.ClientTestExamples(2).size(), 2);
+  EXPECT_EQ(ds.ClientTestExamples(2).features[6], 71.0f);
+  EXPECT_EQ(ds.ClientTestExamples(3).size(), 0);
 }
 
 TEST_F(LeafTest, FlatRowsAndScalarRows) {

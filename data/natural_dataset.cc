@@ -14,12 +14,14 @@ namespace {
 
 class NaturalDataset : public FederatedDataset {
  public:
+  // `eval_rows`: rows of `eval` per client (its own test examples), or empty for none.
   NaturalDataset(DatasetInfo info, Examples train, std::vector<std::vector<int64_t>> rows,
-                 Examples eval)
+                 Examples eval, std::vector<std::vector<int64_t>> eval_rows)
       : info_(std::move(info)),
         train_(std::move(train)),
         rows_(std::move(rows)),
-        eval_(std::move(eval)) {}
+        eval_(std::move(eval)),
+        eval_rows_(std::move(eval_rows)) {}
 
   int64_t num_clients() const override { return static_cast<int64_t>(rows_.size()); }
   const DatasetInfo& info() const override { return info_; }
@@ -32,12 +34,20 @@ class NaturalDataset : public FederatedDataset {
     return train_.Select(rows_[static_cast<size_t>(client)]);
   }
   const Examples& EvalExamples() const override { return eval_; }
+  bool has_client_test_examples() const override { return !eval_rows_.empty(); }
+  Examples ClientTestExamples(int64_t client) const override {
+    if (eval_rows_.empty() || client < 0 || client >= num_clients()) {
+      return FederatedDataset::ClientTestExamples(client);
+    }
+    return eval_.Select(eval_rows_[static_cast<size_t>(client)]);
+  }
 
  private:
   DatasetInfo info_;
   Examples train_;
   std::vector<std::vector<int64_t>> rows_;
   Examples eval_;
+  std::vector<std::vector<int64_t>> eval_rows_;
 };
 
 }  // namespace
@@ -45,10 +55,26 @@ class NaturalDataset : public FederatedDataset {
 absl::StatusOr<std::unique_ptr<FederatedDataset>> MakeNaturalDataset(NaturalDatasetParts parts,
                                                                      int64_t max_clients) {
   const int64_t dim = parts.info.feature_dim();
+  const bool test_rows_given = !parts.test_client_rows.empty();
+  if (test_rows_given) {
+    const int64_t test_size = parts.test.has_value() ? parts.test->size() : 0;
+    bool valid =
+        parts.test.has_value() && parts.test_client_rows.size() == parts.client_rows.size();
+    for (const std::vector<int64_t>& r : parts.test_client_rows) {
+      for (int64_t row : r) valid = valid && row >= 0 && row < test_size;
+    }
+    if (!valid) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          parts.source, ": the per-client test rows do not match the clients and the test set"));
+    }
+  }
   std::vector<std::vector<int64_t>> rows;
+  std::vector<std::vector<int64_t>> eval_rows;  // per kept client, rows of the eval set
   rows.reserve(parts.client_rows.size());
-  for (std::vector<int64_t>& r : parts.client_rows) {
-    if (!r.empty()) rows.push_back(std::move(r));
+  for (size_t c = 0; c < parts.client_rows.size(); ++c) {
+    if (parts.client_rows[c].empty()) continue;
+    rows.push_back(std::move(parts.client_rows[c]));
+    if (test_rows_given) eval_rows.push_back(std::move(parts.test_client_rows[c]));
   }
   const int64_t available = static_cast<int64_t>(rows.size());
   if (available == 0) {
@@ -59,7 +85,10 @@ absl::StatusOr<std::unique_ptr<FederatedDataset>> MakeNaturalDataset(NaturalData
         absl::StrCat(parts.source, " has ", available, " clients with examples; --clients ",
                      max_clients, " asks for more (leave it unset to use all of them)"));
   }
-  if (max_clients > 0) rows.resize(static_cast<size_t>(max_clients));
+  if (max_clients > 0) {
+    rows.resize(static_cast<size_t>(max_clients));
+    if (test_rows_given) eval_rows.resize(static_cast<size_t>(max_clients));
+  }
 
   Examples eval;
   eval.feature_dim = dim;
@@ -70,6 +99,8 @@ absl::StatusOr<std::unique_ptr<FederatedDataset>> MakeNaturalDataset(NaturalData
     std::vector<int64_t> held_out;
     for (std::vector<int64_t>& r : rows) {
       const size_t n_eval = r.size() / static_cast<size_t>(kHoldOutDenominator);
+      std::vector<int64_t>& mine = eval_rows.emplace_back();
+      for (size_t i = 0; i < n_eval; ++i) mine.push_back(static_cast<int64_t>(held_out.size() + i));
       held_out.insert(held_out.end(), r.end() - static_cast<std::ptrdiff_t>(n_eval), r.end());
       r.resize(r.size() - n_eval);
     }
@@ -84,7 +115,7 @@ absl::StatusOr<std::unique_ptr<FederatedDataset>> MakeNaturalDataset(NaturalData
   }
   parts.examples.feature_dim = dim;
   return std::make_unique<NaturalDataset>(std::move(parts.info), std::move(parts.examples),
-                                          std::move(rows), std::move(eval));
+                                          std::move(rows), std::move(eval), std::move(eval_rows));
 }
 
 }  // namespace fedkit::data

@@ -4,11 +4,18 @@
     fedkit-plot RUN.jsonl [MORE.jsonl ...] -o OUT.png|OUT.svg [--x round|time|virtual-time|epsilon]
                 [--y accuracy|loss|train_loss ...] [--label NAME ...] [--title T] [--dpi N]
                 [--size WIDTHxHEIGHT] [--log-x] [--legend best|outside|none]
+                [--client-histogram auto|none]
 
 Input: JSON Lines as written by `fedkit-sim --metrics-out` (one object per evaluated round) and
 `fedkit-coordinator --metrics-out` (one per committed round). One panel per --y (default accuracy
 and loss side by side), one curve per file in every panel, a legend when there are several files
 or any --label. The output's extension picks the format (.png or .svg); --size is in pixels.
+
+Per-client evaluation (fedkit-sim --eval-clients-local): when a file's lines carry
+"client_accuracies", one more panel at the right is a histogram of those accuracies at the last
+round that has them (20 bins of 0.05 over [0, 1]), with "client_finetuned_accuracies" (after
+--eval-finetune-steps) overlaid, one outline per file and kind; --client-histogram none leaves it
+out.
 
 X axes and the fields they read:
   round         "round"
@@ -56,6 +63,10 @@ Y_LABELS = {
 Curve = collections.namedtuple("Curve", "label x y")
 # One panel: the --y field it shows and one curve per file.
 Panel = collections.namedtuple("Panel", "y curves")
+# The clients' accuracies of one file at its last round with them: `finetuned` is None without
+# fine-tuning.
+ClientHistogram = collections.namedtuple("ClientHistogram", "label round accuracies finetuned")
+HISTOGRAM_BINS = [i / 20 for i in range(21)]
 
 
 class PlotError(Exception):
@@ -168,6 +179,59 @@ def plot_series(paths, labels, x, ys):
     return panels
 
 
+def _numbers(path, number, obj, field):
+    """obj[field] as a list of floats; PlotError naming file, line and field otherwise."""
+    values = obj[field]
+    if not isinstance(values, list) or any(
+            isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+        raise PlotError(f"{path}:{number}: \"{field}\" is not a list of numbers")
+    return [float(v) for v in values]
+
+
+def client_histograms(paths, labels):
+    """One ClientHistogram per file whose lines carry "client_accuracies" (per-client evaluation),
+    from the last such line; files without them are left out. Raises PlotError (read_metrics, and
+    for accuracies that are not a list of numbers)."""
+    histograms = []
+    for path, label in zip(paths, labels, strict=True):
+        last = None
+        for number, obj in read_metrics(path):
+            if "client_accuracies" in obj:
+                last = (number, obj)
+        if last is None:
+            continue
+        number, obj = last
+        accuracies = _numbers(path, number, obj, "client_accuracies")
+        finetuned = None
+        if "client_finetuned_accuracies" in obj:
+            finetuned = _numbers(path, number, obj, "client_finetuned_accuracies")
+        round_ = obj.get("round")
+        histograms.append(ClientHistogram(label, round_, accuracies, finetuned))
+    return histograms
+
+
+def _draw_histograms(ax, histograms):
+    """Outlines of each histogram's accuracies (and fine-tuned ones, dashed) on ax."""
+    rounds = sorted({h.round for h in histograms if isinstance(h.round, (int, float))})
+    for h in histograms:
+        name = h.label if len(histograms) > 1 else "global model"
+        ax.hist(h.accuracies, bins=HISTOGRAM_BINS, histtype="step", linewidth=1.5,
+                label=f"{name} (mean {sum(h.accuracies) / len(h.accuracies):.3f})"
+                if h.accuracies else name)
+        if h.finetuned is not None:
+            tuned = f"{h.label}, fine-tuned" if len(histograms) > 1 else "fine-tuned"
+            ax.hist(h.finetuned, bins=HISTOGRAM_BINS, histtype="step", linewidth=1.5,
+                    linestyle="--",
+                    label=f"{tuned} (mean {sum(h.finetuned) / len(h.finetuned):.3f})"
+                    if h.finetuned else tuned)
+    where = f" (round {', '.join(f'{r:g}' for r in rounds)})" if rounds else ""
+    ax.set_xlabel(f"client accuracy on its held-out data{where}")
+    ax.set_ylabel("clients")
+    ax.set_xlim(0.0, 1.0)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", fontsize="small")
+
+
 def epsilon_delta(paths):
     """The one "delta" all files report, or None (then the epsilon axis does not name it)."""
     deltas = set()
@@ -178,18 +242,22 @@ def epsilon_delta(paths):
 
 
 def make_figure(panels, x, width_px, height_px, dpi, title=None, legend=None, log_x=False,
-                delta=None):
-    """A matplotlib Figure (Agg, not shown anywhere) with the panels side by side.
+                delta=None, histograms=None):
+    """A matplotlib Figure (Agg, not shown anywhere) with the panels side by side, and with
+    histograms (client_histograms' list, if not empty) a histogram panel after them.
 
     legend: None for no legend, "best" inside the first panel where it hides the least, "outside"
-    to the right of the last panel."""
+    to the right of the last curve panel. The histogram panel always has its own legend."""
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     fig = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi, layout="constrained")
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    all_axes = fig.subplots(1, len(panels) + (1 if histograms else 0), squeeze=False)[0]
+    axes = all_axes[:len(panels)]
+    if histograms:
+        _draw_histograms(all_axes[-1], histograms)
     xlabel = X_LABELS[x]
     if x == "epsilon" and isinstance(delta, (int, float)):
         xlabel = f"epsilon (delta = {delta:g})"
@@ -269,6 +337,9 @@ def parse_args(argv):
                    help="where the legend goes when there is one: best (inside the first panel, "
                         "where it hides the least; the default), outside (right of the last "
                         "panel), none")
+    p.add_argument("--client-histogram", choices=("auto", "none"), default="auto",
+                   help="auto: a histogram panel of per-client accuracies when the files have "
+                        "them (fedkit-sim --eval-clients-local; the default); none: never")
     p.add_argument("--check", action="store_true",
                    help="only check that matplotlib loads (fedkit-sim --plot runs this first)")
     args = p.parse_args(argv)
@@ -301,7 +372,7 @@ def parse_args(argv):
         except ValueError as e:
             raise UsageError(f"--size: {e}") from None
     else:
-        args.size = (560 * len(ys), 420)
+        args.size = None  # 560 wide per panel x 420, once the panels are known (main)
     return args
 
 
@@ -328,13 +399,16 @@ def main(argv):
     try:
         panels = plot_series(args.files, labels, args.x, args.ys)
         delta = epsilon_delta(args.files) if args.x == "epsilon" else None
+        histograms = (client_histograms(args.files, labels)
+                      if args.client_histogram == "auto" else [])
     except PlotError as e:
         print(f"fedkit-plot: {e}", file=sys.stderr)
         return 1
-    width, height = args.size
+    width, height = args.size or (560 * (len(panels) + (1 if histograms else 0)), 420)
     wants_legend = (len(args.files) > 1 or args.label is not None) and args.legend != "none"
     fig = make_figure(panels, args.x, width, height, args.dpi, title=args.title,
-                      legend=args.legend if wants_legend else None, log_x=args.log_x, delta=delta)
+                      legend=args.legend if wants_legend else None, log_x=args.log_x, delta=delta,
+                      histograms=histograms)
     try:
         save_figure(fig, args.output, args.dpi)
     except (OSError, ValueError) as e:

@@ -20,6 +20,13 @@
 # test (clang's -Wthread-safety over the sources) runs no instrumented code and is left to the
 # plain suite.
 # CI (.ci/run) runs the asan configuration after the plain suite.
+# Under ASan the round-engine matrix (RoundEngineMatrixTest: the coordinator, eight devices and the
+# simulator's replay per configuration, about 2.5 minutes each under ASan) runs three of its
+# thirteen configurations: plain FedAvg, distributed DP under SecAgg+ and random-k under SecAgg+,
+# which between them go through the plain, masked, noised and compressed upload paths of the
+# coordinator and the device. The other ten compare the same code's results bit for bit in other
+# combinations; the plain suite runs all thirteen, and the server and client unit tests run every
+# upload path under ASan. This keeps CI's 90 minutes: the suite had reached 87.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 JOBS="${JOBS:-2}"
@@ -52,7 +59,8 @@ configs=("$@")
 for config in "${configs[@]}"; do
   case "$config" in
     asan)
-      run asan address,undefined 3 "" "" \
+      CTEST_ARGS="-E ^RoundEngineMatrixTest\.(MedianAggregator|CentralDp|CentralDpUnderSecAggPlus|SecAggPlus|QuantizeRotateCompression|TopKCompressionWithErrorFeedback|RandKCompressionUnderCentralDp|Quantize8Downloads|QuantizeRotateUnderSecAggPlus|AdaptiveClipping)\$ ${CTEST_ARGS:-}" \
+        run asan address,undefined 3 "" "" \
         ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
         LSAN_OPTIONS="suppressions=$ROOT/tests/sanitizers/lsan.supp" \
         OMPI_MCA_mca_base_env_list="ASAN_OPTIONS=detect_leaks=0:abort_on_error=0" \

@@ -66,6 +66,13 @@ absl::StatusOr<std::unique_ptr<FedBuffSimulator>> FedBuffSimulator::Create(
   }
   FEDKIT_RETURN_IF_ERROR(client::ValidateTrainingPlan(options.plan));
 
+  std::unique_ptr<ClientEvaluator> client_evaluator;
+  if (options.client_evaluation.has_value()) {
+    FEDKIT_ASSIGN_OR_RETURN(
+        client_evaluator,
+        ClientEvaluator::Create(*options.client_evaluation, dataset, options.plan, options.seed));
+    dataset = &client_evaluator->dataset();  // the clients train on the rest of their examples
+  }
   std::optional<DeviceSpeeds> speeds;
   if (!options.system.device_speeds.empty()) {
     absl::StatusOr<DeviceSpeeds> made =
@@ -89,8 +96,8 @@ absl::StatusOr<std::unique_ptr<FedBuffSimulator>> FedBuffSimulator::Create(
                                                  .seed = options.seed},
                                                 std::move(duration)));
 
-  std::unique_ptr<FedBuffSimulator> sim(
-      new FedBuffSimulator(options, fedbuff, dataset, std::move(schedule)));
+  std::unique_ptr<FedBuffSimulator> sim(new FedBuffSimulator(
+      options, fedbuff, dataset, std::move(client_evaluator), std::move(schedule)));
   // The same initial model as a synchronous run (and the coordinator) with this seed.
   const uint64_t init_seed = server::InitialModelSeed(options.seed);
   FEDKIT_ASSIGN_OR_RETURN(auto global_model,
@@ -111,8 +118,14 @@ absl::StatusOr<std::unique_ptr<FedBuffSimulator>> FedBuffSimulator::Create(
 }
 
 FedBuffSimulator::FedBuffSimulator(const SimulationOptions& options, const FedBuffOptions& fedbuff,
-                                   const data::FederatedDataset* dataset, AsyncSchedule schedule)
-    : options_(options), fedbuff_(fedbuff), dataset_(dataset), schedule_(std::move(schedule)) {}
+                                   const data::FederatedDataset* dataset,
+                                   std::unique_ptr<ClientEvaluator> client_evaluator,
+                                   AsyncSchedule schedule)
+    : options_(options),
+      fedbuff_(fedbuff),
+      dataset_(dataset),
+      client_evaluator_(std::move(client_evaluator)),
+      schedule_(std::move(schedule)) {}
 
 absl::StatusOr<RoundResult> FedBuffSimulator::RunRound() {
   const auto start = std::chrono::steady_clock::now();
@@ -190,6 +203,10 @@ absl::StatusOr<RoundResult> FedBuffSimulator::RunRound() {
     const auto eval_start = std::chrono::steady_clock::now();
     FEDKIT_ASSIGN_OR_RETURN(result.eval,
                             EvaluateOnPool(*pool_, trainers_, global_, dataset_->EvalExamples()));
+    if (client_evaluator_ != nullptr) {
+      FEDKIT_ASSIGN_OR_RETURN(result.client_eval,
+                              client_evaluator_->Run(global_, result.round, *pool_, trainers_));
+    }
     result.eval_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - eval_start).count();
   }

@@ -19,6 +19,9 @@
 // vectors). The updates of a buffer are known before they are trained, so they train in parallel
 // on the workers and are summed exactly in arrival order: results are the same for any --threads.
 //
+// With SimulationOptions::client_evaluation, every evaluated commit also evaluates each client on
+// its own held-out examples (simulation/client_evaluation.h), as a synchronous run does.
+//
 // Supported with plain updates only: Create refuses (INVALID_ARGUMENT, naming the flag) secure
 // aggregation, DP, update compression, download compression, robust aggregators, attacks,
 // dropout, replay, client ids, deadlines and over-selection, none of which has an asynchronous
@@ -41,6 +44,7 @@
 #include "client/local_trainer.h"
 #include "data/federated_dataset.h"
 #include "simulation/async_schedule.h"
+#include "simulation/client_evaluation.h"
 #include "simulation/simulator.h"
 #include "simulation/system_model.h"
 #include "simulation/worker_pool.h"
@@ -56,8 +60,8 @@ struct FedBuffOptions {
 class FedBuffSimulator final : public RoundRunner {
  public:
   // Uses of `options`: model, rounds (commits), plan, server_optimizer, max_client_weight, seed,
-  // threads, eval_every, system.device_speeds; clients_per_round is not used (C and K replace
-  // it). The dataset must outlive the simulator. Errors as above.
+  // threads, eval_every, system.device_speeds, client_evaluation; clients_per_round is not used (C
+  // and K replace it). The dataset must outlive the simulator. Errors as above.
   static absl::StatusOr<std::unique_ptr<FedBuffSimulator>> Create(
       const SimulationOptions& options, const FedBuffOptions& fedbuff,
       const data::FederatedDataset* dataset);
@@ -73,11 +77,14 @@ class FedBuffSimulator final : public RoundRunner {
 
  private:
   FedBuffSimulator(const SimulationOptions& options, const FedBuffOptions& fedbuff,
-                   const data::FederatedDataset* dataset, AsyncSchedule schedule);
+                   const data::FederatedDataset* dataset,
+                   std::unique_ptr<ClientEvaluator> client_evaluator, AsyncSchedule schedule);
 
   const SimulationOptions options_;
   const FedBuffOptions fedbuff_;
+  // What the clients train on: the given dataset, or client_evaluator_->dataset().
   const data::FederatedDataset* dataset_;
+  std::unique_ptr<ClientEvaluator> client_evaluator_;  // with options.client_evaluation
   AsyncSchedule schedule_;
   std::vector<float> global_;
   std::map<int64_t, std::vector<float>> versions_;  // still trained from, by version

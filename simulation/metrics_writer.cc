@@ -4,10 +4,33 @@
 #include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "absl/strings/str_cat.h"
+#include "simulation/client_evaluation.h"
 
 namespace fedkit::simulation {
+namespace {
+
+void AddSummary(const std::string& prefix, const ClientAccuracySummary& s, nlohmann::json& line) {
+  line[prefix + "mean"] = s.mean;
+  line[prefix + "p10"] = s.p10;
+  line[prefix + "p50"] = s.p50;
+  line[prefix + "p90"] = s.p90;
+  line[prefix + "worst10"] = s.worst10;
+}
+
+void AddClientEvaluation(const ClientEvaluation& eval, nlohmann::json& line) {
+  line["client_eval_clients"] = eval.clients;
+  line["client_accuracies"] = eval.accuracies;
+  AddSummary("client_accuracy_", eval.summary, line);
+  if (eval.finetuned_summary.has_value()) {
+    line["client_finetuned_accuracies"] = eval.finetuned_accuracies;
+    AddSummary("client_finetuned_accuracy_", *eval.finetuned_summary, line);
+  }
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<MetricsWriter>> MetricsWriter::Open(const std::string& path) {
   std::ofstream out(path, std::ios::out | std::ios::trunc);
@@ -60,6 +83,7 @@ absl::Status MetricsWriter::Append(const RoundResult& round) {
     line["attackers"] = *round.attackers;
     line["refused"] = round.refused;
   }
+  if (round.client_eval.has_value()) AddClientEvaluation(*round.client_eval, line);
   if (round.secure_aggregation) {
     const SecureAggregationRoundStats& s = *round.secure_aggregation;
     line["secagg"] = {

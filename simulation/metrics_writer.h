@@ -23,9 +23,13 @@ class MetricsWriter {
   // "secagg" (survivors, degree, threshold, costs), the system model's "virtual_seconds",
   // "virtual_elapsed_seconds", "contributors", "stragglers", "not_needed", with an attack
   // "attackers" and "refused", and, with differential privacy, "epsilon" (null when unbounded),
-  // "delta", "clip_norm" and "unclipped_fraction" when they apply; the round must have been
-  // evaluated (FAILED_PRECONDITION otherwise). DATA_LOSS when the write fails. Not thread-safe: one
-  // thread appends.
+  // "delta", "clip_norm" and "unclipped_fraction" when they apply, and with per-client evaluation
+  // "client_eval_clients" (the evaluated clients' indices, ascending), "client_accuracies" (theirs,
+  // in that order), "client_accuracy_mean", "_p10", "_p50", "_p90", "_worst10"
+  // (simulation/client_evaluation.h), and after fine-tuning the same with "client_finetuned_"
+  // ("client_finetuned_accuracies", "client_finetuned_accuracy_mean", ...); the round must have
+  // been evaluated (FAILED_PRECONDITION otherwise). DATA_LOSS when the write fails. Not
+  // thread-safe: one thread appends.
   absl::Status Append(const RoundResult& round);
 
  private:

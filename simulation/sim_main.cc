@@ -72,6 +72,8 @@ struct Flags {
   std::string progress = "auto";
   std::string algorithm = "fedavg";
   std::string staleness = "sqrt";
+  bool eval_clients_local = false;
+  ClientEvaluationOptions client_evaluation;  // used with --eval-clients-local
   SimulationOptions sim;
   FedBuffOptions fedbuff;
 };
@@ -248,11 +250,34 @@ int Run(int argc, char** argv, Collective* collective) {
   app.add_option("--eval-clients", f.synthetic_eval_clients,
                  "Synthetic: evaluate on the test split of this many clients")
       ->check(cli::Positive());
+  app.add_flag("--eval-clients-local", f.eval_clients_local,
+               "Per-client evaluation at every evaluated round: the global model's accuracy on "
+               "each client's own held-out examples (mean, p10/p50/p90, worst decile in the "
+               "metrics). Fashion-MNIST clients hold out --local-eval-fraction of their examples "
+               "and then train on the rest only; data with per-client test examples (synthetic, "
+               "leaf, tensors without test_x) uses those instead");
+  CLI::Option* local_eval_fraction =
+      app.add_option("--local-eval-fraction", f.client_evaluation.local_eval_fraction,
+                     "With --eval-clients-local: the share of each client's examples held out "
+                     "(seeded per client), in (0, 1)");
+  CLI::Option* local_eval_clients =
+      app.add_option("--local-eval-clients", f.client_evaluation.local_eval_clients,
+                     "With --eval-clients-local: evaluate this many clients, drawn once from "
+                     "--seed (0 = all)")
+          ->check(cli::NonNegative());
+  CLI::Option* finetune_steps =
+      app.add_option("--eval-finetune-steps", f.client_evaluation.finetune_steps,
+                     "With --eval-clients-local: also each client's accuracy after this many "
+                     "local SGD steps (--client-lr, --batch-size, --client-momentum) from the "
+                     "global model on its training examples (personalization); 0 = off")
+          ->check(cli::NonNegative());
   app.add_option("--metrics-out", f.metrics_out, "JSON Lines file, one object per evaluated round");
   app.add_option("--model-out", f.model_out, "Write the final global model here (torch::save)");
-  app.add_option("--plot", f.plot,
-                 "At the end, plot accuracy and loss against round into this .png or .svg file "
-                 "(runs fedkit-plot, found beside fedkit-sim or on PATH)");
+  app.add_option(
+      "--plot", f.plot,
+      "At the end, plot accuracy and loss against round (and with --eval-clients-local a "
+      "histogram of the clients' accuracies) into this .png or .svg file "
+      "(runs fedkit-plot, found beside fedkit-sim or on PATH)");
   app.add_option("--progress", f.progress,
                  "Progress bar on stderr: auto (when stderr is a terminal) | on | off");
   cli::AddYamlConfigOption(app);
@@ -416,6 +441,22 @@ int Run(int argc, char** argv, Collective* collective) {
       return UsageError("--model-out", "directory " + parent.string() + " does not exist");
     }
   }
+  if (!f.eval_clients_local) {
+    for (CLI::Option* option : {local_eval_fraction, local_eval_clients, finetune_steps}) {
+      if (option->count() > 0) {
+        return UsageError(option->get_name(), "needs --eval-clients-local (per-client evaluation)");
+      }
+    }
+  } else {
+    const double fraction = f.client_evaluation.local_eval_fraction;
+    if (!(fraction > 0 && fraction < 1)) {
+      return UsageError("--local-eval-fraction",
+                        absl::StrCat("must be in (0, 1) (the share of each client's examples held "
+                                     "out), got ",
+                                     fraction));
+    }
+    f.sim.client_evaluation = f.client_evaluation;
+  }
   absl::StatusOr<ProgressMode> progress_mode = ParseProgressMode(f.progress);
   if (!progress_mode.ok()) return UsageError("--progress", progress_mode.status().message());
   // --plot: before the run, everything that could stop the picture being drawn at its end.
@@ -511,6 +552,9 @@ int Run(int argc, char** argv, Collective* collective) {
       flags.emplace_back("aggregator", "--aggregator");
       flags.emplace_back("attack", "--attack");
       flags.emplace_back("attack_fraction", "--attack-fraction");
+      flags.emplace_back("local_eval_fraction", "--local-eval-fraction");
+      flags.emplace_back("local_eval_clients", "--local-eval-clients");
+      flags.emplace_back("finetune_steps", "--eval-finetune-steps");
       const cli::FlagError error = cli::InFlags(sim.status(), flags);
       if (!error.flag.empty()) return UsageError(error.flag, error.message);
       std::cerr << "fedkit-sim: " << error.message << "\n";
@@ -556,6 +600,19 @@ int Run(int argc, char** argv, Collective* collective) {
       std::cerr << detail << "\n";
     }
     runner = *std::move(sim);
+  }
+  if (const auto& c = f.sim.client_evaluation; c.has_value() && lead) {
+    std::cerr << absl::StrFormat(
+        "fedkit-sim: per-client evaluation of %s on %s%s\n",
+        c->local_eval_clients > 0 ? absl::StrFormat("%d sampled clients", c->local_eval_clients)
+                                  : absl::StrFormat("all %d clients", f.clients),
+        (*federated)->has_client_test_examples()
+            ? std::string("each client's own test examples")
+            : absl::StrFormat("a held-out %g%% of each client's examples (trained on the rest)",
+                              100 * c->local_eval_fraction),
+        c->finetune_steps > 0
+            ? absl::StrFormat(", also after %d local fine-tuning steps", c->finetune_steps)
+            : "");
   }
 
   // The bar is on stderr and the round lines on stdout, often the same terminal: the bar is
@@ -622,6 +679,13 @@ int Run(int argc, char** argv, Collective* collective) {
       if (round->attackers) {
         extra += absl::StrFormat("  attackers %d", *round->attackers);
         if (round->refused > 0) extra += absl::StrFormat("  refused %d", round->refused);
+      }
+      if (round->client_eval) {
+        const ClientAccuracySummary& c = round->client_eval->summary;
+        extra += absl::StrFormat("  clients p10/p50/p90 %.4f/%.4f/%.4f", c.p10, c.p50, c.p90);
+        if (const auto& t = round->client_eval->finetuned_summary; t.has_value()) {
+          extra += absl::StrFormat("  fine-tuned %.4f/%.4f/%.4f", t->p10, t->p50, t->p90);
+        }
       }
       if (!round->aborted.empty()) extra += "  ABORTED: " + round->aborted;
       std::cout << absl::StrFormat(

@@ -166,6 +166,12 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const SimulationOpt
   }
 
   std::unique_ptr<Simulator> sim(new Simulator(options, dataset));
+  if (options.client_evaluation.has_value()) {
+    FEDKIT_ASSIGN_OR_RETURN(
+        sim->client_evaluator_,
+        ClientEvaluator::Create(*options.client_evaluation, dataset, options.plan, options.seed));
+    sim->dataset_ = &sim->client_evaluator_->dataset();
+  }
   if (collective != nullptr) sim->collective_ = collective;
   FEDKIT_RETURN_IF_ERROR(sim->IndexClientIds());
   if (options.attack.kind != AttackKind::kNone) {
@@ -697,6 +703,10 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
       (last || (options_.eval_every > 0 && round % options_.eval_every == 0))) {
     const auto eval_start = std::chrono::steady_clock::now();
     FEDKIT_ASSIGN_OR_RETURN(result.eval, Evaluate());
+    if (client_evaluator_ != nullptr) {
+      FEDKIT_ASSIGN_OR_RETURN(result.client_eval,
+                              client_evaluator_->Run(global_, round, *pool_, trainers_));
+    }
     result.eval_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - eval_start).count();
   }

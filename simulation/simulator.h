@@ -33,6 +33,7 @@
 #include "privacy/secagg/protocol.h"
 #include "server/participation.h"
 #include "simulation/attack.h"
+#include "simulation/client_evaluation.h"
 #include "simulation/collective.h"
 #include "simulation/system_model.h"
 #include "simulation/worker_pool.h"
@@ -123,6 +124,10 @@ struct SimulationOptions {
   // values; under compression the coordinator's clip instead): a refused upload does not count.
   AttackSpec attack;
   double attack_fraction = 0.0;
+  // Per-client evaluation (simulation/client_evaluation.h) at every evaluated round; unset = off.
+  // When the dataset has no per-client test examples, each client holds out a seeded share of its
+  // examples for it and trains on the rest only.
+  std::optional<ClientEvaluationOptions> client_evaluation;
 };
 
 // What secure aggregation cost in a round.
@@ -145,7 +150,9 @@ struct RoundResult {
   double mean_delta_norm = 0.0;          // mean L2 norm of the deltas before clipping
   double seconds = 0.0;                  // wall time of training + aggregation (not evaluation)
   std::optional<models::EvalSums> eval;  // when the round was evaluated
-  double eval_seconds = 0.0;
+  // With SimulationOptions::client_evaluation, when the round was evaluated.
+  std::optional<ClientEvaluation> client_eval;
+  double eval_seconds = 0.0;  // both evaluations
   // Wall time from the start of this simulator's first round to the end of this one, evaluation
   // included (a run's time axis even when only some rounds are evaluated).
   double elapsed_seconds = 0.0;
@@ -248,7 +255,9 @@ class Simulator final : public RoundRunner {
   Simulator(const SimulationOptions& options, const data::FederatedDataset* dataset);
 
   SimulationOptions options_;
+  // What the clients train on: the given dataset, or client_evaluator_->dataset().
   const data::FederatedDataset* dataset_;
+  std::unique_ptr<ClientEvaluator> client_evaluator_;  // with options.client_evaluation
   std::vector<float> global_;
   v1::ParameterLayout layout_proto_;  // the model's layout, as a download carries it
   // ModelChunk bytes of one float32 model download (the layout travels in the first chunk).

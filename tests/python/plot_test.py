@@ -49,6 +49,28 @@ DP = [
      "epsilon": 1.07, "delta": 1e-05},
 ]
 
+# fedkit-sim --eval-clients-local --eval-finetune-steps: rounds 5 and 10 with per-client accuracies.
+CLIENTS = [
+    {"round": 5, "accuracy": 0.6, "loss": 1.1, "client_eval_clients": [0, 1, 2],
+     "client_accuracies": [0.2, 0.3, 0.4], "client_finetuned_accuracies": [0.5, 0.5, 0.6]},
+    {"round": 10, "accuracy": 0.7, "loss": 0.9, "client_eval_clients": [0, 1, 2, 3, 4],
+     "client_accuracies": [0.12, 0.33, 0.34, 0.81, 0.97],
+     "client_finetuned_accuracies": [0.52, 0.61, 0.88, 0.91, 0.99]},
+]
+
+
+def step_counts(patch):
+    """The bin heights of a histtype="step" outline: the y of its vertices 1, 3, 5, ..."""
+    ys = [float(y) for _, y in patch.get_path().vertices]
+    return ys[1:2 * (len(plot.HISTOGRAM_BINS) - 1):2]
+
+
+def expected_counts(values):
+    counts = [0.0] * (len(plot.HISTOGRAM_BINS) - 1)
+    for v in values:
+        counts[min(int(v * 20), 19)] += 1
+    return counts
+
 
 def png_size(path):
     """(width, height) from a PNG file's IHDR chunk; fails the test if it is not a PNG."""
@@ -198,7 +220,65 @@ class SeriesTest(PlotTestCase):
         self.assertEqual(fig.get_axes()[0].get_xscale(), "log")
 
 
+class ClientHistogramTest(PlotTestCase):
+    def test_the_last_round_with_client_accuracies_of_each_file_that_has_them(self):
+        clients = self.write("clients.jsonl", CLIENTS + [{"round": 11, "accuracy": 0.7,
+                                                          "loss": 0.9}])
+        sim = self.write("sim.jsonl", SIM)
+        histograms = plot.client_histograms([sim, clients], ["sim", "clients"])
+        self.assertEqual(histograms, [plot.ClientHistogram(
+            "clients", 10, CLIENTS[1]["client_accuracies"],
+            CLIENTS[1]["client_finetuned_accuracies"])])
+        no_tuning = [{k: v for k, v in r.items() if k != "client_finetuned_accuracies"}
+                     for r in CLIENTS]
+        path = self.write("plain.jsonl", no_tuning)
+        self.assertIsNone(plot.client_histograms([path], ["p"])[0].finetuned)
+        self.assertEqual(plot.client_histograms([sim], ["sim"]), [])
+
+    def test_accuracies_that_are_not_numbers_name_file_and_line(self):
+        path = self.write("bad.jsonl", [CLIENTS[0], dict(CLIENTS[1], client_accuracies=["x"])])
+        with self.assertRaisesRegex(plot.PlotError,
+                                    r"bad\.jsonl:2: \"client_accuracies\" is not a list"):
+            plot.client_histograms([path], ["b"])
+
+    def test_the_histogram_panel_counts_the_clients_per_bin(self):
+        path = self.write("clients.jsonl", CLIENTS)
+        panels = plot.plot_series([path], ["run"], "round", ["accuracy", "loss"])
+        histograms = plot.client_histograms([path], ["run"])
+        fig = plot.make_figure(panels, "round", 1200, 300, 100, histograms=histograms)
+        axes = fig.get_axes()
+        self.assertEqual(len(axes), 3)
+        self.assertEqual(axes[0].get_ylabel(), "accuracy (eval set)")
+        hist = axes[2]
+        self.assertIn("round 10", hist.get_xlabel())
+        self.assertEqual(hist.get_ylabel(), "clients")
+        self.assertEqual(len(hist.patches), 2)  # global model and fine-tuned outlines
+        self.assertEqual(step_counts(hist.patches[0]),
+                         expected_counts(CLIENTS[1]["client_accuracies"]))
+        self.assertEqual(step_counts(hist.patches[1]),
+                         expected_counts(CLIENTS[1]["client_finetuned_accuracies"]))
+        self.assertEqual([t.get_text() for t in hist.get_legend().get_texts()],
+                         ["global model (mean 0.514)", "fine-tuned (mean 0.782)"])
+        # Without per-client accuracies: only the curve panels.
+        fig = plot.make_figure(panels, "round", 800, 300, 100, histograms=[])
+        self.assertEqual(len(fig.get_axes()), 2)
+
+
 class ProgramTest(PlotTestCase):
+    def test_a_histogram_panel_when_the_run_evaluated_clients(self):
+        clients = self.write("clients.jsonl", CLIENTS)
+        out = os.path.join(self.dir, "clients.png")
+        r = self.run_plot(clients, "-o", out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(png_size(out), (3 * 560, 420))
+        r = self.run_plot(clients, "-o", out, "--client-histogram", "none")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(png_size(out), (2 * 560, 420))
+        bad = self.write("bad.jsonl", [dict(CLIENTS[0], client_accuracies=0.5)])
+        r = self.run_plot(bad, "-o", out)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(f"{bad}:1: \"client_accuracies\" is not a list of numbers", r.stderr)
+
     def test_png_of_the_asked_size(self):
         sim = self.write("sim.jsonl", SIM)
         out = os.path.join(self.dir, "run.png")
