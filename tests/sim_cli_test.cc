@@ -233,6 +233,66 @@ TEST(SimCliTest, PerClientEvaluationFlagErrorsNameTheFlag) {
   }
 }
 
+// kSmallSynthetic without --clients-per-round, which FedBuff refuses.
+const std::string kSmallSyntheticFedBuff =
+    "--dataset synthetic:1,1 --model logreg --clients 50 --rounds 3 --local-epochs 1 "
+    "--batch-size 10 --client-lr 0.05 --eval-clients 20 --seed 4";
+
+TEST(SimCliTest, FedBuffFlagErrorsNameTheFlag) {
+  struct Case {
+    std::string args;
+    std::string expected;
+  };
+  const std::vector<Case> cases = {
+      {"--algorithm fedsgd", "--algorithm: 'fedsgd': expected"},
+      {"--buffer-size 5", "--buffer-size: needs --algorithm fedbuff"},
+      {"--concurrency 5", "--concurrency: needs --algorithm fedbuff"},
+      {"--staleness constant", "--staleness: needs --algorithm fedbuff"},
+      {"--algorithm fedbuff --clients-per-round 5", "--clients-per-round: not with --algorithm"},
+      {"--algorithm fedbuff --staleness poly:-1", "--staleness: staleness weighting is"},
+      {"--algorithm fedbuff --buffer-size 0", "--buffer-size"},
+      {kSmallSyntheticFedBuff + " --algorithm fedbuff --concurrency 51",
+       "--concurrency: 51 is more"},
+      {kSmallSyntheticFedBuff +
+           " --algorithm fedbuff --concurrency 10 --secagg secagg --clip-norm 1",
+       "--secagg is not supported with --algorithm fedbuff"},
+      {kSmallSyntheticFedBuff +
+           " --algorithm fedbuff --concurrency 10 --device-speeds two-speed:1,2,3",
+       "--device-speeds: two-speed:SECONDS,FRACTION,SLOWDOWN"},
+  };
+  for (const Case& c : cases) {
+    Result r = RunSim(c.args);
+    EXPECT_EQ(r.exit_code, 2) << c.args << "\n" << r.output;
+    EXPECT_THAT(r.output, HasSubstr(c.expected)) << c.args;
+  }
+}
+
+// A FedBuff run: a metrics line per evaluated commit with its staleness and virtual time, and
+// per-client evaluation works with it.
+TEST(SimCliTest, FedBuffRunsCommitsOnTheVirtualClock) {
+  const std::string metrics = TempPath("fedbuff.jsonl");
+  Result r = RunSim(kSmallSyntheticFedBuff +
+                    " --algorithm fedbuff --buffer-size 3 --concurrency 8 --rounds 4 "
+                    "--device-speeds two-speed:0.01,0.25,10 --eval-clients-local "
+                    "--local-eval-clients 5 --metrics-out " +
+                    metrics);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("FedBuff: 8 training at once, commit every 3 uploads, "
+                                  "staleness weight sqrt"));
+  EXPECT_THAT(r.output, HasSubstr("staleness "));
+  const auto lines = ReadJsonLines(metrics);
+  ASSERT_EQ(lines.size(), 4u);
+  double previous = 0;
+  for (const auto& line : lines) {
+    EXPECT_EQ(line["participants"].get<int>(), 3);
+    EXPECT_GE(line["staleness_max"].get<int>(), 0);
+    EXPECT_GE(line["staleness_mean"].get<double>(), 0.0);
+    EXPECT_GT(line["virtual_elapsed_seconds"].get<double>(), previous);
+    previous = line["virtual_elapsed_seconds"].get<double>();
+    EXPECT_EQ(line["client_accuracies"].size(), 5u);
+  }
+}
+
 // --eval-clients-local: every evaluated round's line carries the clients' accuracies and their
 // summary (and the fine-tuned ones), the console line the percentiles.
 TEST(SimCliTest, PerClientEvaluationInTheMetricsAndOnTheConsole) {
