@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "models/evaluate.h"
 #include "simulation/simulator.h"
+#include "simulation/test_datasets.h"
 
 namespace fedkit::simulation {
 namespace {
@@ -86,15 +87,7 @@ TEST(SummarizeClientAccuraciesTest, RefusesNothingAndNonFiniteValues) {
 }
 
 std::unique_ptr<data::FederatedDataset> Synthetic(int64_t clients) {
-  data::FederatedDatasetOptions options;
-  options.dataset = *data::ParseDatasetSpec("synthetic:0.5,0.5");
-  options.num_clients = clients;
-  options.partition = *data::ParsePartitionSpec("natural");
-  options.seed = 3;
-  options.synthetic_eval_clients = 20;
-  auto dataset = data::MakeFederatedDataset(options);
-  EXPECT_TRUE(dataset.ok()) << dataset.status();
-  return std::move(*dataset);
+  return test_data::SmallSynthetic(clients, 20);
 }
 
 // The synthetic data without its per-device test splits, as Fashion-MNIST partitions are: the

@@ -107,11 +107,8 @@ absl::StatusOr<std::unique_ptr<FedBuffSimulator>> FedBuffSimulator::Create(
   FEDKIT_ASSIGN_OR_RETURN(sim->server_optimizer_,
                           aggregation::MakeServerOptimizer(
                               options.server_optimizer, static_cast<int64_t>(sim->global_.size())));
-  for (int w = 0; w < options.threads; ++w) {
-    FEDKIT_ASSIGN_OR_RETURN(auto model,
-                            models::CreateModel(options.model, dataset->info(), init_seed));
-    sim->trainers_.push_back(std::make_unique<client::LocalTrainer>(std::move(model)));
-  }
+  FEDKIT_ASSIGN_OR_RETURN(sim->trainers_, MakeWorkerTrainers(options.model, dataset->info(),
+                                                             init_seed, options.threads));
   sim->pool_ = std::make_unique<WorkerPool>(options.threads,
                                             [](int) { models::UseSingleThreadedCompute(); });
   return sim;

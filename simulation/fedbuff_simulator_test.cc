@@ -9,6 +9,7 @@
 #include "models/compute_threads.h"
 #include "models/flat_params.h"
 #include "server/client_sampler.h"
+#include "simulation/test_datasets.h"
 
 namespace fedkit::simulation {
 namespace {
@@ -16,15 +17,7 @@ namespace {
 using ::testing::HasSubstr;
 
 std::unique_ptr<data::FederatedDataset> Synthetic(int64_t clients) {
-  data::FederatedDatasetOptions options;
-  options.dataset = *data::ParseDatasetSpec("synthetic:0.5,0.5");
-  options.num_clients = clients;
-  options.partition = *data::ParsePartitionSpec("natural");
-  options.seed = 3;
-  options.synthetic_eval_clients = 50;
-  auto dataset = data::MakeFederatedDataset(options);
-  EXPECT_TRUE(dataset.ok()) << dataset.status();
-  return std::move(*dataset);
+  return test_data::SmallSynthetic(clients);
 }
 
 SimulationOptions SmallRun(int threads) {
@@ -56,8 +49,8 @@ TEST(FedBuffSimulatorTest, CommitsAreTheStalenessWeightedAverageOfTheBuffer) {
       [](int64_t) { return 0.0; });
   ASSERT_TRUE(twin.ok());
 
-  auto model = models::CreateModel("logreg", dataset->info(),
-                                    server::InitialModelSeed(options.seed));
+  auto model =
+      models::CreateModel("logreg", dataset->info(), server::InitialModelSeed(options.seed));
   ASSERT_TRUE(model.ok());
   std::vector<float> global = models::FlattenParameters(**model);
   const std::vector<float> version0 = global;
@@ -170,16 +163,16 @@ TEST(FedBuffSimulatorTest, RefusesWhatItDoesNotSupport) {
   SimulationOptions speeds = SmallRun(1);
   speeds.system.device_speeds = "two-speed:1,2,3";
   EXPECT_THAT(refused(speeds).message(), HasSubstr("--device-speeds: two-speed"));
-  EXPECT_THAT(FedBuffSimulator::Create(SmallRun(1), {.buffer_size = 2, .concurrency = 21},
-                                       dataset.get())
-                  .status()
-                  .message(),
-              HasSubstr("--concurrency"));
-  EXPECT_THAT(FedBuffSimulator::Create(SmallRun(1), {.buffer_size = 0, .concurrency = 2},
-                                       dataset.get())
-                  .status()
-                  .message(),
-              HasSubstr("--buffer-size"));
+  EXPECT_THAT(
+      FedBuffSimulator::Create(SmallRun(1), {.buffer_size = 2, .concurrency = 21}, dataset.get())
+          .status()
+          .message(),
+      HasSubstr("--concurrency"));
+  EXPECT_THAT(
+      FedBuffSimulator::Create(SmallRun(1), {.buffer_size = 0, .concurrency = 2}, dataset.get())
+          .status()
+          .message(),
+      HasSubstr("--buffer-size"));
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include "core/status_macros.h"
 #include "models/flat_params.h"
+#include "models/model.h"
 
 namespace fedkit::simulation {
 namespace {
@@ -11,6 +12,16 @@ namespace {
 constexpr int64_t kEvalChunk = 1000;
 
 }  // namespace
+
+absl::StatusOr<std::vector<std::unique_ptr<client::LocalTrainer>>> MakeWorkerTrainers(
+    const std::string& model, const data::DatasetInfo& info, uint64_t init_seed, int workers) {
+  std::vector<std::unique_ptr<client::LocalTrainer>> trainers;
+  for (int w = 0; w < workers; ++w) {
+    FEDKIT_ASSIGN_OR_RETURN(auto instance, models::CreateModel(model, info, init_seed));
+    trainers.push_back(std::make_unique<client::LocalTrainer>(std::move(instance)));
+  }
+  return trainers;
+}
 
 absl::StatusOr<models::EvalSums> EvaluateOnPool(
     WorkerPool& pool, const std::vector<std::unique_ptr<client::LocalTrainer>>& trainers,

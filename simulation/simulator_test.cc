@@ -16,20 +16,13 @@
 #include "privacy/noise.h"
 #include "privacy/rdp_accountant.h"
 #include "server/client_sampler.h"
+#include "simulation/test_datasets.h"
 
 namespace fedkit::simulation {
 namespace {
 
 std::unique_ptr<data::FederatedDataset> Synthetic(int64_t clients) {
-  data::FederatedDatasetOptions options;
-  options.dataset = *data::ParseDatasetSpec("synthetic:0.5,0.5");
-  options.num_clients = clients;
-  options.partition = *data::ParsePartitionSpec("natural");
-  options.seed = 3;
-  options.synthetic_eval_clients = 50;
-  auto dataset = data::MakeFederatedDataset(options);
-  EXPECT_TRUE(dataset.ok()) << dataset.status();
-  return std::move(*dataset);
+  return test_data::SmallSynthetic(clients);
 }
 
 SimulationOptions SmallRun(int threads) {
