@@ -68,9 +68,14 @@ class LocalTrainer {
   // do not match the model, or a parameter vector of the wrong size; INTERNAL if LibTorch fails;
   // `should_stop`'s status when it stops training (the model then holds half-trained parameters:
   // do not use them as a global model).
+  // `gradient_correction`: empty, or one value per parameter (in FlattenParameters order) added to
+  // every minibatch gradient before the optimizer step, as SCAFFOLD's c - c_i (Karimireddy et al.
+  // 2020); borrowed for the call. INVALID_ARGUMENT if its size is not the parameter count. Empty
+  // trains exactly as without it.
   absl::StatusOr<ClientUpdate> Train(absl::Span<const float> global_parameters,
                                      const data::Examples& examples, const TrainingPlan& plan,
-                                     uint64_t seed, const StopCheck& should_stop = {});
+                                     uint64_t seed, const StopCheck& should_stop = {},
+                                     absl::Span<const float> gradient_correction = {});
 
   models::Model& model() { return *model_; }
 

@@ -30,6 +30,7 @@
 #include "models/tensor_file.h"
 #include "models/torchscript_model.h"
 #include "server/participation.h"
+#include "simulation/algorithm.h"
 #include "simulation/attack.h"
 #include "simulation/metrics_writer.h"
 #include "simulation/plot_runner.h"
@@ -56,6 +57,7 @@ struct Flags {
   std::string download_compression = "float32";
   std::string aggregator = "mean";
   std::string attack = "none";
+  std::string algorithm = "fedavg";
   std::string dp = "none";
   double adaptive_clip_quantile = 0;  // the three are unset unless given
   double target_epsilon = 0;
@@ -111,6 +113,14 @@ int Run(int argc, char** argv, Collective* collective) {
       ->check(cli::BelowOne());
   app.add_option("--prox-mu", f.sim.plan.prox_mu, "FedProx proximal weight (0 = FedAvg)")
       ->check(cli::NonNegative());
+  app.add_option("--algorithm", f.algorithm,
+                 absl::StrCat(AlgorithmNames(),
+                              ": FedAvg (FedProx with --prox-mu), SCAFFOLD (control variates), "
+                              "FedNova (updates normalized by their step counts); the last two "
+                              "in plain rounds only"));
+  app.add_option("--control-variates-dir", f.sim.algorithm.control_variates_dir,
+                 "SCAFFOLD: keep the clients' control variates in this (empty or new) directory, "
+                 "one file per client seen, instead of in memory");
   app.add_option("--max-steps", f.sim.plan.max_steps,
                  "Compute budget per round: local training stops after this many minibatch steps "
                  "(0 = no limit); --device-speeds' virtual time counts the steps run")
@@ -251,6 +261,9 @@ int Run(int argc, char** argv, Collective* collective) {
   if (all_file_clients) f.clients = std::numeric_limits<int64_t>::max();
   absl::StatusOr<data::PartitionSpec> partition = data::ParsePartitionSpec(f.partition);
   if (!partition.ok()) return UsageError("--partition", partition.status().message());
+  absl::StatusOr<Algorithm> algorithm = ParseAlgorithm(f.algorithm);
+  if (!algorithm.ok()) return UsageError("--algorithm", algorithm.status().message());
+  f.sim.algorithm.algorithm = *algorithm;
   absl::StatusOr<aggregation::ServerOptimizerOptions::Kind> optimizer =
       aggregation::ParseServerOptimizerKind(f.server_optimizer);
   if (!optimizer.ok()) return UsageError("--server-optimizer", optimizer.status().message());
@@ -443,6 +456,10 @@ int Run(int argc, char** argv, Collective* collective) {
     flags.emplace_back("aggregator", "--aggregator");
     flags.emplace_back("attack", "--attack");
     flags.emplace_back("attack_fraction", "--attack-fraction");
+    flags.emplace_back("algorithm", "--algorithm");
+    flags.emplace_back("control_variates_dir", "--control-variates-dir");
+    flags.emplace_back("plan.compression", "--compression");
+    flags.emplace_back("prox_mu", "--prox-mu");
     const cli::FlagError error = cli::InFlags(sim.status(), flags);
     if (!error.flag.empty()) return UsageError(error.flag, error.message);
     std::cerr << "fedkit-sim: " << error.message << "\n";
@@ -456,6 +473,13 @@ int Run(int argc, char** argv, Collective* collective) {
         (*sim)->global_parameters().size(), f.sim.threads,
         collective != nullptr ? absl::StrFormat(" x %d MPI processes", collective->size()) : "",
         models::BlasDescription());
+    if (f.sim.algorithm.algorithm != Algorithm::kFedAvg) {
+      std::cerr << absl::StrFormat(
+          "fedkit-sim: algorithm %s%s\n", AlgorithmName(f.sim.algorithm.algorithm),
+          f.sim.algorithm.control_variates_dir.empty()
+              ? ""
+              : ", control variates in " + f.sim.algorithm.control_variates_dir);
+    }
     if (f.sim.aggregator.kind != aggregation::AggregatorKind::kMean ||
         f.sim.attack.kind != AttackKind::kNone) {
       std::cerr << absl::StrFormat("fedkit-sim: aggregator %s, attack %s by %d of %d clients\n",

@@ -32,8 +32,10 @@
 #include "privacy/secagg/in_memory_round.h"
 #include "privacy/secagg/protocol.h"
 #include "server/participation.h"
+#include "simulation/algorithm.h"
 #include "simulation/attack.h"
 #include "simulation/collective.h"
+#include "simulation/round_algorithm.h"
 #include "simulation/system_model.h"
 #include "simulation/worker_pool.h"
 
@@ -123,6 +125,10 @@ struct SimulationOptions {
   // values; under compression the coordinator's clip instead): a refused upload does not count.
   AttackSpec attack;
   double attack_fraction = 0.0;
+  // FedAvg, SCAFFOLD or FedNova (simulation/algorithm.h, simulation/round_algorithm.h): the last
+  // two in plain rounds of one process only, with the mean aggregator, without attack or prox_mu
+  // (INVALID_ARGUMENT otherwise), SCAFFOLD also without compression.
+  AlgorithmOptions algorithm;
 };
 
 // What secure aggregation cost in a round.
@@ -261,7 +267,8 @@ class Simulator {
   // With client_ids: the dataset's clients in sorted-id order. With replay: each id's client.
   std::vector<int64_t> clients_by_id_;
   std::map<std::string, int64_t> client_of_id_;
-  std::vector<int64_t> attackers_;  // ascending dataset indices
+  std::vector<int64_t> attackers_;                   // ascending dataset indices
+  std::unique_ptr<RoundAlgorithm> round_algorithm_;  // null for FedAvg
 
   bool IsAttacker(int64_t client) const;
   // An attacker's upload in a round (SimulationOptions::attack): trained without device-side
