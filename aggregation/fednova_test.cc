@@ -104,7 +104,9 @@ TEST(FedNovaNormalizationTest, EqualStepCountsGiveFedAvg) {
         EXPECT_NEAR(nova[j], avg[j], 1e-6 * std::abs(avg[j])) << momentum << " " << tau;
       }
       // Dividing and multiplying by a power of two is exact.
-      if (tau == 4 && momentum == 0.0) EXPECT_EQ(nova, avg);
+      if (tau == 4 && momentum == 0.0) {
+        EXPECT_EQ(nova, avg);
+      }
     }
   }
 }

@@ -135,14 +135,15 @@ absl::StatusOr<ClientUpdate> LocalTrainer::Train(absl::Span<const float> global_
             params[i].mutable_grad().add_(params[i] - global_copies[i], plan.prox_mu);
           }
         }
+        optimizer.step();
         if (!corrections.empty()) {
+          // Outside the optimizer: momentum does not amplify the correction a second time.
           torch::NoGradGuard no_grad;
           for (size_t i = 0; i < params.size(); ++i) {
             // A buffer carried in the layout (TorchScript models) has no gradient to correct.
-            if (params[i].grad().defined()) params[i].mutable_grad().add_(corrections[i]);
+            if (params[i].grad().defined()) params[i].add_(corrections[i], -plan.learning_rate);
           }
         }
-        optimizer.step();
         loss_sum += loss.detach();
         ++steps;
         examples_used += end - start;

@@ -4,7 +4,8 @@
 //
 // The server keeps a control variate c, each client i its own c_i (both start at 0). Client i
 // runs K local steps from the global model x with y <- y - lr (grad(y) + c - c_i) (Correction
-// gives it c - c_i), uploads delta_y = y - x, and would compute
+// gives it c - c_i; with client momentum the correction is applied after the momentum step, as
+// client::LocalTrainer::Train says), uploads delta_y = y - x, and would compute
 //     c_i+ = c_i - c + (x - y) / (K lr),   delta_c = c_i+ - c_i = -c - delta_y / (K lr).
 // OnUpload does that client-side step for the virtual client, from the upload's delta and steps
 // (so a clipped upload gives the clipped delta's variate) and the plan's learning rate, and stores

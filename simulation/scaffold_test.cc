@@ -161,8 +161,8 @@ SimulationOptions SmallRun(Algorithm algorithm, int threads) {
   return options;
 }
 
-std::unique_ptr<Simulator> Run(const SimulationOptions& options,
-                               const data::FederatedDataset& dataset, int rounds) {
+std::unique_ptr<Simulator> Trained(const SimulationOptions& options,
+                                   const data::FederatedDataset& dataset, int rounds) {
   auto sim = Simulator::Create(options, &dataset);
   EXPECT_TRUE(sim.ok()) << sim.status();
   for (int r = 0; r < rounds; ++r) {
@@ -180,11 +180,11 @@ TEST(SimulatorScaffoldTest, RoundOneIsFedAvgsAndLaterRoundsAreNot) {
     SimulationOptions scaffold = fedavg;
     scaffold.algorithm.algorithm = Algorithm::kScaffold;
     // c = c_i = 0 in round 1: the correction is zero and the rounds are the same bit for bit.
-    EXPECT_EQ(Run(fedavg, *dataset, 1)->global_parameters(),
-              Run(scaffold, *dataset, 1)->global_parameters());
+    EXPECT_EQ(Trained(fedavg, *dataset, 1)->global_parameters(),
+              Trained(scaffold, *dataset, 1)->global_parameters());
     // Afterwards c and the c_i of round 1's clients are not zero.
-    EXPECT_NE(Run(fedavg, *dataset, 2)->global_parameters(),
-              Run(scaffold, *dataset, 2)->global_parameters());
+    EXPECT_NE(Trained(fedavg, *dataset, 2)->global_parameters(),
+              Trained(scaffold, *dataset, 2)->global_parameters());
   }
 }
 
@@ -194,7 +194,7 @@ TEST(SimulatorScaffoldTest, SecondRoundMatchesClientsReplayedByHand) {
   auto dataset = Synthetic(10);
   SimulationOptions options = SmallRun(Algorithm::kScaffold, 2);
   options.clients_per_round = 10;
-  auto sim = Run(options, *dataset, 1);
+  auto sim = Trained(options, *dataset, 1);
   const std::vector<float> x1 = sim->global_parameters();
   ASSERT_TRUE(sim->RunRound().ok());
 
@@ -239,12 +239,12 @@ TEST(SimulatorScaffoldTest, OnDiskAndInMemoryRunsAreIdenticalForAnyThreadCount) 
   auto dataset = Synthetic(30);
   SimulationOptions memory = SmallRun(Algorithm::kScaffold, 1);
   memory.rounds = 5;
-  auto in_memory = Run(memory, *dataset, 5);
+  auto in_memory = Trained(memory, *dataset, 5);
   for (int threads : {1, 3}) {
     SimulationOptions disk = memory;
     disk.threads = threads;
     disk.algorithm.control_variates_dir = TempDir(absl::StrCat("run", threads));
-    auto on_disk = Run(disk, *dataset, 5);
+    auto on_disk = Trained(disk, *dataset, 5);
     EXPECT_EQ(in_memory->global_parameters(), on_disk->global_parameters()) << threads;
     // One file per client ever sampled, none for the others.
     std::set<int64_t> sampled;
@@ -263,11 +263,11 @@ TEST(SimulatorFedNovaTest, RoundMatchesTheNormalizedAverageOfClientsReplayedByHa
   SimulationOptions options = SmallRun(Algorithm::kFedNova, 2);
   options.clients_per_round = 10;
   options.plan.momentum = 0.5;
-  auto sim = Run(options, *dataset, 1);
+  auto sim = Trained(options, *dataset, 1);
 
   auto fedavg_options = options;
   fedavg_options.algorithm.algorithm = Algorithm::kFedAvg;
-  auto fedavg = Run(fedavg_options, *dataset, 1);
+  auto fedavg = Trained(fedavg_options, *dataset, 1);
   const std::vector<float> x0 =
       (*Simulator::Create(fedavg_options, dataset.get()))->global_parameters();
   client::LocalTrainer trainer(*models::CreateModel("logreg", dataset->info(), 0));
@@ -309,16 +309,16 @@ TEST(SimulatorFedNovaTest, EqualStepCountsGiveFedAvgAndThreadsDoNotMatter) {
   fednova.plan.max_steps = 4;
   SimulationOptions fedavg = fednova;
   fedavg.algorithm.algorithm = Algorithm::kFedAvg;
-  auto a = Run(fednova, *dataset, 3);
-  auto b = Run(fedavg, *dataset, 3);
+  auto a = Trained(fednova, *dataset, 3);
+  auto b = Trained(fedavg, *dataset, 3);
   for (size_t j = 0; j < a->global_parameters().size(); ++j) {
     EXPECT_NEAR(a->global_parameters()[j], b->global_parameters()[j], 1e-6) << j;
   }
   // Unequal steps (whole epochs on unequal data), one thread or three: the same bits.
   SimulationOptions one = SmallRun(Algorithm::kFedNova, 1);
   SimulationOptions three = SmallRun(Algorithm::kFedNova, 3);
-  EXPECT_EQ(Run(one, *dataset, 3)->global_parameters(),
-            Run(three, *dataset, 3)->global_parameters());
+  EXPECT_EQ(Trained(one, *dataset, 3)->global_parameters(),
+            Trained(three, *dataset, 3)->global_parameters());
 }
 
 TEST(SimulatorAlgorithmTest, RefusedCombinationsNameTheFields) {
