@@ -72,10 +72,9 @@ class LocalTrainer {
   // SCAFFOLD's c - c_i (Karimireddy et al. 2020): after every optimizer step the parameters also
   // move by -learning_rate x correction. With plain SGD that is y <- y - lr (grad(y) + c - c_i);
   // with momentum the correction stays outside the momentum buffer, as NIID-Bench's SCAFFOLD
-  // applies it (c_i = (x - y) / (K lr) already carries the momentum's amplification: fed through
-  // the buffer it would be amplified twice, and training diverged so on Fashion-MNIST at momentum
-  // 0.9). Borrowed for the call. INVALID_ARGUMENT if its size is not the parameter count. Empty
-  // trains exactly as without it.
+  // applies it (c_i = (x - y) / (K lr) already carries the momentum's amplification). Borrowed for
+  // the call. INVALID_ARGUMENT if its size is not the parameter count. Empty trains exactly as
+  // without it.
   absl::StatusOr<ClientUpdate> Train(absl::Span<const float> global_parameters,
                                      const data::Examples& examples, const TrainingPlan& plan,
                                      uint64_t seed, const StopCheck& should_stop = {},
