@@ -54,7 +54,8 @@ LocalTrainer::LocalTrainer(std::shared_ptr<models::Model> model) : model_(std::m
 absl::StatusOr<ClientUpdate> LocalTrainer::Train(absl::Span<const float> global_parameters,
                                                  const data::Examples& examples,
                                                  const TrainingPlan& plan, uint64_t seed,
-                                                 const StopCheck& should_stop) {
+                                                 const StopCheck& should_stop,
+                                                 absl::Span<const float> gradient_correction) {
   FEDKIT_RETURN_IF_ERROR(ValidateTrainingPlan(plan));
   const int64_t n = examples.size();
   if (n == 0) return absl::InvalidArgumentError("client has no training examples");
@@ -67,6 +68,11 @@ absl::StatusOr<ClientUpdate> LocalTrainer::Train(absl::Span<const float> global_
                                                    examples.feature_dim));
   }
   FEDKIT_RETURN_IF_ERROR(models::AssignParameters(global_parameters, *model_));
+  if (!gradient_correction.empty() && gradient_correction.size() != global_parameters.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("gradient correction has ",
+                                                   gradient_correction.size(), " values for ",
+                                                   global_parameters.size(), " parameters"));
+  }
 
   return models::CallTorch([&]() -> absl::StatusOr<ClientUpdate> {
     // Views over the caller's buffers: no copy of the client's data.
@@ -83,6 +89,16 @@ absl::StatusOr<ClientUpdate> LocalTrainer::Train(absl::Span<const float> global_
     std::vector<torch::Tensor> global_copies;
     if (plan.prox_mu > 0) {
       for (const auto& p : params) global_copies.push_back(p.detach().clone());
+    }
+    // Views of the caller's correction, one per parameter (no copy).
+    std::vector<torch::Tensor> corrections;
+    if (!gradient_correction.empty()) {
+      int64_t offset = 0;
+      for (const auto& p : params) {
+        corrections.push_back(torch::from_blob(
+            const_cast<float*>(gradient_correction.data()) + offset, p.sizes(), torch::kFloat32));
+        offset += p.numel();
+      }
     }
     torch::optim::SGD optimizer(
         params, torch::optim::SGDOptions(plan.learning_rate).momentum(plan.momentum));
@@ -120,6 +136,14 @@ absl::StatusOr<ClientUpdate> LocalTrainer::Train(absl::Span<const float> global_
           }
         }
         optimizer.step();
+        if (!corrections.empty()) {
+          // Outside the optimizer: momentum does not amplify the correction a second time.
+          torch::NoGradGuard no_grad;
+          for (size_t i = 0; i < params.size(); ++i) {
+            // A buffer carried in the layout (TorchScript models) has no gradient to correct.
+            if (params[i].grad().defined()) params[i].add_(corrections[i], -plan.learning_rate);
+          }
+        }
         loss_sum += loss.detach();
         ++steps;
         examples_used += end - start;

@@ -68,9 +68,17 @@ class LocalTrainer {
   // do not match the model, or a parameter vector of the wrong size; INTERNAL if LibTorch fails;
   // `should_stop`'s status when it stops training (the model then holds half-trained parameters:
   // do not use them as a global model).
+  // `gradient_correction`: empty, or one value per parameter (in FlattenParameters order),
+  // SCAFFOLD's c - c_i (Karimireddy et al. 2020): after every optimizer step the parameters also
+  // move by -learning_rate x correction. With plain SGD that is y <- y - lr (grad(y) + c - c_i);
+  // with momentum the correction stays outside the momentum buffer, as NIID-Bench's SCAFFOLD
+  // applies it (c_i = (x - y) / (K lr) already carries the momentum's amplification). Borrowed for
+  // the call. INVALID_ARGUMENT if its size is not the parameter count. Empty trains exactly as
+  // without it.
   absl::StatusOr<ClientUpdate> Train(absl::Span<const float> global_parameters,
                                      const data::Examples& examples, const TrainingPlan& plan,
-                                     uint64_t seed, const StopCheck& should_stop = {});
+                                     uint64_t seed, const StopCheck& should_stop = {},
+                                     absl::Span<const float> gradient_correction = {});
 
   models::Model& model() { return *model_; }
 

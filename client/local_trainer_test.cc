@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -30,9 +31,10 @@ LocalTrainer MakeTrainer(const std::string& model_name) {
 
 // Reference: full-batch gradient descent written directly with autograd, including the FedProx term
 // in the loss (the trainer adds its gradient by hand instead).
+// With `correction` (one value per parameter) added to the gradient of every step, as SCAFFOLD's.
 std::vector<float> ReferenceFullBatchDelta(const std::vector<float>& global,
                                            const data::Examples& ex, int epochs, double lr,
-                                           double mu) {
+                                           double mu, const std::vector<float>& correction = {}) {
   auto model = *models::CreateModel("logreg", kInfo, 1);
   EXPECT_TRUE(models::AssignParameters(global, *model).ok());
   auto x = torch::from_blob(const_cast<float*>(ex.features.data()), {ex.size(), 6});
@@ -48,7 +50,17 @@ std::vector<float> ReferenceFullBatchDelta(const std::vector<float>& global,
     }
     loss.backward();
     torch::NoGradGuard no_grad;
-    for (auto& p : model->parameters()) p.sub_(p.grad() * lr);
+    int64_t offset = 0;
+    for (auto& p : model->parameters()) {
+      torch::Tensor step = p.grad().clone();
+      if (!correction.empty()) {
+        step += torch::tensor(std::vector<float>(correction.begin() + offset,
+                                                 correction.begin() + offset + p.numel()))
+                    .reshape(p.sizes());
+      }
+      offset += p.numel();
+      p.sub_(step * lr);
+    }
   }
   auto trained = models::FlattenParameters(*model);
   for (size_t i = 0; i < trained.size(); ++i) trained[i] -= global[i];
@@ -80,6 +92,38 @@ TEST(LocalTrainerTest, FedProxMatchesAutogradOfTheProximalObjective) {
   for (size_t i = 0; i < expected.size(); ++i) EXPECT_NEAR(update->delta[i], expected[i], 1e-6);
   // The proximal term pulls towards the global model: a smaller step than plain SGD.
   EXPECT_LT(privacy::L2Norm(update->delta), privacy::L2Norm(without_prox));
+}
+
+TEST(LocalTrainerTest, GradientCorrectionIsAddedToEveryStep) {
+  const auto ex = MakeExamples(32, 3);
+  const auto global = GlobalParams("logreg", 7);
+  TrainingPlan plan{.local_epochs = 3, .batch_size = 32, .learning_rate = 0.5};
+  std::vector<float> correction(global.size());
+  for (size_t i = 0; i < correction.size(); ++i) correction[i] = 0.01f * ((i % 7) - 3.0f);
+  auto trainer = MakeTrainer("logreg");
+  auto update = trainer.Train(global, ex, plan, 1, {}, correction);
+  ASSERT_TRUE(update.ok()) << update.status();
+  const auto expected = ReferenceFullBatchDelta(global, ex, 3, 0.5, 0.0, correction);
+  const auto without = ReferenceFullBatchDelta(global, ex, 3, 0.5, 0.0);
+  double moved = 0;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    EXPECT_NEAR(update->delta[i], expected[i], 1e-6);
+    moved = std::max(moved, std::abs(static_cast<double>(expected[i] - without[i])));
+  }
+  EXPECT_GT(moved, 1e-3);  // the correction made a difference the check above could see
+
+  // A zero correction trains bit for bit as none (minibatches, momentum).
+  plan = {.local_epochs = 2, .batch_size = 5, .learning_rate = 0.1, .momentum = 0.9};
+  const std::vector<float> zeros(global.size(), 0.0f);
+  auto plain = trainer.Train(global, ex, plan, 4);
+  auto zero = trainer.Train(global, ex, plan, 4, {}, zeros);
+  ASSERT_TRUE(plain.ok() && zero.ok());
+  EXPECT_EQ(plain->delta, zero->delta);
+
+  const std::vector<float> short_correction(global.size() - 1, 0.0f);
+  auto wrong = trainer.Train(global, ex, plan, 4, {}, short_correction);
+  EXPECT_EQ(wrong.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(wrong.status().message(), testing::HasSubstr("gradient correction"));
 }
 
 TEST(LocalTrainerTest, DeltaIsClippedToTheL2NormAndDirectionKept) {

@@ -11,6 +11,7 @@
 #include "models/compute_threads.h"
 #include "models/flat_params.h"
 #include "server/client_sampler.h"
+#include "simulation/algorithm.h"
 #include "simulation/pool_evaluation.h"
 
 namespace fedkit::simulation {
@@ -36,6 +37,8 @@ absl::Status CheckSupported(const SimulationOptions& options) {
     flag = "--dropout";
   } else if (!options.replay.empty()) {
     flag = "--replay-participation";
+  } else if (!options.algorithm.control_variates_dir.empty()) {
+    flag = "--control-variates-dir";
   } else if (!options.client_ids.empty()) {
     flag = "--client-ids";
   } else if (options.system.deadline_seconds.has_value()) {
@@ -54,6 +57,11 @@ absl::StatusOr<std::unique_ptr<FedBuffSimulator>> FedBuffSimulator::Create(
     const SimulationOptions& options, const FedBuffOptions& fedbuff,
     const data::FederatedDataset* dataset) {
   if (dataset == nullptr) return absl::InvalidArgumentError("no dataset");
+  if (options.algorithm.algorithm != Algorithm::kFedBuff) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("FedBuffSimulator runs `algorithm` fedbuff, not ",
+                     AlgorithmName(options.algorithm.algorithm)));
+  }
   FEDKIT_RETURN_IF_ERROR(CheckSupported(options));
   if (options.rounds < 1) return absl::InvalidArgumentError("rounds must be >= 1");
   if (options.threads < 1) return absl::InvalidArgumentError("threads must be >= 1");

@@ -22,6 +22,7 @@ std::unique_ptr<data::FederatedDataset> Synthetic(int64_t clients) {
 
 SimulationOptions SmallRun(int threads) {
   SimulationOptions options;
+  options.algorithm.algorithm = Algorithm::kFedBuff;
   options.model = "logreg";
   options.rounds = 5;
   options.plan = {.local_epochs = 1, .batch_size = 10, .learning_rate = 0.05, .clip_norm = 5.0};
@@ -157,6 +158,12 @@ TEST(FedBuffSimulatorTest, RefusesWhatItDoesNotSupport) {
   SimulationOptions median = SmallRun(1);
   median.aggregator.kind = aggregation::AggregatorKind::kMedian;
   EXPECT_THAT(refused(median).message(), HasSubstr("--aggregator"));
+  SimulationOptions scaffold = SmallRun(1);
+  scaffold.algorithm.algorithm = Algorithm::kScaffold;
+  EXPECT_THAT(refused(scaffold).message(), HasSubstr("runs `algorithm` fedbuff, not scaffold"));
+  SimulationOptions variates = SmallRun(1);
+  variates.algorithm.control_variates_dir = "/tmp/x";
+  EXPECT_THAT(refused(variates).message(), HasSubstr("--control-variates-dir is not supported"));
   SimulationOptions deadline = SmallRun(1);
   deadline.system.deadline_seconds = 10;
   EXPECT_THAT(refused(deadline).message(), HasSubstr("--round-deadline"));

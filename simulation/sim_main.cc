@@ -30,6 +30,7 @@
 #include "models/tensor_file.h"
 #include "models/torchscript_model.h"
 #include "server/participation.h"
+#include "simulation/algorithm.h"
 #include "simulation/attack.h"
 #include "simulation/fedbuff_simulator.h"
 #include "simulation/metrics_writer.h"
@@ -57,6 +58,7 @@ struct Flags {
   std::string download_compression = "float32";
   std::string aggregator = "mean";
   std::string attack = "none";
+  std::string algorithm = "fedavg";
   std::string dp = "none";
   double adaptive_clip_quantile = 0;  // the three are unset unless given
   double target_epsilon = 0;
@@ -70,7 +72,6 @@ struct Flags {
   std::string model_out;
   std::string plot;
   std::string progress = "auto";
-  std::string algorithm = "fedavg";
   std::string staleness = "sqrt";
   bool eval_clients_local = false;
   ClientEvaluationOptions client_evaluation;  // used with --eval-clients-local
@@ -108,9 +109,12 @@ int Run(int argc, char** argv, Collective* collective) {
       app.add_option("--clients-per-round", f.sim.clients_per_round, "Clients sampled per round")
           ->check(cli::Positive());
   app.add_option("--algorithm", f.algorithm,
-                 "fedavg (synchronous rounds; FedProx with --prox-mu) | fedbuff (buffered "
-                 "asynchronous aggregation, Nguyen et al. 2022: --concurrency clients train at "
-                 "once, the server commits every --buffer-size uploads; a round is a commit)");
+                 absl::StrCat(AlgorithmNames(),
+                              ": FedAvg (FedProx with --prox-mu), SCAFFOLD (control variates), "
+                              "FedNova (updates normalized by their step counts), FedBuff "
+                              "(buffered asynchronous aggregation: --concurrency clients train at "
+                              "once, the server commits every --buffer-size uploads; a round is "
+                              "a commit); SCAFFOLD, FedNova and FedBuff in plain rounds only"));
   CLI::Option* buffer_size =
       app.add_option("--buffer-size", f.fedbuff.buffer_size, "FedBuff: uploads per commit (K)")
           ->check(cli::Positive());
@@ -133,6 +137,9 @@ int Run(int argc, char** argv, Collective* collective) {
       ->check(cli::BelowOne());
   app.add_option("--prox-mu", f.sim.plan.prox_mu, "FedProx proximal weight (0 = FedAvg)")
       ->check(cli::NonNegative());
+  app.add_option("--control-variates-dir", f.sim.algorithm.control_variates_dir,
+                 "SCAFFOLD: keep the clients' control variates in this (empty or new) directory, "
+                 "one file per client seen, instead of in memory");
   app.add_option("--max-steps", f.sim.plan.max_steps,
                  "Compute budget per round: local training stops after this many minibatch steps "
                  "(0 = no limit); --device-speeds' virtual time counts the steps run")
@@ -298,11 +305,15 @@ int Run(int argc, char** argv, Collective* collective) {
   if (all_file_clients) f.clients = std::numeric_limits<int64_t>::max();
   absl::StatusOr<data::PartitionSpec> partition = data::ParsePartitionSpec(f.partition);
   if (!partition.ok()) return UsageError("--partition", partition.status().message());
+  absl::StatusOr<Algorithm> algorithm = ParseAlgorithm(f.algorithm);
+  if (!algorithm.ok()) return UsageError("--algorithm", algorithm.status().message());
+  f.sim.algorithm.algorithm = *algorithm;
   absl::StatusOr<aggregation::ServerOptimizerOptions::Kind> optimizer =
       aggregation::ParseServerOptimizerKind(f.server_optimizer);
   if (!optimizer.ok()) return UsageError("--server-optimizer", optimizer.status().message());
   f.sim.server_optimizer.kind = *optimizer;
-  if (f.algorithm == "fedbuff") {
+  const bool fedbuff = f.sim.algorithm.algorithm == Algorithm::kFedBuff;
+  if (fedbuff) {
     if (clients_per_round->count() > 0) {
       return UsageError("--clients-per-round",
                         "not with --algorithm fedbuff: --concurrency clients train at once and "
@@ -315,15 +326,12 @@ int Run(int argc, char** argv, Collective* collective) {
         aggregation::ParseStalenessWeighting(f.staleness);
     if (!weighting.ok()) return UsageError("--staleness", weighting.status().message());
     f.fedbuff.staleness = *weighting;
-  } else if (f.algorithm == "fedavg") {
+  } else {
     for (CLI::Option* option : {buffer_size, concurrency, staleness}) {
       if (option->count() > 0) {
         return UsageError(option->get_name(), "needs --algorithm fedbuff");
       }
     }
-  } else {
-    return UsageError("--algorithm",
-                      absl::StrCat("'", f.algorithm, "': expected fedavg or fedbuff"));
   }
   if (f.max_client_weight > 0) f.sim.max_client_weight = f.max_client_weight;
   if (f.round_deadline > 0) f.sim.system.deadline_seconds = f.round_deadline;
@@ -427,11 +435,11 @@ int Run(int argc, char** argv, Collective* collective) {
     if (!replay.ok()) return UsageError("--replay-participation", replay.status().message());
     f.sim.replay = *std::move(replay);
   }
-  if (f.algorithm == "fedbuff" && f.fedbuff.concurrency > f.clients) {
+  if (fedbuff && f.fedbuff.concurrency > f.clients) {
     return UsageError("--concurrency", absl::StrFormat("%d is more than --clients %d",
                                                        f.fedbuff.concurrency, f.clients));
   }
-  if (f.algorithm != "fedbuff" && f.sim.clients_per_round > f.clients) {
+  if (!fedbuff && f.sim.clients_per_round > f.clients) {
     return UsageError("--clients-per-round", absl::StrFormat("%d is more than --clients %d",
                                                              f.sim.clients_per_round, f.clients));
   }
@@ -524,12 +532,12 @@ int Run(int argc, char** argv, Collective* collective) {
   }
   f.clients = (*federated)->num_clients();
   std::unique_ptr<RoundRunner> runner;
-  if (f.algorithm == "fedbuff") {
-    absl::StatusOr<std::unique_ptr<FedBuffSimulator>> fedbuff =
+  if (fedbuff) {
+    absl::StatusOr<std::unique_ptr<FedBuffSimulator>> fedbuff_sim =
         FedBuffSimulator::Create(f.sim, f.fedbuff, federated->get());
-    if (!fedbuff.ok()) {
+    if (!fedbuff_sim.ok()) {
       // The message names the flag (e.g. "--secagg is not supported with --algorithm fedbuff").
-      std::cerr << "fedkit-sim: " << fedbuff.status().message() << "\n";
+      std::cerr << "fedkit-sim: " << fedbuff_sim.status().message() << "\n";
       return 2;
     }
     if (lead) {
@@ -538,9 +546,9 @@ int Run(int argc, char** argv, Collective* collective) {
           "uploads, staleness weight %s, model %s (%d parameters), %d threads, BLAS %s\n",
           f.dataset, f.clients, f.partition, f.fedbuff.concurrency, f.fedbuff.buffer_size,
           aggregation::FormatStalenessWeighting(f.fedbuff.staleness), f.sim.model,
-          (*fedbuff)->global_parameters().size(), f.sim.threads, models::BlasDescription());
+          (*fedbuff_sim)->global_parameters().size(), f.sim.threads, models::BlasDescription());
     }
-    runner = *std::move(fedbuff);
+    runner = *std::move(fedbuff_sim);
   } else {
     absl::StatusOr<std::unique_ptr<Simulator>> sim =
         Simulator::Create(f.sim, federated->get(), collective);
@@ -555,6 +563,10 @@ int Run(int argc, char** argv, Collective* collective) {
       flags.emplace_back("local_eval_fraction", "--local-eval-fraction");
       flags.emplace_back("local_eval_clients", "--local-eval-clients");
       flags.emplace_back("finetune_steps", "--eval-finetune-steps");
+      flags.emplace_back("algorithm", "--algorithm");
+      flags.emplace_back("control_variates_dir", "--control-variates-dir");
+      flags.emplace_back("plan.compression", "--compression");
+      flags.emplace_back("prox_mu", "--prox-mu");
       const cli::FlagError error = cli::InFlags(sim.status(), flags);
       if (!error.flag.empty()) return UsageError(error.flag, error.message);
       std::cerr << "fedkit-sim: " << error.message << "\n";
@@ -568,6 +580,13 @@ int Run(int argc, char** argv, Collective* collective) {
           (*sim)->global_parameters().size(), f.sim.threads,
           collective != nullptr ? absl::StrFormat(" x %d MPI processes", collective->size()) : "",
           models::BlasDescription());
+      if (f.sim.algorithm.algorithm != Algorithm::kFedAvg) {
+        std::cerr << absl::StrFormat(
+            "fedkit-sim: algorithm %s%s\n", AlgorithmName(f.sim.algorithm.algorithm),
+            f.sim.algorithm.control_variates_dir.empty()
+                ? ""
+                : ", control variates in " + f.sim.algorithm.control_variates_dir);
+      }
       if (f.sim.aggregator.kind != aggregation::AggregatorKind::kMean ||
           f.sim.attack.kind != AttackKind::kNone) {
         std::cerr << absl::StrFormat("fedkit-sim: aggregator %s, attack %s by %d of %d clients\n",
@@ -717,9 +736,8 @@ int Run(int argc, char** argv, Collective* collective) {
   if (!f.plot.empty() && lead) {
     const std::string title = absl::StrFormat(
         "fedkit-sim: %s, %d clients (%s), %s, model %s", f.dataset, f.clients, f.partition,
-        f.algorithm == "fedbuff"
-            ? absl::StrFormat("FedBuff C=%d K=%d", f.fedbuff.concurrency, f.fedbuff.buffer_size)
-            : absl::StrFormat("%d per round", f.sim.clients_per_round),
+        fedbuff ? absl::StrFormat("FedBuff C=%d K=%d", f.fedbuff.concurrency, f.fedbuff.buffer_size)
+                : absl::StrFormat("%d per round", f.sim.clients_per_round),
         f.sim.model);
     metrics.reset();  // every line is flushed already; closed before another process reads it
     if (absl::Status s = RunProgram(PlotCommand(fedkit_plot, metrics_path, f.plot, title));

@@ -155,6 +155,8 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const SimulationOpt
 
   FEDKIT_RETURN_IF_ERROR(ValidateDpOptions(options, dataset->num_clients()));
   FEDKIT_RETURN_IF_ERROR(ValidateAggregatorAndAttack(options, dataset->info()));
+  FEDKIT_RETURN_IF_ERROR(
+      ValidateAlgorithm(options, collective != nullptr ? collective->size() : 1));
   if (!(options.system.over_select >= 0 && options.system.over_select <= 10)) {
     return absl::InvalidArgumentError(
         absl::StrCat("--over-select must be in [0, 10], got ", options.system.over_select));
@@ -201,6 +203,9 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const SimulationOpt
       proto::ModelStreamBytes(/*round=*/1, static_cast<int64_t>(sim->global_.size()),
                               proto::kDefaultModelChunkFloats, sim->layout_proto_);
   if (options.dp.mode != DpMode::kNone) FEDKIT_RETURN_IF_ERROR(sim->SetUpPrivacy());
+  FEDKIT_ASSIGN_OR_RETURN(sim->round_algorithm_,
+                          MakeRoundAlgorithm(options, static_cast<int64_t>(sim->global_.size()),
+                                             dataset->num_clients()));
   FEDKIT_ASSIGN_OR_RETURN(sim->server_optimizer_,
                           aggregation::MakeServerOptimizer(
                               options.server_optimizer, static_cast<int64_t>(sim->global_.size())));
@@ -529,11 +534,15 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
   double norm_sum = 0.0;
   auto train = [&](int worker, int64_t i) -> absl::StatusOr<client::ClientUpdate> {
     const int64_t client = participants[i];
+    std::vector<float> correction;  // SCAFFOLD's c - c_i
+    if (round_algorithm_ != nullptr) {
+      FEDKIT_ASSIGN_OR_RETURN(correction, round_algorithm_->Correction(client));
+    }
     absl::StatusOr<client::ClientUpdate> update =
-        IsAttacker(client)
-            ? AttackerUpdate(*trainers_[worker], from, plan, round, client)
-            : trainers_[worker]->Train(from, dataset_->TrainExamples(client), plan,
-                                       ClientTrainingSeed(options_.seed, round, client));
+        IsAttacker(client) ? AttackerUpdate(*trainers_[worker], from, plan, round, client)
+                           : trainers_[worker]->Train(
+                                 from, dataset_->TrainExamples(client), plan,
+                                 ClientTrainingSeed(options_.seed, round, client), {}, correction);
     if (!update.ok()) {
       return absl::Status(update.status().code(),
                           absl::StrCat("client ", client, ": ", update.status().message()));
@@ -621,6 +630,11 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
                                     CompressAsUploaded(round, client, plan, weight,
                                                        /*clip_on_device=*/true, update));
             upload_bytes += static_cast<double>(sent);
+            if (round_algorithm_ != nullptr) {
+              FEDKIT_ASSIGN_OR_RETURN(const int64_t extra,
+                                      round_algorithm_->OnUpload(client, weight, update));
+              upload_bytes += static_cast<double>(extra);
+            }
             if (absl::Status folded = aggregate->Accumulate(update.delta, weight); !folded.ok()) {
               return absl::Status(folded.code(),
                                   absl::StrCat("client ", client, ": ", folded.message(),
@@ -660,6 +674,7 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
       average = std::move(report.average);
     }
   }
+  if (round_algorithm_ != nullptr) FEDKIT_RETURN_IF_ERROR(round_algorithm_->EndRound(average));
   if (average.has_value()) {
     FEDKIT_RETURN_IF_ERROR(server_optimizer_->Apply(*average, absl::MakeSpan(global_)));
   }

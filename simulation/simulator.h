@@ -32,9 +32,11 @@
 #include "privacy/secagg/in_memory_round.h"
 #include "privacy/secagg/protocol.h"
 #include "server/participation.h"
+#include "simulation/algorithm.h"
 #include "simulation/attack.h"
 #include "simulation/client_evaluation.h"
 #include "simulation/collective.h"
+#include "simulation/round_algorithm.h"
 #include "simulation/system_model.h"
 #include "simulation/worker_pool.h"
 
@@ -128,6 +130,10 @@ struct SimulationOptions {
   // When the dataset has no per-client test examples, each client holds out a seeded share of its
   // examples for it and trains on the rest only.
   std::optional<ClientEvaluationOptions> client_evaluation;
+  // FedAvg, SCAFFOLD or FedNova (simulation/algorithm.h, simulation/round_algorithm.h): the last
+  // two in plain rounds of one process only, with the mean aggregator, without attack or prox_mu
+  // (INVALID_ARGUMENT otherwise), SCAFFOLD also without compression.
+  AlgorithmOptions algorithm;
 };
 
 // What secure aggregation cost in a round.
@@ -289,7 +295,8 @@ class Simulator final : public RoundRunner {
   // With client_ids: the dataset's clients in sorted-id order. With replay: each id's client.
   std::vector<int64_t> clients_by_id_;
   std::map<std::string, int64_t> client_of_id_;
-  std::vector<int64_t> attackers_;  // ascending dataset indices
+  std::vector<int64_t> attackers_;                   // ascending dataset indices
+  std::unique_ptr<RoundAlgorithm> round_algorithm_;  // null for FedAvg
 
   bool IsAttacker(int64_t client) const;
   // An attacker's upload in a round (SimulationOptions::attack): trained without device-side
