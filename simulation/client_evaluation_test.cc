@@ -15,7 +15,7 @@
 #include "gtest/gtest.h"
 #include "models/evaluate.h"
 #include "simulation/simulator.h"
-#include "simulation/test_datasets.h"
+#include "simulation/test_support.h"
 
 namespace fedkit::simulation {
 namespace {
@@ -87,7 +87,7 @@ TEST(SummarizeClientAccuraciesTest, RefusesNothingAndNonFiniteValues) {
 }
 
 std::unique_ptr<data::FederatedDataset> Synthetic(int64_t clients) {
-  return test_data::SmallSynthetic(clients, 20);
+  return test_support::SmallSynthetic(clients, 20);
 }
 
 // The synthetic data without its per-device test splits, as Fashion-MNIST partitions are: the
@@ -120,15 +120,7 @@ SimulationOptions SmallRun(int threads, int64_t finetune_steps) {
   return options;
 }
 
-std::vector<RoundResult> RunAll(Simulator& sim, int rounds) {
-  std::vector<RoundResult> results;
-  for (int r = 0; r < rounds; ++r) {
-    auto result = sim.RunRound();
-    EXPECT_TRUE(result.ok()) << result.status();
-    if (result.ok()) results.push_back(*result);
-  }
-  return results;
-}
+using test_support::RunAll;
 
 TEST(ClientEvaluationTest, SameNumbersForOneAndTwoThreadsAndFineTuningChangesThem) {
   for (bool split : {false, true}) {

@@ -9,7 +9,7 @@
 #include "models/compute_threads.h"
 #include "models/flat_params.h"
 #include "server/client_sampler.h"
-#include "simulation/test_datasets.h"
+#include "simulation/test_support.h"
 
 namespace fedkit::simulation {
 namespace {
@@ -17,7 +17,7 @@ namespace {
 using ::testing::HasSubstr;
 
 std::unique_ptr<data::FederatedDataset> Synthetic(int64_t clients) {
-  return test_data::SmallSynthetic(clients);
+  return test_support::SmallSynthetic(clients);
 }
 
 SimulationOptions SmallRun(int threads) {

@@ -16,6 +16,7 @@
 #include "server/client_sampler.h"
 #include "simulation/control_variates.h"
 #include "simulation/simulator.h"
+#include "simulation/test_support.h"
 
 namespace fedkit::simulation {
 namespace {
@@ -136,16 +137,9 @@ TEST(ScaffoldTest, ControlVariateUpdateMatchesAHandComputedExample) {
 
 // ---- In the simulator.
 
+// The natural partition: unequal client sizes.
 std::unique_ptr<data::FederatedDataset> Synthetic(int64_t clients) {
-  data::FederatedDatasetOptions options;
-  options.dataset = *data::ParseDatasetSpec("synthetic:0.5,0.5");
-  options.num_clients = clients;
-  options.partition = *data::ParsePartitionSpec("natural");  // unequal client sizes
-  options.seed = 3;
-  options.synthetic_eval_clients = 50;
-  auto dataset = data::MakeFederatedDataset(options);
-  EXPECT_TRUE(dataset.ok()) << dataset.status();
-  return std::move(*dataset);
+  return test_support::SmallSynthetic(clients);
 }
 
 SimulationOptions SmallRun(Algorithm algorithm, int threads) {
@@ -165,10 +159,7 @@ std::unique_ptr<Simulator> Trained(const SimulationOptions& options,
                                    const data::FederatedDataset& dataset, int rounds) {
   auto sim = Simulator::Create(options, &dataset);
   EXPECT_TRUE(sim.ok()) << sim.status();
-  for (int r = 0; r < rounds; ++r) {
-    auto result = (*sim)->RunRound();
-    EXPECT_TRUE(result.ok()) << result.status();
-  }
+  test_support::RunAll(**sim, rounds);
   return std::move(*sim);
 }
 

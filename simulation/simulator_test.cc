@@ -16,13 +16,13 @@
 #include "privacy/noise.h"
 #include "privacy/rdp_accountant.h"
 #include "server/client_sampler.h"
-#include "simulation/test_datasets.h"
+#include "simulation/test_support.h"
 
 namespace fedkit::simulation {
 namespace {
 
 std::unique_ptr<data::FederatedDataset> Synthetic(int64_t clients) {
-  return test_data::SmallSynthetic(clients);
+  return test_support::SmallSynthetic(clients);
 }
 
 SimulationOptions SmallRun(int threads) {
@@ -37,15 +37,7 @@ SimulationOptions SmallRun(int threads) {
   return options;
 }
 
-std::vector<RoundResult> RunAll(Simulator& sim, int rounds) {
-  std::vector<RoundResult> results;
-  for (int r = 0; r < rounds; ++r) {
-    auto result = sim.RunRound();
-    EXPECT_TRUE(result.ok()) << result.status();
-    if (result.ok()) results.push_back(*result);
-  }
-  return results;
-}
+using test_support::RunAll;
 
 TEST(SimulatorTest, ResultsDoNotDependOnTheNumberOfThreads) {
   auto dataset = Synthetic(40);

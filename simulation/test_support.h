@@ -1,15 +1,18 @@
-// Small federated datasets for the simulation tests (test-only, header-only).
-#ifndef FEDKIT_SIMULATION_TEST_DATASETS_H_
-#define FEDKIT_SIMULATION_TEST_DATASETS_H_
+// What the simulation tests share (test-only, header-only): a small federated dataset, and running
+// a simulator's rounds.
+#ifndef FEDKIT_SIMULATION_TEST_SUPPORT_H_
+#define FEDKIT_SIMULATION_TEST_SUPPORT_H_
 
 #include <cstdint>
 #include <memory>
 #include <utility>
+#include <vector>
 
 #include "data/federated_dataset.h"
 #include "gtest/gtest.h"
+#include "simulation/simulator.h"
 
-namespace fedkit::simulation::test_data {
+namespace fedkit::simulation::test_support {
 
 // Synthetic(0.5, 0.5) with its natural per-device partition over `clients` devices (seed 3), and
 // an eval set from `eval_clients` devices' test splits. Fails the calling test if it cannot be
@@ -27,6 +30,18 @@ inline std::unique_ptr<data::FederatedDataset> SmallSynthetic(int64_t clients,
   return dataset.ok() ? std::move(*dataset) : nullptr;
 }
 
-}  // namespace fedkit::simulation::test_data
+// Runs `rounds` rounds of `runner` and returns the results of those that succeeded (a failed round
+// fails the calling test).
+inline std::vector<RoundResult> RunAll(RoundRunner& runner, int rounds) {
+  std::vector<RoundResult> results;
+  for (int r = 0; r < rounds; ++r) {
+    absl::StatusOr<RoundResult> result = runner.RunRound();
+    EXPECT_TRUE(result.ok()) << result.status();
+    if (result.ok()) results.push_back(*std::move(result));
+  }
+  return results;
+}
 
-#endif  // FEDKIT_SIMULATION_TEST_DATASETS_H_
+}  // namespace fedkit::simulation::test_support
+
+#endif  // FEDKIT_SIMULATION_TEST_SUPPORT_H_
