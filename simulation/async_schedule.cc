@@ -20,12 +20,12 @@ absl::StatusOr<AsyncSchedule> AsyncSchedule::Create(const Options& options, Dura
   }
   if (options.concurrency < 1 || options.concurrency > options.population) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--concurrency must be between 1 and the number of clients (",
+        absl::StrCat("`concurrency` must be between 1 and the number of clients (",
                      options.population, "), got ", options.concurrency));
   }
   if (options.buffer_size < 1) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--buffer-size must be >= 1, got ", options.buffer_size));
+        absl::StrCat("`buffer_size` must be >= 1, got ", options.buffer_size));
   }
   if (!duration) return absl::InvalidArgumentError("no duration function");
   AsyncSchedule schedule(options, std::move(duration));

@@ -149,15 +149,15 @@ TEST(AsyncScheduleTest, RefusesBadSizesAndTimes) {
   EXPECT_THAT(AsyncSchedule::Create({.population = 10, .concurrency = 11, .buffer_size = 2}, one)
                   .status()
                   .message(),
-              HasSubstr("--concurrency"));
+              HasSubstr("`concurrency`"));
   EXPECT_THAT(AsyncSchedule::Create({.population = 10, .concurrency = 0, .buffer_size = 2}, one)
                   .status()
                   .message(),
-              HasSubstr("--concurrency"));
+              HasSubstr("`concurrency`"));
   EXPECT_THAT(AsyncSchedule::Create({.population = 10, .concurrency = 5, .buffer_size = 0}, one)
                   .status()
                   .message(),
-              HasSubstr("--buffer-size"));
+              HasSubstr("`buffer_size`"));
   EXPECT_EQ(AsyncSchedule::Create({.population = 10, .concurrency = 5, .buffer_size = 1}, nullptr)
                 .status()
                 .code(),

@@ -17,38 +17,38 @@
 namespace fedkit::simulation {
 namespace {
 
-// What FedBuff does not combine with yet: the first option set, as the flag a user gives.
+// What FedBuff does not combine with yet: the first such field that is set, by its name.
 absl::Status CheckSupported(const SimulationOptions& options) {
-  const char* flag = nullptr;
+  const char* field = nullptr;
   if (options.secure_aggregation.has_value()) {
-    flag = "--secagg";
+    field = "secure_aggregation";
   } else if (options.dp.mode != privacy::DpMode::kNone) {
-    flag = "--dp";
+    field = "mode";  // DP's
   } else if (options.plan.compression.method != compression::CompressionMethod::kNone) {
-    flag = "--compression";
+    field = "plan.compression";
   } else if (options.download_encoding != compression::DownloadEncoding::kFloat32) {
-    flag = "--download-compression";
+    field = "download_encoding";
   } else if (options.aggregator.kind != aggregation::AggregatorKind::kMean) {
-    flag = "--aggregator";
+    field = "aggregator";
   } else if (options.attack.kind != AttackKind::kNone) {
-    flag = "--attack";
+    field = "attack";
   } else if (options.dropout.rate > 0 || options.dropout.phase.has_value() ||
              !options.dropout.forced.empty()) {
-    flag = "--dropout";
+    field = "dropout";
   } else if (!options.replay.empty()) {
-    flag = "--replay-participation";
+    field = "replay";
   } else if (!options.algorithm.control_variates_dir.empty()) {
-    flag = "--control-variates-dir";
+    field = "control_variates_dir";
   } else if (!options.client_ids.empty()) {
-    flag = "--client-ids";
+    field = "client_ids";
   } else if (options.system.deadline_seconds.has_value()) {
-    flag = "--round-deadline";
+    field = "deadline_seconds";
   } else if (options.system.over_select > 0) {
-    flag = "--over-select";
+    field = "over_select";
   }
-  if (flag == nullptr) return absl::OkStatus();
+  if (field == nullptr) return absl::OkStatus();
   return absl::InvalidArgumentError(
-      absl::StrCat(flag, " is not supported with --algorithm fedbuff (plain updates only)"));
+      absl::StrCat("`", field, "` is not supported with `algorithm` fedbuff (plain updates only)"));
 }
 
 }  // namespace
@@ -63,16 +63,10 @@ absl::StatusOr<std::unique_ptr<FedBuffSimulator>> FedBuffSimulator::Create(
                      AlgorithmName(options.algorithm.algorithm)));
   }
   FEDKIT_RETURN_IF_ERROR(CheckSupported(options));
-  if (options.rounds < 1) return absl::InvalidArgumentError("rounds must be >= 1");
-  if (options.threads < 1) return absl::InvalidArgumentError("threads must be >= 1");
-  if (options.eval_every < 0) return absl::InvalidArgumentError("eval_every must be >= 0");
-  if (options.max_client_weight && !(*options.max_client_weight > 0)) {
-    return absl::InvalidArgumentError("max client weight must be > 0");
-  }
+  FEDKIT_RETURN_IF_ERROR(ValidateRunOptions(options));
   if (!(fedbuff.staleness.exponent >= 0 && std::isfinite(fedbuff.staleness.exponent))) {
     return absl::InvalidArgumentError("the staleness exponent must be finite and >= 0");
   }
-  FEDKIT_RETURN_IF_ERROR(client::ValidateTrainingPlan(options.plan));
 
   std::unique_ptr<ClientEvaluator> client_evaluator;
   if (options.client_evaluation.has_value()) {
@@ -81,16 +75,7 @@ absl::StatusOr<std::unique_ptr<FedBuffSimulator>> FedBuffSimulator::Create(
         ClientEvaluator::Create(*options.client_evaluation, dataset, options.plan, options.seed));
     dataset = &client_evaluator->dataset();  // the clients train on the rest of their examples
   }
-  std::optional<DeviceSpeeds> speeds;
-  if (!options.system.device_speeds.empty()) {
-    absl::StatusOr<DeviceSpeeds> made =
-        DeviceSpeeds::Create(options.system.device_speeds, options.seed);
-    if (!made.ok()) {
-      return absl::Status(made.status().code(),
-                          absl::StrCat("--device-speeds: ", made.status().message()));
-    }
-    speeds = *std::move(made);
-  }
+  FEDKIT_ASSIGN_OR_RETURN(const std::optional<DeviceSpeeds> speeds, MakeDeviceSpeeds(options));
   const int epochs = options.plan.local_epochs;
   AsyncSchedule::Duration duration = [speeds, dataset, epochs](int64_t client) {
     return speeds.has_value()
@@ -146,9 +131,7 @@ absl::StatusOr<RoundResult> FedBuffSimulator::RunRound() {
   last_commit_seconds_ = commit.seconds;
 
   const client::TrainingPlan& plan = options_.plan;
-  const int64_t weight_cap = options_.max_client_weight.has_value()
-                                 ? static_cast<int64_t>(std::ceil(*options_.max_client_weight))
-                                 : aggregation::kDefaultMaxWeight;
+  const int64_t weight_cap = ClientWeightCap(options_);
   FEDKIT_ASSIGN_OR_RETURN(std::unique_ptr<aggregation::WeightedFedAvgAggregator> aggregate,
                           aggregation::WeightedFedAvgAggregator::Create(
                               static_cast<int64_t>(global_.size()),
@@ -180,7 +163,7 @@ absl::StatusOr<RoundResult> FedBuffSimulator::RunRound() {
           return absl::Status(folded.code(),
                               absl::StrCat("client ", a.client, ": ", folded.message(),
                                            weight_cap == aggregation::kDefaultMaxWeight
-                                               ? " (--max-client-weight caps example counts)"
+                                               ? " (`max_client_weight` caps example counts)"
                                                : ""));
         }
         result.examples += update.num_examples;

@@ -17,12 +17,13 @@
 // arrivals come in dispatch order). Clients train from the version they downloaded: the
 // simulator keeps each version some client in flight still trains from (at most C + 1 parameter
 // vectors). The updates of a buffer are known before they are trained, so they train in parallel
-// on the workers and are summed exactly in arrival order: results are the same for any --threads.
+// on the workers and are summed exactly in arrival order: results are the same for any number of
+// threads.
 //
 // With SimulationOptions::client_evaluation, every evaluated commit also evaluates each client on
 // its own held-out examples (simulation/client_evaluation.h), as a synchronous run does.
 //
-// Supported with plain updates only: Create refuses (INVALID_ARGUMENT, naming the flag) secure
+// Supported with plain updates only: Create refuses (INVALID_ARGUMENT, naming the field) secure
 // aggregation, DP, update compression, download compression, robust aggregators, attacks,
 // dropout, replay, client ids, deadlines and over-selection, none of which has an asynchronous
 // meaning here yet. It also refuses what Simulator::Create refuses of the shared options (a bad

@@ -151,22 +151,22 @@ TEST(FedBuffSimulatorTest, RefusesWhatItDoesNotSupport) {
   };
   SimulationOptions dp = SmallRun(1);
   dp.dp.mode = privacy::DpMode::kCentral;
-  EXPECT_THAT(refused(dp).message(), HasSubstr("--dp is not supported with --algorithm fedbuff"));
+  EXPECT_THAT(refused(dp).message(), HasSubstr("`mode` is not supported with `algorithm` fedbuff"));
   SimulationOptions secagg = SmallRun(1);
   secagg.secure_aggregation.emplace();
-  EXPECT_THAT(refused(secagg).message(), HasSubstr("--secagg"));
+  EXPECT_THAT(refused(secagg).message(), HasSubstr("`secure_aggregation`"));
   SimulationOptions median = SmallRun(1);
   median.aggregator.kind = aggregation::AggregatorKind::kMedian;
-  EXPECT_THAT(refused(median).message(), HasSubstr("--aggregator"));
+  EXPECT_THAT(refused(median).message(), HasSubstr("`aggregator`"));
   SimulationOptions scaffold = SmallRun(1);
   scaffold.algorithm.algorithm = Algorithm::kScaffold;
   EXPECT_THAT(refused(scaffold).message(), HasSubstr("runs `algorithm` fedbuff, not scaffold"));
   SimulationOptions variates = SmallRun(1);
   variates.algorithm.control_variates_dir = "/tmp/x";
-  EXPECT_THAT(refused(variates).message(), HasSubstr("--control-variates-dir is not supported"));
+  EXPECT_THAT(refused(variates).message(), HasSubstr("`control_variates_dir` is not supported"));
   SimulationOptions deadline = SmallRun(1);
   deadline.system.deadline_seconds = 10;
-  EXPECT_THAT(refused(deadline).message(), HasSubstr("--round-deadline"));
+  EXPECT_THAT(refused(deadline).message(), HasSubstr("`deadline_seconds`"));
   SimulationOptions speeds = SmallRun(1);
   speeds.system.device_speeds = "two-speed:1,2,3";
   EXPECT_THAT(refused(speeds).message(), HasSubstr("--device-speeds: two-speed"));
@@ -174,12 +174,12 @@ TEST(FedBuffSimulatorTest, RefusesWhatItDoesNotSupport) {
       FedBuffSimulator::Create(SmallRun(1), {.buffer_size = 2, .concurrency = 21}, dataset.get())
           .status()
           .message(),
-      HasSubstr("--concurrency"));
+      HasSubstr("`concurrency`"));
   EXPECT_THAT(
       FedBuffSimulator::Create(SmallRun(1), {.buffer_size = 0, .concurrency = 2}, dataset.get())
           .status()
           .message(),
-      HasSubstr("--buffer-size"));
+      HasSubstr("`buffer_size`"));
 }
 
 }  // namespace

@@ -536,8 +536,28 @@ int Run(int argc, char** argv, Collective* collective) {
     absl::StatusOr<std::unique_ptr<FedBuffSimulator>> fedbuff_sim =
         FedBuffSimulator::Create(f.sim, f.fedbuff, federated->get());
     if (!fedbuff_sim.ok()) {
-      // The message names the flag (e.g. "--secagg is not supported with --algorithm fedbuff").
-      std::cerr << "fedkit-sim: " << fedbuff_sim.status().message() << "\n";
+      const cli::FieldFlags flags = {{"secure_aggregation", "--secagg"},
+                                     {"mode", "--dp"},
+                                     {"plan.compression", "--compression"},
+                                     {"download_encoding", "--download-compression"},
+                                     {"aggregator", "--aggregator"},
+                                     {"attack", "--attack"},
+                                     {"dropout", "--dropout"},
+                                     {"replay", "--replay-participation"},
+                                     {"control_variates_dir", "--control-variates-dir"},
+                                     {"client_ids", "--client-ids"},
+                                     {"deadline_seconds", "--round-deadline"},
+                                     {"over_select", "--over-select"},
+                                     {"algorithm", "--algorithm"},
+                                     {"concurrency", "--concurrency"},
+                                     {"buffer_size", "--buffer-size"},
+                                     {"max_client_weight", "--max-client-weight"},
+                                     {"local_eval_fraction", "--local-eval-fraction"},
+                                     {"local_eval_clients", "--local-eval-clients"},
+                                     {"finetune_steps", "--eval-finetune-steps"}};
+      const cli::FlagError error = cli::InFlags(fedbuff_sim.status(), flags);
+      if (!error.flag.empty()) return UsageError(error.flag, error.message);
+      std::cerr << "fedkit-sim: " << error.message << "\n";
       return 2;
     }
     if (lead) {

@@ -128,6 +128,33 @@ SecureAggregationRoundStats MakeRoundStats(const secagg::ProtocolConfig& config,
 
 }  // namespace
 
+absl::Status ValidateRunOptions(const SimulationOptions& options) {
+  if (options.rounds < 1) return absl::InvalidArgumentError("rounds must be >= 1");
+  if (options.threads < 1) return absl::InvalidArgumentError("threads must be >= 1");
+  if (options.eval_every < 0) return absl::InvalidArgumentError("eval_every must be >= 0");
+  if (options.max_client_weight && !(*options.max_client_weight > 0)) {
+    return absl::InvalidArgumentError("max client weight must be > 0");
+  }
+  return client::ValidateTrainingPlan(options.plan);
+}
+
+int64_t ClientWeightCap(const SimulationOptions& options) {
+  return options.max_client_weight.has_value()
+             ? static_cast<int64_t>(std::ceil(*options.max_client_weight))
+             : aggregation::kDefaultMaxWeight;
+}
+
+absl::StatusOr<std::optional<DeviceSpeeds>> MakeDeviceSpeeds(const SimulationOptions& options) {
+  if (options.system.device_speeds.empty()) return std::nullopt;
+  absl::StatusOr<DeviceSpeeds> speeds =
+      DeviceSpeeds::Create(options.system.device_speeds, options.seed);
+  if (!speeds.ok()) {
+    return absl::Status(speeds.status().code(),
+                        absl::StrCat("--device-speeds: ", speeds.status().message()));
+  }
+  return std::optional<DeviceSpeeds>(*std::move(speeds));
+}
+
 absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const SimulationOptions& options,
                                                              const data::FederatedDataset* dataset,
                                                              Collective* collective) {
@@ -141,13 +168,7 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const SimulationOpt
         "clients per round (", options.clients_per_round,
         ") must be between 1 and the number of clients (", dataset->num_clients(), ")"));
   }
-  if (options.rounds < 1) return absl::InvalidArgumentError("rounds must be >= 1");
-  if (options.threads < 1) return absl::InvalidArgumentError("threads must be >= 1");
-  if (options.eval_every < 0) return absl::InvalidArgumentError("eval_every must be >= 0");
-  if (options.max_client_weight && !(*options.max_client_weight > 0)) {
-    return absl::InvalidArgumentError("max client weight must be > 0");
-  }
-  FEDKIT_RETURN_IF_ERROR(client::ValidateTrainingPlan(options.plan));
+  FEDKIT_RETURN_IF_ERROR(ValidateRunOptions(options));
   if (!(options.dropout.rate >= 0.0 && options.dropout.rate < 1.0)) {
     return absl::InvalidArgumentError(
         absl::StrCat("dropout rate must be in [0, 1), got ", options.dropout.rate));
@@ -181,15 +202,7 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const SimulationOpt
         sim->attackers_,
         ChooseAttackers(dataset->num_clients(), options.attack_fraction, options.seed));
   }
-  if (!options.system.device_speeds.empty()) {
-    absl::StatusOr<DeviceSpeeds> speeds =
-        DeviceSpeeds::Create(options.system.device_speeds, options.seed);
-    if (!speeds.ok()) {
-      return absl::Status(speeds.status().code(),
-                          absl::StrCat("--device-speeds: ", speeds.status().message()));
-    }
-    sim->device_speeds_ = *std::move(speeds);
-  }
+  FEDKIT_ASSIGN_OR_RETURN(sim->device_speeds_, MakeDeviceSpeeds(options));
   if (options.secure_aggregation.has_value() && options.dp.mode == DpMode::kNone) {
     FEDKIT_ASSIGN_OR_RETURN(sim->encoding_, sim->ChooseSecureAggregationEncoding());
   }
@@ -573,9 +586,7 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
     // The coordinator's aggregators, with the coordinator's bounds (aggregation/aggregator.h):
     // the sum is exact, so it equals the coordinator's whatever order updates arrive in.
     const double bound = aggregation::UpdateValueBound(plan.clip_norm);
-    const int64_t weight_cap = options_.max_client_weight.has_value()
-                                   ? static_cast<int64_t>(std::ceil(*options_.max_client_weight))
-                                   : aggregation::kDefaultMaxWeight;
+    const int64_t weight_cap = ClientWeightCap(options_);
     std::unique_ptr<aggregation::Aggregator> aggregate;
     if (dp) {
       // Noise is added at the release (ReleaseDpAverage), from the simulator's seeded sources.

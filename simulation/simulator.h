@@ -136,6 +136,16 @@ struct SimulationOptions {
   AlgorithmOptions algorithm;
 };
 
+// What every simulator checks of SimulationOptions: rounds >= 1, threads >= 1, eval_every >= 0,
+// max_client_weight > 0 when set, and the plan (client::ValidateTrainingPlan). INVALID_ARGUMENT.
+absl::Status ValidateRunOptions(const SimulationOptions& options);
+// The cap on a client's FedAvg weight: max_client_weight rounded up to an integer, else the
+// aggregators' aggregation::kDefaultMaxWeight.
+int64_t ClientWeightCap(const SimulationOptions& options);
+// system.device_speeds made with the run's seed (DeviceSpeeds::Create); nullopt when it is empty.
+// Errors as DeviceSpeeds::Create's, prefixed with "--device-speeds: ".
+absl::StatusOr<std::optional<DeviceSpeeds>> MakeDeviceSpeeds(const SimulationOptions& options);
+
 // What secure aggregation cost in a round.
 struct SecureAggregationRoundStats {
   int64_t survivors = 0;  // clients whose input is in the sum (U3)
