@@ -11,7 +11,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 if [ "${1:-}" = "secagg" ]; then
   shift
   bash "$FEDKIT_ROOT/scripts/install-deps.sh"
-  cmake -S "$FEDKIT_ROOT" -B "$FEDKIT_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  fedkit_configure
   cmake --build "$FEDKIT_BUILD" --target fedkit_secagg_bench -j "$(nproc)"
   mkdir -p "$FEDKIT_ROOT/results"
   exec "$FEDKIT_BUILD/bin/fedkit_secagg_bench" --out-md "$FEDKIT_ROOT/results/secagg_bench.md" \
