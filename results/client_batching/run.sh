@@ -18,7 +18,7 @@ for part in "${parts[@]}"; do
   case "$part" in
     bench)
       "$BIN/fedkit_throughput_bench" --benchmark_filter='BM_(BareLoopOf|SimulatorOf)' \
-        --benchmark_repetitions=3 --benchmark_enable_random_interleaving=true \
+        --benchmark_repetitions=3 --benchmark_enable_random_interleaving=true --benchmark_color=false \
         2>&1 | tee "$HERE/bench.txt"
       ;;
     headline)
