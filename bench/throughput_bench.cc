@@ -7,6 +7,9 @@
 // fedkit-sim. With T threads the bare loop runs T independent loops over a T-th of the steps each,
 // the ideal scaling. At the end the binary prints simulator / bare-loop ratios for 1 and 2 threads,
 // and the ratio of the same 2NN as a TorchScript model (written in Python) to the built-in mlp.
+// BM_BareLoopOf and BM_SimulatorOf measure cross-client batching (fedkit-sim --client-batching) on
+// 1 thread for logreg, mlp and cnn: the bare loop, the simulator without it and with groups of 10
+// and 40 clients (the cnn trains 1 local epoch instead of 5).
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
 
@@ -51,15 +54,20 @@ const data::FederatedDataset& Dataset() {
 
 // The clients of the bench's one fixed round (the first kClientsPerRound), and their SGD step
 // count.
-int64_t StepsPerRound() {
+int64_t StepsPerRound(int epochs = kEpochs) {
   int64_t steps = 0;
   for (int64_t c = 0; c < kClientsPerRound; ++c) {
-    steps += kEpochs * ((Dataset().NumTrainExamples(c) + kBatch - 1) / kBatch);
+    steps += epochs * ((Dataset().NumTrainExamples(c) + kBatch - 1) / kBatch);
   }
   return steps;
 }
 
-void BareLoop(models::Model* model, int thread, int num_threads) {
+// Cross-client batching (--client-batching) is measured per model on 1 thread; the cnn's steps
+// cost about a hundred times the mlp's, so it trains 1 local epoch instead of 5.
+const char* const kModels[] = {"logreg", "mlp", "cnn"};
+int EpochsOf(const std::string& model) { return model == "cnn" ? 1 : kEpochs; }
+
+void BareLoop(models::Model* model, int thread, int num_threads, int epochs = kEpochs) {
   models::UseSingleThreadedCompute();
   torch::optim::SGD optimizer(model->parameters(), torch::optim::SGDOptions(kLearningRate));
   for (int64_t c = thread; c < kClientsPerRound; c += num_threads) {
@@ -67,7 +75,7 @@ void BareLoop(models::Model* model, int thread, int num_threads) {
     const int64_t n = ex.size();
     auto x = torch::from_blob(const_cast<float*>(ex.features.data()), {n, ex.feature_dim});
     auto y = torch::from_blob(const_cast<int64_t*>(ex.labels.data()), {n}, torch::kInt64);
-    for (int e = 0; e < kEpochs; ++e) {
+    for (int e = 0; e < epochs; ++e) {
       auto order = torch::randperm(n, torch::kInt64);
       for (int64_t start = 0; start < n; start += kBatch) {
         auto idx = order.slice(0, start, std::min(n, start + kBatch));
@@ -91,7 +99,7 @@ void BM_BareLibTorchLoop(benchmark::State& state) {
   for (auto _ : state) {
     std::vector<std::thread> workers;
     for (int t = 0; t < threads; ++t) {
-      workers.emplace_back(BareLoop, thread_models[t].get(), t, threads);
+      workers.emplace_back(BareLoop, thread_models[t].get(), t, threads, kEpochs);
     }
     for (auto& w : workers) w.join();
   }
@@ -109,14 +117,17 @@ class FirstClients : public data::FederatedDataset {
   const data::Examples& EvalExamples() const override { return Dataset().EvalExamples(); }
 };
 
-void RunSimulator(benchmark::State& state, const std::string& model) {
+void RunSimulator(benchmark::State& state, const std::string& model, int threads,
+                  int64_t client_batching = 0) {
   static const FirstClients clients;
+  const int epochs = EpochsOf(model);
   simulation::SimulationOptions options;
   options.model = model;
   options.clients_per_round = kClientsPerRound;
   options.rounds = 1 << 30;  // never reaches the last round, so RunRound does not evaluate
-  options.plan = {.local_epochs = kEpochs, .batch_size = kBatch, .learning_rate = kLearningRate};
-  options.threads = static_cast<int>(state.range(0));
+  options.plan = {.local_epochs = epochs, .batch_size = kBatch, .learning_rate = kLearningRate};
+  options.threads = threads;
+  options.client_batching = client_batching;
   options.eval_every = 0;
   options.seed = 1;
   auto sim = simulation::Simulator::Create(options, &clients);
@@ -131,14 +142,29 @@ void RunSimulator(benchmark::State& state, const std::string& model) {
       return;
     }
   }
-  state.SetItemsProcessed(state.iterations() * StepsPerRound());
+  state.SetItemsProcessed(state.iterations() * StepsPerRound(epochs));
 }
 
-void BM_Simulator(benchmark::State& state) { RunSimulator(state, "mlp"); }
+void BM_Simulator(benchmark::State& state) {
+  RunSimulator(state, "mlp", static_cast<int>(state.range(0)));
+}
 
 // The same 2NN written in Python (models/python/make_model.py 2nn) and run as TorchScript.
 void BM_SimulatorTorchScript2nn(benchmark::State& state) {
-  RunSimulator(state, FEDKIT_BENCH_TORCHSCRIPT_2NN);
+  RunSimulator(state, FEDKIT_BENCH_TORCHSCRIPT_2NN, static_cast<int>(state.range(0)));
+}
+
+// Cross-client batching, 1 thread, per model (range 0 indexes kModels): the bare loop, the
+// simulator as it is, and the simulator with --client-batching range(1).
+void BM_BareLoopOf(benchmark::State& state) {
+  const std::string model = kModels[state.range(0)];
+  std::shared_ptr<models::Model> m = *models::CreateModel(model, Dataset().info(), 1);
+  for (auto _ : state) BareLoop(m.get(), 0, 1, EpochsOf(model));
+  state.SetItemsProcessed(state.iterations() * StepsPerRound(EpochsOf(model)));
+}
+
+void BM_SimulatorOf(benchmark::State& state) {
+  RunSimulator(state, kModels[state.range(0)], 1, state.range(1));
 }
 
 BENCHMARK(BM_BareLibTorchLoop)
@@ -158,6 +184,19 @@ BENCHMARK(BM_Simulator)
 BENCHMARK(BM_SimulatorTorchScript2nn)
     ->ArgName("threads")
     ->Arg(1)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(2);
+
+BENCHMARK(BM_BareLoopOf)
+    ->ArgName("model")
+    ->DenseRange(0, 2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(2);
+BENCHMARK(BM_SimulatorOf)
+    ->ArgNames({"model", "batching"})
+    ->ArgsProduct({{0, 1, 2}, {0, 10, 40}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond)
     ->MinTime(2);
@@ -200,6 +239,22 @@ class RatioReporter : public benchmark::ConsoleReporter {
       std::printf(
           "1 thread : TorchScript 2NN %.0f steps/s, built-in mlp %.0f steps/s, ratio %.3f\n",
           script1, sim1, script1 / sim1);
+    }
+    for (int m = 0; m < 3; ++m) {
+      const std::string model = std::to_string(m);
+      const double bare = Median("BM_BareLoopOf/model:" + model);
+      const double plain = Median("BM_SimulatorOf/model:" + model + "/batching:0");
+      if (bare <= 0 || plain <= 0) continue;
+      std::printf("%-6s 1 thread: bare loop %.0f steps/s, simulator %.0f (%.3f x bare)", kModels[m],
+                  bare, plain, plain / bare);
+      for (const char* n : {"10", "40"}) {
+        const double batched = Median("BM_SimulatorOf/model:" + model + "/batching:" + n);
+        if (batched > 0) {
+          std::printf(", --client-batching %s %.0f (%.3f x bare, %.3f x simulator)", n, batched,
+                      batched / bare, batched / plain);
+        }
+      }
+      std::printf("\n");
     }
   }
 

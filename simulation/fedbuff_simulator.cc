@@ -45,6 +45,8 @@ absl::Status CheckSupported(const SimulationOptions& options) {
     field = "deadline_seconds";
   } else if (options.system.over_select > 0) {
     field = "over_select";
+  } else if (options.client_batching != 0) {
+    field = "client_batching";
   }
   if (field == nullptr) return absl::OkStatus();
   return absl::InvalidArgumentError(

@@ -178,6 +178,26 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const SimulationOpt
   FEDKIT_RETURN_IF_ERROR(ValidateAggregatorAndAttack(options, dataset->info()));
   FEDKIT_RETURN_IF_ERROR(
       ValidateAlgorithm(options, collective != nullptr ? collective->size() : 1));
+  if (options.client_batching < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("`client_batching` must be >= 0 (0 = off), got ", options.client_batching));
+  }
+  if (options.client_batching > 0) {
+    if (options.secure_aggregation.has_value()) {
+      return absl::InvalidArgumentError(
+          "`client_batching` batches plain rounds: not with `secure_aggregation`");
+    }
+    if (options.algorithm.algorithm != Algorithm::kFedAvg) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("`client_batching` batches fedavg's local training: not `algorithm` ",
+                       AlgorithmName(options.algorithm.algorithm)));
+    }
+    if (options.plan.max_seconds > 0) {
+      return absl::InvalidArgumentError(
+          "`client_batching` cannot keep a wall-clock budget per client: not with "
+          "`plan.max_seconds`");
+    }
+  }
   if (!(options.system.over_select >= 0 && options.system.over_select <= 10)) {
     return absl::InvalidArgumentError(
         absl::StrCat("--over-select must be in [0, 10], got ", options.system.over_select));
@@ -224,6 +244,17 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const SimulationOpt
                               options.server_optimizer, static_cast<int64_t>(sim->global_.size())));
   FEDKIT_ASSIGN_OR_RETURN(sim->trainers_, MakeWorkerTrainers(options.model, dataset->info(),
                                                              init_seed, options.threads));
+  if (options.client_batching > 0) {
+    for (int t = 0; t < options.threads; ++t) {
+      absl::StatusOr<std::unique_ptr<BatchedTrainer>> batched =
+          BatchedTrainer::Create(options.model, dataset->info());
+      if (!batched.ok()) {
+        return absl::Status(batched.status().code(),
+                            absl::StrCat("`client_batching`: ", batched.status().message()));
+      }
+      sim->batched_trainers_.push_back(*std::move(batched));
+    }
+  }
   sim->pool_ = std::make_unique<WorkerPool>(options.threads,
                                             [](int) { models::UseSingleThreadedCompute(); });
   return sim;
@@ -611,55 +642,77 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
     // Each worker trains whole clients; the window keeps a few finished deltas per worker waiting
     // for their turn (the metrics below are summed in a fixed order).
     const int64_t window = 4 * static_cast<int64_t>(options_.threads);
-    FEDKIT_RETURN_IF_ERROR(RunOrdered<client::ClientUpdate>(
-        *pool_, static_cast<int64_t>(mine.size()), window,
-        [&](int worker, int64_t k) { return train(worker, mine[k]); },
-        [&](int64_t k, client::ClientUpdate update) -> absl::Status {
-          if (dp) {
-            // DP-FedAvg: weight 1.
-            ++dp_sum.reports;
-            dp_sum.unclipped +=
-                privacy::AdaptiveClipping::UnclippedBit(update.delta_norm, plan.clip_norm);
-          }
-          const int64_t weight = std::min(update.num_examples, weight_cap);
-          const int64_t client = participants[mine[k]];
-          if (IsAttacker(client)) {
-            // The coordinator checks an attacker's upload as anyone's (honest clients clip, so
-            // theirs always pass): one it refuses, or that its device could not even encode,
-            // does not count.
-            absl::StatusOr<int64_t> sent = CompressAsUploaded(round, client, plan, weight,
-                                                              /*clip_on_device=*/false, update);
-            if (!sent.ok() || !PassesUploadChecks(update.delta, plan.clip_norm) ||
-                !aggregate->Accumulate(update.delta, weight).ok()) {
-              ++result.refused;
-              return absl::OkStatus();
-            }
-            ++attackers;
-            upload_bytes += static_cast<double>(*sent);
-          } else {
-            FEDKIT_ASSIGN_OR_RETURN(const int64_t sent,
-                                    CompressAsUploaded(round, client, plan, weight,
-                                                       /*clip_on_device=*/true, update));
-            upload_bytes += static_cast<double>(sent);
-            if (round_algorithm_ != nullptr) {
-              FEDKIT_ASSIGN_OR_RETURN(const int64_t extra,
-                                      round_algorithm_->OnUpload(client, weight, update));
-              upload_bytes += static_cast<double>(extra);
-            }
-            if (absl::Status folded = aggregate->Accumulate(update.delta, weight); !folded.ok()) {
-              return absl::Status(folded.code(),
-                                  absl::StrCat("client ", client, ": ", folded.message(),
-                                               weight_cap == aggregation::kDefaultMaxWeight && !dp
-                                                   ? " (--max-client-weight caps example counts)"
-                                                   : ""));
-            }
-          }
-          result.examples += update.num_examples;
-          weighted_loss += update.train_loss * static_cast<double>(update.num_examples);
-          norm_sum += update.delta_norm;
-          ++trained;
+    auto consume = [&](int64_t k, client::ClientUpdate update) -> absl::Status {
+      if (dp) {
+        // DP-FedAvg: weight 1.
+        ++dp_sum.reports;
+        dp_sum.unclipped +=
+            privacy::AdaptiveClipping::UnclippedBit(update.delta_norm, plan.clip_norm);
+      }
+      const int64_t weight = std::min(update.num_examples, weight_cap);
+      const int64_t client = participants[mine[k]];
+      if (IsAttacker(client)) {
+        // The coordinator checks an attacker's upload as anyone's (honest clients clip, so
+        // theirs always pass): one it refuses, or that its device could not even encode,
+        // does not count.
+        absl::StatusOr<int64_t> sent = CompressAsUploaded(round, client, plan, weight,
+                                                          /*clip_on_device=*/false, update);
+        if (!sent.ok() || !PassesUploadChecks(update.delta, plan.clip_norm) ||
+            !aggregate->Accumulate(update.delta, weight).ok()) {
+          ++result.refused;
           return absl::OkStatus();
-        }));
+        }
+        ++attackers;
+        upload_bytes += static_cast<double>(*sent);
+      } else {
+        FEDKIT_ASSIGN_OR_RETURN(const int64_t sent,
+                                CompressAsUploaded(round, client, plan, weight,
+                                                   /*clip_on_device=*/true, update));
+        upload_bytes += static_cast<double>(sent);
+        if (round_algorithm_ != nullptr) {
+          FEDKIT_ASSIGN_OR_RETURN(const int64_t extra,
+                                  round_algorithm_->OnUpload(client, weight, update));
+          upload_bytes += static_cast<double>(extra);
+        }
+        if (absl::Status folded = aggregate->Accumulate(update.delta, weight); !folded.ok()) {
+          return absl::Status(folded.code(),
+                              absl::StrCat("client ", client, ": ", folded.message(),
+                                           weight_cap == aggregation::kDefaultMaxWeight && !dp
+                                               ? " (--max-client-weight caps example counts)"
+                                               : ""));
+        }
+      }
+      result.examples += update.num_examples;
+      weighted_loss += update.train_loss * static_cast<double>(update.num_examples);
+      norm_sum += update.delta_norm;
+      ++trained;
+      return absl::OkStatus();
+    };
+    if (batched_trainers_.empty()) {
+      FEDKIT_RETURN_IF_ERROR(RunOrdered<client::ClientUpdate>(
+          *pool_, static_cast<int64_t>(mine.size()), window,
+          [&](int worker, int64_t k) { return train(worker, mine[k]); }, consume));
+    } else {
+      // --client-batching: each worker trains groups of consecutive clients of `mine` together;
+      // their updates are then folded one by one, in the same order as without batching.
+      const int64_t size = options_.client_batching;
+      const int64_t count = static_cast<int64_t>(mine.size());
+      FEDKIT_RETURN_IF_ERROR(RunOrdered<std::vector<client::ClientUpdate>>(
+          *pool_, (count + size - 1) / size, 2 * static_cast<int64_t>(options_.threads),
+          [&](int worker, int64_t group) {
+            const int64_t begin = group * size;
+            return TrainGroup(*batched_trainers_[worker], from, plan, round,
+                              absl::MakeConstSpan(mine).subspan(begin, size), participants,
+                              [&](int64_t i) { return train(worker, i); });
+          },
+          [&](int64_t group, std::vector<client::ClientUpdate> updates) -> absl::Status {
+            for (size_t j = 0; j < updates.size(); ++j) {
+              FEDKIT_RETURN_IF_ERROR(
+                  consume(group * size + static_cast<int64_t>(j), std::move(updates[j])));
+            }
+            return absl::OkStatus();
+          }));
+    }
     if (collective_->size() > 1) {
       FEDKIT_RETURN_IF_ERROR(MergeAcrossProcesses(aggregate, dp_sum, result.examples, trained,
                                                   weighted_loss, norm_sum, attackers,
@@ -740,6 +793,41 @@ absl::StatusOr<RoundResult> Simulator::RunRound() {
 
 bool Simulator::IsAttacker(int64_t client) const {
   return std::binary_search(attackers_.begin(), attackers_.end(), client);
+}
+
+absl::StatusOr<std::vector<client::ClientUpdate>> Simulator::TrainGroup(
+    BatchedTrainer& trainer, absl::Span<const float> from, const client::TrainingPlan& plan,
+    int round, absl::Span<const int64_t> indices, const std::vector<int64_t>& participants,
+    const std::function<absl::StatusOr<client::ClientUpdate>(int64_t)>& alone) const {
+  std::vector<client::ClientUpdate> updates(indices.size());
+  std::vector<data::Examples> examples;
+  examples.reserve(indices.size());
+  std::vector<uint64_t> seeds;
+  std::vector<size_t> batched;  // positions in `indices` of the clients trained together
+  for (size_t j = 0; j < indices.size(); ++j) {
+    const int64_t client = participants[indices[j]];
+    if (IsAttacker(client)) {
+      FEDKIT_ASSIGN_OR_RETURN(updates[j], alone(indices[j]));
+      continue;
+    }
+    examples.push_back(dataset_->TrainExamples(client));
+    seeds.push_back(ClientTrainingSeed(options_.seed, round, client));
+    batched.push_back(j);
+  }
+  if (batched.empty()) return updates;
+  std::vector<const data::Examples*> group;
+  for (const data::Examples& e : examples) group.push_back(&e);
+  absl::StatusOr<std::vector<client::ClientUpdate>> trained =
+      trainer.Train(from, group, plan, seeds);
+  if (!trained.ok()) {
+    std::vector<int64_t> clients;
+    for (size_t j : batched) clients.push_back(participants[indices[j]]);
+    return absl::Status(trained.status().code(),
+                        absl::StrCat("clients ", absl::StrJoin(clients, ", "),
+                                     " (trained together): ", trained.status().message()));
+  }
+  for (size_t k = 0; k < batched.size(); ++k) updates[batched[k]] = std::move((*trained)[k]);
+  return updates;
 }
 
 absl::StatusOr<client::ClientUpdate> Simulator::AttackerUpdate(client::LocalTrainer& trainer,

@@ -34,6 +34,7 @@
 #include "server/participation.h"
 #include "simulation/algorithm.h"
 #include "simulation/attack.h"
+#include "simulation/batched_trainer.h"
 #include "simulation/client_evaluation.h"
 #include "simulation/collective.h"
 #include "simulation/round_algorithm.h"
@@ -134,6 +135,13 @@ struct SimulationOptions {
   // two in plain rounds of one process only, with the mean aggregator, without attack or prox_mu
   // (INVALID_ARGUMENT otherwise), SCAFFOLD also without compression.
   AlgorithmOptions algorithm;
+  // Cross-client batched training (simulation/batched_trainer.h): each worker trains up to this
+  // many of a round's clients together, their parameters stacked, instead of one after another;
+  // 0 = off. Each client's update equals its own training up to float summation order, so a run
+  // is no longer bit-identical to devices' (with 0 it is). Plain rounds of fedavg with a
+  // registered model only: INVALID_ARGUMENT with `secure_aggregation`, another `algorithm`, or
+  // `plan.max_seconds`; UNIMPLEMENTED for a TorchScript model. Attackers still train alone.
+  int64_t client_batching = 0;
 };
 
 // What every simulator checks of SimulationOptions: rounds >= 1, threads >= 1, eval_every >= 0,
@@ -290,6 +298,8 @@ class Simulator final : public RoundRunner {
   absl::flat_hash_map<int64_t, compression::UpdateEncoder> encoders_;
   std::unique_ptr<aggregation::ServerOptimizer> server_optimizer_;
   std::vector<std::unique_ptr<client::LocalTrainer>> trainers_;  // one per worker
+  // With options_.client_batching > 0: one per worker.
+  std::vector<std::unique_ptr<BatchedTrainer>> batched_trainers_;
   std::unique_ptr<WorkerPool> pool_;
   int rounds_done_ = 0;
   std::optional<secagg::FixedPointEncoding> encoding_;  // with secure aggregation, without DP
@@ -311,6 +321,13 @@ class Simulator final : public RoundRunner {
   bool IsAttacker(int64_t client) const;
   // An attacker's upload in a round (SimulationOptions::attack): trained without device-side
   // clipping on its data (labels flipped for label-flip) and transformed, or noise.
+  // --client-batching: trains the participants at `indices` (positions in `participants`)
+  // together on `trainer` and returns their updates in that order; an attacker among them trains
+  // alone through `alone` (the per-client path, given its position). Errors name the clients.
+  absl::StatusOr<std::vector<client::ClientUpdate>> TrainGroup(
+      BatchedTrainer& trainer, absl::Span<const float> from, const client::TrainingPlan& plan,
+      int round, absl::Span<const int64_t> indices, const std::vector<int64_t>& participants,
+      const std::function<absl::StatusOr<client::ClientUpdate>(int64_t)>& alone) const;
   absl::StatusOr<client::ClientUpdate> AttackerUpdate(client::LocalTrainer& trainer,
                                                       absl::Span<const float> from,
                                                       const client::TrainingPlan& plan, int round,

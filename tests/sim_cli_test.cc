@@ -397,6 +397,32 @@ TEST(SimCliTest, AlgorithmFlagErrorsNameTheFlags) {
   }
 }
 
+TEST(SimCliTest, ClientBatchingRunsAndItsErrorsNameTheFlag) {
+  Result ok = RunSim(kSmallSynthetic + " --client-batching 3 --threads 2");
+  ASSERT_EQ(ok.exit_code, 0) << ok.output;
+  EXPECT_THAT(ok.output, HasSubstr("up to 3 clients trained together"));
+  struct Case {
+    std::string args;
+    std::vector<std::string> expected;
+  };
+  const std::vector<Case> cases = {
+      {kSmallSynthetic + " --client-batching -1", {"--client-batching"}},
+      {kSmallSynthetic + " --client-batching 2 --secagg secagg --clip-norm 1",
+       {"--client-batching", "--secagg"}},
+      {kSmallSynthetic + " --client-batching 2 --algorithm fednova",
+       {"--client-batching", "--algorithm fednova"}},
+      {kSmallSyntheticFedBuff + " --client-batching 2 --algorithm fedbuff --concurrency 10",
+       {"--client-batching", "--algorithm fedbuff"}},
+  };
+  for (const Case& c : cases) {
+    Result r = RunSim(c.args);
+    EXPECT_EQ(r.exit_code, 2) << c.args << "\n" << r.output;
+    for (const std::string& expected : c.expected) {
+      EXPECT_THAT(r.output, HasSubstr(expected)) << c.args;
+    }
+  }
+}
+
 TEST(SimCliTest, ScaffoldKeepsItsVariatesOnDiskWithTheSameResultsAndFedNovaRuns) {
   const std::string memory = TempPath("scaffold_memory.jsonl");
   const std::string disk = TempPath("scaffold_disk.jsonl");

@@ -1,0 +1,68 @@
+// Several copies of one registered model, trained side by side: each parameter is stacked along a
+// new leading "group" dimension, so one forward and one backward pass serve every member (batched
+// matrix products for Linear layers, grouped convolutions for Conv2d). Member g's parameters are
+// the slices [g] of the stacked tensors, and its outputs depend on its own slice and its own rows
+// only. The simulator uses it to train a group of clients together (simulation/batched_trainer.h);
+// a device always trains its one Model.
+//
+// Thread safety: a GroupedModel is used by one thread at a time.
+#ifndef FEDKIT_MODELS_GROUPED_MODEL_H_
+#define FEDKIT_MODELS_GROUPED_MODEL_H_
+
+#include <torch/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "data/examples.h"
+
+namespace fedkit::models {
+
+class GroupedModel {
+ public:
+  virtual ~GroupedModel() = default;
+
+  // features: [group_size, batch, feature_dim] float32. Returns the outputs
+  // [group_size, batch, outputs], row b of member g computed from features[g][b] and member g's
+  // parameters alone, as the registered model computes it (up to float summation order).
+  virtual torch::Tensor Forward(const torch::Tensor& features) = 0;
+
+  // The stacked parameters [group_size, <the model's parameter shape>], in the model's parameter
+  // order (models/flat_params.h): member g's flat parameter vector is the concatenation of
+  // parameters()[i][g] over i. Zero until Load.
+  const std::vector<torch::Tensor>& parameters() const { return parameters_; }
+  int64_t group_size() const { return group_size_; }
+  int64_t num_parameters() const { return num_parameters_; }
+
+  // Sets every member's parameters to the flat vector `flat` (the layout of
+  // models::FlattenParameters). INVALID_ARGUMENT if its size is not num_parameters().
+  absl::Status LoadAll(absl::Span<const float> flat);
+
+  // Member g's flat parameter vector. Requires 0 <= g < group_size().
+  std::vector<float> Member(int64_t g) const;
+
+ protected:
+  // Registers the stacked parameters for members of these shapes (in parameter order).
+  GroupedModel(int64_t group_size, const std::vector<std::vector<int64_t>>& shapes);
+
+ private:
+  int64_t group_size_;
+  int64_t num_parameters_ = 0;
+  std::vector<torch::Tensor> parameters_;
+};
+
+// A group of `group_size` (>= 1) copies of the registered model `name` (models/model.h) for
+// `info`. INVALID_ARGUMENT as CreateModel for a bad name or dataset, or for group_size < 1;
+// UNIMPLEMENTED for a model with no grouped form (a TorchScript file: its forward is opaque).
+absl::StatusOr<std::unique_ptr<GroupedModel>> CreateGroupedModel(absl::string_view name,
+                                                                 const data::DatasetInfo& info,
+                                                                 int64_t group_size);
+
+}  // namespace fedkit::models
+
+#endif  // FEDKIT_MODELS_GROUPED_MODEL_H_

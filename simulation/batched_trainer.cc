@@ -1,0 +1,190 @@
+#include "simulation/batched_trainer.h"
+
+#include <torch/nn/functional/loss.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+#include "models/grouped_model.h"
+#include "models/torch_status.h"
+#include "privacy/clipping.h"
+
+namespace fedkit::simulation {
+namespace {
+
+namespace F = torch::nn::functional;
+
+// One client's minibatch schedule, drawn as LocalTrainer::Train draws it: a fresh permutation of
+// its examples per epoch from a generator seeded with its seed, cut into batches of plan.batch_size
+// (the last one shorter), stopped after plan.max_steps steps.
+struct Schedule {
+  std::vector<int64_t> rows;  // steps x batch_size row indices into the client's examples, -1 = pad
+  int64_t steps = 0;
+  int64_t examples_used = 0;
+  bool budget_exhausted = false;
+};
+
+Schedule MakeSchedule(int64_t n, const client::TrainingPlan& plan, uint64_t seed) {
+  Schedule s;
+  const int64_t batch = plan.batch_size;
+  const int64_t per_epoch = (n + batch - 1) / batch;
+  const int64_t all_steps = per_epoch * plan.local_epochs;
+  s.steps = plan.max_steps > 0 ? std::min(all_steps, plan.max_steps) : all_steps;
+  s.budget_exhausted = s.steps < all_steps;
+  s.rows.assign(static_cast<size_t>(s.steps * batch), -1);
+  auto generator = at::detail::createCPUGenerator(seed);
+  int64_t step = 0;
+  for (int epoch = 0; epoch < plan.local_epochs && step < s.steps; ++epoch) {
+    const torch::Tensor order = torch::randperm(n, generator, torch::kInt64);
+    const int64_t* o = order.data_ptr<int64_t>();
+    for (int64_t start = 0; start < n && step < s.steps; start += batch, ++step) {
+      const int64_t end = std::min(n, start + batch);
+      std::copy(o + start, o + end, s.rows.begin() + step * batch);
+      s.examples_used += end - start;
+    }
+  }
+  return s;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<BatchedTrainer>> BatchedTrainer::Create(std::string model,
+                                                                       data::DatasetInfo info) {
+  // Fails here, not at the first round, for a model with no grouped form.
+  FEDKIT_RETURN_IF_ERROR(models::CreateGroupedModel(model, info, 1).status());
+  return std::unique_ptr<BatchedTrainer>(new BatchedTrainer(std::move(model), std::move(info)));
+}
+
+absl::StatusOr<std::vector<client::ClientUpdate>> BatchedTrainer::Train(
+    absl::Span<const float> global_parameters, absl::Span<const data::Examples* const> clients,
+    const client::TrainingPlan& plan, absl::Span<const uint64_t> seeds) {
+  FEDKIT_RETURN_IF_ERROR(client::ValidateTrainingPlan(plan));
+  if (plan.max_seconds > 0) {
+    return absl::InvalidArgumentError(
+        "batched client training cannot keep a wall-clock budget (max_seconds) per client");
+  }
+  if (clients.empty()) return absl::InvalidArgumentError("batched training needs a client");
+  if (clients.size() != seeds.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(clients.size(), " clients but ", seeds.size(), " seeds"));
+  }
+  const int64_t group = static_cast<int64_t>(clients.size());
+  const int64_t feature_dim = info_.feature_dim();
+  int64_t total_rows = 0;
+  for (int64_t c = 0; c < group; ++c) {
+    const data::Examples& e = *clients[c];
+    const int64_t n = e.size();
+    if (e.is_regression()) {
+      // Registered models are classifiers (models/model.h); regression needs a TorchScript model.
+      return absl::InvalidArgumentError("batched training trains classifiers only");
+    }
+    if (n == 0) return absl::InvalidArgumentError("client has no training examples");
+    if (e.feature_dim != feature_dim ||
+        static_cast<int64_t>(e.features.size()) != n * feature_dim) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("client ", c, " of the group has ", e.features.size(),
+                       " feature values, expected ", n, " x ", feature_dim));
+    }
+    total_rows += n;
+  }
+  FEDKIT_ASSIGN_OR_RETURN(std::unique_ptr<models::GroupedModel> model,
+                          models::CreateGroupedModel(model_, info_, group));
+  FEDKIT_RETURN_IF_ERROR(model->LoadAll(global_parameters));
+
+  return models::CallTorch([&]() -> absl::StatusOr<std::vector<client::ClientUpdate>> {
+    // Every client's rows in one table, so that one gather makes a step's [group, batch] inputs.
+    torch::Tensor features = torch::empty({total_rows, feature_dim}, torch::kFloat32);
+    torch::Tensor labels = torch::empty({total_rows}, torch::kInt64);
+    std::vector<Schedule> schedules;
+    int64_t max_steps = 0;
+    const int64_t batch = plan.batch_size;
+    {
+      int64_t offset = 0;
+      for (int64_t c = 0; c < group; ++c) {
+        const data::Examples& e = *clients[c];
+        const int64_t n = e.size();
+        std::memcpy(features.data_ptr<float>() + offset * feature_dim, e.features.data(),
+                    e.features.size() * sizeof(float));
+        std::memcpy(labels.data_ptr<int64_t>() + offset, e.labels.data(),
+                    e.labels.size() * sizeof(int64_t));
+        schedules.push_back(MakeSchedule(n, plan, seeds[c]));
+        for (int64_t& row : schedules.back().rows) row = row < 0 ? -1 : row + offset;
+        max_steps = std::max(max_steps, schedules.back().steps);
+        offset += n;
+      }
+    }
+    // rows[c][s * batch + j]: client c's j-th row at step s; -1 pads a short last batch and the
+    // steps after a client's last.
+    torch::Tensor rows = torch::full({group, max_steps * batch}, -1, torch::kInt64);
+    for (int64_t c = 0; c < group; ++c) {
+      const auto& r = schedules[c].rows;
+      std::memcpy(rows[c].data_ptr<int64_t>(), r.data(), r.size() * sizeof(int64_t));
+    }
+
+    const std::vector<torch::Tensor>& params = model->parameters();
+    std::vector<torch::Tensor> global_copies;
+    if (plan.prox_mu > 0) {
+      for (const auto& p : params) global_copies.push_back(p.detach().clone());
+    }
+    std::vector<torch::Tensor> momentum;
+    if (plan.momentum > 0) {
+      for (const auto& p : params) momentum.push_back(torch::zeros_like(p));
+    }
+    torch::Tensor loss_sum = torch::zeros({group}, torch::kFloat64);
+    for (int64_t step = 0; step < max_steps; ++step) {
+      const torch::Tensor idx = rows.slice(1, step * batch, (step + 1) * batch);  // [G, B]
+      const torch::Tensor valid = idx.ge(0);
+      const torch::Tensor mask = valid.to(torch::kFloat32);
+      const torch::Tensor counts = mask.sum(1);  // [G]
+      const torch::Tensor gather = idx.clamp_min(0).reshape({-1});
+      const torch::Tensor x = features.index_select(0, gather).view({group, batch, feature_dim});
+      const torch::Tensor out = model->Forward(x);  // [G, B, outputs]
+      const torch::Tensor y = labels.index_select(0, gather);
+      const torch::Tensor per_row =
+          F::cross_entropy(out.reshape({group * batch, out.size(2)}), y,
+                           F::CrossEntropyFuncOptions().reduction(torch::kNone))
+              .view({group, batch});
+      // Each client's mean loss over its own rows; their sum has each client's gradient in its
+      // own parameters' slice. A client past its last step has no rows and no gradient.
+      const torch::Tensor per_client = (per_row * mask).sum(1) / counts.clamp_min(1);
+      for (const auto& p : params) p.mutable_grad() = torch::Tensor();
+      per_client.sum().backward();
+      torch::NoGradGuard no_grad;
+      const torch::Tensor active = counts.gt(0).to(torch::kFloat32);
+      for (size_t i = 0; i < params.size(); ++i) {
+        torch::Tensor g = params[i].grad();
+        if (plan.prox_mu > 0) g.add_(params[i] - global_copies[i], plan.prox_mu);
+        // torch::optim::SGD: the buffer starts as the first gradient (every client takes its
+        // first step at step 0), then buf = momentum * buf + grad.
+        if (plan.momentum > 0) {
+          momentum[i].mul_(plan.momentum).add_(g);
+          g = momentum[i];
+        }
+        std::vector<int64_t> shape(params[i].dim(), 1);
+        shape[0] = group;
+        params[i].add_(g * active.view(shape), -plan.learning_rate);
+      }
+      loss_sum += per_client.detach().to(torch::kFloat64);
+    }
+
+    std::vector<client::ClientUpdate> updates(static_cast<size_t>(group));
+    for (int64_t c = 0; c < group; ++c) {
+      const Schedule& s = schedules[c];
+      client::ClientUpdate& u = updates[c];
+      u.delta = model->Member(c);
+      for (size_t i = 0; i < u.delta.size(); ++i) u.delta[i] -= global_parameters[i];
+      u.delta_norm = privacy::ClipL2InPlace(absl::MakeSpan(u.delta), plan.clip_norm);
+      u.num_examples = std::min(clients[c]->size(), s.examples_used);
+      u.train_loss = loss_sum[c].item<double>() / static_cast<double>(s.steps);
+      u.steps = s.steps;
+      u.budget_exhausted = s.budget_exhausted;
+    }
+    return updates;
+  });
+}
+
+}  // namespace fedkit::simulation
