@@ -91,8 +91,10 @@ absl::StatusOr<std::vector<client::ClientUpdate>> BatchedTrainer::Train(
     }
     total_rows += n;
   }
-  FEDKIT_ASSIGN_OR_RETURN(std::unique_ptr<models::GroupedModel> model,
-                          models::CreateGroupedModel(model_, info_, group));
+  if (group_ == nullptr || group_->group_size() != group) {
+    FEDKIT_ASSIGN_OR_RETURN(group_, models::CreateGroupedModel(model_, info_, group));
+  }
+  models::GroupedModel* model = group_.get();
   FEDKIT_RETURN_IF_ERROR(model->LoadAll(global_parameters));
 
   return models::CallTorch([&]() -> absl::StatusOr<std::vector<client::ClientUpdate>> {

@@ -25,6 +25,7 @@
 #include "absl/types/span.h"
 #include "client/local_trainer.h"
 #include "data/examples.h"
+#include "models/grouped_model.h"
 
 namespace fedkit::simulation {
 
@@ -53,6 +54,9 @@ class BatchedTrainer {
 
   std::string model_;
   data::DatasetInfo info_;
+  // The last group's stacked model, reused (reloaded) while groups keep its size: most of a
+  // round's groups are full, and creating one builds the registered model to read its shapes.
+  std::unique_ptr<models::GroupedModel> group_;
 };
 
 }  // namespace fedkit::simulation
