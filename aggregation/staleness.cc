@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "core/decimal.h"
 
 namespace fedkit::aggregation {
@@ -13,6 +13,29 @@ double StalenessWeighting::Weight(int64_t staleness) const {
   if (exponent == 0) return 1.0;
   const double s = static_cast<double>(std::max<int64_t>(staleness, 0));
   return std::pow(1.0 + s, -exponent);
+}
+
+void WeighByStaleness(const StalenessWeighting& weighting, int64_t staleness,
+                      absl::Span<float> delta) {
+  const float w = static_cast<float>(weighting.Weight(staleness));
+  if (w == 1.0f) return;
+  for (float& v : delta) v *= w;
+}
+
+absl::Status ValidateFedBuffSettings(const FedBuffSettings& settings) {
+  if (settings.buffer_size < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("`buffer_size` must be >= 1, got ", settings.buffer_size));
+  }
+  if (settings.concurrency < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("`concurrency` must be >= 1, got ", settings.concurrency));
+  }
+  if (!std::isfinite(settings.staleness.exponent) || settings.staleness.exponent < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "`staleness` exponent must be finite and >= 0, got ", settings.staleness.exponent));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<StalenessWeighting> ParseStalenessWeighting(absl::string_view spec) {

@@ -1,6 +1,8 @@
 #include "aggregation/staleness.h"
 
 #include <cmath>
+#include <limits>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -47,6 +49,28 @@ TEST(StalenessWeightingTest, RefusesOtherSpecs) {
     EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument) << spec;
     EXPECT_THAT(parsed.status().message(), HasSubstr("constant, sqrt or poly:A")) << spec;
   }
+}
+
+TEST(StalenessWeightingTest, WeighByStalenessScalesInFloatAndLeavesFreshUpdatesAlone) {
+  std::vector<float> delta = {1.0f, -2.0f, 0.5f};
+  WeighByStaleness(StalenessWeighting{}, 0, absl::MakeSpan(delta));
+  EXPECT_EQ(delta, (std::vector<float>{1.0f, -2.0f, 0.5f}));
+  WeighByStaleness(StalenessWeighting{}, 3, absl::MakeSpan(delta));  // 1/sqrt(4) = 0.5
+  EXPECT_EQ(delta, (std::vector<float>{0.5f, -1.0f, 0.25f}));
+  WeighByStaleness(StalenessWeighting{.exponent = 0}, 100, absl::MakeSpan(delta));
+  EXPECT_EQ(delta, (std::vector<float>{0.5f, -1.0f, 0.25f}));
+}
+
+TEST(FedBuffSettingsTest, ValidateNamesTheField) {
+  EXPECT_TRUE(ValidateFedBuffSettings(FedBuffSettings{}).ok());
+  EXPECT_THAT(ValidateFedBuffSettings({.buffer_size = 0}).message(), HasSubstr("`buffer_size`"));
+  EXPECT_THAT(ValidateFedBuffSettings({.concurrency = -1}).message(), HasSubstr("`concurrency`"));
+  EXPECT_THAT(ValidateFedBuffSettings({.staleness = {.exponent = -1}}).message(),
+              HasSubstr("`staleness`"));
+  EXPECT_THAT(
+      ValidateFedBuffSettings({.staleness = {.exponent = std::numeric_limits<double>::infinity()}})
+          .message(),
+      HasSubstr("`staleness`"));
 }
 
 }  // namespace

@@ -24,6 +24,7 @@
 #include "client/fault_injection.h"
 #include "client/federated_client.h"
 #include "client/model_source.h"
+#include "client/paced_channel.h"
 #include "data/federated_dataset.h"
 #include "data/idx.h"
 #include "models/compute_threads.h"
@@ -55,6 +56,7 @@ struct Flags {
   bool no_telemetry = false;
   std::optional<uint64_t> dp_noise_seed;
   std::string go_silent;
+  double seconds_per_example = 0;
   DeviceLimitFlags limits;
   std::string model_dir;
 };
@@ -196,6 +198,11 @@ int Run(int argc, char** argv) {
                  "Failure drill: in round ROUND, stop talking to the coordinator from PHASE on "
                  "(advertise | share | upload | unmask), as a device frozen or killed there "
                  "would; e.g. upload@2. TESTS AND DRILLS ONLY");
+  app.add_option("--seconds-per-example", f.seconds_per_example,
+                 "Slow-device drill: hold each upload until this many seconds per example and "
+                 "epoch have passed since the model download (the real training time counts), "
+                 "as a device that trains at that speed would. TESTS AND DRILLS ONLY")
+      ->check(cli::NonNegative());
   cli::AddYamlConfigOption(app);
   if (int code = cli::ParseCommandLine(app, argc, argv); code >= 0) return code;
 
@@ -269,6 +276,9 @@ int Run(int argc, char** argv) {
   };
   if (fault.has_value()) {
     *channel = std::make_unique<FaultInjectionChannel>(*std::move(channel), *fault, log);
+  }
+  if (f.seconds_per_example > 0) {
+    *channel = std::make_unique<PacedChannel>(*std::move(channel), f.seconds_per_example);
   }
   std::unique_ptr<ModelSource> models;
   std::string model_description;

@@ -23,6 +23,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
 #include "aggregation/robust.h"
+#include "aggregation/staleness.h"
 #include "artifacts/artifact_files.h"
 #include "artifacts/signing.h"
 #include "cli/flag_errors.h"
@@ -122,6 +123,9 @@ struct Flags {
   std::string compression = "none";
   std::string download_compression = "float32";
   std::string aggregator = "mean";
+  std::string algorithm = "fedavg";
+  aggregation::FedBuffSettings fedbuff;
+  std::string staleness = "sqrt";
   int secagg_modulus_bits = 32;
   double secagg_phase_timeout = 60;
   double secagg_design_dropout = 0.1;
@@ -246,6 +250,19 @@ int Run(int argc, char** argv) {
                  "Ed25519 private key (PEM, fedkit-sign keygen): sign the --model file at startup "
                  "instead of --model-signature");
   app.add_option("--rounds", f.rounds, "Rounds to run")->check(cli::Positive());
+  app.add_option("--algorithm", f.algorithm,
+                 "fedavg (synchronous rounds) | fedbuff (buffered asynchronous aggregation: "
+                 "--concurrency devices train at once, every --buffer-size uploads make a round)");
+  CLI::Option* buffer_size =
+      app.add_option("--buffer-size", f.fedbuff.buffer_size, "FedBuff: uploads per round (K)")
+          ->check(cli::Positive());
+  CLI::Option* concurrency = app.add_option("--concurrency", f.fedbuff.concurrency,
+                                            "FedBuff: devices training at once (C)")
+                                 ->check(cli::Positive());
+  CLI::Option* staleness =
+      app.add_option("--staleness", f.staleness,
+                     "FedBuff: how a stale update is discounted: sqrt (1/sqrt(1+s)), constant, "
+                     "or poly:A ((1+s)^-A)");
   app.add_option("--clients-per-round", f.clients_per_round, "Updates that close a round")
       ->check(cli::Positive());
   app.add_option("--min-clients", f.min_clients,
@@ -458,6 +475,30 @@ int Run(int argc, char** argv) {
   if (!f.tls_client_ca.empty() && f.tls_cert.empty()) {
     return UsageError("--tls-client-ca", "mutual TLS needs --tls-cert and --tls-key");
   }
+  if (f.algorithm != "fedavg" && f.algorithm != "fedbuff") {
+    return UsageError("--algorithm",
+                      absl::StrCat("is fedavg or fedbuff (the coordinator runs those two), not '",
+                                   f.algorithm, "'"));
+  }
+  if (f.algorithm == "fedbuff") {
+    absl::StatusOr<aggregation::StalenessWeighting> weighting =
+        aggregation::ParseStalenessWeighting(f.staleness);
+    if (!weighting.ok()) return UsageError("--staleness", weighting.status().message());
+    f.fedbuff.staleness = *weighting;
+    // Synchronous rounds' flags mean nothing here: K and C replace them.
+    for (const char* flag : {"--clients-per-round", "--min-clients", "--min-available",
+                             "--selection-timeout", "--over-select"}) {
+      if (app.count(flag) > 0) {
+        return UsageError(flag,
+                          "not with --algorithm fedbuff: --concurrency devices train at once and "
+                          "every --buffer-size uploads make a round");
+      }
+    }
+  } else {
+    for (CLI::Option* option : {buffer_size, concurrency, staleness}) {
+      if (option->count() > 0) return UsageError(option->get_name(), "needs --algorithm fedbuff");
+    }
+  }
   if (f.min_clients == 0) f.min_clients = f.clients_per_round;
   if (f.min_clients > f.clients_per_round) {
     return UsageError("--min-clients", "must not exceed --clients-per-round");
@@ -518,6 +559,7 @@ int Run(int argc, char** argv) {
   options.selection_timeout = absl::Seconds(f.selection_timeout);
   options.retry_interval = absl::Seconds(f.retry_interval);
   options.max_waiting = f.max_waiting;
+  if (f.algorithm == "fedbuff") options.fedbuff = f.fedbuff;
   options.plan.set_local_epochs(f.local_epochs);
   options.plan.set_batch_size(f.batch_size);
   options.plan.set_learning_rate(f.client_lr);
@@ -726,8 +768,11 @@ int Run(int argc, char** argv) {
       participation << ParticipationToJson(p) << "\n" << std::flush;
     };
   }
+  // Wall time since the service started (reset once it serves): the metrics' elapsed_seconds.
+  absl::Time serving_since = absl::Now();
   hooks.round_committed = [&](const RoundOutcome& r) {
     nlohmann::json line = {{"round", r.round},
+                           {"elapsed_seconds", absl::ToDoubleSeconds(absl::Now() - serving_since)},
                            {"participants", r.participants},
                            {"examples", r.examples},
                            {"train_loss", r.train_loss},
@@ -750,9 +795,18 @@ int Run(int argc, char** argv) {
       privacy += absl::StrFormat("  clip %.4g", *r.clip_norm);
     }
     if (r.unclipped_fraction) line["unclipped_fraction"] = *r.unclipped_fraction;
-    std::cout << absl::StrFormat(
-                     "round %4d  participants %d  accuracy %s  %.2fs%s\n", r.round, r.participants,
-                     r.accuracy ? absl::StrFormat("%.4f", *r.accuracy) : "-", r.seconds, privacy)
+    // FedBuff (fedkit-sim's names).
+    std::string staleness;
+    if (r.staleness_mean) {
+      line["staleness_mean"] = *r.staleness_mean;
+      line["staleness_max"] = *r.staleness_max;
+      line["assigned"] = r.assigned;
+      staleness = absl::StrFormat("  staleness %.2f (max %d)", *r.staleness_mean, *r.staleness_max);
+    }
+    std::cout << absl::StrFormat("round %4d  participants %d  accuracy %s  %.2fs%s%s\n", r.round,
+                                 r.participants,
+                                 r.accuracy ? absl::StrFormat("%.4f", *r.accuracy) : "-", r.seconds,
+                                 privacy, staleness)
               << std::flush;
     if (metrics.is_open()) metrics << line.dump() << "\n" << std::flush;
     if (prometheus_metrics) {
@@ -769,6 +823,12 @@ int Run(int argc, char** argv) {
   field_flags.push_back({"over_select", "--over-select"});
   field_flags.push_back({"allow_privacy_rollback", "--allow-privacy-rollback"});
   field_flags.push_back({"aggregator", "--aggregator"});
+  field_flags.push_back({"fedbuff", "--algorithm fedbuff"});
+  field_flags.push_back({"secure_aggregation", "--secagg"});
+  field_flags.push_back({"dp", "--dp"});
+  field_flags.push_back({"buffer_size", "--buffer-size"});
+  field_flags.push_back({"concurrency", "--concurrency"});
+  field_flags.push_back({"staleness", "--staleness"});
   auto coordinator = RoundCoordinator::Create(options, models::LayoutOf(**model),
                                               models::FlattenParameters(**model), hooks);
   if (!coordinator.ok()) {
@@ -892,11 +952,18 @@ int Run(int argc, char** argv) {
   if (!server || port == 0) {
     return UsageError("--listen", "cannot listen on " + f.listen);
   }
+  serving_since = absl::Now();
   spdlog::info(
       "{}",
-      absl::StrFormat("serving on port %d (%s%s), model %s (%d parameters), %d rounds of %d", port,
-                      f.insecure ? "plaintext" : "TLS", f.tls_client_ca.empty() ? "" : ", mutual",
-                      f.model, (*coordinator)->model_size(), f.rounds, f.clients_per_round));
+      absl::StrFormat(
+          "serving on port %d (%s%s), model %s (%d parameters), %d rounds of %s", port,
+          f.insecure ? "plaintext" : "TLS", f.tls_client_ca.empty() ? "" : ", mutual", f.model,
+          (*coordinator)->model_size(), f.rounds,
+          options.fedbuff.has_value()
+              ? absl::StrFormat("%d uploads (FedBuff: %d devices at once, staleness %s)",
+                                f.fedbuff.buffer_size, f.fedbuff.concurrency,
+                                aggregation::FormatStalenessWeighting(f.fedbuff.staleness))
+              : absl::StrCat(f.clients_per_round)));
   if (artifact != nullptr) {
     spdlog::info(
         "{}",

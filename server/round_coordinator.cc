@@ -195,6 +195,25 @@ absl::StatusOr<std::unique_ptr<RoundCoordinator>> RoundCoordinator::Create(
                        " updates per round: `clients_per_round` is ", options.clients_per_round));
     }
   }
+  if (options.fedbuff.has_value()) {
+    FEDKIT_RETURN_IF_ERROR(aggregation::ValidateFedBuffSettings(*options.fedbuff));
+    // Each refusal names the field: a FedBuff buffer is a plain, weighted mean of updates that
+    // arrive one at a time.
+    const std::pair<bool, const char*> unsupported[] = {
+        {options.secure_aggregation.has_value(), "secure_aggregation"},
+        {options.dp.has_value(), "dp"},
+        {options.aggregator.kind != aggregation::AggregatorKind::kMean, "aggregator"},
+        {options.over_select != 0, "over_select"},
+    };
+    for (const auto& [set, field] : unsupported) {
+      if (set) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("`fedbuff` does not run with `", field,
+                         "`: its buffers aggregate plain updates by weighted mean, each as it "
+                         "arrives, and assign devices as slots free up"));
+      }
+    }
+  }
   if (options.max_examples_per_client < 1 ||
       options.max_examples_per_client > aggregation::kMaxWeightLimit) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -568,6 +587,7 @@ absl::StatusOr<v1::CheckInResponse> RoundCoordinator::HandleCheckIn(
         absl::StrCat("the model needs ", model_bytes_, " bytes; this device holds at most ", limit,
                      " (its max_model_bytes / memory_bytes): not assigned"));
   }
+  if (buffered()) return BufferedCheckInLocked(id, now, identity);
   if (phase_ == Phase::kTraining) {
     auto it = assignment_of_client_.find(id);
     if (it != assignment_of_client_.end()) {
@@ -616,7 +636,133 @@ absl::StatusOr<v1::CheckInResponse> RoundCoordinator::HandleCheckIn(
   return RetryLocked(options_.retry_interval, WaitingForLocked(now));
 }
 
+absl::StatusOr<v1::CheckInResponse> RoundCoordinator::BufferedCheckInLocked(
+    const std::string& client_id, absl::Time now, absl::string_view identity) {
+  ExpireAssignmentsLocked(now);
+  ExpirePoolLocked(now);
+  if (auto it = assignment_of_client_.find(client_id); it != assignment_of_client_.end()) {
+    if (received_.contains(client_id)) {
+      // One update per device per buffer: it is assigned again after the commit.
+      return RetryLocked(options_.retry_interval,
+                         absl::StrCat("update received into round ", rounds_completed_ + 1,
+                                      "'s buffer; waiting for it to commit"));
+    }
+    // Assigned earlier (the response may have been lost): hand it out again.
+    v1::CheckInResponse response;
+    *response.mutable_assignment() = MakeAssignmentLocked(it->second, now);
+    return response;
+  }
+  FEDKIT_RETURN_IF_ERROR(JoinPoolLocked(client_id, now, identity));
+  // No device sees a model before its checkpoint is durable (FinishCommit), nor after the last
+  // round or while draining.
+  if (pending_commit_.has_value() || draining_ || !fatal_error_.ok() ||
+      rounds_completed_ >= options_.rounds || InFlightLocked() >= options_.fedbuff->concurrency) {
+    return RetryLocked(options_.retry_interval, WaitingForLocked(now));
+  }
+  if (aggregate_ == nullptr) {
+    absl::StatusOr<std::unique_ptr<aggregation::Aggregator>> aggregate = NewAggregateLocked();
+    if (!aggregate.ok()) {
+      fatal_error_ = aggregate.status();
+      return absl::UnavailableError("coordinator stopped: " + std::string(fatal_error_.message()));
+    }
+    aggregate_ = *std::move(aggregate);
+  }
+  absl::StatusOr<std::string> assignment_id = NewAssignmentId();
+  if (!assignment_id.ok()) {
+    fatal_error_ = assignment_id.status();
+    return absl::UnavailableError("coordinator stopped: " + std::string(fatal_error_.message()));
+  }
+  if (phase_ == Phase::kWaiting) {
+    phase_ = Phase::kTraining;
+    round_started_ = now;
+    round_deadline_ = absl::InfiniteFuture();  // each assignment has its own
+  }
+  assignments_[*assignment_id] =
+      Assignment{client_id, rounds_completed_ + 1, global_, now + options_.round_timeout};
+  assignment_of_client_[client_id] = *assignment_id;
+  LeavePoolLocked(client_id);
+  ++buffer_assigned_;
+  if (hooks_.round_participation) {
+    if (!participation_.has_value()) {
+      participation_.emplace();
+      participation_->round = rounds_completed_ + 1;
+      participation_->attempt = attempt_;
+    }
+    participation_->assigned.push_back(client_id);
+  }
+  v1::CheckInResponse response;
+  *response.mutable_assignment() = MakeAssignmentLocked(*assignment_id, now);
+  return response;
+}
+
+int64_t RoundCoordinator::InFlightLocked() const {
+  return static_cast<int64_t>(assignments_.size()) - static_cast<int64_t>(received_.size());
+}
+
+void RoundCoordinator::EndAssignmentLocked(const std::string& assignment_id) {
+  auto it = assignments_.find(assignment_id);
+  if (it == assignments_.end()) return;
+  recently_closed_.emplace(assignment_id, it->second.client_id);
+  assignment_of_client_.erase(it->second.client_id);
+  assignments_.erase(it);
+}
+
+void RoundCoordinator::ExpireAssignmentsLocked(absl::Time now) {
+  std::vector<std::string> expired;
+  for (const auto& [assignment_id, assignment] : assignments_) {
+    if (now >= assignment.deadline && !received_.contains(assignment.client_id)) {
+      expired.push_back(assignment_id);
+    }
+  }
+  for (const std::string& assignment_id : expired) EndAssignmentLocked(assignment_id);
+}
+
+void RoundCoordinator::StartNextBufferLocked(absl::Time now) {
+  // Ids closed before the previous commit are forgotten (a later upload is "unassigned" rather
+  // than "late"): memory stays bounded by what one buffer's time closes.
+  recently_closed_.clear();
+  std::vector<std::string> done;
+  for (const auto& [client_id, digest] : received_) {
+    if (auto it = assignment_of_client_.find(client_id); it != assignment_of_client_.end()) {
+      done.push_back(it->second);
+    }
+  }
+  received_.clear();
+  for (const std::string& assignment_id : done) EndAssignmentLocked(assignment_id);
+  for (auto it = declined_.begin(); it != declined_.end();) {
+    if (recently_closed_.contains(*it)) {
+      ++it;
+    } else {
+      declined_.erase(it++);
+    }
+  }
+  absl::StatusOr<std::unique_ptr<aggregation::Aggregator>> aggregate = NewAggregateLocked();
+  if (!aggregate.ok()) {
+    fatal_error_ = aggregate.status();
+    return;
+  }
+  aggregate_ = *std::move(aggregate);
+  loss_sum_ = 0;
+  traffic_ = Traffic();
+  unclipped_ = 0;
+  telemetry_.Clear();
+  buffer_assigned_ = 0;
+  staleness_sum_ = 0;
+  staleness_max_ = 0;
+  participation_.reset();
+  round_started_ = now;
+}
+
 std::string RoundCoordinator::WaitingForLocked(absl::Time now) const {
+  if (buffered() && phase_ != Phase::kFinished) {
+    return absl::StrFormat(
+        "round %d (FedBuff): %d of %d updates in the buffer, %d of %d devices training%s",
+        rounds_completed_ + 1, received_.size(), options_.fedbuff->buffer_size, InFlightLocked(),
+        options_.fedbuff->concurrency,
+        pending_commit_.has_value() ? absl::StrCat("; round ", pending_commit_->outcome.round,
+                                                   "'s evaluation and checkpoint first (committed)")
+                                    : "");
+  }
   switch (phase_) {
     case Phase::kFinished:
       return "nothing: the run is finished";
@@ -843,7 +989,9 @@ void RoundCoordinator::StartRoundLocked(absl::Time now) {
 v1::RoundAssignment RoundCoordinator::MakeAssignmentLocked(const std::string& assignment_id,
                                                            absl::Time now) const {
   v1::RoundAssignment a;
-  a.set_round(rounds_completed_ + 1);
+  auto assignment = assignments_.find(assignment_id);
+  a.set_round(buffered() && assignment != assignments_.end() ? assignment->second.round
+                                                             : rounds_completed_ + 1);
   a.set_assignment_id(assignment_id);
   a.set_model_name(options_.model_name);
   if (options_.artifact.has_value()) *a.mutable_artifact() = *options_.artifact;
@@ -862,7 +1010,10 @@ v1::RoundAssignment RoundCoordinator::MakeAssignmentLocked(const std::string& as
         std::max(0.0, absl::ToDoubleSeconds(round_started_ + options_.round_timeout +
                                             2 * options_.secure_aggregation->phase_timeout - now)));
   } else {
-    a.set_seconds_to_deadline(std::max(0.0, absl::ToDoubleSeconds(round_deadline_ - now)));
+    const absl::Time deadline = buffered() && assignment != assignments_.end()
+                                    ? assignment->second.deadline
+                                    : round_deadline_;
+    a.set_seconds_to_deadline(std::max(0.0, absl::ToDoubleSeconds(deadline - now)));
   }
   return a;
 }
@@ -889,8 +1040,10 @@ absl::StatusOr<RoundCoordinator::ModelSnapshot> RoundCoordinator::GetModel(
   {
     absl::MutexLock lock(&mu_);
     FEDKIT_RETURN_IF_ERROR(CheckModelRequestLocked(request));
-    snapshot.round = assignments_.find(request.assignment_id())->second.round;
-    snapshot.parameters = global_;
+    const Assignment& assignment = assignments_.find(request.assignment_id())->second;
+    snapshot.round = assignment.round;
+    // FedBuff: the version the device was assigned (the model may have moved on since).
+    snapshot.parameters = buffered() ? assignment.model : global_;
   }
   // Outside the lock: the round's first download encodes the model (one pass over it), the
   // others share its bytes (float32: nothing to do).
@@ -972,7 +1125,7 @@ absl::Status RoundCoordinator::CheckUpdateAssignmentLocked(const v1::UpdateHeade
                                          ", the assignment is for round ", assignment.round)),
                         "wrong_round");
   }
-  if (phase_ != Phase::kTraining) {
+  if (phase_ != Phase::kTraining || (buffered() && rounds_completed_ >= options_.rounds)) {
     return RefuseLocked(absl::FailedPreconditionError("round closed; update is late"), "late");
   }
   if (secagg_round_ != nullptr) {
@@ -1097,7 +1250,28 @@ absl::StatusOr<v1::UploadResponse> RoundCoordinator::HandleUpdate(const v1::Upda
                             "a different update from this client was already counted this round"),
                         "duplicate");
   }
-  if (absl::Status folded = aggregate_->Accumulate(delta, header.num_examples()); !folded.ok()) {
+  std::vector<float> weighted;  // FedBuff: n w(s) delta enters the buffer
+  if (buffered()) {
+    if (static_cast<int64_t>(received_.size()) >= options_.fedbuff->buffer_size) {
+      CloseRoundIfCompleteLocked(now);  // commits the full buffer unless a commit is pending
+    }
+    if (static_cast<int64_t>(received_.size()) >= options_.fedbuff->buffer_size) {
+      return RefuseLocked(
+          WithRetryAfter(absl::UnavailableError(absl::StrCat(
+                             "round ", rounds_completed_ + 1, "'s buffer is full while round ",
+                             rounds_completed_, " is checkpointed; upload again shortly")),
+                         options_.retry_interval),
+          "buffer_full");
+    }
+    const int64_t staleness = rounds_completed_ + 1 - assignments_.at(header.assignment_id()).round;
+    weighted.assign(delta.begin(), delta.end());
+    aggregation::WeighByStaleness(options_.fedbuff->staleness, staleness, absl::MakeSpan(weighted));
+    staleness_sum_ += staleness;
+    staleness_max_ = std::max(staleness_max_, staleness);
+  }
+  if (absl::Status folded = aggregate_->Accumulate(
+          buffered() ? absl::MakeConstSpan(weighted) : delta, header.num_examples());
+      !folded.ok()) {
     // The checks above leave only the fixed point's range (no clip norm: --max-update-value).
     return RefuseClientLocked(header.client_id(), folded, "out_of_range");
   }
@@ -1202,6 +1376,11 @@ absl::StatusOr<v1::DeclineResponse> RoundCoordinator::CountDecline(
   }
   ++declines_[absl::AsciiStrToLower(v1::DeclineRequest::Reason_Name(request.reason()))];
   // A current assignment that declined is no longer waited for (unless its update is already in).
+  if (buffered()) {
+    // Its slot is free at once.
+    if (!received_.contains(owner)) EndAssignmentLocked(id);
+    return response;
+  }
   if (phase_ == Phase::kTraining && assignments_.contains(id) && !received_.contains(owner)) {
     ++declined_this_round_;
     if (secagg_round_ != nullptr) {
@@ -1217,6 +1396,15 @@ absl::StatusOr<v1::DeclineResponse> RoundCoordinator::CountDecline(
 }
 
 void RoundCoordinator::CloseRoundIfCompleteLocked(absl::Time now) {
+  if (buffered()) {
+    // A full buffer commits, one commit at a time (the next waits for FinishCommit).
+    if (phase_ == Phase::kTraining && !pending_commit_.has_value() &&
+        rounds_completed_ < options_.rounds &&
+        static_cast<int64_t>(received_.size()) >= options_.fedbuff->buffer_size) {
+      CommitRoundLocked(now);
+    }
+    return;
+  }
   if (phase_ != Phase::kTraining || secagg_round_ != nullptr) return;
   const int64_t received = static_cast<int64_t>(received_.size());
   if (received >= options_.clients_per_round) {
@@ -1489,6 +1677,12 @@ absl::Status RoundCoordinator::Tick(absl::Time now) {
 
 void RoundCoordinator::HandleTick(absl::Time now) {
   absl::MutexLock lock(&mu_);
+  if (buffered()) {
+    ExpireAssignmentsLocked(now);
+    CloseRoundIfCompleteLocked(now);  // a buffer that filled while the last commit was pending
+    ExpirePoolLocked(now);
+    return;
+  }
   if (secagg_round_ != nullptr) AdvanceSecureAggregationLocked(now);
   if (phase_ == Phase::kTraining && now >= round_deadline_ && unmasking_ == Unmasking::kNone) {
     if (static_cast<int64_t>(received_.size()) >= options_.min_clients) {
@@ -1554,6 +1748,11 @@ void RoundCoordinator::CommitRoundLocked(absl::Time now) {
                                   ? report->total_weight
                                   : report->total_examples;
   outcome.train_loss = loss_sum_ / static_cast<double>(loss_weight);
+  if (buffered()) {
+    outcome.staleness_mean =
+        static_cast<double>(staleness_sum_) / static_cast<double>(outcome.participants);
+    outcome.staleness_max = staleness_max_;
+  }
   if (absl::Status moved =
           UpdateClipLocked(unclipped_, outcome.participants, std::nullopt, outcome);
       !moved.ok()) {
@@ -1617,7 +1816,7 @@ void RoundCoordinator::CommitAverageLocked(const std::vector<float>& average, Ro
   }
   attempt_ = 0;
   outcome.seconds = absl::ToDoubleSeconds(now - round_started_);
-  outcome.assigned = static_cast<int64_t>(assignments_.size());
+  outcome.assigned = buffered() ? buffer_assigned_ : static_cast<int64_t>(assignments_.size());
   if (traffic_.uploads > 0) {
     outcome.upload_bytes =
         static_cast<double>(traffic_.sent) / static_cast<double>(traffic_.uploads);
@@ -1628,10 +1827,18 @@ void RoundCoordinator::CommitAverageLocked(const std::vector<float>& average, Ro
   }
   if (!telemetry_.empty()) outcome.device_telemetry = telemetry_.Summary();
   telemetry_.Clear();
-  CloseAssignmentsLocked();
-  // Evaluation, the checkpoint and the hooks run in FinishCommit, outside the lock; until then no
-  // round starts and the run is not finished.
-  phase_ = Phase::kWaiting;
+  std::optional<RoundParticipation> participation = std::move(participation_);
+  participation_.reset();
+  if (buffered()) {
+    // Devices in flight keep training (their updates join the next buffers, stale); no device is
+    // assigned until FinishCommit has run.
+    StartNextBufferLocked(now);
+  } else {
+    CloseAssignmentsLocked();
+    // Evaluation, the checkpoint and the hooks run in FinishCommit, outside the lock; until then
+    // no round starts and the run is not finished.
+    phase_ = Phase::kWaiting;
+  }
   history_.push_back(outcome);
   PendingCommit pending;
   pending.outcome = outcome;
@@ -1644,8 +1851,7 @@ void RoundCoordinator::CommitAverageLocked(const std::vector<float>& average, Ro
                             .noise_multiplier = dp_setup_->accounting_noise_multiplier,
                             .epsilon = *outcome.epsilon};
   }
-  pending.participation = std::move(participation_);
-  participation_.reset();
+  pending.participation = std::move(participation);
   pending_commit_ = std::move(pending);
 }
 
@@ -1734,7 +1940,10 @@ void RoundCoordinator::FinishCommit() {
       fatal_error_ = saved;
       return;
     }
-    phase_ = rounds_completed_ >= options_.rounds ? Phase::kFinished : Phase::kWaiting;
+    // FedBuff keeps training between commits (until its first device, after a restart, waits).
+    phase_ = rounds_completed_ >= options_.rounds ? Phase::kFinished
+             : buffered()                         ? phase_
+                                                  : Phase::kWaiting;
     if (phase_ == Phase::kWaiting) BudgetExhaustedLocked();
   }
 }

@@ -25,6 +25,7 @@
 #include "aggregation/aggregator.h"
 #include "aggregation/robust.h"
 #include "aggregation/server_optimizer.h"
+#include "aggregation/staleness.h"
 #include "artifacts/signing.h"
 #include "compression/download_codec.h"
 #include "compression/secagg_quantization.h"
@@ -127,6 +128,24 @@ struct CoordinatorOptions {
   // its aggregator needs (Krum's 2F + 3, e.g. at the deadline with min_clients below it) is
   // abandoned and started again (refusal reason "aggregator_too_few_updates"), not fatal.
   aggregation::AggregatorSpec aggregator;
+  // FedBuff (Nguyen et al., AISTATS 2022; aggregation/staleness.h), buffered asynchronous
+  // aggregation, instead of synchronous rounds. A device that checks in is assigned at once while
+  // fewer than `concurrency` (C) assignments are in flight; it trains from the model current then
+  // (its assignment's `round` is that model's version + 1) and uploads whenever it is done, each
+  // within round_timeout of its assignment. Every `buffer_size` (K) updates from K distinct
+  // devices make one commit ("round" in history, metrics and checkpoints): the update of a device
+  // that trained from version v, arriving when version u is current, is s = u - v stale and
+  // enters the buffer as n w(s) delta with weight n (n its capped example count, w the staleness
+  // weighting), so the commit applies sum n_i w(s_i) delta_i / sum n_i through the server
+  // optimizer, as FedBuffSimulator does. A device whose update is in the current buffer is told to
+  // retry until the buffer commits. While a commit's evaluation and checkpoint run no device is
+  // assigned (a checkpoint is durable before any device sees its model) but uploads are still
+  // taken into the next buffer; a full buffer refuses more (UNAVAILABLE with a retry hint, reason
+  // `buffer_full`) until it commits. clients_per_round, min_clients, min_available and
+  // selection_timeout are not used. Plain updates only: Create refuses (INVALID_ARGUMENT naming
+  // `fedbuff` and the other field) secure_aggregation, dp, a robust aggregator and over_select,
+  // and settings ValidateFedBuffSettings refuses.
+  std::optional<aggregation::FedBuffSettings> fedbuff;
 };
 
 // Round history entry, also what GetStatus and the metrics report.
@@ -157,6 +176,9 @@ struct RoundOutcome {
   // The device telemetry of the round's accepted uploads, as distributions (no client ids;
   // server/device_telemetry.h). Unset when no upload carried any.
   std::optional<v1::DeviceTelemetrySummary> device_telemetry;
+  // FedBuff: the mean and largest staleness of the commit's updates (unset in synchronous rounds).
+  std::optional<double> staleness_mean;
+  std::optional<int64_t> staleness_max;
 };
 
 // Hooks the binary plugs in; all optional. privacy_released, evaluate, save_checkpoint and
@@ -371,6 +393,10 @@ class RoundCoordinator {
   struct Assignment {
     std::string client_id;
     int64_t round = 0;
+    // FedBuff: the model it trains from (version round - 1) and its own deadline. Synchronous
+    // rounds serve global_ and use round_deadline_.
+    std::shared_ptr<const std::vector<float>> model;
+    absl::Time deadline = absl::InfiniteFuture();
   };
 
   RoundCoordinator(const CoordinatorOptions& options, ParameterLayout layout,
@@ -392,6 +418,21 @@ class RoundCoordinator {
                                                         const std::string& packed, absl::Time now)
       ABSL_LOCKS_EXCLUDED(mu_);
   void HandleTick(absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
+  // FedBuff's check-in under the lock (see CoordinatorOptions::fedbuff): the device's assignment,
+  // a new one when a slot is free, or when to come back.
+  absl::StatusOr<v1::CheckInResponse> BufferedCheckInLocked(const std::string& client_id,
+                                                            absl::Time now,
+                                                            absl::string_view identity)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // FedBuff: assignments in flight (not uploaded into the buffer, declined or expired).
+  int64_t InFlightLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // FedBuff: ends the assignments past their deadline (their uploads are then refused as late).
+  void ExpireAssignmentsLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // FedBuff: ends one assignment, remembering its id to call a later upload "late".
+  void EndAssignmentLocked(const std::string& assignment_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // FedBuff, after a commit: the buffer's devices may be assigned again; a new empty buffer.
+  void StartNextBufferLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool buffered() const { return options_.fedbuff.has_value(); }
   // Runs a committed round's evaluation, checkpoint and hooks outside the lock, then lets the next
   // round start (or finishes the run). Returns at once if nothing is pending or another thread is
   // already running them.
@@ -547,6 +588,10 @@ class RoundCoordinator {
   // Current assignments that declined before their update was in (the round does not wait for
   // them).
   int64_t declined_this_round_ ABSL_GUARDED_BY(mu_) = 0;
+  // FedBuff: assignments made for the current buffer, and its updates' staleness (sum, largest).
+  int64_t buffer_assigned_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t staleness_sum_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t staleness_max_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status fatal_error_ ABSL_GUARDED_BY(mu_);
   // Set at Create, then constant: weighted FedAvg's encoding under secure aggregation (without DP),
   // and what SetUpDp derived (with DP).

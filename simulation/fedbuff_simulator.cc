@@ -156,10 +156,8 @@ absl::StatusOr<RoundResult> FedBuffSimulator::RunRound() {
       },
       [&](int64_t i, client::ClientUpdate update) -> absl::Status {
         const AsyncArrival& a = commit.arrivals[i];
-        const float w = static_cast<float>(fedbuff_.staleness.Weight(a.staleness));
-        if (w != 1.0f) {
-          for (float& v : update.delta) v *= w;
-        }
+        aggregation::WeighByStaleness(fedbuff_.staleness, a.staleness,
+                                      absl::MakeSpan(update.delta));
         const int64_t weight = std::min(update.num_examples, weight_cap);
         if (absl::Status folded = aggregate->Accumulate(update.delta, weight); !folded.ok()) {
           return absl::Status(folded.code(),

@@ -52,11 +52,9 @@
 
 namespace fedkit::simulation {
 
-struct FedBuffOptions {
-  int64_t buffer_size = 10;  // K: updates per commit, >= 1
-  int64_t concurrency = 20;  // C: clients training at once, in [1, population]
-  aggregation::StalenessWeighting staleness;
-};
+// K, C and the weighting, shared with the coordinator (aggregation/staleness.h); here C must also
+// be at most the population.
+using FedBuffOptions = aggregation::FedBuffSettings;
 
 class FedBuffSimulator final : public RoundRunner {
  public:
