@@ -9,14 +9,20 @@
 // and the ratio of the same 2NN as a TorchScript model (written in Python) to the built-in mlp.
 // BM_BareLoopOf and BM_SimulatorOf measure cross-client batching (fedkit-sim --client-batching) on
 // 1 thread for logreg, mlp and cnn: the bare loop, the simulator without it and with groups of 10
-// and 40 clients (the cnn trains 1 local epoch instead of 5).
+// and 40 clients (the cnn trains 1 local epoch instead of 5). BM_KernelFloorOf bounds what any
+// batching could reach for logreg and mlp: the same clients' SGD steps with nothing but the BLAS
+// calls and loops the arithmetic needs (see KernelFloorLoop).
 #include <benchmark/benchmark.h>
+#include <cblas.h>
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <numeric>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -167,6 +173,110 @@ void BM_SimulatorOf(benchmark::State& state) {
   RunSimulator(state, kModels[state.range(0)], 1, state.range(1));
 }
 
+// A lower bound on the time of the bare loop's work for a fully connected model (logreg: 784-10;
+// mlp: 784-200-200-10 with ReLU): the same clients, epochs, batches of 10 and softmax
+// cross-entropy SGD steps, computed with one cblas_sgemm per matrix product, the SGD update fused
+// into the weight-gradient product (W -= lr G^T A as one sgemm with beta = 1), plain loops for
+// biases, ReLU and the softmax, every buffer allocated once, no autograd, no dispatch, no
+// optimizer object. Cross-client batching keeps each client's arithmetic (its own weights, its
+// own batches), so it cannot make a step cheaper than this: steps/s here over the bare loop's is
+// the most any batching could gain over the bare loop on this BLAS. The BLAS is the one LibTorch
+// is linked with here (libblas.so.3, OpenBLAS on Debian).
+class KernelFloorLoop {
+ public:
+  explicit KernelFloorLoop(std::vector<int> widths) : widths_(std::move(widths)) {
+    std::mt19937 rng(1);
+    for (size_t l = 0; l + 1 < widths_.size(); ++l) {
+      const float bound = 1.0f / std::sqrt(static_cast<float>(widths_[l]));
+      std::uniform_real_distribution<float> init(-bound, bound);
+      weights_.emplace_back(static_cast<size_t>(widths_[l + 1]) * widths_[l]);
+      for (float& w : weights_.back()) w = init(rng);
+      biases_.emplace_back(widths_[l + 1], 0.0f);
+    }
+    for (int w : widths_) {
+      acts_.emplace_back(static_cast<size_t>(kBatch) * w);
+      grads_.emplace_back(static_cast<size_t>(kBatch) * w);
+    }
+  }
+
+  void Run(int epochs) {
+    const int layers = static_cast<int>(weights_.size());
+    const int in = widths_[0];
+    for (int64_t c = 0; c < kClientsPerRound; ++c) {
+      const data::Examples ex = Dataset().TrainExamples(c);
+      const int64_t n = ex.size();
+      std::vector<int64_t> order(n);
+      for (int e = 0; e < epochs; ++e) {
+        std::iota(order.begin(), order.end(), 0);
+        std::shuffle(order.begin(), order.end(), rng_);
+        for (int64_t start = 0; start < n; start += kBatch) {
+          const int b = static_cast<int>(std::min<int64_t>(kBatch, n - start));
+          for (int i = 0; i < b; ++i) {  // gather the batch
+            std::copy_n(ex.features.data() + order[start + i] * in, in,
+                        acts_[0].data() + static_cast<size_t>(i) * in);
+          }
+          for (int l = 0; l < layers; ++l) {  // A[l+1] = act(A[l] W[l]^T + b[l])
+            const int k = widths_[l], m = widths_[l + 1];
+            float* out = acts_[l + 1].data();
+            for (int i = 0; i < b; ++i) std::copy_n(biases_[l].data(), m, out + i * m);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b, m, k, 1.0f, acts_[l].data(), k,
+                        weights_[l].data(), k, 1.0f, out, m);
+            if (l + 1 < layers) {
+              for (int i = 0; i < b * m; ++i) out[i] = std::max(out[i], 0.0f);
+            }
+          }
+          // dL/dlogits of the mean cross-entropy: (softmax - onehot) / b.
+          const int classes = widths_.back();
+          float* g = grads_.back().data();
+          const float* logits = acts_.back().data();
+          for (int i = 0; i < b; ++i) {
+            const float* row = logits + i * classes;
+            const float top = *std::max_element(row, row + classes);
+            float sum = 0;
+            for (int j = 0; j < classes; ++j) sum += (g[i * classes + j] = std::exp(row[j] - top));
+            for (int j = 0; j < classes; ++j) g[i * classes + j] /= sum * static_cast<float>(b);
+            g[i * classes + ex.labels[order[start + i]]] -= 1.0f / static_cast<float>(b);
+          }
+          for (int l = layers - 1; l >= 0; --l) {
+            const int k = widths_[l], m = widths_[l + 1];
+            const float* go = grads_[l + 1].data();
+            if (l > 0) {  // dA[l] = dZ[l+1] W[l], masked by ReLU'(A[l]), before W[l] moves
+              float* gi = grads_[l].data();
+              cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b, k, m, 1.0f, go, m,
+                          weights_[l].data(), k, 0.0f, gi, k);
+              const float* a = acts_[l].data();
+              for (int i = 0; i < b * k; ++i) gi[i] = a[i] > 0 ? gi[i] : 0.0f;
+            }
+            // W[l] -= lr dZ^T A[l] and b[l] -= lr sum dZ.
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, k, b,
+                        -static_cast<float>(kLearningRate), go, m, acts_[l].data(), k, 1.0f,
+                        weights_[l].data(), k);
+            for (int i = 0; i < b; ++i) {
+              for (int j = 0; j < m; ++j) {
+                biases_[l][j] -= static_cast<float>(kLearningRate) * go[i * m + j];
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+
+ private:
+  std::vector<int> widths_;
+  std::vector<std::vector<float>> weights_, biases_, acts_, grads_;
+  std::mt19937 rng_{1};
+};
+
+void BM_KernelFloorOf(benchmark::State& state) {
+  const std::string model = kModels[state.range(0)];
+  models::UseSingleThreadedCompute();  // OpenBLAS on 1 thread too
+  KernelFloorLoop loop(model == "logreg" ? std::vector<int>{784, 10}
+                                         : std::vector<int>{784, 200, 200, 10});
+  for (auto _ : state) loop.Run(kEpochs);
+  state.SetItemsProcessed(state.iterations() * StepsPerRound(kEpochs));
+}
+
 BENCHMARK(BM_BareLibTorchLoop)
     ->ArgName("threads")
     ->Arg(1)
@@ -191,6 +301,12 @@ BENCHMARK(BM_SimulatorTorchScript2nn)
 BENCHMARK(BM_BareLoopOf)
     ->ArgName("model")
     ->DenseRange(0, 2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(2);
+BENCHMARK(BM_KernelFloorOf)
+    ->ArgName("model")
+    ->DenseRange(0, 1)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond)
     ->MinTime(2);
@@ -255,6 +371,13 @@ class RatioReporter : public benchmark::ConsoleReporter {
         }
       }
       std::printf("\n");
+      const double floor = Median("BM_KernelFloorOf/model:" + model);
+      if (floor > 0) {
+        std::printf(
+            "%-6s 1 thread: BLAS-only floor %.0f steps/s = %.3f x bare: no batching of "
+            "this model's arithmetic can reach more than that\n",
+            kModels[m], floor, floor / bare);
+      }
     }
   }
 

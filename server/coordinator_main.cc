@@ -272,7 +272,8 @@ int Run(int argc, char** argv) {
       ->check(cli::InRange(0, 10));
   app.add_option("--min-available", f.min_available,
                  "Sample at once only from at least this many waiting devices, else after the "
-                 "selection window (default: the over-selected target)")
+                 "selection window (default: the over-selected target); FedBuff: assign the "
+                 "first device once this many are waiting")
       ->check(cli::NonNegative());
   app.add_option("--round-timeout", f.round_timeout, "Round deadline in seconds")
       ->check(cli::Positive());
@@ -486,8 +487,8 @@ int Run(int argc, char** argv) {
     if (!weighting.ok()) return UsageError("--staleness", weighting.status().message());
     f.fedbuff.staleness = *weighting;
     // Synchronous rounds' flags mean nothing here: K and C replace them.
-    for (const char* flag : {"--clients-per-round", "--min-clients", "--min-available",
-                             "--selection-timeout", "--over-select"}) {
+    for (const char* flag :
+         {"--clients-per-round", "--min-clients", "--selection-timeout", "--over-select"}) {
       if (app.count(flag) > 0) {
         return UsageError(flag,
                           "not with --algorithm fedbuff: --concurrency devices train at once and "
@@ -768,17 +769,22 @@ int Run(int argc, char** argv) {
       participation << ParticipationToJson(p) << "\n" << std::flush;
     };
   }
-  // Wall time since the service started (reset once it serves): the metrics' elapsed_seconds.
-  absl::Time serving_since = absl::Now();
+  // The metrics' elapsed_seconds: wall time since the first round this process committed started
+  // (as fedkit-sim's, from the first round's start).
+  std::optional<absl::Time> first_round_started;
   hooks.round_committed = [&](const RoundOutcome& r) {
-    nlohmann::json line = {{"round", r.round},
-                           {"elapsed_seconds", absl::ToDoubleSeconds(absl::Now() - serving_since)},
-                           {"participants", r.participants},
-                           {"examples", r.examples},
-                           {"train_loss", r.train_loss},
-                           {"seconds", r.seconds},
-                           {"upload_bytes", r.upload_bytes},
-                           {"download_bytes", r.download_bytes}};
+    const absl::Time committed = absl::Now();
+    if (!first_round_started.has_value())
+      first_round_started = committed - absl::Seconds(r.seconds);
+    nlohmann::json line = {
+        {"round", r.round},
+        {"elapsed_seconds", absl::ToDoubleSeconds(committed - *first_round_started)},
+        {"participants", r.participants},
+        {"examples", r.examples},
+        {"train_loss", r.train_loss},
+        {"seconds", r.seconds},
+        {"upload_bytes", r.upload_bytes},
+        {"download_bytes", r.download_bytes}};
     if (r.accuracy) {
       line["accuracy"] = *r.accuracy;
       line["loss"] = *r.loss;
@@ -952,18 +958,16 @@ int Run(int argc, char** argv) {
   if (!server || port == 0) {
     return UsageError("--listen", "cannot listen on " + f.listen);
   }
-  serving_since = absl::Now();
-  spdlog::info(
-      "{}",
-      absl::StrFormat(
-          "serving on port %d (%s%s), model %s (%d parameters), %d rounds of %s", port,
-          f.insecure ? "plaintext" : "TLS", f.tls_client_ca.empty() ? "" : ", mutual", f.model,
-          (*coordinator)->model_size(), f.rounds,
-          options.fedbuff.has_value()
-              ? absl::StrFormat("%d uploads (FedBuff: %d devices at once, staleness %s)",
-                                f.fedbuff.buffer_size, f.fedbuff.concurrency,
-                                aggregation::FormatStalenessWeighting(f.fedbuff.staleness))
-              : absl::StrCat(f.clients_per_round)));
+  spdlog::info("{}",
+               absl::StrFormat(
+                   "serving on port %d (%s%s), model %s (%d parameters), %d rounds of %s", port,
+                   f.insecure ? "plaintext" : "TLS", f.tls_client_ca.empty() ? "" : ", mutual",
+                   f.model, (*coordinator)->model_size(), f.rounds,
+                   options.fedbuff.has_value()
+                       ? absl::StrFormat("%d uploads (FedBuff: %d devices at once, staleness %s)",
+                                         f.fedbuff.buffer_size, f.fedbuff.concurrency,
+                                         aggregation::FormatStalenessWeighting(f.fedbuff.staleness))
+                       : absl::StrCat(f.clients_per_round)));
   if (artifact != nullptr) {
     spdlog::info(
         "{}",

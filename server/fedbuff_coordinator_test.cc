@@ -225,6 +225,21 @@ TEST(FedBuffCoordinatorTest, AFullBufferWaitsForThePendingCommit) {
   EXPECT_NEAR(global[2], 3.0 + 4.0 / std::sqrt(3.0), 1e-5);
 }
 
+TEST(FedBuffCoordinatorTest, TheFirstAssignmentWaitsForMinAvailableDevices) {
+  CoordinatorOptions o = FedBuffOptions(1, 2, 3);
+  o.min_available = 3;
+  auto c = Make(o);
+  ASSERT_NE(c, nullptr);
+  EXPECT_THAT(RetryReason(*c, "a", kStart), HasSubstr("1 waiting; FedBuff starts with 3"));
+  EXPECT_THAT(RetryReason(*c, "b", kStart), HasSubstr("2 waiting"));
+  const v1::RoundAssignment x = Assigned(*c, "x", kStart);
+  const v1::RoundAssignment a = Assigned(*c, "a", kStart);
+  EXPECT_THAT(RetryReason(*c, "b", kStart), HasSubstr("2 of 2 devices training"));
+  // Once started, FedBuff no longer waits for the pool: one device waiting is assigned.
+  ASSERT_TRUE(c->SubmitUpdate(HeaderFor(x, "x", 1), std::vector<float>{0, 0, 0}, kStart).ok());
+  Assigned(*c, "b", kStart);
+}
+
 TEST(FedBuffCoordinatorTest, CreateRefusesWhatABufferCannotRunNamingTheField) {
   auto refused = [](const CoordinatorOptions& o) {
     return RoundCoordinator::Create(o, TinyLayout(), {1.0f, 2.0f, 3.0f}, {}).status();

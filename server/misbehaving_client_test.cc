@@ -125,6 +125,15 @@ TEST_F(MisbehavingClientTest, AnAllowedButHugeUpdateIsBoundedAsTheWarningSays) {
   EXPECT_THAT(warnings[1], HasSubstr("`max_examples_per_client` = 1048576"));
 }
 
+TEST(SingleClientInfluenceWarningsTest, AFedBuffBufferIsTheAverageOneClientSharesIn) {
+  CoordinatorOptions o = PlainOptions();
+  o.clients_per_round = 2;
+  o.fedbuff = aggregation::FedBuffSettings{.buffer_size = 11, .concurrency = 20};
+  const std::vector<std::string> warnings = SingleClientInfluenceWarnings(o);
+  ASSERT_EQ(warnings.size(), 2u);
+  EXPECT_THAT(warnings[1], HasSubstr("against 10 clients of one example each"));
+}
+
 TEST(SingleClientInfluenceWarningsTest, NoneWithAClipNormAndASmallWeightCapOrUnderDp) {
   CoordinatorOptions o = PlainOptions();
   o.plan.set_clip_norm(1.0);

@@ -69,7 +69,9 @@ bool IsClientIdChar(char c) {
 std::vector<std::string> SingleClientInfluenceWarnings(const CoordinatorOptions& options) {
   std::vector<std::string> warnings;
   if (options.dp.has_value()) return warnings;  // DP clips every delta and weighs each client 1
-  const int64_t k = options.clients_per_round;
+  // The updates one average is made of: a round's, or a FedBuff buffer's.
+  const int64_t k =
+      options.fedbuff.has_value() ? options.fedbuff->buffer_size : options.clients_per_round;
   const double cap = static_cast<double>(options.max_examples_per_client);
   // One client claiming the cap against K - 1 claiming one example each.
   const double share = cap / (cap + static_cast<double>(k - 1));
@@ -659,6 +661,12 @@ absl::StatusOr<v1::CheckInResponse> RoundCoordinator::BufferedCheckInLocked(
       rounds_completed_ >= options_.rounds || InFlightLocked() >= options_.fedbuff->concurrency) {
     return RetryLocked(options_.retry_interval, WaitingForLocked(now));
   }
+  if (phase_ == Phase::kWaiting && static_cast<int64_t>(pool_.size()) < options_.min_available) {
+    return RetryLocked(
+        options_.retry_interval,
+        absl::StrFormat("clients: %d waiting; FedBuff starts with %d (min available)", pool_.size(),
+                        options_.min_available));
+  }
   if (aggregate_ == nullptr) {
     absl::StatusOr<std::unique_ptr<aggregation::Aggregator>> aggregate = NewAggregateLocked();
     if (!aggregate.ok()) {
@@ -754,6 +762,11 @@ void RoundCoordinator::StartNextBufferLocked(absl::Time now) {
 }
 
 std::string RoundCoordinator::WaitingForLocked(absl::Time now) const {
+  if (buffered() && phase_ == Phase::kWaiting && !pending_commit_.has_value() &&
+      static_cast<int64_t>(pool_.size()) < options_.min_available) {
+    return absl::StrFormat("clients: %d waiting; FedBuff starts with %d (min available)",
+                           pool_.size(), options_.min_available);
+  }
   if (buffered() && phase_ != Phase::kFinished) {
     return absl::StrFormat(
         "round %d (FedBuff): %d of %d updates in the buffer, %d of %d devices training%s",

@@ -141,10 +141,14 @@ struct CoordinatorOptions {
   // retry until the buffer commits. While a commit's evaluation and checkpoint run no device is
   // assigned (a checkpoint is durable before any device sees its model) but uploads are still
   // taken into the next buffer; a full buffer refuses more (UNAVAILABLE with a retry hint, reason
-  // `buffer_full`) until it commits. clients_per_round, min_clients, min_available and
-  // selection_timeout are not used. Plain updates only: Create refuses (INVALID_ARGUMENT naming
-  // `fedbuff` and the other field) secure_aggregation, dp, a robust aggregator and over_select,
-  // and settings ValidateFedBuffSettings refuses.
+  // `buffer_full`) until it commits. The first assignment waits until min_available devices are
+  // waiting (0: at once), so that a run starts with its fleet rather than with the first device;
+  // clients_per_round, min_clients and selection_timeout are not used. The coordinator holds the
+  // versions assignments in flight were given (at most C + 1 models); with a download_encoding
+  // other than float32, a download of an older version than the last encoded one encodes it again
+  // (EncodedModelCache holds one model's encoding). Plain updates only: Create
+  // refuses (INVALID_ARGUMENT naming `fedbuff` and the other field) secure_aggregation, dp, a
+  // robust aggregator and over_select, and settings ValidateFedBuffSettings refuses.
   std::optional<aggregation::FedBuffSettings> fedbuff;
 };
 

@@ -2,7 +2,8 @@
 # Cross-client batching (fedkit-sim --client-batching N), measured:
 #   bench     the throughput bench's batching rows in one run, 1 thread, interleaved repetitions:
 #             bare per-client LibTorch loop vs the simulator vs the simulator with groups of 10 and
-#             40 clients, for logreg, mlp (2NN) and cnn at batch 10 -> bench.txt
+#             40 clients, for logreg, mlp (2NN) and cnn at batch 10, and the BLAS-only floor of
+#             logreg and mlp (BM_KernelFloorOf) -> bench.txt
 #   headline  the README's headline run (Fashion-MNIST 2NN, 1000 clients, Dirichlet 0.5, 100 per
 #             round, 200 rounds, 2 threads) with --client-batching 50 -> headline_batched.jsonl,
 #             and its wall time beside the same run without batching -> headline.txt
@@ -17,7 +18,7 @@ parts=("$@")
 for part in "${parts[@]}"; do
   case "$part" in
     bench)
-      "$BIN/fedkit_throughput_bench" --benchmark_filter='BM_(BareLoopOf|SimulatorOf)' \
+      "$BIN/fedkit_throughput_bench" --benchmark_filter='BM_(BareLoopOf|SimulatorOf|KernelFloorOf)' \
         --benchmark_repetitions=3 --benchmark_enable_random_interleaving=true --benchmark_color=false \
         2>&1 | tee "$HERE/bench.txt"
       ;;
