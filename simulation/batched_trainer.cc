@@ -136,6 +136,10 @@ absl::StatusOr<std::vector<client::ClientUpdate>> BatchedTrainer::Train(
     if (plan.momentum > 0) {
       for (const auto& p : params) momentum.push_back(torch::zeros_like(p));
     }
+    // A client past its last step has no rows, so its gradient is exactly zero and plain SGD leaves
+    // its parameters as they are (p - lr * 0 == p); only the proximal term and the momentum buffer
+    // would move them, and then the update is masked per client.
+    const bool mask_updates = plan.prox_mu > 0 || plan.momentum > 0;
     torch::Tensor loss_sum = torch::zeros({group}, torch::kFloat64);
     for (int64_t step = 0; step < max_steps; ++step) {
       const torch::Tensor idx = rows.slice(1, step * batch, (step + 1) * batch);  // [G, B]
@@ -156,7 +160,8 @@ absl::StatusOr<std::vector<client::ClientUpdate>> BatchedTrainer::Train(
       for (const auto& p : params) p.mutable_grad() = torch::Tensor();
       per_client.sum().backward();
       torch::NoGradGuard no_grad;
-      const torch::Tensor active = counts.gt(0).to(torch::kFloat32);
+      const torch::Tensor active =
+          mask_updates ? counts.gt(0).to(torch::kFloat32) : torch::Tensor();
       for (size_t i = 0; i < params.size(); ++i) {
         torch::Tensor g = params[i].grad();
         if (plan.prox_mu > 0) g.add_(params[i] - global_copies[i], plan.prox_mu);
@@ -165,6 +170,10 @@ absl::StatusOr<std::vector<client::ClientUpdate>> BatchedTrainer::Train(
         if (plan.momentum > 0) {
           momentum[i].mul_(plan.momentum).add_(g);
           g = momentum[i];
+        }
+        if (!mask_updates) {
+          params[i].add_(g, -plan.learning_rate);
+          continue;
         }
         std::vector<int64_t> shape(params[i].dim(), 1);
         shape[0] = group;
