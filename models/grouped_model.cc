@@ -17,10 +17,11 @@ namespace {
 
 namespace F = torch::nn::functional;
 
-// Linear layer of every member at once: x [G, B, in], weight [G, out, in], bias [G, out].
+// Linear layer of every member at once: x [G, B, in], weight [G, in, out] (stored transposed),
+// bias [G, out].
 torch::Tensor GroupedLinear(const torch::Tensor& x, const torch::Tensor& weight,
                             const torch::Tensor& bias) {
-  return torch::baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2));
+  return torch::baddbmm(bias.unsqueeze(1), x, weight);
 }
 
 // Linear layers with ReLU between them: logreg (one layer), mlp (three), seed (two).
@@ -85,9 +86,15 @@ class GroupedCnn : public GroupedModel {
 GroupedModel::GroupedModel(int64_t group_size, const std::vector<std::vector<int64_t>>& shapes)
     : group_size_(group_size) {
   for (const auto& shape : shapes) {
+    const bool linear_weight = shape.size() == 2;
     std::vector<int64_t> stacked = {group_size};
-    stacked.insert(stacked.end(), shape.begin(), shape.end());
+    if (linear_weight) {
+      stacked.insert(stacked.end(), {shape[1], shape[0]});
+    } else {
+      stacked.insert(stacked.end(), shape.begin(), shape.end());
+    }
     parameters_.push_back(torch::zeros(stacked, torch::kFloat32).requires_grad_(true));
+    transposed_.push_back(linear_weight);
     num_parameters_ += parameters_.back().numel() / group_size;
   }
 }
@@ -100,11 +107,18 @@ absl::Status GroupedModel::LoadAll(absl::Span<const float> flat) {
   return CallTorch([&]() -> absl::Status {
     torch::NoGradGuard no_grad;
     int64_t offset = 0;
-    for (torch::Tensor& p : parameters_) {
+    for (size_t i = 0; i < parameters_.size(); ++i) {
+      torch::Tensor& p = parameters_[i];
       const int64_t n = p.numel() / group_size_;
-      const torch::Tensor one =
+      torch::Tensor one =
           torch::from_blob(const_cast<float*>(flat.data()) + offset, {1, n}, torch::kFloat32);
-      p.view({group_size_, n}).copy_(one.expand({group_size_, n}));
+      if (transposed_[i]) {
+        // flat holds [out, in]; p[g] is [in, out].
+        one = one.view({1, p.size(2), p.size(1)}).transpose(1, 2);
+        p.copy_(one.expand({group_size_, p.size(1), p.size(2)}));
+      } else {
+        p.view({group_size_, n}).copy_(one.expand({group_size_, n}));
+      }
       offset += n;
     }
     return absl::OkStatus();
@@ -114,8 +128,9 @@ absl::Status GroupedModel::LoadAll(absl::Span<const float> flat) {
 std::vector<float> GroupedModel::Member(int64_t g) const {
   std::vector<float> flat(static_cast<size_t>(num_parameters_));
   int64_t offset = 0;
-  for (const torch::Tensor& p : parameters_) {
-    const torch::Tensor slice = p.detach()[g].contiguous();
+  for (size_t i = 0; i < parameters_.size(); ++i) {
+    const torch::Tensor member = parameters_[i].detach()[g];
+    const torch::Tensor slice = (transposed_[i] ? member.t() : member).contiguous();
     std::memcpy(flat.data() + offset, slice.data_ptr<float>(), slice.numel() * sizeof(float));
     offset += slice.numel();
   }

@@ -33,8 +33,10 @@ class GroupedModel {
   virtual torch::Tensor Forward(const torch::Tensor& features) = 0;
 
   // The stacked parameters [group_size, <the model's parameter shape>], in the model's parameter
-  // order (models/flat_params.h): member g's flat parameter vector is the concatenation of
-  // parameters()[i][g] over i. Zero until Load.
+  // order (models/flat_params.h), except that Linear weights are stored transposed,
+  // [group_size, in, out], so that neither the forward product nor its weight gradient needs a
+  // transposed copy: member g's flat parameter vector is the concatenation of parameters()[i][g]
+  // over i, each Linear weight transposed back (Member does it). Zero until Load.
   const std::vector<torch::Tensor>& parameters() const { return parameters_; }
   int64_t group_size() const { return group_size_; }
   int64_t num_parameters() const { return num_parameters_; }
@@ -47,13 +49,15 @@ class GroupedModel {
   std::vector<float> Member(int64_t g) const;
 
  protected:
-  // Registers the stacked parameters for members of these shapes (in parameter order).
+  // Registers the stacked parameters for members of these shapes (in parameter order); the 2-D
+  // ones are Linear weights [out, in], stored as [group_size, in, out].
   GroupedModel(int64_t group_size, const std::vector<std::vector<int64_t>>& shapes);
 
  private:
   int64_t group_size_;
   int64_t num_parameters_ = 0;
   std::vector<torch::Tensor> parameters_;
+  std::vector<bool> transposed_;  // per parameter: a Linear weight stored [group_size, in, out]
 };
 
 // A group of `group_size` (>= 1) copies of the registered model `name` (models/model.h) for

@@ -26,6 +26,7 @@
 #include "aggregation/staleness.h"
 #include "artifacts/artifact_files.h"
 #include "artifacts/signing.h"
+#include "cli/fedbuff_flags.h"
 #include "cli/flag_errors.h"
 #include "cli/logging.h"
 #include "cli/yaml_config.h"
@@ -124,8 +125,7 @@ struct Flags {
   std::string download_compression = "float32";
   std::string aggregator = "mean";
   std::string algorithm = "fedavg";
-  aggregation::FedBuffSettings fedbuff;
-  std::string staleness = "sqrt";
+  cli::FedBuffFlags fedbuff;
   int secagg_modulus_bits = 32;
   double secagg_phase_timeout = 60;
   double secagg_design_dropout = 0.1;
@@ -253,16 +253,7 @@ int Run(int argc, char** argv) {
   app.add_option("--algorithm", f.algorithm,
                  "fedavg (synchronous rounds) | fedbuff (buffered asynchronous aggregation: "
                  "--concurrency devices train at once, every --buffer-size uploads make a round)");
-  CLI::Option* buffer_size =
-      app.add_option("--buffer-size", f.fedbuff.buffer_size, "FedBuff: uploads per round (K)")
-          ->check(cli::Positive());
-  CLI::Option* concurrency = app.add_option("--concurrency", f.fedbuff.concurrency,
-                                            "FedBuff: devices training at once (C)")
-                                 ->check(cli::Positive());
-  CLI::Option* staleness =
-      app.add_option("--staleness", f.staleness,
-                     "FedBuff: how a stale update is discounted: sqrt (1/sqrt(1+s)), constant, "
-                     "or poly:A ((1+s)^-A)");
+  cli::AddFedBuffFlags(app, "devices training at once (C)", &f.fedbuff);
   app.add_option("--clients-per-round", f.clients_per_round, "Updates that close a round")
       ->check(cli::Positive());
   app.add_option("--min-clients", f.min_clients,
@@ -481,11 +472,11 @@ int Run(int argc, char** argv) {
                       absl::StrCat("is fedavg or fedbuff (the coordinator runs those two), not '",
                                    f.algorithm, "'"));
   }
+  if (std::optional<cli::FlagError> error =
+          cli::ResolveFedBuffFlags(f.algorithm == "fedbuff", &f.fedbuff)) {
+    return UsageError(error->flag, error->message);
+  }
   if (f.algorithm == "fedbuff") {
-    absl::StatusOr<aggregation::StalenessWeighting> weighting =
-        aggregation::ParseStalenessWeighting(f.staleness);
-    if (!weighting.ok()) return UsageError("--staleness", weighting.status().message());
-    f.fedbuff.staleness = *weighting;
     // Synchronous rounds' flags mean nothing here: K and C replace them.
     for (const char* flag :
          {"--clients-per-round", "--min-clients", "--selection-timeout", "--over-select"}) {
@@ -494,10 +485,6 @@ int Run(int argc, char** argv) {
                           "not with --algorithm fedbuff: --concurrency devices train at once and "
                           "every --buffer-size uploads make a round");
       }
-    }
-  } else {
-    for (CLI::Option* option : {buffer_size, concurrency, staleness}) {
-      if (option->count() > 0) return UsageError(option->get_name(), "needs --algorithm fedbuff");
     }
   }
   if (f.min_clients == 0) f.min_clients = f.clients_per_round;
@@ -560,7 +547,7 @@ int Run(int argc, char** argv) {
   options.selection_timeout = absl::Seconds(f.selection_timeout);
   options.retry_interval = absl::Seconds(f.retry_interval);
   options.max_waiting = f.max_waiting;
-  if (f.algorithm == "fedbuff") options.fedbuff = f.fedbuff;
+  if (f.algorithm == "fedbuff") options.fedbuff = f.fedbuff.settings;
   options.plan.set_local_epochs(f.local_epochs);
   options.plan.set_batch_size(f.batch_size);
   options.plan.set_learning_rate(f.client_lr);
@@ -958,16 +945,17 @@ int Run(int argc, char** argv) {
   if (!server || port == 0) {
     return UsageError("--listen", "cannot listen on " + f.listen);
   }
-  spdlog::info("{}",
-               absl::StrFormat(
-                   "serving on port %d (%s%s), model %s (%d parameters), %d rounds of %s", port,
-                   f.insecure ? "plaintext" : "TLS", f.tls_client_ca.empty() ? "" : ", mutual",
-                   f.model, (*coordinator)->model_size(), f.rounds,
-                   options.fedbuff.has_value()
-                       ? absl::StrFormat("%d uploads (FedBuff: %d devices at once, staleness %s)",
-                                         f.fedbuff.buffer_size, f.fedbuff.concurrency,
-                                         aggregation::FormatStalenessWeighting(f.fedbuff.staleness))
-                       : absl::StrCat(f.clients_per_round)));
+  spdlog::info(
+      "{}",
+      absl::StrFormat(
+          "serving on port %d (%s%s), model %s (%d parameters), %d rounds of %s", port,
+          f.insecure ? "plaintext" : "TLS", f.tls_client_ca.empty() ? "" : ", mutual", f.model,
+          (*coordinator)->model_size(), f.rounds,
+          options.fedbuff.has_value()
+              ? absl::StrFormat("%d uploads (FedBuff: %d devices at once, staleness %s)",
+                                f.fedbuff.settings.buffer_size, f.fedbuff.settings.concurrency,
+                                aggregation::FormatStalenessWeighting(f.fedbuff.settings.staleness))
+              : absl::StrCat(f.clients_per_round)));
   if (artifact != nullptr) {
     spdlog::info(
         "{}",

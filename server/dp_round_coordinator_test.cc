@@ -18,9 +18,12 @@
 #include "server/client_sampler.h"
 #include "server/privacy_ledger.h"
 #include "server/round_coordinator.h"
+#include "server/testing/coordinator_requests.h"
 
 namespace fedkit::server {
 namespace {
+
+using ::fedkit::server::coordinator_testing::CheckInOf;
 
 using ::testing::HasSubstr;
 
@@ -73,13 +76,6 @@ std::unique_ptr<RoundCoordinator> Make(const CoordinatorOptions& o, CoordinatorH
   auto c = RoundCoordinator::Create(o, TinyLayout(), {0.0f, 0.0f}, std::move(hooks));
   EXPECT_TRUE(c.ok()) << c.status();
   return std::move(*c);
-}
-
-v1::CheckInRequest CheckInOf(const std::string& id) {
-  v1::CheckInRequest r;
-  r.set_client_id(id);
-  r.set_api_version(1);
-  return r;
 }
 
 const std::vector<std::vector<float>> kDeltas = {{0.6f, 0.0f}, {0.0f, -0.8f}, {0.3f, 0.4f}};

@@ -10,9 +10,13 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/round_coordinator.h"
+#include "server/testing/coordinator_requests.h"
 
 namespace fedkit::server {
 namespace {
+
+using ::fedkit::server::coordinator_testing::CheckInOf;
+using ::fedkit::server::coordinator_testing::HeaderFor;
 
 using ::testing::HasSubstr;
 
@@ -42,23 +46,6 @@ std::unique_ptr<RoundCoordinator> Make(const CoordinatorOptions& o, CoordinatorH
   auto c = RoundCoordinator::Create(o, TinyLayout(), {1.0f, 2.0f, 3.0f}, std::move(hooks));
   EXPECT_TRUE(c.ok()) << c.status();
   return c.ok() ? std::move(*c) : nullptr;
-}
-
-v1::CheckInRequest CheckInOf(const std::string& id) {
-  v1::CheckInRequest r;
-  r.set_client_id(id);
-  r.set_api_version(1);
-  return r;
-}
-
-v1::UpdateHeader HeaderFor(const v1::RoundAssignment& a, const std::string& id, int64_t examples) {
-  v1::UpdateHeader h;
-  h.set_client_id(id);
-  h.set_assignment_id(a.assignment_id());
-  h.set_round(a.round());
-  h.set_num_examples(examples);
-  h.set_total_size(3);
-  return h;
 }
 
 v1::RoundAssignment Assigned(RoundCoordinator& c, const std::string& id, absl::Time now) {

@@ -10,9 +10,12 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/round_coordinator.h"
+#include "server/testing/coordinator_requests.h"
 
 namespace fedkit::server {
 namespace {
+
+using ::fedkit::server::coordinator_testing::CheckInOf;
 
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -39,13 +42,6 @@ CoordinatorOptions PlainOptions() {
   o.plan.set_learning_rate(0.1);
   o.plan.set_run_seed(7);
   return o;
-}
-
-v1::CheckInRequest CheckInOf(const std::string& id) {
-  v1::CheckInRequest r;
-  r.set_client_id(id);
-  r.set_api_version(1);
-  return r;
 }
 
 class MisbehavingClientTest : public ::testing::Test {

@@ -17,9 +17,12 @@
 #include "privacy/secagg/encoding.h"
 #include "proto/secagg_conversion.h"
 #include "server/round_coordinator.h"
+#include "server/testing/coordinator_requests.h"
 
 namespace fedkit::server {
 namespace {
+
+using ::fedkit::server::coordinator_testing::CheckInOf;
 
 using ::testing::HasSubstr;
 
@@ -49,13 +52,6 @@ CoordinatorOptions SecureOptions(int64_t k, secagg::Variant variant) {
   secure.phase_timeout = absl::Seconds(10);
   o.secure_aggregation = secure;
   return o;
-}
-
-v1::CheckInRequest CheckInOf(const std::string& id) {
-  v1::CheckInRequest r;
-  r.set_client_id(id);
-  r.set_api_version(1);
-  return r;
 }
 
 // One device: its assignment, its protocol state machine and its (clipped) delta.

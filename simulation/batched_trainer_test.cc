@@ -189,7 +189,10 @@ TEST(GroupedModelTest, EachMemberComputesWhatItsModelComputes) {
     {
       torch::NoGradGuard no_grad;
       const auto bp = (*b)->parameters();
-      for (size_t i = 0; i < bp.size(); ++i) (*group)->parameters()[i][1].copy_(bp[i]);
+      // Linear weights are stored transposed ([in, out] per member).
+      for (size_t i = 0; i < bp.size(); ++i) {
+        (*group)->parameters()[i][1].copy_(bp[i].dim() == 2 ? bp[i].t() : bp[i]);
+      }
     }
     EXPECT_EQ((*group)->Member(1), models::FlattenParameters(**b));
     const torch::Tensor x = torch::rand({2, 5, info.feature_dim()});

@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "aggregation/robust.h"
+#include "cli/fedbuff_flags.h"
 #include "cli/flag_errors.h"
 #include "cli/yaml_config.h"
 #include "compression/download_codec.h"
@@ -72,11 +73,10 @@ struct Flags {
   std::string model_out;
   std::string plot;
   std::string progress = "auto";
-  std::string staleness = "sqrt";
   bool eval_clients_local = false;
   ClientEvaluationOptions client_evaluation;  // used with --eval-clients-local
   SimulationOptions sim;
-  FedBuffOptions fedbuff;
+  cli::FedBuffFlags fedbuff;
 };
 
 // Prints "fedkit-sim: --flag: message" and returns the CLI's usage exit status.
@@ -115,17 +115,7 @@ int Run(int argc, char** argv, Collective* collective) {
                               "(buffered asynchronous aggregation: --concurrency clients train at "
                               "once, the server commits every --buffer-size uploads; a round is "
                               "a commit); SCAFFOLD, FedNova and FedBuff in plain rounds only"));
-  CLI::Option* buffer_size =
-      app.add_option("--buffer-size", f.fedbuff.buffer_size, "FedBuff: uploads per commit (K)")
-          ->check(cli::Positive());
-  CLI::Option* concurrency =
-      app.add_option("--concurrency", f.fedbuff.concurrency,
-                     "FedBuff: clients training at once (C), at most --clients")
-          ->check(cli::Positive());
-  CLI::Option* staleness =
-      app.add_option("--staleness", f.staleness,
-                     "FedBuff: weight of an update s versions stale: sqrt (1/sqrt(1+s)) | constant "
-                     "| poly:A ((1+s)^-A)");
+  cli::AddFedBuffFlags(app, "clients training at once (C), at most --clients", &f.fedbuff);
   app.add_option("--rounds", f.sim.rounds, "Number of rounds")->check(cli::Positive());
   app.add_option("--local-epochs", f.sim.plan.local_epochs, "Local epochs per round")
       ->check(cli::Positive());
@@ -328,16 +318,9 @@ int Run(int argc, char** argv, Collective* collective) {
     if (collective != nullptr && collective->size() > 1) {
       return UsageError("--algorithm", "fedbuff runs in one process, not under mpirun yet");
     }
-    absl::StatusOr<aggregation::StalenessWeighting> weighting =
-        aggregation::ParseStalenessWeighting(f.staleness);
-    if (!weighting.ok()) return UsageError("--staleness", weighting.status().message());
-    f.fedbuff.staleness = *weighting;
-  } else {
-    for (CLI::Option* option : {buffer_size, concurrency, staleness}) {
-      if (option->count() > 0) {
-        return UsageError(option->get_name(), "needs --algorithm fedbuff");
-      }
-    }
+  }
+  if (std::optional<cli::FlagError> error = cli::ResolveFedBuffFlags(fedbuff, &f.fedbuff)) {
+    return UsageError(error->flag, error->message);
   }
   if (f.max_client_weight > 0) f.sim.max_client_weight = f.max_client_weight;
   if (f.round_deadline > 0) f.sim.system.deadline_seconds = f.round_deadline;
@@ -441,9 +424,9 @@ int Run(int argc, char** argv, Collective* collective) {
     if (!replay.ok()) return UsageError("--replay-participation", replay.status().message());
     f.sim.replay = *std::move(replay);
   }
-  if (fedbuff && f.fedbuff.concurrency > f.clients) {
+  if (fedbuff && f.fedbuff.settings.concurrency > f.clients) {
     return UsageError("--concurrency", absl::StrFormat("%d is more than --clients %d",
-                                                       f.fedbuff.concurrency, f.clients));
+                                                       f.fedbuff.settings.concurrency, f.clients));
   }
   if (!fedbuff && f.sim.clients_per_round > f.clients) {
     return UsageError("--clients-per-round", absl::StrFormat("%d is more than --clients %d",
@@ -540,7 +523,7 @@ int Run(int argc, char** argv, Collective* collective) {
   std::unique_ptr<RoundRunner> runner;
   if (fedbuff) {
     absl::StatusOr<std::unique_ptr<FedBuffSimulator>> fedbuff_sim =
-        FedBuffSimulator::Create(f.sim, f.fedbuff, federated->get());
+        FedBuffSimulator::Create(f.sim, f.fedbuff.settings, federated->get());
     if (!fedbuff_sim.ok()) {
       const cli::FieldFlags flags = {{"secure_aggregation", "--secagg"},
                                      {"mode", "--dp"},
@@ -571,8 +554,9 @@ int Run(int argc, char** argv, Collective* collective) {
       std::cerr << absl::StrFormat(
           "fedkit-sim: %s, %d clients (%s), FedBuff: %d training at once, commit every %d "
           "uploads, staleness weight %s, model %s (%d parameters), %d threads, BLAS %s\n",
-          f.dataset, f.clients, f.partition, f.fedbuff.concurrency, f.fedbuff.buffer_size,
-          aggregation::FormatStalenessWeighting(f.fedbuff.staleness), f.sim.model,
+          f.dataset, f.clients, f.partition, f.fedbuff.settings.concurrency,
+          f.fedbuff.settings.buffer_size,
+          aggregation::FormatStalenessWeighting(f.fedbuff.settings.staleness), f.sim.model,
           (*fedbuff_sim)->global_parameters().size(), f.sim.threads, models::BlasDescription());
     }
     runner = *std::move(fedbuff_sim);
@@ -770,7 +754,8 @@ int Run(int argc, char** argv, Collective* collective) {
   if (!f.plot.empty() && lead) {
     const std::string title = absl::StrFormat(
         "fedkit-sim: %s, %d clients (%s), %s, model %s", f.dataset, f.clients, f.partition,
-        fedbuff ? absl::StrFormat("FedBuff C=%d K=%d", f.fedbuff.concurrency, f.fedbuff.buffer_size)
+        fedbuff ? absl::StrFormat("FedBuff C=%d K=%d", f.fedbuff.settings.concurrency,
+                                  f.fedbuff.settings.buffer_size)
                 : absl::StrFormat("%d per round", f.sim.clients_per_round),
         f.sim.model);
     metrics.reset();  // every line is flushed already; closed before another process reads it
