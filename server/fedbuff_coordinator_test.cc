@@ -17,17 +17,11 @@ namespace {
 
 using ::fedkit::server::coordinator_testing::CheckInOf;
 using ::fedkit::server::coordinator_testing::HeaderFor;
+using ::fedkit::server::coordinator_testing::ThreeValueLayout;
 
 using ::testing::HasSubstr;
 
 const absl::Time kStart = absl::FromUnixSeconds(1'000'000);
-
-ParameterLayout TinyLayout() {
-  ParameterLayout layout;
-  layout.Append("w", {2});
-  layout.Append("b", {1});
-  return layout;
-}
 
 CoordinatorOptions FedBuffOptions(int64_t k, int64_t c, int64_t rounds) {
   CoordinatorOptions o;
@@ -43,7 +37,7 @@ CoordinatorOptions FedBuffOptions(int64_t k, int64_t c, int64_t rounds) {
 }
 
 std::unique_ptr<RoundCoordinator> Make(const CoordinatorOptions& o, CoordinatorHooks hooks = {}) {
-  auto c = RoundCoordinator::Create(o, TinyLayout(), {1.0f, 2.0f, 3.0f}, std::move(hooks));
+  auto c = RoundCoordinator::Create(o, ThreeValueLayout(), {1.0f, 2.0f, 3.0f}, std::move(hooks));
   EXPECT_TRUE(c.ok()) << c.status();
   return c.ok() ? std::move(*c) : nullptr;
 }
@@ -229,7 +223,7 @@ TEST(FedBuffCoordinatorTest, TheFirstAssignmentWaitsForMinAvailableDevices) {
 
 TEST(FedBuffCoordinatorTest, CreateRefusesWhatABufferCannotRunNamingTheField) {
   auto refused = [](const CoordinatorOptions& o) {
-    return RoundCoordinator::Create(o, TinyLayout(), {1.0f, 2.0f, 3.0f}, {}).status();
+    return RoundCoordinator::Create(o, ThreeValueLayout(), {1.0f, 2.0f, 3.0f}, {}).status();
   };
   CoordinatorOptions secure = FedBuffOptions(2, 4, 1);
   secure.plan.set_clip_norm(1.0);

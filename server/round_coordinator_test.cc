@@ -23,17 +23,11 @@ namespace {
 
 using ::fedkit::server::coordinator_testing::CheckInOf;
 using ::fedkit::server::coordinator_testing::HeaderFor;
+using ::fedkit::server::coordinator_testing::ThreeValueLayout;
 
 using ::testing::HasSubstr;
 
 const absl::Time kStart = absl::FromUnixSeconds(1'000'000);
-
-ParameterLayout TinyLayout() {
-  ParameterLayout layout;
-  layout.Append("w", {2});
-  layout.Append("b", {1});
-  return layout;
-}
 
 CoordinatorOptions Options(int64_t k, int64_t rounds) {
   CoordinatorOptions o;
@@ -50,7 +44,7 @@ CoordinatorOptions Options(int64_t k, int64_t rounds) {
 }
 
 std::unique_ptr<RoundCoordinator> Make(const CoordinatorOptions& o, CoordinatorHooks hooks = {}) {
-  auto c = RoundCoordinator::Create(o, TinyLayout(), {1.0f, 2.0f, 3.0f}, std::move(hooks));
+  auto c = RoundCoordinator::Create(o, ThreeValueLayout(), {1.0f, 2.0f, 3.0f}, std::move(hooks));
   EXPECT_TRUE(c.ok()) << c.status();
   return std::move(*c);
 }
@@ -579,8 +573,8 @@ TEST(RoundCoordinatorTest, MalformedRequestsAreRefused) {
 TEST(RoundCoordinatorTest, InvalidOptions) {
   auto o = Options(2, 1);
   o.min_clients = 3;
-  EXPECT_FALSE(RoundCoordinator::Create(o, TinyLayout(), {1, 2, 3}, {}).ok());
-  EXPECT_FALSE(RoundCoordinator::Create(Options(2, 1), TinyLayout(), {1, 2}, {}).ok());
+  EXPECT_FALSE(RoundCoordinator::Create(o, ThreeValueLayout(), {1, 2, 3}, {}).ok());
+  EXPECT_FALSE(RoundCoordinator::Create(Options(2, 1), ThreeValueLayout(), {1, 2}, {}).ok());
 }
 
 v1::DeclineRequest DeclineOf(const v1::RoundAssignment& a, const std::string& id,
@@ -741,11 +735,11 @@ TEST(RoundCoordinatorTest, ADeviceThatCannotHoldTheModelIsToldToRetryLaterAndNot
 TEST(RoundCoordinatorTest, ABadComputeBudgetIsInvalidArgument) {
   CoordinatorOptions o = Options(1, 1);
   o.plan.set_max_steps(-1);
-  EXPECT_EQ(RoundCoordinator::Create(o, TinyLayout(), {1, 2, 3}, {}).status().code(),
+  EXPECT_EQ(RoundCoordinator::Create(o, ThreeValueLayout(), {1, 2, 3}, {}).status().code(),
             absl::StatusCode::kInvalidArgument);
   o.plan.set_max_steps(5);
   o.plan.set_max_seconds(std::numeric_limits<double>::infinity());
-  EXPECT_EQ(RoundCoordinator::Create(o, TinyLayout(), {1, 2, 3}, {}).status().code(),
+  EXPECT_EQ(RoundCoordinator::Create(o, ThreeValueLayout(), {1, 2, 3}, {}).status().code(),
             absl::StatusCode::kInvalidArgument);
   o.plan.set_max_seconds(2.5);
   auto c = Make(o);
@@ -802,7 +796,7 @@ TEST(RoundCoordinatorTest, WithoutAClipNormValuesBeyondTheRangeAreRefused) {
   EXPECT_EQ(c->Status(kStart).refusals().at("out_of_range"), 1);
   EXPECT_EQ(c->Status(kStart).received(), 0);
   o.max_update_value = 0;
-  EXPECT_EQ(RoundCoordinator::Create(o, TinyLayout(), {1, 2, 3}, {}).status().code(),
+  EXPECT_EQ(RoundCoordinator::Create(o, ThreeValueLayout(), {1, 2, 3}, {}).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 
@@ -922,7 +916,7 @@ TEST(RoundCoordinatorTest, MinAvailableSamplesFromTheFleetAndTheParticipationIsR
                   bad.min_available = -1;
                   return bad;
                 }(),
-                TinyLayout(), {1, 2, 3}, {})
+                ThreeValueLayout(), {1, 2, 3}, {})
                 .status()
                 .code(),
             absl::StatusCode::kInvalidArgument);
@@ -1080,7 +1074,7 @@ TEST(RobustRoundCoordinatorTest, KrumWithTooFewUpdatesAbandonsTheRoundAndCarries
 
 TEST(RobustRoundCoordinatorTest, RobustAggregatorsNeedPlainRoundsAndEnoughClients) {
   auto create = [](const CoordinatorOptions& o) {
-    return RoundCoordinator::Create(o, TinyLayout(), {1, 2, 3}, {}).status();
+    return RoundCoordinator::Create(o, ThreeValueLayout(), {1, 2, 3}, {}).status();
   };
   CoordinatorOptions o = Options(5, 1);
   o.aggregator = *aggregation::ParseAggregatorSpec("median");

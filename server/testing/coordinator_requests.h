@@ -5,9 +5,18 @@
 #include <cstdint>
 #include <string>
 
+#include "core/parameter_layout.h"
 #include "fedkit/v1/coordinator.pb.h"
 
 namespace fedkit::server::coordinator_testing {
+
+// The tests' model: "w" of 2 values and "b" of 1 (HeaderFor's default size).
+inline ParameterLayout ThreeValueLayout() {
+  ParameterLayout layout;
+  layout.Append("w", {2});
+  layout.Append("b", {1});
+  return layout;
+}
 
 // A check-in of `client_id` at API version 1.
 inline v1::CheckInRequest CheckInOf(const std::string& client_id) {
