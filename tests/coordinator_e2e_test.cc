@@ -943,10 +943,11 @@ TEST_F(CoordinatorE2eTest, FedBuffFlagErrorsNameTheFlag) {
 // arrive stale, and the model learns. (results/fedbuff/grpc.md has the full-size run.)
 TEST_F(CoordinatorE2eTest, FedBuffCommitsBuffersOfKFromDevicesOfTwoSpeeds) {
   Subprocess coordinator;
-  StartCoordinator(coordinator,
-                   {"--algorithm", "fedbuff", "--buffer-size", "3", "--concurrency", "6",
-                    "--rounds", "10", "--metrics-out", Path("metrics.jsonl")},
-                   "coordinator.log");
+  StartCoordinator(
+      coordinator,
+      {"--algorithm", "fedbuff", "--buffer-size", "3", "--concurrency", "6", "--rounds", "10",
+       "--min-available", "8", "--metrics-out", Path("metrics.jsonl")},
+      "coordinator.log");
   std::vector<Subprocess> clients;
   StartClients(clients, "seed", 8, [](int i) {
     return i < 2 ? std::vector<std::string>{"--seconds-per-example", "0.001"}
@@ -968,8 +969,9 @@ TEST_F(CoordinatorE2eTest, FedBuffCommitsBuffersOfKFromDevicesOfTwoSpeeds) {
     EXPECT_LE(m["staleness_mean"].get<double>(), m["staleness_max"].get<double>());
     stale = std::max(stale, m["staleness_max"].get<int64_t>());
   }
-  // Six devices train from version 0 and the first three uploads commit: the other three arrive
-  // at least one version stale.
+  // All eight wait before the first assignment (--min-available 8, so that clients started one by
+  // one under a sanitizer are all there): six devices train from version 0 and the first three
+  // uploads commit, so the other three arrive at least one version stale.
   EXPECT_GE(stale, 1);
   EXPECT_GT(metrics.back()["accuracy"].get<double>(), 0.5) << metrics.back().dump();
 }
