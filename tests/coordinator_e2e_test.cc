@@ -946,7 +946,7 @@ TEST_F(CoordinatorE2eTest, FedBuffCommitsBuffersOfKFromDevicesOfTwoSpeeds) {
   StartCoordinator(
       coordinator,
       {"--algorithm", "fedbuff", "--buffer-size", "3", "--concurrency", "6", "--rounds", "10",
-       "--min-available", "8", "--metrics-out", Path("metrics.jsonl")},
+       "--min-available", "8", "--linger", "10", "--metrics-out", Path("metrics.jsonl")},
       "coordinator.log");
   std::vector<Subprocess> clients;
   StartClients(clients, "seed", 8, [](int i) {
@@ -970,8 +970,10 @@ TEST_F(CoordinatorE2eTest, FedBuffCommitsBuffersOfKFromDevicesOfTwoSpeeds) {
     stale = std::max(stale, m["staleness_max"].get<int64_t>());
   }
   // All eight wait before the first assignment (--min-available 8, so that clients started one by
-  // one under a sanitizer are all there): six devices train from version 0 and the first three
-  // uploads commit, so the other three arrive at least one version stale.
+  // one under a sanitizer are all there: in a first version a run over before the eighth started
+  // left it retrying a coordinator that had exited): six devices train from version 0 and the
+  // first three uploads commit, so the other three arrive at least one version stale. --linger 10
+  // keeps telling devices the run is over while a paced one still holds its last upload.
   EXPECT_GE(stale, 1);
   EXPECT_GT(metrics.back()["accuracy"].get<double>(), 0.5) << metrics.back().dump();
 }
