@@ -546,6 +546,33 @@ absl::StatusOr<std::unique_ptr<aggregation::Aggregator>> RoundCoordinator::NewAg
                                      options_.max_examples_per_client);
 }
 
+bool RoundCoordinator::ResetAggregateLocked() {
+  absl::StatusOr<std::unique_ptr<aggregation::Aggregator>> aggregate = NewAggregateLocked();
+  if (!aggregate.ok()) {
+    fatal_error_ = aggregate.status();
+    return false;
+  }
+  aggregate_ = *std::move(aggregate);
+  return true;
+}
+
+void RoundCoordinator::ClearRoundTotalsLocked() {
+  loss_sum_ = 0;
+  traffic_ = Traffic();
+  unclipped_ = 0;
+  telemetry_.Clear();
+}
+
+void RoundCoordinator::ForgetOldDeclinesLocked() {
+  for (auto it = declined_.begin(); it != declined_.end();) {
+    if (recently_closed_.contains(*it)) {
+      ++it;
+    } else {
+      declined_.erase(it++);
+    }
+  }
+}
+
 v1::CheckInResponse RoundCoordinator::RetryLocked(absl::Duration after,
                                                   absl::string_view reason) const {
   v1::CheckInResponse response;
@@ -667,13 +694,8 @@ absl::StatusOr<v1::CheckInResponse> RoundCoordinator::BufferedCheckInLocked(
         absl::StrFormat("clients: %d waiting; FedBuff starts with %d (min available)", pool_.size(),
                         options_.min_available));
   }
-  if (aggregate_ == nullptr) {
-    absl::StatusOr<std::unique_ptr<aggregation::Aggregator>> aggregate = NewAggregateLocked();
-    if (!aggregate.ok()) {
-      fatal_error_ = aggregate.status();
-      return absl::UnavailableError("coordinator stopped: " + std::string(fatal_error_.message()));
-    }
-    aggregate_ = *std::move(aggregate);
+  if (aggregate_ == nullptr && !ResetAggregateLocked()) {
+    return absl::UnavailableError("coordinator stopped: " + std::string(fatal_error_.message()));
   }
   absl::StatusOr<std::string> assignment_id = NewAssignmentId();
   if (!assignment_id.ok()) {
@@ -737,23 +759,9 @@ void RoundCoordinator::StartNextBufferLocked(absl::Time now) {
   }
   received_.clear();
   for (const std::string& assignment_id : done) EndAssignmentLocked(assignment_id);
-  for (auto it = declined_.begin(); it != declined_.end();) {
-    if (recently_closed_.contains(*it)) {
-      ++it;
-    } else {
-      declined_.erase(it++);
-    }
-  }
-  absl::StatusOr<std::unique_ptr<aggregation::Aggregator>> aggregate = NewAggregateLocked();
-  if (!aggregate.ok()) {
-    fatal_error_ = aggregate.status();
-    return;
-  }
-  aggregate_ = *std::move(aggregate);
-  loss_sum_ = 0;
-  traffic_ = Traffic();
-  unclipped_ = 0;
-  telemetry_.Clear();
+  ForgetOldDeclinesLocked();
+  if (!ResetAggregateLocked()) return;
+  ClearRoundTotalsLocked();
   buffer_assigned_ = 0;
   staleness_sum_ = 0;
   staleness_max_ = 0;
@@ -928,10 +936,7 @@ void RoundCoordinator::StartRoundLocked(absl::Time now) {
     if (dp_setup_.has_value()) participation_->sampling_seed = seed;
     for (int64_t index : chosen) participation_->assigned.push_back(waiting[index]);
   }
-  loss_sum_ = 0;
-  traffic_ = Traffic();
-  unclipped_ = 0;
-  telemetry_.Clear();
+  ClearRoundTotalsLocked();
   round_clip_ =
       adaptive_clipping_.has_value() ? adaptive_clipping_->clip_norm() : options_.plan.clip_norm();
   if (dp_setup_.has_value() && options_.dp_noise_seed.has_value()) {
@@ -940,14 +945,7 @@ void RoundCoordinator::StartRoundLocked(absl::Time now) {
     count_noise_ = std::make_unique<privacy::SeededRandomSource>(
         privacy::CountNoiseSeed(*options_.dp_noise_seed, round));
   }
-  if (!options_.secure_aggregation.has_value()) {
-    absl::StatusOr<std::unique_ptr<aggregation::Aggregator>> aggregate = NewAggregateLocked();
-    if (!aggregate.ok()) {
-      fatal_error_ = aggregate.status();
-      return;
-    }
-    aggregate_ = *std::move(aggregate);
-  }
+  if (!options_.secure_aggregation.has_value() && !ResetAggregateLocked()) return;
   for (int64_t index : chosen) {
     const std::string& id = waiting[index];
     absl::StatusOr<std::string> assignment_id = NewAssignmentId();
@@ -1003,8 +1001,8 @@ v1::RoundAssignment RoundCoordinator::MakeAssignmentLocked(const std::string& as
                                                            absl::Time now) const {
   v1::RoundAssignment a;
   auto assignment = assignments_.find(assignment_id);
-  a.set_round(buffered() && assignment != assignments_.end() ? assignment->second.round
-                                                             : rounds_completed_ + 1);
+  // Synchronous assignments are all of the current round; FedBuff's of the version they were given.
+  a.set_round(assignment != assignments_.end() ? assignment->second.round : rounds_completed_ + 1);
   a.set_assignment_id(assignment_id);
   a.set_model_name(options_.model_name);
   if (options_.artifact.has_value()) *a.mutable_artifact() = *options_.artifact;
@@ -1712,13 +1710,7 @@ void RoundCoordinator::CloseAssignmentsLocked() {
   recently_closed_.clear();
   for (const auto& [assignment_id, assignment] : assignments_)
     recently_closed_.emplace(assignment_id, assignment.client_id);
-  for (auto it = declined_.begin(); it != declined_.end();) {
-    if (recently_closed_.contains(*it)) {
-      ++it;
-    } else {
-      declined_.erase(it++);
-    }
-  }
+  ForgetOldDeclinesLocked();
   assignments_.clear();
   assignment_of_client_.clear();
   received_.clear();

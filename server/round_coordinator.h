@@ -470,6 +470,14 @@ class RoundCoordinator {
   // A new, empty aggregate for a plain round: weighted FedAvg, or unit weights under central DP.
   absl::StatusOr<std::unique_ptr<aggregation::Aggregator>> NewAggregateLocked()
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A new, empty aggregate_ (NewAggregateLocked); false, with fatal_error_ set, if none can be
+  // made.
+  bool ResetAggregateLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Zeroes what a round (or a FedBuff buffer) sums besides its aggregate: loss, traffic, unclipped
+  // count, device telemetry.
+  void ClearRoundTotalsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Keeps in declined_ only the assignments recently_closed_ still names (deduplication).
+  void ForgetOldDeclinesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Central DP with a budget: finishes the run instead of starting a round that would exceed it.
   bool BudgetExhaustedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Applies the server optimizer to `average`, accounts the round and leaves its evaluation,
