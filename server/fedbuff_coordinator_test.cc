@@ -225,7 +225,8 @@ TEST(FedBuffCoordinatorTest, CreateRefusesWhatABufferCannotRunNamingTheField) {
   auto refused = [](const CoordinatorOptions& o) {
     return RoundCoordinator::Create(o, ThreeValueLayout(), {1.0f, 2.0f, 3.0f}, {}).status();
   };
-  CoordinatorOptions secure = FedBuffOptions(2, 4, 1);
+  // Secure cohorts of K need K slots of C.
+  CoordinatorOptions secure = FedBuffOptions(4, 3, 1);
   secure.plan.set_clip_norm(1.0);
   secure.secure_aggregation = SecureAggregationSettings();
   CoordinatorOptions dp = FedBuffOptions(2, 4, 1);
@@ -238,7 +239,7 @@ TEST(FedBuffCoordinatorTest, CreateRefusesWhatABufferCannotRunNamingTheField) {
   CoordinatorOptions over = FedBuffOptions(2, 4, 1);
   over.over_select = 0.3;
   for (const auto& [options, field] :
-       std::vector<std::pair<CoordinatorOptions, std::string>>{{secure, "`secure_aggregation`"},
+       std::vector<std::pair<CoordinatorOptions, std::string>>{{secure, "`concurrency`"},
                                                                {dp, "`dp`"},
                                                                {median, "`aggregator`"},
                                                                {over, "`over_select`"}}) {

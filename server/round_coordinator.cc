@@ -199,10 +199,9 @@ absl::StatusOr<std::unique_ptr<RoundCoordinator>> RoundCoordinator::Create(
   }
   if (options.fedbuff.has_value()) {
     FEDKIT_RETURN_IF_ERROR(aggregation::ValidateFedBuffSettings(*options.fedbuff));
-    // Each refusal names the field: a FedBuff buffer is a plain, weighted mean of updates that
-    // arrive one at a time.
+    // Each refusal names the field: a FedBuff buffer is a weighted mean of updates that arrive
+    // one at a time (or, under secure aggregation, of one cohort's).
     const std::pair<bool, const char*> unsupported[] = {
-        {options.secure_aggregation.has_value(), "secure_aggregation"},
         {options.dp.has_value(), "dp"},
         {options.aggregator.kind != aggregation::AggregatorKind::kMean, "aggregator"},
         {options.over_select != 0, "over_select"},
@@ -211,9 +210,16 @@ absl::StatusOr<std::unique_ptr<RoundCoordinator>> RoundCoordinator::Create(
       if (set) {
         return absl::InvalidArgumentError(
             absl::StrCat("`fedbuff` does not run with `", field,
-                         "`: its buffers aggregate plain updates by weighted mean, each as it "
-                         "arrives, and assign devices as slots free up"));
+                         "`: its buffers aggregate updates by weighted mean, each as it "
+                         "arrives or one cohort's, and assign devices as slots free up"));
       }
+    }
+    if (options.secure_aggregation.has_value() &&
+        options.fedbuff->concurrency < options.fedbuff->buffer_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("`fedbuff` with `secure_aggregation` runs cohorts of `buffer_size` (",
+                       options.fedbuff->buffer_size, ") devices, so `concurrency` (",
+                       options.fedbuff->concurrency, ") must be at least that"));
     }
   }
   if (options.max_examples_per_client < 1 ||
@@ -234,7 +240,10 @@ absl::StatusOr<std::unique_ptr<RoundCoordinator>> RoundCoordinator::Create(
   std::optional<secagg::FixedPointEncoding> encoding;
   std::optional<privacy::DpSetup> dp_setup;
   std::optional<privacy::DistributedDpEncodingOptions> dp_encoding_options;
-  const int64_t target = OverSelectedTarget(options.clients_per_round, options.over_select);
+  // The most devices one aggregate sums (FedBuff: a buffer's, or a secure cohort's).
+  const int64_t target = options.fedbuff.has_value()
+                             ? options.fedbuff->buffer_size
+                             : OverSelectedTarget(options.clients_per_round, options.over_select);
   if (options.dp.has_value()) {
     const privacy::DpSettings& dp = *options.dp;
     if (dp.mode == privacy::DpMode::kNone) {
@@ -283,8 +292,12 @@ absl::StatusOr<std::unique_ptr<RoundCoordinator>> RoundCoordinator::Create(
     const int64_t vector_length =
         dp_setup.has_value() ? dp_setup->encoding->length() : layout.size() + 1;
     // Every round size the coordinator may start: min_clients (the selection window ended with
-    // that many waiting) to the over-selected target.
-    for (int64_t n : {options.min_clients, options.clients_per_round, target}) {
+    // that many waiting) to the over-selected target; FedBuff's cohorts are of buffer_size.
+    const std::vector<int64_t> sizes =
+        options.fedbuff.has_value()
+            ? std::vector<int64_t>{target}
+            : std::vector<int64_t>{options.min_clients, options.clients_per_round, target};
+    for (int64_t n : sizes) {
       FEDKIT_RETURN_IF_ERROR(
           secagg::MakeProtocolConfig(secure, static_cast<int>(n), vector_length).status());
     }
@@ -630,13 +643,13 @@ absl::StatusOr<v1::CheckInResponse> RoundCoordinator::HandleCheckIn(
         return RetryLocked(options_.retry_interval,
                            "declined this round's assignment; waiting for the next round");
       }
-      if (secagg_round_ != nullptr) {
-        if (unmasking_ != Unmasking::kNone) {
+      if (SecureCohort* cohort = RoundCohortLocked(); cohort != nullptr) {
+        if (cohort->unmasking != Unmasking::kNone) {
           return RetryLocked(options_.retry_interval, "secure aggregation: unmasking");
         }
-        AdvanceSecureAggregationLocked(now);
+        AdvanceCohortLocked(cohorts_.begin()->first, now);
         if (phase_ != Phase::kTraining) return RetryLocked(options_.retry_interval, "round ended");
-        if (secagg_round_->Joined(id)) {
+        if (cohort->protocol->Joined(id)) {
           return RetryLocked(options_.retry_interval, "secure aggregation in progress");
         }
       }
@@ -676,12 +689,30 @@ absl::StatusOr<v1::CheckInResponse> RoundCoordinator::BufferedCheckInLocked(
                          absl::StrCat("update received into round ", rounds_completed_ + 1,
                                       "'s buffer; waiting for it to commit"));
     }
+    if (const int64_t cohort_id = assignments_.at(it->second).cohort; cohort_id != 0) {
+      SecureCohort& cohort = cohorts_.at(cohort_id);
+      if (cohort.unmasking != Unmasking::kNone) {
+        return RetryLocked(options_.retry_interval, "secure aggregation: unmasking");
+      }
+      if (cohort.protocol->Joined(client_id)) {
+        return RetryLocked(options_.retry_interval, "secure aggregation in progress");
+      }
+    }
     // Assigned earlier (the response may have been lost): hand it out again.
     v1::CheckInResponse response;
     *response.mutable_assignment() = MakeAssignmentLocked(it->second, now);
     return response;
   }
   FEDKIT_RETURN_IF_ERROR(JoinPoolLocked(client_id, now, identity));
+  if (options_.secure_aggregation.has_value()) {
+    MaybeFormCohortLocked(now);
+    if (auto it = assignment_of_client_.find(client_id); it != assignment_of_client_.end()) {
+      v1::CheckInResponse response;
+      *response.mutable_assignment() = MakeAssignmentLocked(it->second, now);
+      return response;
+    }
+    return RetryLocked(options_.retry_interval, WaitingForLocked(now));
+  }
   // No device sees a model before its checkpoint is durable (FinishCommit), nor after the last
   // round or while draining.
   if (pending_commit_.has_value() || draining_ || !fatal_error_.ok() ||
@@ -760,7 +791,8 @@ void RoundCoordinator::StartNextBufferLocked(absl::Time now) {
   received_.clear();
   for (const std::string& assignment_id : done) EndAssignmentLocked(assignment_id);
   ForgetOldDeclinesLocked();
-  if (!ResetAggregateLocked()) return;
+  // Under secure aggregation the cohorts' protocols sum: no plain aggregate.
+  if (!options_.secure_aggregation.has_value() && !ResetAggregateLocked()) return;
   ClearRoundTotalsLocked();
   buffer_assigned_ = 0;
   staleness_sum_ = 0;
@@ -775,6 +807,20 @@ std::string RoundCoordinator::WaitingForLocked(absl::Time now) const {
     return absl::StrFormat("clients: %d waiting; FedBuff starts with %d (min available)",
                            pool_.size(), options_.min_available);
   }
+  if (buffered() && phase_ != Phase::kFinished && options_.secure_aggregation.has_value()) {
+    std::vector<std::string> phases;
+    for (const auto& [id, cohort] : cohorts_) phases.push_back(CohortPhase(cohort));
+    return absl::StrFormat(
+        "round %d (FedBuff, secure): %d cohorts of %d in secure aggregation (%s), %d unmasked "
+        "waiting to commit, %d of %d devices in flight; a cohort forms when %d devices wait (%d "
+        "do)%s",
+        rounds_completed_ + 1, cohorts_.size(), options_.fedbuff->buffer_size,
+        phases.empty() ? "none" : absl::StrJoin(phases, ", "), unmasked_.size(), InFlightLocked(),
+        options_.fedbuff->concurrency, options_.fedbuff->buffer_size, pool_.size(),
+        pending_commit_.has_value() ? absl::StrCat("; round ", pending_commit_->outcome.round,
+                                                   "'s evaluation and checkpoint first (committed)")
+                                    : "");
+  }
   if (buffered() && phase_ != Phase::kFinished) {
     return absl::StrFormat(
         "round %d (FedBuff): %d of %d updates in the buffer, %d of %d devices training%s",
@@ -788,9 +834,9 @@ std::string RoundCoordinator::WaitingForLocked(absl::Time now) const {
     case Phase::kFinished:
       return "nothing: the run is finished";
     case Phase::kTraining:
-      if (secagg_round_ != nullptr) {
+      if (const SecureCohort* cohort = RoundCohortLocked(); cohort != nullptr) {
         return absl::StrFormat("round %d: secure aggregation phase %s", rounds_completed_ + 1,
-                               SecureAggregationPhaseLocked());
+                               CohortPhase(*cohort));
       }
       return absl::StrFormat(
           "round %d: updates (%d of %d received from %d assigned, %d declined; the round closes "
@@ -953,7 +999,8 @@ void RoundCoordinator::StartRoundLocked(absl::Time now) {
       fatal_error_ = assignment_id.status();
       return;
     }
-    assignments_[*assignment_id] = Assignment{id, round};
+    assignments_[*assignment_id] = Assignment{
+        .client_id = id, .round = round, .cohort = options_.secure_aggregation ? next_cohort_ : 0};
     assignment_of_client_[id] = *std::move(assignment_id);
     LeavePoolLocked(id);
   }
@@ -963,11 +1010,35 @@ void RoundCoordinator::StartRoundLocked(absl::Time now) {
   round_deadline_ = now + options_.round_timeout;
   if (options_.secure_aggregation.has_value()) {
     std::vector<std::string> clients;
-    for (const auto& [id, unused] : assignment_of_client_) clients.push_back(id);
+    std::vector<std::string> assignment_ids;
+    for (const auto& [id, assignment_id] : assignment_of_client_) {
+      clients.push_back(id);
+      assignment_ids.push_back(assignment_id);
+    }
+    absl::StatusOr<std::unique_ptr<SecureAggregationRound>> protocol =
+        StartProtocolLocked(std::move(clients), now);
+    if (!protocol.ok()) {
+      fatal_error_ = protocol.status();
+      return;
+    }
+    cohorts_.clear();
+    cohorts_.emplace(next_cohort_++, SecureCohort{.round = round,
+                                                  .protocol = *std::move(protocol),
+                                                  .started = now,
+                                                  .assignment_ids = std::move(assignment_ids)});
+    // The protocol's phases (with their own deadlines) decide when the round ends.
+    round_deadline_ = absl::InfiniteFuture();
+  }
+}
+
+absl::StatusOr<std::unique_ptr<SecureAggregationRound>> RoundCoordinator::StartProtocolLocked(
+    std::vector<std::string> clients, absl::Time now) {
+  {
     SecAggInputEncoding encoding;
     const int64_t vector_length = masked_input_length();
     // K masked inputs close the masked-input phase (over-selected clients beyond them drop).
-    SecAggRoundLimits limits{.max_inputs = options_.clients_per_round};
+    SecAggRoundLimits limits{.max_inputs = buffered() ? options_.fedbuff->buffer_size
+                                                      : options_.clients_per_round};
     if (dp_setup_.has_value()) {
       encoding.fixed_point.modulus_bits = options_.secure_aggregation->modulus_bits;
       encoding.fixed_point.clip_norm = round_clip_;
@@ -984,17 +1055,69 @@ void RoundCoordinator::StartRoundLocked(absl::Time now) {
       settings.modulus_bits = secagg_quantization_->modulus_bits;
       encoding.fixed_point.modulus_bits = secagg_quantization_->modulus_bits;
     }
-    absl::StatusOr<std::unique_ptr<SecureAggregationRound>> secure = SecureAggregationRound::Start(
-        settings, encoding, vector_length, std::move(clients), now, options_.round_timeout, limits);
-    if (!secure.ok()) {
-      fatal_error_ = secure.status();
+    return SecureAggregationRound::Start(settings, encoding, vector_length, std::move(clients), now,
+                                         options_.round_timeout, limits);
+  }
+}
+
+void RoundCoordinator::MaybeFormCohortLocked(absl::Time now) {
+  const int64_t k = options_.fedbuff->buffer_size;
+  // No device sees a model before its checkpoint is durable (FinishCommit), nor after the last
+  // round or while draining; no more cohorts run than rounds remain.
+  if (pending_commit_.has_value() || draining_ || !fatal_error_.ok() ||
+      rounds_completed_ + static_cast<int64_t>(cohorts_.size() + unmasked_.size()) >=
+          options_.rounds ||
+      InFlightLocked() + k > options_.fedbuff->concurrency) {
+    return;
+  }
+  const int64_t needed =
+      phase_ == Phase::kWaiting ? std::max<int64_t>(k, options_.min_available) : k;
+  if (static_cast<int64_t>(pool_.size()) < needed) return;
+  const int64_t round = rounds_completed_ + 1;
+  const int64_t id = next_cohort_;
+  // Sorted ids (pool_ is ordered): the sample depends only on who waits, the round and the
+  // cohort, and is capped per identity as a synchronous round's.
+  std::vector<std::string> waiting;
+  std::vector<std::string> identities;
+  waiting.reserve(pool_.size());
+  identities.reserve(pool_.size());
+  for (const auto& [client_id, entry] : pool_) {
+    waiting.push_back(client_id);
+    identities.push_back(entry.identity);
+  }
+  const uint64_t seed = SamplingSeed(options_.plan.run_seed(), round, id);
+  const std::vector<int64_t> chosen = CapPerIdentity(
+      SampleIndices(static_cast<int64_t>(waiting.size()), k, seed), identities, seed);
+  std::vector<std::string> clients;
+  for (int64_t index : chosen) clients.push_back(waiting[index]);
+  absl::StatusOr<std::unique_ptr<SecureAggregationRound>> protocol =
+      StartProtocolLocked(clients, now);
+  if (!protocol.ok()) {
+    fatal_error_ = protocol.status();
+    return;
+  }
+  SecureCohort cohort{.round = round, .protocol = *std::move(protocol), .started = now};
+  for (const std::string& client_id : clients) {
+    absl::StatusOr<std::string> assignment_id = NewAssignmentId();
+    if (!assignment_id.ok()) {
+      fatal_error_ = assignment_id.status();
       return;
     }
-    secagg_round_ = *std::move(secure);
-    secagg_phases_queued_ = 0;
-    // The protocol's phases (with their own deadlines) decide when the round ends.
+    // The cohort's protocol sets its deadlines: the assignment has none of its own.
+    assignments_[*assignment_id] =
+        Assignment{.client_id = client_id, .round = round, .model = global_, .cohort = id};
+    assignment_of_client_[client_id] = *assignment_id;
+    cohort.assignment_ids.push_back(*std::move(assignment_id));
+    LeavePoolLocked(client_id);
+    ++buffer_assigned_;
+  }
+  if (phase_ == Phase::kWaiting) {
+    phase_ = Phase::kTraining;
+    round_started_ = now;
     round_deadline_ = absl::InfiniteFuture();
   }
+  ++next_cohort_;
+  cohorts_.emplace(id, std::move(cohort));
 }
 
 v1::RoundAssignment RoundCoordinator::MakeAssignmentLocked(const std::string& assignment_id,
@@ -1008,17 +1131,18 @@ v1::RoundAssignment RoundCoordinator::MakeAssignmentLocked(const std::string& as
   if (options_.artifact.has_value()) *a.mutable_artifact() = *options_.artifact;
   *a.mutable_plan() = options_.plan;
   a.mutable_plan()->set_clip_norm(round_clip_);
-  a.set_report_unclipped(adaptive_clipping_.has_value() && secagg_round_ == nullptr);
+  a.set_report_unclipped(adaptive_clipping_.has_value() && !options_.secure_aggregation);
   a.set_model_size(layout_.size());
   *a.mutable_layout() = LayoutToProto(layout_);
   a.set_max_examples(options_.max_examples_per_client);
-  if (secagg_round_ != nullptr) {
-    auto it = assignments_.find(assignment_id);
+  const auto cohort =
+      assignment == assignments_.end() ? cohorts_.end() : cohorts_.find(assignment->second.cohort);
+  if (cohort != cohorts_.end()) {
     std::optional<v1::SecureAggregationParams> params =
-        it == assignments_.end() ? std::nullopt : secagg_round_->ParamsFor(it->second.client_id);
+        cohort->second.protocol->ParamsFor(assignment->second.client_id);
     if (params.has_value()) *a.mutable_secure_aggregation() = *std::move(params);
     a.set_seconds_to_deadline(
-        std::max(0.0, absl::ToDoubleSeconds(round_started_ + options_.round_timeout +
+        std::max(0.0, absl::ToDoubleSeconds(cohort->second.started + options_.round_timeout +
                                             2 * options_.secure_aggregation->phase_timeout - now)));
   } else {
     const absl::Time deadline = buffered() && assignment != assignments_.end()
@@ -1139,7 +1263,7 @@ absl::Status RoundCoordinator::CheckUpdateAssignmentLocked(const v1::UpdateHeade
   if (phase_ != Phase::kTraining || (buffered() && rounds_completed_ >= options_.rounds)) {
     return RefuseLocked(absl::FailedPreconditionError("round closed; update is late"), "late");
   }
-  if (secagg_round_ != nullptr) {
+  if (options_.secure_aggregation.has_value()) {
     return RefuseLocked(absl::FailedPreconditionError(
                             "this round uses secure aggregation: upload the masked input"),
                         "not_masked");
@@ -1335,7 +1459,7 @@ absl::Status RoundCoordinator::CheckAssignmentLocked(const std::string& client_i
   if (phase_ != Phase::kTraining) {
     return RefuseLocked(absl::FailedPreconditionError("round closed; message is late"), "late");
   }
-  if (secagg_round_ == nullptr) {
+  if (!cohorts_.contains(it->second.cohort)) {
     return RefuseLocked(absl::FailedPreconditionError("this round does not use secure aggregation"),
                         "not_secagg");
   }
@@ -1388,16 +1512,24 @@ absl::StatusOr<v1::DeclineResponse> RoundCoordinator::CountDecline(
   ++declines_[absl::AsciiStrToLower(v1::DeclineRequest::Reason_Name(request.reason()))];
   // A current assignment that declined is no longer waited for (unless its update is already in).
   if (buffered()) {
-    // Its slot is free at once.
-    if (!received_.contains(owner)) EndAssignmentLocked(id);
+    // Its slot is free at once; under secure aggregation it leaves its cohort's protocol.
+    if (SecureCohort* cohort = CohortOfLocked(id);
+        cohort != nullptr && cohort->unmasking == Unmasking::kNone) {
+      const int64_t cohort_id = assignments_.at(id).cohort;
+      cohort->protocol->Withdraw(owner);
+      EndAssignmentLocked(id);
+      AdvanceCohortLocked(cohort_id, now);
+    } else if (!received_.contains(owner) && !options_.secure_aggregation.has_value()) {
+      EndAssignmentLocked(id);
+    }
     return response;
   }
   if (phase_ == Phase::kTraining && assignments_.contains(id) && !received_.contains(owner)) {
     ++declined_this_round_;
-    if (secagg_round_ != nullptr) {
-      if (unmasking_ == Unmasking::kNone) {
-        secagg_round_->Withdraw(owner);
-        AdvanceSecureAggregationLocked(now);
+    if (SecureCohort* cohort = RoundCohortLocked(); cohort != nullptr) {
+      if (cohort->unmasking == Unmasking::kNone) {
+        cohort->protocol->Withdraw(owner);
+        AdvanceCohortLocked(cohorts_.begin()->first, now);
       }
     } else {
       CloseRoundIfCompleteLocked(now);
@@ -1408,6 +1540,10 @@ absl::StatusOr<v1::DeclineResponse> RoundCoordinator::CountDecline(
 
 void RoundCoordinator::CloseRoundIfCompleteLocked(absl::Time now) {
   if (buffered()) {
+    if (options_.secure_aggregation.has_value()) {
+      CommitUnmaskedCohortLocked(now);
+      return;
+    }
     // A full buffer commits, one commit at a time (the next waits for FinishCommit).
     if (phase_ == Phase::kTraining && !pending_commit_.has_value() &&
         rounds_completed_ < options_.rounds &&
@@ -1416,7 +1552,7 @@ void RoundCoordinator::CloseRoundIfCompleteLocked(absl::Time now) {
     }
     return;
   }
-  if (phase_ != Phase::kTraining || secagg_round_ != nullptr) return;
+  if (phase_ != Phase::kTraining || !cohorts_.empty()) return;
   const int64_t received = static_cast<int64_t>(received_.size());
   if (received >= options_.clients_per_round) {
     CommitRoundLocked(now);
@@ -1448,7 +1584,9 @@ absl::StatusOr<v1::SecAggResponse> RoundCoordinator::HandleSecureAggregationStep
   absl::MutexLock lock(&mu_);
   FEDKIT_RETURN_IF_ERROR(
       CheckAssignmentLocked(request.client_id(), request.assignment_id(), request.round()));
-  if (unmasking_ != Unmasking::kNone) {
+  const int64_t cohort_id = assignments_.at(request.assignment_id()).cohort;
+  SecureCohort& cohort = cohorts_.at(cohort_id);
+  if (cohort.unmasking != Unmasking::kNone) {
     v1::SecAggResponse retry;
     retry.mutable_retry_later()->set_retry_after_seconds(
         absl::ToDoubleSeconds(options_.retry_interval));
@@ -1456,13 +1594,13 @@ absl::StatusOr<v1::SecAggResponse> RoundCoordinator::HandleSecureAggregationStep
     return retry;
   }
   absl::StatusOr<v1::SecAggResponse> response =
-      secagg_round_->Handle(request.client_id(), request, now);
+      cohort.protocol->Handle(request.client_id(), request, now);
   traffic_.sent += static_cast<int64_t>(request.ByteSizeLong());
   if (response.ok()) traffic_.received += static_cast<int64_t>(response->ByteSizeLong());
   if (!response.ok()) {
     ++refusals_[absl::StrCat("secagg_", absl::StatusCodeToString(response.status().code()))];
   }
-  AdvanceSecureAggregationLocked(now);
+  AdvanceCohortLocked(cohort_id, now);
   return response;
 }
 
@@ -1479,11 +1617,13 @@ absl::StatusOr<v1::UploadResponse> RoundCoordinator::HandleMaskedUpdate(
   absl::MutexLock lock(&mu_);
   FEDKIT_RETURN_IF_ERROR(
       CheckAssignmentLocked(header.client_id(), header.assignment_id(), header.round()));
+  const int64_t cohort_id = assignments_.at(header.assignment_id()).cohort;
+  SecureCohort& cohort = cohorts_.at(cohort_id);
   absl::StatusOr<v1::UploadResponse> response =
-      unmasking_ != Unmasking::kNone
+      cohort.unmasking != Unmasking::kNone
           ? absl::FailedPreconditionError("the masked input phase is over")
-          : secagg_round_->HandleMaskedInput(header.client_id(), packed, header.train_loss(),
-                                             header.secagg_bad_share_senders());
+          : cohort.protocol->HandleMaskedInput(header.client_id(), packed, header.train_loss(),
+                                               header.secagg_bad_share_senders());
   if (response.ok() && !response->duplicate()) {
     traffic_.sent += proto::UploadStreamBytes(header, proto::UploadPayload::kMaskedBytes,
                                               static_cast<int64_t>(packed.size()));
@@ -1495,7 +1635,7 @@ absl::StatusOr<v1::UploadResponse> RoundCoordinator::HandleMaskedUpdate(
              !telemetry_.Add(header.telemetry())) {
     ++telemetry_invalid_;
   }
-  AdvanceSecureAggregationLocked(now);
+  AdvanceCohortLocked(cohort_id, now);
   return response;
 }
 
@@ -1519,17 +1659,23 @@ void RoundCoordinator::FlushLog() {
 
 void RoundCoordinator::RefuseRoundLocked(absl::string_view reason, std::string line) {
   ++refusals_[std::string(reason)];
+  if (buffered() && options_.secure_aggregation.has_value()) {
+    // Only the committing cohort's average is dropped; the cohorts in flight go on.
+    LogLocked(absl::StrCat("round ", rounds_completed_ + 1, ": a cohort's average refused (",
+                           reason, "): ", line));
+    return;
+  }
   LogLocked(absl::StrCat("round ", rounds_completed_ + 1, " abandoned (", reason, "): ", line));
   AbandonRoundLocked();
 }
 
-void RoundCoordinator::ReportCulpritsLocked() {
-  if (secagg_round_ == nullptr || unmasking_ == Unmasking::kRunning) return;
-  for (const SecAggRoundCulprit& c : secagg_round_->TakeNewCulprits()) {
+void RoundCoordinator::ReportCulpritsLocked(SecureCohort& cohort) {
+  if (cohort.unmasking == Unmasking::kRunning) return;
+  for (const SecAggRoundCulprit& c : cohort.protocol->TakeNewCulprits()) {
     const bool ciphertext = c.reason == secagg::SecAggCulprit::Reason::kBadShareCiphertext;
     ++refusals_[absl::StrCat("secagg_", secagg::CulpritReasonName(c.reason))];
     LogLocked(absl::StrCat(
-        "round ", rounds_completed_ + 1, ": secure aggregation: client ", c.client_id,
+        "round ", cohort.round, ": secure aggregation: client ", c.client_id,
         ciphertext ? " sent share ciphertexts that clients " : " revealed shares of clients ",
         absl::StrJoin(c.others, ", "),
         ciphertext ? (c.excluded ? " reported bad; it is excluded from the round"
@@ -1538,130 +1684,220 @@ void RoundCoordinator::ReportCulpritsLocked() {
   }
 }
 
-void RoundCoordinator::AdvanceSecureAggregationLocked(absl::Time now) {
-  if (secagg_round_ == nullptr || phase_ != Phase::kTraining || unmasking_ != Unmasking::kNone) {
+RoundCoordinator::SecureCohort* RoundCoordinator::RoundCohortLocked() {
+  return buffered() || cohorts_.empty() ? nullptr : &cohorts_.begin()->second;
+}
+
+const RoundCoordinator::SecureCohort* RoundCoordinator::RoundCohortLocked() const {
+  return buffered() || cohorts_.empty() ? nullptr : &cohorts_.begin()->second;
+}
+
+RoundCoordinator::SecureCohort* RoundCoordinator::CohortOfLocked(const std::string& assignment_id) {
+  auto assignment = assignments_.find(assignment_id);
+  if (assignment == assignments_.end()) return nullptr;
+  auto cohort = cohorts_.find(assignment->second.cohort);
+  return cohort == cohorts_.end() ? nullptr : &cohort->second;
+}
+
+std::string RoundCoordinator::CohortPhase(const SecureCohort& cohort) {
+  // While unmasking, FinishUnmasking's thread owns the protocol: its phase is not read.
+  if (cohort.unmasking != Unmasking::kNone) return "secagg-unmasking";
+  return std::string(cohort.protocol->phase_name());
+}
+
+bool RoundCoordinator::AnyCohortUnmaskingLocked(Unmasking state) const {
+  return std::any_of(cohorts_.begin(), cohorts_.end(),
+                     [state](const auto& entry) { return entry.second.unmasking == state; });
+}
+
+void RoundCoordinator::AdvanceCohortsLocked(absl::Time now) {
+  std::vector<int64_t> ids;
+  for (const auto& [id, cohort] : cohorts_) ids.push_back(id);
+  for (int64_t id : ids) AdvanceCohortLocked(id, now);  // may end cohorts
+}
+
+void RoundCoordinator::DropCohortLocked(int64_t id, absl::string_view reason, std::string line) {
+  if (!buffered()) {
+    RefuseRoundLocked(reason, std::move(line));
     return;
   }
-  const SecureAggregationRound::State state = secagg_round_->Advance(now);
-  ReportCulpritsLocked();
-  const std::vector<SecAggPhaseStats>& closed = secagg_round_->closed_phases();
-  for (; secagg_phases_queued_ < closed.size(); ++secagg_phases_queued_) {
-    pending_phases_.emplace_back(rounds_completed_ + 1, closed[secagg_phases_queued_]);
+  auto it = cohorts_.find(id);
+  if (it == cohorts_.end()) return;
+  ++refusals_[std::string(reason)];
+  LogLocked(absl::StrCat("round ", rounds_completed_ + 1, ": a cohort of ",
+                         it->second.assignment_ids.size(), " devices (from round ",
+                         it->second.round, "'s model) dropped (", reason, "): ", line));
+  for (const std::string& assignment_id : it->second.assignment_ids) {
+    EndAssignmentLocked(assignment_id);
+  }
+  cohorts_.erase(it);
+}
+
+void RoundCoordinator::AdvanceCohortLocked(int64_t id, absl::Time now) {
+  auto it = cohorts_.find(id);
+  if (it == cohorts_.end() || phase_ != Phase::kTraining ||
+      it->second.unmasking != Unmasking::kNone) {
+    return;
+  }
+  SecureCohort& cohort = it->second;
+  const SecureAggregationRound::State state = cohort.protocol->Advance(now);
+  ReportCulpritsLocked(cohort);
+  const std::vector<SecAggPhaseStats>& closed = cohort.protocol->closed_phases();
+  for (; cohort.phases_queued < closed.size(); ++cohort.phases_queued) {
+    pending_phases_.emplace_back(cohort.round, closed[cohort.phases_queued]);
   }
   switch (state) {
     case SecureAggregationRound::State::kRunning:
       return;
     case SecureAggregationRound::State::kReadyToFinish:
-      unmasking_ = Unmasking::kReady;  // FinishUnmasking, outside the lock
+      cohort.unmasking = Unmasking::kReady;  // FinishUnmasking, outside the lock
       return;
     case SecureAggregationRound::State::kAborted:
-      RefuseRoundLocked("secagg_round_aborted",
-                        std::string(secagg_round_->abort_status().message()));
+      DropCohortLocked(id, "secagg_round_aborted",
+                       std::string(cohort.protocol->abort_status().message()));
       return;
-    case SecureAggregationRound::State::kSucceeded: {
-      RoundOutcome outcome;
-      outcome.round = rounds_completed_ + 1;
-      outcome.participants = secagg_round_->included();
-      outcome.train_loss = secagg_round_->mean_train_loss();
-      std::vector<float> average;
-      if (dp_setup_.has_value()) {
-        outcome.examples = secagg_round_->included();  // every weight is 1
-        absl::StatusOr<std::vector<float>> released =
-            ReleaseDpSumLocked(secagg_round_->sum(), secagg_round_->included(), outcome);
-        if (!released.ok()) {
-          fatal_error_ = released.status();
-          return;
-        }
-        average = *std::move(released);
-      } else if (secagg_quantization_.has_value()) {
-        absl::StatusOr<std::vector<float>> quantized =
-            DecodeQuantizedSumLocked(secagg_round_->sum(), outcome);
-        if (!quantized.ok()) return;  // refused: the round was abandoned
-        average = *std::move(quantized);
-      } else {
-        absl::StatusOr<secagg::DecodedSum> decoded =
-            secagg::DecodeSum(*secagg_encoding_, secagg_round_->sum());
-        if (!decoded.ok()) {
-          RefuseRoundLocked(
-              "secagg_forged_weight",
-              absl::StrCat("the unmasked sum does not decode: ", decoded.status().message(),
-                           " (some client encoded a weight it may not claim)"));
-          return;
-        }
-        // Each included client may weigh 1 to max_examples_per_client, and its delta's norm is at
-        // most its weight x the clip norm (plus stochastic rounding: under one step per value).
-        const int64_t included = secagg_round_->included();
-        const int64_t max_weight = secagg_encoding_->max_weight;
-        if (decoded->total_weight < included || decoded->total_weight > included * max_weight) {
-          RefuseRoundLocked(
-              "secagg_forged_weight",
-              absl::StrCat("the decoded total weight ", decoded->total_weight, " of ", included,
-                           " clients is outside [", included, ", ", included * max_weight,
-                           "]: some client encoded a weight beyond max_examples_per_client ",
-                           max_weight, " (the sum does not say which)"));
-          return;
-        }
-        double norm_squared = 0;
-        for (double v : decoded->weighted_sum) norm_squared += v * v;
-        const double norm_bound = static_cast<double>(decoded->total_weight) *
-                                      secagg_encoding_->clip_norm * (1 + options_.clip_tolerance) +
-                                  static_cast<double>(included) *
-                                      std::sqrt(static_cast<double>(decoded->weighted_sum.size())) /
-                                      secagg_encoding_->scale;
-        if (!(std::sqrt(norm_squared) <= norm_bound)) {
-          RefuseRoundLocked(
-              "secagg_sum_out_of_range",
-              absl::StrFormat("the decoded weighted sum has norm %g, more than total weight %d x "
-                              "clip norm %g allows (%g): some client's delta was not clipped "
-                              "(the sum does not say which)",
-                              std::sqrt(norm_squared), decoded->total_weight,
-                              secagg_encoding_->clip_norm, norm_bound));
-          return;
-        }
-        outcome.examples = decoded->total_weight;
-        average = decoded->Average();
-        if (compression_.method == compression::CompressionMethod::kRandK) {
-          // The round's devices sent the values of the shared coordinates only.
-          std::vector<float> full(layout_.size(), 0.0f);
-          const std::vector<int64_t> kept = compression::RandomKIndices(
-              compression::SharedCompressionSeed(options_.plan.run_seed(), rounds_completed_ + 1),
-              layout_.size(), compression::KeptCoordinates(compression_, layout_.size()));
-          for (size_t j = 0; j < kept.size(); ++j) full[kept[j]] = average[j];
-          average = std::move(full);
-        }
-      }
-      CommitAverageLocked(average, outcome, now);
-      return;
-    }
+    case SecureAggregationRound::State::kSucceeded:
+      break;
   }
+  RoundOutcome outcome;
+  outcome.round = rounds_completed_ + 1;
+  outcome.participants = cohort.protocol->included();
+  outcome.train_loss = cohort.protocol->mean_train_loss();
+  std::string refusal;
+  absl::StatusOr<std::vector<float>> average = CohortAverageLocked(cohort, outcome, &refusal);
+  if (!average.ok()) {
+    if (refusal.empty()) {
+      fatal_error_ = average.status();
+    } else {
+      DropCohortLocked(id, refusal, std::string(average.status().message()));
+    }
+    return;
+  }
+  if (!buffered()) {
+    CommitAverageLocked(*average, outcome, now, cohort.protocol->included_clients());
+    return;
+  }
+  // FedBuff: the cohort's devices are done (their slots free up); its average waits for its turn.
+  UnmaskedCohort unmasked{
+      .round = cohort.round, .average = *std::move(average), .outcome = outcome};
+  for (const std::string& assignment_id : cohort.assignment_ids) {
+    if (auto a = assignments_.find(assignment_id); a != assignments_.end()) {
+      unmasked.participation.assigned.push_back(a->second.client_id);
+    }
+    EndAssignmentLocked(assignment_id);
+  }
+  unmasked.participation.aggregated = cohort.protocol->included_clients();
+  unmasked.outcome.assigned = static_cast<int64_t>(cohort.assignment_ids.size());
+  cohorts_.erase(it);
+  unmasked_.push_back(std::move(unmasked));
+  CommitUnmaskedCohortLocked(now);
+}
+
+void RoundCoordinator::CommitUnmaskedCohortLocked(absl::Time now) {
+  if (unmasked_.empty() || pending_commit_.has_value() || phase_ != Phase::kTraining ||
+      rounds_completed_ >= options_.rounds) {
+    return;
+  }
+  UnmaskedCohort cohort = std::move(unmasked_.front());
+  unmasked_.pop_front();
+  // Every member trained from version cohort.round - 1: one staleness for the whole sum.
+  const int64_t staleness = rounds_completed_ + 1 - cohort.round;
+  aggregation::WeighByStaleness(options_.fedbuff->staleness, staleness,
+                                absl::MakeSpan(cohort.average));
+  RoundOutcome outcome = std::move(cohort.outcome);
+  outcome.round = rounds_completed_ + 1;
+  outcome.staleness_mean = static_cast<double>(staleness);
+  outcome.staleness_max = staleness;
+  if (hooks_.round_participation) {
+    cohort.participation.round = outcome.round;
+    participation_ = std::move(cohort.participation);
+  }
+  CommitAverageLocked(
+      cohort.average, outcome, now,
+      participation_.has_value() ? participation_->aggregated : std::vector<std::string>{});
+}
+
+absl::StatusOr<std::vector<float>> RoundCoordinator::CohortAverageLocked(const SecureCohort& cohort,
+                                                                         RoundOutcome& outcome,
+                                                                         std::string* refusal) {
+  const SecureAggregationRound& protocol = *cohort.protocol;
+  if (dp_setup_.has_value()) {
+    outcome.examples = protocol.included();  // every weight is 1
+    return ReleaseDpSumLocked(protocol.sum(), protocol.included(), outcome);
+  }
+  if (secagg_quantization_.has_value()) return DecodeQuantizedSumLocked(cohort, outcome, refusal);
+  absl::StatusOr<secagg::DecodedSum> decoded = secagg::DecodeSum(*secagg_encoding_, protocol.sum());
+  if (!decoded.ok()) {
+    *refusal = "secagg_forged_weight";
+    return absl::InvalidArgumentError(
+        absl::StrCat("the unmasked sum does not decode: ", decoded.status().message(),
+                     " (some client encoded a weight it may not claim)"));
+  }
+  // Each included client may weigh 1 to max_examples_per_client, and its delta's norm is at
+  // most its weight x the clip norm (plus stochastic rounding: under one step per value).
+  const int64_t included = protocol.included();
+  const int64_t max_weight = secagg_encoding_->max_weight;
+  if (decoded->total_weight < included || decoded->total_weight > included * max_weight) {
+    *refusal = "secagg_forged_weight";
+    return absl::InvalidArgumentError(
+        absl::StrCat("the decoded total weight ", decoded->total_weight, " of ", included,
+                     " clients is outside [", included, ", ", included * max_weight,
+                     "]: some client encoded a weight beyond max_examples_per_client ", max_weight,
+                     " (the sum does not say which)"));
+  }
+  double norm_squared = 0;
+  for (double v : decoded->weighted_sum) norm_squared += v * v;
+  const double norm_bound = static_cast<double>(decoded->total_weight) *
+                                secagg_encoding_->clip_norm * (1 + options_.clip_tolerance) +
+                            static_cast<double>(included) *
+                                std::sqrt(static_cast<double>(decoded->weighted_sum.size())) /
+                                secagg_encoding_->scale;
+  if (!(std::sqrt(norm_squared) <= norm_bound)) {
+    *refusal = "secagg_sum_out_of_range";
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "the decoded weighted sum has norm %g, more than total weight %d x clip norm %g allows "
+        "(%g): some client's delta was not clipped (the sum does not say which)",
+        std::sqrt(norm_squared), decoded->total_weight, secagg_encoding_->clip_norm, norm_bound));
+  }
+  outcome.examples = decoded->total_weight;
+  std::vector<float> average = decoded->Average();
+  if (compression_.method == compression::CompressionMethod::kRandK) {
+    // The cohort's devices sent the values of the coordinates shared for their round only.
+    std::vector<float> full(layout_.size(), 0.0f);
+    const std::vector<int64_t> kept = compression::RandomKIndices(
+        compression::SharedCompressionSeed(options_.plan.run_seed(), cohort.round), layout_.size(),
+        compression::KeptCoordinates(compression_, layout_.size()));
+    for (size_t j = 0; j < kept.size(); ++j) full[kept[j]] = average[j];
+    average = std::move(full);
+  }
+  return average;
 }
 
 absl::StatusOr<std::vector<float>> RoundCoordinator::DecodeQuantizedSumLocked(
-    absl::Span<const uint64_t> sum, RoundOutcome& outcome) {
+    const SecureCohort& cohort, RoundOutcome& outcome, std::string* refusal) {
   compression::SecAggQuantization q = *secagg_quantization_;
-  q.rotation_seed =
-      compression::SharedCompressionSeed(options_.plan.run_seed(), rounds_completed_ + 1);
-  absl::StatusOr<compression::SecAggQuantizedSum> decoded = compression::DecodeSecAggSum(q, sum);
+  q.rotation_seed = compression::SharedCompressionSeed(options_.plan.run_seed(), cohort.round);
+  absl::StatusOr<compression::SecAggQuantizedSum> decoded =
+      compression::DecodeSecAggSum(q, cohort.protocol->sum());
   if (!decoded.ok()) {
-    RefuseRoundLocked(
-        "secagg_forged_weight",
+    *refusal = "secagg_forged_weight";
+    return absl::InvalidArgumentError(
         absl::StrCat("the unmasked quantized sum does not decode: ", decoded.status().message()));
-    return decoded.status();
   }
   // Each client's weight is stochastically rounded to a level of max_weight / (2^(bits-1) - 1):
   // the decoded total is at most included x (max_weight + one level); and the sum's norm at most
   // that times the clip norm plus every client's rounding (under one level per coordinate).
-  const int64_t included = secagg_round_->included();
+  const int64_t included = cohort.protocol->included();
   const double level = static_cast<double>(q.max_weight) /
                        static_cast<double>((int64_t{1} << (q.spec.bits - 1)) - 1);
   const double max_total =
       static_cast<double>(included) * (static_cast<double>(q.max_weight) + level);
   if (!(decoded->total_weight > 0) || decoded->total_weight > max_total) {
-    RefuseRoundLocked("secagg_forged_weight",
-                      absl::StrFormat("the decoded total weight %g of %d clients is outside (0, "
-                                      "%g]: some client encoded a weight beyond %d",
-                                      decoded->total_weight, included, max_total, q.max_weight));
-    return absl::InvalidArgumentError("forged weight");
+    *refusal = "secagg_forged_weight";
+    return absl::InvalidArgumentError(
+        absl::StrFormat("the decoded total weight %g of %d clients is outside (0, %g]: some "
+                        "client encoded a weight beyond %d",
+                        decoded->total_weight, included, max_total, q.max_weight));
   }
   double norm_squared = 0;
   for (double v : decoded->weighted_sum) norm_squared += v * v;
@@ -1669,11 +1905,11 @@ absl::StatusOr<std::vector<float>> RoundCoordinator::DecodeQuantizedSumLocked(
                             static_cast<double>(included) * level * q.clip_norm *
                                 std::sqrt(static_cast<double>(decoded->weighted_sum.size()));
   if (!(std::sqrt(norm_squared) <= norm_bound)) {
-    RefuseRoundLocked("secagg_sum_out_of_range",
-                      absl::StrFormat("the decoded quantized sum has norm %g, more than %g: some "
-                                      "client's delta was not clipped (the sum does not say which)",
-                                      std::sqrt(norm_squared), norm_bound));
-    return absl::InvalidArgumentError("sum out of range");
+    *refusal = "secagg_sum_out_of_range";
+    return absl::InvalidArgumentError(
+        absl::StrFormat("the decoded quantized sum has norm %g, more than %g: some client's delta "
+                        "was not clipped (the sum does not say which)",
+                        std::sqrt(norm_squared), norm_bound));
   }
   outcome.examples = static_cast<int64_t>(std::llround(decoded->total_weight));
   return decoded->Average();
@@ -1690,12 +1926,15 @@ void RoundCoordinator::HandleTick(absl::Time now) {
   absl::MutexLock lock(&mu_);
   if (buffered()) {
     ExpireAssignmentsLocked(now);
+    AdvanceCohortsLocked(now);        // the cohorts' phase deadlines
     CloseRoundIfCompleteLocked(now);  // a buffer that filled while the last commit was pending
     ExpirePoolLocked(now);
     return;
   }
-  if (secagg_round_ != nullptr) AdvanceSecureAggregationLocked(now);
-  if (phase_ == Phase::kTraining && now >= round_deadline_ && unmasking_ == Unmasking::kNone) {
+  AdvanceCohortsLocked(now);
+  if (phase_ == Phase::kTraining && now >= round_deadline_ &&
+      !AnyCohortUnmaskingLocked(Unmasking::kReady) &&
+      !AnyCohortUnmaskingLocked(Unmasking::kRunning)) {
     if (static_cast<int64_t>(received_.size()) >= options_.min_clients) {
       CommitRoundLocked(now);
     } else {
@@ -1716,7 +1955,8 @@ void RoundCoordinator::CloseAssignmentsLocked() {
   received_.clear();
   declined_this_round_ = 0;
   aggregate_.reset();
-  secagg_round_.reset();
+  cohorts_.clear();
+  unmasked_.clear();
 }
 
 void RoundCoordinator::AbandonRoundLocked() {
@@ -1768,15 +2008,16 @@ void RoundCoordinator::CommitRoundLocked(absl::Time now) {
 }
 
 void RoundCoordinator::CommitAverageLocked(const std::vector<float>& average, RoundOutcome outcome,
-                                           absl::Time now) {
+                                           absl::Time now,
+                                           std::optional<std::vector<std::string>> aggregated) {
   if (participation_.has_value()) {
-    std::vector<std::string>& aggregated = participation_->aggregated;
-    if (secagg_round_ != nullptr) {
-      aggregated = secagg_round_->included_clients();
+    std::vector<std::string>& names = participation_->aggregated;
+    if (aggregated.has_value()) {
+      names = *std::move(aggregated);
     } else {
-      for (const auto& [id, digest] : received_) aggregated.push_back(id);
+      for (const auto& [id, digest] : received_) names.push_back(id);
     }
-    std::sort(aggregated.begin(), aggregated.end());
+    std::sort(names.begin(), names.end());
   }
   auto all_finite = [](absl::Span<const float> values) {
     return std::all_of(values.begin(), values.end(), [](float v) { return std::isfinite(v); });
@@ -1821,7 +2062,10 @@ void RoundCoordinator::CommitAverageLocked(const std::vector<float>& average, Ro
   }
   attempt_ = 0;
   outcome.seconds = absl::ToDoubleSeconds(now - round_started_);
-  outcome.assigned = buffered() ? buffer_assigned_ : static_cast<int64_t>(assignments_.size());
+  // A FedBuff cohort's commit counts its own members (set by CommitUnmaskedCohortLocked).
+  if (!(buffered() && options_.secure_aggregation.has_value())) {
+    outcome.assigned = buffered() ? buffer_assigned_ : static_cast<int64_t>(assignments_.size());
+  }
   if (traffic_.uploads > 0) {
     outcome.upload_bytes =
         static_cast<double>(traffic_.sent) / static_cast<double>(traffic_.uploads);
@@ -1860,27 +2104,31 @@ void RoundCoordinator::CommitAverageLocked(const std::vector<float>& average, Ro
   pending_commit_ = std::move(pending);
 }
 
-std::string RoundCoordinator::SecureAggregationPhaseLocked() const {
-  // While unmasking, FinishUnmasking's thread owns the round: its phase is not read.
-  if (unmasking_ != Unmasking::kNone) return "secagg-unmasking";
-  return std::string(secagg_round_->phase_name());
-}
-
 void RoundCoordinator::FinishUnmasking(absl::Time now) {
-  SecureAggregationRound* round = nullptr;
-  {
+  while (true) {
+    int64_t id = 0;
+    SecureAggregationRound* protocol = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      // The thread that takes a ready cohort unmasks it; the others take another or return.
+      for (auto& [cohort_id, cohort] : cohorts_) {
+        if (cohort.unmasking == Unmasking::kReady) {
+          cohort.unmasking = Unmasking::kRunning;
+          id = cohort_id;
+          protocol = cohort.protocol.get();
+          break;
+        }
+      }
+      if (protocol == nullptr) return;
+    }
+    // Each survivor's masks expanded over the whole model: RPCs for this cohort meanwhile are
+    // told to retry, and no other thread calls its protocol (every use checks its unmasking
+    // first), nor drops it.
+    protocol->Finish();
     absl::MutexLock lock(&mu_);
-    // The thread that takes the ready round unmasks it; the others return at once.
-    if (unmasking_ != Unmasking::kReady) return;
-    unmasking_ = Unmasking::kRunning;
-    round = secagg_round_.get();
+    cohorts_.at(id).unmasking = Unmasking::kNone;
+    AdvanceCohortLocked(id, now);  // commits or queues (kSucceeded) or drops (kAborted) it
   }
-  // Each survivor's masks expanded over the whole model: RPCs meanwhile are told to retry, and no
-  // other thread calls the round (every use of it checks unmasking_ first), nor resets it.
-  round->Finish();
-  absl::MutexLock lock(&mu_);
-  unmasking_ = Unmasking::kNone;
-  AdvanceSecureAggregationLocked(now);  // commits (kSucceeded) or abandons (kAborted) the round
 }
 
 void RoundCoordinator::FinishCommit() {
@@ -1996,11 +2244,11 @@ v1::GetStatusResponse RoundCoordinator::Status(absl::Time now) const {
   absl::MutexLock lock(&mu_);
   v1::GetStatusResponse s;
   s.set_current_round(phase_ == Phase::kFinished ? rounds_completed_ : rounds_completed_ + 1);
-  s.set_phase(
-      phase_ == Phase::kWaiting ? "waiting"
-      : phase_ == Phase::kTraining
-          ? (secagg_round_ != nullptr ? SecureAggregationPhaseLocked() : std::string("training"))
-          : "finished");
+  s.set_phase(phase_ == Phase::kWaiting ? "waiting"
+              : phase_ == Phase::kTraining
+                  ? (RoundCohortLocked() != nullptr ? CohortPhase(*RoundCohortLocked())
+                                                    : std::string("training"))
+                  : "finished");
   s.set_checked_in(static_cast<int64_t>(pool_.size()));
   s.set_assigned(static_cast<int64_t>(assignments_.size()));
   s.set_received(static_cast<int64_t>(received_.size()));
@@ -2028,8 +2276,9 @@ v1::GetStatusResponse RoundCoordinator::Status(absl::Time now) const {
     s.set_epsilon(history_.empty() ? 0.0 : history_.back().epsilon.value_or(0.0));
   }
   // While unmasking, FinishUnmasking's thread owns the round.
-  if (phase_ == Phase::kTraining && secagg_round_ != nullptr && unmasking_ == Unmasking::kNone) {
-    for (const SecAggPhaseStats& p : secagg_round_->closed_phases()) {
+  if (const SecureCohort* cohort = RoundCohortLocked();
+      phase_ == Phase::kTraining && cohort != nullptr && cohort->unmasking == Unmasking::kNone) {
+    for (const SecAggPhaseStats& p : cohort->protocol->closed_phases()) {
       v1::SecAggPhaseSummary* summary = s.add_secagg_phases();
       summary->set_phase(p.phase);
       summary->set_seconds(absl::ToDoubleSeconds(p.duration));
@@ -2043,7 +2292,7 @@ v1::GetStatusResponse RoundCoordinator::Status(absl::Time now) const {
 }
 
 bool RoundCoordinator::NoCommitOrUnmaskingRunningLocked() const {
-  return !commit_running_ && unmasking_ != Unmasking::kRunning;
+  return !commit_running_ && !AnyCohortUnmaskingLocked(Unmasking::kRunning);
 }
 
 absl::StatusOr<int64_t> RoundCoordinator::Drain() {
@@ -2061,7 +2310,7 @@ absl::StatusOr<int64_t> RoundCoordinator::Drain() {
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(this, &RoundCoordinator::NoCommitOrUnmaskingRunningLocked));
     // Another thread finished a phase meanwhile: take what it left.
-    if (pending_commit_.has_value() || unmasking_ == Unmasking::kReady) continue;
+    if (pending_commit_.has_value() || AnyCohortUnmaskingLocked(Unmasking::kReady)) continue;
     if (phase_ == Phase::kTraining) {
       LogLocked(absl::StrCat("round ", rounds_completed_ + 1, " abandoned (shutting down) with ",
                              received_.size(), " of ", assignments_.size(),

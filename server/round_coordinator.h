@@ -5,6 +5,7 @@
 #define FEDKIT_SERVER_ROUND_COORDINATOR_H_
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -146,9 +147,23 @@ struct CoordinatorOptions {
   // clients_per_round, min_clients and selection_timeout are not used. The coordinator holds the
   // versions assignments in flight were given (at most C + 1 models); with a download_encoding
   // other than float32, a download of an older version than the last encoded one encodes it again
-  // (EncodedModelCache holds one model's encoding). Plain updates only: Create
-  // refuses (INVALID_ARGUMENT naming `fedbuff` and the other field) secure_aggregation, dp, a
-  // robust aggregator and over_select, and settings ValidateFedBuffSettings refuses.
+  // (EncodedModelCache holds one model's encoding).
+  //
+  // With secure_aggregation, a buffer is a cohort: the coordinator cannot weigh or even see one
+  // update, and the protocol needs its K members to agree keys before any of them uploads, so a
+  // buffer's K devices are chosen together (sampled from those waiting, as a synchronous round's,
+  // once K are waiting and K slots of C are free) and run one SecureAggregationRound among
+  // themselves, from the model current when the cohort formed; up to C / K cohorts run at once,
+  // each with its own protocol, phases and deadlines (round_timeout for the masked upload,
+  // phase_timeout for the others). A cohort whose unmasking succeeds commits its survivors'
+  // weighted average times w(s), s the commits since the cohort formed (every member trained from
+  // the same version, so this is the plain buffer's sum n_i w(s) delta_i / sum n_i); one that
+  // aborts, or whose sum fails its checks, is dropped alone (refusal reason as in a synchronous
+  // round) and its devices may be assigned again. A member that declines is withdrawn from its
+  // cohort's protocol. Cohorts in flight are not checkpointed: a restart loses them, as it loses a
+  // plain buffer. Create refuses (INVALID_ARGUMENT naming `fedbuff` and the other field) dp, a
+  // robust aggregator and over_select, and settings ValidateFedBuffSettings refuses; with
+  // secure_aggregation, also a concurrency below the buffer size.
   std::optional<aggregation::FedBuffSettings> fedbuff;
 };
 
@@ -401,6 +416,8 @@ class RoundCoordinator {
     // rounds serve global_ and use round_deadline_.
     std::shared_ptr<const std::vector<float>> model;
     absl::Time deadline = absl::InfiniteFuture();
+    // With secure aggregation: the cohort (cohorts_) whose protocol it runs.
+    int64_t cohort = 0;
   };
 
   RoundCoordinator(const CoordinatorOptions& options, ParameterLayout layout,
@@ -441,11 +458,10 @@ class RoundCoordinator {
   // round start (or finishes the run). Returns at once if nothing is pending or another thread is
   // already running them.
   void FinishCommit() ABSL_LOCKS_EXCLUDED(mu_);
-  // Reconstructs a secure round's sum outside the lock once its unmask phase closed, then commits
-  // or abandons the round. Returns at once if no round is ready or another thread is unmasking.
+  // Reconstructs, outside the lock, the sum of each secure cohort whose unmask phase closed, then
+  // commits or drops it. Returns at once if no cohort is ready (another thread may be unmasking
+  // one).
   void FinishUnmasking(absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
-  // The secure round's phase for status and logs ("secagg-unmasking" while FinishUnmasking runs).
-  std::string SecureAggregationPhaseLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Decline's bookkeeping under the lock (the hook then runs without it); may close the round.
   absl::StatusOr<v1::DeclineResponse> CountDecline(const v1::DeclineRequest& request,
@@ -482,10 +498,63 @@ class RoundCoordinator {
   bool BudgetExhaustedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Applies the server optimizer to `average`, accounts the round and leaves its evaluation,
   // checkpoint and hooks to FinishCommit (pending_commit_).
-  void CommitAverageLocked(const std::vector<float>& average, RoundOutcome outcome, absl::Time now)
+  // `aggregated`: the secure round's included clients (else received_'s).
+  void CommitAverageLocked(const std::vector<float>& average, RoundOutcome outcome, absl::Time now,
+                           std::optional<std::vector<std::string>> aggregated = std::nullopt)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Advances the secure aggregation round; commits or abandons the round when it ends.
-  void AdvanceSecureAggregationLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A secure aggregation cohort (see CoordinatorOptions::fedbuff): the devices of one
+  // SecureAggregationRound. A synchronous secure round is one cohort; FedBuff runs several.
+  enum class Unmasking { kNone, kReady, kRunning };
+  struct SecureCohort {
+    int64_t round = 0;  // the round its devices were told: the model version they train from + 1
+    std::unique_ptr<SecureAggregationRound> protocol;
+    // kReady: its unmask phase closed (SecureAggregationRound::kReadyToFinish); kRunning:
+    // FinishUnmasking reconstructs the sum outside the lock, and nothing else calls protocol.
+    Unmasking unmasking = Unmasking::kNone;
+    size_t phases_queued = 0;  // closed phases passed to pending_phases_
+    absl::Time started;
+    std::vector<std::string> assignment_ids;
+  };
+  // FedBuff under secure aggregation: a cohort whose sum was unmasked and checked, waiting for its
+  // turn to commit (one commit at a time).
+  struct UnmaskedCohort {
+    int64_t round = 0;  // as SecureCohort::round
+    std::vector<float> average;
+    RoundOutcome outcome;
+    RoundParticipation participation;
+  };
+  // Starts the protocol among `clients`; K = clients_per_round (FedBuff: buffer_size) masked
+  // inputs close its upload phase.
+  absl::StatusOr<std::unique_ptr<SecureAggregationRound>> StartProtocolLocked(
+      std::vector<std::string> clients, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The synchronous secure round's cohort; nullptr without one (or under FedBuff).
+  SecureCohort* RoundCohortLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  const SecureCohort* RoundCohortLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The cohort of a current assignment; nullptr if none.
+  SecureCohort* CohortOfLocked(const std::string& assignment_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A cohort's protocol phase for status and logs ("secagg-unmasking" while FinishUnmasking runs).
+  static std::string CohortPhase(const SecureCohort& cohort);
+  // Advances a cohort's protocol; when it ends, commits (synchronous), queues its average
+  // (FedBuff: unmasked_) or drops it. Does nothing while it is being unmasked.
+  void AdvanceCohortLocked(int64_t id, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AdvanceCohortsLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A succeeded cohort's average (decoded and checked: weights, norm); sets outcome's examples.
+  // On a failed check, the refusal reason in *refusal and the error; else a fatal error.
+  absl::StatusOr<std::vector<float>> CohortAverageLocked(const SecureCohort& cohort,
+                                                         RoundOutcome& outcome,
+                                                         std::string* refusal)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A cohort that aborted or whose sum was refused: synchronous, the round is abandoned
+  // (RefuseRoundLocked); FedBuff, only the cohort ends (its devices may be assigned again).
+  void DropCohortLocked(int64_t id, absl::string_view reason, std::string line)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // FedBuff under secure aggregation: when K devices wait and K slots are free, samples a cohort
+  // of K from the pool and starts its protocol.
+  void MaybeFormCohortLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // FedBuff under secure aggregation: commits the oldest unmasked cohort when no commit is
+  // pending.
+  void CommitUnmaskedCohortLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool AnyCohortUnmaskingLocked(Unmasking state) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The current assignment named by (client, assignment, round), or a refusal.
   absl::Status CheckAssignmentLocked(const std::string& client_id, const std::string& assignment_id,
                                      int64_t round) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -498,18 +567,18 @@ class RoundCoordinator {
                               absl::string_view identity) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LeavePoolLocked(const std::string& client_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AbandonRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Under quantized secure aggregation: the unmasked sum decoded
+  // Under quantized secure aggregation: the cohort's unmasked sum decoded
   // (compression/secagg_quantization.h) and checked like DecodeSum's (total weight, norm); sets
-  // outcome.examples. On a failed check the round is refused (RefuseRoundLocked) and the error
-  // returned.
-  absl::StatusOr<std::vector<float>> DecodeQuantizedSumLocked(absl::Span<const uint64_t> sum,
-                                                              RoundOutcome& outcome)
+  // outcome.examples. On a failed check, the refusal reason in *refusal and the error.
+  absl::StatusOr<std::vector<float>> DecodeQuantizedSumLocked(const SecureCohort& cohort,
+                                                              RoundOutcome& outcome,
+                                                              std::string* refusal)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Counts `reason`, logs `line` and abandons the round (it starts again).
   void RefuseRoundLocked(absl::string_view reason, std::string line)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Counts and logs the culprits the secure round caught since the last call.
-  void ReportCulpritsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Counts and logs the culprits a cohort's protocol caught since the last call.
+  void ReportCulpritsLocked(SecureCohort& cohort) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues a line for hooks_.log; FlushLog runs the hook outside the lock.
   void LogLocked(std::string line) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // GetModel's checks: the assignment is current and the caller's.
@@ -564,7 +633,7 @@ class RoundCoordinator {
   absl::flat_hash_map<std::string, std::string> assignment_of_client_ ABSL_GUARDED_BY(mu_);
   // Updates counted this round, by client: what is kept of each is its digest (UpdateDigest: the
   // example count and the delta's bytes), enough to recognise a retry. The round's aggregate of
-  // them (plain rounds; a secure aggregation round sums inside secagg_round_).
+  // them (plain rounds; a secure aggregation round sums inside its cohort's protocol).
   absl::flat_hash_map<std::string, artifacts::Sha256Digest> received_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<aggregation::Aggregator> aggregate_ ABSL_GUARDED_BY(mu_);
   // The current round's traffic (RoundOutcome::upload_bytes / download_bytes).
@@ -588,10 +657,8 @@ class RoundCoordinator {
   std::vector<RoundOutcome> history_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int64_t> refusals_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> pending_log_ ABSL_GUARDED_BY(mu_);
-  // Closed secure aggregation phases not yet passed to hooks_.secagg_phase_closed, and how many of
-  // the current round's phases were queued.
+  // Closed secure aggregation phases not yet passed to hooks_.secagg_phase_closed.
   std::vector<std::pair<int64_t, SecAggPhaseStats>> pending_phases_ ABSL_GUARDED_BY(mu_);
-  size_t secagg_phases_queued_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t rounds_abandoned_ ABSL_GUARDED_BY(mu_) = 0;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;  // Drain: no round starts
   std::map<std::string, int64_t> declines_ ABSL_GUARDED_BY(mu_);
@@ -615,11 +682,11 @@ class RoundCoordinator {
   std::optional<privacy::AdaptiveClipping> adaptive_clipping_ ABSL_GUARDED_BY(mu_);
   double round_clip_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t unclipped_ ABSL_GUARDED_BY(mu_) = 0;
-  std::unique_ptr<SecureAggregationRound> secagg_round_ ABSL_GUARDED_BY(mu_);
-  // kReady: the round's unmask phase closed (SecureAggregationRound::kReadyToFinish); kRunning:
-  // FinishUnmasking reconstructs the sum outside the lock, and nothing else calls secagg_round_.
-  enum class Unmasking { kNone, kReady, kRunning };
-  Unmasking unmasking_ ABSL_GUARDED_BY(mu_) = Unmasking::kNone;
+  // Secure aggregation cohorts by id (a synchronous round's one, or FedBuff's in flight), the next
+  // id, and FedBuff's unmasked cohorts waiting to commit, oldest first.
+  std::map<int64_t, SecureCohort> cohorts_ ABSL_GUARDED_BY(mu_);
+  int64_t next_cohort_ ABSL_GUARDED_BY(mu_) = 1;
+  std::deque<UnmaskedCohort> unmasked_ ABSL_GUARDED_BY(mu_);
   // The current round's pool and assignments (when hooks_.round_participation is set).
   std::optional<RoundParticipation> participation_ ABSL_GUARDED_BY(mu_);
   privacy::RdpAccountant accountant_ ABSL_GUARDED_BY(mu_);

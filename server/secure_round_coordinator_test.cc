@@ -74,8 +74,9 @@ struct Device {
 
 class SecureRoundTest : public ::testing::Test {
  protected:
+  // `assign`: every device checks in twice and must hold an assignment (Assign).
   void Start(int n, secagg::Variant variant,
-             const std::function<void(CoordinatorOptions&)>& adjust = {}) {
+             const std::function<void(CoordinatorOptions&)>& adjust = {}, bool assign = true) {
     CoordinatorOptions options = SecureOptions(n, variant);
     if (adjust) adjust(options);
     CoordinatorHooks hooks;
@@ -96,7 +97,37 @@ class SecureRoundTest : public ::testing::Test {
       d.examples = 10 + i;
       devices_.push_back(std::move(d));
     }
-    Assign(variant);
+    if (assign) Assign(variant);
+  }
+  // Under FedBuff: K devices per cohort, C at once (the cohorts form as devices check in).
+  void StartFedBuff(int n, int64_t k, int64_t c, int64_t rounds, bool assign = true) {
+    Start(
+        n, secagg::Variant::kSecAgg,
+        [&](CoordinatorOptions& o) {
+          o.rounds = rounds;
+          o.fedbuff = aggregation::FedBuffSettings{.buffer_size = k, .concurrency = c};
+        },
+        assign);
+  }
+  // One device checks in; its assignment (and protocol state) if it got one.
+  bool TakeAssignment(Device& d) {
+    auto r = coordinator_->CheckIn(CheckInOf(d.id), now_);
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (!r.ok() || !r->has_assignment()) return false;
+    d.assignment = r->assignment();
+    auto params = SecAggParamsFromProto(d.assignment.secure_aggregation());
+    EXPECT_TRUE(params.ok()) << params.status();
+    if (!params.ok()) return false;
+    d.params = *params;
+    d.protocol = *secagg::SecAggClient::Create(params->config, params->client_index);
+    return true;
+  }
+  // A complete honest protocol run of the given devices (one cohort).
+  void HonestCohort(const std::vector<int>& members) {
+    for (int i : members) Advertise(devices_[i]);
+    for (int i : members) Share(devices_[i]);
+    for (int i : members) ASSERT_TRUE(Upload(devices_[i], Packed(devices_[i])).ok());
+    for (int i : members) Unmask(devices_[i]);
   }
   // Every device checks in (again) and learns its assignment: a new protocol state machine.
   void Assign(secagg::Variant variant) {
@@ -362,6 +393,109 @@ TEST_F(SecureRoundTest, TooFewSurvivorsAbortTheRoundWhichRestarts) {
   auto status = coordinator_->Status(now_);
   EXPECT_EQ(status.refusals().at("secagg_round_aborted"), 1);
   EXPECT_EQ(status.phase(), "waiting");
+}
+
+// ---- FedBuff: each buffer a cohort with its own protocol (CoordinatorOptions::fedbuff) ----
+
+// Two cohorts of 4 train from the same model at once; the one that finishes first commits its
+// weighted average, the other its average discounted by w(1) = 1/sqrt(2): the plain buffer's
+// sum n_i w(s_i) delta_i / sum n_i, never one device's update in the clear.
+TEST_F(SecureRoundTest, FedBuffCohortsCommitTheirAveragesDiscountedByStaleness) {
+  StartFedBuff(8, 4, 8, 3);
+  // The pool's first four (sorted ids) formed cohort 1, the next four cohort 2, both of round 1.
+  for (const Device& d : devices_) {
+    ASSERT_EQ(d.assignment.round(), 1);
+    ASSERT_EQ(d.params.config.num_clients, 4) << d.id;
+  }
+  EXPECT_THAT(coordinator_->WaitingFor(now_), HasSubstr("2 cohorts of 4"));
+  HonestCohort({4, 5, 6, 7});  // cohort 2 finishes first
+  ASSERT_EQ(coordinator_->rounds_completed(), 1);
+  const std::vector<float> first = ExpectedAverage({4, 5, 6, 7});
+  HonestCohort({0, 1, 2, 3});
+  ASSERT_EQ(coordinator_->rounds_completed(), 2);
+  const std::vector<float> second = ExpectedAverage({0, 1, 2, 3});
+  const std::vector<float> global = coordinator_->global_parameters();
+  for (int j = 0; j < 3; ++j) {
+    EXPECT_NEAR(global[j], first[j] + second[j] / std::sqrt(2.0), 1e-5) << j;
+  }
+  const auto status = coordinator_->Status(now_);
+  ASSERT_EQ(status.history_size(), 2);
+  EXPECT_EQ(status.history(0).participants(), 4);
+  EXPECT_EQ(status.history(0).assigned(), 4);
+  EXPECT_EQ(status.history(1).examples(), 10 + 11 + 12 + 13);
+  ASSERT_EQ(participation_.size(), 2u);
+  EXPECT_EQ(participation_[0].round, 1);
+  EXPECT_EQ(participation_[0].aggregated,
+            (std::vector<std::string>{"dev-4", "dev-5", "dev-6", "dev-7"}));
+  EXPECT_EQ(participation_[1].round, 2);
+  EXPECT_EQ(participation_[1].assigned.size(), 4u);
+  // The first cohort's devices are free again: four of them form round 3's cohort, from the
+  // model of two commits.
+  for (int i = 0; i < 3; ++i) EXPECT_FALSE(TakeAssignment(devices_[i]));
+  ASSERT_TRUE(TakeAssignment(devices_[3]));
+  EXPECT_EQ(devices_[3].assignment.round(), 3);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(TakeAssignment(devices_[i]));
+  HonestCohort({0, 1, 2, 3});
+  EXPECT_EQ(coordinator_->rounds_completed(), 3);
+  EXPECT_TRUE(coordinator_->finished());
+}
+
+// C = K: one cohort at a time; further devices wait, and each is told why.
+TEST_F(SecureRoundTest, FedBuffRunsNoMoreCohortsThanConcurrencyAllows) {
+  StartFedBuff(8, 4, 7, 2, /*assign=*/false);
+  // The fourth check-in forms a cohort of the four waiting; the others come back for theirs.
+  for (Device& d : devices_) TakeAssignment(d);
+  int assigned = 0;
+  for (Device& d : devices_) assigned += TakeAssignment(d) ? 1 : 0;
+  EXPECT_EQ(assigned, 4);  // 4 + 4 > 7: no second cohort
+  auto r = coordinator_->CheckIn(CheckInOf(devices_[7].id), now_);
+  ASSERT_TRUE(r.ok() && r->has_retry_later());
+  EXPECT_THAT(r->retry_later().reason(), HasSubstr("4 of 7 devices in flight"));
+}
+
+// A cohort whose protocol aborts (too few advertised keys) is dropped alone: the other cohort
+// commits undiscounted, and the dropped cohort's devices are assigned again.
+TEST_F(SecureRoundTest, AFedBuffCohortThatAbortsIsDroppedAlone) {
+  StartFedBuff(8, 4, 8, 2);
+  Advertise(devices_[0]);  // cohort 1: one of four advertises
+  for (int i = 4; i < 8; ++i) Advertise(devices_[i]);
+  for (int i = 4; i < 8; ++i) Share(devices_[i]);
+  now_ += absl::Seconds(11);  // cohort 1's advertise deadline; cohort 2 is in its upload phase
+  ASSERT_TRUE(coordinator_->Tick(now_).ok());
+  EXPECT_EQ(Refusals("secagg_round_aborted"), 1);
+  EXPECT_TRUE(Logged("a cohort of 4 devices (from round 1's model) dropped"))
+      << testing::PrintToString(log_);
+  for (int i = 4; i < 8; ++i) ASSERT_TRUE(Upload(devices_[i], Packed(devices_[i])).ok());
+  for (int i = 4; i < 8; ++i) Unmask(devices_[i]);
+  ASSERT_EQ(coordinator_->rounds_completed(), 1);
+  const std::vector<float> global = coordinator_->global_parameters();
+  const std::vector<float> expected = ExpectedAverage({4, 5, 6, 7});
+  for (int j = 0; j < 3; ++j) EXPECT_NEAR(global[j], expected[j], 1e-5) << j;
+  // A dropped device's late message is refused; the device itself is assigned again.
+  EXPECT_TRUE(
+      absl::IsFailedPrecondition(Poll(devices_[0], v1::SecAggPoll::KEY_DIRECTORY).status()));
+  for (int i = 0; i < 3; ++i) EXPECT_FALSE(TakeAssignment(devices_[i]));
+  EXPECT_TRUE(TakeAssignment(devices_[3]));
+  EXPECT_EQ(devices_[3].assignment.round(), 2);
+}
+
+// A member that declines is withdrawn from its cohort's protocol, which goes on without it.
+TEST_F(SecureRoundTest, AFedBuffCohortMemberThatDeclinesIsNotWaitedFor) {
+  StartFedBuff(5, 5, 5, 1);  // t = 4 of 5
+  for (auto& d : devices_) Advertise(d);
+  for (auto& d : devices_) Share(d);
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(Upload(devices_[i], Packed(devices_[i])).ok());
+  v1::DeclineRequest decline;
+  decline.set_client_id(devices_[4].id);
+  decline.set_assignment_id(devices_[4].assignment.assignment_id());
+  decline.set_round(devices_[4].assignment.round());
+  decline.set_reason(v1::DeclineRequest::DEVICE_NOT_ELIGIBLE);
+  ASSERT_TRUE(coordinator_->Decline(decline, now_).ok());
+  for (int i = 0; i < 4; ++i) Unmask(devices_[i]);
+  ASSERT_EQ(coordinator_->rounds_completed(), 1);
+  const std::vector<float> global = coordinator_->global_parameters();
+  const std::vector<float> expected = ExpectedAverage({0, 1, 2, 3});
+  for (int j = 0; j < 3; ++j) EXPECT_NEAR(global[j], expected[j], 1e-5) << j;
 }
 
 // ---- Malicious clients (privacy/secagg/protocol.h) ----
