@@ -952,8 +952,12 @@ int Run(int argc, char** argv) {
           f.insecure ? "plaintext" : "TLS", f.tls_client_ca.empty() ? "" : ", mutual", f.model,
           (*coordinator)->model_size(), f.rounds,
           options.fedbuff.has_value()
-              ? absl::StrFormat("%d uploads (FedBuff: %d devices at once, staleness %s)",
-                                f.fedbuff.settings.buffer_size, f.fedbuff.settings.concurrency,
+              ? absl::StrFormat("%d uploads (FedBuff%s: %d devices at once, staleness %s)",
+                                f.fedbuff.settings.buffer_size,
+                                options.secure_aggregation.has_value()
+                                    ? ", each buffer a secure aggregation cohort"
+                                    : "",
+                                f.fedbuff.settings.concurrency,
                                 aggregation::FormatStalenessWeighting(f.fedbuff.settings.staleness))
               : absl::StrCat(f.clients_per_round)));
   if (artifact != nullptr) {

@@ -216,10 +216,11 @@ absl::StatusOr<std::unique_ptr<RoundCoordinator>> RoundCoordinator::Create(
     }
     if (options.secure_aggregation.has_value() &&
         options.fedbuff->concurrency < options.fedbuff->buffer_size) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("`fedbuff` with `secure_aggregation` runs cohorts of `buffer_size` (",
-                       options.fedbuff->buffer_size, ") devices, so `concurrency` (",
-                       options.fedbuff->concurrency, ") must be at least that"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "`concurrency` (", options.fedbuff->concurrency, ") is below `buffer_size` (",
+          options.fedbuff->buffer_size,
+          "): with `secure_aggregation`, `fedbuff` runs each buffer as a cohort of `buffer_size` "
+          "devices training at once"));
     }
   }
   if (options.max_examples_per_client < 1 ||

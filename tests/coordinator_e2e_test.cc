@@ -929,8 +929,9 @@ TEST_F(CoordinatorE2eTest, FedBuffFlagErrorsNameTheFlag) {
        "--over-select: not with --algorithm fedbuff"},
       {{"--algorithm", "fedbuff", "--staleness", "fast"}, "--staleness: staleness weighting is"},
       {{"--algorithm", "fedbuff", "--buffer-size", "0"}, "--buffer-size"},
-      {{"--algorithm", "fedbuff", "--secagg", "secagg+", "--clip-norm", "1"},
-       "--algorithm fedbuff does not run with --secagg"},
+      {{"--algorithm", "fedbuff", "--secagg", "secagg+", "--clip-norm", "1", "--buffer-size", "8",
+        "--concurrency", "6"},
+       "--concurrency (6) is below --buffer-size (8): with --secagg, --algorithm fedbuff runs"},
       {{"--algorithm", "fedbuff", "--aggregator", "median"},
        "--algorithm fedbuff does not run with --aggregator"},
   });
@@ -974,6 +975,40 @@ TEST_F(CoordinatorE2eTest, FedBuffCommitsBuffersOfKFromDevicesOfTwoSpeeds) {
   // left it retrying a coordinator that had exited): six devices train from version 0 and the
   // first three uploads commit, so the other three arrive at least one version stale. --linger 10
   // keeps telling devices the run is over while a paced one still holds its last upload.
+  EXPECT_GE(stale, 1);
+  EXPECT_GT(metrics.back()["accuracy"].get<double>(), 0.5) << metrics.back().dump();
+}
+
+// FedBuff under secure aggregation over gRPC: each buffer is a cohort of 3 devices that run the
+// protocol among themselves (CoordinatorOptions::fedbuff); at most 6 devices, so two cohorts,
+// train at once. Every commit is one cohort's unmasked sum: 3 participants, one staleness for all
+// of them, and the model learns.
+TEST_F(CoordinatorE2eTest, FedBuffUnderSecureAggregationCommitsCohortsOfK) {
+  Subprocess coordinator;
+  StartCoordinator(coordinator,
+                   {"--algorithm", "fedbuff", "--buffer-size", "3", "--concurrency", "6",
+                    "--rounds", "6", "--secagg", "secagg", "--clip-norm", "1", "--min-available",
+                    "6", "--linger", "10", "--metrics-out", Path("metrics.jsonl")},
+                   "coordinator.log");
+  std::vector<Subprocess> clients;
+  StartClients(clients, "seed", 6);
+  EXPECT_EQ(WaitForAll(clients), std::vector<int>(6, 0));
+  ASSERT_TRUE(
+      PollUntil([&] { return coordinator.WaitFor({}).has_value(); }, std::chrono::minutes(2)));
+  EXPECT_EQ(coordinator.Wait(), 0) << coordinator.Output();
+  const auto metrics = ReadJsonLines(Path("metrics.jsonl"));
+  ASSERT_EQ(metrics.size(), 6u) << coordinator.Output();
+  int64_t stale = 0;
+  for (size_t i = 0; i < metrics.size(); ++i) {
+    const auto& m = metrics[i];
+    EXPECT_EQ(m["round"].get<int64_t>(), static_cast<int64_t>(i + 1));
+    EXPECT_EQ(m["participants"].get<int64_t>(), 3) << m.dump();
+    EXPECT_EQ(m["assigned"].get<int64_t>(), 3) << m.dump();
+    // One cohort, one staleness.
+    EXPECT_EQ(m["staleness_mean"].get<double>(), m["staleness_max"].get<double>()) << m.dump();
+    stale = std::max(stale, m["staleness_max"].get<int64_t>());
+  }
+  // Two cohorts start from version 0; the second to finish is at least one version stale.
   EXPECT_GE(stale, 1);
   EXPECT_GT(metrics.back()["accuracy"].get<double>(), 0.5) << metrics.back().dump();
 }
