@@ -11,6 +11,13 @@
 // An arrival that trained from version u is (v - u) versions stale when the buffer that holds it
 // moves the model from version v to v + 1.
 //
+// With Options::cohorts (FedBuff under secure aggregation, whose K members must agree keys before
+// any uploads), a buffer is instead a cohort: K clients drawn together, uniformly without
+// replacement from the idle ones, all from the current version. floor(C / K) cohorts train at
+// once; a cohort arrives when its slowest member does (ties: in order of dispatch) and commits at
+// once, every member (v - u) stale; its replacement cohort, drawn from the clients idle then (its
+// own included), downloads the version it made.
+//
 // Training never changes this schedule (durations depend only on the client), so the simulator
 // knows a buffer's K members before training them and can train them in parallel.
 //
@@ -51,11 +58,12 @@ class AsyncSchedule {
     int64_t concurrency = 0;  // C, in [1, population]
     int64_t buffer_size = 0;  // K, >= 1
     uint64_t seed = 0;        // draws the dispatched clients
+    bool cohorts = false;     // buffers are cohorts of K dispatched together (needs C >= K)
   };
   // Virtual seconds from a client's download to its upload: finite and >= 0.
   using Duration = std::function<double(int64_t client)>;
 
-  // INVALID_ARGUMENT for sizes out of range or a null `duration`.
+  // INVALID_ARGUMENT for sizes out of range (with cohorts, also C < K) or a null `duration`.
   static absl::StatusOr<AsyncSchedule> Create(const Options& options, Duration duration);
 
   // Runs the clock to the next commit. INVALID_ARGUMENT if `duration` returns a negative or
@@ -70,6 +78,10 @@ class AsyncSchedule {
  private:
   AsyncSchedule(const Options& options, Duration duration);
   absl::Status Dispatch(double now);
+  // Draws one idle client and times it (not yet queued).
+  absl::StatusOr<AsyncArrival> Draw(double now);
+  absl::Status DispatchCohort(double now);
+  absl::StatusOr<BufferCommit> NextCohort();
 
   struct Pending {
     AsyncArrival arrival;
@@ -86,6 +98,15 @@ class AsyncSchedule {
   privacy::SeededRandomSource random_;
   std::vector<int64_t> idle_;  // clients not training, in no particular order
   std::priority_queue<Pending, std::vector<Pending>, std::greater<Pending>> in_flight_;
+  // With cohorts: each cohort in flight, ordered by `last` (its slowest member's finish time and
+  // its first dispatch), with its members.
+  struct PendingCohort {
+    Pending last;
+    std::vector<AsyncArrival> members;
+    bool operator>(const PendingCohort& other) const { return last > other.last; }
+  };
+  std::priority_queue<PendingCohort, std::vector<PendingCohort>, std::greater<PendingCohort>>
+      cohorts_in_flight_;
   std::map<int64_t, int64_t> clients_per_version_;  // in flight, by start version
   int64_t version_ = 0;
   int64_t dispatches_ = 0;

@@ -1,7 +1,9 @@
 #include "simulation/async_schedule.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <set>
 
 #include "gmock/gmock.h"
@@ -166,6 +168,67 @@ TEST(AsyncScheduleTest, RefusesBadSizesAndTimes) {
       AsyncSchedule::Create({.population = 3, .concurrency = 2, .buffer_size = 1},
                             [](int64_t) { return std::numeric_limits<double>::quiet_NaN(); });
   EXPECT_THAT(nan.status().message(), HasSubstr("finite and >= 0"));
+}
+
+// Cohorts (secure aggregation): a buffer's K members are dispatched together from one version and
+// arrive with the slowest of them; floor(C / K) cohorts train at once and no client is in two.
+TEST(AsyncScheduleTest, CohortsTrainTogetherAndArriveWithTheirSlowestMember) {
+  absl::StatusOr<AsyncSchedule> schedule = AsyncSchedule::Create(
+      {.population = 20, .concurrency = 7, .buffer_size = 3, .seed = 5, .cohorts = true},
+      [](int64_t client) { return 1.0 + static_cast<double>(client % 4); });
+  ASSERT_TRUE(schedule.ok()) << schedule.status();
+  std::map<int64_t, double> busy_until;  // client -> finish of its last cohort
+  double last_commit = 0.0;
+  int64_t stale = 0;
+  for (int c = 0; c < 200; ++c) {
+    const int64_t version_before = schedule->version();
+    absl::StatusOr<BufferCommit> commit = schedule->Next();
+    ASSERT_TRUE(commit.ok()) << commit.status();
+    ASSERT_EQ(commit->arrivals.size(), 3u);
+    EXPECT_EQ(commit->version, version_before + 1);
+    EXPECT_GE(commit->seconds, last_commit);
+    last_commit = commit->seconds;
+    const AsyncArrival& first = commit->arrivals.front();
+    double slowest = 0.0;
+    for (const AsyncArrival& a : commit->arrivals) {
+      EXPECT_EQ(a.start_version, first.start_version);
+      EXPECT_EQ(a.start_seconds, first.start_seconds);
+      EXPECT_EQ(a.staleness, version_before - a.start_version);
+      EXPECT_LE(a.finish_seconds, commit->seconds);
+      slowest = std::max(slowest, a.finish_seconds);
+      // Not dispatched again before its previous cohort arrived.
+      if (auto it = busy_until.find(a.client); it != busy_until.end()) {
+        EXPECT_GE(a.start_seconds, it->second) << a.client;
+      }
+      stale = std::max(stale, a.staleness);
+    }
+    EXPECT_EQ(slowest, commit->seconds);
+    for (const AsyncArrival& a : commit->arrivals) busy_until[a.client] = commit->seconds;
+    EXPECT_TRUE(std::is_sorted(commit->arrivals.begin(), commit->arrivals.end(),
+                               [](const AsyncArrival& a, const AsyncArrival& b) {
+                                 return a.finish_seconds < b.finish_seconds;
+                               }));
+  }
+  EXPECT_GT(stale, 0);  // two cohorts in flight: the second to arrive is stale
+}
+
+TEST(AsyncScheduleTest, OneCohortAtATimeIsNeverStale) {
+  absl::StatusOr<AsyncSchedule> schedule = AsyncSchedule::Create(
+      {.population = 10, .concurrency = 5, .buffer_size = 4, .seed = 5, .cohorts = true},
+      [](int64_t client) { return static_cast<double>(client); });
+  ASSERT_TRUE(schedule.ok());
+  for (int c = 0; c < 20; ++c) {
+    absl::StatusOr<BufferCommit> commit = schedule->Next();
+    ASSERT_TRUE(commit.ok());
+    for (const AsyncArrival& a : commit->arrivals) EXPECT_EQ(a.staleness, 0);
+    EXPECT_EQ(schedule->OldestVersionInFlight(), schedule->version());
+  }
+  EXPECT_THAT(
+      AsyncSchedule::Create({.population = 10, .concurrency = 3, .buffer_size = 4, .cohorts = true},
+                            [](int64_t) { return 1.0; })
+          .status()
+          .message(),
+      HasSubstr("`concurrency` (3) is below `buffer_size` (4)"));
 }
 
 }  // namespace

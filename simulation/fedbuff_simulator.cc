@@ -1,6 +1,7 @@
 #include "simulation/fedbuff_simulator.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <utility>
@@ -10,6 +11,8 @@
 #include "core/status_macros.h"
 #include "models/compute_threads.h"
 #include "models/flat_params.h"
+#include "privacy/secagg/encoding.h"
+#include "privacy/secagg/in_memory_round.h"
 #include "server/client_sampler.h"
 #include "simulation/algorithm.h"
 #include "simulation/pool_evaluation.h"
@@ -20,9 +23,7 @@ namespace {
 // What FedBuff does not combine with yet: the first such field that is set, by its name.
 absl::Status CheckSupported(const SimulationOptions& options) {
   const char* field = nullptr;
-  if (options.secure_aggregation.has_value()) {
-    field = "secure_aggregation";
-  } else if (options.dp.mode != privacy::DpMode::kNone) {
+  if (options.dp.mode != privacy::DpMode::kNone) {
     field = "mode";  // DP's
   } else if (options.plan.compression.method != compression::CompressionMethod::kNone) {
     field = "plan.compression";
@@ -50,7 +51,9 @@ absl::Status CheckSupported(const SimulationOptions& options) {
   }
   if (field == nullptr) return absl::OkStatus();
   return absl::InvalidArgumentError(
-      absl::StrCat("`", field, "` is not supported with `algorithm` fedbuff (plain updates only)"));
+      absl::StrCat("`", field,
+                   "` is not supported with `algorithm` fedbuff (plain or securely aggregated "
+                   "updates only)"));
 }
 
 }  // namespace
@@ -84,11 +87,18 @@ absl::StatusOr<std::unique_ptr<FedBuffSimulator>> FedBuffSimulator::Create(
                ? speeds->RoundSeconds(client, dataset->NumTrainExamples(client), epochs)
                : 0.0;
   };
+  const bool secure = options.secure_aggregation.has_value();
+  if (secure && !(options.plan.clip_norm > 0)) {
+    return absl::InvalidArgumentError(
+        "secure aggregation needs a clip norm (--clip-norm > 0): the fixed-point range of the "
+        "masked values is derived from it");
+  }
   FEDKIT_ASSIGN_OR_RETURN(AsyncSchedule schedule,
                           AsyncSchedule::Create({.population = dataset->num_clients(),
                                                  .concurrency = fedbuff.concurrency,
                                                  .buffer_size = fedbuff.buffer_size,
-                                                 .seed = options.seed},
+                                                 .seed = options.seed,
+                                                 .cohorts = secure},
                                                 std::move(duration)));
 
   std::unique_ptr<FedBuffSimulator> sim(new FedBuffSimulator(
@@ -99,6 +109,16 @@ absl::StatusOr<std::unique_ptr<FedBuffSimulator>> FedBuffSimulator::Create(
                           models::CreateModel(options.model, dataset->info(), init_seed));
   sim->global_ = models::FlattenParameters(*global_model);
   sim->versions_[0] = sim->global_;
+  if (secure) {
+    // Sized, as the coordinator sizes it, for a cohort of K.
+    FEDKIT_ASSIGN_OR_RETURN(sim->encoding_,
+                            secagg::ChooseEncoding(options.secure_aggregation->modulus_bits,
+                                                   fedbuff.buffer_size, options.plan.clip_norm,
+                                                   SecureAggregationMaxWeight(options, *dataset)));
+    FEDKIT_RETURN_IF_ERROR(SimulatedProtocolConfig(options, 0, fedbuff.buffer_size,
+                                                   static_cast<int64_t>(sim->global_.size()) + 1)
+                               .status());
+  }
   FEDKIT_ASSIGN_OR_RETURN(sim->server_optimizer_,
                           aggregation::MakeServerOptimizer(
                               options.server_optimizer, static_cast<int64_t>(sim->global_.size())));
@@ -132,6 +152,118 @@ absl::StatusOr<RoundResult> FedBuffSimulator::RunRound() {
   result.virtual_elapsed_seconds = commit.seconds;
   last_commit_seconds_ = commit.seconds;
 
+  std::vector<float> average;
+  if (encoding_.has_value()) {
+    FEDKIT_ASSIGN_OR_RETURN(average, AggregateCohort(commit, result));
+  } else {
+    FEDKIT_ASSIGN_OR_RETURN(average, AggregateBuffer(commit, result));
+  }
+  if (result.aborted.empty()) {
+    FEDKIT_RETURN_IF_ERROR(server_optimizer_->Apply(average, absl::MakeSpan(global_)));
+  }
+
+  // Keep the new version for the clients that download it; forget the ones nobody trains from.
+  versions_[commit.version] = global_;
+  versions_.erase(versions_.begin(), versions_.lower_bound(schedule_.OldestVersionInFlight()));
+
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const bool last = result.round == options_.rounds;
+  if (last || (options_.eval_every > 0 && result.round % options_.eval_every == 0)) {
+    const auto eval_start = std::chrono::steady_clock::now();
+    FEDKIT_ASSIGN_OR_RETURN(result.eval,
+                            EvaluateOnPool(*pool_, trainers_, global_, dataset_->EvalExamples()));
+    if (client_evaluator_ != nullptr) {
+      FEDKIT_ASSIGN_OR_RETURN(result.client_eval,
+                              client_evaluator_->Run(global_, result.round, *pool_, trainers_));
+    }
+    result.eval_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - eval_start).count();
+  }
+  result.elapsed_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - *first_commit_start_)
+          .count();
+  return result;
+}
+
+absl::StatusOr<client::ClientUpdate> FedBuffSimulator::Train(int worker,
+                                                             const AsyncArrival& a) const {
+  // Each dispatch has a seed of its own: a client sampled again trains on a new shuffle.
+  absl::StatusOr<client::ClientUpdate> update = trainers_[worker]->Train(
+      versions_.at(a.start_version), dataset_->TrainExamples(a.client), options_.plan,
+      Simulator::ClientTrainingSeed(options_.seed, static_cast<int>(a.dispatch + 1), a.client));
+  if (!update.ok()) {
+    return absl::Status(update.status().code(),
+                        absl::StrCat("client ", a.client, ": ", update.status().message()));
+  }
+  return update;
+}
+
+absl::StatusOr<std::vector<float>> FedBuffSimulator::AggregateCohort(const BufferCommit& commit,
+                                                                     RoundResult& result) {
+  const int64_t k = static_cast<int64_t>(commit.arrivals.size());
+  FEDKIT_ASSIGN_OR_RETURN(
+      secagg::ProtocolConfig config,
+      SimulatedProtocolConfig(options_, result.round, k, static_cast<int64_t>(global_.size()) + 1));
+  // Per-member training outcomes, written by the worker that trained the member.
+  struct Trained {
+    int64_t examples = 0;
+    double loss = 0.0;
+    double norm = 0.0;
+  };
+  std::vector<std::optional<Trained>> trained(k);
+  auto input = [&](int worker, int32_t i) -> absl::StatusOr<std::vector<uint64_t>> {
+    const AsyncArrival& a = commit.arrivals[i];
+    FEDKIT_ASSIGN_OR_RETURN(client::ClientUpdate update, Train(worker, a));
+    trained[i] = Trained{update.num_examples, update.train_loss, update.delta_norm};
+    return secagg::EncodeWeightedUpdate(
+        *encoding_, update.delta, std::min(update.num_examples, encoding_->max_weight),
+        secagg::StochasticRoundingSeed(options_.seed, result.round, a.client));
+  };
+  secagg::ParallelFor parallel = [this](int64_t count, const secagg::ParallelBody& body) {
+    std::atomic<int64_t> next{0};
+    pool_->RunOnEachWorker([&](int worker) {
+      for (int64_t i = next.fetch_add(1); i < count; i = next.fetch_add(1)) body(worker, i);
+    });
+  };
+  // Every member trains (the schedule waits for the slowest); none drops out.
+  FEDKIT_ASSIGN_OR_RETURN(
+      secagg::InMemoryRoundResult outcome,
+      secagg::RunInMemoryRound(config, input, std::vector<std::optional<secagg::ClientPhase>>(k),
+                               parallel));
+  double weighted_loss = 0.0, norm_sum = 0.0;
+  for (const std::optional<Trained>& t : trained) {
+    if (!t.has_value()) continue;
+    result.examples += t->examples;
+    weighted_loss += t->loss * static_cast<double>(t->examples);
+    norm_sum += t->norm;
+  }
+  result.secure_aggregation = SummarizeSecureRound(config, outcome, static_cast<int>(k));
+  result.train_loss =
+      result.examples > 0 ? weighted_loss / static_cast<double>(result.examples) : 0.0;
+  result.mean_delta_norm = norm_sum / static_cast<double>(k);
+  // One cohort, one staleness: every member trained from the same version.
+  const int64_t staleness = commit.arrivals.front().staleness;
+  result.staleness_mean = static_cast<double>(staleness);
+  result.staleness_max = staleness;
+  if (!outcome.status.ok()) {
+    result.aborted = std::string(outcome.status.message());  // the model stays as it was
+    return std::vector<float>();
+  }
+  result.contributors = static_cast<int64_t>(outcome.included.size());
+  FEDKIT_ASSIGN_OR_RETURN(secagg::DecodedSum decoded, secagg::DecodeSum(*encoding_, outcome.sum));
+  if (decoded.total_weight <= 0) {
+    result.aborted = "secure aggregation summed zero weight";
+    return std::vector<float>();
+  }
+  // sum_i n_i w(s) delta_i / sum_i n_i, as a plain buffer of this cohort would commit.
+  std::vector<float> average = decoded.Average();
+  aggregation::WeighByStaleness(fedbuff_.staleness, staleness, absl::MakeSpan(average));
+  return average;
+}
+
+absl::StatusOr<std::vector<float>> FedBuffSimulator::AggregateBuffer(const BufferCommit& commit,
+                                                                     RoundResult& result) {
+  const int64_t k = static_cast<int64_t>(commit.arrivals.size());
   const client::TrainingPlan& plan = options_.plan;
   const int64_t weight_cap = ClientWeightCap(options_);
   FEDKIT_ASSIGN_OR_RETURN(std::unique_ptr<aggregation::WeightedFedAvgAggregator> aggregate,
@@ -142,17 +274,7 @@ absl::StatusOr<RoundResult> FedBuffSimulator::RunRound() {
   FEDKIT_RETURN_IF_ERROR(RunOrdered<client::ClientUpdate>(
       *pool_, k, 4 * static_cast<int64_t>(options_.threads),
       [&](int worker, int64_t i) -> absl::StatusOr<client::ClientUpdate> {
-        const AsyncArrival& a = commit.arrivals[i];
-        // Each dispatch has a seed of its own: a client sampled again trains on a new shuffle.
-        absl::StatusOr<client::ClientUpdate> update = trainers_[worker]->Train(
-            versions_.at(a.start_version), dataset_->TrainExamples(a.client), plan,
-            Simulator::ClientTrainingSeed(options_.seed, static_cast<int>(a.dispatch + 1),
-                                          a.client));
-        if (!update.ok()) {
-          return absl::Status(update.status().code(),
-                              absl::StrCat("client ", a.client, ": ", update.status().message()));
-        }
-        return update;
+        return Train(worker, commit.arrivals[i]);
       },
       [&](int64_t i, client::ClientUpdate update) -> absl::Status {
         const AsyncArrival& a = commit.arrivals[i];
@@ -174,34 +296,12 @@ absl::StatusOr<RoundResult> FedBuffSimulator::RunRound() {
         return absl::OkStatus();
       }));
   FEDKIT_ASSIGN_OR_RETURN(aggregation::AggregateReport report, aggregate->Report());
-  FEDKIT_RETURN_IF_ERROR(server_optimizer_->Apply(report.average, absl::MakeSpan(global_)));
-
-  // Keep the new version for the clients that download it; forget the ones nobody trains from.
-  versions_[commit.version] = global_;
-  versions_.erase(versions_.begin(), versions_.lower_bound(schedule_.OldestVersionInFlight()));
-
   result.contributors = k;
   result.train_loss =
       result.examples > 0 ? weighted_loss / static_cast<double>(result.examples) : 0.0;
   result.mean_delta_norm = norm_sum / static_cast<double>(k);
   result.staleness_mean = staleness_sum / static_cast<double>(k);
-  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const bool last = result.round == options_.rounds;
-  if (last || (options_.eval_every > 0 && result.round % options_.eval_every == 0)) {
-    const auto eval_start = std::chrono::steady_clock::now();
-    FEDKIT_ASSIGN_OR_RETURN(result.eval,
-                            EvaluateOnPool(*pool_, trainers_, global_, dataset_->EvalExamples()));
-    if (client_evaluator_ != nullptr) {
-      FEDKIT_ASSIGN_OR_RETURN(result.client_eval,
-                              client_evaluator_->Run(global_, result.round, *pool_, trainers_));
-    }
-    result.eval_seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - eval_start).count();
-  }
-  result.elapsed_seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - *first_commit_start_)
-          .count();
-  return result;
+  return std::move(report.average);
 }
 
 absl::StatusOr<std::shared_ptr<models::Model>> FedBuffSimulator::GlobalModel() const {

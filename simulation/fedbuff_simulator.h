@@ -23,11 +23,19 @@
 // With SimulationOptions::client_evaluation, every evaluated commit also evaluates each client on
 // its own held-out examples (simulation/client_evaluation.h), as a synchronous run does.
 //
-// Supported with plain updates only: Create refuses (INVALID_ARGUMENT, naming the field) secure
-// aggregation, DP, update compression, download compression, robust aggregators, attacks,
-// dropout, replay, client ids, deadlines and over-selection, none of which has an asynchronous
-// meaning here yet. It also refuses what Simulator::Create refuses of the shared options (a bad
-// plan, rounds < 1, threads < 1), and buffer sizes out of range (AsyncSchedule::Create).
+// With SimulationOptions::secure_aggregation each buffer is a cohort, as in the coordinator
+// (server/round_coordinator.h, CoordinatorOptions::fedbuff): K clients dispatched together from
+// one version, floor(C / K) cohorts at once, each arriving when its slowest member does
+// (AsyncSchedule::Options::cohorts); the cohort runs the SecAgg/SecAgg+ protocol in memory over
+// its members' fixed-point encoded updates, and the commit is the decoded weighted average times
+// w(s), one staleness for the cohort. RoundResult::secure_aggregation reports its cost.
+//
+// Create refuses (INVALID_ARGUMENT, naming the field) DP, update compression, download
+// compression, robust aggregators, attacks, dropout, replay, client ids, deadlines and
+// over-selection, none of which has an asynchronous meaning here yet; and secure aggregation
+// without a clip norm or with C < K. It also refuses what Simulator::Create refuses of the shared
+// options (a bad plan, rounds < 1, threads < 1), and buffer sizes out of range
+// (AsyncSchedule::Create).
 //
 // Thread safety: one thread at a time (like Simulator).
 #ifndef FEDKIT_SIMULATION_FEDBUFF_SIMULATOR_H_
@@ -44,6 +52,7 @@
 #include "aggregation/staleness.h"
 #include "client/local_trainer.h"
 #include "data/federated_dataset.h"
+#include "privacy/secagg/encoding.h"
 #include "simulation/async_schedule.h"
 #include "simulation/client_evaluation.h"
 #include "simulation/simulator.h"
@@ -78,12 +87,23 @@ class FedBuffSimulator final : public RoundRunner {
   FedBuffSimulator(const SimulationOptions& options, const FedBuffOptions& fedbuff,
                    const data::FederatedDataset* dataset,
                    std::unique_ptr<ClientEvaluator> client_evaluator, AsyncSchedule schedule);
+  // Trains one arrival from the version it downloaded, on `worker`'s trainer.
+  absl::StatusOr<client::ClientUpdate> Train(int worker, const AsyncArrival& arrival) const;
+  // The commit's average: a plain buffer's sum n_i w(s_i) delta_i / sum n_i, folded exactly in
+  // arrival order; or a cohort's, through the in-memory secure aggregation protocol (aborted:
+  // result.aborted set, the average empty). Both fill result's training statistics.
+  absl::StatusOr<std::vector<float>> AggregateBuffer(const BufferCommit& commit,
+                                                     RoundResult& result);
+  absl::StatusOr<std::vector<float>> AggregateCohort(const BufferCommit& commit,
+                                                     RoundResult& result);
 
   const SimulationOptions options_;
   const FedBuffOptions fedbuff_;
   // What the clients train on: the given dataset, or client_evaluator_->dataset().
   const data::FederatedDataset* dataset_;
   std::unique_ptr<ClientEvaluator> client_evaluator_;  // with options.client_evaluation
+  // With secure aggregation: the cohort's fixed-point encoding (sized for K clients).
+  std::optional<secagg::FixedPointEncoding> encoding_;
   AsyncSchedule schedule_;
   std::vector<float> global_;
   std::map<int64_t, std::vector<float>> versions_;  // still trained from, by version

@@ -1,6 +1,8 @@
 #include "simulation/fedbuff_simulator.h"
 
 #include <cmath>
+#include <map>
+#include <optional>
 
 #include "aggregation/aggregator.h"
 #include "aggregation/server_optimizer.h"
@@ -143,6 +145,82 @@ TEST(FedBuffSimulatorTest, StalenessWeightingChangesTheModelOnlyWhenUpdatesAreSt
   EXPECT_TRUE(diverged);
 }
 
+// Under secure aggregation each buffer is a cohort: its members train from one version, the
+// in-memory protocol sums their fixed-point inputs, and the commit is the decoded weighted average
+// times w(s). Computed here in the clear from the twin cohort schedule: equal within the fixed
+// point's rounding; and the same for any number of threads.
+TEST(FedBuffSimulatorTest, UnderSecureAggregationACohortCommitsItsAverageTimesItsStalenessWeight) {
+  models::UseSingleThreadedCompute();
+  auto dataset = Synthetic(30);
+  SimulationOptions options = SmallRun(1);
+  options.secure_aggregation.emplace();
+  options.system.device_speeds = "two-speed:0.01,0.3,10";
+  const FedBuffOptions fedbuff{.buffer_size = 4, .concurrency = 8};
+  auto sim = FedBuffSimulator::Create(options, fedbuff, dataset.get());
+  ASSERT_TRUE(sim.ok()) << sim.status();
+  SimulationOptions threaded = options;
+  threaded.threads = 3;
+  auto sim3 = *FedBuffSimulator::Create(threaded, fedbuff, dataset.get());
+  absl::StatusOr<std::optional<DeviceSpeeds>> speeds = MakeDeviceSpeeds(options);
+  ASSERT_TRUE(speeds.ok() && speeds->has_value());
+  absl::StatusOr<AsyncSchedule> twin = AsyncSchedule::Create(
+      {.population = 30, .concurrency = 8, .buffer_size = 4, .seed = options.seed, .cohorts = true},
+      [&](int64_t client) {
+        return (*speeds)->RoundSeconds(client, dataset->NumTrainExamples(client),
+                                       options.plan.local_epochs);
+      });
+  ASSERT_TRUE(twin.ok());
+
+  auto model =
+      models::CreateModel("logreg", dataset->info(), server::InitialModelSeed(options.seed));
+  ASSERT_TRUE(model.ok());
+  std::vector<float> global = models::FlattenParameters(**model);
+  std::map<int64_t, std::vector<float>> versions = {{0, global}};
+  client::LocalTrainer trainer(*model);
+  auto server_optimizer = *aggregation::MakeServerOptimizer(options.server_optimizer,
+                                                            static_cast<int64_t>(global.size()));
+  int64_t stale = 0;
+  for (int c = 1; c <= 5; ++c) {
+    absl::StatusOr<BufferCommit> commit = twin->Next();
+    ASSERT_TRUE(commit.ok());
+    std::vector<double> sum(global.size(), 0.0);
+    double weight = 0;
+    for (const AsyncArrival& a : commit->arrivals) {
+      absl::StatusOr<client::ClientUpdate> update = trainer.Train(
+          versions.at(a.start_version), dataset->TrainExamples(a.client), options.plan,
+          Simulator::ClientTrainingSeed(options.seed, static_cast<int>(a.dispatch + 1), a.client));
+      ASSERT_TRUE(update.ok());
+      for (size_t j = 0; j < sum.size(); ++j) sum[j] += update->num_examples * update->delta[j];
+      weight += static_cast<double>(update->num_examples);
+    }
+    const int64_t staleness = commit->arrivals.front().staleness;
+    stale = std::max(stale, staleness);
+    const double w = 1.0 / std::sqrt(1.0 + static_cast<double>(staleness));
+    std::vector<float> average(global.size());
+    for (size_t j = 0; j < sum.size(); ++j) average[j] = static_cast<float>(w * sum[j] / weight);
+    ASSERT_TRUE(server_optimizer->Apply(average, absl::MakeSpan(global)).ok());
+    versions[commit->version] = global;
+
+    absl::StatusOr<RoundResult> result = (*sim)->RunRound();
+    ASSERT_TRUE(result.ok()) << result.status();
+    ASSERT_TRUE(sim3->RunRound().ok());
+    EXPECT_TRUE(result->aborted.empty()) << result->aborted;
+    EXPECT_EQ(result->contributors, 4);
+    EXPECT_EQ(result->staleness_max, staleness);
+    EXPECT_EQ(*result->virtual_elapsed_seconds, commit->seconds);
+    ASSERT_TRUE(result->secure_aggregation.has_value());
+    EXPECT_EQ(result->secure_aggregation->survivors, 4);
+    const std::vector<float>& simulated = (*sim)->global_parameters();
+    for (size_t j = 0; j < global.size(); ++j) {
+      ASSERT_NEAR(simulated[j], global[j], 1e-4) << "commit " << c << ", value " << j;
+    }
+    EXPECT_EQ(sim3->global_parameters(), simulated) << "commit " << c;
+    global = simulated;  // the next commit's versions are the simulator's own
+    versions[commit->version] = global;
+  }
+  EXPECT_GT(stale, 0);  // two cohorts in flight
+}
+
 TEST(FedBuffSimulatorTest, RefusesWhatItDoesNotSupport) {
   auto dataset = Synthetic(20);
   const FedBuffOptions fedbuff{.buffer_size = 2, .concurrency = 5};
@@ -152,9 +230,16 @@ TEST(FedBuffSimulatorTest, RefusesWhatItDoesNotSupport) {
   SimulationOptions dp = SmallRun(1);
   dp.dp.mode = privacy::DpMode::kCentral;
   EXPECT_THAT(refused(dp).message(), HasSubstr("`mode` is not supported with `algorithm` fedbuff"));
-  SimulationOptions secagg = SmallRun(1);
-  secagg.secure_aggregation.emplace();
-  EXPECT_THAT(refused(secagg).message(), HasSubstr("`secure_aggregation`"));
+  SimulationOptions unclipped = SmallRun(1);
+  unclipped.secure_aggregation.emplace();
+  unclipped.plan.clip_norm = 0;
+  EXPECT_THAT(refused(unclipped).message(), HasSubstr("needs a clip norm"));
+  SimulationOptions cohorts = SmallRun(1);
+  cohorts.secure_aggregation.emplace();
+  EXPECT_THAT(FedBuffSimulator::Create(cohorts, {.buffer_size = 6, .concurrency = 5}, dataset.get())
+                  .status()
+                  .message(),
+              HasSubstr("`concurrency` (5) is below `buffer_size` (6)"));
   SimulationOptions median = SmallRun(1);
   median.aggregator.kind = aggregation::AggregatorKind::kMedian;
   EXPECT_THAT(refused(median).message(), HasSubstr("`aggregator`"));

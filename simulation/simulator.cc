@@ -112,8 +112,11 @@ absl::Status ValidateAggregatorAndAttack(const SimulationOptions& options,
   return absl::OkStatus();
 }
 
-SecureAggregationRoundStats MakeRoundStats(const secagg::ProtocolConfig& config,
-                                           const secagg::InMemoryRoundResult& outcome, int n) {
+}  // namespace
+
+SecureAggregationRoundStats SummarizeSecureRound(const secagg::ProtocolConfig& config,
+                                                 const secagg::InMemoryRoundResult& outcome,
+                                                 int n) {
   SecureAggregationRoundStats stats;
   stats.survivors = static_cast<int64_t>(outcome.included.size());
   stats.degree = config.degree;
@@ -126,7 +129,31 @@ SecureAggregationRoundStats MakeRoundStats(const secagg::ProtocolConfig& config,
   return stats;
 }
 
-}  // namespace
+absl::StatusOr<secagg::ProtocolConfig> SimulatedProtocolConfig(const SimulationOptions& options,
+                                                               int round, int64_t num_clients,
+                                                               int64_t length) {
+  FEDKIT_ASSIGN_OR_RETURN(secagg::ProtocolConfig config,
+                          secagg::MakeProtocolConfig(*options.secure_aggregation,
+                                                     static_cast<int>(num_clients), length));
+  // The graph seed is public randomness; deriving it from the run seed makes a simulation
+  // (including which rounds abort under heavy dropout) reproducible. Session ids stay random:
+  // they change the masks, never the sum.
+  config.graph_seed = DeriveSeed(options.seed, {static_cast<uint64_t>(round), 0x6772617068});
+  return config;
+}
+
+int64_t SecureAggregationMaxWeight(const SimulationOptions& options,
+                                   const data::FederatedDataset& dataset) {
+  int64_t max_weight = 0;
+  if (options.max_client_weight.has_value()) {
+    max_weight = static_cast<int64_t>(std::ceil(*options.max_client_weight));
+  } else {
+    for (int64_t c = 0; c < dataset.num_clients(); ++c) {
+      max_weight = std::max(max_weight, dataset.NumTrainExamples(c));
+    }
+  }
+  return std::max<int64_t>(max_weight, 1);
+}
 
 absl::Status ValidateRunOptions(const SimulationOptions& options) {
   if (options.rounds < 1) return absl::InvalidArgumentError("rounds must be >= 1");
@@ -404,15 +431,7 @@ absl::StatusOr<double> Simulator::EpsilonAfter(int64_t steps) const {
 absl::StatusOr<secagg::ProtocolConfig> Simulator::RoundProtocolConfig(int round,
                                                                       int64_t num_clients,
                                                                       int64_t length) const {
-  const secagg::SecureAggregationSettings& secure = *options_.secure_aggregation;
-  FEDKIT_ASSIGN_OR_RETURN(
-      secagg::ProtocolConfig config,
-      secagg::MakeProtocolConfig(secure, static_cast<int>(num_clients), length));
-  // The graph seed is public randomness; deriving it from the run seed makes a simulation
-  // (including which rounds abort under heavy dropout) reproducible. Session ids stay random:
-  // they change the masks, never the sum.
-  config.graph_seed = DeriveSeed(options_.seed, {static_cast<uint64_t>(round), 0x6772617068});
-  return config;
+  return SimulatedProtocolConfig(options_, round, num_clients, length);
 }
 
 absl::Status Simulator::CheckCompressionUnderSecureAggregation(const SimulationOptions& options) {
@@ -431,19 +450,11 @@ absl::StatusOr<secagg::FixedPointEncoding> Simulator::ChooseSecureAggregationEnc
         "secure aggregation needs a clip norm (--clip-norm > 0): the fixed-point range of the "
         "masked values is derived from it");
   }
-  int64_t max_weight = 0;
-  if (options_.max_client_weight.has_value()) {
-    max_weight = static_cast<int64_t>(std::ceil(*options_.max_client_weight));
-  } else {
-    for (int64_t c = 0; c < dataset_->num_clients(); ++c) {
-      max_weight = std::max(max_weight, dataset_->NumTrainExamples(c));
-    }
-  }
   FEDKIT_ASSIGN_OR_RETURN(
       secagg::FixedPointEncoding encoding,
       // Sized, as the coordinator sizes it, for every client a round assigns (over-selection).
       secagg::ChooseEncoding(secure.modulus_bits, Assigned(), options_.plan.clip_norm,
-                             std::max<int64_t>(max_weight, 1)));
+                             SecureAggregationMaxWeight(options_, *dataset_)));
   FEDKIT_RETURN_IF_ERROR(CheckProtocolSizes(static_cast<int64_t>(global_.size()) + 1));
   return encoding;
 }
@@ -970,7 +981,7 @@ absl::StatusOr<secagg::InMemoryRoundResult> Simulator::RunSecureRoundOnPool(
     weighted_loss += t.loss * static_cast<double>(t.examples);
     norm_sum += t.norm;
   }
-  result.secure_aggregation = MakeRoundStats(config, outcome, n);
+  result.secure_aggregation = SummarizeSecureRound(config, outcome, n);
   if (!outcome.status.ok()) result.aborted = std::string(outcome.status.message());
   return outcome;
 }

@@ -229,6 +229,22 @@ class RoundRunner {
   virtual absl::StatusOr<std::shared_ptr<models::Model>> GlobalModel() const = 0;
 };
 
+// Secure aggregation in a simulation, for Simulator and FedBuffSimulator alike.
+// The protocol's configuration for a round of `num_clients` masked vectors of `length` values
+// (options.secure_aggregation must be set); its graph seed derives from the run seed and `round`
+// (public randomness: a run, including which rounds abort, is reproducible). Errors:
+// secagg::MakeProtocolConfig's.
+absl::StatusOr<secagg::ProtocolConfig> SimulatedProtocolConfig(const SimulationOptions& options,
+                                                               int round, int64_t num_clients,
+                                                               int64_t length);
+// The largest weight a client's masked input may carry: max_client_weight rounded up, else the
+// most training examples any client has (at least 1).
+int64_t SecureAggregationMaxWeight(const SimulationOptions& options,
+                                   const data::FederatedDataset& dataset);
+// A round's cost as RoundResult reports it, from an in-memory round of n clients.
+SecureAggregationRoundStats SummarizeSecureRound(const secagg::ProtocolConfig& config,
+                                                 const secagg::InMemoryRoundResult& outcome, int n);
+
 // Runs rounds of: sample clients uniformly (server::SampleClients), train each with a LocalTrainer
 // on a worker, aggregate the deltas in sampled order (weighted FedAvg, or the robust aggregator of
 // SimulationOptions::aggregator; attackers' uploads per SimulationOptions::attack), apply the

@@ -259,8 +259,8 @@ TEST(SimCliTest, FedBuffFlagErrorsNameTheFlag) {
       {kSmallSyntheticFedBuff + " --algorithm fedbuff --concurrency 51",
        "--concurrency: 51 is more"},
       {kSmallSyntheticFedBuff +
-           " --algorithm fedbuff --concurrency 10 --secagg secagg --clip-norm 1",
-       "--secagg is not supported with --algorithm fedbuff"},
+           " --algorithm fedbuff --concurrency 3 --secagg secagg --clip-norm 1",
+       "--concurrency (3) is below --buffer-size (10): cohorts of --buffer-size clients"},
       {kSmallSyntheticFedBuff +
            " --algorithm fedbuff --concurrency 10 --device-speeds two-speed:1,2,3",
        "--device-speeds: two-speed:SECONDS,FRACTION,SLOWDOWN"},
