@@ -29,3 +29,13 @@ run fedbuff_k10_c30 --algorithm fedbuff --buffer-size 10 --concurrency 30 --roun
 run fedbuff_k10_c20_constant --algorithm fedbuff --buffer-size 10 --concurrency 20 \
   --staleness constant --rounds 300
 run fedbuff_k5_c20 --algorithm fedbuff --buffer-size 5 --concurrency 20 --rounds 600
+# Under secure aggregation (clip norm 2: about the deltas' norm after the first rounds). FedBuff's
+# buffers are then cohorts of K chosen together, each arriving with its slowest member; the plain
+# FedBuff run with the same clip separates the cohorts' cost from the clipping's.
+CLIP="--clip-norm 2"
+run fedavg_k10_secagg --clients-per-round 10 --rounds 300 --secagg secagg $CLIP
+run fedbuff_k10_c20_clip2 --algorithm fedbuff --buffer-size 10 --concurrency 20 --rounds 300 $CLIP
+run fedbuff_k10_c20_secagg --algorithm fedbuff --buffer-size 10 --concurrency 20 --rounds 300 \
+  --secagg secagg $CLIP
+run fedbuff_k10_c30_secagg --algorithm fedbuff --buffer-size 10 --concurrency 30 --rounds 300 \
+  --secagg secagg $CLIP
