@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "absl/strings/ascii.h"
@@ -259,7 +260,8 @@ int Run(int argc, char** argv) {
   app.add_option("--min-clients", f.min_clients,
                  "At the deadline, commit with at least this many (default: clients-per-round)")
       ->check(cli::NonNegative());
-  app.add_option("--over-select", f.over_select, "Extra fraction of clients assigned")
+  app.add_option("--over-select", f.over_select,
+                 "Extra fraction of clients assigned (FedBuff with --secagg: of each cohort)")
       ->check(cli::InRange(0, 10));
   app.add_option("--min-available", f.min_available,
                  "Sample at once only from at least this many waiting devices, else after the "
@@ -478,9 +480,11 @@ int Run(int argc, char** argv) {
   }
   if (f.algorithm == "fedbuff") {
     // Synchronous rounds' flags mean nothing here: K and C replace them.
+    // (--over-select, under --secagg, over-selects each cohort.)
     for (const char* flag :
          {"--clients-per-round", "--min-clients", "--selection-timeout", "--over-select"}) {
-      if (app.count(flag) > 0) {
+      if (app.count(flag) > 0 &&
+          !(std::string_view(flag) == "--over-select" && f.secagg != "none")) {
         return UsageError(flag,
                           "not with --algorithm fedbuff: --concurrency devices train at once and "
                           "every --buffer-size uploads make a round");

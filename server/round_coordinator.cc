@@ -204,7 +204,8 @@ absl::StatusOr<std::unique_ptr<RoundCoordinator>> RoundCoordinator::Create(
     const std::pair<bool, const char*> unsupported[] = {
         {options.dp.has_value(), "dp"},
         {options.aggregator.kind != aggregation::AggregatorKind::kMean, "aggregator"},
-        {options.over_select != 0, "over_select"},
+        // Under secure aggregation it over-selects each cohort.
+        {options.over_select != 0 && !options.secure_aggregation.has_value(), "over_select"},
     };
     for (const auto& [set, field] : unsupported) {
       if (set) {
@@ -214,13 +215,16 @@ absl::StatusOr<std::unique_ptr<RoundCoordinator>> RoundCoordinator::Create(
                          "arrives or one cohort's, and assign devices as slots free up"));
       }
     }
-    if (options.secure_aggregation.has_value() &&
-        options.fedbuff->concurrency < options.fedbuff->buffer_size) {
+    const int64_t cohort = OverSelectedTarget(options.fedbuff->buffer_size, options.over_select);
+    if (options.secure_aggregation.has_value() && options.fedbuff->concurrency < cohort) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "`concurrency` (", options.fedbuff->concurrency, ") is below `buffer_size` (",
-          options.fedbuff->buffer_size,
-          "): with `secure_aggregation`, `fedbuff` runs each buffer as a cohort of `buffer_size` "
-          "devices training at once"));
+          "`concurrency` (", options.fedbuff->concurrency, ") is below ",
+          cohort == options.fedbuff->buffer_size
+              ? absl::StrCat("`buffer_size` (", cohort, ")")
+              : absl::StrCat("the cohort of `buffer_size` over-selected by `over_select` (", cohort,
+                             ")"),
+          ": with `secure_aggregation`, `fedbuff` runs each buffer as a cohort of devices "
+          "training at once"));
     }
   }
   if (options.max_examples_per_client < 1 ||
@@ -242,9 +246,9 @@ absl::StatusOr<std::unique_ptr<RoundCoordinator>> RoundCoordinator::Create(
   std::optional<privacy::DpSetup> dp_setup;
   std::optional<privacy::DistributedDpEncodingOptions> dp_encoding_options;
   // The most devices one aggregate sums (FedBuff: a buffer's, or a secure cohort's).
-  const int64_t target = options.fedbuff.has_value()
-                             ? options.fedbuff->buffer_size
-                             : OverSelectedTarget(options.clients_per_round, options.over_select);
+  const int64_t target = OverSelectedTarget(
+      options.fedbuff.has_value() ? options.fedbuff->buffer_size : options.clients_per_round,
+      options.over_select);
   if (options.dp.has_value()) {
     const privacy::DpSettings& dp = *options.dp;
     if (dp.mode == privacy::DpMode::kNone) {
@@ -809,15 +813,16 @@ std::string RoundCoordinator::WaitingForLocked(absl::Time now) const {
                            pool_.size(), options_.min_available);
   }
   if (buffered() && phase_ != Phase::kFinished && options_.secure_aggregation.has_value()) {
+    const int64_t cohort = OverSelectedTarget(options_.fedbuff->buffer_size, options_.over_select);
     std::vector<std::string> phases;
     for (const auto& [id, cohort] : cohorts_) phases.push_back(CohortPhase(cohort));
     return absl::StrFormat(
         "round %d (FedBuff, secure): %d cohorts of %d in secure aggregation (%s), %d unmasked "
         "waiting to commit, %d of %d devices in flight; a cohort forms when %d devices wait (%d "
         "do)%s",
-        rounds_completed_ + 1, cohorts_.size(), options_.fedbuff->buffer_size,
+        rounds_completed_ + 1, cohorts_.size(), cohort,
         phases.empty() ? "none" : absl::StrJoin(phases, ", "), unmasked_.size(), InFlightLocked(),
-        options_.fedbuff->concurrency, options_.fedbuff->buffer_size, pool_.size(),
+        options_.fedbuff->concurrency, cohort, pool_.size(),
         pending_commit_.has_value() ? absl::StrCat("; round ", pending_commit_->outcome.round,
                                                    "'s evaluation and checkpoint first (committed)")
                                     : "");
@@ -1062,7 +1067,8 @@ absl::StatusOr<std::unique_ptr<SecureAggregationRound>> RoundCoordinator::StartP
 }
 
 void RoundCoordinator::MaybeFormCohortLocked(absl::Time now) {
-  const int64_t k = options_.fedbuff->buffer_size;
+  // K devices, over-selected: the first K masked inputs close the upload phase.
+  const int64_t k = OverSelectedTarget(options_.fedbuff->buffer_size, options_.over_select);
   // No device sees a model before its checkpoint is durable (FinishCommit), nor after the last
   // round or while draining; no more cohorts run than rounds remain.
   if (pending_commit_.has_value() || draining_ || !fatal_error_.ok() ||

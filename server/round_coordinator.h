@@ -160,10 +160,12 @@ struct CoordinatorOptions {
   // the same version, so this is the plain buffer's sum n_i w(s) delta_i / sum n_i); one that
   // aborts, or whose sum fails its checks, is dropped alone (refusal reason as in a synchronous
   // round) and its devices may be assigned again. A member that declines is withdrawn from its
-  // cohort's protocol. Cohorts in flight are not checkpointed: a restart loses them, as it loses a
-  // plain buffer. Create refuses (INVALID_ARGUMENT naming `fedbuff` and the other field) dp, a
-  // robust aggregator and over_select, and settings ValidateFedBuffSettings refuses; with
-  // secure_aggregation, also a concurrency below the buffer size.
+  // cohort's protocol. With over_select a cohort has K' = ceil(K (1 + over_select)) devices and the
+  // first K masked inputs close its upload phase (the others drop out), so that a cohort need not
+  // wait for its slowest device. Cohorts in flight are not checkpointed: a restart loses them, as
+  // it loses a plain buffer. Create refuses (INVALID_ARGUMENT naming `fedbuff` and the other
+  // field) dp, a robust aggregator and over_select without secure_aggregation, and settings
+  // ValidateFedBuffSettings refuses; with secure_aggregation, also a concurrency below K'.
   std::optional<aggregation::FedBuffSettings> fedbuff;
 };
 

@@ -100,12 +100,14 @@ class SecureRoundTest : public ::testing::Test {
     if (assign) Assign(variant);
   }
   // Under FedBuff: K devices per cohort, C at once (the cohorts form as devices check in).
-  void StartFedBuff(int n, int64_t k, int64_t c, int64_t rounds, bool assign = true) {
+  void StartFedBuff(int n, int64_t k, int64_t c, int64_t rounds, bool assign = true,
+                    double over_select = 0) {
     Start(
         n, secagg::Variant::kSecAgg,
         [&](CoordinatorOptions& o) {
           o.rounds = rounds;
           o.fedbuff = aggregation::FedBuffSettings{.buffer_size = k, .concurrency = c};
+          o.over_select = over_select;
         },
         assign);
   }
@@ -496,6 +498,38 @@ TEST_F(SecureRoundTest, AFedBuffCohortMemberThatDeclinesIsNotWaitedFor) {
   const std::vector<float> global = coordinator_->global_parameters();
   const std::vector<float> expected = ExpectedAverage({0, 1, 2, 3});
   for (int j = 0; j < 3; ++j) EXPECT_NEAR(global[j], expected[j], 1e-5) << j;
+}
+
+// Over-selected cohorts (over_select 0.3: 4 devices for K = 3): the first three masked inputs
+// close the upload phase, the fourth device drops out, and the commit is the three's average.
+TEST_F(SecureRoundTest, AnOverSelectedFedBuffCohortCommitsItsFirstKMaskedInputs) {
+  StartFedBuff(8, 3, 8, 2, /*assign=*/true, /*over_select=*/0.3);
+  for (const Device& d : devices_) ASSERT_EQ(d.params.config.num_clients, 4) << d.id;
+  for (int i = 0; i < 4; ++i) Advertise(devices_[i]);
+  for (int i = 0; i < 4; ++i) Share(devices_[i]);
+  const std::string late = Packed(devices_[3]);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(Upload(devices_[i], Packed(devices_[i])).ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition(Upload(devices_[3], late).status()));
+  for (int i = 0; i < 3; ++i) Unmask(devices_[i]);
+  ASSERT_EQ(coordinator_->rounds_completed(), 1);
+  const std::vector<float> global = coordinator_->global_parameters();
+  const std::vector<float> expected = ExpectedAverage({0, 1, 2});
+  for (int j = 0; j < 3; ++j) EXPECT_NEAR(global[j], expected[j], 1e-5) << j;
+  const auto status = coordinator_->Status(now_);
+  EXPECT_EQ(status.history(0).participants(), 3);
+  EXPECT_EQ(status.history(0).assigned(), 4);
+  // Without secure aggregation over_select stays refused; with it, C must hold the cohort.
+  CoordinatorOptions plain = SecureOptions(3, secagg::Variant::kSecAgg);
+  plain.secure_aggregation.reset();
+  plain.fedbuff = aggregation::FedBuffSettings{.buffer_size = 3, .concurrency = 8};
+  plain.over_select = 0.3;
+  EXPECT_THAT(RoundCoordinator::Create(plain, TinyLayout(), {0, 0, 0}, {}).status().message(),
+              HasSubstr("`over_select`"));
+  CoordinatorOptions small = SecureOptions(3, secagg::Variant::kSecAgg);
+  small.fedbuff = aggregation::FedBuffSettings{.buffer_size = 3, .concurrency = 3};
+  small.over_select = 0.3;
+  EXPECT_THAT(RoundCoordinator::Create(small, TinyLayout(), {0, 0, 0}, {}).status().message(),
+              HasSubstr("over-selected by `over_select` (4)"));
 }
 
 // ---- Malicious clients (privacy/secagg/protocol.h) ----

@@ -29,14 +29,25 @@ absl::StatusOr<AsyncSchedule> AsyncSchedule::Create(const Options& options, Dura
         absl::StrCat("`buffer_size` must be >= 1, got ", options.buffer_size));
   }
   if (!duration) return absl::InvalidArgumentError("no duration function");
-  if (options.cohorts && options.concurrency < options.buffer_size) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("`concurrency` (", options.concurrency, ") is below `buffer_size` (",
-                     options.buffer_size, "): cohorts of `buffer_size` clients train at once"));
+  Options resolved = options;
+  if (resolved.cohorts && resolved.cohort_size == 0) resolved.cohort_size = resolved.buffer_size;
+  if (resolved.cohorts && resolved.cohort_size < resolved.buffer_size) {
+    return absl::InvalidArgumentError(absl::StrCat("a cohort of ", resolved.cohort_size,
+                                                   " clients cannot fill a buffer of ",
+                                                   resolved.buffer_size));
   }
-  AsyncSchedule schedule(options, std::move(duration));
-  if (options.cohorts) {
-    for (int64_t c = 0; c + options.buffer_size <= options.concurrency; c += options.buffer_size) {
+  if (resolved.cohorts && resolved.concurrency < resolved.cohort_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "`concurrency` (", resolved.concurrency, ") is below ",
+        resolved.cohort_size == resolved.buffer_size
+            ? absl::StrCat("`buffer_size` (", resolved.buffer_size, ")")
+            : absl::StrCat("the over-selected cohort size (", resolved.cohort_size, ")"),
+        ": cohorts of `buffer_size` clients train at once"));
+  }
+  AsyncSchedule schedule(resolved, std::move(duration));
+  if (resolved.cohorts) {
+    for (int64_t c = 0; c + resolved.cohort_size <= resolved.concurrency;
+         c += resolved.cohort_size) {
       FEDKIT_RETURN_IF_ERROR(schedule.DispatchCohort(0.0));
     }
     return schedule;
@@ -63,16 +74,16 @@ absl::Status AsyncSchedule::Dispatch(double now) {
 
 absl::Status AsyncSchedule::DispatchCohort(double now) {
   PendingCohort cohort;
-  for (int64_t k = 0; k < options_.buffer_size; ++k) {
+  for (int64_t k = 0; k < options_.cohort_size; ++k) {
     FEDKIT_ASSIGN_OR_RETURN(AsyncArrival arrival, Draw(now));
     cohort.members.push_back(arrival);
   }
-  // Ordered by the slowest member's arrival, then by the cohort's (first) dispatch.
+  // Ordered by its K-th member to finish, then by the cohort's (first) dispatch.
+  std::vector<double> finishes;
+  for (const AsyncArrival& member : cohort.members) finishes.push_back(member.finish_seconds);
+  std::nth_element(finishes.begin(), finishes.begin() + (options_.buffer_size - 1), finishes.end());
+  cohort.last.arrival.finish_seconds = finishes[options_.buffer_size - 1];
   cohort.last.arrival.dispatch = cohort.members.front().dispatch;
-  for (const AsyncArrival& member : cohort.members) {
-    cohort.last.arrival.finish_seconds =
-        std::max(cohort.last.arrival.finish_seconds, member.finish_seconds);
-  }
   cohorts_in_flight_.push(std::move(cohort));
   return absl::OkStatus();
 }
@@ -90,9 +101,13 @@ absl::StatusOr<BufferCommit> AsyncSchedule::NextCohort() {
     arrival.staleness = version_ - arrival.start_version;
     idle_.push_back(arrival.client);
   }
-  // In order of arrival (each member's upload), as a plain buffer's.
+  // In order of arrival (each member's upload), as a plain buffer's; the first K make the commit.
   std::sort(cohort.members.begin(), cohort.members.end(),
             [](const AsyncArrival& a, const AsyncArrival& b) { return Pending{b} > Pending{a}; });
+  commit.stopped.assign(cohort.members.begin() + options_.buffer_size, cohort.members.end());
+  std::sort(commit.stopped.begin(), commit.stopped.end(),
+            [](const AsyncArrival& a, const AsyncArrival& b) { return a.dispatch < b.dispatch; });
+  cohort.members.resize(static_cast<size_t>(options_.buffer_size));
   commit.arrivals = std::move(cohort.members);
   version_ = commit.version;
   FEDKIT_RETURN_IF_ERROR(DispatchCohort(commit.seconds));

@@ -11,12 +11,14 @@
 // An arrival that trained from version u is (v - u) versions stale when the buffer that holds it
 // moves the model from version v to v + 1.
 //
-// With Options::cohorts (FedBuff under secure aggregation, whose K members must agree keys before
-// any uploads), a buffer is instead a cohort: K clients drawn together, uniformly without
-// replacement from the idle ones, all from the current version. floor(C / K) cohorts train at
-// once; a cohort arrives when its slowest member does (ties: in order of dispatch) and commits at
-// once, every member (v - u) stale; its replacement cohort, drawn from the clients idle then (its
-// own included), downloads the version it made.
+// With Options::cohorts (FedBuff under secure aggregation, whose members must agree keys before
+// any uploads), a buffer is instead a cohort: `cohort_size` (K' >= K; K without over-selection)
+// clients drawn together, uniformly without replacement from the idle ones, all from the current
+// version. floor(C / K') cohorts train at once; a cohort arrives when its K-th member to finish
+// does (ties: in order of dispatch) and commits at once with those K, every one (v - u) stale;
+// its other K' - K members are stopped then (BufferCommit::stopped: they never upload). The
+// replacement cohort, drawn from the clients idle then (the cohort's own included), downloads the
+// version the commit made.
 //
 // Training never changes this schedule (durations depend only on the client), so the simulator
 // knows a buffer's K members before training them and can train them in parallel.
@@ -49,6 +51,9 @@ struct BufferCommit {
   int64_t version = 0;                 // the version the commit produces (1, 2, ...)
   double seconds = 0.0;                // virtual time of the commit: its last arrival
   std::vector<AsyncArrival> arrivals;  // K, in order of arrival
+  // Cohorts with K' > K: the members stopped at the commit before they finished (finish_seconds
+  // is when they would have), in order of dispatch.
+  std::vector<AsyncArrival> stopped;
 };
 
 class AsyncSchedule {
@@ -58,12 +63,14 @@ class AsyncSchedule {
     int64_t concurrency = 0;  // C, in [1, population]
     int64_t buffer_size = 0;  // K, >= 1
     uint64_t seed = 0;        // draws the dispatched clients
-    bool cohorts = false;     // buffers are cohorts of K dispatched together (needs C >= K)
+    bool cohorts = false;     // buffers are cohorts dispatched together (needs C >= K')
+    int64_t cohort_size = 0;  // K': 0 means K; else in [K, C]
   };
   // Virtual seconds from a client's download to its upload: finite and >= 0.
   using Duration = std::function<double(int64_t client)>;
 
-  // INVALID_ARGUMENT for sizes out of range (with cohorts, also C < K) or a null `duration`.
+  // INVALID_ARGUMENT for sizes out of range (with cohorts, also K' < K or C < K') or a null
+  // `duration`.
   static absl::StatusOr<AsyncSchedule> Create(const Options& options, Duration duration);
 
   // Runs the clock to the next commit. INVALID_ARGUMENT if `duration` returns a negative or

@@ -231,5 +231,55 @@ TEST(AsyncScheduleTest, OneCohortAtATimeIsNeverStale) {
       HasSubstr("`concurrency` (3) is below `buffer_size` (4)"));
 }
 
+// Over-selected cohorts: K' = 4 dispatched, the first K = 3 to finish commit, the fourth is
+// stopped then and may be dispatched again.
+TEST(AsyncScheduleTest, AnOverSelectedCohortCommitsItsFirstKAndStopsTheRest) {
+  absl::StatusOr<AsyncSchedule> schedule =
+      AsyncSchedule::Create({.population = 12,
+                             .concurrency = 9,
+                             .buffer_size = 3,
+                             .seed = 3,
+                             .cohorts = true,
+                             .cohort_size = 4},
+                            [](int64_t client) { return 1.0 + static_cast<double>(client); });
+  ASSERT_TRUE(schedule.ok()) << schedule.status();
+  std::map<int64_t, double> busy_until;
+  for (int c = 0; c < 100; ++c) {
+    absl::StatusOr<BufferCommit> commit = schedule->Next();
+    ASSERT_TRUE(commit.ok());
+    ASSERT_EQ(commit->arrivals.size(), 3u);
+    ASSERT_EQ(commit->stopped.size(), 1u);
+    EXPECT_EQ(commit->arrivals.back().finish_seconds, commit->seconds);
+    EXPECT_GE(commit->stopped[0].finish_seconds, commit->seconds);
+    EXPECT_EQ(commit->stopped[0].start_version, commit->arrivals[0].start_version);
+    for (const auto* group : {&commit->arrivals, &commit->stopped}) {
+      for (const AsyncArrival& a : *group) {
+        if (auto it = busy_until.find(a.client); it != busy_until.end()) {
+          EXPECT_GE(a.start_seconds, it->second) << a.client;
+        }
+      }
+    }
+    for (const auto* group : {&commit->arrivals, &commit->stopped}) {
+      for (const AsyncArrival& a : *group) busy_until[a.client] = commit->seconds;
+    }
+  }
+  // K' must fill K, and C must hold K'.
+  auto one = [](int64_t) { return 1.0; };
+  EXPECT_THAT(
+      AsyncSchedule::Create(
+          {.population = 10, .concurrency = 5, .buffer_size = 4, .cohorts = true, .cohort_size = 3},
+          one)
+          .status()
+          .message(),
+      HasSubstr("cannot fill"));
+  EXPECT_THAT(
+      AsyncSchedule::Create(
+          {.population = 10, .concurrency = 5, .buffer_size = 4, .cohorts = true, .cohort_size = 6},
+          one)
+          .status()
+          .message(),
+      HasSubstr("over-selected cohort size (6)"));
+}
+
 }  // namespace
 }  // namespace fedkit::simulation

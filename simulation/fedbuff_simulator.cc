@@ -44,8 +44,8 @@ absl::Status CheckSupported(const SimulationOptions& options) {
     field = "client_ids";
   } else if (options.system.deadline_seconds.has_value()) {
     field = "deadline_seconds";
-  } else if (options.system.over_select > 0) {
-    field = "over_select";
+  } else if (options.system.over_select > 0 && !options.secure_aggregation.has_value()) {
+    field = "over_select";  // (under secure aggregation it over-selects each cohort)
   } else if (options.client_batching != 0) {
     field = "client_batching";
   }
@@ -93,12 +93,16 @@ absl::StatusOr<std::unique_ptr<FedBuffSimulator>> FedBuffSimulator::Create(
         "secure aggregation needs a clip norm (--clip-norm > 0): the fixed-point range of the "
         "masked values is derived from it");
   }
+  // Under secure aggregation: cohorts of K' = ceil(K (1 + over_select)).
+  const int64_t cohort_size =
+      secure ? server::OverSelectedTarget(fedbuff.buffer_size, options.system.over_select) : 0;
   FEDKIT_ASSIGN_OR_RETURN(AsyncSchedule schedule,
                           AsyncSchedule::Create({.population = dataset->num_clients(),
                                                  .concurrency = fedbuff.concurrency,
                                                  .buffer_size = fedbuff.buffer_size,
                                                  .seed = options.seed,
-                                                 .cohorts = secure},
+                                                 .cohorts = secure,
+                                                 .cohort_size = cohort_size},
                                                 std::move(duration)));
 
   std::unique_ptr<FedBuffSimulator> sim(new FedBuffSimulator(
@@ -110,12 +114,12 @@ absl::StatusOr<std::unique_ptr<FedBuffSimulator>> FedBuffSimulator::Create(
   sim->global_ = models::FlattenParameters(*global_model);
   sim->versions_[0] = sim->global_;
   if (secure) {
-    // Sized, as the coordinator sizes it, for a cohort of K.
+    // Sized, as the coordinator sizes it, for a cohort of K'.
     FEDKIT_ASSIGN_OR_RETURN(sim->encoding_,
                             secagg::ChooseEncoding(options.secure_aggregation->modulus_bits,
-                                                   fedbuff.buffer_size, options.plan.clip_norm,
+                                                   cohort_size, options.plan.clip_norm,
                                                    SecureAggregationMaxWeight(options, *dataset)));
-    FEDKIT_RETURN_IF_ERROR(SimulatedProtocolConfig(options, 0, fedbuff.buffer_size,
+    FEDKIT_RETURN_IF_ERROR(SimulatedProtocolConfig(options, 0, cohort_size,
                                                    static_cast<int64_t>(sim->global_.size()) + 1)
                                .status());
   }
@@ -200,19 +204,28 @@ absl::StatusOr<client::ClientUpdate> FedBuffSimulator::Train(int worker,
 
 absl::StatusOr<std::vector<float>> FedBuffSimulator::AggregateCohort(const BufferCommit& commit,
                                                                      RoundResult& result) {
+  // The members: the K that arrived, then those stopped (over-selection), who drop out at the
+  // masked upload and are not trained.
+  std::vector<AsyncArrival> members = commit.arrivals;
+  members.insert(members.end(), commit.stopped.begin(), commit.stopped.end());
   const int64_t k = static_cast<int64_t>(commit.arrivals.size());
+  const int64_t n = static_cast<int64_t>(members.size());
   FEDKIT_ASSIGN_OR_RETURN(
       secagg::ProtocolConfig config,
-      SimulatedProtocolConfig(options_, result.round, k, static_cast<int64_t>(global_.size()) + 1));
+      SimulatedProtocolConfig(options_, result.round, n, static_cast<int64_t>(global_.size()) + 1));
+  std::vector<std::optional<secagg::ClientPhase>> drop_at(n);
+  for (int64_t i = k; i < n; ++i) drop_at[i] = secagg::ClientPhase::kMaskedInput;
+  result.participants = n;
+  result.not_needed = n - k;
   // Per-member training outcomes, written by the worker that trained the member.
   struct Trained {
     int64_t examples = 0;
     double loss = 0.0;
     double norm = 0.0;
   };
-  std::vector<std::optional<Trained>> trained(k);
+  std::vector<std::optional<Trained>> trained(n);
   auto input = [&](int worker, int32_t i) -> absl::StatusOr<std::vector<uint64_t>> {
-    const AsyncArrival& a = commit.arrivals[i];
+    const AsyncArrival& a = members[i];
     FEDKIT_ASSIGN_OR_RETURN(client::ClientUpdate update, Train(worker, a));
     trained[i] = Trained{update.num_examples, update.train_loss, update.delta_norm};
     return secagg::EncodeWeightedUpdate(
@@ -225,11 +238,8 @@ absl::StatusOr<std::vector<float>> FedBuffSimulator::AggregateCohort(const Buffe
       for (int64_t i = next.fetch_add(1); i < count; i = next.fetch_add(1)) body(worker, i);
     });
   };
-  // Every member trains (the schedule waits for the slowest); none drops out.
-  FEDKIT_ASSIGN_OR_RETURN(
-      secagg::InMemoryRoundResult outcome,
-      secagg::RunInMemoryRound(config, input, std::vector<std::optional<secagg::ClientPhase>>(k),
-                               parallel));
+  FEDKIT_ASSIGN_OR_RETURN(secagg::InMemoryRoundResult outcome,
+                          secagg::RunInMemoryRound(config, input, drop_at, parallel));
   double weighted_loss = 0.0, norm_sum = 0.0;
   for (const std::optional<Trained>& t : trained) {
     if (!t.has_value()) continue;
@@ -237,7 +247,7 @@ absl::StatusOr<std::vector<float>> FedBuffSimulator::AggregateCohort(const Buffe
     weighted_loss += t->loss * static_cast<double>(t->examples);
     norm_sum += t->norm;
   }
-  result.secure_aggregation = SummarizeSecureRound(config, outcome, static_cast<int>(k));
+  result.secure_aggregation = SummarizeSecureRound(config, outcome, static_cast<int>(n));
   result.train_loss =
       result.examples > 0 ? weighted_loss / static_cast<double>(result.examples) : 0.0;
   result.mean_delta_norm = norm_sum / static_cast<double>(k);

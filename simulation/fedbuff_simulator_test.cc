@@ -149,13 +149,19 @@ TEST(FedBuffSimulatorTest, StalenessWeightingChangesTheModelOnlyWhenUpdatesAreSt
 // in-memory protocol sums their fixed-point inputs, and the commit is the decoded weighted average
 // times w(s). Computed here in the clear from the twin cohort schedule: equal within the fixed
 // point's rounding; and the same for any number of threads.
-TEST(FedBuffSimulatorTest, UnderSecureAggregationACohortCommitsItsAverageTimesItsStalenessWeight) {
+// With over_select, cohorts of K' = ceil(K (1 + over_select)): the first K to finish commit and the
+// others drop out at the masked upload, untrained.
+void CheckSecureCohorts(double over_select, int64_t cohort_size) {
   models::UseSingleThreadedCompute();
   auto dataset = Synthetic(30);
   SimulationOptions options = SmallRun(1);
   options.secure_aggregation.emplace();
+  // SecAgg's complete graph: with six members SecAgg+'s sparse one can leave a dropped member with
+  // too few share holders among four survivors, and the cohort aborts (as it would on devices).
+  options.secure_aggregation->variant = secagg::Variant::kSecAgg;
   options.system.device_speeds = "two-speed:0.01,0.3,10";
-  const FedBuffOptions fedbuff{.buffer_size = 4, .concurrency = 8};
+  options.system.over_select = over_select;
+  const FedBuffOptions fedbuff{.buffer_size = 4, .concurrency = 2 * cohort_size};
   auto sim = FedBuffSimulator::Create(options, fedbuff, dataset.get());
   ASSERT_TRUE(sim.ok()) << sim.status();
   SimulationOptions threaded = options;
@@ -164,7 +170,12 @@ TEST(FedBuffSimulatorTest, UnderSecureAggregationACohortCommitsItsAverageTimesIt
   absl::StatusOr<std::optional<DeviceSpeeds>> speeds = MakeDeviceSpeeds(options);
   ASSERT_TRUE(speeds.ok() && speeds->has_value());
   absl::StatusOr<AsyncSchedule> twin = AsyncSchedule::Create(
-      {.population = 30, .concurrency = 8, .buffer_size = 4, .seed = options.seed, .cohorts = true},
+      {.population = 30,
+       .concurrency = 2 * cohort_size,
+       .buffer_size = 4,
+       .seed = options.seed,
+       .cohorts = true,
+       .cohort_size = cohort_size},
       [&](int64_t client) {
         return (*speeds)->RoundSeconds(client, dataset->NumTrainExamples(client),
                                        options.plan.local_epochs);
@@ -206,6 +217,8 @@ TEST(FedBuffSimulatorTest, UnderSecureAggregationACohortCommitsItsAverageTimesIt
     ASSERT_TRUE(sim3->RunRound().ok());
     EXPECT_TRUE(result->aborted.empty()) << result->aborted;
     EXPECT_EQ(result->contributors, 4);
+    EXPECT_EQ(result->participants, cohort_size);
+    EXPECT_EQ(result->not_needed, cohort_size - 4);
     EXPECT_EQ(result->staleness_max, staleness);
     EXPECT_EQ(*result->virtual_elapsed_seconds, commit->seconds);
     ASSERT_TRUE(result->secure_aggregation.has_value());
@@ -219,6 +232,14 @@ TEST(FedBuffSimulatorTest, UnderSecureAggregationACohortCommitsItsAverageTimesIt
     versions[commit->version] = global;
   }
   EXPECT_GT(stale, 0);  // two cohorts in flight
+}
+
+TEST(FedBuffSimulatorTest, UnderSecureAggregationACohortCommitsItsAverageTimesItsStalenessWeight) {
+  CheckSecureCohorts(0.0, 4);
+}
+
+TEST(FedBuffSimulatorTest, AnOverSelectedSecureCohortCommitsItsFirstKToFinish) {
+  CheckSecureCohorts(0.5, 6);
 }
 
 TEST(FedBuffSimulatorTest, RefusesWhatItDoesNotSupport) {
