@@ -39,3 +39,12 @@ run fedbuff_k10_c20_secagg --algorithm fedbuff --buffer-size 10 --concurrency 20
   --secagg secagg $CLIP
 run fedbuff_k10_c30_secagg --algorithm fedbuff --buffer-size 10 --concurrency 30 --rounds 300 \
   --secagg secagg $CLIP
+# ... and over-selected by 30%, the usual remedy for stragglers: synchronous rounds of 13 keep the
+# first 10; FedBuff's cohorts of 13 commit their first 10 masked inputs (26 or 39 devices at once:
+# two or three cohorts).
+run fedavg_k10_overselect0.3_secagg --clients-per-round 10 --over-select 0.3 --rounds 300 \
+  --secagg secagg $CLIP
+run fedbuff_k10_c26_overselect0.3_secagg --algorithm fedbuff --buffer-size 10 --concurrency 26 \
+  --over-select 0.3 --rounds 300 --secagg secagg $CLIP
+run fedbuff_k10_c39_overselect0.3_secagg --algorithm fedbuff --buffer-size 10 --concurrency 39 \
+  --over-select 0.3 --rounds 300 --secagg secagg $CLIP

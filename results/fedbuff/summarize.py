@@ -11,7 +11,8 @@ BUDGET = 180.0  # virtual seconds: about FedBuff's 300 commits with K = 10, C = 
 HERE = pathlib.Path(__file__).resolve().parent
 RUNS = ["fedavg_k10", "fedavg_k10_overselect0.3", "fedbuff_k10_c20", "fedbuff_k10_c30",
         "fedbuff_k10_c20_constant", "fedbuff_k5_c20", "fedavg_k10_secagg", "fedbuff_k10_c20_clip2",
-        "fedbuff_k10_c20_secagg", "fedbuff_k10_c30_secagg"]
+        "fedbuff_k10_c20_secagg", "fedbuff_k10_c30_secagg", "fedavg_k10_overselect0.3_secagg",
+        "fedbuff_k10_c26_overselect0.3_secagg", "fedbuff_k10_c39_overselect0.3_secagg"]
 
 print(f"| run | rounds (commits) to {TARGET:.2f} | virtual seconds to {TARGET:.2f} | "
       f"client updates to {TARGET:.2f} | mean staleness | accuracy at {BUDGET:.0f} virtual s "
