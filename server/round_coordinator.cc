@@ -919,6 +919,18 @@ absl::Status RoundCoordinator::JoinPoolLocked(const std::string& client_id, absl
   return absl::OkStatus();
 }
 
+std::pair<std::vector<std::string>, std::vector<std::string>> RoundCoordinator::PoolSnapshotLocked()
+    const {
+  std::pair<std::vector<std::string>, std::vector<std::string>> snapshot;
+  snapshot.first.reserve(pool_.size());
+  snapshot.second.reserve(pool_.size());
+  for (const auto& [client_id, entry] : pool_) {
+    snapshot.first.push_back(client_id);
+    snapshot.second.push_back(entry.identity);
+  }
+  return snapshot;
+}
+
 void RoundCoordinator::LeavePoolLocked(const std::string& client_id) {
   auto it = pool_.find(client_id);
   if (it == pool_.end()) return;
@@ -953,14 +965,7 @@ void RoundCoordinator::StartRoundLocked(absl::Time now) {
   if (BudgetExhaustedLocked()) return;
   const int64_t round = rounds_completed_ + 1;
   // Sorted ids (pool_ is ordered), so the sample depends only on who is waiting.
-  std::vector<std::string> waiting;
-  std::vector<std::string> identities;
-  waiting.reserve(pool_.size());
-  identities.reserve(pool_.size());
-  for (const auto& [id, entry] : pool_) {
-    waiting.push_back(id);
-    identities.push_back(entry.identity);
-  }
+  const auto [waiting, identities] = PoolSnapshotLocked();
   const int64_t count = std::min<int64_t>(target_assignments_, waiting.size());
   uint64_t seed = SamplingSeed(options_.plan.run_seed(), round, attempt_);
   if (dp_setup_.has_value()) {
@@ -1084,14 +1089,7 @@ void RoundCoordinator::MaybeFormCohortLocked(absl::Time now) {
   const int64_t id = next_cohort_;
   // Sorted ids (pool_ is ordered): the sample depends only on who waits, the round and the
   // cohort, and is capped per identity as a synchronous round's.
-  std::vector<std::string> waiting;
-  std::vector<std::string> identities;
-  waiting.reserve(pool_.size());
-  identities.reserve(pool_.size());
-  for (const auto& [client_id, entry] : pool_) {
-    waiting.push_back(client_id);
-    identities.push_back(entry.identity);
-  }
+  const auto [waiting, identities] = PoolSnapshotLocked();
   const uint64_t seed = SamplingSeed(options_.plan.run_seed(), round, id);
   const std::vector<int64_t> chosen = CapPerIdentity(
       SampleIndices(static_cast<int64_t>(waiting.size()), k, seed), identities, seed);

@@ -568,6 +568,9 @@ class RoundCoordinator {
   absl::Status JoinPoolLocked(const std::string& client_id, absl::Time now,
                               absl::string_view identity) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LeavePoolLocked(const std::string& client_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The waiting clients' ids in order (sorted) and, at the same index, their identities.
+  std::pair<std::vector<std::string>, std::vector<std::string>> PoolSnapshotLocked() const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AbandonRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Under quantized secure aggregation: the cohort's unmasked sum decoded
   // (compression/secagg_quantization.h) and checked like DecodeSum's (total weight, norm); sets

@@ -967,10 +967,7 @@ absl::StatusOr<secagg::InMemoryRoundResult> Simulator::RunSecureRoundOnPool(
     return encode(update, i);
   };
   secagg::ParallelFor parallel = [this](int64_t count, const secagg::ParallelBody& body) {
-    std::atomic<int64_t> next{0};
-    pool_->RunOnEachWorker([&](int worker) {
-      for (int64_t i = next.fetch_add(1); i < count; i = next.fetch_add(1)) body(worker, i);
-    });
+    pool_->ParallelFor(count, body);
   };
   FEDKIT_ASSIGN_OR_RETURN(secagg::InMemoryRoundResult outcome,
                           secagg::RunInMemoryRound(config, input, drop_at, parallel));

@@ -1,5 +1,7 @@
 #include "simulation/worker_pool.h"
 
+#include <atomic>
+
 namespace fedkit::simulation {
 
 WorkerPool::WorkerPool(int num_workers, std::function<void(int)> on_start) {
@@ -21,6 +23,14 @@ WorkerPool::~WorkerPool() {
     stopping_ = true;
   }
   for (auto& t : threads_) t.join();
+}
+
+void WorkerPool::ParallelFor(int64_t count,
+                             const std::function<void(int worker, int64_t i)>& body) {
+  std::atomic<int64_t> next{0};
+  RunOnEachWorker([&](int worker) {
+    for (int64_t i = next.fetch_add(1); i < count; i = next.fetch_add(1)) body(worker, i);
+  });
 }
 
 void WorkerPool::RunOnEachWorker(const std::function<void(int)>& job) {

@@ -32,6 +32,9 @@ class WorkerPool {
   // Runs `job(worker)` once on every worker and returns when all have returned. Not reentrant: call
   // from one thread at a time.
   void RunOnEachWorker(const std::function<void(int)>& job);
+  // Runs body(worker, i) for every i in [0, count), each once, the workers taking the next index
+  // as they free up; returns when all are done. Not reentrant, as RunOnEachWorker.
+  void ParallelFor(int64_t count, const std::function<void(int worker, int64_t i)>& body);
 
  private:
   void WorkerLoop(int worker);

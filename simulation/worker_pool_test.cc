@@ -32,6 +32,20 @@ TEST(WorkerPoolTest, OnStartRunsOnTheWorkerThreads) {
   EXPECT_EQ(ids.count(std::this_thread::get_id()), 0u);
 }
 
+TEST(WorkerPoolTest, ParallelForRunsEveryIndexOnceOnAWorker) {
+  WorkerPool pool(3);
+  std::vector<std::atomic<int>> seen(100);
+  std::atomic<int> bad_worker{0};
+  pool.ParallelFor(100, [&](int worker, int64_t i) {
+    if (worker < 0 || worker >= 3) ++bad_worker;
+    ++seen[i];
+  });
+  for (const auto& count : seen) EXPECT_EQ(count.load(), 1);
+  EXPECT_EQ(bad_worker.load(), 0);
+  pool.ParallelFor(0, [&](int, int64_t) { ++bad_worker; });
+  EXPECT_EQ(bad_worker.load(), 0);
+}
+
 TEST(RunOrderedTest, ConsumesInTaskOrderWhateverTheFinishingOrder) {
   WorkerPool pool(4);
   std::vector<int64_t> consumed;
