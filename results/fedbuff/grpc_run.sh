@@ -8,7 +8,8 @@
 # Each run writes grpc_NAME.jsonl (the coordinator's --metrics-out; elapsed_seconds is wall time
 # since the first round started), grpc_NAME.log (its output) and grpc_NAME.devices (start-up and
 # exit of the devices); devices' logs go to a temporary directory.
-# Usage: bash results/fedbuff/grpc_run.sh [fedbuff|fedavg]...   (default: both)
+# Usage: bash results/fedbuff/grpc_run.sh [fedbuff|fedavg|fedbuff_secagg]...
+#   (default: fedbuff and fedavg)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 OUT=results/fedbuff
@@ -75,6 +76,11 @@ for r in "${runs[@]}"; do
                --rounds 300 --min-available 100 ;;
     fedavg) run fedavg_k10 --clients-per-round 10 --rounds 60 --min-available 100 \
               --selection-timeout 2 ;;
-    *) echo "unknown run '$r': fedbuff or fedavg" >&2; exit 2 ;;
+    # FedBuff under secure aggregation: cohorts of 13 that commit their first 10 masked inputs,
+    # three at once (run.sh's fedbuff_k10_c39_overselect0.3_secagg). Not run by default.
+    fedbuff_secagg) run fedbuff_k10_c39_overselect0.3_secagg --algorithm fedbuff --buffer-size 10 \
+                      --concurrency 39 --over-select 0.3 --secagg secagg --clip-norm 2 \
+                      --rounds 300 --min-available 100 ;;
+    *) echo "unknown run '$r': fedbuff, fedavg or fedbuff_secagg" >&2; exit 2 ;;
   esac
 done

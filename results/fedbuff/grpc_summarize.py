@@ -11,7 +11,7 @@ import sys
 
 TARGET = float(sys.argv[1]) if len(sys.argv) > 1 else 0.80
 HERE = pathlib.Path(__file__).resolve().parent
-RUNS = ["grpc_fedbuff_k10_c20", "grpc_fedavg_k10"]
+RUNS = ["grpc_fedbuff_k10_c20", "grpc_fedavg_k10", "grpc_fedbuff_k10_c39_overselect0.3_secagg"]
 
 print(f"| run | rounds | updates per round (rounds) | round reaching {TARGET:.2f} | wall seconds "
       f"to {TARGET:.2f} | mean staleness (largest) | final accuracy (round, wall s) |")
