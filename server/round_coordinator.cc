@@ -1102,18 +1102,21 @@ void RoundCoordinator::MaybeFormCohortLocked(absl::Time now) {
     return;
   }
   SecureCohort cohort{.round = round, .protocol = *std::move(protocol), .started = now};
-  for (const std::string& client_id : clients) {
+  // Every id first: a failure leaves no assignment without its cohort.
+  for (size_t i = 0; i < clients.size(); ++i) {
     absl::StatusOr<std::string> assignment_id = NewAssignmentId();
     if (!assignment_id.ok()) {
       fatal_error_ = assignment_id.status();
       return;
     }
-    // The cohort's protocol sets its deadlines: the assignment has none of its own.
-    assignments_[*assignment_id] =
-        Assignment{.client_id = client_id, .round = round, .model = global_, .cohort = id};
-    assignment_of_client_[client_id] = *assignment_id;
     cohort.assignment_ids.push_back(*std::move(assignment_id));
-    LeavePoolLocked(client_id);
+  }
+  for (size_t i = 0; i < clients.size(); ++i) {
+    // The cohort's protocol sets its deadlines: the assignment has none of its own.
+    assignments_[cohort.assignment_ids[i]] =
+        Assignment{.client_id = clients[i], .round = round, .model = global_, .cohort = id};
+    assignment_of_client_[clients[i]] = cohort.assignment_ids[i];
+    LeavePoolLocked(clients[i]);
     ++buffer_assigned_;
   }
   if (phase_ == Phase::kWaiting) {
