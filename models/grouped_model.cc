@@ -39,6 +39,40 @@ class GroupedMlp : public GroupedModel {
     }
     return x;
   }
+
+  bool has_manual_gradients() const override { return true; }
+
+  torch::Tensor ForwardForGradients(const torch::Tensor& features) override {
+    const auto& p = parameters();
+    inputs_.clear();
+    torch::Tensor x = features;
+    for (size_t layer = 0; layer < p.size(); layer += 2) {
+      if (layer > 0) x = torch::relu(x);
+      inputs_.push_back(x);  // layer's input: the features, or the previous layer's ReLU
+      x = GroupedLinear(x, p[layer].detach(), p[layer + 1].detach());
+    }
+    return x;
+  }
+
+  std::vector<torch::Tensor> Gradients(const torch::Tensor& output_grad) override {
+    const auto& p = parameters();
+    std::vector<torch::Tensor> grads(p.size());
+    torch::Tensor g = output_grad;  // d/d(layer output), [G, B, out]
+    for (size_t layer = inputs_.size(); layer-- > 0;) {
+      const torch::Tensor& in = inputs_[layer];              // [G, B, in]
+      grads[2 * layer] = torch::bmm(in.transpose(1, 2), g);  // [G, in, out], as stored
+      grads[2 * layer + 1] = g.sum(1);                       // [G, out]
+      if (layer > 0) {
+        // Through the weight [G, in, out] and the ReLU that made `in` (in > 0 where it passed).
+        g = torch::bmm(g, p[2 * layer].detach().transpose(1, 2)).mul_(in.gt(0));
+      }
+    }
+    inputs_.clear();
+    return grads;
+  }
+
+ private:
+  std::vector<torch::Tensor> inputs_;  // each layer's input from ForwardForGradients
 };
 
 // The registered cnn: two 5x5 "same" convolutions (each ReLU, 2x2 max-pool) then two Linear

@@ -32,6 +32,20 @@ class GroupedModel {
   // parameters alone, as the registered model computes it (up to float summation order).
   virtual torch::Tensor Forward(const torch::Tensor& features) = 0;
 
+  // Gradients without autograd, for models whose backward pass is a few batched products (Linear
+  // layers with ReLU between them): autograd's graph and engine cost more than the arithmetic at
+  // small batch sizes. ForwardForGradients is Forward (call it without gradient recording, under
+  // torch::NoGradGuard) keeping what the backward pass needs; Gradients then returns, for each
+  // stacked parameter in parameters() order, d/dp of sum over g, b of
+  // output_grad[g][b] . outputs[g][b] (output_grad [group_size, batch, outputs]: the loss's
+  // gradient with respect to the outputs), from the parameters as they were at the forward pass.
+  // Models without it return false from has_manual_gradients() and must not be called.
+  virtual bool has_manual_gradients() const { return false; }
+  virtual torch::Tensor ForwardForGradients(const torch::Tensor& features) {
+    return Forward(features);
+  }
+  virtual std::vector<torch::Tensor> Gradients(const torch::Tensor& output_grad) { return {}; }
+
   // The stacked parameters [group_size, <the model's parameter shape>], in the model's parameter
   // order (models/flat_params.h), except that Linear weights are stored transposed,
   // [group_size, in, out], so that neither the forward product nor its weight gradient needs a

@@ -148,22 +148,40 @@ absl::StatusOr<std::vector<client::ClientUpdate>> BatchedTrainer::Train(
       const torch::Tensor counts = mask.sum(1);  // [G]
       const torch::Tensor gather = idx.clamp_min(0).reshape({-1});
       const torch::Tensor x = features.index_select(0, gather).view({group, batch, feature_dim});
-      const torch::Tensor out = model->Forward(x);  // [G, B, outputs]
       const torch::Tensor y = labels.index_select(0, gather);
-      const torch::Tensor per_row =
-          F::cross_entropy(out.reshape({group * batch, out.size(2)}), y,
-                           F::CrossEntropyFuncOptions().reduction(torch::kNone))
-              .view({group, batch});
       // Each client's mean loss over its own rows; their sum has each client's gradient in its
       // own parameters' slice. A client past its last step has no rows and no gradient.
-      const torch::Tensor per_client = (per_row * mask).sum(1) / counts.clamp_min(1);
-      for (const auto& p : params) p.mutable_grad() = torch::Tensor();
-      per_client.sum().backward();
+      torch::Tensor per_client;
+      std::vector<torch::Tensor> grads;
+      if (model->has_manual_gradients()) {
+        torch::NoGradGuard no_grad;
+        const torch::Tensor out = model->ForwardForGradients(x);  // [G, B, outputs]
+        // Cross-entropy and its gradient with respect to the outputs: softmax - one-hot, each
+        // row weighted as the client's mean weighs it (0 for padding).
+        const torch::Tensor log_p = torch::log_softmax(out, 2);
+        const torch::Tensor label = y.view({group, batch, 1});
+        const torch::Tensor row_weight = mask / counts.clamp_min(1).unsqueeze(1);  // [G, B]
+        per_client = -(log_p.gather(2, label).squeeze(2) * row_weight).sum(1);
+        torch::Tensor output_grad = log_p.exp();
+        output_grad.scatter_add_(2, label, torch::full_like(label, -1, torch::kFloat32));
+        output_grad.mul_(row_weight.unsqueeze(2));
+        grads = model->Gradients(output_grad);
+      } else {
+        const torch::Tensor out = model->Forward(x);  // [G, B, outputs]
+        const torch::Tensor per_row =
+            F::cross_entropy(out.reshape({group * batch, out.size(2)}), y,
+                             F::CrossEntropyFuncOptions().reduction(torch::kNone))
+                .view({group, batch});
+        per_client = (per_row * mask).sum(1) / counts.clamp_min(1);
+        for (const auto& p : params) p.mutable_grad() = torch::Tensor();
+        per_client.sum().backward();
+        for (const auto& p : params) grads.push_back(p.grad());
+      }
       torch::NoGradGuard no_grad;
       const torch::Tensor active =
           mask_updates ? counts.gt(0).to(torch::kFloat32) : torch::Tensor();
       for (size_t i = 0; i < params.size(); ++i) {
-        torch::Tensor g = params[i].grad();
+        torch::Tensor g = grads[i];
         if (plan.prox_mu > 0) g.add_(params[i] - global_copies[i], plan.prox_mu);
         // torch::optim::SGD: the buffer starts as the first gradient (every client takes its
         // first step at step 0), then buf = momentum * buf + grad.

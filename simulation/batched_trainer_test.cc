@@ -202,6 +202,43 @@ TEST(GroupedModelTest, EachMemberComputesWhatItsModelComputes) {
   }
 }
 
+// The Linear-and-ReLU models' gradients without autograd equal autograd's (an arbitrary output
+// gradient, random parameters and inputs, ReLUs both on and off).
+TEST(GroupedModelTest, ManualGradientsEqualAutograd) {
+  for (const std::string name : {"logreg", "mlp", "seed"}) {
+    SCOPED_TRACE(name);
+    const data::DatasetInfo info = Flat(64, 4);
+    auto group = models::CreateGroupedModel(name, info, 3);
+    ASSERT_TRUE(group.ok()) << group.status();
+    models::GroupedModel& m = **group;
+    ASSERT_TRUE(m.has_manual_gradients());
+    torch::manual_seed(5);
+    {
+      torch::NoGradGuard no_grad;
+      for (const auto& p : m.parameters()) p.normal_(0, 0.3);
+    }
+    const torch::Tensor x = torch::randn({3, 6, info.feature_dim()});
+    const torch::Tensor out = m.Forward(x);
+    const torch::Tensor output_grad = torch::randn_like(out);
+    for (const auto& p : m.parameters()) p.mutable_grad() = torch::Tensor();
+    (out * output_grad).sum().backward();
+    std::vector<torch::Tensor> manual;
+    {
+      torch::NoGradGuard no_grad;
+      const torch::Tensor again = m.ForwardForGradients(x);
+      EXPECT_TRUE(torch::allclose(again, out.detach(), 1e-5, 1e-6));
+      manual = m.Gradients(output_grad);
+    }
+    ASSERT_EQ(manual.size(), m.parameters().size());
+    for (size_t i = 0; i < manual.size(); ++i) {
+      EXPECT_TRUE(torch::allclose(manual[i], m.parameters()[i].grad(), 1e-4, 1e-5)) << i;
+    }
+  }
+  auto cnn = models::CreateGroupedModel("cnn", Image(2, 8, 8, 3), 2);
+  ASSERT_TRUE(cnn.ok());
+  EXPECT_FALSE((*cnn)->has_manual_gradients());  // autograd's path
+}
+
 // The simulator with --client-batching: rounds whose metrics and global model equal those of
 // one-by-one training up to float rounding, whatever the group size and thread count, attackers
 // (trained alone) included.
