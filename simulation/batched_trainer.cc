@@ -140,46 +140,57 @@ absl::StatusOr<std::vector<client::ClientUpdate>> BatchedTrainer::Train(
     // its parameters as they are (p - lr * 0 == p); only the proximal term and the momentum buffer
     // would move them, and then the update is masked per client.
     const bool mask_updates = plan.prox_mu > 0 || plan.momentum > 0;
-    torch::Tensor loss_sum = torch::zeros({group}, torch::kFloat64);
+    // Everything per step that does not depend on the model, computed once for all steps and laid
+    // out [steps, group, batch] so that a step's slice is contiguous: the rows to gather (a pad
+    // gathers row 0), each row's weight in its client's mean loss (1 / the client's rows that
+    // step; 0 for a pad) and each client's row count.
+    const torch::Tensor step_rows =
+        rows.view({group, max_steps, batch}).transpose(0, 1).contiguous();
+    const torch::Tensor gather_all = step_rows.clamp_min(0);
+    const torch::Tensor mask_all = step_rows.ge(0).to(torch::kFloat32);
+    const torch::Tensor counts_all = mask_all.sum(2);  // [steps, group]
+    const torch::Tensor weight_all = mask_all / counts_all.clamp_min(1).unsqueeze(2);
+    const bool manual = model->has_manual_gradients();
+    // Each step's per-client mean loss; with manual gradients, first each row's log-probability
+    // of its label, weighed and summed after the last step.
+    torch::Tensor step_losses = torch::empty({max_steps, group}, torch::kFloat32);
+    torch::Tensor label_log_p =
+        manual ? torch::empty({max_steps, group, batch, 1}, torch::kFloat32) : torch::Tensor();
+    const torch::Tensor minus_one = torch::full({group, batch, 1}, -1.0f, torch::kFloat32);
     for (int64_t step = 0; step < max_steps; ++step) {
-      const torch::Tensor idx = rows.slice(1, step * batch, (step + 1) * batch);  // [G, B]
-      const torch::Tensor valid = idx.ge(0);
-      const torch::Tensor mask = valid.to(torch::kFloat32);
-      const torch::Tensor counts = mask.sum(1);  // [G]
-      const torch::Tensor gather = idx.clamp_min(0).reshape({-1});
+      const torch::Tensor gather = gather_all[step].view({-1});
       const torch::Tensor x = features.index_select(0, gather).view({group, batch, feature_dim});
       const torch::Tensor y = labels.index_select(0, gather);
+      const torch::Tensor row_weight = weight_all[step];  // [G, B]
       // Each client's mean loss over its own rows; their sum has each client's gradient in its
       // own parameters' slice. A client past its last step has no rows and no gradient.
-      torch::Tensor per_client;
       std::vector<torch::Tensor> grads;
-      if (model->has_manual_gradients()) {
+      if (manual) {
         torch::NoGradGuard no_grad;
         const torch::Tensor out = model->ForwardForGradients(x);  // [G, B, outputs]
-        // Cross-entropy and its gradient with respect to the outputs: softmax - one-hot, each
-        // row weighted as the client's mean weighs it (0 for padding).
-        const torch::Tensor log_p = torch::log_softmax(out, 2);
+        // Cross-entropy and its gradient with respect to the outputs, softmax - one-hot, each row
+        // weighted as its client's mean weighs it.
+        torch::Tensor p = torch::log_softmax(out, 2);
         const torch::Tensor label = y.view({group, batch, 1});
-        const torch::Tensor row_weight = mask / counts.clamp_min(1).unsqueeze(1);  // [G, B]
-        per_client = -(log_p.gather(2, label).squeeze(2) * row_weight).sum(1);
-        torch::Tensor output_grad = log_p.exp();
-        output_grad.scatter_add_(2, label, torch::full_like(label, -1, torch::kFloat32));
-        output_grad.mul_(row_weight.unsqueeze(2));
-        grads = model->Gradients(output_grad);
+        torch::Tensor picked = label_log_p[step];
+        torch::gather_out(picked, p, 2, label);
+        p.exp_().scatter_add_(2, label, minus_one).mul_(row_weight.unsqueeze(2));
+        grads = model->Gradients(p);
       } else {
         const torch::Tensor out = model->Forward(x);  // [G, B, outputs]
         const torch::Tensor per_row =
             F::cross_entropy(out.reshape({group * batch, out.size(2)}), y,
                              F::CrossEntropyFuncOptions().reduction(torch::kNone))
                 .view({group, batch});
-        per_client = (per_row * mask).sum(1) / counts.clamp_min(1);
-        for (const auto& p : params) p.mutable_grad() = torch::Tensor();
+        const torch::Tensor per_client = (per_row * row_weight).sum(1);
+        for (const auto& param : params) param.mutable_grad() = torch::Tensor();
         per_client.sum().backward();
-        for (const auto& p : params) grads.push_back(p.grad());
+        for (const auto& param : params) grads.push_back(param.grad());
+        step_losses[step].copy_(per_client.detach());
       }
       torch::NoGradGuard no_grad;
       const torch::Tensor active =
-          mask_updates ? counts.gt(0).to(torch::kFloat32) : torch::Tensor();
+          mask_updates ? counts_all[step].gt(0).to(torch::kFloat32) : torch::Tensor();
       for (size_t i = 0; i < params.size(); ++i) {
         torch::Tensor g = grads[i];
         if (plan.prox_mu > 0) g.add_(params[i] - global_copies[i], plan.prox_mu);
@@ -197,8 +208,9 @@ absl::StatusOr<std::vector<client::ClientUpdate>> BatchedTrainer::Train(
         shape[0] = group;
         params[i].add_(g * active.view(shape), -plan.learning_rate);
       }
-      loss_sum += per_client.detach().to(torch::kFloat64);
     }
+    if (manual) step_losses = -(label_log_p.squeeze(3) * weight_all).sum(2);
+    const torch::Tensor loss_sum = step_losses.to(torch::kFloat64).sum(0);  // [group]
 
     std::vector<client::ClientUpdate> updates(static_cast<size_t>(group));
     for (int64_t c = 0; c < group; ++c) {

@@ -2,7 +2,9 @@
 // registered model trained together, their parameters stacked (models/grouped_model.h), one
 // forward, backward and SGD step per minibatch step for the whole group. Small models at small
 // batch sizes otherwise spend most of their time in LibTorch's per-operator overhead, paid once
-// per client per step.
+// per client per step. For Linear-and-ReLU models (logreg, mlp, seed) the backward pass is a few
+// batched products written out (GroupedModel::Gradients) rather than autograd's graph; the
+// per-step row indices and loss weights are computed once for all steps.
 //
 // Each client still trains only on its own examples, from its own copy of the global model, with
 // the minibatches LocalTrainer::Train draws for its seed (same shuffles, same step count, same
