@@ -209,7 +209,8 @@ int Run(int argc, char** argv, Collective* collective) {
                  "Virtual seconds a round waits; later clients are stragglers (0 = none)")
       ->check(cli::NonNegative());
   app.add_option("--over-select", f.sim.system.over_select,
-                 "Sample ceil(K * (1 + F)) clients and keep the first K to finish")
+                 "Sample ceil(K * (1 + F)) clients and keep the first K to finish (FedBuff "
+                 "with --secagg: cohorts of that size)")
       ->check(CLI::Range(0.0, 10.0));
   app.add_option("--dp", f.dp,
                  "User-level DP-FedAvg: none | central (server adds Gaussian noise) | distributed "
