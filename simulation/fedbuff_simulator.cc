@@ -217,34 +217,18 @@ absl::StatusOr<std::vector<float>> FedBuffSimulator::AggregateCohort(const Buffe
   for (int64_t i = k; i < n; ++i) drop_at[i] = secagg::ClientPhase::kMaskedInput;
   result.participants = n;
   result.not_needed = n - k;
-  // Per-member training outcomes, written by the worker that trained the member.
-  struct Trained {
-    int64_t examples = 0;
-    double loss = 0.0;
-    double norm = 0.0;
-  };
-  std::vector<std::optional<Trained>> trained(n);
-  auto input = [&](int worker, int32_t i) -> absl::StatusOr<std::vector<uint64_t>> {
-    const AsyncArrival& a = members[i];
-    FEDKIT_ASSIGN_OR_RETURN(client::ClientUpdate update, Train(worker, a));
-    trained[i] = Trained{update.num_examples, update.train_loss, update.delta_norm};
+  auto train = [&](int worker, int64_t i) { return Train(worker, members[i]); };
+  auto encode = [&](const client::ClientUpdate& update,
+                    int32_t i) -> absl::StatusOr<std::vector<uint64_t>> {
     return secagg::EncodeWeightedUpdate(
         *encoding_, update.delta, std::min(update.num_examples, encoding_->max_weight),
-        secagg::StochasticRoundingSeed(options_.seed, result.round, a.client));
+        secagg::StochasticRoundingSeed(options_.seed, result.round, members[i].client));
   };
-  secagg::ParallelFor parallel = [this](int64_t count, const secagg::ParallelBody& body) {
-    pool_->ParallelFor(count, body);
-  };
-  FEDKIT_ASSIGN_OR_RETURN(secagg::InMemoryRoundResult outcome,
-                          secagg::RunInMemoryRound(config, input, drop_at, parallel));
+  int64_t trained = 0;
   double weighted_loss = 0.0, norm_sum = 0.0;
-  for (const std::optional<Trained>& t : trained) {
-    if (!t.has_value()) continue;
-    result.examples += t->examples;
-    weighted_loss += t->loss * static_cast<double>(t->examples);
-    norm_sum += t->norm;
-  }
-  result.secure_aggregation = SummarizeSecureRound(config, outcome, static_cast<int>(n));
+  FEDKIT_ASSIGN_OR_RETURN(secagg::InMemoryRoundResult outcome,
+                          RunSecureRoundOnPool(*pool_, config, drop_at, train, encode, result,
+                                               trained, weighted_loss, norm_sum));
   result.train_loss =
       result.examples > 0 ? weighted_loss / static_cast<double>(result.examples) : 0.0;
   result.mean_delta_norm = norm_sum / static_cast<double>(k);
@@ -252,10 +236,7 @@ absl::StatusOr<std::vector<float>> FedBuffSimulator::AggregateCohort(const Buffe
   const int64_t staleness = commit.arrivals.front().staleness;
   result.staleness_mean = static_cast<double>(staleness);
   result.staleness_max = staleness;
-  if (!outcome.status.ok()) {
-    result.aborted = std::string(outcome.status.message());  // the model stays as it was
-    return std::vector<float>();
-  }
+  if (!outcome.status.ok()) return std::vector<float>();  // result.aborted: the model stays
   result.contributors = static_cast<int64_t>(outcome.included.size());
   FEDKIT_ASSIGN_OR_RETURN(secagg::DecodedSum decoded, secagg::DecodeSum(*encoding_, outcome.sum));
   if (decoded.total_weight <= 0) {

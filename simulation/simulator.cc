@@ -947,11 +947,11 @@ absl::StatusOr<std::vector<float>> Simulator::ReleaseDpAverage(int round, double
   return average;
 }
 
-absl::StatusOr<secagg::InMemoryRoundResult> Simulator::RunSecureRoundOnPool(
-    const secagg::ProtocolConfig& config,
-    const std::vector<std::optional<secagg::ClientPhase>>& drop_at, const TrainFunction& train,
-    const EncodeFunction& encode, RoundResult& result, int64_t& trained, double& weighted_loss,
-    double& norm_sum) {
+absl::StatusOr<secagg::InMemoryRoundResult> RunSecureRoundOnPool(
+    WorkerPool& pool, const secagg::ProtocolConfig& config,
+    const std::vector<std::optional<secagg::ClientPhase>>& drop_at,
+    const SecureRoundTrainFunction& train, const SecureRoundEncodeFunction& encode,
+    RoundResult& result, int64_t& trained, double& weighted_loss, double& norm_sum) {
   const int n = config.num_clients;
   // Per-client training outcomes, written by the worker that trained the client.
   struct Trained {
@@ -966,8 +966,8 @@ absl::StatusOr<secagg::InMemoryRoundResult> Simulator::RunSecureRoundOnPool(
     outcomes[i] = Trained{true, update.num_examples, update.train_loss, update.delta_norm};
     return encode(update, i);
   };
-  secagg::ParallelFor parallel = [this](int64_t count, const secagg::ParallelBody& body) {
-    pool_->ParallelFor(count, body);
+  secagg::ParallelFor parallel = [&pool](int64_t count, const secagg::ParallelBody& body) {
+    pool.ParallelFor(count, body);
   };
   FEDKIT_ASSIGN_OR_RETURN(secagg::InMemoryRoundResult outcome,
                           secagg::RunInMemoryRound(config, input, drop_at, parallel));
@@ -1007,8 +1007,8 @@ absl::StatusOr<std::optional<Simulator::DpSum>> Simulator::RunDpSecureAggregatio
                                               rounding, noise);
   };
   FEDKIT_ASSIGN_OR_RETURN(secagg::InMemoryRoundResult outcome,
-                          RunSecureRoundOnPool(config, drop_at, train, encode, result, trained,
-                                               weighted_loss, norm_sum));
+                          RunSecureRoundOnPool(*pool_, config, drop_at, train, encode, result,
+                                               trained, weighted_loss, norm_sum));
   if (!outcome.status.ok()) return std::optional<DpSum>();
   const int64_t survivors = static_cast<int64_t>(outcome.included.size());
   if (options_.dp.mode == DpMode::kDistributed && encoding.effective_noise_multiplier > 0 &&
@@ -1064,8 +1064,8 @@ absl::StatusOr<std::optional<std::vector<float>>> Simulator::RunSecureAggregatio
         secagg::StochasticRoundingSeed(options_.seed, round, participants[i]));
   };
   FEDKIT_ASSIGN_OR_RETURN(secagg::InMemoryRoundResult outcome,
-                          RunSecureRoundOnPool(config, drop_at, train, encode, result, trained,
-                                               weighted_loss, norm_sum));
+                          RunSecureRoundOnPool(*pool_, config, drop_at, train, encode, result,
+                                               trained, weighted_loss, norm_sum));
   if (!outcome.status.ok()) return std::optional<std::vector<float>>();
   FEDKIT_ASSIGN_OR_RETURN(secagg::DecodedSum decoded, secagg::DecodeSum(*encoding_, outcome.sum));
   if (decoded.total_weight <= 0) {
@@ -1112,8 +1112,8 @@ absl::StatusOr<std::optional<std::vector<float>>> Simulator::RunCompressedSecure
           secagg::StochasticRoundingSeed(options_.seed, round, participants[i]));
     };
     FEDKIT_ASSIGN_OR_RETURN(secagg::InMemoryRoundResult outcome,
-                            RunSecureRoundOnPool(config, drop_at, train, encode, result, trained,
-                                                 weighted_loss, norm_sum));
+                            RunSecureRoundOnPool(*pool_, config, drop_at, train, encode, result,
+                                                 trained, weighted_loss, norm_sum));
     if (!outcome.status.ok()) return std::optional<std::vector<float>>();
     FEDKIT_ASSIGN_OR_RETURN(secagg::DecodedSum decoded, secagg::DecodeSum(*encoding_, outcome.sum));
     if (decoded.total_weight <= 0) {
@@ -1142,8 +1142,8 @@ absl::StatusOr<std::optional<std::vector<float>>> Simulator::RunCompressedSecure
         secagg::StochasticRoundingSeed(options_.seed, round, participants[i]));
   };
   FEDKIT_ASSIGN_OR_RETURN(secagg::InMemoryRoundResult outcome,
-                          RunSecureRoundOnPool(config, drop_at, train, encode, result, trained,
-                                               weighted_loss, norm_sum));
+                          RunSecureRoundOnPool(*pool_, config, drop_at, train, encode, result,
+                                               trained, weighted_loss, norm_sum));
   if (!outcome.status.ok()) return std::optional<std::vector<float>>();
   FEDKIT_ASSIGN_OR_RETURN(compression::SecAggQuantizedSum decoded,
                           compression::DecodeSecAggSum(q, outcome.sum));

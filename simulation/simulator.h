@@ -244,6 +244,23 @@ int64_t SecureAggregationMaxWeight(const SimulationOptions& options,
 // A round's cost as RoundResult reports it, from an in-memory round of n clients.
 SecureAggregationRoundStats SummarizeSecureRound(const secagg::ProtocolConfig& config,
                                                  const secagg::InMemoryRoundResult& outcome, int n);
+// Trains participant i (of config.num_clients) on `worker`.
+using SecureRoundTrainFunction =
+    std::function<absl::StatusOr<client::ClientUpdate>(int worker, int64_t participant)>;
+// Turns participant i's trained update into its secure aggregation input.
+using SecureRoundEncodeFunction = std::function<absl::StatusOr<std::vector<uint64_t>>(
+    const client::ClientUpdate& update, int32_t participant)>;
+// One in-memory secure aggregation round on `pool`, each client trained inside its masked-input
+// phase (a client dropped before it is not trained) and encoded by `encode`; adds the trained
+// clients' count, examples, example-weighted loss and delta norms to `trained`, result.examples,
+// `weighted_loss` and `norm_sum`, and the protocol's cost to result.secure_aggregation
+// (result.aborted set if the protocol aborted). Errors: a client's training or encoding error, or
+// secagg::RunInMemoryRound's.
+absl::StatusOr<secagg::InMemoryRoundResult> RunSecureRoundOnPool(
+    WorkerPool& pool, const secagg::ProtocolConfig& config,
+    const std::vector<std::optional<secagg::ClientPhase>>& drop_at,
+    const SecureRoundTrainFunction& train, const SecureRoundEncodeFunction& encode,
+    RoundResult& result, int64_t& trained, double& weighted_loss, double& norm_sum);
 
 // Runs rounds of: sample clients uniformly (server::SampleClients), train each with a LocalTrainer
 // on a worker, aggregate the deltas in sampled order (weighted FedAvg, or the robust aggregator of
@@ -362,19 +379,7 @@ class Simulator final : public RoundRunner {
   absl::StatusOr<std::vector<int64_t>> ReplayRound(
       int round, std::vector<std::optional<secagg::ClientPhase>>& drop_at) const;
 
-  using TrainFunction =
-      std::function<absl::StatusOr<client::ClientUpdate>(int worker, int64_t participant)>;
-  // Turns participant i's trained update into its secure aggregation input.
-  using EncodeFunction = std::function<absl::StatusOr<std::vector<uint64_t>>(
-      const client::ClientUpdate& update, int32_t participant)>;
-  // One in-memory secure aggregation round on the worker pool, each client trained inside its
-  // masked-input phase and encoded by `encode`; adds the trained clients' statistics and the
-  // protocol's cost to `result` (and result.aborted if the protocol aborted).
-  absl::StatusOr<secagg::InMemoryRoundResult> RunSecureRoundOnPool(
-      const secagg::ProtocolConfig& config,
-      const std::vector<std::optional<secagg::ClientPhase>>& drop_at, const TrainFunction& train,
-      const EncodeFunction& encode, RoundResult& result, int64_t& trained, double& weighted_loss,
-      double& norm_sum);
+  using TrainFunction = SecureRoundTrainFunction;
   absl::StatusOr<secagg::FixedPointEncoding> ChooseSecureAggregationEncoding() const;
   // The injected dropout schedule of a round (one entry per sampled client).
   std::vector<std::optional<secagg::ClientPhase>> DropoutSchedule(
